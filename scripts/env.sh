@@ -1,0 +1,10 @@
+# Sourced by the project's scripts and by the test helpers' shell: the tool
+# directory on PATH and a Pulumi that never reaches for the network.
+export DISKLESS_RELAYS_CACHE=${DISKLESS_RELAYS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/diskless-relays}
+export TOOLS_BIN="$DISKLESS_RELAYS_CACHE/bin"
+case ":$PATH:" in *":$TOOLS_BIN:"*) ;; *) export PATH="$TOOLS_BIN:$PATH" ;; esac
+export PULUMI_HOME=${PULUMI_HOME:-$HOME/.pulumi}
+export PULUMI_SKIP_UPDATE_CHECK=true
+export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true
+export PULUMI_SKIP_CONFIRMATIONS=true
+export SYFT_CHECK_FOR_APP_UPDATE=false

@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# Installs every tool diskless-relays runs, from Debian, npm and the Go module
+# proxy only. Idempotent: binaries are cached under $DISKLESS_RELAYS_CACHE,
+# keyed by version, so a second run only checks that they are there.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/env.sh
+source "$here/scripts/env.sh"
+
+PULUMI_VERSION=3.248.0            # = @pulumi/pulumi in package.json
+LANGUAGE_HOST_SDK_VERSION=3.68.0  # see tools/pulumi-language-nodejs/go.mod
+COMMAND_VERSION=1.2.1             # = @pulumi/command's pulumi.version
+PROXMOXVE_VERSION=8.6.0           # = @muhlba91/pulumi-proxmoxve's pulumi.version
+SYFT_VERSION=1.57.0
+SYSTEMD_BACKPORT=254.26-1~bpo12+1 # ukify and the EFI stub
+
+log() { printf '[setup] %s\n' "$*" >&2; }
+export GOFLAGS=-mod=mod GOTOOLCHAIN=local
+export GOPROXY=${GOPROXY:-https://proxy.golang.org}
+
+apt_packages() {
+  local wanted=(tor qemu-system-x86 ovmf mmdebstrap xorriso mtools dosfstools openssh-client
+    openssh-server python3 python3-pefile zstd cpio iproute2 debian-archive-keyring)
+  local missing=()
+  for pkg in "${wanted[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q '^install ok installed$' || missing+=("$pkg")
+  done
+  if ((${#missing[@]})); then
+    log "installing from Debian: ${missing[*]}"
+    apt-get update -q >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+  # The packaged tor starts a system daemon; the project only runs tor itself.
+  if command -v systemctl >/dev/null && systemctl is-active -q tor 2>/dev/null; then systemctl stop tor || true; fi
+}
+
+# ukify is not in bookworm's systemd 252. The bookworm-backports systemd carries
+# it; it is unpacked into the cache rather than replacing the host's systemd.
+ukify_from_backports() {
+  local dir="$DISKLESS_RELAYS_CACHE/systemd-$SYSTEMD_BACKPORT"
+  if [[ ! -x "$dir/root/lib/systemd/ukify" || ! -f "$dir/root/usr/lib/systemd/boot/efi/linuxx64.efi.stub" ]]; then
+    log "unpacking ukify and the EFI stub from bookworm-backports ($SYSTEMD_BACKPORT)"
+    if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+      echo 'deb http://deb.debian.org/debian bookworm-backports main' >/etc/apt/sources.list.d/bookworm-backports.list
+    fi
+    apt-get update -q >/dev/null
+    rm -rf "$dir" && mkdir -p "$dir/debs"
+    (cd "$dir/debs" && apt-get download -q "systemd=$SYSTEMD_BACKPORT" "systemd-boot-efi=$SYSTEMD_BACKPORT" >/dev/null 2>&1)
+    for deb in "$dir"/debs/*.deb; do dpkg-deb -x "$deb" "$dir/root"; done
+    rm -rf "$dir/debs"
+  fi
+  cat >"$TOOLS_BIN/ukify" <<EOF
+#!/bin/sh
+exec /usr/bin/python3 "$dir/root/lib/systemd/ukify" "\$@"
+EOF
+  chmod 0755 "$TOOLS_BIN/ukify"
+  ln -sfn "$dir/root/usr/lib/systemd/boot/efi/linuxx64.efi.stub" "$TOOLS_BIN/linuxx64.efi.stub"
+}
+
+# go_tool NAME VERSION BUILD-COMMAND...: runs the build into a versioned cache
+# directory once, then links the binary into $TOOLS_BIN.
+go_tool() {
+  local name=$1 version=$2
+  shift 2
+  local dest="$DISKLESS_RELAYS_CACHE/go/$name-$version"
+  if [[ ! -x "$dest/$name" ]]; then
+    log "building $name $version from Go modules (first run only)"
+    rm -rf "$dest.tmp" && mkdir -p "$dest.tmp"
+    OUT="$dest.tmp" "$@"
+    rm -rf "$dest" && mv "$dest.tmp" "$dest"
+  fi
+  ln -sfn "$dest/$name" "$TOOLS_BIN/$name"
+}
+
+build_pulumi() {
+  (cd "$here/tools/pulumi" && go build -trimpath -ldflags "-s -w -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v$PULUMI_VERSION" \
+    -o "$OUT/pulumi" github.com/pulumi/pulumi/pkg/v3/cmd/pulumi)
+}
+build_language_host() {
+  (cd "$here/tools/pulumi-language-nodejs" && go build -trimpath -ldflags "-s -w" \
+    -o "$OUT/pulumi-language-nodejs" github.com/pulumi/pulumi/sdk/v3/nodejs/cmd/pulumi-language-nodejs)
+}
+build_command() { bash "$here/tools/command/build.sh" "$OUT" >/dev/null; }
+build_proxmoxve() { bash "$here/tools/proxmoxve/build.sh" "$OUT" >/dev/null; }
+build_syft() {
+  GOBIN="$OUT" go install -trimpath -ldflags "-s -w -X main.version=$SYFT_VERSION" "github.com/anchore/syft/cmd/syft@v$SYFT_VERSION"
+}
+
+# A Pulumi installed the usual way is used as it is, with its own language host.
+pulumi_cli() {
+  local existing
+  existing=$(PATH=${PATH//"$TOOLS_BIN:"/} command -v pulumi || true)
+  if [[ -n "$existing" ]] && "$existing" version 2>/dev/null | grep -Eq '^v3\.(2(4[89]|[5-9][0-9])|[3-9][0-9]{2})\.'; then
+    log "using the Pulumi CLI already on PATH: $existing ($("$existing" version))"
+    return
+  fi
+  go_tool pulumi "$PULUMI_VERSION" build_pulumi
+  # The language host must sit on PATH or next to the CLI.
+  go_tool pulumi-language-nodejs "$LANGUAGE_HOST_SDK_VERSION" build_language_host
+}
+
+# register_plugin NAME VERSION: makes the cached binary the engine's plugin,
+# unless that exact version is already installed (e.g. the genuine release).
+register_plugin() {
+  local name=$1 version=$2
+  if [[ -x "$PULUMI_HOME/plugins/resource-$name-v$version/pulumi-resource-$name" ]]; then return; fi
+  log "registering resource plugin $name $version"
+  pulumi plugin install resource "$name" "$version" --file "$TOOLS_BIN/pulumi-resource-$name" >/dev/null
+}
+
+main() {
+  mkdir -p "$DISKLESS_RELAYS_CACHE" "$TOOLS_BIN"
+  apt_packages
+  ukify_from_backports
+  (cd "$here" && if [[ ! -d node_modules/@pulumi/pulumi ]] || ! npm ls --silent >/dev/null 2>&1; then log "installing npm packages"; npm ci --no-audit --no-fund >/dev/null; fi)
+  pulumi_cli
+  go_tool pulumi-resource-command "$COMMAND_VERSION" build_command
+  go_tool pulumi-resource-proxmoxve "$PROXMOXVE_VERSION" build_proxmoxve
+  go_tool syft "$SYFT_VERSION" build_syft
+  register_plugin command "$COMMAND_VERSION"
+  register_plugin proxmoxve "$PROXMOXVE_VERSION"
+  log "ready: $(pulumi version), $(syft version 2>/dev/null | awk '/^Version:/ {print "syft " $2}'), $(tor --version | head -n1 | cut -d' ' -f1-3)"
+}
+
+main "$@"
