@@ -1,0 +1,14 @@
+export { expectedLaunchMeasurement, firmwareLaunchDigest, LaunchDigest, snpLaunchDigest } from "./launchDigest";
+export type { ExpectedMeasurementInput, LaunchDigestInput } from "./launchDigest";
+export { hasSection, parseOvmf, SevMetadataSectionType } from "./ovmf";
+export type { OvmfImage, SevMetadataSection } from "./ovmf";
+export { buildHashTable, kernelHashes } from "./kernelHashes";
+export { buildVmsaPage } from "./vmsa";
+export type { VmmType } from "./vmsa";
+export { cpuSignature, parseVcpuSignature, VCPU_SIGNATURES, vcpuSignatureForType, vcpuTypeNames } from "./vcpuTypes";
+export { parseAttestationReport, policyAllowsDebug, REPORT_SIZE } from "./report";
+export type { AttestationReport } from "./report";
+export { AMD_PRODUCTS, parseCertificate, parseCertificateBundle } from "./amdCerts";
+export type { AmdProduct, TcbComponent } from "./amdCerts";
+export { CHECK_NAMES, verifyAttestationReport } from "./verify";
+export type { CheckName, CheckResult, VerificationInput, VerificationResult } from "./verify";
