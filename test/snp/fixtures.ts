@@ -1,0 +1,18 @@
+import { readFileSync } from "node:fs";
+import path from "node:path";
+
+/** The shared fixture directory sits beside the repository checkout: <checkout>/../shared/fixtures/snp. */
+export const SNP_FIXTURES = path.resolve(__dirname, "../../../shared/fixtures/snp");
+export const REPO_ROOT = path.resolve(__dirname, "../..");
+
+export function fixture(name: string): Buffer {
+  return readFileSync(path.join(SNP_FIXTURES, name));
+}
+
+export function fixturePath(name: string): string {
+  return path.join(SNP_FIXTURES, name);
+}
+
+/** MEASUREMENT of attestation.bin, as VECTORS.md publishes it. */
+export const FIXTURE_MEASUREMENT =
+  "b07af9620f3b839b47996422ddec6058338951d984e312115131ea82705eaf5b6bdf8a9ece31a5a608eb0cf2e4872b01";
