@@ -37,7 +37,8 @@ function validConfig() {
   };
 }
 
-type Config = ReturnType<typeof validConfig> & Record<string, any>;
+// Loosely typed on purpose: the cases write values the schema must reject.
+type Config = { [key: string]: any; relays: any[]; proxmox: any };
 
 /** Parses a mutated valid config and returns the problems it reports. */
 function problemsOf(mutate: (config: Config) => void) {
