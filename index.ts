@@ -1,8 +1,9 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as proxmoxve from "@muhlba91/pulumi-proxmoxve";
 import { ConfigError, parseStackConfig, type StackConfig } from "./lib/config";
+import { FleetError, planFleet } from "./lib/fleet";
 
-const CONFIG_KEYS = ["proxmox", "proxmoxApiToken", "image", "stateCollection", "certificate", "rollout", "relays"] as const;
+const CONFIG_KEYS = ["proxmox", "proxmoxApiToken", "keyStore", "image", "stateCollection", "certificate", "rollout", "relays"] as const;
 
 /**
  * Reads every key of this project's stack config and validates it as a whole,
@@ -22,15 +23,23 @@ function loadStackConfig(): StackConfig {
       raw[key] = value;
     }
   }
+  return parseStackConfig(raw);
+}
+
+function plan() {
   try {
-    return parseStackConfig(raw);
+    const config = loadStackConfig();
+    const fleet = planFleet(config, { projectDir: process.cwd(), now: new Date() });
+    return { config, fleet };
   } catch (err) {
-    if (err instanceof ConfigError) throw new pulumi.RunError(err.message);
+    // A RunError prints its message alone, without a stack trace.
+    if (err instanceof ConfigError || err instanceof FleetError) throw new pulumi.RunError(err.message);
     throw err;
   }
 }
 
-const config = loadStackConfig();
+const { config, fleet } = plan();
+for (const warning of fleet.warnings) pulumi.log.warn(warning);
 
 const proxmox = new proxmoxve.Provider("proxmox", {
   endpoint: config.proxmox.endpoint,
@@ -38,7 +47,18 @@ const proxmox = new proxmoxve.Provider("proxmox", {
   insecure: !config.proxmox.verifyTls,
 });
 
+/** Public facts about each relay; no key material. */
 export const relays = Object.fromEntries(
-  config.relays.map((relay) => [relay.name, { nickname: relay.nickname, node: relay.node, vmId: relay.vmId }]),
+  fleet.relays.map((relay) => [
+    relay.config.name,
+    {
+      nickname: relay.config.nickname,
+      rsaFingerprint: relay.identity.rsaFingerprint,
+      ed25519Identity: relay.identity.ed25519Identity,
+      signingCertExpiresAt: relay.identity.signingCertExpiresAt.toISOString(),
+      node: relay.config.node,
+      vmId: relay.config.vmId,
+    },
+  ]),
 );
 export const proxmoxProvider = proxmox.urn;

@@ -23,7 +23,7 @@ options: --store DIR (default: ./keys or $DISKLESS_RELAYS_KEYS)`;
 function lifetimeDays(value: string | undefined): number {
   if (value === undefined) return 30;
   const match = /^(\d+)\s*(d|days?)?$/.exec(value);
-  if (!match || Number(match[1]) < 1) throw new UsageError(`--lifetime must be a number of days like 30d; got "${value}"`);
+  if (!match || Number(match[1]) < 2) throw new UsageError(`--lifetime must be a number of days like 30d, at least 2d (tor's minimum); got "${value}"`);
   return Number(match[1]);
 }
 
@@ -134,12 +134,13 @@ function main(argv: string[]): number {
 try {
   process.exitCode = main(process.argv.slice(2));
 } catch (err) {
-  if (err instanceof UsageError || (err as { code?: string }).code?.startsWith("ERR_PARSE_ARGS")) {
-    if (err.message) console.error(`keys: ${err.message}`);
+  const error = err as Error & { code?: string };
+  if (error instanceof UsageError || error.code?.startsWith("ERR_PARSE_ARGS")) {
+    if (error.message) console.error(`keys: ${error.message}`);
     console.error(USAGE);
     process.exitCode = 2;
   } else {
-    console.error(`keys: ${(err as Error).message}`);
+    console.error(`keys: ${error.message}`);
     process.exitCode = 1;
   }
 }

@@ -90,7 +90,7 @@ const relaySchema = z
       .optional(),
     memoryMiB: z.number().int().min(MIN_RELAY_MEMORY_MIB, `must be at least ${MIN_RELAY_MEMORY_MIB} MiB: the root filesystem lives in RAM`).default(1024),
     cores: z.number().int().min(1, "must be at least 1").max(128, "must be at most 128").default(2),
-    /** The relay's key directory, relative to the project or absolute. Defaults to keys/<name>. */
+    /** The relay's key directory, relative to the project or absolute. Defaults to <keyStore>/<name>. */
     keysDir: z.string().min(1).optional(),
     /** Where the collector reaches the relay's SSH server; defaults to the IPv4 address and the fleet's SSH port. */
     sshHost: z.string().min(1).optional(),
@@ -158,6 +158,8 @@ export const stackConfigSchema = z
   .object({
     proxmox: proxmoxSchema,
     proxmoxApiToken: z.string().regex(API_TOKEN, "must be a Proxmox VE API token of the form USER@REALM!TOKENID=SECRET"),
+    /** The key store made by `npm run keys`: relays' key directories and families/. */
+    keyStore: z.string().min(1).default("keys"),
     image: imageSchema.default({}),
     stateCollection: stateCollectionSchema,
     certificate: certificateSchema.default({}),

@@ -1,0 +1,94 @@
+/**
+ * Everything the program must know about the fleet before it registers a
+ * single resource: each relay's identity, the checks on it, and its torrc.
+ * A problem with any relay stops the whole run here, so nothing changes.
+ */
+import { existsSync, readFileSync } from "node:fs";
+import { isAbsolute, join, resolve } from "node:path";
+import type { ImageConfig, RelayConfig, StackConfig } from "./config";
+import { IdentityError, checkCertificateWindow, findSharedIdentities, loadRelayIdentity, type RelayIdentity } from "./identity";
+import { familyIdFromSecretKey, KeyFileError } from "./tor-keys";
+import { renderTorrc } from "./torrc";
+
+export interface PlannedRelay {
+  config: RelayConfig;
+  keysDir: string;
+  identity: RelayIdentity;
+  /** The family key file that ships with this relay, if its family has one. */
+  familyKeyFile?: string;
+  torrc: string;
+}
+
+export class FleetError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`${problems.length} relay problem${problems.length === 1 ? "" : "s"}; nothing was changed:\n${problems.map((p) => `  - ${p}`).join("\n")}`);
+    this.name = "FleetError";
+  }
+}
+
+/** Where each flavour's tor runs, and whether its seccomp sandbox is proven there. */
+export const TOR_RUNTIME: Record<ImageConfig["flavour"], { user: string; sandbox: boolean; dataDirectory: string }> = {
+  alpine: { user: "tor", sandbox: false, dataDirectory: "/var/lib/tor" },
+  debian: { user: "debian-tor", sandbox: true, dataDirectory: "/var/lib/tor" },
+};
+
+export function relayKeysDir(config: Pick<StackConfig, "keyStore">, relay: RelayConfig, projectDir: string): string {
+  const dir = relay.keysDir ?? join(config.keyStore, relay.name);
+  return isAbsolute(dir) ? dir : resolve(projectDir, dir);
+}
+
+/**
+ * Reads every relay's identity and renders its torrc. Returns the plan and
+ * the warnings to show; throws a FleetError listing every problem found.
+ */
+export function planFleet(config: StackConfig, options: { projectDir: string; now: Date }): { relays: PlannedRelay[]; warnings: string[] } {
+  const problems: string[] = [];
+  const warnings: string[] = [];
+  const identities: RelayIdentity[] = [];
+  const keysDirs = new Map<string, string>();
+
+  for (const relay of config.relays) {
+    const keysDir = relayKeysDir(config, relay, options.projectDir);
+    keysDirs.set(relay.name, keysDir);
+    try {
+      const identity = loadRelayIdentity(relay.name, keysDir);
+      identities.push(identity);
+      const status = checkCertificateWindow(identity, options.now, config.certificate);
+      if (status.level === "error") problems.push(status.message);
+      if (status.level === "warn") warnings.push(status.message);
+    } catch (err) {
+      if (err instanceof IdentityError) problems.push(err.message);
+      else throw err;
+    }
+  }
+  problems.push(...findSharedIdentities(identities));
+
+  const familyIds = new Map<string, { file: string; familyId: string }>();
+  for (const family of new Set(config.relays.flatMap((r) => (r.family ? [r.family] : [])))) {
+    const file = resolve(options.projectDir, config.keyStore, "families", `${family}.secret_family_key`);
+    if (!existsSync(file)) continue;
+    try {
+      familyIds.set(family, { file, familyId: familyIdFromSecretKey(readFileSync(file), file) });
+    } catch (err) {
+      if (err instanceof KeyFileError) problems.push(`family ${family}: ${err.message}. Re-create it with \`npm run keys -- family init ${family}\` on the key-generation host`);
+      else throw err;
+    }
+  }
+
+  if (problems.length > 0) throw new FleetError(problems);
+
+  const byName = new Map(identities.map((identity) => [identity.relay, identity]));
+  const runtime = TOR_RUNTIME[config.image.flavour];
+  const relays = config.relays.map((relay): PlannedRelay => {
+    const identity = byName.get(relay.name)!;
+    const members = relay.family ? config.relays.filter((other) => other.family === relay.family && other.name !== relay.name) : [];
+    const familyKey = relay.family ? familyIds.get(relay.family) : undefined;
+    const torrc = renderTorrc(relay, {
+      ...runtime,
+      familyFingerprints: members.map((member) => byName.get(member.name)!.rsaFingerprint),
+      familyIds: familyKey ? [familyKey.familyId] : [],
+    });
+    return { config: relay, keysDir: keysDirs.get(relay.name)!, identity, torrc, ...(familyKey ? { familyKeyFile: familyKey.file } : {}) };
+  });
+  return { relays, warnings };
+}

@@ -1,0 +1,102 @@
+import { chmodSync, copyFileSync, mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { beforeAll, describe, expect, it } from "vitest";
+import { parseStackConfig } from "../lib/config";
+import { FleetError, planFleet } from "../lib/fleet";
+import { initFamilyKey, initRelayKeys, relayDir, renewSigningKey } from "../lib/key-store";
+import { privateTmpDir } from "./support/tmp";
+
+const projectDir = privateTmpDir("fleet");
+const store = join(projectDir, "keys");
+
+function config(relays: Record<string, unknown>[], extra: Record<string, unknown> = {}) {
+  return parseStackConfig({
+    proxmox: { endpoint: "https://pve.example.net:8006", nodes: ["pve1"], datastore: "local", bridge: "vmbr0" },
+    proxmoxApiToken: "a@pve!b=c",
+    stateCollection: { privateKeyFile: "k" },
+    relays: relays.map((relay, i) => ({
+      node: "pve1",
+      vmId: 9100 + i,
+      mac: `BC:24:11:00:00:0${i}`,
+      ipv4: { address: `198.51.100.${10 + i}/24`, gateway: "198.51.100.1" },
+      contactInfo: "abuse@example.net",
+      ...relay,
+    })),
+    ...extra,
+  });
+}
+
+describe("planFleet", () => {
+  let familyId: string;
+  beforeAll(() => {
+    initRelayKeys(store, "exit-a", { nickname: "ExitA" });
+    initRelayKeys(store, "exit-b", { nickname: "ExitB" });
+    initRelayKeys(store, "guard-c", { nickname: "GuardC" });
+    familyId = initFamilyKey(store, "fleet");
+  });
+  const now = new Date();
+
+  it("renders each torrc with MyFamily from the other members' fingerprints and the family's FamilyId", () => {
+    const { relays } = planFleet(
+      config([
+        { name: "exit-a", nickname: "ExitA", family: "fleet", exit: { enabled: true } },
+        { name: "exit-b", nickname: "ExitB", family: "fleet", exit: { enabled: true } },
+        { name: "guard-c", nickname: "GuardC" },
+      ]),
+      { projectDir, now },
+    );
+    const [a, b, c] = relays;
+    expect(a!.torrc).toContain(`MyFamily $${b!.identity.rsaFingerprint}\n`);
+    expect(b!.torrc).toContain(`MyFamily $${a!.identity.rsaFingerprint}\n`);
+    expect(a!.torrc).toContain(`FamilyId ${familyId}\n`);
+    expect(a!.familyKeyFile).toBe(join(store, "families", "fleet.secret_family_key"));
+    expect(c!.torrc).not.toMatch(/MyFamily|FamilyId/);
+    expect(c!.familyKeyFile).toBeUndefined();
+  });
+
+  it("stops on an expired certificate, naming the relay, the file and the renew command", () => {
+    const dir = join(projectDir, "expired");
+    mkdirSync(dir, { mode: 0o700 });
+    initRelayKeys(dir, "old", { nickname: "OldRelay" }, 2);
+    const plan = () =>
+      planFleet(config([{ name: "old", nickname: "OldRelay", keysDir: relayDir(dir, "old") }]), { projectDir, now: new Date(Date.now() + 4 * 86_400_000) });
+    expect(plan).toThrow(FleetError);
+    expect(plan).toThrow(/relay old: .*old\/ed25519_signing_cert expired at .*npm run keys -- renew old/);
+  });
+
+  it("warns, without stopping, inside the warning window", () => {
+    const dir = join(projectDir, "soon");
+    mkdirSync(dir, { mode: 0o700 });
+    initRelayKeys(dir, "soon", { nickname: "SoonRelay" }, 30);
+    renewSigningKey(dir, "soon", 6);
+    const { warnings } = planFleet(config([{ name: "soon", nickname: "SoonRelay", keysDir: relayDir(dir, "soon") }]), { projectDir, now });
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatch(/relay soon: .*expires at .* in \d\.\d days/);
+  });
+
+  it("reports every broken relay at once", () => {
+    const broken = join(projectDir, "broken");
+    mkdirSync(broken, { mode: 0o700 });
+    copyFileSync(join(relayDir(store, "exit-a"), "ed25519_master_id_public_key"), join(broken, "ed25519_master_id_public_key"));
+    chmodSync(broken, 0o700);
+    let error: FleetError | undefined;
+    try {
+      planFleet(
+        config([
+          { name: "exit-a", nickname: "ExitA" },
+          { name: "missing", nickname: "Missing" },
+          { name: "broken", nickname: "Broken", keysDir: broken },
+          { name: "clone", nickname: "Clone", keysDir: relayDir(store, "exit-a") },
+        ]),
+        { projectDir, now },
+      );
+    } catch (err) {
+      error = err as FleetError;
+    }
+    expect(error).toBeInstanceOf(FleetError);
+    expect(error!.problems).toHaveLength(4);
+    expect(error!.problems[0]).toMatch(/relay missing: .*keys\/missing\/ed25519_master_id_public_key is missing/);
+    expect(error!.problems[1]).toMatch(/relay broken: .*broken\/ed25519_signing_secret_key is missing/);
+    expect(error!.problems.slice(2).join("\n")).toMatch(/relays exit-a and clone have the same RSA fingerprint/);
+  });
+});
