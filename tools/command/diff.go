@@ -39,9 +39,9 @@ func dropInternal(m resource.PropertyMap) resource.PropertyMap {
 // diffResult is the provider-level outcome of comparing old and new inputs.
 type diffResult struct {
 	Changes  bool
-	Replaces []string                         // top-level properties forcing replacement
-	Diffs    []string                         // top-level properties that changed
-	Detailed map[string]plugin.PropertyDiff   // per property path
+	Replaces []string                       // top-level properties forcing replacement
+	Diffs    []string                       // top-level properties that changed
+	Detailed map[string]plugin.PropertyDiff // per property path
 }
 
 // diffInputs compares the previous inputs with the new ones. A change under

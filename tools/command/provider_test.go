@@ -51,7 +51,9 @@ func mustUnmarshal(t *testing.T, s *structpb.Struct) resource.PropertyMap {
 	return m
 }
 
-func secretStr(s string) resource.PropertyValue { return resource.MakeSecret(resource.NewStringProperty(s)) }
+func secretStr(s string) resource.PropertyValue {
+	return resource.MakeSecret(resource.NewStringProperty(s))
+}
 
 func create(t *testing.T, p *commandProvider, in resource.PropertyMap, preview bool) (string, resource.PropertyMap, error) {
 	t.Helper()
