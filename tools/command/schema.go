@@ -26,7 +26,7 @@ func schemaJSON(version string) (string, error) {
 		"stdout": str("Standard output of the last run, without its trailing newline."),
 		"stderr": str("Standard error of the last run, without its trailing newline."),
 		"assets": map[string]any{
-			"type": "object", "additionalProperties": map[string]any{"$ref": "pulumi.json#/AssetOrArchive"},
+			"type": "object", "additionalProperties": map[string]any{"$ref": "pulumi.json#/Asset"},
 			"description": "Files selected by assetPaths, keyed by path relative to dir.",
 		},
 		"archive": map[string]any{"$ref": "pulumi.json#/Archive", "description": "Files selected by archivePaths."},
