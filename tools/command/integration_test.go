@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
+	"github.com/pulumi/pulumi/sdk/v3/go/common/util/rpcutil"
 	pulumirpc "github.com/pulumi/pulumi/sdk/v3/proto/go"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -95,7 +96,9 @@ func TestPluginOverGRPC(t *testing.T) {
 	if err != nil {
 		t.Fatalf("reading port: %v", err)
 	}
-	conn, err := grpc.NewClient("127.0.0.1:"+strings.TrimSpace(port), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	// Dial the way the engine does (its 400 MB message limit included).
+	conn, err := grpc.NewClient("127.0.0.1:"+strings.TrimSpace(port),
+		grpc.WithTransportCredentials(insecure.NewCredentials()), rpcutil.GrpcChannelOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,6 +209,33 @@ func TestPluginOverGRPC(t *testing.T) {
 		Properties: mustMarshal(t, props(map[string]any{"create": "echo nope >&2; exit 7"}))})
 	if err == nil || !strings.Contains(err.Error(), "exit status 7") || !strings.Contains(err.Error(), "nope") {
 		t.Fatalf("failing create: %v", err)
+	}
+
+	// Large outputs (an SBOM, say) go through both ways: out as state, back
+	// in as the old state of an update. Too large for an environment variable,
+	// the previous stdout is left out of the update's environment, with a
+	// warning, instead of failing exec with E2BIG.
+	big := props(map[string]any{"create": "head -c 12000000 /dev/zero | tr '\\0' a",
+		"update": "echo ${#PULUMI_COMMAND_STDOUT}", "logging": "none"})
+	bc, err := client.Create(ctx, &pulumirpc.CreateRequest{Urn: testURN, Properties: mustMarshal(t, big)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := len(mustUnmarshal(t, bc.Properties)["stdout"].StringValue()); got != 12000000 {
+		t.Fatalf("big stdout has %d bytes", got)
+	}
+	bigNews := big.Copy()
+	bigNews["stdin"] = resource.NewStringProperty("changed")
+	bu, err := client.Update(ctx, &pulumirpc.UpdateRequest{Urn: testURN, Id: bc.Id, Olds: bc.Properties,
+		OldInputs: mustMarshal(t, big), News: mustMarshal(t, bigNews)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := mustUnmarshal(t, bu.Properties)["stdout"].StringValue(); got != "0" {
+		t.Fatalf("update saw PULUMI_COMMAND_STDOUT of length %q", got)
+	}
+	if warned := engine.messages(testURN); !strings.Contains(strings.Join(warned, "\n"), "PULUMI_COMMAND_STDOUT is not set") {
+		t.Fatalf("no warning about the oversized previous output: %q", warned)
 	}
 
 	// Cancel kills a running command.

@@ -14,8 +14,9 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
-// engineLog sends one ephemeral (status) log line about urn to the engine.
-type engineLog func(ctx context.Context, urn, msg string)
+// engineLog sends one log message about urn to the engine. Ephemeral
+// messages only show in the progress display's Info column.
+type engineLog func(ctx context.Context, urn string, sev pulumirpc.LogSeverity, msg string, ephemeral bool)
 
 // commandProvider implements the resource provider protocol for
 // command:local:Command and command:local:run.
@@ -101,13 +102,18 @@ func (p *commandProvider) cancelAll() {
 	}
 }
 
-func (p *commandProvider) logger(ctx context.Context, urn string) lineLogger {
+// logger streams a command's output lines to the engine as status messages
+// (as the upstream provider does) and its warnings as warnings.
+func (p *commandProvider) logger(ctx context.Context, urn string) outputSink {
 	if p.log == nil {
-		return nil
+		return outputSink{}
 	}
 	// Log calls must outlive a cancelled operation long enough to flush.
 	logCtx := context.WithoutCancel(ctx)
-	return func(line string) { p.log(logCtx, urn, line) }
+	return outputSink{
+		Line: func(line string) { p.log(logCtx, urn, pulumirpc.LogSeverity_INFO, line, true) },
+		Warn: func(msg string) { p.log(logCtx, urn, pulumirpc.LogSeverity_WARNING, msg, false) },
+	}
 }
 
 func checkType(urn string) error {

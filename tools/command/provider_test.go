@@ -15,16 +15,22 @@ import (
 
 const testURN = "urn:pulumi:dev::proj::command:local:Command::cmd"
 
-// recorder collects the lines a provider logs.
+// recorder collects the output lines (ephemeral info) and warnings a
+// provider logs.
 type recorder struct {
-	mu    sync.Mutex
-	lines []string
+	mu       sync.Mutex
+	lines    []string
+	warnings []string
 }
 
-func (r *recorder) log(_ context.Context, urn, msg string) {
+func (r *recorder) log(_ context.Context, urn string, sev pulumirpc.LogSeverity, msg string, ephemeral bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.lines = append(r.lines, msg)
+	if sev == pulumirpc.LogSeverity_INFO && ephemeral {
+		r.lines = append(r.lines, msg)
+	} else {
+		r.warnings = append(r.warnings, msg)
+	}
 }
 
 func (r *recorder) all() []string {

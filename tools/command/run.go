@@ -56,12 +56,41 @@ type runResult struct {
 	Dir            string // the directory the command ran in
 }
 
-// lineLogger receives each output line that should go to the engine log.
-type lineLogger func(line string)
+// outputSink receives the output lines that should go to the engine log, and
+// warnings about the run. Either function may be nil.
+type outputSink struct {
+	Line func(line string)
+	Warn func(msg string)
+}
+
+func (s outputSink) warn(msg string) {
+	if s.Warn != nil {
+		s.Warn(msg)
+	}
+}
+
+// maxEnvString is Linux's limit on one "NAME=value" string passed to exec
+// (MAX_ARG_STRLEN, terminating NUL included); past it exec fails with E2BIG.
+const maxEnvString = 32 * 4096
+
+// previousOutputEnv returns NAME=value for a previous output, or "" when the
+// value is empty or too large to pass (then sink gets a warning).
+func previousOutputEnv(name, value string, sink outputSink) string {
+	if value == "" {
+		return ""
+	}
+	entry := name + "=" + value
+	if len(entry)+1 > maxEnvString {
+		sink.warn(fmt.Sprintf("%s is not set: the previous output is %d bytes, more than the %d bytes "+
+			"Linux allows in one environment variable", name, len(value), maxEnvString-len(name)-2))
+		return ""
+	}
+	return entry
+}
 
 // runCommand runs spec and waits for it. Cancelling ctx kills the command's
 // whole process group (SIGTERM, then SIGKILL after killGrace).
-func runCommand(ctx context.Context, spec runSpec, logLine lineLogger) (runResult, error) {
+func runCommand(ctx context.Context, spec runSpec, sink outputSink) (runResult, error) {
 	args := append([]string{}, spec.Interpreter...)
 	if len(args) == 0 {
 		args = append(args, defaultInterpreter...)
@@ -89,11 +118,11 @@ func runCommand(ctx context.Context, spec runSpec, logLine lineLogger) (runResul
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Dir = res.Dir
 	cmd.Env = append(os.Environ(), sortedEnv(spec.Env)...)
-	if spec.PrevStdout != "" {
-		cmd.Env = append(cmd.Env, envPrevStdout+"="+spec.PrevStdout)
+	if e := previousOutputEnv(envPrevStdout, spec.PrevStdout, sink); e != "" {
+		cmd.Env = append(cmd.Env, e)
 	}
-	if spec.PrevStderr != "" {
-		cmd.Env = append(cmd.Env, envPrevStderr+"="+spec.PrevStderr)
+	if e := previousOutputEnv(envPrevStderr, spec.PrevStderr, sink); e != "" {
+		cmd.Env = append(cmd.Env, e)
 	}
 	if spec.Stdin != "" {
 		cmd.Stdin = strings.NewReader(spec.Stdin)
@@ -130,8 +159,8 @@ func runCommand(ctx context.Context, spec runSpec, logLine lineLogger) (runResul
 	go func() {
 		defer close(logDone)
 		for line := range logs {
-			if logLine != nil {
-				logLine(line)
+			if sink.Line != nil {
+				sink.Line(line)
 			}
 		}
 	}()

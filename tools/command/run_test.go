@@ -18,7 +18,7 @@ func TestRunInterpreterDirStdin(t *testing.T) {
 		Interpreter: []string{"python3", "-c"},
 		Dir:         dir,
 		Stdin:       "abc",
-	}, nil)
+	}, outputSink{})
 	if err != nil {
 		t.Skipf("python3 unavailable? %v", err)
 	}
@@ -28,7 +28,7 @@ func TestRunInterpreterDirStdin(t *testing.T) {
 }
 
 func TestRunMissingDirFails(t *testing.T) {
-	_, err := runCommand(context.Background(), runSpec{Command: "true", Dir: "/does/not/exist"}, nil)
+	_, err := runCommand(context.Background(), runSpec{Command: "true", Dir: "/does/not/exist"}, outputSink{})
 	if err == nil || !strings.Contains(err.Error(), "/does/not/exist") {
 		t.Fatalf("err %v", err)
 	}
@@ -38,14 +38,14 @@ func TestRunEnvironmentAddsToPluginEnv(t *testing.T) {
 	t.Setenv("FROM_PLUGIN", "p")
 	res, err := runCommand(context.Background(), runSpec{
 		Command: `echo "$FROM_PLUGIN $EXTRA"`, Env: map[string]string{"EXTRA": "e"},
-	}, nil)
+	}, outputSink{})
 	if err != nil || res.Stdout != "p e" {
 		t.Fatalf("%q %v", res.Stdout, err)
 	}
 }
 
 func TestRunErrorTailIsBounded(t *testing.T) {
-	_, err := runCommand(context.Background(), runSpec{Command: "seq 1 20000; echo LAST >&2; exit 1"}, nil)
+	_, err := runCommand(context.Background(), runSpec{Command: "seq 1 20000; echo LAST >&2; exit 1"}, outputSink{})
 	if err == nil {
 		t.Fatal("expected failure")
 	}
@@ -59,7 +59,7 @@ func TestRunLongLineDoesNotHang(t *testing.T) {
 	var lines []string
 	res, err := runCommand(context.Background(), runSpec{
 		Command: "head -c 200000 /dev/zero | tr '\\0' a; echo; echo end", LogStdout: true,
-	}, func(l string) { lines = append(lines, l) })
+	}, outputSink{Line: func(l string) { lines = append(lines, l) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +82,7 @@ func TestRunCancelKillsProcessGroup(t *testing.T) {
 		// The background sleep ignores SIGTERM, so SIGKILL must follow.
 		_, err := runCommand(ctx, runSpec{
 			Command: "trap '' TERM; sleep 300 & echo $! > " + pidFile + "; wait",
-		}, nil)
+		}, outputSink{})
 		done <- err
 	}()
 	var grandchild int
@@ -151,5 +151,25 @@ func TestProviderCancel(t *testing.T) {
 	}
 	if _, _, err := create(t, p, props(map[string]any{"create": "true"}), false); err == nil {
 		t.Fatal("operations after Cancel should fail")
+	}
+}
+
+// A previous output too large for one environment variable is left out (with
+// a warning) rather than making exec fail with E2BIG; one that fits is passed.
+func TestPreviousOutputEnvLimit(t *testing.T) {
+	var warnings []string
+	sink := outputSink{Warn: func(m string) { warnings = append(warnings, m) }}
+	fits := strings.Repeat("a", maxEnvString-len(envPrevStdout)-2)
+	res, err := runCommand(context.Background(), runSpec{
+		Command: "echo ${#PULUMI_COMMAND_STDOUT} ${#PULUMI_COMMAND_STDERR}", PrevStdout: fits, PrevStderr: fits + "a",
+	}, sink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := strconv.Itoa(len(fits)) + " 0"; res.Stdout != want {
+		t.Fatalf("stdout %q, want %q", res.Stdout, want)
+	}
+	if len(warnings) != 1 || !strings.Contains(warnings[0], envPrevStderr) {
+		t.Fatalf("warnings %q", warnings)
 	}
 }

@@ -39,9 +39,9 @@ func (e *engineClient) connect(addr string) error {
 	return nil
 }
 
-// logStatus sends an ephemeral info message: it shows in the progress
+// log sends a message to the engine; ephemeral ones show in the progress
 // display's Info column while the resource is being worked on.
-func (e *engineClient) logStatus(ctx context.Context, urn, msg string) {
+func (e *engineClient) log(ctx context.Context, urn string, sev pulumirpc.LogSeverity, msg string, ephemeral bool) {
 	e.mu.Lock()
 	client := e.client
 	e.mu.Unlock()
@@ -49,10 +49,10 @@ func (e *engineClient) logStatus(ctx context.Context, urn, msg string) {
 		return
 	}
 	_, _ = client.Log(ctx, &pulumirpc.LogRequest{
-		Severity:  pulumirpc.LogSeverity_INFO,
+		Severity:  sev,
 		Message:   strings.ToValidUTF8(msg, "\uFFFD"),
 		Urn:       urn,
-		Ephemeral: true,
+		Ephemeral: ephemeral,
 	})
 }
 
@@ -104,7 +104,7 @@ func serve(args []string) error {
 		}
 	}
 
-	prov := newProvider(version, engine.logStatus)
+	prov := newProvider(version, engine.log)
 	prov.attach = engine.connect
 
 	stopServer := make(chan bool)
