@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Builds the shared Alpine base of every relay image (the production flavour).
+#   build-base.sh OUT BRANCH GEOIP(yes|no) [EXTRA_PACKAGE...]
+# Same outputs as images/debian/build-base.sh. The kernel is installed into a
+# separate staging root so that linux-virt's mkinitfs and apk-tools stay out
+# of the relay. Needs root, alpine-make-rootfs v0.8.1 (ALPINE_MAKE_ROOTFS) and
+# a reachable Alpine mirror (ALPINE_MIRROR). Unreleased alpine-make-rootfs
+# can exit 0 on failure, so every output is checked after it runs.
+set -euo pipefail
+out=$1 branch=$2 geoip=$3
+shift 3
+here=$(cd "$(dirname "$0")/.." && pwd)
+umask 077
+make_rootfs=${ALPINE_MAKE_ROOTFS:-alpine-make-rootfs}
+mirror=${ALPINE_MIRROR:-https://dl-cdn.alpinelinux.org/alpine}
+
+rm -rf "$out" && mkdir -p "$out"
+packages="busybox musl tor openssh-server libcap2"
+for extra in "$@"; do packages+=" $extra"; done
+
+# Keep the package database where Syft finds it: the tool deletes /lib/apk
+# when apk-tools is not in the root.
+"$make_rootfs" --branch "$branch" --mirror-uri "$mirror" --packages "$packages" \
+  --script-chroot "$out/rootfs" - <<'CHROOT'
+cp /lib/apk/db/installed /etc/apk-installed
+CHROOT
+mkdir -p "$out/rootfs/lib/apk/db" && mv "$out/rootfs/etc/apk-installed" "$out/rootfs/lib/apk/db/installed"
+test -x "$out/rootfs/usr/bin/tor" || { echo "alpine-make-rootfs produced no tor" >&2; exit 1; }
+
+mkdir -p "$out/kernel-root/etc/mkinitfs"
+echo 'disable_trigger=yes' >"$out/kernel-root/etc/mkinitfs/mkinitfs.conf"
+"$make_rootfs" --branch "$branch" --mirror-uri "$mirror" --packages "linux-virt" "$out/kernel-root"
+test -f "$out/kernel-root/boot/vmlinuz-virt" || { echo "linux-virt produced no kernel" >&2; exit 1; }
+kernel=$(basename "$(ls -d "$out"/kernel-root/lib/modules/*)")
+mkdir -p "$out/rootfs/lib/modules"
+cp -a "$out/kernel-root/lib/modules/$kernel" "$out/rootfs/lib/modules/"
+
+"$here/rootfs/install.sh" "$out/rootfs" tor
+cp "$out/kernel-root/boot/vmlinuz-virt" "$out/vmlinuz"
+echo "$kernel" >"$out/uname"
+cp "$out/rootfs/etc/os-release" "$out/os-release"
+"$here/rootfs/pack-initrd.sh" "$out/rootfs" "$kernel" "$geoip" "$out/base.cpio.zst"
+rm -rf "$out/kernel-root"
+touch "$out/.complete"

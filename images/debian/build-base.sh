@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Builds the shared Debian base of every relay image.
+#   build-base.sh OUT RELEASE GEOIP(yes|no) [EXTRA_PACKAGE...]
+# Writes OUT/rootfs (the tree Syft inventories), OUT/vmlinuz, OUT/base.cpio.zst
+# (the RAM root, without /boot and with only the modules a VM needs),
+# OUT/uname and OUT/os-release. Needs root (mmdebstrap builds a real tree).
+set -euo pipefail
+out=$1 release=$2 geoip=$3
+shift 3
+here=$(cd "$(dirname "$0")/.." && pwd)
+umask 077
+
+# tiny-initramfs satisfies the kernel's initramfs-tool dependency without
+# udev; usr-is-merged keeps usrmerge (and with it perl) out of the image.
+packages="usr-is-merged,tiny-initramfs,busybox,tor,openssh-server,linux-image-cloud-amd64"
+if [[ $geoip == yes ]]; then packages+=",tor-geoipdb"; fi
+for extra in "$@"; do packages+=",$extra"; done
+
+rm -rf "$out" && mkdir -p "$out"
+mmdebstrap --quiet --variant=essential \
+  --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
+  --include="$packages" \
+  --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
+  --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/locale/*' \
+  --dpkgopt='path-exclude=/usr/share/info/*' \
+  "$release" "$out/rootfs"
+
+# Host keys are per relay and come with the overlay.
+rm -f "$out/rootfs/etc/ssh/ssh_host_"*
+"$here/rootfs/install.sh" "$out/rootfs" debian-tor
+
+kernel=$(basename "$(ls -d "$out"/rootfs/lib/modules/*)")
+cp "$out/rootfs/boot/vmlinuz-$kernel" "$out/vmlinuz"
+echo "$kernel" >"$out/uname"
+cp "$out/rootfs/usr/lib/os-release" "$out/os-release"
+"$here/rootfs/pack-initrd.sh" "$out/rootfs" "$kernel" "$geoip" "$out/base.cpio.zst"
+touch "$out/.complete"

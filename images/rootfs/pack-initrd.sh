@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Packs a base root filesystem into the RAM root of every relay: no /boot, no
+# package caches or docs, and of the kernel's modules only those a VM needs.
+#   pack-initrd.sh ROOTFS KERNEL GEOIP(yes|no) OUT.cpio.zst
+set -euo pipefail
+rootfs=$1 kernel=$2 geoip=$3 out=$4
+umask 077
+# The virtio PCI transport, NIC and RNG; everything else a relay VM uses is built into the kernel.
+wanted_modules="virtio_pci virtio_net virtio_rng"
+epoch=${SOURCE_DATE_EPOCH:-0}
+
+moddir=usr/lib/modules/$kernel
+[[ -d $rootfs/$moddir ]] || moddir=lib/modules/$kernel
+keep=$(mktemp)
+trap 'rm -f "$keep"' EXIT
+
+# The wanted modules and their dependencies, read from modules.dep.
+awk -v wanted="$wanted_modules" '
+  BEGIN { n = split(wanted, w, " "); for (i = 1; i <= n; i++) { gsub("-", "_", w[i]); want[w[i]] = 1 } }
+  {
+    key = $1; sub(":$", "", key)
+    name = key; sub(".*/", "", name); sub("\\.ko.*$", "", name); gsub("-", "_", name)
+    deps[name] = key; for (i = 2; i <= NF; i++) deps[name] = deps[name] " " $i
+  }
+  END { for (m in want) if (m in deps) print deps[m] }
+' "$rootfs/$moddir/modules.dep" | tr ' ' '\n' | sed '/^$/d' | sed "s|^|./$moddir/|" | sort -u >"$keep"
+[[ -s $keep ]] || { echo "pack-initrd: none of [$wanted_modules] found in $moddir" >&2; exit 1; }
+
+excludes=(-path ./boot -o -path './var/cache/*' -o -path './var/lib/apt/lists/*' -o -path './var/log/*'
+  -o -path './usr/share/man' -o -path './usr/share/info' -o -path './usr/share/locale'
+  -o -path './usr/share/initramfs-tools' -o -path './etc/initramfs-tools' -o -path './usr/share/doc/*' -o -path "./$moddir/kernel")
+if [[ $geoip != yes ]]; then excludes+=(-o -path './usr/share/tor/geoip' -o -path './usr/share/tor/geoip6'); fi
+
+cd "$rootfs"
+# Reproducible: fixed mtimes, sorted names, no inode numbers.
+find . -newermt "@$epoch" -print0 | xargs -0r touch -h -d "@$epoch"
+{
+  find . \( "${excludes[@]}" \) -prune -o -print
+  # The kept modules' directories, then the modules themselves.
+  sed 's|/[^/]*$||' "$keep" | while read -r dir; do
+    while [[ $dir != "./$moddir" && $dir != . ]]; do echo "$dir"; dir=${dir%/*}; done
+  done
+  echo "./$moddir/kernel"
+  cat "$keep"
+} | LC_ALL=C sort -u | cpio --quiet -o -H newc --reproducible | zstd -q -19 -T0 -f -o "$out"
