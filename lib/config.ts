@@ -75,6 +75,8 @@ const relaySchema = z
     vlan: z.number().int().min(1, "must be a VLAN tag, 1–4094").max(4094, "must be a VLAN tag, 1–4094").optional(),
     ipv4: ipv4Schema,
     ipv6: ipv6Schema.optional(),
+    /** Resolvers written to the relay's /etc/resolv.conf; exits resolve for their users. */
+    nameservers: z.array(z.string().refine((value) => isIP(value) !== 0, (value) => ({ message: `must be an IP address; got "${value}"` }))).default([]),
     orPort: port.default(443),
     dirPort: port.optional(),
     metricsPort: port.optional(),
@@ -201,6 +203,13 @@ function checkFleet(config: { proxmox: { nodes: string[] }; relays: z.infer<type
         code: z.ZodIssueCode.custom,
         path: ["relays", index, "node"],
         message: `"${relay.node}" is not one of proxmox.nodes (${config.proxmox.nodes.join(", ")})`,
+      });
+    }
+    if (relay.exit.enabled && relay.nameservers.length === 0) {
+      ctx.addIssue({
+        code: z.ZodIssueCode.custom,
+        path: ["relays", index, "nameservers"],
+        message: "must list at least one resolver for an exit relay (ideally a local validating resolver)",
       });
     }
     if (relay.sev?.enabled && !relay.sev.noDebug) {

@@ -21,6 +21,7 @@ function validConfig() {
         ipv4: { address: "198.51.100.11/24", gateway: "198.51.100.1" },
         ipv6: { address: "2001:db8::11/64", gateway: "2001:db8::1" },
         exit: { enabled: true },
+        nameservers: ["198.51.100.53"],
         contactInfo: "abuse@example.net",
       },
       {
@@ -105,6 +106,8 @@ describe("parseStackConfig", () => {
     ["no relays", (c) => (c.relays = []), "relays", /at least one relay/],
     ["SNP with debugging allowed", (c) => ((c.relays[0] as any).sev = { enabled: true, noDebug: false }), "relays[0].sev.noDebug", /debugging/],
     ["warn window shorter than error window", (c) => (c.certificate = { errorDays: 5, warnDays: 3 }), "certificate.warnDays", /at least errorDays/],
+    ["exit without a resolver", (c) => (c.relays[0].nameservers = []), "relays[0].nameservers", /at least one resolver/],
+    ["bad resolver address", (c) => (c.relays[1].nameservers = ["dns.example"]), "relays[1].nameservers[0]", /IP address/],
     ["maxParallel zero", (c) => (c.rollout = { maxParallel: 0 }), "rollout.maxParallel", /at least 1/],
     ["missing collection key", (c) => (c.stateCollection = {}), "stateCollection.privateKeyFile", /is required/],
   ];

@@ -20,6 +20,7 @@ function config(relays: Record<string, unknown>[], extra: Record<string, unknown
       mac: `BC:24:11:00:00:0${i}`,
       ipv4: { address: `198.51.100.${10 + i}/24`, gateway: "198.51.100.1" },
       contactInfo: "abuse@example.net",
+      nameservers: ["198.51.100.53"],
       ...relay,
     })),
     ...extra,

@@ -19,6 +19,7 @@ function relay(overrides: Record<string, unknown>): RelayConfig {
     ipv4: { address: "198.51.100.11/24", gateway: "198.51.100.1" },
     ipv6: { address: "2001:db8::11/64", gateway: "2001:db8::1" },
     contactInfo: "email:abuse[]example.net ciissversion:2",
+    nameservers: ["198.51.100.53"],
   };
   const config = parseStackConfig({
     proxmox: { endpoint: "https://pve.example.net:8006", nodes: ["pve1"], datastore: "local", bridge: "vmbr0" },

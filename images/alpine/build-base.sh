@@ -10,11 +10,11 @@ set -euo pipefail
 out=$1 branch=$2 geoip=$3
 shift 3
 here=$(cd "$(dirname "$0")/.." && pwd)
-umask 077
+umask 022
 make_rootfs=${ALPINE_MAKE_ROOTFS:-alpine-make-rootfs}
 mirror=${ALPINE_MIRROR:-https://dl-cdn.alpinelinux.org/alpine}
 
-rm -rf "$out" && mkdir -p "$out"
+rm -rf "$out" && mkdir -p "$out" && chmod 0700 "$out"
 packages="busybox musl tor openssh-server libcap2"
 for extra in "$@"; do packages+=" $extra"; done
 

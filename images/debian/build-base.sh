@@ -8,7 +8,9 @@ set -euo pipefail
 out=$1 release=$2 geoip=$3
 shift 3
 here=$(cd "$(dirname "$0")/.." && pwd)
-umask 077
+# The base holds no secrets and tor must read its files after dropping root;
+# only the output directory itself is private.
+umask 022
 
 # tiny-initramfs satisfies the kernel's initramfs-tool dependency without
 # udev; usr-is-merged keeps usrmerge (and with it perl) out of the image.
@@ -16,7 +18,7 @@ packages="usr-is-merged,tiny-initramfs,busybox,tor,openssh-server,linux-image-cl
 if [[ $geoip == yes ]]; then packages+=",tor-geoipdb"; fi
 for extra in "$@"; do packages+=",$extra"; done
 
-rm -rf "$out" && mkdir -p "$out"
+rm -rf "$out" && mkdir -p "$out" && chmod 0700 "$out"
 mmdebstrap --quiet --variant=essential \
   --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
   --include="$packages" \
