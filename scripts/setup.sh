@@ -58,20 +58,23 @@ EOF
   ln -sfn "$dir/root/usr/lib/systemd/boot/efi/linuxx64.efi.stub" "$TOOLS_BIN/linuxx64.efi.stub"
 }
 
-# go_tool NAME VERSION BUILD-COMMAND...: runs the build into a versioned cache
-# directory once, then links the binary into $TOOLS_BIN.
-go_tool() {
+# go_build NAME VERSION BUILD-COMMAND...: runs the build into a versioned
+# cache directory once; prints the binary's path.
+go_build() {
   local name=$1 version=$2
   shift 2
   local dest="$DISKLESS_RELAYS_CACHE/go/$name-$version"
   if [[ ! -x "$dest/$name" ]]; then
     log "building $name $version from Go modules (first run only)"
     rm -rf "$dest.tmp" && mkdir -p "$dest.tmp"
-    OUT="$dest.tmp" "$@"
+    OUT="$dest.tmp" "$@" >&2
     rm -rf "$dest" && mv "$dest.tmp" "$dest"
   fi
-  ln -sfn "$dest/$name" "$TOOLS_BIN/$name"
+  echo "$dest/$name"
 }
+
+# go_tool NAME VERSION BUILD-COMMAND...: go_build, then a link on PATH.
+go_tool() { ln -sfn "$(go_build "$@")" "$TOOLS_BIN/$1"; }
 
 build_pulumi() {
   (cd "$here/tools/pulumi" && go build -trimpath -ldflags "-s -w -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v$PULUMI_VERSION" \
@@ -100,13 +103,25 @@ pulumi_cli() {
   go_tool pulumi-language-nodejs "$LANGUAGE_HOST_SDK_VERSION" build_language_host
 }
 
-# register_plugin NAME VERSION: makes the cached binary the engine's plugin,
-# unless that exact version is already installed (e.g. the genuine release).
-register_plugin() {
-  local name=$1 version=$2
-  if [[ -x "$PULUMI_HOME/plugins/resource-$name-v$version/pulumi-resource-$name" ]]; then return; fi
-  log "registering resource plugin $name $version"
-  pulumi plugin install resource "$name" "$version" --file "$TOOLS_BIN/pulumi-resource-$name" >/dev/null
+# resource_plugin NAME VERSION BUILD: makes our build of a plugin the engine's
+# plugin. A genuine release already installed at that version is left alone;
+# our own earlier build is replaced when its source changed. Plugins stay off
+# PATH: the engine would prefer a PATH copy over its plugin cache.
+resource_plugin() {
+  local name=$1 version=$2 build=$3
+  local installed="$PULUMI_HOME/plugins/resource-$name-v$version"
+  local source_digest
+  source_digest=$(cd "$here/tools/$name" && find . -type f ! -name '*.json' -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-12)
+  if [[ -x "$installed/pulumi-resource-$name" ]]; then
+    [[ -f "$installed/.diskless-relays-build" ]] || return 0
+    [[ $(cat "$installed/.diskless-relays-build") == "$source_digest" ]] && return 0
+  fi
+  local binary
+  binary=$(go_build "pulumi-resource-$name" "$version-$source_digest" "$build")
+  log "registering resource plugin $name $version (tools/$name @ $source_digest)"
+  pulumi plugin rm resource "$name" "$version" --yes >/dev/null 2>&1 || true
+  pulumi plugin install resource "$name" "$version" --file "$binary" >/dev/null
+  echo "$source_digest" >"$installed/.diskless-relays-build"
 }
 
 main() {
@@ -115,11 +130,9 @@ main() {
   ukify_from_backports
   (cd "$here" && if [[ ! -d node_modules/@pulumi/pulumi ]] || ! npm ls --silent >/dev/null 2>&1; then log "installing npm packages"; npm ci --no-audit --no-fund >/dev/null; fi)
   pulumi_cli
-  go_tool pulumi-resource-command "$COMMAND_VERSION" build_command
-  go_tool pulumi-resource-proxmoxve "$PROXMOXVE_VERSION" build_proxmoxve
   go_tool syft "$SYFT_VERSION" build_syft
-  register_plugin command "$COMMAND_VERSION"
-  register_plugin proxmoxve "$PROXMOXVE_VERSION"
+  resource_plugin command "$COMMAND_VERSION" build_command
+  resource_plugin proxmoxve "$PROXMOXVE_VERSION" build_proxmoxve
   log "ready: $(pulumi version), $(syft version 2>/dev/null | awk '/^Version:/ {print "syft " $2}'), $(tor --version | head -n1 | cut -d' ' -f1-3)"
 }
 

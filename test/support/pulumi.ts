@@ -1,0 +1,124 @@
+/**
+ * Runs the real Pulumi CLI on a copy of this project, with a throwaway local
+ * backend and a test stack, so that tests drive the genuine engine and
+ * provider plugins exactly as an operator's `pulumi preview` would.
+ */
+import { spawn, spawnSync } from "node:child_process";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { homedir, tmpdir } from "node:os";
+import { join } from "node:path";
+
+export const repoRoot = join(__dirname, "..", "..");
+const PROGRAM_FILES = ["Pulumi.yaml", "index.ts", "package.json", "tsconfig.json", "lib", "components", "images"];
+
+export function toolEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const cache = process.env.DISKLESS_RELAYS_CACHE ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), ".cache"), "diskless-relays");
+  return {
+    ...process.env,
+    PATH: `${join(cache, "bin")}:${process.env.PATH}`,
+    PULUMI_SKIP_UPDATE_CHECK: "true",
+    PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
+    PULUMI_SKIP_CONFIRMATIONS: "true",
+    SYFT_CHECK_FOR_APP_UPDATE: "false",
+    ...extra,
+  };
+}
+
+export interface PulumiResult {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+export interface PreviewStep {
+  op: string;
+  urn: string;
+  type: string;
+  name: string;
+  inputs: Record<string, unknown>;
+  detailedDiff?: Record<string, { kind: string }>;
+  diffReasons?: string[];
+  replaceReasons?: string[];
+}
+
+export class TestProject {
+  readonly dir: string;
+  readonly stack: string;
+  private readonly env: NodeJS.ProcessEnv;
+
+  /** Copies the program into a private temp dir and creates a stack in a local backend there. */
+  constructor(stack = "test", options: { passphrase?: string } = {}) {
+    this.dir = mkdtempSync(join(tmpdir(), "diskless-relays-project-"));
+    for (const file of PROGRAM_FILES) {
+      if (existsSync(join(repoRoot, file))) cpSync(join(repoRoot, file), join(this.dir, file), { recursive: true });
+    }
+    symlinkSync(join(repoRoot, "node_modules"), join(this.dir, "node_modules"));
+    mkdirSync(join(this.dir, ".pulumi"), { mode: 0o700 });
+    this.stack = stack;
+    this.env = toolEnv({ PULUMI_BACKEND_URL: `file://${join(this.dir, ".pulumi")}`, PULUMI_CONFIG_PASSPHRASE: options.passphrase ?? "diskless-relays-test" });
+    this.must("stack", "init", stack, "--non-interactive");
+  }
+
+  /** Sets each top-level key as structured config; `secrets` are set with --secret. */
+  configure(config: Record<string, unknown>, secrets: Record<string, string> = {}): void {
+    for (const [key, value] of Object.entries(config)) {
+      const plain = typeof value === "string" ? ["config", "set", key, value] : ["config", "set", "--json", key, JSON.stringify(value)];
+      this.must(...plain);
+    }
+    for (const [key, value] of Object.entries(secrets)) this.must("config", "set", "--secret", key, value);
+  }
+
+  writeFile(path: string, content: string): void {
+    writeFileSync(join(this.dir, path), content);
+  }
+
+  run(...args: string[]): PulumiResult {
+    const result = spawnSync("pulumi", [...args, "--stack", this.stack, "--cwd", this.dir], {
+      env: this.env,
+      encoding: "utf8",
+      maxBuffer: 256 * 1024 * 1024,
+    });
+    if (result.error) throw result.error;
+    return { status: result.status, stdout: result.stdout, stderr: result.stderr };
+  }
+
+  /** Like run, but in the background, for tests that interrupt it. */
+  spawn(...args: string[]) {
+    return spawn("pulumi", [...args, "--stack", this.stack, "--cwd", this.dir], { env: this.env });
+  }
+
+  must(...args: string[]): string {
+    const result = this.run(...args);
+    if (result.status !== 0) throw new Error(`pulumi ${args.join(" ")} failed (${result.status}):\n${result.stdout}\n${result.stderr}`);
+    return result.stdout;
+  }
+
+  /** `pulumi preview --json`, reduced to the steps a reviewer reads. */
+  preview(): { steps: PreviewStep[]; raw: any; result: PulumiResult } {
+    const result = this.run("preview", "--json");
+    let raw: any;
+    try {
+      raw = JSON.parse(result.stdout);
+    } catch {
+      throw new Error(`pulumi preview printed no JSON (${result.status}):\n${result.stdout}\n${result.stderr}`);
+    }
+    const steps = (raw.steps ?? []).map((step: any): PreviewStep => {
+      const state = step.newState ?? step.oldState ?? {};
+      return {
+        op: step.op,
+        urn: step.urn,
+        type: state.type ?? step.urn.split("::")[2],
+        name: step.urn.split("::").at(-1),
+        inputs: state.inputs ?? {},
+        detailedDiff: step.detailedDiff,
+        diffReasons: step.diffReasons,
+        replaceReasons: step.replaceReasons,
+      };
+    });
+    return { steps, raw, result };
+  }
+
+  destroy(): void {
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
