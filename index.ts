@@ -1,9 +1,18 @@
-import * as pulumi from "@pulumi/pulumi";
 import * as proxmoxve from "@muhlba91/pulumi-proxmoxve";
+import * as pulumi from "@pulumi/pulumi";
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { BaseImage } from "./components/base-image";
+import { Relay } from "./components/relay";
+import { ProxmoxRelayVm } from "./components/relay-vm";
+import { BaseSbom } from "./components/sbom";
 import { ConfigError, parseStackConfig, type StackConfig } from "./lib/config";
 import { FleetError, planFleet } from "./lib/fleet";
+import { baseImageInputs, RELAY_SCRIPT_PATHS, treeDigest } from "./lib/image-inputs";
+import { rollingOrder } from "./lib/rollout";
 
 const CONFIG_KEYS = ["proxmox", "proxmoxApiToken", "keyStore", "image", "stateCollection", "certificate", "rollout", "relays"] as const;
+const projectDir = process.cwd();
 
 /**
  * Reads every key of this project's stack config and validates it as a whole,
@@ -29,7 +38,7 @@ function loadStackConfig(): StackConfig {
 function plan() {
   try {
     const config = loadStackConfig();
-    const fleet = planFleet(config, { projectDir: process.cwd(), now: new Date() });
+    const fleet = planFleet(config, { projectDir, now: new Date() });
     return { config, fleet };
   } catch (err) {
     // A RunError prints its message alone, without a stack trace.
@@ -41,24 +50,71 @@ function plan() {
 const { config, fleet } = plan();
 for (const warning of fleet.warnings) pulumi.log.warn(warning);
 
+// Build directories hold key material: private, and outside the state.
+const buildRoot = join(projectDir, "build", pulumi.getStack());
+const artifactsDir = join(projectDir, "artifacts");
+if (!pulumi.runtime.isDryRun()) mkdirSync(buildRoot, { recursive: true, mode: 0o700 });
+
+const apiToken = pulumi.secret(config.proxmoxApiToken);
 const proxmox = new proxmoxve.Provider("proxmox", {
   endpoint: config.proxmox.endpoint,
-  apiToken: pulumi.secret(config.proxmoxApiToken),
+  apiToken,
   insecure: !config.proxmox.verifyTls,
 });
 
+const base = new BaseImage(config.image.flavour, { inputs: baseImageInputs(config.image, projectDir), projectDir, buildRoot: join(projectDir, "build") });
+const baseSbom = new BaseSbom(config.image.flavour, { baseDir: base.dir, baseDigest: base.digest, flavour: config.image.flavour, artifactsDir });
+const relayScripts = treeDigest(projectDir, RELAY_SCRIPT_PATHS);
+
+const relays = new Map<string, Relay>();
+for (const { planned, after } of rollingOrder(fleet.relays, config.rollout.maxParallel)) {
+  relays.set(
+    planned.config.name,
+    new Relay(planned.config.name, {
+      plan: planned,
+      config,
+      base,
+      baseSbom,
+      collectorPublicKey: fleet.collectorPublicKey,
+      relayScripts,
+      projectDir,
+      buildRoot,
+      artifactsDir,
+      createVm: (name, args, opts) =>
+        new ProxmoxRelayVm(
+          name,
+          {
+            ...args,
+            datastore: config.proxmox.datastore,
+            bridge: config.proxmox.bridge,
+            keepIsos: config.proxmox.keepIsos,
+            connection: { endpoint: config.proxmox.endpoint, apiToken, verifyTls: config.proxmox.verifyTls },
+            projectDir,
+          },
+          { ...opts, provider: proxmox },
+        ),
+      after: after.map((name) => relays.get(name)!.vm.machine),
+    }),
+  );
+}
+
 /** Public facts about each relay; no key material. */
-export const relays = Object.fromEntries(
-  fleet.relays.map((relay) => [
-    relay.config.name,
-    {
-      nickname: relay.config.nickname,
-      rsaFingerprint: relay.identity.rsaFingerprint,
-      ed25519Identity: relay.identity.ed25519Identity,
-      signingCertExpiresAt: relay.identity.signingCertExpiresAt.toISOString(),
-      node: relay.config.node,
-      vmId: relay.config.vmId,
-    },
-  ]),
+export const relayOutputs = Object.fromEntries(
+  fleet.relays.map((planned) => {
+    const relay = relays.get(planned.config.name)!;
+    return [
+      planned.config.name,
+      {
+        nickname: planned.config.nickname,
+        rsaFingerprint: planned.identity.rsaFingerprint,
+        ed25519Identity: planned.identity.ed25519Identity,
+        signingCertExpiresAt: planned.identity.signingCertExpiresAt.toISOString(),
+        node: planned.config.node,
+        vmId: relay.vm.vmId,
+        imageDigest: relay.imageDigest,
+        iso: relay.image.isoName,
+        sbom: relay.sbom.path,
+      },
+    ];
+  }),
 );
-export const proxmoxProvider = proxmox.urn;

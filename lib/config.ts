@@ -90,6 +90,8 @@ const relaySchema = z
       })
       .strict()
       .optional(),
+    /** The vCPU model; for SEV-SNP it is part of the launch measurement. */
+    cpuType: z.string().regex(/^[A-Za-z0-9._-]+$/, "must be a QEMU/Proxmox CPU model like x86-64-v2-AES or EPYC-v4").default("x86-64-v2-AES"),
     memoryMiB: z.number().int().min(MIN_RELAY_MEMORY_MIB, `must be at least ${MIN_RELAY_MEMORY_MIB} MiB: the root filesystem lives in RAM`).default(1024),
     cores: z.number().int().min(1, "must be at least 1").max(128, "must be at most 128").default(2),
     /** The relay's key directory, relative to the project or absolute. Defaults to <keyStore>/<name>. */

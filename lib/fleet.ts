@@ -41,8 +41,20 @@ export function relayKeysDir(config: Pick<StackConfig, "keyStore">, relay: Relay
  * Reads every relay's identity and renders its torrc. Returns the plan and
  * the warnings to show; throws a FleetError listing every problem found.
  */
-export function planFleet(config: StackConfig, options: { projectDir: string; now: Date }): { relays: PlannedRelay[]; warnings: string[] } {
+export function planFleet(
+  config: StackConfig,
+  options: { projectDir: string; now: Date },
+): { relays: PlannedRelay[]; warnings: string[]; collectorPublicKey: string } {
   const problems: string[] = [];
+  const collectorKey = resolve(options.projectDir, config.stateCollection.privateKeyFile);
+  let collectorPublicKey = "";
+  if (!existsSync(collectorKey) || !existsSync(`${collectorKey}.pub`)) {
+    problems.push(
+      `stateCollection.privateKeyFile: ${collectorKey} or its .pub is missing. Make the collection key with \`ssh-keygen -t ed25519 -N "" -f ${config.stateCollection.privateKeyFile}\``,
+    );
+  } else {
+    collectorPublicKey = readFileSync(`${collectorKey}.pub`, "utf8").trim();
+  }
   const warnings: string[] = [];
   const identities: RelayIdentity[] = [];
   const keysDirs = new Map<string, string>();
@@ -90,5 +102,5 @@ export function planFleet(config: StackConfig, options: { projectDir: string; no
     });
     return { config: relay, keysDir: keysDirs.get(relay.name)!, identity, torrc, ...(familyKey ? { familyKeyFile: familyKey.file } : {}) };
   });
-  return { relays, warnings };
+  return { relays, warnings, collectorPublicKey };
 }

@@ -1,3 +1,4 @@
+import { execFileSync } from "node:child_process";
 import { chmodSync, copyFileSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
@@ -13,7 +14,7 @@ function config(relays: Record<string, unknown>[], extra: Record<string, unknown
   return parseStackConfig({
     proxmox: { endpoint: "https://pve.example.net:8006", nodes: ["pve1"], datastore: "local", bridge: "vmbr0" },
     proxmoxApiToken: "a@pve!b=c",
-    stateCollection: { privateKeyFile: "k" },
+    stateCollection: { privateKeyFile: "collector" },
     relays: relays.map((relay, i) => ({
       node: "pve1",
       vmId: 9100 + i,
@@ -30,6 +31,7 @@ function config(relays: Record<string, unknown>[], extra: Record<string, unknown
 describe("planFleet", () => {
   let familyId: string;
   beforeAll(() => {
+    execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", join(projectDir, "collector")]);
     initRelayKeys(store, "exit-a", { nickname: "ExitA" });
     initRelayKeys(store, "exit-b", { nickname: "ExitB" });
     initRelayKeys(store, "guard-c", { nickname: "GuardC" });

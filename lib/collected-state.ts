@@ -1,0 +1,42 @@
+/**
+ * What a running relay hands over before its image is rebuilt: onion keys and
+ * tor's state file. Validated here before they go into a new image.
+ */
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { checkNtorKey, checkRsaOnionKey, KeyFileError } from "./tor-keys";
+
+export interface CollectedSummary {
+  files: string[];
+  lastRotatedOnionKey?: string;
+}
+
+/** Validates a directory laid out as the relay exports it (keys/…, state); throws naming the bad file. */
+export function validateCollectedState(dir: string): CollectedSummary {
+  const files: string[] = [];
+  const check = (file: string, validate: (bytes: Buffer, name: string) => void) => {
+    const path = join(dir, file);
+    if (!existsSync(path)) return;
+    try {
+      validate(readFileSync(path), file);
+    } catch (err) {
+      if (err instanceof KeyFileError) throw new Error(`collected ${err.message}; refusing to build an image with it`);
+      throw err;
+    }
+    files.push(file);
+  };
+  check("keys/secret_onion_key", (bytes, name) => checkRsaOnionKey(bytes, name));
+  check("keys/secret_onion_key.old", (bytes, name) => checkRsaOnionKey(bytes, name));
+  check("keys/secret_onion_key_ntor", (bytes, name) => checkNtorKey(bytes, name));
+  check("keys/secret_onion_key_ntor.old", (bytes, name) => checkNtorKey(bytes, name));
+  if (!files.includes("keys/secret_onion_key_ntor")) {
+    throw new Error("collected state has no keys/secret_onion_key_ntor: the relay did not hand over its current onion key");
+  }
+  let lastRotatedOnionKey: string | undefined;
+  check("state", (bytes) => {
+    const text = bytes.toString("utf8");
+    if (!text.startsWith("# Tor state file")) throw new KeyFileError("state", "is not a tor state file");
+    lastRotatedOnionKey = /^LastRotatedOnionKey (.+)$/m.exec(text)?.[1];
+  });
+  return { files, ...(lastRotatedOnionKey ? { lastRotatedOnionKey } : {}) };
+}
