@@ -27,7 +27,7 @@ export class BaseImage extends pulumi.ComponentResource {
     const dir = join(args.buildRoot, "base", `${args.inputs.flavour}-${this.digest.slice(0, 12)}`);
     const script = join(args.projectDir, "images", args.inputs.flavour, "build-base.sh");
     const build = new command.local.Command(
-      "build",
+      `${name}-build`,
       {
         create: [
           `set -eu; mkdir -p -m 0700 ${join(args.buildRoot, "base")}`,

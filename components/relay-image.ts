@@ -37,7 +37,7 @@ export class RelayImage extends pulumi.ComponentResource {
     this.isoName = isoFileName(args.relay.config.nickname, this.imageDigest);
     const out = join(args.buildRoot, "relays", args.relay.config.name, this.imageDigest.slice(0, 12));
     const build = new command.local.Command(
-      "build",
+      `${name}-build`,
       {
         create: pulumi.interpolate`set -eu
 mkdir -p -m 0700 ${join(args.buildRoot, "relays", args.relay.config.name)}

@@ -45,7 +45,7 @@ export class ProxmoxRelayVm extends pulumi.ComponentResource implements RelayVmT
     super("diskless-relays:relay:ProxmoxRelayVm", name, {}, opts);
     const { relay } = args;
     const iso = new proxmoxve.FileLegacy(
-      "iso",
+      `${name}-iso`,
       {
         nodeName: relay.node,
         datastoreId: args.datastore,
@@ -59,7 +59,7 @@ export class ProxmoxRelayVm extends pulumi.ComponentResource implements RelayVmT
     this.isoFileId = iso.id;
 
     this.machine = new proxmoxve.VmLegacy(
-      "vm",
+      name,
       {
         nodeName: relay.node,
         vmId: relay.vmId,
@@ -106,7 +106,7 @@ export class ProxmoxRelayVm extends pulumi.ComponentResource implements RelayVmT
     this.vmId = this.machine.vmId.apply((id) => id ?? relay.vmId);
 
     new command.local.Command(
-      "prune-isos",
+      `${name}-prune-isos`,
       {
         dir: args.projectDir,
         create: pulumi.interpolate`node_modules/.bin/tsx cli/prune-isos.ts --node ${relay.node} --datastore ${args.datastore} --prefix relay-${relay.nickname}- --current ${iso.id} --keep ${args.keepIsos}`,

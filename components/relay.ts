@@ -44,7 +44,7 @@ export class Relay extends pulumi.ComponentResource {
     this.imageDigest = relayImageDigest(inputs);
 
     const collection = new StateCollection(
-      "state",
+      `${name}-state`,
       {
         relay: plan.config.name,
         host: plan.config.sshHost ?? plan.config.ipv4.address.split("/")[0]!,
@@ -62,7 +62,7 @@ export class Relay extends pulumi.ComponentResource {
     );
 
     this.image = new RelayImage(
-      "image",
+      `${name}-image`,
       {
         relay: plan,
         baseDir: args.base.dir,
@@ -76,7 +76,7 @@ export class Relay extends pulumi.ComponentResource {
     );
 
     this.sbom = new RelaySbom(
-      "sbom",
+      `${name}-sbom`,
       {
         relay: plan.config.name,
         nickname: plan.config.nickname,
@@ -92,7 +92,7 @@ export class Relay extends pulumi.ComponentResource {
     );
 
     this.vm = args.createVm(
-      "vm",
+      `${name}-vm`,
       { relay: plan.config, imageDigest: this.imageDigest, isoName: this.image.isoName, isoPath: this.image.isoPath },
       { parent: this, dependsOn: args.after },
     );

@@ -19,7 +19,7 @@ export class BaseSbom extends pulumi.ComponentResource {
     super("diskless-relays:sbom:BaseSbom", name, {}, opts);
     const stem = join(args.artifactsDir, "sbom", `base-${args.flavour}-${args.baseDigest.slice(0, 12)}`);
     const scan = new command.local.Command(
-      "syft",
+      `${name}-syft`,
       {
         create: pulumi.interpolate`set -eu
 mkdir -p ${join(args.artifactsDir, "sbom")}
@@ -60,7 +60,7 @@ export class RelaySbom extends pulumi.ComponentResource {
     super("diskless-relays:sbom:RelaySbom", name, {}, opts);
     this.path = join(args.artifactsDir, "relays", args.relay, `${args.imageDigest.slice(0, 12)}.json`);
     new command.local.Command(
-      "write",
+      `${name}-write`,
       {
         create: pulumi.interpolate`bash ${join(args.projectDir, "images", "write-relay-sbom.sh")} ${args.relay} ${args.nickname} ${args.imageDigest} ${args.base.syftJson} ${args.base.cyclonedxJson} ${args.overlayFiles} ${args.ukiPath} ${args.isoPath} ${this.path} && echo "sbom ${this.path}"`,
         triggers: [args.imageDigest],

@@ -44,7 +44,7 @@ export class StateCollection extends pulumi.ComponentResource {
       args.allowFreshOnionKeys ? "--allow-fresh-onion-keys" : "",
     ].join(" ").trim();
     const collection = new command.local.Command(
-      "collect",
+      `${name}-collect`,
       {
         dir: args.projectDir,
         // First deploy: the relay has never run, so it has nothing to hand over.

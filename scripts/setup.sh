@@ -76,11 +76,10 @@ go_build() {
 # go_tool NAME VERSION BUILD-COMMAND...: go_build, then a link on PATH.
 go_tool() { ln -sfn "$(go_build "$@")" "$TOOLS_BIN/$1"; }
 
+# The Node.js language host goes next to the CLI, where the CLI looks first.
 build_pulumi() {
   (cd "$here/tools/pulumi" && go build -trimpath -ldflags "-s -w -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v$PULUMI_VERSION" \
     -o "$OUT/pulumi" github.com/pulumi/pulumi/pkg/v3/cmd/pulumi)
-}
-build_language_host() {
   (cd "$here/tools/pulumi-language-nodejs" && go build -trimpath -ldflags "-s -w" \
     -o "$OUT/pulumi-language-nodejs" github.com/pulumi/pulumi/sdk/v3/nodejs/cmd/pulumi-language-nodejs)
 }
@@ -98,9 +97,8 @@ pulumi_cli() {
     log "using the Pulumi CLI already on PATH: $existing ($("$existing" version))"
     return
   fi
-  go_tool pulumi "$PULUMI_VERSION" build_pulumi
-  # The language host must sit on PATH or next to the CLI.
-  go_tool pulumi-language-nodejs "$LANGUAGE_HOST_SDK_VERSION" build_language_host
+  go_tool pulumi "$PULUMI_VERSION-nodejs-$LANGUAGE_HOST_SDK_VERSION" build_pulumi
+  rm -f "$TOOLS_BIN/pulumi-language-nodejs"
 }
 
 # resource_plugin NAME VERSION BUILD: makes our build of a plugin the engine's

@@ -4,7 +4,7 @@
  * provider plugins exactly as an operator's `pulumi preview` would.
  */
 import { spawn, spawnSync } from "node:child_process";
-import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { homedir, tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -56,15 +56,19 @@ export class TestProject {
     mkdirSync(join(this.dir, ".pulumi"), { mode: 0o700 });
     this.stack = stack;
     this.env = toolEnv({ PULUMI_BACKEND_URL: `file://${join(this.dir, ".pulumi")}`, PULUMI_CONFIG_PASSPHRASE: options.passphrase ?? "diskless-relays-test" });
-    this.must("stack", "init", stack, "--non-interactive");
+    this.must("stack", "init", "--non-interactive");
   }
 
-  /** Sets each top-level key as structured config; `secrets` are set with --secret. */
+  /**
+   * Replaces the stack's plain config with `config` (JSON is YAML, so it is
+   * written as is, beside the stack's encryption salt); `secrets` are then
+   * set with `pulumi config set --secret`.
+   */
   configure(config: Record<string, unknown>, secrets: Record<string, string> = {}): void {
-    for (const [key, value] of Object.entries(config)) {
-      const plain = typeof value === "string" ? ["config", "set", key, value] : ["config", "set", "--json", key, JSON.stringify(value)];
-      this.must(...plain);
-    }
+    const file = join(this.dir, `Pulumi.${this.stack}.yaml`);
+    const salt = existsSync(file) ? /^encryptionsalt: .*$/m.exec(readFileSync(file, "utf8"))?.[0] : undefined;
+    const namespaced = Object.fromEntries(Object.entries(config).map(([key, value]) => [`diskless-relays:${key}`, value]));
+    writeFileSync(file, `${salt ?? ""}\nconfig: ${JSON.stringify(namespaced, null, 2)}\n`);
     for (const [key, value] of Object.entries(secrets)) this.must("config", "set", "--secret", key, value);
   }
 

@@ -1,0 +1,138 @@
+/**
+ * `pulumi preview` with the real engine, the real language host and the real
+ * proxmoxve and command plugins, on a throwaway local backend. No mocks: the
+ * plan asserted here is what an operator's preview shows.
+ */
+import { readFileSync, readdirSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { renewSigningKey } from "../lib/key-store";
+import { type PreviewStep, TestProject } from "./support/pulumi";
+import { makeTestKeys, TEST_API_TOKEN, testStackConfig, THREE_RELAYS } from "./support/fleet";
+
+describe("pulumi preview of a fresh stack", () => {
+  let project: TestProject;
+  let steps: PreviewStep[];
+  let output: string;
+
+  beforeAll(() => {
+    project = new TestProject("preview");
+    makeTestKeys(project.dir, THREE_RELAYS);
+    const { proxmox, ...rest } = testStackConfig(THREE_RELAYS);
+    project.configure({ proxmox, ...rest }, { proxmoxApiToken: TEST_API_TOKEN });
+    const preview = project.preview();
+    steps = preview.steps;
+    output = preview.result.stdout + preview.result.stderr;
+    expect(preview.result.status, output).toBe(0);
+  });
+  afterAll(() => project?.destroy());
+
+  const ofType = (type: string) => steps.filter((step) => step.type === type);
+
+  it("plans every resource of the fleet, and only creations", () => {
+    expect(new Set(steps.map((s) => s.op))).toEqual(new Set(["create"]));
+    const count = (type: string) => ofType(type).length;
+    expect(count("pulumi:pulumi:Stack")).toBe(1);
+    expect(count("pulumi:providers:proxmoxve")).toBe(1);
+    expect(count("diskless-relays:image:BaseImage")).toBe(1);
+    expect(count("diskless-relays:sbom:BaseSbom")).toBe(1);
+    expect(count("diskless-relays:relay:Relay")).toBe(3);
+    expect(count("diskless-relays:relay:StateCollection")).toBe(3);
+    expect(count("diskless-relays:image:RelayImage")).toBe(3);
+    expect(count("diskless-relays:sbom:RelaySbom")).toBe(3);
+    expect(count("diskless-relays:relay:ProxmoxRelayVm")).toBe(3);
+    expect(count("proxmoxve:index/fileLegacy:FileLegacy")).toBe(3);
+    expect(count("proxmoxve:index/vmLegacy:VmLegacy")).toBe(3);
+    // base build + syft + per relay: collect, build, sbom write, iso prune
+    expect(count("command:local:Command")).toBe(2 + 3 * 4);
+  });
+
+  it("describes each VM as a diskless UEFI q35 machine booting its ISO from ide2", () => {
+    const vms = ofType("proxmoxve:index/vmLegacy:VmLegacy");
+    for (const [i, relay] of THREE_RELAYS.entries()) {
+      const vm = vms.find((step) => step.inputs.vmId === relay.vmId)!;
+      expect(vm, `no VM with vmId ${relay.vmId}`).toBeDefined();
+      expect(vm.inputs).toMatchObject({
+        nodeName: relay.node,
+        bios: "ovmf",
+        machine: "q35",
+        started: true,
+        onBoot: true,
+        bootOrders: ["ide2"],
+        operatingSystem: { type: "l26" },
+        memory: { dedicated: 1024 },
+        tags: ["diskless-relay", relay.exit ? "exit" : "non-exit"],
+      });
+      expect(vm.inputs.disks ?? []).toEqual([]);
+      expect((vm.inputs.cdrom as any).interface).toBe("ide2");
+      expect((vm.inputs.networkDevices as any[])[0]).toMatchObject({ model: "virtio", bridge: "vmbr0", vlanId: 100 + i, macAddress: `BC:24:11:00:00:0${i + 1}` });
+    }
+  });
+
+  it("names each ISO after its relay and image digest", () => {
+    const isos = ofType("proxmoxve:index/fileLegacy:FileLegacy").map((step) => (step.inputs.sourceFile as any).fileName as string);
+    for (const relay of THREE_RELAYS) expect(isos.some((name) => new RegExp(`^relay-${relay.nickname}-[0-9a-f]{12}\\.iso$`).test(name))).toBe(true);
+    expect(new Set(isos).size).toBe(3);
+    for (const step of ofType("proxmoxve:index/fileLegacy:FileLegacy")) expect(step.inputs).toMatchObject({ contentType: "iso", datastoreId: "local" });
+  });
+
+  it("keeps the API token secret and prints no key material", () => {
+    const provider = ofType("pulumi:providers:proxmoxve")[0]!;
+    expect(provider.inputs.apiToken).toBe("[secret]");
+    expect(output).not.toContain(TEST_API_TOKEN.split("=")[1]);
+    for (const relay of THREE_RELAYS) {
+      const keys = join(project.dir, "keys", relay.name);
+      for (const file of readdirSync(keys).filter((f) => f.includes("secret") || f === "ssh_host_ed25519_key")) {
+        const bytes = readFileSync(join(keys, file));
+        for (const encoding of ["base64", "hex"] as const) {
+          const body = bytes.subarray(32, 64).toString(encoding);
+          expect(output.includes(body), `${file} (${encoding}) appears in the preview`).toBe(false);
+        }
+      }
+    }
+  });
+
+  it("runs no command during preview: nothing was built or collected", () => {
+    expect(readdirSync(project.dir)).not.toContain("build");
+    expect(readdirSync(project.dir)).not.toContain("artifacts");
+  });
+});
+
+describe("pulumi preview stops before anything changes", () => {
+  let project: TestProject;
+  beforeAll(() => {
+    project = new TestProject("refuse");
+    makeTestKeys(project.dir, THREE_RELAYS);
+  });
+  afterAll(() => project?.destroy());
+
+  it("on a bad config, naming the field, with no resource planned", () => {
+    const config = testStackConfig(THREE_RELAYS);
+    config.relays[1]!.nickname = "not a nickname";
+    project.configure(config, { proxmoxApiToken: TEST_API_TOKEN });
+    const result = project.run("preview", "--json");
+    const text = result.stdout + result.stderr;
+    expect(result.status).not.toBe(0);
+    expect(text).toMatch(/relays\[1\]\.nickname: must be 1–19 characters/);
+    const steps = JSON.parse(result.stdout).steps ?? [];
+    expect(steps.filter((s: any) => s.op === "create" && !s.urn.includes("pulumi:pulumi:Stack"))).toEqual([]);
+  });
+
+  it("on a signing certificate inside the error window, naming the relay, the file and the renew command", () => {
+    // tor's shortest certificate is 2 days; a 5-day error window catches it.
+    project.configure({ ...testStackConfig(THREE_RELAYS), certificate: { errorDays: 5, warnDays: 10 } }, { proxmoxApiToken: TEST_API_TOKEN });
+    renewSigningKey(join(project.dir, "keys"), "guard-1", 2);
+    const result = project.run("preview");
+    const text = result.stdout + result.stderr;
+    expect(result.status).not.toBe(0);
+    expect(text).toMatch(/relay guard-1: .*keys\/guard-1\/ed25519_signing_cert expires at .*npm run keys -- renew guard-1/);
+    renewSigningKey(join(project.dir, "keys"), "guard-1", 30);
+  });
+
+  it("on a missing key file", () => {
+    rmSync(join(project.dir, "keys", "exit-2", "secret_id_key"));
+    const result = project.run("preview");
+    expect(result.status).not.toBe(0);
+    expect(result.stdout + result.stderr).toMatch(/relay exit-2: .*keys\/exit-2\/secret_id_key is missing/);
+  });
+});

@@ -1,0 +1,61 @@
+/**
+ * A small test fleet: keys made by real tor in a project copy, and the stack
+ * config that points at them.
+ */
+import { execFileSync } from "node:child_process";
+import { join } from "node:path";
+import { initRelayKeys } from "../../lib/key-store";
+
+export interface TestRelay {
+  name: string;
+  nickname: string;
+  node: string;
+  vmId: number;
+  exit: boolean;
+}
+
+export const TEST_API_TOKEN = "root@pam!diskless-relays=0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d";
+
+export const THREE_RELAYS: TestRelay[] = [
+  { name: "exit-1", nickname: "TestExitOne", node: "pve1", vmId: 9101, exit: true },
+  { name: "guard-1", nickname: "TestGuardOne", node: "pve1", vmId: 9102, exit: false },
+  { name: "exit-2", nickname: "TestExitTwo", node: "pve2", vmId: 9201, exit: true },
+];
+
+/** Makes each relay's keys and the collection key inside `projectDir`. */
+export function makeTestKeys(projectDir: string, relays: TestRelay[]): void {
+  for (const relay of relays) initRelayKeys(join(projectDir, "keys"), relay.name, { nickname: relay.nickname });
+  execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "collector", "-f", join(projectDir, "keys", "collector")]);
+}
+
+export function testStackConfig(relays: TestRelay[], overrides: { endpoint?: string; flavour?: "alpine" | "debian" } = {}) {
+  return {
+    proxmox: {
+      endpoint: overrides.endpoint ?? "https://127.0.0.1:8006",
+      verifyTls: false,
+      nodes: ["pve1", "pve2"],
+      datastore: "local",
+      bridge: "vmbr0",
+      keepIsos: 2,
+    },
+    image: { flavour: overrides.flavour ?? "debian", release: "bookworm" },
+    stateCollection: { privateKeyFile: "keys/collector", port: 22, connectTimeoutSeconds: 5 },
+    relays: relays.map((relay, i) => ({
+      name: relay.name,
+      nickname: relay.nickname,
+      node: relay.node,
+      vmId: relay.vmId,
+      mac: `BC:24:11:00:00:${(i + 1).toString(16).padStart(2, "0").toUpperCase()}`,
+      vlan: 100 + i,
+      ipv4: { address: `198.51.100.${10 + i}/24`, gateway: "198.51.100.1" },
+      ipv6: { address: `2001:db8::${10 + i}/64`, gateway: "2001:db8::1" },
+      orPort: relay.exit ? 443 : 9001,
+      exit: { enabled: relay.exit },
+      ...(relay.exit ? { nameservers: ["198.51.100.53"] } : {}),
+      contactInfo: "email:abuse[]example.net ciissversion:2",
+      family: "testfleet",
+      memoryMiB: 1024,
+      cores: 1,
+    })),
+  };
+}
