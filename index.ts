@@ -1,7 +1,7 @@
 import * as proxmoxve from "@muhlba91/pulumi-proxmoxve";
 import * as pulumi from "@pulumi/pulumi";
 import { mkdirSync } from "node:fs";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { BaseImage } from "./components/base-image";
 import { Relay } from "./components/relay";
 import { ProxmoxRelayVm } from "./components/relay-vm";
@@ -11,7 +11,7 @@ import { FleetError, planFleet } from "./lib/fleet";
 import { baseImageInputs, RELAY_SCRIPT_PATHS, treeDigest } from "./lib/image-inputs";
 import { rollingOrder } from "./lib/rollout";
 
-const CONFIG_KEYS = ["proxmox", "proxmoxApiToken", "keyStore", "image", "stateCollection", "certificate", "rollout", "relays"] as const;
+const CONFIG_KEYS = ["proxmox", "proxmoxApiToken", "keyStore", "buildDir", "image", "stateCollection", "certificate", "rollout", "relays"] as const;
 const projectDir = process.cwd();
 
 /**
@@ -51,7 +51,8 @@ const { config, fleet } = plan();
 for (const warning of fleet.warnings) pulumi.log.warn(warning);
 
 // Build directories hold key material: private, and outside the state.
-const buildRoot = join(projectDir, "build", pulumi.getStack());
+const buildDir = resolve(projectDir, config.buildDir);
+const buildRoot = join(buildDir, `${pulumi.getProject()}-${pulumi.getStack()}`);
 const artifactsDir = join(projectDir, "artifacts");
 if (!pulumi.runtime.isDryRun()) mkdirSync(buildRoot, { recursive: true, mode: 0o700 });
 
@@ -62,7 +63,7 @@ const proxmox = new proxmoxve.Provider("proxmox", {
   insecure: !config.proxmox.verifyTls,
 });
 
-const base = new BaseImage(config.image.flavour, { inputs: baseImageInputs(config.image, projectDir), projectDir, buildRoot: join(projectDir, "build") });
+const base = new BaseImage(config.image.flavour, { inputs: baseImageInputs(config.image, projectDir), projectDir, buildRoot: buildDir });
 const baseSbom = new BaseSbom(config.image.flavour, { baseDir: base.dir, baseDigest: base.digest, flavour: config.image.flavour, artifactsDir });
 const relayScripts = treeDigest(projectDir, RELAY_SCRIPT_PATHS);
 

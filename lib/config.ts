@@ -164,6 +164,8 @@ export const stackConfigSchema = z
     proxmoxApiToken: z.string().regex(API_TOKEN, "must be a Proxmox VE API token of the form USER@REALM!TOKENID=SECRET"),
     /** The key store made by `npm run keys`: relays' key directories and families/. */
     keyStore: z.string().min(1).default("keys"),
+    /** Private build directory; bases are shared there by every stack of the host. */
+    buildDir: z.string().min(1).default("build"),
     image: imageSchema.default({}),
     stateCollection: stateCollectionSchema,
     certificate: certificateSchema.default({}),
