@@ -17,5 +17,5 @@ for applet in ip hostname modprobe killall tar; do
   fi
 done
 # busybox init reads /etc/inittab; make sure nothing else claims PID 1.
+mkdir -p "$rootfs/sbin" "$rootfs/var/lib/tor" "$rootfs/run" "$rootfs/proc" "$rootfs/sys" "$rootfs/dev"
 ln -sfn /init "$rootfs/sbin/init"
-mkdir -p "$rootfs/var/lib/tor" "$rootfs/run" "$rootfs/proc" "$rootfs/sys" "$rootfs/dev"

@@ -1,0 +1,47 @@
+/**
+ * QEMU arguments for a relay VM laid out as on Proxmox VE: q35, OVMF, no
+ * disk, the relay ISO as an IDE CD-ROM on ide2, a virtio NIC with the
+ * relay's MAC, the serial console to a file.
+ */
+
+export const OVMF_CODE = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+export const OVMF_VARS = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+
+export interface QemuRelayMachine {
+  iso: string;
+  /** A private copy of OVMF_VARS (the firmware writes to it). */
+  varsFile: string;
+  memoryMiB: number;
+  cores: number;
+  mac: string;
+  /** host port → guest port, on 127.0.0.1 only. */
+  hostForwards: { host: number; guest: number }[];
+  serialLog: string;
+  pidFile?: string;
+  /** KVM where it works; TCG (software) otherwise. */
+  accel?: "kvm" | "tcg";
+}
+
+export function qemuRelayArgs(machine: QemuRelayMachine): string[] {
+  const forwards = machine.hostForwards.map((f) => `,hostfwd=tcp:127.0.0.1:${f.host}-:${f.guest}`).join("");
+  return [
+    "-machine", "q35",
+    "-accel", machine.accel ?? "tcg",
+    "-m", String(machine.memoryMiB),
+    "-smp", String(machine.cores),
+    "-drive", `if=pflash,format=raw,readonly=on,file=${OVMF_CODE}`,
+    "-drive", `if=pflash,format=raw,file=${machine.varsFile}`,
+    // ide.1 unit 0 is what Proxmox calls ide2.
+    "-drive", `file=${machine.iso},media=cdrom,if=none,id=cd0,readonly=on`,
+    "-device", "ide-cd,drive=cd0,bus=ide.1,unit=0",
+    // restrict=on: the relay reaches nothing but the forwarded ports; a local
+    // relay must never talk to the real Tor network.
+    "-netdev", `user,id=net0,restrict=on${forwards}`,
+    "-device", `virtio-net-pci,netdev=net0,mac=${machine.mac.toLowerCase()}`,
+    "-serial", `file:${machine.serialLog}`,
+    "-display", "none",
+    "-monitor", "none",
+    "-no-reboot",
+    ...(machine.pidFile ? ["-pidfile", machine.pidFile, "-daemonize"] : []),
+  ];
+}

@@ -1,0 +1,87 @@
+/**
+ * The Alpine flavour cannot be built here (no Alpine mirror is reachable), so
+ * this runs images/alpine/build-base.sh with a stand-in for alpine-make-rootfs
+ * that records its arguments and lays out the tree the real tool would, and
+ * asserts the exact commands the script runs and what it makes of the tree.
+ */
+import { execFileSync, spawnSync } from "node:child_process";
+import { chmodSync, existsSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { beforeAll, describe, expect, it } from "vitest";
+import { repoRoot, toolEnv } from "./support/pulumi";
+import { privateTmpDir } from "./support/tmp";
+
+const dir = privateTmpDir("alpine");
+const calls = join(dir, "calls.log");
+
+// Records "ARGS…" and, like alpine-make-rootfs, builds DEST (running the
+// chroot script from stdin with sh, as the real tool does inside the chroot).
+const STAND_IN = `#!/usr/bin/env bash
+set -euo pipefail
+printf '%s\\n' "$*" >>${calls}
+dest="" ; script=""
+while (($#)); do
+  case $1 in --branch|--mirror-uri|--packages) shift 2 ;; --script-chroot) shift ;; *) if [[ -z $dest ]]; then dest=$1; else script=$1; fi; shift ;; esac
+done
+mkdir -p "$dest/etc" "$dest/usr/bin" "$dest/bin" "$dest/lib/apk/db" "$dest/usr/share/tor"
+echo 'NAME="Alpine Linux"' >"$dest/etc/os-release"
+echo 'P:tor' >"$dest/lib/apk/db/installed"
+: >"$dest/usr/share/tor/geoip"
+if [[ $script == - ]]; then (cd "$dest" && sed 's|^cp /lib|cp lib|; s| /etc/| etc/|' | sh); fi
+if grep -q linux-virt <<<"$(tail -n1 ${calls})"; then
+  kver=6.18.1-0-virt
+  mkdir -p "$dest/boot" "$dest/lib/modules/$kver/kernel/drivers/net" "$dest/lib/modules/$kver/kernel/drivers/virtio" "$dest/lib/modules/$kver/kernel/drivers/char/hw_random" "$dest/lib/modules/$kver/kernel/fs/ext4"
+  echo kernel >"$dest/boot/vmlinuz-virt"
+  for m in net/virtio_net net/net_failover virtio/virtio_pci char/hw_random/virtio-rng; do : >"$dest/lib/modules/$kver/kernel/drivers/$m.ko.gz"; done
+  : >"$dest/lib/modules/$kver/kernel/fs/ext4/ext4.ko.gz"
+  cat >"$dest/lib/modules/$kver/modules.dep" <<DEP
+kernel/drivers/net/virtio_net.ko.gz: kernel/drivers/net/net_failover.ko.gz
+kernel/drivers/net/net_failover.ko.gz:
+kernel/drivers/virtio/virtio_pci.ko.gz:
+kernel/drivers/char/hw_random/virtio-rng.ko.gz:
+kernel/fs/ext4/ext4.ko.gz:
+DEP
+else
+  echo tor >"$dest/usr/bin/tor" && chmod +x "$dest/usr/bin/tor"
+fi
+`;
+
+describe("images/alpine/build-base.sh", () => {
+  const out = join(dir, "base");
+  let lines: string[];
+  beforeAll(() => {
+    writeFileSync(join(dir, "alpine-make-rootfs"), STAND_IN);
+    chmodSync(join(dir, "alpine-make-rootfs"), 0o755);
+    execFileSync("bash", [join(repoRoot, "images/alpine/build-base.sh"), out, "v3.23", "no", "htop"], {
+      env: toolEnv({ ALPINE_MAKE_ROOTFS: join(dir, "alpine-make-rootfs"), ALPINE_MIRROR: "https://mirror.example/alpine" }),
+      stdio: "pipe",
+    });
+    lines = readFileSync(calls, "utf8").trim().split("\n");
+  });
+
+  it("runs alpine-make-rootfs for the relay root with the branch, mirror, packages and chroot script", () => {
+    expect(lines[0]).toBe(`--branch v3.23 --mirror-uri https://mirror.example/alpine --packages busybox musl tor openssh-server libcap2 htop --script-chroot ${out}/rootfs -`);
+  });
+
+  it("installs the kernel into a separate staging root, with mkinitfs's trigger disabled", () => {
+    expect(lines[1]).toBe(`--branch v3.23 --mirror-uri https://mirror.example/alpine --packages linux-virt ${out}/kernel-root`);
+    expect(lines).toHaveLength(2);
+    expect(existsSync(join(out, "kernel-root"))).toBe(false);
+  });
+
+  it("keeps the apk database for Syft and produces the base outputs", () => {
+    expect(readFileSync(join(out, "rootfs/lib/apk/db/installed"), "utf8")).toContain("P:tor");
+    expect(readFileSync(join(out, "uname"), "utf8").trim()).toBe("6.18.1-0-virt");
+    for (const file of ["vmlinuz", "base.cpio.zst", "os-release", ".complete", "rootfs/init", "rootfs/etc/inittab"]) expect(existsSync(join(out, file)), file).toBe(true);
+  });
+
+  it("packs only the modules a VM needs, and no GeoIP data unless asked", () => {
+    const listing = spawnSync("sh", ["-c", `zstd -dc ${out}/base.cpio.zst | cpio -t 2>/dev/null`], { encoding: "utf8" }).stdout;
+    expect(listing).toMatch(/virtio_net\.ko\.gz/);
+    expect(listing).toMatch(/net_failover\.ko\.gz/);
+    expect(listing).toMatch(/virtio_pci\.ko\.gz/);
+    expect(listing).not.toMatch(/ext4\.ko\.gz/);
+    expect(listing).not.toMatch(/usr\/share\/tor\/geoip/);
+    expect(readFileSync(join(out, "rootfs/etc/relay/tor-user"), "utf8").trim()).toBe("tor");
+  });
+});

@@ -1,0 +1,109 @@
+/**
+ * The real image pipeline: a Debian base by mmdebstrap, a relay overlay, a
+ * UKI by ukify, an El Torito ISO, SBOMs by Syft; then the ISO booted under
+ * QEMU + OVMF from an IDE CD-ROM on a q35 machine, where tor must print the
+ * fingerprints tor gives for the relay's keys, and its SSH server must hand
+ * over its state to the real collector.
+ */
+import { execFileSync, spawnSync } from "node:child_process";
+import { mkdirSync, readFileSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { checkNtorKey } from "../lib/tor-keys";
+import { torListFingerprint } from "../lib/key-store";
+import { bootIso, buildRelayIso, debianBase, waitFor } from "./support/images";
+import { makeTestKeys } from "./support/fleet";
+import { repoRoot, toolEnv } from "./support/pulumi";
+import { freePort } from "./support/sshd";
+import { privateTmpDir } from "./support/tmp";
+
+describe("the Debian relay image", () => {
+  const dir = privateTmpDir("image");
+  let base: string;
+  let iso: string;
+  let uki: string;
+
+  beforeAll(() => {
+    base = debianBase();
+    makeTestKeys(dir, [{ name: "boot-1", nickname: "BootTestOne", node: "local", vmId: 100, exit: false }]);
+    mkdirSync(join(dir, "collected"), { mode: 0o700 });
+    ({ iso, uki } = buildRelayIso(dir, base, { name: "boot-1", nickname: "BootTestOne", vmId: 100, mac: "52:54:00:12:34:01" }, join(dir, "collected"), join(dir, "out")));
+  }, 900_000);
+
+  it("is a UKI with the kernel, both initrds, the command line and the base's os-release", () => {
+    const inspect = execFileSync("ukify", ["inspect", uki], { encoding: "utf8", env: toolEnv() });
+    for (const section of [".linux", ".initrd", ".cmdline", ".osrel", ".uname"]) expect(inspect).toContain(section);
+    expect(inspect).toMatch(/rdinit=\/init console=ttyS0/);
+    expect(inspect).toMatch(/Debian GNU\/Linux 12/);
+    expect(statSync(iso).size).toBeGreaterThan(statSync(uki).size);
+  });
+
+  it("keeps its build output private", () => {
+    expect(statSync(join(dir, "out")).mode & 0o777).toBe(0o700);
+    expect(statSync(iso).mode & 0o077).toBe(0);
+  });
+
+  describe("booted under QEMU from ide2 on q35 with OVMF", () => {
+    let vm: ReturnType<typeof bootIso>;
+    let sshPort: number;
+    beforeAll(async () => {
+      sshPort = await freePort();
+      vm = bootIso(iso, dir, sshPort, "52:54:00:12:34:01");
+    });
+    afterAll(() => vm?.stop());
+
+    it("runs tor with exactly the identity tor derives from the relay's keys", async () => {
+      const expected = torListFingerprint(join(dir, "keys", "boot-1"), "BootTestOne");
+      const rsa = await waitFor(vm.console, /identity key fingerprint is 'BootTestOne ([0-9A-F]{40})'/, 240);
+      const ed = await waitFor(vm.console, /ed25519 fingerprint is 'BootTestOne ([A-Za-z0-9+/]{43})'/, 30);
+      expect(rsa[1]).toBe(expected.rsa);
+      expect(ed[1]).toBe(expected.ed25519);
+      expect(vm.console()).not.toMatch(/Kernel panic|refusing to start tor/);
+    }, 300_000);
+
+    it("hands its onion keys to the collector over SSH, with the pinned host key", async () => {
+      await waitFor(vm.console, /Server listening on/, 60);
+      const out = join(dir, "collected-from-vm");
+      const result = spawnSync(
+        join(repoRoot, "node_modules/.bin/tsx"),
+        [join(repoRoot, "cli/collect-state.ts"), "--relay", "boot-1", "--host", "127.0.0.1", "--port", String(sshPort), "--key", join(dir, "keys", "collector"),
+          "--host-key", join(dir, "keys", "boot-1", "ssh_host_ed25519_key.pub"), "--out", out],
+        { encoding: "utf8" },
+      );
+      expect(result.status, result.stderr).toBe(0);
+      expect(result.stdout).toMatch(/relay boot-1: collected .*keys\/secret_onion_key_ntor/);
+      // tor made these onion keys on first boot inside the VM; the collector validated them.
+      expect(() => checkNtorKey(readFileSync(join(out, "keys", "secret_onion_key_ntor")))).not.toThrow();
+    }, 120_000);
+  });
+});
+
+describe("SBOMs of the Debian base by Syft", () => {
+  const dir = privateTmpDir("sbom");
+  let syftJson: any;
+  let cyclonedx: any;
+  beforeAll(() => {
+    const base = debianBase();
+    execFileSync("syft", ["scan", `dir:${base}/rootfs`, "--quiet", "-o", `syft-json=${dir}/base.syft.json`, "-o", `cyclonedx-json=${dir}/base.cdx.json`], { env: toolEnv() });
+    syftJson = JSON.parse(readFileSync(join(dir, "base.syft.json"), "utf8"));
+    cyclonedx = JSON.parse(readFileSync(join(dir, "base.cdx.json"), "utf8"));
+  }, 300_000);
+
+  it("lists tor, the kernel and the SSH server in Syft JSON", () => {
+    const names = new Set(syftJson.artifacts.map((a: any) => a.name));
+    for (const name of ["tor", "openssh-server", "busybox"]) expect(names.has(name), name).toBe(true);
+    expect([...names].some((n) => /^linux-image-.*-cloud-amd64$/.test(n as string))).toBe(true);
+    expect(syftJson.artifacts.find((a: any) => a.name === "tor").type).toBe("deb");
+  });
+
+  it("is valid CycloneDX holding tor as a component with a purl", () => {
+    expect(cyclonedx.bomFormat).toBe("CycloneDX");
+    const tor = cyclonedx.components.find((c: any) => c.name === "tor");
+    expect(tor.purl).toMatch(/^pkg:deb\/debian\/tor@/);
+  });
+
+  it("holds no key material: the base has no keys at all", () => {
+    const text = JSON.stringify(syftJson);
+    expect(text).not.toMatch(/secret_id_key|ed25519_signing_secret_key|secret_onion_key/);
+  });
+});

@@ -1,0 +1,64 @@
+/**
+ * A real OpenSSH server on 127.0.0.1 standing in for a running relay's SSH
+ * server: the relay's own host key, the collection key restricted to the
+ * relay's real state-export script, pointed at a relay-like data directory.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { join } from "node:path";
+import { repoRoot } from "./pulumi";
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address();
+      server.close(() => (address && typeof address === "object" ? resolve(address.port) : reject(new Error("no port"))));
+    });
+  });
+}
+
+export class RelaySshd {
+  private process?: ChildProcess;
+  constructor(
+    readonly port: number,
+    private readonly dir: string,
+  ) {}
+
+  /**
+   * `hostKey` is the relay's ssh_host_ed25519_key, `collectorPublicKey` the
+   * collection key's .pub, `torDataDir` the directory the export reads.
+   */
+  static async start(dir: string, hostKey: string, collectorPublicKey: string, torDataDir: string): Promise<RelaySshd> {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const exportScript = join(repoRoot, "images/rootfs/files/usr/local/sbin/relay-export-state");
+    const key = readFileSync(collectorPublicKey, "utf8").trim().split(/\s+/).slice(0, 2).join(" ");
+    writeFileSync(join(dir, "authorized_keys"), `restrict,command="RELAY_TOR_DATA=${torDataDir} ${exportScript}" ${key}\n`, { mode: 0o600 });
+    const port = await freePort();
+    writeFileSync(
+      join(dir, "sshd_config"),
+      [
+        `HostKey ${hostKey}`,
+        `AuthorizedKeysFile ${join(dir, "authorized_keys")}`,
+        "PermitRootLogin forced-commands-only",
+        "PasswordAuthentication no",
+        "KbdInteractiveAuthentication no",
+        "UsePAM no",
+        // Test directories live under /tmp, whose sticky mode StrictModes rejects.
+        "StrictModes no",
+        `PidFile ${join(dir, "sshd.pid")}`,
+        "ListenAddress 127.0.0.1",
+      ].join("\n") + "\n",
+    );
+    mkdirSync("/run/sshd", { recursive: true });
+    const sshd = new RelaySshd(port, dir);
+    sshd.process = spawn("/usr/sbin/sshd", ["-D", "-e", "-f", join(dir, "sshd_config"), "-p", String(port)], { stdio: "ignore" });
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    return sshd;
+  }
+
+  stop(): void {
+    this.process?.kill("SIGTERM");
+  }
+}
