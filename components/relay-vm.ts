@@ -71,7 +71,8 @@ export class ProxmoxRelayVm extends pulumi.ComponentResource implements RelayVmT
         operatingSystem: { type: "l26" },
         // No disk at all: the bridge would otherwise add its default 8 GB scsi0.
         disks: [],
-        cdrom: { enabled: true, interface: "ide2", fileId: iso.id },
+        // (cdrom.enabled is deprecated and never read back: setting it is a perpetual diff.)
+        cdrom: { interface: "ide2", fileId: iso.id },
         bootOrders: ["ide2"],
         memory: { dedicated: relay.memoryMiB },
         cpu: { cores: relay.cores, sockets: 1, type: relay.cpuType },

@@ -32,7 +32,7 @@ describe("pulumi up against the Proxmox VE API double", () => {
   /** A relay-like tor data directory, as the running relay would have it. */
   const relayData = (relay: string) => join(scratch, "relay-data", relay);
 
-  const up = () => project.run("up", "--yes", "--skip-preview");
+  const up = () => project.runAsync("up", "--yes", "--skip-preview");
   const vmCreates = (from: number) => writes(double.requests().slice(from)).filter((r) => r.method === "POST" && /^\/nodes\/[^/]+\/qemu$/.test(r.path));
   const vmDeletes = (from: number) => writes(double.requests().slice(from)).filter((r) => r.method === "DELETE" && /\/qemu\/\d+$/.test(r.path));
 
@@ -60,8 +60,8 @@ describe("pulumi up against the Proxmox VE API double", () => {
     project?.destroy();
   });
 
-  it("creates each relay: its ISO uploaded, then a diskless OVMF q35 VM booting it from ide2", () => {
-    const result = up();
+  it("creates each relay: its ISO uploaded, then a diskless OVMF q35 VM booting it from ide2", async () => {
+    const result = await up();
     expect(result.status, result.stdout + result.stderr).toBe(0);
     const uploads = writes(double.requests()).filter((r) => r.path.endsWith("/upload"));
     expect(uploads.map((r) => r.upload!.filename).sort()).toEqual(
@@ -72,7 +72,7 @@ describe("pulumi up against the Proxmox VE API double", () => {
       expect(create, `no VM create for ${relay.vmId}`).toBeDefined();
       expect(create.path).toBe(`/nodes/${relay.node}/qemu`);
       expect(create.form).toMatchObject({ bios: "ovmf", machine: "q35", ostype: "l26" });
-      expect(create.form.ide2).toMatch(new RegExp(`^local:iso/relay-${relay.nickname}-[0-9a-f]{12}\\.iso,media=cdrom`));
+      expect(create.form.ide2).toMatch(new RegExp(`^(file=)?local:iso/relay-${relay.nickname}-[0-9a-f]{12}\\.iso,media=cdrom`));
       expect(create.form.boot).toBe("order=ide2");
       // Diskless: no disk of any bus in the create request.
       expect(Object.keys(create.form).filter((key) => /^(scsi|virtio|sata|efidisk|tpmstate)\d/.test(key) || (/^ide\d$/.test(key) && key !== "ide2"))).toEqual([]);
@@ -85,25 +85,25 @@ describe("pulumi up against the Proxmox VE API double", () => {
     expect(sboms.some((f) => f.endsWith(".cdx.json"))).toBe(true);
   });
 
-  it("does nothing on a second up with no change: no SSH, no build, no upload", () => {
+  it("does nothing on a second up with no change: no SSH, no build, no upload", async () => {
     const before = double.requests().length;
-    const result = project.run("up", "--yes", "--skip-preview", "--json");
+    const result = await project.runAsync("up", "--yes", "--skip-preview", "--json");
     expect(result.status, result.stderr).toBe(0);
     expect(writes(double.requests().slice(before))).toEqual([]);
     const summary = JSON.parse(result.stdout).summary?.resourceChanges ?? JSON.parse(result.stdout).changeSummary;
     expect(Object.keys(summary ?? {}).filter((op) => op !== "same")).toEqual([]);
   });
 
-  it("redeploys exactly the relay whose torrc changed, with the onion keys collected from it", () => {
+  it("redeploys exactly the relay whose torrc changed, with the onion keys collected from it", async () => {
     const before = double.requests().length;
     config.relays[0]!.contactInfo = "email:noc[]example.net ciissversion:2";
     project.configure(config, { proxmoxApiToken: TEST_API_TOKEN });
-    const preview = project.preview();
+    const preview = await project.preview();
     const replaced = preview.steps.filter((s) => s.op === "replace" || s.op === "create-replacement");
     expect(replaced.length).toBeGreaterThan(0);
     expect(replaced.every((s) => s.urn.includes("exit-1"))).toBe(true);
 
-    const result = up();
+    const result = await up();
     expect(result.status, result.stdout + result.stderr).toBe(0);
     expect(vmDeletes(before).map((r) => r.path)).toEqual(["/nodes/pve1/qemu/9101"]);
     expect(vmCreates(before).map((r) => r.form.vmid)).toEqual(["9101"]);
@@ -114,12 +114,12 @@ describe("pulumi up against the Proxmox VE API double", () => {
     expect(overlay.find((f) => f.path === "/etc/relay/state")?.sha256).toBe(digest(join(relayData("exit-1"), "state")));
   });
 
-  it("refuses to redeploy a relay it cannot reach, leaving its VM running", () => {
+  it("refuses to redeploy a relay it cannot reach, leaving its VM running", async () => {
     sshd.get("guard-1")!.stop();
     const before = double.requests().length;
     config.relays[1]!.contactInfo = "email:changed[]example.net ciissversion:2";
     project.configure(config, { proxmoxApiToken: TEST_API_TOKEN });
-    const result = up();
+    const result = await up();
     const text = result.stdout + result.stderr;
     expect(result.status).not.toBe(0);
     expect(text).toMatch(/relay guard-1: cannot collect onion keys and state over SSH from 127\.0\.0\.1/);
@@ -127,20 +127,20 @@ describe("pulumi up against the Proxmox VE API double", () => {
     expect(writes(double.requests().slice(before)).filter((r) => r.path.includes("9201") || r.path.endsWith("/upload"))).toEqual([]);
   });
 
-  it("lets the operator through with allowFreshOnionKeys, loudly", () => {
+  it("lets the operator through with allowFreshOnionKeys, loudly", async () => {
     const before = double.requests().length;
     (config.relays[1] as Record<string, unknown>).allowFreshOnionKeys = true;
     project.configure(config, { proxmoxApiToken: TEST_API_TOKEN });
-    const result = up();
+    const result = await up();
     const text = result.stdout + result.stderr;
     expect(result.status, text).toBe(0);
     expect(text).toMatch(/WARNING allowFreshOnionKeys is set: the new image gets FRESH onion keys/);
     expect(vmCreates(before).map((r) => r.form.vmid)).toEqual(["9201"]);
   });
 
-  it("keeps every private key byte out of the stack's state and the logs", () => {
-    const exported = project.must("stack", "export", "--show-secrets=false");
-    const logs = project.run("up", "--yes", "--skip-preview").stdout;
+  it("keeps every private key byte out of the stack's state and the logs", async () => {
+    const exported = project.must("stack", "export");
+    const logs = (await up()).stdout;
     for (const relay of RELAYS) {
       const keys = join(project.dir, "keys", relay.name);
       const secrets = ["ed25519_signing_secret_key", "secret_onion_key_ntor", "ed25519_master_id_secret_key"].map((f) => readFileSync(join(keys, f)).subarray(32, 64));
@@ -157,8 +157,8 @@ describe("pulumi up against the Proxmox VE API double", () => {
     expect(exported).not.toContain(TEST_API_TOKEN.split("=")[1]);
   });
 
-  it("destroys the VMs", () => {
-    const result = project.run("destroy", "--yes", "--skip-preview");
+  it("destroys the VMs", async () => {
+    const result = await project.runAsync("destroy", "--yes", "--skip-preview");
     expect(result.status, result.stdout + result.stderr).toBe(0);
     const deleted = vmDeletes(0).map((r) => r.path);
     expect(deleted).toContain("/nodes/pve1/qemu/9101");

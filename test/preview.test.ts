@@ -15,12 +15,12 @@ describe("pulumi preview of a fresh stack", () => {
   let steps: PreviewStep[];
   let output: string;
 
-  beforeAll(() => {
+  beforeAll(async () => {
     project = new TestProject("preview");
     makeTestKeys(project.dir, THREE_RELAYS);
     const { proxmox, ...rest } = testStackConfig(THREE_RELAYS);
     project.configure({ proxmox, ...rest }, { proxmoxApiToken: TEST_API_TOKEN });
-    const preview = project.preview();
+    const preview = await project.preview();
     steps = preview.steps;
     output = preview.result.stdout + preview.result.stderr;
     expect(preview.result.status, output).toBe(0);

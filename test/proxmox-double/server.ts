@@ -111,7 +111,7 @@ export class ProxmoxDouble {
         const vmid = Number(form.vmid);
         if (this.vms.has(vmid)) throw new ApiError(500, `unable to create VM ${vmid} - VM ${vmid} already exists on node '${node}'`);
         const config: Record<string, string | number> = {};
-        for (const [key, value] of Object.entries(form)) if (key !== "vmid") config[key] = /^(cores|sockets|memory|vcpus)$/.test(key) ? Number(value) : value;
+        for (const [key, value] of Object.entries(form)) if (key !== "vmid") config[key] = storedValue(key, value);
         this.vms.set(vmid, { vmid, node, config, status: "stopped" });
         return this.upid(node, "qmcreate", String(vmid));
       }
@@ -127,7 +127,7 @@ export class ProxmoxDouble {
         for (const key of (form.delete ?? "").split(",").filter(Boolean)) delete vm.config[key];
         for (const [key, value] of Object.entries(form)) {
           if (key === "delete" || key === "digest" || key === "background_delay") continue;
-          vm.config[key] = /^(cores|sockets|memory|vcpus)$/.test(key) ? Number(value) : value;
+          vm.config[key] = storedValue(key, value);
         }
         return method === "POST" ? this.upid(vm.node, "qmconfig", String(vm.vmid)) : null;
       }
@@ -182,6 +182,17 @@ export class ProxmoxDouble {
       else reply(500, { data: null, message: (err as Error).message });
     }
   }
+}
+
+/**
+ * How Proxmox VE stores a config value and returns it from GET …/config:
+ * flags and counts as JSON numbers, drives as "volume,opt=…" without the
+ * "file=" key the client may send or a trailing comma.
+ */
+function storedValue(key: string, value: string): string | number {
+  if (/^(ide|sata|scsi|virtio)\d+$/.test(key)) return value.replace(/^file=/, "").replace(/,$/, "");
+  const textual = /^(ide|sata|scsi|virtio|net|serial|usb|hostpci|unused|efidisk|tpmstate)\d*$|^(name|description|tags|boot|cpu|vga|agent|ostype|bios|machine|smbios1|vmgenid|amd-sev|args)$/;
+  return /^\d+$/.test(value) && !textual.test(key) ? Number(value) : value;
 }
 
 function readBody(req: IncomingMessage): Promise<Buffer> {

@@ -9,7 +9,7 @@ import { homedir, tmpdir } from "node:os";
 import { join } from "node:path";
 
 export const repoRoot = join(__dirname, "..", "..");
-const PROGRAM_FILES = ["Pulumi.yaml", "index.ts", "package.json", "tsconfig.json", "lib", "components", "images"];
+const PROGRAM_FILES = ["Pulumi.yaml", "index.ts", "package.json", "tsconfig.json", "lib", "components", "images", "cli"];
 
 export function toolEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   const cache = process.env.DISKLESS_RELAYS_CACHE ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), ".cache"), "diskless-relays");
@@ -91,6 +91,22 @@ export class TestProject {
     return spawn("pulumi", [...args, "--stack", this.stack, "--cwd", this.dir], { env: this.env });
   }
 
+  /**
+   * Like run, without blocking the test worker: long runs (image builds)
+   * would otherwise starve the test runner's own RPC.
+   */
+  runAsync(...args: string[]): Promise<PulumiResult> {
+    return new Promise((resolve, reject) => {
+      const child = this.spawn(...args);
+      const out: Buffer[] = [];
+      const err: Buffer[] = [];
+      child.stdout.on("data", (chunk: Buffer) => out.push(chunk));
+      child.stderr.on("data", (chunk: Buffer) => err.push(chunk));
+      child.on("error", reject);
+      child.on("close", (status) => resolve({ status, stdout: Buffer.concat(out).toString("utf8"), stderr: Buffer.concat(err).toString("utf8") }));
+    });
+  }
+
   must(...args: string[]): string {
     const result = this.run(...args);
     if (result.status !== 0) throw new Error(`pulumi ${args.join(" ")} failed (${result.status}):\n${result.stdout}\n${result.stderr}`);
@@ -98,8 +114,8 @@ export class TestProject {
   }
 
   /** `pulumi preview --json`, reduced to the steps a reviewer reads. */
-  preview(): { steps: PreviewStep[]; raw: any; result: PulumiResult } {
-    const result = this.run("preview", "--json");
+  async preview(): Promise<{ steps: PreviewStep[]; raw: any; result: PulumiResult }> {
+    const result = await this.runAsync("preview", "--json");
     let raw: any;
     try {
       raw = JSON.parse(result.stdout);
