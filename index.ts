@@ -3,7 +3,8 @@ import * as pulumi from "@pulumi/pulumi";
 import { mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { BaseImage } from "./components/base-image";
-import { Relay } from "./components/relay";
+import { LocalRelayVm } from "./components/local-relay-vm";
+import { Relay, type RelayArgs } from "./components/relay";
 import { ProxmoxRelayVm } from "./components/relay-vm";
 import { BaseSbom } from "./components/sbom";
 import { ConfigError, parseStackConfig, type StackConfig } from "./lib/config";
@@ -11,7 +12,7 @@ import { FleetError, planFleet } from "./lib/fleet";
 import { baseImageInputs, RELAY_SCRIPT_PATHS, treeDigest } from "./lib/image-inputs";
 import { rollingOrder } from "./lib/rollout";
 
-const CONFIG_KEYS = ["proxmox", "proxmoxApiToken", "keyStore", "buildDir", "image", "stateCollection", "certificate", "rollout", "relays"] as const;
+const CONFIG_KEYS = ["target", "proxmox", "proxmoxApiToken", "keyStore", "buildDir", "image", "stateCollection", "certificate", "rollout", "relays"] as const;
 const projectDir = process.cwd();
 
 /**
@@ -27,7 +28,7 @@ function loadStackConfig(): StackConfig {
     const value = pulumi.runtime.getConfig(`${project}:${key}`);
     if (value === undefined) continue;
     try {
-      raw[key] = key === "proxmoxApiToken" ? value : JSON.parse(value);
+      raw[key] = key === "proxmoxApiToken" || key === "target" ? value : JSON.parse(value);
     } catch {
       raw[key] = value;
     }
@@ -56,12 +57,31 @@ const buildRoot = join(buildDir, `${pulumi.getProject()}-${pulumi.getStack()}`);
 const artifactsDir = join(projectDir, "artifacts");
 if (!pulumi.runtime.isDryRun()) mkdirSync(buildRoot, { recursive: true, mode: 0o700 });
 
-const apiToken = pulumi.secret(config.proxmoxApiToken);
-const proxmox = new proxmoxve.Provider("proxmox", {
-  endpoint: config.proxmox.endpoint,
-  apiToken,
-  insecure: !config.proxmox.verifyTls,
-});
+/** The VM each relay runs in: Proxmox VE, or QEMU on this machine for the local stack. */
+function vmTarget(): RelayArgs["createVm"] {
+  if (config.target === "qemu") {
+    const runtimeDir = join(projectDir, ".runtime", pulumi.getStack());
+    return (name, args, opts) =>
+      new LocalRelayVm(name, { ...args, runtimeDir, projectDir, sshPort: args.relay.sshPort!, orPort: args.relay.localOrPort! }, opts);
+  }
+  const target = config.proxmox!;
+  const apiToken = pulumi.secret(config.proxmoxApiToken!);
+  const provider = new proxmoxve.Provider("proxmox", { endpoint: target.endpoint, apiToken, insecure: !target.verifyTls });
+  return (name, args, opts) =>
+    new ProxmoxRelayVm(
+      name,
+      {
+        ...args,
+        datastore: target.datastore,
+        bridge: target.bridge,
+        keepIsos: target.keepIsos,
+        connection: { endpoint: target.endpoint, apiToken, verifyTls: target.verifyTls },
+        projectDir,
+      },
+      { ...opts, provider },
+    );
+}
+const createVm = vmTarget();
 
 const base = new BaseImage(config.image.flavour, { inputs: baseImageInputs(config.image, projectDir), projectDir, buildRoot: buildDir });
 const baseSbom = new BaseSbom(config.image.flavour, { baseDir: base.dir, baseDigest: base.digest, flavour: config.image.flavour, artifactsDir });
@@ -81,19 +101,7 @@ for (const { planned, after } of rollingOrder(fleet.relays, config.rollout.maxPa
       projectDir,
       buildRoot,
       artifactsDir,
-      createVm: (name, args, opts) =>
-        new ProxmoxRelayVm(
-          name,
-          {
-            ...args,
-            datastore: config.proxmox.datastore,
-            bridge: config.proxmox.bridge,
-            keepIsos: config.proxmox.keepIsos,
-            connection: { endpoint: config.proxmox.endpoint, apiToken, verifyTls: config.proxmox.verifyTls },
-            projectDir,
-          },
-          { ...opts, provider: proxmox },
-        ),
+      createVm,
       after: after.map((name) => relays.get(name)!.vm.machine),
     }),
   );

@@ -99,6 +99,8 @@ const relaySchema = z
     /** Where the collector reaches the relay's SSH server; defaults to the IPv4 address and the fleet's SSH port. */
     sshHost: z.string().min(1).optional(),
     sshPort: port.optional(),
+    /** qemu target only: the host port on 127.0.0.1 forwarded to the relay's ORPort. */
+    localOrPort: port.optional(),
     /** Deploy without collected onion keys when the running relay cannot be reached. Loud on purpose. */
     allowFreshOnionKeys: z.boolean().default(false),
     sev: z
@@ -160,8 +162,10 @@ const rolloutSchema = z.object({ maxParallel: z.number().int().min(1, "must be a
 
 export const stackConfigSchema = z
   .object({
-    proxmox: proxmoxSchema,
-    proxmoxApiToken: z.string().regex(API_TOKEN, "must be a Proxmox VE API token of the form USER@REALM!TOKENID=SECRET"),
+    /** Where relays run: Proxmox VE, or QEMU on this machine (the local stack). */
+    target: z.enum(["proxmox", "qemu"]).default("proxmox"),
+    proxmox: proxmoxSchema.optional(),
+    proxmoxApiToken: z.string().optional(),
     /** The key store made by `npm run keys`: relays' key directories and families/. */
     keyStore: z.string().min(1).default("keys"),
     /** Private build directory; bases are shared there by every stack of the host. */
@@ -180,7 +184,16 @@ export type RelayConfig = StackConfig["relays"][number];
 export type ImageConfig = StackConfig["image"];
 
 /** Fleet-wide rules that no single relay can check on its own. */
-function checkFleet(config: { proxmox: { nodes: string[] }; relays: z.infer<typeof relaySchema>[] }, ctx: z.RefinementCtx) {
+function checkFleet(
+  config: { target: "proxmox" | "qemu"; proxmox?: { nodes: string[] }; proxmoxApiToken?: string; relays: z.infer<typeof relaySchema>[] },
+  ctx: z.RefinementCtx,
+) {
+  const issue = (path: (string | number)[], message: string) => ctx.addIssue({ code: z.ZodIssueCode.custom, path, message });
+  if (config.target === "proxmox") {
+    if (!config.proxmox) issue(["proxmox"], "is required when target is proxmox");
+    if (!config.proxmoxApiToken) issue(["proxmoxApiToken"], "is required when target is proxmox: pulumi config set --secret proxmoxApiToken USER@REALM!TOKENID=SECRET");
+    else if (!API_TOKEN.test(config.proxmoxApiToken)) issue(["proxmoxApiToken"], "must be a Proxmox VE API token of the form USER@REALM!TOKENID=SECRET");
+  }
   const seen = new Map<string, number>();
   const unique = (kind: string, value: string, index: number, field: string) => {
     const key = `${kind}\u0000${value.toLowerCase()}`;
@@ -202,12 +215,14 @@ function checkFleet(config: { proxmox: { nodes: string[] }; relays: z.infer<type
     unique("MAC", relay.mac, index, "mac");
     unique("IPv4 address and ORPort", `${relay.ipv4.address.split("/")[0]}:${relay.orPort}`, index, "ipv4");
     if (relay.ipv6) unique("IPv6 address and ORPort", `[${relay.ipv6.address.split("/")[0]}]:${relay.orPort}`, index, "ipv6");
-    if (!config.proxmox.nodes.includes(relay.node)) {
-      ctx.addIssue({
-        code: z.ZodIssueCode.custom,
-        path: ["relays", index, "node"],
-        message: `"${relay.node}" is not one of proxmox.nodes (${config.proxmox.nodes.join(", ")})`,
-      });
+    if (config.target === "proxmox" && config.proxmox && !config.proxmox.nodes.includes(relay.node)) {
+      issue(["relays", index, "node"], `"${relay.node}" is not one of proxmox.nodes (${config.proxmox.nodes.join(", ")})`);
+    }
+    if (config.target === "qemu") {
+      if (relay.sshPort === undefined) issue(["relays", index, "sshPort"], "is required when target is qemu: the host port on 127.0.0.1 forwarded to the relay's SSH server");
+      if (relay.localOrPort === undefined) issue(["relays", index, "localOrPort"], "is required when target is qemu: the host port on 127.0.0.1 forwarded to the relay's ORPort");
+      if (relay.sshPort !== undefined) unique("local port", String(relay.sshPort), index, "sshPort");
+      if (relay.localOrPort !== undefined) unique("local port", String(relay.localOrPort), index, "localOrPort");
     }
     if (relay.exit.enabled && relay.nameservers.length === 0) {
       ctx.addIssue({

@@ -53,8 +53,6 @@ export function renderTorrc(relay: RelayConfig, context: TorrcContext): string {
     "OfflineMasterKey 1",
     "SocksPort 0",
     "Log notice stdout",
-    // The root filesystem is RAM: spare it.
-    "AvoidDiskWrites 1",
     "NoExec 1",
   );
   if (context.user) lines.push(`User ${context.user}`);

@@ -58,7 +58,8 @@ describe("parseStackConfig", () => {
   it("accepts a valid config and fills in the defaults", () => {
     const config = parseStackConfig(validConfig());
     expect(config.image.flavour).toBe("alpine");
-    expect(config.proxmox.verifyTls).toBe(true);
+    expect(config.proxmox!.verifyTls).toBe(true);
+    expect(config.target).toBe("proxmox");
     expect(config.relays[0]!.orPort).toBe(443);
     expect(config.relays[1]!.exit.enabled).toBe(false);
     expect(config.relays[0]!.allowFreshOnionKeys).toBe(false);
@@ -100,7 +101,6 @@ describe("parseStackConfig", () => {
     ["bandwidth without a unit", (c) => (c.relays[0].bandwidth = { rate: "100", burst: "200 MBytes" }), "relays[0].bandwidth.rate", /tor bandwidth/],
     ["plain-http endpoint", (c) => (c.proxmox.endpoint = "http://pve.example.net:8006"), "proxmox.endpoint", /https/],
     ["malformed API token", (c) => (c.proxmoxApiToken = "root:hunter2"), "proxmoxApiToken", /USER@REALM!TOKENID=SECRET/],
-    ["missing API token", (c) => delete (c as any).proxmoxApiToken, "proxmoxApiToken", /is required/],
     ["unknown flavour", (c) => (c.image = { flavour: "arch" }), "image.flavour", /alpine.*debian/],
     ["typo in a relay key", (c) => ((c.relays[0] as any).nickName = "x"), "relays[0].nickName", /not a known setting/],
     ["no relays", (c) => (c.relays = []), "relays", /at least one relay/],
@@ -109,6 +109,18 @@ describe("parseStackConfig", () => {
     ["exit without a resolver", (c) => (c.relays[0].nameservers = []), "relays[0].nameservers", /at least one resolver/],
     ["bad resolver address", (c) => (c.relays[1].nameservers = ["dns.example"]), "relays[1].nameservers[0]", /IP address/],
     ["maxParallel zero", (c) => (c.rollout = { maxParallel: 0 }), "rollout.maxParallel", /at least 1/],
+    ["proxmox target without its token", (c) => delete (c as any).proxmoxApiToken, "proxmoxApiToken", /required when target is proxmox/],
+    ["qemu target without forwarded ports", (c) => (c.target = "qemu"), "relays[0].sshPort", /required when target is qemu/],
+    [
+      "qemu target with a port forwarded twice",
+      (c) => {
+        c.target = "qemu";
+        Object.assign(c.relays[0], { sshPort: 2201, localOrPort: 9101 });
+        Object.assign(c.relays[1], { sshPort: 9101, localOrPort: 9102 });
+      },
+      "relays[1].sshPort",
+      /duplicate local port "9101"/,
+    ],
     ["missing collection key", (c) => (c.stateCollection = {}), "stateCollection.privateKeyFile", /is required/],
   ];
 
