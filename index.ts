@@ -39,7 +39,7 @@ function loadStackConfig(): StackConfig {
 function plan() {
   try {
     const config = loadStackConfig();
-    const fleet = planFleet(config, { projectDir, now: new Date() });
+    const fleet = planFleet(config, { projectDir, now: new Date(), needCollectionKey: !pulumi.runtime.isDryRun() });
     return { config, fleet };
   } catch (err) {
     // A RunError prints its message alone, without a stack trace.

@@ -20,6 +20,7 @@ const { values, positionals } = parseArgs({
     memory: { type: "string", default: "1024" },
     cores: { type: "string", default: "1" },
     forward: { type: "string", multiple: true, default: [] },
+    "guest-address": { type: "string" },
   },
 });
 
@@ -67,6 +68,7 @@ function start(): void {
     cores: Number(values.cores),
     mac: values.mac,
     hostForwards,
+    ...(values["guest-address"] ? { guestAddress: values["guest-address"] } : {}),
     serialLog: join(runDir!, "console.log"),
     pidFile,
   });

@@ -33,7 +33,7 @@ export class LocalRelayVm extends pulumi.ComponentResource implements RelayVmTar
       name,
       {
         dir: args.projectDir,
-        create: pulumi.interpolate`${cli} start --run-dir ${runDir} --iso ${args.isoPath} --mac ${relay.mac} --memory ${relay.memoryMiB} --cores ${relay.cores} --forward ${args.sshPort}:22 --forward ${args.orPort}:${relay.orPort}`,
+        create: pulumi.interpolate`${cli} start --run-dir ${runDir} --iso ${args.isoPath} --mac ${relay.mac} --memory ${relay.memoryMiB} --cores ${relay.cores} --forward ${args.sshPort}:22 --forward ${args.orPort}:${relay.orPort} --guest-address ${relay.ipv4.address.split("/")[0]}`,
         delete: `${cli} stop --run-dir ${runDir}`,
         triggers: [args.imageDigest, relay.memoryMiB, relay.cores, relay.mac, args.sshPort, args.orPort],
       },

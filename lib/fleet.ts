@@ -43,18 +43,15 @@ export function relayKeysDir(config: Pick<StackConfig, "keyStore">, relay: Relay
  */
 export function planFleet(
   config: StackConfig,
-  options: { projectDir: string; now: Date },
+  options: { projectDir: string; now: Date; /** false for a preview, which collects nothing */ needCollectionKey?: boolean },
 ): { relays: PlannedRelay[]; warnings: string[]; collectorPublicKey: string } {
   const problems: string[] = [];
   const collectorKey = resolve(options.projectDir, config.stateCollection.privateKeyFile);
+  const makeIt = `Make the collection key with \`ssh-keygen -t ed25519 -N "" -f ${config.stateCollection.privateKeyFile}\``;
   let collectorPublicKey = "";
-  if (!existsSync(collectorKey) || !existsSync(`${collectorKey}.pub`)) {
-    problems.push(
-      `stateCollection.privateKeyFile: ${collectorKey} or its .pub is missing. Make the collection key with \`ssh-keygen -t ed25519 -N "" -f ${config.stateCollection.privateKeyFile}\``,
-    );
-  } else {
-    collectorPublicKey = readFileSync(`${collectorKey}.pub`, "utf8").trim();
-  }
+  if (!existsSync(`${collectorKey}.pub`)) problems.push(`stateCollection.privateKeyFile: ${collectorKey}.pub is missing. ${makeIt}`);
+  else collectorPublicKey = readFileSync(`${collectorKey}.pub`, "utf8").trim();
+  if ((options.needCollectionKey ?? true) && !existsSync(collectorKey)) problems.push(`stateCollection.privateKeyFile: ${collectorKey} is missing. ${makeIt}`);
   const warnings: string[] = [];
   const identities: RelayIdentity[] = [];
   const keysDirs = new Map<string, string>();

@@ -14,8 +14,9 @@ export interface QemuRelayMachine {
   memoryMiB: number;
   cores: number;
   mac: string;
-  /** host port → guest port, on 127.0.0.1 only. */
+  /** host port on 127.0.0.1 → guest port on the relay's own (static) address. */
   hostForwards: { host: number; guest: number }[];
+  guestAddress?: string;
   serialLog: string;
   pidFile?: string;
   /** KVM where it works; TCG (software) otherwise. */
@@ -23,7 +24,7 @@ export interface QemuRelayMachine {
 }
 
 export function qemuRelayArgs(machine: QemuRelayMachine): string[] {
-  const forwards = machine.hostForwards.map((f) => `,hostfwd=tcp:127.0.0.1:${f.host}-:${f.guest}`).join("");
+  const forwards = machine.hostForwards.map((f) => `,hostfwd=tcp:127.0.0.1:${f.host}-${machine.guestAddress ?? ""}:${f.guest}`).join("");
   return [
     "-machine", "q35",
     "-accel", machine.accel ?? "tcg",

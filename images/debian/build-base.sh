@@ -19,13 +19,14 @@ if [[ $geoip == yes ]]; then packages+=",tor-geoipdb"; fi
 for extra in "$@"; do packages+=",$extra"; done
 
 rm -rf "$out" && mkdir -p "$out" && chmod 0700 "$out"
+# The full log stays beside the build; only a failure prints its tail.
 mmdebstrap --quiet --variant=essential \
   --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
   --include="$packages" \
   --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
   --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/locale/*' \
   --dpkgopt='path-exclude=/usr/share/info/*' \
-  "$release" "$out/rootfs"
+  "$release" "$out/rootfs" >"$out/mmdebstrap.log" 2>&1 || { tail -n 40 "$out/mmdebstrap.log" >&2; exit 1; }
 
 # Host keys are per relay and come with the overlay.
 rm -f "$out/rootfs/etc/ssh/ssh_host_"*
