@@ -4,20 +4,27 @@
  *   npm run keys -- renew (RELAY… | --all) [--lifetime 30d]
  *   npm run keys -- status [--json] [--warn-days 10]
  *   npm run keys -- family init NAME
+ *   npm run --silent keys -- export-shipped > shipped.tar.gz
  * The store defaults to ./keys (override with --store DIR or DISKLESS_RELAYS_KEYS).
  */
+import { execFileSync } from "node:child_process";
+import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { checkCertificateWindow, loadRelayIdentity } from "../lib/identity";
+import { IDENTITY_FILES } from "../lib/tor-keys";
 import { familiesDir, initFamilyKey, initRelayKeys, listRelays, readRelayRecord, relayDir, renewSigningKey } from "../lib/key-store";
 
 class UsageError extends Error {}
+
+const SHIPPED_FILES = [...IDENTITY_FILES, "ssh_host_ed25519_key", "ssh_host_ed25519_key.pub", "relay.json"];
 
 const USAGE = `usage:
   npm run keys -- init RELAY --nickname NICK [--family NAME] [--lifetime 30d]
   npm run keys -- renew (RELAY... | --all) [--lifetime 30d]
   npm run keys -- status [--json] [--warn-days 10]
   npm run keys -- family init NAME
+  npm run --silent keys -- export-shipped > shipped.tar.gz
 options: --store DIR (default: ./keys or $DISKLESS_RELAYS_KEYS)`;
 
 function lifetimeDays(value: string | undefined): number {
@@ -124,6 +131,16 @@ function main(argv: string[]): number {
       console.log(`created ${join(familiesDir(store), `${name}.secret_family_key`)}`);
       console.log(`FamilyId ${familyId}`);
       console.log(`Relays with family: ${name} now ship this key and announce this FamilyId.`);
+      return 0;
+    }
+    case "export-shipped": {
+      // What every image of the fleet carries anyway, for a previewing CI job;
+      // never a master secret key.
+      const files = listRelays(store).flatMap((relay) => SHIPPED_FILES.map((file) => join(relay, file)));
+      if (existsSync(join(store, "collector.pub"))) files.push("collector.pub");
+      if (existsSync(familiesDir(store))) files.push(...readdirSync(familiesDir(store)).filter((f) => f.endsWith(".secret_family_key")).map((f) => join("families", f)));
+      if (process.stdout.isTTY) throw new UsageError("export-shipped writes a tar.gz to stdout: redirect it to a file or a pipe");
+      process.stdout.write(execFileSync("tar", ["-cz", "-C", store, ...files]));
       return 0;
     }
     default:

@@ -7,7 +7,10 @@ export interface LocalRelayVmArgs extends RelayVmArgs {
   /** Git-ignored runtime directory: <runtimeDir>/<relay>/ holds the pid file and the console log. */
   runtimeDir: string;
   projectDir: string;
-  /** Host ports on 127.0.0.1 forwarded to the relay's SSH server and ORPort. */
+  /**
+   * Host ports on 127.0.0.1 forwarded to the relay's SSH server (which listens
+   * on the same port inside, as its network config says) and its ORPort.
+   */
   sshPort: number;
   orPort: number;
 }
@@ -33,7 +36,7 @@ export class LocalRelayVm extends pulumi.ComponentResource implements RelayVmTar
       name,
       {
         dir: args.projectDir,
-        create: pulumi.interpolate`${cli} start --run-dir ${runDir} --iso ${args.isoPath} --mac ${relay.mac} --memory ${relay.memoryMiB} --cores ${relay.cores} --forward ${args.sshPort}:22 --forward ${args.orPort}:${relay.orPort} --guest-address ${relay.ipv4.address.split("/")[0]}`,
+        create: pulumi.interpolate`${cli} start --run-dir ${runDir} --iso ${args.isoPath} --mac ${relay.mac} --memory ${relay.memoryMiB} --cores ${relay.cores} --forward ${args.sshPort}:${args.sshPort} --forward ${args.orPort}:${relay.orPort} --guest-address ${relay.ipv4.address.split("/")[0]}`,
         delete: `${cli} stop --run-dir ${runDir}`,
         triggers: [args.imageDigest, relay.memoryMiB, relay.cores, relay.mac, args.sshPort, args.orPort],
       },
