@@ -3,7 +3,8 @@
  * Proxmox VE (see lib/qemu.ts). Run by the LocalRelayVm component:
  *   tsx cli/local-vm.ts start --run-dir DIR --iso ISO --mac MAC --memory MiB --cores N --forward HOST:GUEST…
  *   tsx cli/local-vm.ts stop --run-dir DIR
- * DIR receives qemu.pid, console.log (the serial console) and the firmware's variables.
+ * DIR receives qemu.pid, console.log (the serial console), monitor.sock (QEMU's
+ * human monitor) and the firmware's variables.
  */
 import { spawnSync } from "node:child_process";
 import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
@@ -70,6 +71,7 @@ function start(): void {
     hostForwards,
     ...(values["guest-address"] ? { guestAddress: values["guest-address"] } : {}),
     serialLog: join(runDir!, "console.log"),
+    monitorSocket: join(runDir!, "monitor.sock"),
     pidFile,
   });
   const qemu = spawnSync("qemu-system-x86_64", args, { encoding: "utf8" });

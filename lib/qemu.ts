@@ -19,6 +19,8 @@ export interface QemuRelayMachine {
   guestAddress?: string;
   serialLog: string;
   pidFile?: string;
+  /** A QMP/HMP monitor socket, for operators and fault tests (e.g. hostfwd_remove). */
+  monitorSocket?: string;
   /** KVM where it works; TCG (software) otherwise. */
   accel?: "kvm" | "tcg";
 }
@@ -41,7 +43,7 @@ export function qemuRelayArgs(machine: QemuRelayMachine): string[] {
     "-device", `virtio-net-pci,netdev=net0,mac=${machine.mac.toLowerCase()}`,
     "-serial", `file:${machine.serialLog}`,
     "-display", "none",
-    "-monitor", "none",
+    "-monitor", machine.monitorSocket ? `unix:${machine.monitorSocket},server,nowait` : "none",
     "-no-reboot",
     ...(machine.pidFile ? ["-pidfile", machine.pidFile, "-daemonize"] : []),
   ];
