@@ -123,6 +123,7 @@ export const relayOutputs = Object.fromEntries(
         imageDigest: relay.imageDigest,
         iso: relay.image.isoName,
         sbom: relay.sbom.path,
+        ...(relay.launchMeasurement ? { snpLaunchMeasurement: relay.launchMeasurement.measurement } : {}),
       },
     ];
   }),

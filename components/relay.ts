@@ -1,5 +1,5 @@
 import * as pulumi from "@pulumi/pulumi";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import type { StackConfig } from "../lib/config";
 import type { PlannedRelay } from "../lib/fleet";
 import { relayBuildEnvironment, relayImageDigest, relayImageInputs } from "../lib/image-inputs";
@@ -7,6 +7,7 @@ import type { BaseImage } from "./base-image";
 import { RelayImage } from "./relay-image";
 import type { RelayVmArgs, RelayVmTarget } from "./relay-vm";
 import { type BaseSbom, RelaySbom } from "./sbom";
+import { LaunchMeasurement } from "./launch-measurement";
 import { StateCollection } from "./state-collection";
 
 export interface RelayArgs {
@@ -35,6 +36,8 @@ export class Relay extends pulumi.ComponentResource {
   readonly image: RelayImage;
   readonly sbom: RelaySbom;
   readonly vm: RelayVmTarget;
+  /** For SEV-SNP relays: the launch measurement their attestation reports must carry. */
+  readonly launchMeasurement?: LaunchMeasurement;
 
   constructor(name: string, args: RelayArgs, opts?: pulumi.ComponentResourceOptions) {
     super("diskless-relays:relay:Relay", name, {}, opts);
@@ -90,6 +93,24 @@ export class Relay extends pulumi.ComponentResource {
       },
       { parent: this },
     );
+
+    const sev = plan.config.sev;
+    if (sev?.enabled && sev.ovmf) {
+      this.launchMeasurement = new LaunchMeasurement(
+        `${name}-snp`,
+        {
+          relay: plan.config.name,
+          imageDigest: this.imageDigest,
+          ukiPath: this.image.ukiPath,
+          ovmf: resolve(args.projectDir, sev.ovmf),
+          vcpus: plan.config.cores,
+          vcpuType: sev.vcpuType ?? plan.config.cpuType,
+          projectDir: args.projectDir,
+          artifactsDir: args.artifactsDir,
+        },
+        { parent: this },
+      );
+    }
 
     this.vm = args.createVm(
       `${name}-vm`,

@@ -5,6 +5,7 @@
  */
 import { isIP } from "node:net";
 import { z } from "zod";
+import { vcpuTypeNames } from "./snp/vcpuTypes";
 
 /** tor's own rule for Nickname (src/core/or/or.h: MAX_NICKNAME_LEN). */
 const NICKNAME = /^[A-Za-z0-9]{1,19}$/;
@@ -108,6 +109,10 @@ const relaySchema = z
         enabled: z.boolean(),
         allowSmt: z.boolean().default(false),
         noDebug: z.boolean().default(true),
+        /** The AmdSevX64 OVMF build the guest launches with (it carries the kernel-hashes table). */
+        ovmf: z.string().min(1).optional(),
+        /** The vCPU model for the measurement; defaults to cpuType. */
+        vcpuType: z.string().optional(),
       })
       .strict()
       .optional(),
@@ -230,6 +235,12 @@ function checkFleet(
         path: ["relays", index, "nameservers"],
         message: "must list at least one resolver for an exit relay (ideally a local validating resolver)",
       });
+    }
+    if (relay.sev?.enabled && !relay.sev.ovmf) {
+      issue(["relays", index, "sev", "ovmf"], "is required when SEV-SNP is enabled: the AmdSevX64 OVMF file the expected launch measurement is computed for");
+    }
+    if (relay.sev?.enabled && !vcpuTypeNames().includes(relay.sev.vcpuType ?? relay.cpuType)) {
+      issue(["relays", index, "sev", "vcpuType"], `"${relay.sev.vcpuType ?? relay.cpuType}" is not a vCPU model the measurement knows (${vcpuTypeNames().join(", ")}); set sev.vcpuType`);
     }
     if (relay.sev?.enabled && !relay.sev.noDebug) {
       ctx.addIssue({

@@ -9,6 +9,8 @@ import { copyFileSync, mkdirSync, readFileSync, readdirSync, statSync, writeFile
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { expectedLaunchMeasurement } from "../lib/snp/launchDigest";
+import { fixturePath } from "./snp/fixtures";
 import { makeTestKeys, TEST_API_TOKEN, testStackConfig, type TestRelay } from "./support/fleet";
 import { ProxmoxDoubleProcess, writes } from "./support/proxmox";
 import { TestProject } from "./support/pulumi";
@@ -42,6 +44,8 @@ describe("pulumi up against the Proxmox VE API double", () => {
     makeTestKeys(project.dir, RELAYS);
     mkdirSync(BUILD_CACHE, { recursive: true, mode: 0o700 });
     config = { ...testStackConfig(RELAYS, { endpoint: double.endpoint }), buildDir: BUILD_CACHE };
+    // The guard runs as an SEV-SNP guest: its expected launch measurement is published.
+    Object.assign(config.relays[1]!, { cpuType: "EPYC-v4", sev: { enabled: true, ovmf: fixturePath("ovmf_AmdSev_suffix.bin") } });
     for (const [i, relay] of RELAYS.entries()) {
       const data = relayData(relay.name);
       mkdirSync(join(data, "keys"), { recursive: true, mode: 0o700 });
@@ -79,6 +83,21 @@ describe("pulumi up against the Proxmox VE API double", () => {
       expect(create.form.net0).toContain(`macaddr=${config.relays[RELAYS.indexOf(relay)]!.mac}`);
       expect(create.form.net0).toContain(`tag=${100 + RELAYS.indexOf(relay)}`);
     }
+    // SEV-SNP: the VM is created as an SNP guest without debugging, and the
+    // expected measurement of its UKI is a stack output and an artifact.
+    const guard = vmCreates(0).find((r) => r.form.vmid === "9201")!;
+    expect(guard.form["amd-sev"]).toMatch(/type=snp/);
+    expect(guard.form["amd-sev"]).toMatch(/no-debug=1/);
+    const outputs = JSON.parse(project.must("stack", "output", "relayOutputs", "--json"));
+    const measurement = outputs["guard-1"].snpLaunchMeasurement as string;
+    expect(measurement).toMatch(/^[0-9a-f]{96}$/);
+    expect(outputs["exit-1"].snpLaunchMeasurement).toBeUndefined();
+    const artifact = JSON.parse(readFileSync(join(project.dir, "artifacts", "relays", "guard-1", `${outputs["guard-1"].imageDigest.slice(0, 12)}.snp.json`), "utf8"));
+    expect(artifact.measurement).toBe(measurement);
+    const uki = join(BUILD_CACHE, "diskless-relays-deploy", "relays", "guard-1", outputs["guard-1"].imageDigest.slice(0, 12), "relay.efi");
+    expect(artifact.uki.sha256).toBe(createHash("sha256").update(readFileSync(uki)).digest("hex"));
+    expect(expectedLaunchMeasurement({ ovmf: readFileSync(fixturePath("ovmf_AmdSev_suffix.bin")), kernel: readFileSync(uki), vcpus: 1, vcpuType: "EPYC-v4" })).toBe(measurement);
+
     // Each SBOM artifact exists and lists the overlay by digest.
     const sboms = readdirSync(join(project.dir, "artifacts", "sbom"));
     expect(sboms.some((f) => f.endsWith(".syft.json"))).toBe(true);
