@@ -60,7 +60,7 @@ export function planFleet(
     const keysDir = relayKeysDir(config, relay, options.projectDir);
     keysDirs.set(relay.name, keysDir);
     try {
-      const identity = loadRelayIdentity(relay.name, keysDir);
+      const identity = loadRelayIdentity(relay.name, keysDir, relay.nickname);
       identities.push(identity);
       const status = checkCertificateWindow(identity, options.now, config.certificate);
       if (status.level === "error") problems.push(status.message);

@@ -45,7 +45,7 @@ export interface RelayIdentity {
  * IdentityError for a missing, corrupt or mismatched file, or for a master
  * secret key among the files that would ship.
  */
-export function loadRelayIdentity(relay: string, keysDir: string): RelayIdentity {
+export function loadRelayIdentity(relay: string, keysDir: string, nickname = "NICKNAME"): RelayIdentity {
   const where = (file: string) => join(keysDir, file);
   const read = (file: string): Buffer => {
     if (!existsSync(where(file))) {
@@ -53,7 +53,7 @@ export function loadRelayIdentity(relay: string, keysDir: string): RelayIdentity
         relay,
         where(file),
         "is missing",
-        `Create the relay's keys on the key-generation host with \`npm run keys -- init ${relay}\`, or point relays[].keysDir at them`,
+        `Create the relay's keys on the key-generation host with \`npm run keys -- init ${relay} --nickname ${nickname}\`, or point relays[].keysDir at them`,
       );
     }
     const bytes = readFileSync(where(file));
