@@ -42,7 +42,7 @@ export class Relay extends pulumi.ComponentResource {
   constructor(name: string, args: RelayArgs, opts?: pulumi.ComponentResourceOptions) {
     super("diskless-relays:relay:Relay", name, {}, opts);
     const { plan, config } = args;
-    const environment = relayBuildEnvironment(plan, config, args.collectorPublicKey);
+    const environment = relayBuildEnvironment(plan, config, args.collectorPublicKey, args.projectDir);
     const inputs = relayImageInputs(plan, args.base.digest, environment, args.relayScripts);
     this.imageDigest = relayImageDigest(inputs);
 

@@ -143,6 +143,8 @@ const imageSchema = z
     kernelCmdline: z.string().default("console=ttyS0 panic=10"),
     /** Include tor's GeoIP databases: +2.7 MB compressed, +25 MB RAM once unpacked. */
     geoip: z.boolean().default(false),
+    /** Sign each UKI for Secure Boot (sbsign) with this key and certificate (PEM files). */
+    secureBoot: z.object({ privateKeyFile: z.string().min(1), certificateFile: z.string().min(1) }).strict().optional(),
   })
   .strict();
 

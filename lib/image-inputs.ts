@@ -5,7 +5,7 @@
  */
 import { createHash } from "node:crypto";
 import { readdirSync, readFileSync, statSync } from "node:fs";
-import { join, relative } from "node:path";
+import { join, relative, resolve } from "node:path";
 import type { ImageConfig, StackConfig } from "./config";
 import type { PlannedRelay } from "./fleet";
 import { IDENTITY_FILES } from "./tor-keys";
@@ -87,14 +87,19 @@ export interface RelayBuildEnvironment {
   RELAY_AUTHORIZED_KEYS: string;
   RELAY_CMDLINE: string;
   RELAY_FAMILY_KEY?: string;
+  SB_KEY?: string;
+  SB_CERT?: string;
 }
 
 export function relayBuildEnvironment(
   relay: PlannedRelay,
   config: Pick<StackConfig, "image" | "stateCollection">,
   collectorPublicKey: string,
+  projectDir = ".",
 ): RelayBuildEnvironment {
+  const secureBoot = config.image.secureBoot;
   return {
+    ...(secureBoot ? { SB_KEY: resolve(projectDir, secureBoot.privateKeyFile), SB_CERT: resolve(projectDir, secureBoot.certificateFile) } : {}),
     RELAY_TORRC: relay.torrc,
     RELAY_NETWORK_ENV: renderNetworkEnv(relay.config, relay.config.sshPort ?? config.stateCollection.port),
     RELAY_AUTHORIZED_KEYS: authorizedKeysLine(collectorPublicKey),
@@ -124,6 +129,7 @@ export function relayImageInputs(relay: PlannedRelay, baseDigest: string, enviro
     identityKeys: fileDigest(...IDENTITY_FILES.map((file) => join(relay.keysDir, file))),
     sshHostKey: fileDigest(...SSH_HOST_KEY_FILES.map((file) => join(relay.keysDir, file))),
     familyKey: relay.familyKeyFile ? fileDigest(relay.familyKeyFile) : "none",
+    secureBoot: environment.SB_CERT ? fileDigest(environment.SB_KEY!, environment.SB_CERT) : "unsigned",
   };
 }
 export type RelayImageInputs = ReturnType<typeof relayImageInputs>;

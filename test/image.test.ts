@@ -43,6 +43,17 @@ describe("the Debian relay image", () => {
     expect(statSync(iso).size).toBeGreaterThan(statSync(uki).size);
   });
 
+  it("is signed for Secure Boot when a key is configured, and only then", () => {
+    execFileSync("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=diskless-relays test db key",
+      "-keyout", join(dir, "db.key"), "-out", join(dir, "db.crt")], { stdio: "ignore" });
+    const signed = buildRelayIso(dir, base, { name: "boot-1", nickname: "BootTestOne", vmId: 100, mac: "52:54:00:12:34:01" }, join(dir, "collected"), join(dir, "out-signed"), {
+      secureBoot: { privateKeyFile: "db.key", certificateFile: "db.crt" },
+    });
+    const sbverify = (file: string) => spawnSync("sbverify", ["--cert", join(dir, "db.crt"), file], { encoding: "utf8" });
+    expect(sbverify(signed.uki).status, sbverify(signed.uki).stderr).toBe(0);
+    expect(sbverify(uki).status).not.toBe(0);
+  });
+
   it("keeps its build output private", () => {
     expect(statSync(join(dir, "out")).mode & 0o777).toBe(0o700);
     expect(statSync(iso).mode & 0o077).toBe(0);

@@ -24,11 +24,11 @@ export function debianBase(): string {
   return dir;
 }
 
-export function minimalConfig(relays: Record<string, unknown>[] = [{ name: "r", nickname: "R", vmId: 100, mac: "52:54:00:00:00:01" }]) {
+export function minimalConfig(relays: Record<string, unknown>[] = [{ name: "r", nickname: "R", vmId: 100, mac: "52:54:00:00:00:01" }], image: Record<string, unknown> = {}) {
   return {
     proxmox: { endpoint: "https://127.0.0.1:8006", nodes: ["local"], datastore: "local", bridge: "vmbr0" },
     proxmoxApiToken: "root@pam!t=0",
-    image: { flavour: "debian", release: "bookworm" },
+    image: { flavour: "debian", release: "bookworm", ...image },
     stateCollection: { privateKeyFile: "keys/collector" },
     relays: relays.map((relay) => ({
       node: "local",
@@ -42,11 +42,18 @@ export function minimalConfig(relays: Record<string, unknown>[] = [{ name: "r", 
 }
 
 /** Builds one relay's ISO with images/build-relay.sh, as the RelayImage component runs it. */
-export function buildRelayIso(projectDir: string, base: string, relayConfig: Record<string, unknown>, collectedDir: string, out: string): { iso: string; uki: string } {
-  const config = parseStackConfig(minimalConfig([relayConfig]));
+export function buildRelayIso(
+  projectDir: string,
+  base: string,
+  relayConfig: Record<string, unknown>,
+  collectedDir: string,
+  out: string,
+  image: Record<string, unknown> = {},
+): { iso: string; uki: string } {
+  const config = parseStackConfig(minimalConfig([relayConfig], image));
   const fleet = planFleet(config, { projectDir, now: new Date() });
   const planned = fleet.relays[0]!;
-  const environment = relayBuildEnvironment(planned, config, fleet.collectorPublicKey);
+  const environment = relayBuildEnvironment(planned, config, fleet.collectorPublicKey, projectDir);
   const name = `relay-${planned.config.nickname}-test.iso`;
   execFileSync("bash", [join(repoRoot, "images/build-relay.sh"), base, planned.keysDir, collectedDir, out, name], {
     env: toolEnv({ ...environment }),
