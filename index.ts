@@ -1,19 +1,21 @@
 import * as proxmoxve from "@muhlba91/pulumi-proxmoxve";
 import * as pulumi from "@pulumi/pulumi";
 import { mkdirSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { BaseImage } from "./components/base-image";
 import { LocalRelayVm } from "./components/local-relay-vm";
 import { Relay, type RelayArgs } from "./components/relay";
 import { ProxmoxRelayVm } from "./components/relay-vm";
 import { BaseSbom } from "./components/sbom";
 import { ConfigError, parseStackConfig, type StackConfig } from "./lib/config";
-import { FleetError, planFleet } from "./lib/fleet";
+import { FleetError, inProject, planFleet } from "./lib/fleet";
 import { baseImageInputs, RELAY_SCRIPT_PATHS, treeDigest } from "./lib/image-inputs";
 import { rollingOrder } from "./lib/rollout";
 
 const CONFIG_KEYS = ["target", "proxmox", "proxmoxApiToken", "keyStore", "buildDir", "image", "stateCollection", "certificate", "rollout", "relays"] as const;
-const projectDir = process.cwd();
+// Pulumi runs the program and its plugins in the project directory; every
+// path handed to a resource is relative to it (see inProject).
+const projectDir = ".";
 
 /**
  * Reads every key of this project's stack config and validates it as a whole,
@@ -52,7 +54,7 @@ const { config, fleet } = plan();
 for (const warning of fleet.warnings) pulumi.log.warn(warning);
 
 // Build directories hold key material: private, and outside the state.
-const buildDir = resolve(projectDir, config.buildDir);
+const buildDir = inProject(projectDir, config.buildDir);
 const buildRoot = join(buildDir, `${pulumi.getProject()}-${pulumi.getStack()}`);
 const artifactsDir = join(projectDir, "artifacts");
 if (!pulumi.runtime.isDryRun()) mkdirSync(buildRoot, { recursive: true, mode: 0o700 });
@@ -84,7 +86,7 @@ function vmTarget(): RelayArgs["createVm"] {
 const createVm = vmTarget();
 
 const base = new BaseImage(config.image.flavour, { inputs: baseImageInputs(config.image, projectDir), projectDir, buildRoot: buildDir });
-const baseSbom = new BaseSbom(config.image.flavour, { baseDir: base.dir, baseDigest: base.digest, flavour: config.image.flavour, artifactsDir });
+const baseSbom = new BaseSbom(config.image.flavour, { baseDir: base.dir, baseDigest: base.digest, flavour: config.image.flavour, artifactsDir, projectDir });
 const relayScripts = treeDigest(projectDir, RELAY_SCRIPT_PATHS);
 
 const relays = new Map<string, Relay>();

@@ -29,6 +29,7 @@ export class BaseImage extends pulumi.ComponentResource {
     const build = new command.local.Command(
       `${name}-build`,
       {
+        dir: args.projectDir,
         create: [
           `set -eu; mkdir -p -m 0700 ${join(args.buildRoot, "base")}`,
           `if [ -f ${dir}/.complete ]; then echo "base ${dir} already built"; exit 0; fi`,

@@ -39,6 +39,7 @@ export class RelayImage extends pulumi.ComponentResource {
     const build = new command.local.Command(
       `${name}-build`,
       {
+        dir: args.projectDir,
         create: pulumi.interpolate`set -eu
 mkdir -p -m 0700 ${join(args.buildRoot, "relays", args.relay.config.name)}
 bash ${join(args.projectDir, "images", "build-relay.sh")} ${args.baseDir} ${args.relay.keysDir} ${args.collectedDir} ${out} ${this.isoName}`,

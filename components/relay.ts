@@ -1,7 +1,7 @@
 import * as pulumi from "@pulumi/pulumi";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import type { StackConfig } from "../lib/config";
-import type { PlannedRelay } from "../lib/fleet";
+import { inProject, type PlannedRelay } from "../lib/fleet";
 import { relayBuildEnvironment, relayImageDigest, relayImageInputs } from "../lib/image-inputs";
 import type { BaseImage } from "./base-image";
 import { RelayImage } from "./relay-image";
@@ -102,7 +102,7 @@ export class Relay extends pulumi.ComponentResource {
           relay: plan.config.name,
           imageDigest: this.imageDigest,
           ukiPath: this.image.ukiPath,
-          ovmf: resolve(args.projectDir, sev.ovmf),
+          ovmf: inProject(args.projectDir, sev.ovmf),
           vcpus: plan.config.cores,
           vcpuType: sev.vcpuType ?? plan.config.cpuType,
           projectDir: args.projectDir,

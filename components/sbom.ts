@@ -8,6 +8,7 @@ export interface BaseSbomArgs {
   flavour: string;
   /** artifacts/ in the project: the audit history, keyed by digest. */
   artifactsDir: string;
+  projectDir: string;
 }
 
 /** The base's inventory by Syft, in Syft JSON and CycloneDX, kept under artifacts/sbom/. */
@@ -21,6 +22,7 @@ export class BaseSbom extends pulumi.ComponentResource {
     const scan = new command.local.Command(
       `${name}-syft`,
       {
+        dir: args.projectDir,
         create: pulumi.interpolate`set -eu
 mkdir -p ${join(args.artifactsDir, "sbom")}
 syft scan dir:${args.baseDir}/rootfs --quiet --source-name relay-base-${args.flavour} --source-version ${args.baseDigest.slice(0, 12)} \\
@@ -62,6 +64,7 @@ export class RelaySbom extends pulumi.ComponentResource {
     new command.local.Command(
       `${name}-write`,
       {
+        dir: args.projectDir,
         create: pulumi.interpolate`bash ${join(args.projectDir, "images", "write-relay-sbom.sh")} ${args.relay} ${args.nickname} ${args.imageDigest} ${args.base.syftJson} ${args.base.cyclonedxJson} ${args.overlayFiles} ${args.ukiPath} ${args.isoPath} ${this.path} && echo "sbom ${this.path}"`,
         triggers: [args.imageDigest],
       },

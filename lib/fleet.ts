@@ -4,7 +4,7 @@
  * A problem with any relay stops the whole run here, so nothing changes.
  */
 import { existsSync, readFileSync } from "node:fs";
-import { isAbsolute, join, resolve } from "node:path";
+import { isAbsolute, join } from "node:path";
 import type { ImageConfig, RelayConfig, StackConfig } from "./config";
 import { IdentityError, checkCertificateWindow, findSharedIdentities, loadRelayIdentity, type RelayIdentity } from "./identity";
 import { familyIdFromSecretKey, KeyFileError } from "./tor-keys";
@@ -32,9 +32,18 @@ export const TOR_RUNTIME: Record<ImageConfig["flavour"], { user: string; sandbox
   debian: { user: "debian-tor", sandbox: true, dataDirectory: "/var/lib/tor" },
 };
 
+/**
+ * A path as resources see it: relative to the project when given relative.
+ * Resource inputs must not depend on where the project is checked out, or a
+ * preview elsewhere (a pull request's runner) would show every command as
+ * changed.
+ */
+export function inProject(projectDir: string, path: string): string {
+  return isAbsolute(path) ? path : join(projectDir, path);
+}
+
 export function relayKeysDir(config: Pick<StackConfig, "keyStore">, relay: RelayConfig, projectDir: string): string {
-  const dir = relay.keysDir ?? join(config.keyStore, relay.name);
-  return isAbsolute(dir) ? dir : resolve(projectDir, dir);
+  return inProject(projectDir, relay.keysDir ?? join(config.keyStore, relay.name));
 }
 
 /**
@@ -46,7 +55,7 @@ export function planFleet(
   options: { projectDir: string; now: Date; /** false for a preview, which collects nothing */ needCollectionKey?: boolean },
 ): { relays: PlannedRelay[]; warnings: string[]; collectorPublicKey: string } {
   const problems: string[] = [];
-  const collectorKey = resolve(options.projectDir, config.stateCollection.privateKeyFile);
+  const collectorKey = inProject(options.projectDir, config.stateCollection.privateKeyFile);
   const makeIt = `Make the collection key with \`ssh-keygen -t ed25519 -N "" -f ${config.stateCollection.privateKeyFile}\``;
   let collectorPublicKey = "";
   if (!existsSync(`${collectorKey}.pub`)) problems.push(`stateCollection.privateKeyFile: ${collectorKey}.pub is missing. ${makeIt}`);
@@ -74,7 +83,7 @@ export function planFleet(
 
   const familyIds = new Map<string, { file: string; familyId: string }>();
   for (const family of new Set(config.relays.flatMap((r) => (r.family ? [r.family] : [])))) {
-    const file = resolve(options.projectDir, config.keyStore, "families", `${family}.secret_family_key`);
+    const file = join(inProject(options.projectDir, config.keyStore), "families", `${family}.secret_family_key`);
     if (!existsSync(file)) continue;
     try {
       familyIds.set(family, { file, familyId: familyIdFromSecretKey(readFileSync(file), file) });

@@ -5,9 +5,9 @@
  */
 import { createHash } from "node:crypto";
 import { readdirSync, readFileSync, statSync } from "node:fs";
-import { join, relative, resolve } from "node:path";
+import { join, relative } from "node:path";
 import type { ImageConfig, StackConfig } from "./config";
-import type { PlannedRelay } from "./fleet";
+import { inProject, type PlannedRelay } from "./fleet";
 import { IDENTITY_FILES } from "./tor-keys";
 
 /** The command the collection key may run on a relay; pinned into its authorized_keys line. */
@@ -99,7 +99,7 @@ export function relayBuildEnvironment(
 ): RelayBuildEnvironment {
   const secureBoot = config.image.secureBoot;
   return {
-    ...(secureBoot ? { SB_KEY: resolve(projectDir, secureBoot.privateKeyFile), SB_CERT: resolve(projectDir, secureBoot.certificateFile) } : {}),
+    ...(secureBoot ? { SB_KEY: inProject(projectDir, secureBoot.privateKeyFile), SB_CERT: inProject(projectDir, secureBoot.certificateFile) } : {}),
     RELAY_TORRC: relay.torrc,
     RELAY_NETWORK_ENV: renderNetworkEnv(relay.config, relay.config.sshPort ?? config.stateCollection.port),
     RELAY_AUTHORIZED_KEYS: authorizedKeysLine(collectorPublicKey),

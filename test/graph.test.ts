@@ -56,7 +56,7 @@ describe("one relay's resource graph", () => {
     const { ProxmoxRelayVm } = await import("../components/relay-vm");
     const { baseImageInputs, treeDigest, RELAY_SCRIPT_PATHS } = await import("../lib/image-inputs");
     const base = new BaseImage("debian", { inputs: baseImageInputs(config.image, repoRoot), projectDir: repoRoot, buildRoot: join(dir, "build") });
-    const baseSbom = new BaseSbom("debian", { baseDir: base.dir, baseDigest: base.digest, flavour: "debian", artifactsDir: join(dir, "artifacts") });
+    const baseSbom = new BaseSbom("debian", { baseDir: base.dir, baseDigest: base.digest, flavour: "debian", artifactsDir: join(dir, "artifacts"), projectDir: repoRoot });
     const relay = new Relay("r1", {
       plan: fleet.relays[0]!,
       config,

@@ -92,6 +92,10 @@ describe("pulumi preview of a fresh stack", () => {
     }
   });
 
+  it("hands resources no path of this checkout, so a preview elsewhere (a pull request's runner) shows no change", () => {
+    expect(JSON.stringify(steps.map((s) => s.inputs))).not.toContain(project.dir);
+  });
+
   it("runs no command during preview: nothing was built or collected", () => {
     expect(readdirSync(project.dir)).not.toContain("build");
     expect(readdirSync(project.dir)).not.toContain("artifacts");
