@@ -160,6 +160,25 @@ describe("pulumi up against the Proxmox VE API double", () => {
     expect(vmCreates(before).map((r) => r.form.vmid)).toEqual(["9201"]);
   });
 
+  it("keeps the newest keepIsos images of a relay on the datastore and prunes older ones once the new VM is up", async () => {
+    const before = double.requests().length;
+    const isos = () => double.requests().filter((r) => r.path.endsWith("/upload") && r.upload!.filename.startsWith("relay-DeployExitOne-")).map((r) => r.upload!.filename);
+    for (const contact of ["email:noc2[]example.net ciissversion:2", "email:noc3[]example.net ciissversion:2"]) {
+      config.relays[0]!.contactInfo = contact;
+      project.configure(config, { proxmoxApiToken: TEST_API_TOKEN });
+      const result = await up();
+      expect(result.status, result.stdout + result.stderr).toBe(0);
+    }
+    const uploaded = isos();
+    expect(uploaded).toHaveLength(4);
+    const pruned = writes(double.requests().slice(before)).filter((r) => r.method === "DELETE" && r.path.includes("/content/"));
+    // keepIsos is 2: after the fourth image only the third and fourth remain.
+    const volumePath = (name: string) => `/nodes/pve1/storage/local/content/local:iso/${name}`;
+    expect(pruned.map((r) => r.path)).toEqual(uploaded.slice(0, 2).map(volumePath));
+    const deletedEver = new Set(writes(double.requests()).filter((r) => r.method === "DELETE").map((r) => r.path));
+    expect(uploaded.filter((name) => !deletedEver.has(volumePath(name)))).toEqual(uploaded.slice(2));
+  });
+
   it("keeps every private key byte out of the stack's state and the logs", async () => {
     const exported = project.must("stack", "export");
     const logs = (await up()).stdout;
