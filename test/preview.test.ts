@@ -133,6 +133,18 @@ describe("pulumi preview stops before anything changes", () => {
     renewSigningKey(join(project.dir, "keys"), "guard-1", 30);
   });
 
+  it("on a signing certificate that has expired, naming the relay, the file and the renew command", () => {
+    project.configure(testStackConfig(THREE_RELAYS), { proxmoxApiToken: TEST_API_TOKEN });
+    // 40 days on, the 30-day certificates tor issued at init have expired.
+    const result = project.runAt("+40d", "preview");
+    const text = result.stdout + result.stderr;
+    expect(result.status).not.toBe(0);
+    for (const relay of THREE_RELAYS) {
+      expect(text).toMatch(new RegExp(`relay ${relay.name}: .*keys/${relay.name}/ed25519_signing_cert expired at .*npm run keys -- renew ${relay.name}`));
+    }
+    expect(project.run("preview").status).toBe(0);
+  });
+
   it("on a missing key file", () => {
     rmSync(join(project.dir, "keys", "exit-2", "secret_id_key"));
     const result = project.run("preview");

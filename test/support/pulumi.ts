@@ -86,6 +86,16 @@ export class TestProject {
     return { status: result.status, stdout: result.stdout, stderr: result.stderr };
   }
 
+  /** Like run, with the program's clock moved by `offset` (libfaketime, e.g. "+40d"). */
+  runAt(offset: string, ...args: string[]): PulumiResult {
+    const result = spawnSync("faketime", ["-f", offset, "pulumi", ...args, "--stack", this.stack, "--cwd", this.dir], {
+      env: this.env,
+      encoding: "utf8",
+    });
+    if (result.error) throw result.error;
+    return { status: result.status, stdout: result.stdout, stderr: result.stderr };
+  }
+
   /** Like run, but in the background, for tests that interrupt it. */
   spawn(...args: string[]) {
     return spawn("pulumi", [...args, "--stack", this.stack, "--cwd", this.dir], { env: this.env });
