@@ -98,7 +98,6 @@ pulumi_cli() {
     return
   fi
   go_tool pulumi "$PULUMI_VERSION-nodejs-$LANGUAGE_HOST_SDK_VERSION" build_pulumi
-  rm -f "$TOOLS_BIN/pulumi-language-nodejs"
 }
 
 # resource_plugin NAME VERSION BUILD: makes our build of a plugin the engine's
