@@ -1,7 +1,7 @@
 import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
-import { IdentityError, checkCertificateWindow, findSharedIdentities, loadRelayIdentity } from "../lib/identity";
+import { checkCertificateWindow, findSharedIdentities, loadRelayIdentity } from "../lib/identity";
 import { initFamilyKey, familyKeyFile, initRelayKeys, relayDir, renewSigningKey, torListFingerprint, torSigningKeyExpiration } from "../lib/key-store";
 import { IDENTITY_FILES, checkNtorKey, familyIdFromSecretKey, readSigningCert } from "../lib/tor-keys";
 import { privateTmpDir } from "./support/tmp";

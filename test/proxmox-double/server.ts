@@ -70,7 +70,7 @@ export class ProxmoxDouble {
     return vm;
   }
 
-  handle(method: string, segments: string[], query: Record<string, string>, form: Record<string, string>, upload?: RecordedRequest["upload"]): unknown {
+  handle(method: string, segments: string[], form: Record<string, string>, upload?: RecordedRequest["upload"]): unknown {
     const route = `${method} /${segments.map((s, i) => (["nodes", "storage", "qemu", "tasks", "content"].includes(segments[i - 1] ?? "") ? "*" : s)).join("/")}`;
     switch (route) {
       case "GET /version":
@@ -176,7 +176,7 @@ export class ProxmoxDouble {
     const method = req.method ?? "GET";
     this.record({ method, path: `/${segments.join("/")}`, query, form, ...(upload ? { upload } : {}) });
     try {
-      reply(200, { data: this.handle(method, segments, query, form, upload) ?? null });
+      reply(200, { data: this.handle(method, segments, form, upload) ?? null });
     } catch (err) {
       if (err instanceof ApiError) reply(err.status, { data: null, message: err.message, errors: {} });
       else reply(500, { data: null, message: (err as Error).message });

@@ -21,10 +21,7 @@ export function freePort(): Promise<number> {
 
 export class RelaySshd {
   private process?: ChildProcess;
-  constructor(
-    readonly port: number,
-    private readonly dir: string,
-  ) {}
+  constructor(readonly port: number) {}
 
   /**
    * `hostKey` is the relay's ssh_host_ed25519_key, `collectorPublicKey` the
@@ -52,7 +49,7 @@ export class RelaySshd {
       ].join("\n") + "\n",
     );
     mkdirSync("/run/sshd", { recursive: true });
-    const sshd = new RelaySshd(port, dir);
+    const sshd = new RelaySshd(port);
     sshd.process = spawn("/usr/sbin/sshd", ["-D", "-e", "-f", join(dir, "sshd_config"), "-p", String(port)], { stdio: "ignore" });
     await new Promise((resolve) => setTimeout(resolve, 500));
     return sshd;
