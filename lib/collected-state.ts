@@ -2,7 +2,7 @@
  * What a running relay hands over before its image is rebuilt: onion keys and
  * tor's state file. Validated here before they go into a new image.
  */
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, lstatSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { checkNtorKey, checkRsaOnionKey, KeyFileError } from "./tor-keys";
 
@@ -11,8 +11,26 @@ export interface CollectedSummary {
   lastRotatedOnionKey?: string;
 }
 
+const EXPECTED = new Set(["keys", "keys/secret_onion_key", "keys/secret_onion_key_ntor", "keys/secret_onion_key.old", "keys/secret_onion_key_ntor.old", "state"]);
+
+/**
+ * A relay is not trusted to send only what it should: a symlink in its
+ * export could make the next image carry a file of the build host (another
+ * relay's onion key, say). Only the expected names, as plain files, pass.
+ */
+function checkEntries(dir: string, prefix = ""): void {
+  for (const name of readdirSync(dir)) {
+    const path = prefix ? `${prefix}/${name}` : name;
+    const stat = lstatSync(join(dir, name));
+    if (!EXPECTED.has(path)) throw new Error(`collected state holds an unexpected entry "${path}"; refusing to build an image with it`);
+    if (stat.isDirectory() && path === "keys") checkEntries(join(dir, name), path);
+    else if (!stat.isFile() || path === "keys") throw new Error(`collected state entry "${path}" is not a plain file; refusing to build an image with it`);
+  }
+}
+
 /** Validates a directory laid out as the relay exports it (keys/…, state); throws naming the bad file. */
 export function validateCollectedState(dir: string): CollectedSummary {
+  checkEntries(dir);
   const files: string[] = [];
   const check = (file: string, validate: (bytes: Buffer, name: string) => void) => {
     const path = join(dir, file);

@@ -3,7 +3,7 @@
  * a relay-like tor data directory through the relay's own export script.
  */
 import { spawnSync } from "node:child_process";
-import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { makeTestKeys } from "./support/fleet";
@@ -66,6 +66,23 @@ describe("collecting a relay's onion keys and state over SSH", () => {
     expect(result.status).toBe(0);
     expect(result.stderr).toMatch(/WARNING allowFreshOnionKeys is set: the new image gets FRESH onion keys/);
     expect(existsSync(join(dir, "fresh", "keys"))).toBe(false);
+  });
+
+  it("refuses an export that points outside itself (a symlink to a file of the build host)", () => {
+    const ntor = join(data, "keys", "secret_onion_key_ntor");
+    const saved = readFileSync(ntor);
+    rmSync(ntor);
+    // A relay that tried to pull another relay's onion key into its own image.
+    symlinkSync(join(dir, "keys", "beta", "secret_onion_key_ntor"), ntor);
+    try {
+      const result = collect("symlinked");
+      expect(result.status).toBe(1);
+      expect(result.stderr).toMatch(/collected state entry "keys\/secret_onion_key_ntor" is not a plain file/);
+      expect(existsSync(join(dir, "symlinked"))).toBe(false);
+    } finally {
+      rmSync(ntor);
+      writeFileSync(ntor, saved, { mode: 0o600 });
+    }
   });
 
   it("refuses a corrupt onion key instead of building an image with it", () => {
