@@ -4,8 +4,8 @@
 #   pack-initrd.sh ROOTFS KERNEL GEOIP(yes|no) OUT.cpio.zst
 set -euo pipefail
 rootfs=$1 kernel=$2 geoip=$3 out=$4
-# The virtio PCI transport, NIC and RNG; everything else a relay VM uses is built into the kernel.
-wanted_modules="virtio_pci virtio_net virtio_rng"
+# The virtio PCI transport, NIC, console and RNG; everything else a relay VM uses is built into the kernel.
+wanted_modules="virtio_pci virtio_net virtio_console virtio_rng"
 epoch=${SOURCE_DATE_EPOCH:-0}
 
 moddir=usr/lib/modules/$kernel
