@@ -7,7 +7,7 @@
 # OUT receives overlay.cpio and files.json (each path with its SHA-256; the
 # list goes into the SBOM, the bytes never do).
 set -euo pipefail
-staging=$1 out=$2
+staging=$(realpath -m "$1") out=$(realpath -m "$2")
 umask 077
 mkdir -p "$out"
 for required in etc/tor/torrc etc/relay/network.env etc/relay/keys/secret_id_key etc/ssh/ssh_host_ed25519_key; do

@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { torListFingerprint } from "../lib/key-store";
 import { makeTestKeys } from "./support/fleet";
-import { BUILD_CACHE, waitFor } from "./support/images";
+import { waitFor } from "./support/images";
 import { repoRoot, TestProject } from "./support/pulumi";
 import { freePort } from "./support/sshd";
 import { privateTmpDir } from "./support/tmp";
@@ -63,7 +63,7 @@ describe("the local stack, end to end", () => {
     makeTestKeys(project.dir, RELAYS.map((r, i) => ({ name: r.name, nickname: r.nickname, node: "local", vmId: 100 + i, exit: i === 0 })));
     config = {
       target: "qemu",
-      buildDir: BUILD_CACHE,
+      // The default, project-relative build directory, as an operator has it.
       image: { flavour: "debian", release: "bookworm" },
       stateCollection: { privateKeyFile: "keys/collector", connectTimeoutSeconds: 10 },
       relays: await Promise.all(
@@ -158,9 +158,10 @@ describe("the local stack, end to end", () => {
   }, 600_000);
 
   it("leaves the old VM alone when a build step fails midway, and the next up succeeds", async () => {
-    const base = (await project.runAsync("stack", "export")).stdout.match(/(\/[^\s"]+\/base\/debian-[0-9a-f]{12})/)?.[1];
-    expect(base, "the base build directory in the stack state").toBeDefined();
-    renameSync(join(base!, ".complete"), join(base!, ".complete.hidden"));
+    const relativeBase = (await project.runAsync("stack", "export")).stdout.match(/\b(build\/base\/debian-[0-9a-f]{12})\b/)?.[1];
+    expect(relativeBase, "the base build directory in the stack state").toBeDefined();
+    const base = join(project.dir, relativeBase!);
+    renameSync(join(base, ".complete"), join(base, ".complete.hidden"));
     try {
       const failed = await up();
       expect(failed.status).not.toBe(0);
@@ -168,7 +169,7 @@ describe("the local stack, end to end", () => {
       expect(alive(before.guardPid)).toBe(true);
       expect(pidOf("e2e-guard")).toBe(before.guardPid);
     } finally {
-      renameSync(join(base!, ".complete.hidden"), join(base!, ".complete"));
+      renameSync(join(base, ".complete.hidden"), join(base, ".complete"));
     }
     const result = await up();
     expect(result.status, result.stdout + result.stderr).toBe(0);
@@ -198,7 +199,7 @@ describe("the local stack, end to end", () => {
     expect(result.status, result.stdout + result.stderr).toBe(0);
     for (const pid of pids) expect(alive(pid)).toBe(false);
     for (const relay of RELAYS) expect(existsSync(runDir(relay.name))).toBe(false);
-    expect(existsSync(join(BUILD_CACHE, `diskless-relays-${project.stack}`, "relays", "e2e-exit", "collected"))).toBe(false);
+    expect(existsSync(join(project.dir, "build", `diskless-relays-${project.stack}`, "relays", "e2e-exit", "collected"))).toBe(false);
   }, 300_000);
 });
 

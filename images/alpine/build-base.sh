@@ -7,7 +7,7 @@
 # a reachable Alpine mirror (ALPINE_MIRROR). Unreleased alpine-make-rootfs
 # can exit 0 on failure, so every output is checked after it runs.
 set -euo pipefail
-out=$1 branch=$2 geoip=$3
+out=$(realpath -m "$1") branch=$2 geoip=$3
 shift 3
 here=$(cd "$(dirname "$0")/.." && pwd)
 umask 022

@@ -5,7 +5,7 @@
 # (the RAM root, without /boot and with only the modules a VM needs),
 # OUT/uname and OUT/os-release. Needs root (mmdebstrap builds a real tree).
 set -euo pipefail
-out=$1 release=$2 geoip=$3
+out=$(realpath -m "$1") release=$2 geoip=$3
 shift 3
 here=$(cd "$(dirname "$0")/.." && pwd)
 # The base holds no secrets and tor must read its files after dropping root;

@@ -3,7 +3,7 @@
 # package caches or docs, and of the kernel's modules only those a VM needs.
 #   pack-initrd.sh ROOTFS KERNEL GEOIP(yes|no) OUT.cpio.zst
 set -euo pipefail
-rootfs=$1 kernel=$2 geoip=$3 out=$4
+rootfs=$(realpath -m "$1") kernel=$2 geoip=$3 out=$(realpath -m "$4")
 # The virtio PCI transport, NIC, console and RNG; everything else a relay VM uses is built into the kernel.
 wanted_modules="virtio_pci virtio_net virtio_console virtio_rng"
 epoch=${SOURCE_DATE_EPOCH:-0}
