@@ -37,16 +37,19 @@ apt_packages() {
 
 # ukify is not in bookworm's systemd 252. The bookworm-backports systemd carries
 # it; it is unpacked into the cache rather than replacing the host's systemd.
+# SYSTEMD_BACKPORT is the version tried here; whatever backports serves is
+# taken when that one has moved on.
 ukify_from_backports() {
-  local dir="$DISKLESS_RELAYS_CACHE/systemd-$SYSTEMD_BACKPORT"
-  if [[ ! -x "$dir/root/lib/systemd/ukify" || ! -f "$dir/root/usr/lib/systemd/boot/efi/linuxx64.efi.stub" ]]; then
-    log "unpacking ukify and the EFI stub from bookworm-backports ($SYSTEMD_BACKPORT)"
+  local dir="$DISKLESS_RELAYS_CACHE/systemd-backports"
+  if [[ ! -f "$dir/root/lib/systemd/ukify" || ! -f "$dir/root/usr/lib/systemd/boot/efi/linuxx64.efi.stub" ]]; then
+    log "unpacking ukify and the EFI stub from bookworm-backports"
     if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
       echo 'deb http://deb.debian.org/debian bookworm-backports main' >/etc/apt/sources.list.d/bookworm-backports.list
     fi
     apt-get update -q >/dev/null
     rm -rf "$dir" && mkdir -p "$dir/debs"
-    (cd "$dir/debs" && apt-get download -q "systemd=$SYSTEMD_BACKPORT" "systemd-boot-efi=$SYSTEMD_BACKPORT" >/dev/null 2>&1)
+    (cd "$dir/debs" && { apt-get download -q "systemd=$SYSTEMD_BACKPORT" "systemd-boot-efi=$SYSTEMD_BACKPORT" >/dev/null 2>&1 ||
+      apt-get download -q systemd/bookworm-backports systemd-boot-efi/bookworm-backports >/dev/null 2>&1; })
     for deb in "$dir"/debs/*.deb; do dpkg-deb -x "$deb" "$dir/root"; done
     rm -rf "$dir/debs"
   fi
