@@ -30,7 +30,7 @@ function loadStackConfig(): StackConfig {
     const value = pulumi.runtime.getConfig(`${project}:${key}`);
     if (value === undefined) continue;
     try {
-      raw[key] = key === "proxmoxApiToken" || key === "target" ? value : JSON.parse(value);
+      raw[key] = key === "proxmoxApiToken" ? value : JSON.parse(value);
     } catch {
       raw[key] = value;
     }
