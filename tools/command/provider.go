@@ -285,15 +285,8 @@ func (p *commandProvider) Create(ctx context.Context, req *pulumirpc.CreateReque
 	outs["stdout"] = resource.NewStringProperty("")
 	outs["stderr"] = resource.NewStringProperty("")
 	if in.Create != nil {
-		ctx, done := p.operation(ctx, req.GetTimeout())
-		defer done()
-		res, err := runCommand(ctx, specFor(in, *in.Create, in.secretCommands["create"], "", ""), p.logger(ctx, req.GetUrn()))
-		if err != nil {
-			return nil, err
-		}
-		outs["stdout"] = resource.NewStringProperty(res.Stdout)
-		outs["stderr"] = resource.NewStringProperty(res.Stderr)
-		if err := collectAssets(in, res.Dir, outs); err != nil {
+		spec := specFor(in, *in.Create, in.secretCommands["create"], "", "")
+		if err := p.runInto(ctx, req.GetTimeout(), req.GetUrn(), in, spec, outs); err != nil {
 			return nil, err
 		}
 	}
@@ -305,6 +298,20 @@ func (p *commandProvider) Create(ctx context.Context, req *pulumirpc.CreateReque
 }
 
 // specFor builds the run for command with the settings in in.
+// runInto runs a create or update command and records its stdout, stderr
+// and requested assets in outs.
+func (p *commandProvider) runInto(ctx context.Context, timeout float64, urn string, in inputs, spec runSpec, outs resource.PropertyMap) error {
+	ctx, done := p.operation(ctx, timeout)
+	defer done()
+	res, err := runCommand(ctx, spec, p.logger(ctx, urn))
+	if err != nil {
+		return err
+	}
+	outs["stdout"] = resource.NewStringProperty(res.Stdout)
+	outs["stderr"] = resource.NewStringProperty(res.Stderr)
+	return collectAssets(in, res.Dir, outs)
+}
+
 func specFor(in inputs, command string, secret bool, prevStdout, prevStderr string) runSpec {
 	spec := runSpec{
 		Command:     command,
@@ -378,17 +385,9 @@ func (p *commandProvider) Update(ctx context.Context, req *pulumirpc.UpdateReque
 		command, which = in.Create, "create"
 	}
 	if command != nil {
-		ctx, done := p.operation(ctx, req.GetTimeout())
-		defer done()
 		spec := specFor(in, *command, in.secretCommands[which],
 			plainString(state["stdout"]), plainString(state["stderr"]))
-		res, err := runCommand(ctx, spec, p.logger(ctx, req.GetUrn()))
-		if err != nil {
-			return nil, err
-		}
-		outs["stdout"] = resource.NewStringProperty(res.Stdout)
-		outs["stderr"] = resource.NewStringProperty(res.Stderr)
-		if err := collectAssets(in, res.Dir, outs); err != nil {
+		if err := p.runInto(ctx, req.GetTimeout(), req.GetUrn(), in, spec, outs); err != nil {
 			return nil, err
 		}
 	}
