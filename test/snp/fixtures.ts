@@ -1,8 +1,12 @@
 import { readFileSync } from "node:fs";
 import path from "node:path";
 
-/** The shared fixture directory sits beside the repository checkout: <checkout>/../shared/fixtures/snp. */
-export const SNP_FIXTURES = path.resolve(__dirname, "../../../shared/fixtures/snp");
+/**
+ * Public SEV-SNP test data, kept in the repository (sources in
+ * test/snp/fixtures/VECTORS.md: virtee/sev-snp-measure's test fixtures and
+ * google/go-sev-guest's verify/testdata).
+ */
+export const SNP_FIXTURES = path.resolve(__dirname, "fixtures");
 export const REPO_ROOT = path.resolve(__dirname, "../..");
 
 export function fixture(name: string): Buffer {
