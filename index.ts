@@ -7,35 +7,23 @@ import { LocalRelayVm } from "./components/local-relay-vm";
 import { Relay, type RelayArgs } from "./components/relay";
 import { ProxmoxRelayVm } from "./components/relay-vm";
 import { BaseSbom } from "./components/sbom";
-import { ConfigError, parseStackConfig, type StackConfig } from "./lib/config";
+import { ConfigError, parseStackConfig, projectConfigObject, type StackConfig } from "./lib/config";
 import { FleetError, inProject, planFleet } from "./lib/fleet";
 import { baseImageInputs, RELAY_SCRIPT_PATHS, treeDigest } from "./lib/image-inputs";
 import { rollingOrder } from "./lib/rollout";
 
-const CONFIG_KEYS = ["target", "proxmox", "proxmoxApiToken", "keyStore", "buildDir", "image", "stateCollection", "certificate", "rollout", "relays"] as const;
 // Pulumi runs the program and its plugins in the project directory; every
 // path handed to a resource is relative to it (see inProject).
 const projectDir = ".";
 
 /**
  * Reads every key of this project's stack config and validates it as a whole,
- * so that a bad config stops the run before any resource is registered.
+ * so that a bad config (a typo included) stops the run before any resource is
+ * registered. The token is read raw to validate it synchronously; it is
+ * wrapped as a secret again before it reaches any resource.
  */
 function loadStackConfig(): StackConfig {
-  const project = pulumi.getProject();
-  const raw: Record<string, unknown> = {};
-  for (const key of CONFIG_KEYS) {
-    // Read raw so the secret token can be validated synchronously; it is
-    // wrapped as a secret again before it reaches any resource.
-    const value = pulumi.runtime.getConfig(`${project}:${key}`);
-    if (value === undefined) continue;
-    try {
-      raw[key] = key === "proxmoxApiToken" ? value : JSON.parse(value);
-    } catch {
-      raw[key] = value;
-    }
-  }
-  return parseStackConfig(raw);
+  return parseStackConfig(projectConfigObject(pulumi.runtime.allConfig(), pulumi.getProject()));
 }
 
 function plan() {

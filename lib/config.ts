@@ -3,63 +3,146 @@
  * format. Everything here is pure so that a bad config is reported in full,
  * by path, before a single resource is registered.
  */
-import { isIP } from "node:net";
 import { z } from "zod";
+import { addressOf, canonicalAddress, inSubnet, isIPv6LinkLocal, macProblem, parseAddress, parsePrefix } from "./addresses";
 import { vcpuTypeNames } from "./snp/vcpuTypes";
+import { bandwidthProblem, freeTextProblem, parsePolicyRule, parseTorBandwidth } from "./tor-values";
 
 /** tor's own rule for Nickname (src/core/or/or.h: MAX_NICKNAME_LEN). */
 const NICKNAME = /^[A-Za-z0-9]{1,19}$/;
-const MAC = /^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$/;
 /** Proxmox VE API token: USER@REALM!TOKENID=SECRET, the form the provider accepts. */
 const API_TOKEN = /^\S+@\S+!\S+=([a-zA-Z0-9-]+)$/;
-/** What tor accepts for RelayBandwidthRate and friends, e.g. "10 MBytes", "80 Mbits". */
-const BANDWIDTH =
-  /^\d+(\.\d+)?\s*(bytes?|KBytes?|KB|kilobytes?|MBytes?|MB|megabytes?|GBytes?|GB|gigabytes?|TBytes?|TB|terabytes?|bits?|Kbits?|kilobits?|Mbits?|megabits?|Gbits?|gigabits?|Tbits?|terabits?)$/i;
-const EXIT_POLICY_LINE = /^(accept|reject)6? \S+$/;
 const HOSTNAME = /^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+/** Proxmox VE's storage identifier format (pve-storage-id). */
+const STORAGE_ID = /^[a-z][a-z0-9_.-]*[a-z0-9]$/;
+/** A Linux network interface name, as Proxmox bridges are (vmbr0). */
+const BRIDGE = /^[A-Za-z0-9_.-]{1,15}$/;
+
+/**
+ * The big public resolvers an exit must not send its users' lookups to: one
+ * operator would see a large share of Tor's exit DNS traffic. The list of
+ * ansible-relayor (tasks/abort_on_big_dns_operators.yml) and each operator's
+ * published addresses: developers.google.com/speed/public-dns, quad9.net,
+ * 1.1.1.1, opendns.com setup guide, Level 3's 4.2.2.1–6 and 209.244.0.3–4.
+ */
+export const BIG_PUBLIC_RESOLVERS: Record<string, string[]> = {
+  Google: ["8.8.8.8", "8.8.4.4", "2001:4860:4860::8888", "2001:4860:4860::8844", "2001:4860:4860::6464", "2001:4860:4860::64"],
+  Quad9: ["9.9.9.9", "9.9.9.10", "9.9.9.11", "9.9.9.12", "149.112.112.9", "149.112.112.10", "149.112.112.11", "149.112.112.12", "149.112.112.112",
+    "2620:fe::9", "2620:fe::10", "2620:fe::11", "2620:fe::12", "2620:fe::fe", "2620:fe::fe:9", "2620:fe::fe:10", "2620:fe::fe:11", "2620:fe::fe:12"],
+  Cloudflare: ["1.1.1.1", "1.0.0.1", "1.1.1.2", "1.0.0.2", "1.1.1.3", "1.0.0.3",
+    "2606:4700:4700::1111", "2606:4700:4700::1001", "2606:4700:4700::1112", "2606:4700:4700::1002", "2606:4700:4700::1113", "2606:4700:4700::1003"],
+  OpenDNS: ["208.67.222.222", "208.67.220.220", "208.67.222.220", "208.67.220.222", "208.67.222.123", "208.67.220.123", "2620:119:35::35", "2620:119:53::53"],
+  Level3: ["4.2.2.1", "4.2.2.2", "4.2.2.3", "4.2.2.4", "4.2.2.5", "4.2.2.6", "209.244.0.3", "209.244.0.4"],
+};
+
+const bigResolverOperator = new Map(
+  Object.entries(BIG_PUBLIC_RESOLVERS).flatMap(([operator, addresses]) => addresses.map((address) => [canonicalAddress(parseAddress(address)!), operator] as const)),
+);
+
+/** Path-like values reach tools as single arguments, never through a shell; they still must be one line. */
+const pathValue = (what: string) =>
+  z
+    .string()
+    .min(1, `must name ${what}`)
+    // eslint-disable-next-line no-control-regex
+    .refine((value) => !/[\u0000-\u001f\u007f]/.test(value), "must be a path on one line: no newlines or other control characters");
+
+const freeText = (minMessage: string) =>
+  z
+    .string()
+    .min(1, minMessage)
+    .superRefine((value, ctx) => {
+      const problem = freeTextProblem(value);
+      if (problem) ctx.addIssue({ code: z.ZodIssueCode.custom, message: problem });
+    });
 
 /** The RAM root filesystem plus tor needs this much; less and the relay is OOM-killed while unpacking. */
 export const MIN_RELAY_MEMORY_MIB = 512;
 
+const torBandwidth = z.string().superRefine((value, ctx) => {
+  const problem = bandwidthProblem(value);
+  if (problem) ctx.addIssue({ code: z.ZodIssueCode.custom, message: problem });
+});
+
 const port = z.number().int().min(1, "must be a TCP port, 1–65535").max(65535, "must be a TCP port, 1–65535");
 
+const ZONE_ID = "; zone ids (%eth0) name an interface of one host and have no place in a relay's config";
+
 function cidr(family: 4 | 6) {
-  const maxPrefix = family === 4 ? 32 : 128;
   return z.string().superRefine((value, ctx) => {
-    const [addr, prefix, ...rest] = value.split("/");
-    const prefixNumber = Number(prefix);
-    if (
-      rest.length > 0 ||
-      addr === undefined ||
-      isIP(addr) !== family ||
-      prefix === undefined ||
-      !/^\d+$/.test(prefix) ||
-      prefixNumber > maxPrefix
-    ) {
+    const prefix = parsePrefix(value);
+    if (!prefix || prefix.family !== family) {
       ctx.addIssue({
         code: z.ZodIssueCode.custom,
-        message: `must be an IPv${family} address with its prefix length, like ${
-          family === 4 ? "198.51.100.10/24" : "2001:db8::10/64"
-        }; got "${value}"`,
+        message: `must be an IPv${family} address with its prefix length, like ${family === 4 ? "198.51.100.10/24" : "2001:db8::10/64"}; got "${value}"${
+          value.includes("%") ? ZONE_ID : ""
+        }`,
       });
     }
   });
 }
 
-function ipAddress(family: 4 | 6) {
-  return z.string().refine((value) => isIP(value) === family, (value) => ({
-    message: `must be an IPv${family} address; got "${value}"`,
-  }));
+function ipAddress(family: 4 | 6 | "any") {
+  return z.string().superRefine((value, ctx) => {
+    const parsed = parseAddress(value);
+    if (!parsed || (family !== "any" && parsed.family !== family)) {
+      ctx.addIssue({
+        code: z.ZodIssueCode.custom,
+        message: `must be an ${family === "any" ? "IP" : `IPv${family}`} address; got "${value}"${value.includes("%") ? ZONE_ID : ""}`,
+      });
+    }
+  });
 }
 
-const ipv4Schema = z.object({ address: cidr(4), gateway: ipAddress(4) }).strict();
-const ipv6Schema = z.object({ address: cidr(6), gateway: ipAddress(6) }).strict();
+/** A relay's static address. The gateway must be on its subnet unless onLink says the route is on-link by design. */
+function addressing(family: 4 | 6) {
+  return z
+    .object({ address: cidr(family), gateway: ipAddress(family), onLink: z.boolean().default(false) })
+    .strict()
+    .superRefine((value, ctx) => {
+      const prefix = parsePrefix(value.address);
+      const gateway = parseAddress(value.gateway);
+      if (!prefix || !gateway || gateway.family !== prefix.family) return;
+      if (gateway.value === prefix.value) {
+        ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["gateway"], message: `is the relay's own address ${value.gateway}` });
+      } else if (!value.onLink && !isIPv6LinkLocal(gateway) && !inSubnet(gateway, prefix)) {
+        ctx.addIssue({
+          code: z.ZodIssueCode.custom,
+          path: ["gateway"],
+          message: `${value.gateway} is not on the relay's subnet ${value.address}, so the relay could not reach it; fix the address or gateway, or set onLink: true if your network routes it on-link`,
+        });
+      }
+    });
+}
+
+const ipv4Schema = addressing(4);
+const ipv6Schema = addressing(6);
+
+/** The kernel command line: the relay's init is fixed (rdinit=/init); nothing may replace it. */
+const kernelCmdline = z.string().superRefine((value, ctx) => {
+  const problem = (message: string) => ctx.addIssue({ code: z.ZodIssueCode.custom, message });
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u001f\u007f]/.test(value)) return problem("must be one line: no newlines or other control characters");
+  if (/["']/.test(value)) return problem("must not contain quotes: the kernel reads a quoted span as one parameter, which hides what it sets");
+  const tokens = value.split(" ").filter(Boolean);
+  const init = tokens.find((token) => /^(rd)?init=/.test(token));
+  if (init) return problem(`must not set ${init.split("=")[0]}=: the relay's init is part of the image (rdinit=/init), and replacing it bypasses the relay's boot`);
+  if (tokens.includes("--")) return problem("must not contain --: everything after it goes to init as arguments");
+});
 
 const exitSchema = z
   .object({
     enabled: z.boolean(),
     /** ExitPolicy lines in order; the reduced exit policy when omitted. */
-    policy: z.array(z.string().regex(EXIT_POLICY_LINE, 'must be an ExitPolicy line like "accept *:443" or "reject *:*"')).optional(),
+    policy: z
+      .array(
+        z.string().superRefine((value, ctx) => {
+          const parsed = parsePolicyRule(value);
+          if ("problem" in parsed) ctx.addIssue({ code: z.ZodIssueCode.custom, message: `${parsed.problem}; got "${value}"` });
+        }),
+      )
+      .min(1, 'must list at least one entry, ending with "reject *:*" or "accept *:*"')
+      .optional(),
     ipv6Exit: z.boolean().default(true),
   })
   .strict();
@@ -69,36 +152,48 @@ const relaySchema = z
     /** Pulumi resource name and key-store directory name; stable for the life of the relay. */
     name: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, "must be lower-case letters, digits and dashes, starting with a letter or digit"),
     nickname: z.string().regex(NICKNAME, "must be 1–19 characters of A–Z, a–z and 0–9 (tor's Nickname rule)"),
-    node: z.string().min(1, "must name a Proxmox VE node"),
+    node: z.string().regex(HOSTNAME, "must name a Proxmox VE node (a host name)"),
     vmId: z.number().int().min(100, "must be a Proxmox VMID, 100–999999999").max(999_999_999, "must be a Proxmox VMID, 100–999999999"),
-    mac: z.string().regex(MAC, 'must be a MAC address like "BC:24:11:00:00:01"'),
-    bridge: z.string().min(1).optional(),
+    mac: z.string().superRefine((value, ctx) => {
+      const problem = macProblem(value);
+      if (problem) ctx.addIssue({ code: z.ZodIssueCode.custom, message: problem });
+    }),
+    bridge: z.string().regex(BRIDGE, "must be a network bridge name like vmbr0").optional(),
     vlan: z.number().int().min(1, "must be a VLAN tag, 1–4094").max(4094, "must be a VLAN tag, 1–4094").optional(),
     ipv4: ipv4Schema,
     ipv6: ipv6Schema.optional(),
     /** Resolvers written to the relay's /etc/resolv.conf; exits resolve for their users. */
-    nameservers: z.array(z.string().refine((value) => isIP(value) !== 0, (value) => ({ message: `must be an IP address; got "${value}"` }))).default([]),
+    nameservers: z.array(ipAddress("any")).default([]),
     orPort: port.default(443),
     dirPort: port.optional(),
     metricsPort: port.optional(),
     exit: exitSchema.default({ enabled: false, ipv6Exit: true }),
-    contactInfo: z.string().min(1, "must not be empty: tor operators are asked to publish a contact"),
+    contactInfo: freeText("must not be empty: tor operators are asked to publish a contact"),
     family: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, "must be a family name of letters, digits, _ and -").optional(),
     bandwidth: z
-      .object({
-        rate: z.string().regex(BANDWIDTH, 'must be a tor bandwidth like "100 MBytes" or "800 Mbits"'),
-        burst: z.string().regex(BANDWIDTH, 'must be a tor bandwidth like "100 MBytes" or "800 Mbits"'),
-      })
+      .object({ rate: torBandwidth, burst: torBandwidth })
       .strict()
+      .superRefine((value, ctx) => {
+        const rate = parseTorBandwidth(value.rate);
+        const burst = parseTorBandwidth(value.burst);
+        if (rate !== undefined && burst !== undefined && burst < rate) {
+          ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["burst"], message: `"${value.burst}" is less than the rate "${value.rate}"; tor requires RelayBandwidthBurst ≥ RelayBandwidthRate` });
+        }
+      })
       .optional(),
     /** The vCPU model; for SEV-SNP it is part of the launch measurement. */
     cpuType: z.string().regex(/^[A-Za-z0-9._-]+$/, "must be a QEMU/Proxmox CPU model like x86-64-v2-AES or EPYC-v4").default("x86-64-v2-AES"),
     memoryMiB: z.number().int().min(MIN_RELAY_MEMORY_MIB, `must be at least ${MIN_RELAY_MEMORY_MIB} MiB: the root filesystem lives in RAM`).default(1024),
     cores: z.number().int().min(1, "must be at least 1").max(128, "must be at most 128").default(2),
     /** The relay's key directory, relative to the project or absolute. Defaults to <keyStore>/<name>. */
-    keysDir: z.string().min(1).optional(),
+    keysDir: pathValue("the relay's key directory").optional(),
     /** Where the collector reaches the relay's SSH server; defaults to the IPv4 address and the fleet's SSH port. */
-    sshHost: z.string().min(1).optional(),
+    sshHost: z
+      .string()
+      .refine((value) => parseAddress(value) !== undefined || HOSTNAME.test(value), (value) => ({
+        message: `must be a host name or an IP address; got "${value}"${value.includes("%") ? ZONE_ID : ""}`,
+      }))
+      .optional(),
     sshPort: port.optional(),
     /** qemu target only: the host port on 127.0.0.1 forwarded to the relay's ORPort. */
     localOrPort: port.optional(),
@@ -110,9 +205,9 @@ const relaySchema = z
         allowSmt: z.boolean().default(false),
         noDebug: z.boolean().default(true),
         /** The AmdSevX64 OVMF build the guest launches with (it carries the kernel-hashes table). */
-        ovmf: z.string().min(1).optional(),
+        ovmf: pathValue("the OVMF firmware file").optional(),
         /** The vCPU model for the measurement; defaults to cpuType. */
-        vcpuType: z.string().optional(),
+        vcpuType: z.string().regex(/^[A-Za-z0-9._-]+$/, "must be a vCPU model name like EPYC-v4").optional(),
       })
       .strict()
       .optional(),
@@ -127,8 +222,8 @@ const proxmoxSchema = z
       .refine((value) => value.startsWith("https://"), "must use https: the Proxmox VE API only answers over TLS"),
     verifyTls: z.boolean().default(true),
     nodes: z.array(z.string().regex(HOSTNAME, "must be a Proxmox VE node name")).min(1, "must list at least one node"),
-    datastore: z.string().min(1, "must name the datastore that holds ISO images"),
-    bridge: z.string().min(1, "must name the default network bridge"),
+    datastore: z.string().regex(STORAGE_ID, "must name the Proxmox VE datastore that holds ISO images (a storage id like local or iso-store)"),
+    bridge: z.string().regex(BRIDGE, "must name the default network bridge, like vmbr0"),
     /** Old relay ISOs kept per relay for rollback. */
     keepIsos: z.number().int().min(0).max(20).default(2),
   })
@@ -136,22 +231,23 @@ const proxmoxSchema = z
 
 const imageSchema = z
   .object({
-    flavour: z.enum(["alpine", "debian"]).default("alpine"),
+    /** debian: built and booted by the tests. alpine: EXPERIMENTAL, never built here (its mirrors are unreachable). */
+    flavour: z.enum(["alpine", "debian"]).default("debian"),
     /** Alpine branch (v3.23, edge) or Debian suite (bookworm). */
     release: z.string().regex(/^[a-z0-9.-]+$/, "must be a release or branch name like v3.23 or bookworm").optional(),
     extraPackages: z.array(z.string().regex(/^[a-z0-9][a-z0-9+.-]*$/, "must be a package name")).default([]),
-    kernelCmdline: z.string().default("console=ttyS0 panic=10"),
+    kernelCmdline: kernelCmdline.default("console=ttyS0 panic=10"),
     /** Include tor's GeoIP databases: +2.7 MB compressed, +25 MB RAM once unpacked. */
     geoip: z.boolean().default(false),
     /** Sign each UKI for Secure Boot (sbsign) with this key and certificate (PEM files). */
-    secureBoot: z.object({ privateKeyFile: z.string().min(1), certificateFile: z.string().min(1) }).strict().optional(),
+    secureBoot: z.object({ privateKeyFile: pathValue("the db key (PEM)"), certificateFile: pathValue("the db certificate (PEM)") }).strict().optional(),
   })
   .strict();
 
 const stateCollectionSchema = z
   .object({
     user: z.string().regex(/^[a-z_][a-z0-9_-]*$/, "must be a user name").default("root"),
-    privateKeyFile: z.string().min(1, "must name the collection key's private key file"),
+    privateKeyFile: pathValue("the collection key's private key file"),
     port: port.default(22),
     connectTimeoutSeconds: z.number().int().min(1).max(300).default(15),
   })
@@ -165,7 +261,15 @@ const certificateSchema = z
   .strict()
   .refine((c) => c.warnDays >= c.errorDays, { message: "warnDays must be at least errorDays", path: ["warnDays"] });
 
-const rolloutSchema = z.object({ maxParallel: z.number().int().min(1, "must be at least 1").default(1) }).strict();
+const rolloutSchema = z
+  .object({
+    maxParallel: z.number().int().min(1, "must be at least 1").default(1),
+    /** How long a replaced relay has to come back healthy before the rollout stops. */
+    healthTimeoutSeconds: z.number().int().min(30, "must be at least 30 seconds: a relay boots, unpacks its RAM root and starts tor").max(3600, "must be at most 3600 seconds").default(600),
+    /** Put a relay that does not come back on its last healthy image, with its current onion keys. */
+    rollback: z.boolean().default(true),
+  })
+  .strict();
 
 export const stackConfigSchema = z
   .object({
@@ -174,9 +278,9 @@ export const stackConfigSchema = z
     proxmox: proxmoxSchema.optional(),
     proxmoxApiToken: z.string().optional(),
     /** The key store made by `npm run keys`: relays' key directories and families/. */
-    keyStore: z.string().min(1).default("keys"),
+    keyStore: pathValue("the key store directory").default("keys"),
     /** Private build directory; bases are shared there by every stack of the host. */
-    buildDir: z.string().min(1).default("build"),
+    buildDir: pathValue("the build directory").default("build"),
     image: imageSchema.default({}),
     stateCollection: stateCollectionSchema,
     certificate: certificateSchema.default({}),
@@ -190,9 +294,15 @@ export type StackConfig = z.infer<typeof stackConfigSchema>;
 export type RelayConfig = StackConfig["relays"][number];
 export type ImageConfig = StackConfig["image"];
 
-/** Fleet-wide rules that no single relay can check on its own. */
+/** Fleet-wide rules, and the rules that tie one relay's fields together. */
 function checkFleet(
-  config: { target: "proxmox" | "qemu"; proxmox?: { nodes: string[] }; proxmoxApiToken?: string; relays: z.infer<typeof relaySchema>[] },
+  config: {
+    target: "proxmox" | "qemu";
+    proxmox?: { nodes: string[] };
+    proxmoxApiToken?: string;
+    stateCollection: { port: number };
+    relays: z.infer<typeof relaySchema>[];
+  },
   ctx: z.RefinementCtx,
 ) {
   const issue = (path: (string | number)[], message: string) => ctx.addIssue({ code: z.ZodIssueCode.custom, path, message });
@@ -202,40 +312,66 @@ function checkFleet(
     else if (!API_TOKEN.test(config.proxmoxApiToken)) issue(["proxmoxApiToken"], "must be a Proxmox VE API token of the form USER@REALM!TOKENID=SECRET");
   }
   const seen = new Map<string, number>();
-  const unique = (kind: string, value: string, index: number, field: string) => {
-    const key = `${kind}\u0000${value.toLowerCase()}`;
-    const first = seen.get(key);
-    if (first === undefined) {
-      seen.set(key, index);
-      return;
-    }
-    ctx.addIssue({
-      code: z.ZodIssueCode.custom,
-      path: ["relays", index, field],
-      message: `duplicate ${kind} "${value}": relays[${first}] already uses it`,
-    });
+  const unique = (kind: string, key: string, shown: string, index: number, path: (string | number)[]) => {
+    const id = `${kind}\u0000${key}`;
+    const first = seen.get(id);
+    if (first === undefined) seen.set(id, index);
+    else issue(["relays", index, ...path], `duplicate ${kind} "${shown}": relays[${first}] already uses it`);
+  };
+  /** Addresses compare as addresses: 2001:db8::10 and 2001:0db8:0:0::10 are one. */
+  const canonical = (prefix: string) => {
+    const parsed = parseAddress(addressOf(prefix));
+    return parsed ? canonicalAddress(parsed) : addressOf(prefix);
   };
   config.relays.forEach((relay, index) => {
-    unique("name", relay.name, index, "name");
-    unique("nickname", relay.nickname, index, "nickname");
-    unique("vmId", String(relay.vmId), index, "vmId");
-    unique("MAC", relay.mac, index, "mac");
-    unique("IPv4 address and ORPort", `${relay.ipv4.address.split("/")[0]}:${relay.orPort}`, index, "ipv4");
-    if (relay.ipv6) unique("IPv6 address and ORPort", `[${relay.ipv6.address.split("/")[0]}]:${relay.orPort}`, index, "ipv6");
+    unique("name", relay.name, relay.name, index, ["name"]);
+    unique("nickname", relay.nickname.toLowerCase(), relay.nickname, index, ["nickname"]);
+    unique("vmId", String(relay.vmId), String(relay.vmId), index, ["vmId"]);
+    unique("MAC", relay.mac.toLowerCase(), relay.mac, index, ["mac"]);
+    const v4 = canonical(relay.ipv4.address);
+    unique("IPv4 address and ORPort", `${v4}:${relay.orPort}`, `${v4}:${relay.orPort}`, index, ["ipv4"]);
+    if (relay.ipv6) {
+      const v6 = canonical(relay.ipv6.address);
+      unique("IPv6 address and ORPort", `[${v6}]:${relay.orPort}`, `[${v6}]:${relay.orPort}`, index, ["ipv6"]);
+    }
     if (config.target === "proxmox" && config.proxmox && !config.proxmox.nodes.includes(relay.node)) {
       issue(["relays", index, "node"], `"${relay.node}" is not one of proxmox.nodes (${config.proxmox.nodes.join(", ")})`);
     }
     if (config.target === "qemu") {
       if (relay.sshPort === undefined) issue(["relays", index, "sshPort"], "is required when target is qemu: the host port on 127.0.0.1 forwarded to the relay's SSH server");
       if (relay.localOrPort === undefined) issue(["relays", index, "localOrPort"], "is required when target is qemu: the host port on 127.0.0.1 forwarded to the relay's ORPort");
-      if (relay.sshPort !== undefined) unique("local port", String(relay.sshPort), index, "sshPort");
-      if (relay.localOrPort !== undefined) unique("local port", String(relay.localOrPort), index, "localOrPort");
+      if (relay.sshPort !== undefined) unique("local port", String(relay.sshPort), String(relay.sshPort), index, ["sshPort"]);
+      if (relay.localOrPort !== undefined) unique("local port", String(relay.localOrPort), String(relay.localOrPort), index, ["localOrPort"]);
     }
+
+    // Every port the relay listens on is its own: two services cannot share one.
+    const ports: [string, number | undefined][] = [
+      ["orPort", relay.orPort],
+      ["dirPort", relay.dirPort],
+      ["metricsPort", relay.metricsPort],
+      ["sshPort", relay.sshPort ?? config.stateCollection.port],
+    ];
+    const byPort = new Map<number, string>();
+    for (const [field, value] of ports) {
+      if (value === undefined) continue;
+      const other = byPort.get(value);
+      if (other) issue(["relays", index, field], `${value} is already the relay's ${other === "sshPort" && relay.sshPort === undefined ? "SSH port (stateCollection.port)" : other}; each service needs its own port`);
+      else byPort.set(value, field);
+    }
+
     if (relay.exit.enabled && relay.nameservers.length === 0) {
-      ctx.addIssue({
-        code: z.ZodIssueCode.custom,
-        path: ["relays", index, "nameservers"],
-        message: "must list at least one resolver for an exit relay (ideally a local validating resolver)",
+      issue(["relays", index, "nameservers"], "must list at least one resolver for an exit relay (ideally a local validating resolver)");
+    }
+    if (relay.exit.enabled) {
+      relay.nameservers.forEach((nameserver, i) => {
+        const parsed = parseAddress(nameserver);
+        const operator = parsed && bigResolverOperator.get(canonicalAddress(parsed));
+        if (operator) {
+          issue(
+            ["relays", index, "nameservers", i],
+            `${nameserver} is ${operator}'s public resolver: an exit must not hand its users' lookups to one of the big public DNS operators (they would see a large share of Tor's exit DNS traffic). Use a local caching, validating resolver or your own`,
+          );
+        }
       });
     }
     if (relay.sev?.enabled && !relay.sev.ovmf) {
@@ -245,11 +381,7 @@ function checkFleet(
       issue(["relays", index, "sev", "vcpuType"], `"${relay.sev.vcpuType ?? relay.cpuType}" is not a vCPU model the measurement knows (${vcpuTypeNames().join(", ")}); set sev.vcpuType`);
     }
     if (relay.sev?.enabled && !relay.sev.noDebug) {
-      ctx.addIssue({
-        code: z.ZodIssueCode.custom,
-        path: ["relays", index, "sev", "noDebug"],
-        message: "must be true: an SEV-SNP guest whose policy allows debugging can be read by the host, which defeats attestation",
-      });
+      issue(["relays", index, "sev", "noDebug"], "must be true: an SEV-SNP guest whose policy allows debugging can be read by the host, which defeats attestation");
     }
   });
 }
@@ -273,6 +405,27 @@ function describeIssue(issue: z.ZodIssue): string {
   if (issue.code === z.ZodIssueCode.invalid_type && issue.received === "undefined") return "is required";
   if (issue.code === z.ZodIssueCode.invalid_type) return `must be ${issue.expected}, got ${issue.received}`;
   return issue.message;
+}
+
+/**
+ * The project's whole stack config as Pulumi hands it over (every key of the
+ * project's namespace, values as JSON text or plain strings), so that a
+ * misspelled top-level key is reported instead of silently ignored.
+ */
+export function projectConfigObject(all: Record<string, string>, project: string): Record<string, unknown> {
+  const raw: Record<string, unknown> = {};
+  for (const [fullKey, value] of Object.entries(all)) {
+    if (!fullKey.startsWith(`${project}:`)) continue;
+    const key = fullKey.slice(project.length + 1);
+    try {
+      raw[key] = JSON.parse(value);
+    } catch {
+      raw[key] = value;
+    }
+  }
+  // The token is a string whatever it looks like; JSON.parse must not reshape it.
+  if (typeof all[`${project}:proxmoxApiToken`] === "string") raw.proxmoxApiToken = all[`${project}:proxmoxApiToken`];
+  return raw;
 }
 
 /** Validates raw stack config; throws a ConfigError naming every bad field. */

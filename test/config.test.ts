@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { ConfigError, formatConfigPath, parseStackConfig } from "../lib/config";
+import { ConfigError, formatConfigPath, parseStackConfig, projectConfigObject } from "../lib/config";
 
 function validConfig() {
   return {
@@ -57,7 +57,7 @@ function problemsOf(mutate: (config: Config) => void) {
 describe("parseStackConfig", () => {
   it("accepts a valid config and fills in the defaults", () => {
     const config = parseStackConfig(validConfig());
-    expect(config.image.flavour).toBe("alpine");
+    expect(config.image.flavour).toBe("debian");
     expect(config.proxmox!.verifyTls).toBe(true);
     expect(config.target).toBe("proxmox");
     expect(config.relays[0]!.orPort).toBe(443);
@@ -65,7 +65,7 @@ describe("parseStackConfig", () => {
     expect(config.relays[0]!.allowFreshOnionKeys).toBe(false);
     expect(config.stateCollection.user).toBe("root");
     expect(config.certificate).toEqual({ errorDays: 2, warnDays: 10 });
-    expect(config.rollout.maxParallel).toBe(1);
+    expect(config.rollout).toEqual({ maxParallel: 1, healthTimeoutSeconds: 600, rollback: true });
   });
 
   // Each row: what is wrong, how to break a valid config that way, the path
@@ -97,8 +97,8 @@ describe("parseStackConfig", () => {
       /duplicate IPv4 address and ORPort "198\.51\.100\.11:443"/,
     ],
     ["memory too small for a RAM root", (c) => (c.relays[0].memoryMiB = 256), "relays[0].memoryMiB", /at least 512 MiB/],
-    ["bad exit policy line", (c) => (c.relays[0].exit = { enabled: true, policy: ["allow *:80"] }), "relays[0].exit.policy[0]", /ExitPolicy line/],
-    ["bandwidth without a unit", (c) => (c.relays[0].bandwidth = { rate: "100", burst: "200 MBytes" }), "relays[0].bandwidth.rate", /tor bandwidth/],
+    ["bad exit policy line", (c) => (c.relays[0].exit = { enabled: true, policy: ["allow *:80"] }), "relays[0].exit.policy[0]", /ExitPolicy entry/],
+    ["bandwidth with a unit tor does not know", (c) => (c.relays[0].bandwidth = { rate: "100 MiB", burst: "200 MBytes" }), "relays[0].bandwidth.rate", /tor bandwidth/],
     ["plain-http endpoint", (c) => (c.proxmox.endpoint = "http://pve.example.net:8006"), "proxmox.endpoint", /https/],
     ["malformed API token", (c) => (c.proxmoxApiToken = "root:hunter2"), "proxmoxApiToken", /USER@REALM!TOKENID=SECRET/],
     ["unknown flavour", (c) => (c.image = { flavour: "arch" }), "image.flavour", /alpine.*debian/],
@@ -122,6 +122,67 @@ describe("parseStackConfig", () => {
       /duplicate local port "9101"/,
     ],
     ["missing collection key", (c) => (c.stateCollection = {}), "stateCollection.privateKeyFile", /is required/],
+
+    // Values that would change the torrc's meaning (issue: torrc injection).
+    ["a newline in contactInfo", (c) => (c.relays[0].contactInfo = "ops@example.org\nExitPolicy accept *:*"), "relays[0].contactInfo", /one line/],
+    ["a trailing backslash in contactInfo", (c) => (c.relays[0].contactInfo = "ops@example.org \\"), "relays[0].contactInfo", /backslash/],
+    ["a # in contactInfo", (c) => (c.relays[0].contactInfo = "ops@example.org #noc"), "relays[0].contactInfo", /comment/],
+    ["a tab in contactInfo", (c) => (c.relays[0].contactInfo = "ops@example.org\tx"), "relays[0].contactInfo", /control characters/],
+    ["a port out of range in the exit policy", (c) => (c.relays[0].exit = { enabled: true, policy: ["accept *:99999", "reject *:*"] }), "relays[0].exit.policy[0]", /1–65535/],
+    ["a backwards port range", (c) => (c.relays[0].exit = { enabled: true, policy: ["accept *:443-80"] }), "relays[0].exit.policy[0]", /backwards/],
+    ["two policy entries in one line", (c) => (c.relays[0].exit = { enabled: true, policy: ["accept *:80,accept *:443"] }), "relays[0].exit.policy[0]", /more than one entry/],
+    ["a trailing backslash in a policy line", (c) => (c.relays[0].exit = { enabled: true, policy: ["reject *:25\\"] }), "relays[0].exit.policy[0]", /port/],
+    ["accept6 with an IPv4 address", (c) => (c.relays[0].exit = { enabled: true, policy: ["accept6 198.51.100.0/24:80"] }), "relays[0].exit.policy[0]", /IPv6 only/],
+    ["an IPv4 mask over 32", (c) => (c.relays[0].exit = { enabled: true, policy: ["reject 10.0.0.0/33:*"] }), "relays[0].exit.policy[0]", /prefix length/],
+    ["an empty exit policy", (c) => (c.relays[0].exit = { enabled: true, policy: [] }), "relays[0].exit.policy", /at least one entry/],
+    ["a burst below the rate", (c) => (c.relays[0].bandwidth = { rate: "100 MBytes", burst: "10 MBytes" }), "relays[0].bandwidth.burst", /less than the rate/],
+    ["a burst below the rate in other units", (c) => (c.relays[0].bandwidth = { rate: "1 GBytes", burst: "800 Mbits" }), "relays[0].bandwidth.burst", /less than the rate/],
+    ["a bandwidth over tor's cap", (c) => (c.relays[0].bandwidth = { rate: "3 GBytes", burst: "3 GBytes" }), "relays[0].bandwidth.rate", /caps bandwidths/],
+
+    // Addresses as addresses.
+    ["an IPv6 zone id in an address", (c) => (c.relays[0].ipv6.address = "fe80::11%eth0/64"), "relays[0].ipv6.address", /zone ids/],
+    ["an IPv6 zone id in a gateway", (c) => (c.relays[0].ipv6.gateway = "fe80::1%vmbr0"), "relays[0].ipv6.gateway", /zone ids/],
+    ["an IPv4 gateway off the subnet", (c) => (c.relays[0].ipv4.gateway = "198.51.101.1"), "relays[0].ipv4.gateway", /not on the relay's subnet/],
+    ["an IPv6 gateway off the subnet", (c) => (c.relays[0].ipv6.gateway = "2001:db9::1"), "relays[0].ipv6.gateway", /not on the relay's subnet/],
+    ["the gateway is the relay itself", (c) => (c.relays[0].ipv4.gateway = "198.51.100.11"), "relays[0].ipv4.gateway", /own address/],
+    [
+      "one IPv6 address spelled two ways",
+      (c) => {
+        c.relays[1].ipv6 = { address: "2001:0db8:0:0:0:0:0:11/64", gateway: "2001:db8::1" };
+        c.relays[1].orPort = 443;
+      },
+      "relays[1].ipv6",
+      /duplicate IPv6 address and ORPort "\[2001:db8::11\]:443"/,
+    ],
+    ["a multicast MAC", (c) => (c.relays[0].mac = "01:00:5E:00:00:01"), "relays[0].mac", /unicast/],
+    ["the broadcast MAC", (c) => (c.relays[0].mac = "FF:FF:FF:FF:FF:FF"), "relays[0].mac", /unicast/],
+    ["an ORPort shared with the MetricsPort", (c) => (c.relays[1].metricsPort = 9001), "relays[1].metricsPort", /already the relay's orPort/],
+    ["a DirPort shared with the ORPort", (c) => (c.relays[1].dirPort = 9001), "relays[1].dirPort", /already the relay's orPort/],
+    ["an ORPort on the SSH port", (c) => (c.relays[1].orPort = 22), "relays[1].sshPort", /orPort/],
+
+    // The kernel command line cannot take over the relay's boot.
+    ["init= on the kernel command line", (c) => (c.image = { kernelCmdline: "console=ttyS0 init=/bin/sh" }), "image.kernelCmdline", /must not set init=/],
+    ["rdinit= on the kernel command line", (c) => (c.image = { kernelCmdline: "rdinit=/bin/sh" }), "image.kernelCmdline", /must not set rdinit=/],
+    ["a quoted kernel parameter", (c) => (c.image = { kernelCmdline: 'console=ttyS0 "init=/bin/sh"' }), "image.kernelCmdline", /quotes/],
+    ["init arguments on the kernel command line", (c) => (c.image = { kernelCmdline: "console=ttyS0 -- single" }), "image.kernelCmdline", /--/],
+    ["a newline on the kernel command line", (c) => (c.image = { kernelCmdline: "console=ttyS0\ninit=/bin/sh" }), "image.kernelCmdline", /one line/],
+
+    // Exits keep their users' lookups away from the big public resolvers.
+    ["an exit resolving through Google", (c) => (c.relays[0].nameservers = ["198.51.100.53", "8.8.8.8"]), "relays[0].nameservers[1]", /Google/],
+    ["an exit resolving through Cloudflare, spelled long", (c) => (c.relays[0].nameservers = ["2606:4700:4700:0:0:0:0:1111"]), "relays[0].nameservers[0]", /Cloudflare/],
+    ["an exit resolving through Quad9", (c) => (c.relays[0].nameservers = ["9.9.9.9"]), "relays[0].nameservers[0]", /Quad9/],
+    ["an exit resolving through OpenDNS", (c) => (c.relays[0].nameservers = ["208.67.222.222"]), "relays[0].nameservers[0]", /OpenDNS/],
+    ["an exit resolving through Level 3", (c) => (c.relays[0].nameservers = ["4.2.2.2"]), "relays[0].nameservers[0]", /Level3/],
+
+    // Values that once reached a shell.
+    ["a shell command in sshHost", (c) => (c.relays[0].sshHost = "127.0.0.1; touch pwned #"), "relays[0].sshHost", /host name or an IP address/],
+    ["a shell command in the datastore", (c) => (c.proxmox.datastore = "local;touch pwned"), "proxmox.datastore", /storage id/],
+    ["a shell command in the bridge", (c) => (c.relays[0].bridge = "vmbr0 $(id)"), "relays[0].bridge", /bridge name/],
+    ["a node name with spaces", (c) => (c.relays[0].node = "pve1 pve2"), "relays[0].node", /node/],
+    ["a newline in buildDir", (c) => (c.buildDir = "build\nrm"), "buildDir", /one line/],
+    ["a newline in keysDir", (c) => (c.relays[0].keysDir = "keys/x\n"), "relays[0].keysDir", /one line/],
+    ["a newline in the collection key path", (c) => (c.stateCollection = { privateKeyFile: "k\n" }), "stateCollection.privateKeyFile", /one line/],
+    ["a health timeout too short to boot", (c) => (c.rollout = { healthTimeoutSeconds: 5 }), "rollout.healthTimeoutSeconds", /at least 30/],
   ];
 
   it.each(cases)("rejects %s, naming the field", (_what, mutate, path, rule) => {
@@ -129,6 +190,45 @@ describe("parseStackConfig", () => {
     const problem = problems.find((p) => p.path === path);
     expect(problem, `no problem reported at ${path}; got ${JSON.stringify(problems)}`).toBeDefined();
     expect(problem!.message).toMatch(rule);
+  });
+
+  it("accepts paths with spaces, quotes and $(…): they reach tools as single arguments", () => {
+    const config = parseStackConfig({
+      ...validConfig(),
+      buildDir: "/srv/relay build/$(touch pwned)",
+      keyStore: "keys 'store'",
+      stateCollection: { privateKeyFile: "keys/coll ector/$(id)" },
+    });
+    expect(config.buildDir).toBe("/srv/relay build/$(touch pwned)");
+  });
+
+  it("accepts an off-subnet gateway marked onLink, and a link-local IPv6 gateway", () => {
+    const base = validConfig() as Config;
+    base.relays[0].ipv4 = { address: "198.51.100.11/32", gateway: "198.51.100.1", onLink: true };
+    base.relays[0].ipv6 = { address: "2001:db8::11/64", gateway: "fe80::1" };
+    const config = parseStackConfig(base);
+    expect(config.relays[0]!.ipv4.onLink).toBe(true);
+    expect(config.relays[0]!.ipv6!.onLink).toBe(false);
+  });
+
+  it("accepts tor's own spellings of bandwidths and policies", () => {
+    const base = validConfig() as Config;
+    base.relays[0].bandwidth = { rate: "800 Mbits", burst: "100 MBytes" };
+    base.relays[0].exit = { enabled: true, policy: ["reject private:*", "accept6 [2001:db8::]/32:6660-6669", "accept *4:443", "reject *:*"] };
+    expect(parseStackConfig(base).relays[0]!.exit.policy).toHaveLength(4);
+  });
+
+  it("reports a misspelled top-level key of the project's config", () => {
+    const all = Object.fromEntries(Object.entries(validConfig()).map(([key, value]) => [`diskless-relays:${key}`, JSON.stringify(value)]));
+    all["diskless-relays:rolout"] = JSON.stringify({ maxParallel: 2 });
+    all["proxmoxve:endpoint"] = "https://other"; // another namespace: not ours to judge
+    all["diskless-relays:proxmoxApiToken"] = "pulumi@pve!ci=0a1b2c3d-0000-4000-8000-000000000000";
+    try {
+      parseStackConfig(projectConfigObject(all, "diskless-relays"));
+      expect.unreachable();
+    } catch (err) {
+      expect((err as ConfigError).problems).toEqual([{ path: "rolout", message: "is not a known setting (a typo?)" }]);
+    }
   });
 
   it("reports every bad field at once, each with its path", () => {
