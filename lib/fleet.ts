@@ -8,7 +8,8 @@ import { isAbsolute, join } from "node:path";
 import type { ImageConfig, RelayConfig, StackConfig } from "./config";
 import { IdentityError, checkCertificateWindow, findSharedIdentities, loadRelayIdentity, type RelayIdentity } from "./identity";
 import { familyIdFromSecretKey, KeyFileError } from "./tor-keys";
-import { renderTorrc } from "./torrc";
+import { renderTorrcLines, type TorrcLine } from "./torrc";
+import { verifyTorrcsWithTor } from "./torrc-check";
 
 export interface PlannedRelay {
   config: RelayConfig;
@@ -17,6 +18,8 @@ export interface PlannedRelay {
   /** The family key file that ships with this relay, if its family has one. */
   familyKeyFile?: string;
   torrc: string;
+  /** The torrc's lines with the config field behind each. */
+  torrcLines: TorrcLine[];
 }
 
 export class FleetError extends Error {
@@ -101,12 +104,16 @@ export function planFleet(
     const identity = byName.get(relay.name)!;
     const members = relay.family ? config.relays.filter((other) => other.family === relay.family && other.name !== relay.name) : [];
     const familyKey = relay.family ? familyIds.get(relay.family) : undefined;
-    const torrc = renderTorrc(relay, {
+    const torrcLines = renderTorrcLines(relay, {
       ...runtime,
       familyFingerprints: members.map((member) => byName.get(member.name)!.rsaFingerprint),
       familyIds: familyKey ? [familyKey.familyId] : [],
     });
-    return { config: relay, keysDir: keysDirs.get(relay.name)!, identity, torrc, ...(familyKey ? { familyKeyFile: familyKey.file } : {}) };
+    const torrc = torrcLines.map((line) => line.text).join("\n") + "\n";
+    return { config: relay, keysDir: keysDirs.get(relay.name)!, identity, torrc, torrcLines, ...(familyKey ? { familyKeyFile: familyKey.file } : {}) };
   });
+  // tor judges every torrc before anything is registered.
+  const refusals = verifyTorrcsWithTor(relays.map((relay, index) => ({ index, relay: relay.config.name, lines: relay.torrcLines })));
+  if (refusals.length > 0) throw new FleetError(refusals);
   return { relays, warnings, collectorPublicKey };
 }

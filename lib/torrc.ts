@@ -2,6 +2,7 @@
  * torrc as a pure function of one relay's validated config and what the fleet
  * knows about its family.
  */
+import { addressOf } from "./addresses";
 import type { RelayConfig } from "./config";
 
 /**
@@ -34,46 +35,61 @@ export interface TorrcContext {
   sandbox: boolean;
 }
 
-const addressOf = (cidr: string) => cidr.split("/")[0]!;
+/** One torrc line and the relay config field it comes from (none for the lines the program fixes). */
+export interface TorrcLine {
+  text: string;
+  /** Path below relays[i], e.g. "contactInfo" or "exit.policy[2]". */
+  field?: string;
+}
 
-export function renderTorrc(relay: RelayConfig, context: TorrcContext): string {
-  const lines: string[] = [
-    `# ${relay.name}: rendered by diskless-relays from the stack config. The image is immutable; change the config instead.`,
-    `Nickname ${relay.nickname}`,
-    `ContactInfo ${relay.contactInfo}`,
-    `Address ${addressOf(relay.ipv4.address)}`,
+/** The torrc as lines that know their config field, so that tor's refusals can be traced back. */
+export function renderTorrcLines(relay: RelayConfig, context: TorrcContext): TorrcLine[] {
+  const lines: TorrcLine[] = [
+    { text: `# ${relay.name}: rendered by diskless-relays from the stack config. The image is immutable; change the config instead.` },
+    { text: `Nickname ${relay.nickname}`, field: "nickname" },
+    { text: `ContactInfo ${relay.contactInfo}`, field: "contactInfo" },
+    { text: `Address ${addressOf(relay.ipv4.address)}`, field: "ipv4.address" },
   ];
-  if (relay.ipv6) lines.push(`Address ${addressOf(relay.ipv6.address)}`);
-  lines.push(`ORPort ${addressOf(relay.ipv4.address)}:${relay.orPort}`);
-  if (relay.ipv6) lines.push(`ORPort [${addressOf(relay.ipv6.address)}]:${relay.orPort}`);
-  if (relay.dirPort !== undefined) lines.push(`DirPort ${addressOf(relay.ipv4.address)}:${relay.dirPort}`);
-  lines.push(
-    `DataDirectory ${context.dataDirectory}`,
-    // The master secret key never leaves the key-generation host; tor runs on the signing key alone.
-    "OfflineMasterKey 1",
-    "SocksPort 0",
-    "Log notice stdout",
-    "NoExec 1",
-  );
-  if (context.user) lines.push(`User ${context.user}`);
-  if (context.sandbox) lines.push("Sandbox 1");
+  const add = (text: string, field?: string) => lines.push(field ? { text, field } : { text });
+  if (relay.ipv6) add(`Address ${addressOf(relay.ipv6.address)}`, "ipv6.address");
+  add(`ORPort ${addressOf(relay.ipv4.address)}:${relay.orPort}`, "orPort");
+  if (relay.ipv6) add(`ORPort [${addressOf(relay.ipv6.address)}]:${relay.orPort}`, "orPort");
+  if (relay.dirPort !== undefined) add(`DirPort ${addressOf(relay.ipv4.address)}:${relay.dirPort}`, "dirPort");
+  add(`DataDirectory ${context.dataDirectory}`);
+  // The master secret key never leaves the key-generation host; tor runs on the signing key alone.
+  add("OfflineMasterKey 1");
+  add("SocksPort 0");
+  add("Log notice stdout");
+  add("NoExec 1");
+  if (context.user) add(`User ${context.user}`);
+  if (context.sandbox) add("Sandbox 1");
 
   if (relay.exit.enabled) {
-    lines.push("ExitRelay 1");
-    for (const rule of relay.exit.policy ?? REDUCED_EXIT_POLICY) lines.push(`ExitPolicy ${rule}`);
-    lines.push(`IPv6Exit ${relay.exit.ipv6Exit && relay.ipv6 ? 1 : 0}`);
+    add("ExitRelay 1", "exit.enabled");
+    if (relay.exit.policy) relay.exit.policy.forEach((rule, i) => add(`ExitPolicy ${rule}`, `exit.policy[${i}]`));
+    else for (const rule of REDUCED_EXIT_POLICY) add(`ExitPolicy ${rule}`, "exit.policy");
+    add(`IPv6Exit ${relay.exit.ipv6Exit && relay.ipv6 ? 1 : 0}`, "exit.ipv6Exit");
   } else {
-    lines.push("ExitRelay 0");
+    // An explicit reject-all as well: a non-exit must stay one even if ExitRelay's default changes.
+    add("ExitRelay 0", "exit.enabled");
+    add("ExitPolicy reject *:*", "exit.enabled");
   }
 
-  if (relay.bandwidth) lines.push(`RelayBandwidthRate ${relay.bandwidth.rate}`, `RelayBandwidthBurst ${relay.bandwidth.burst}`);
+  if (relay.bandwidth) {
+    add(`RelayBandwidthRate ${relay.bandwidth.rate}`, "bandwidth.rate");
+    add(`RelayBandwidthBurst ${relay.bandwidth.burst}`, "bandwidth.burst");
+  }
   if (relay.metricsPort !== undefined) {
-    lines.push(`MetricsPort 127.0.0.1:${relay.metricsPort}`, "MetricsPortPolicy accept 127.0.0.1");
+    add(`MetricsPort 127.0.0.1:${relay.metricsPort}`, "metricsPort");
+    add("MetricsPortPolicy accept 127.0.0.1", "metricsPort");
   }
 
   const family = [...new Set(context.familyFingerprints.map((fp) => fp.toUpperCase()))].sort();
-  if (family.length > 0) lines.push(`MyFamily ${family.map((fp) => `$${fp}`).join(",")}`);
-  for (const id of [...context.familyIds].sort()) lines.push(`FamilyId ${id}`);
+  if (family.length > 0) add(`MyFamily ${family.map((fp) => `$${fp}`).join(",")}`, "family");
+  for (const id of [...context.familyIds].sort()) add(`FamilyId ${id}`, "family");
+  return lines;
+}
 
-  return lines.join("\n") + "\n";
+export function renderTorrc(relay: RelayConfig, context: TorrcContext): string {
+  return renderTorrcLines(relay, context).map((line) => line.text).join("\n") + "\n";
 }

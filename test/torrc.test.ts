@@ -93,7 +93,8 @@ describe("renderTorrc", () => {
     const torrc = renderTorrc(relay({}), context("defaults"));
     expect(torrc).toMatch(/^OfflineMasterKey 1$/m);
     expect(torrc).toMatch(/^ExitRelay 0$/m);
-    expect(torrc).not.toMatch(/^ExitPolicy /m);
+    // An explicit reject-all, as ansible-relayor writes for non-exits.
+    expect(torrc.match(/^ExitPolicy .*$/gm)).toEqual(["ExitPolicy reject *:*"]);
     expect(torrc).not.toMatch(/^DirPort/m);
     expect(torrc).toMatch(/^NoExec 1$/m);
     expect(torrc).toMatch(/^ORPort 198\.51\.100\.11:443$/m);
