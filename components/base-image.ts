@@ -1,11 +1,11 @@
-import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import { join } from "node:path";
 import { baseImageDigest, type BaseImageInputs } from "../lib/image-inputs";
+import { stepResource } from "./step";
 
 export interface BaseImageArgs {
   inputs: BaseImageInputs;
-  /** The project directory, where images/ lives. */
+  /** The project directory, where images/ lives and steps run. */
   projectDir: string;
   /** Private build root (0700); the base goes to <buildRoot>/base/<flavour>-<digest12>. */
   buildRoot: string;
@@ -25,20 +25,10 @@ export class BaseImage extends pulumi.ComponentResource {
     super("diskless-relays:image:BaseImage", name, {}, opts);
     this.digest = baseImageDigest(args.inputs);
     const dir = join(args.buildRoot, "base", `${args.inputs.flavour}-${this.digest.slice(0, 12)}`);
-    const script = join(args.projectDir, "images", args.inputs.flavour, "build-base.sh");
-    const build = new command.local.Command(
+    const { flavour, release, geoip, extraPackages, torUser } = args.inputs;
+    const build = stepResource(
       `${name}-build`,
-      {
-        dir: args.projectDir,
-        create: [
-          `set -eu; mkdir -p -m 0700 ${join(args.buildRoot, "base")}`,
-          `if [ -f ${dir}/.complete ]; then echo "base ${dir} already built"; exit 0; fi`,
-          `bash ${script} ${dir} ${args.inputs.release} ${args.inputs.geoip ? "yes" : "no"} ${args.inputs.extraPackages.join(" ")}`.trim(),
-          `echo "base ${dir}: $(du -b ${dir}/base.cpio.zst | cut -f1) bytes initrd, kernel $(cat ${dir}/uname)"`,
-        ].join("\n"),
-        triggers: [args.inputs],
-        logging: "stdoutAndStderr",
-      },
+      { step: "build-base", spec: { flavour, release, geoip, extraPackages, torUser, dir }, triggers: [args.inputs], projectDir: args.projectDir, logging: "stdoutAndStderr" },
       { parent: this },
     );
     this.dir = build.stdout.apply(() => dir);

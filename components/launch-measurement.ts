@@ -1,14 +1,15 @@
-import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { stepResource } from "./step";
 
 export interface LaunchMeasurementArgs {
   relay: string;
   imageDigest: string;
-  /** The relay's UKI, measured as the kernel of a measured direct boot. */
+  /** The relay's UKI, measured as the kernel of a measured direct boot, and its digest (a new UKI, a new measurement). */
   ukiPath: pulumi.Input<string>;
+  ukiSha256: pulumi.Input<string>;
   /** The AmdSevX64 OVMF the guest launches with. */
   ovmf: string;
   vcpus: number;
@@ -31,21 +32,17 @@ export class LaunchMeasurement extends pulumi.ComponentResource {
     super("diskless-relays:snp:LaunchMeasurement", name, {}, opts);
     this.path = join(args.artifactsDir, "relays", args.relay, `${args.imageDigest.slice(0, 12)}.snp.json`);
     const ovmfSha256 = createHash("sha256").update(readFileSync(args.ovmf)).digest("hex");
-    const measure = new command.local.Command(
+    const measure = stepResource(
       `${name}-measure`,
       {
-        dir: args.projectDir,
-        create: pulumi.interpolate`set -eu
-m=$(node_modules/.bin/tsx cli/snp.ts measure --ovmf ${args.ovmf} --kernel ${args.ukiPath} --vcpus ${args.vcpus} --vcpu-type ${args.vcpuType})
-mkdir -p ${join(args.artifactsDir, "relays", args.relay)}
-printf '{"relay":"%s","imageDigest":"%s","uki":{"sha256":"%s"},"ovmf":{"file":"%s","sha256":"%s"},"vcpus":%s,"vcpuType":"%s","vmm":"QEMU","guestFeatures":"0x1","measurement":"%s"}\\n' \\
-  ${args.relay} ${args.imageDigest} "$(sha256sum ${args.ukiPath} | cut -d' ' -f1)" ${args.ovmf} ${ovmfSha256} ${args.vcpus} ${args.vcpuType} "$m" >${this.path}
-echo "$m"`,
-        triggers: [args.imageDigest, ovmfSha256, args.vcpus, args.vcpuType],
+        step: "measure-launch",
+        spec: { relay: args.relay, imageDigest: args.imageDigest, uki: args.ukiPath, ovmf: args.ovmf, vcpus: args.vcpus, vcpuType: args.vcpuType, out: this.path },
+        triggers: [args.ukiSha256, ovmfSha256, args.vcpus, args.vcpuType],
+        projectDir: args.projectDir,
       },
       { parent: this },
     );
-    this.measurement = measure.stdout;
+    this.measurement = measure.stdout.apply((out) => out.trim());
     this.registerOutputs({ measurement: this.measurement, path: this.path });
   }
 }

@@ -1,18 +1,13 @@
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import { join } from "node:path";
-import type { RelayVmArgs, RelayVmTarget } from "./relay-vm";
+import { addressOf } from "../lib/addresses";
+import type { RelayTarget } from "../lib/steps";
+import type { RelayTargetKind, RelayVmArgs, RelayVmTarget } from "./relay-vm";
+import { stepResource } from "./step";
 
 export interface LocalRelayVmArgs extends RelayVmArgs {
-  /** Git-ignored runtime directory: <runtimeDir>/<relay>/ holds the pid file and the console log. */
-  runtimeDir: string;
   projectDir: string;
-  /**
-   * Host ports on 127.0.0.1 forwarded to the relay's SSH server (which listens
-   * on the same port inside, as its network config says) and its ORPort.
-   */
-  sshPort: number;
-  orPort: number;
 }
 
 /**
@@ -24,21 +19,21 @@ export interface LocalRelayVmArgs extends RelayVmArgs {
 export class LocalRelayVm extends pulumi.ComponentResource implements RelayVmTarget {
   readonly vmId: pulumi.Output<string>;
   readonly machine: command.local.Command;
+  readonly instance: pulumi.Output<string>;
   readonly consoleLog: string;
 
   constructor(name: string, args: LocalRelayVmArgs, opts?: pulumi.ComponentResourceOptions) {
     super("diskless-relays:relay:LocalRelayVm", name, {}, opts);
-    const { relay } = args;
-    const runDir = join(args.runtimeDir, relay.name);
-    this.consoleLog = join(runDir, "console.log");
-    const cli = "node_modules/.bin/tsx cli/local-vm.ts";
-    this.machine = new command.local.Command(
+    const target = args.target as Extract<RelayTarget, { kind: "qemu" }>;
+    this.consoleLog = join(target.runDir, "console.log");
+    this.machine = stepResource(
       name,
       {
-        dir: args.projectDir,
-        create: pulumi.interpolate`${cli} start --run-dir ${runDir} --iso ${args.isoPath} --mac ${relay.mac} --memory ${relay.memoryMiB} --cores ${relay.cores} --forward ${args.sshPort}:${args.sshPort} --forward ${args.orPort}:${relay.orPort} --guest-address ${relay.ipv4.address.split("/")[0]}`,
-        delete: `${cli} stop --run-dir ${runDir}`,
-        triggers: [args.imageDigest, relay.memoryMiB, relay.cores, relay.mac, args.sshPort, args.orPort],
+        step: "start-local-vm",
+        onDelete: "stop-local-vm",
+        spec: { target, iso: args.isoPath },
+        triggers: [args.isoPath, target],
+        projectDir: args.projectDir,
       },
       {
         parent: this,
@@ -47,7 +42,32 @@ export class LocalRelayVm extends pulumi.ComponentResource implements RelayVmTar
         deleteBeforeReplace: true,
       },
     );
+    this.instance = this.machine.stdout;
     this.vmId = this.machine.stdout.apply((out) => /pid (\d+)/.exec(out)?.[1] ?? "");
     this.registerOutputs({ vmId: this.vmId, consoleLog: this.consoleLog });
   }
+
+  afterRollout(): void {
+    // ISOs live in the build directory, which keeps what the relay records need.
+  }
+}
+
+/** Relays under QEMU on this machine (the local stack); run directories under <runtimeDir>/<relay>. */
+export function qemuTarget(runtimeDir: string, projectDir: string): RelayTargetKind {
+  return {
+    spec: (relay) => ({
+      kind: "qemu",
+      runDir: join(runtimeDir, relay.name),
+      mac: relay.mac.toLowerCase(),
+      memoryMiB: relay.memoryMiB,
+      cores: relay.cores,
+      forwards: [
+        { host: relay.sshPort!, guest: relay.sshPort! },
+        { host: relay.localOrPort!, guest: relay.orPort },
+      ],
+      guestAddress: addressOf(relay.ipv4.address),
+    }),
+    secrets: {},
+    createVm: (name, args, opts) => new LocalRelayVm(name, { ...args, projectDir }, opts),
+  };
 }

@@ -1,8 +1,8 @@
-import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import { join } from "node:path";
 import type { PlannedRelay } from "../lib/fleet";
-import { isoFileName, relayImageDigest, type RelayBuildEnvironment, type RelayImageInputs } from "../lib/image-inputs";
+import { relayImageDigest, type RelayImageInputs, type RelayImageTexts } from "../lib/image-inputs";
+import { stepResource } from "./step";
 
 export interface RelayImageArgs {
   relay: PlannedRelay;
@@ -10,51 +10,71 @@ export interface RelayImageArgs {
   baseDir: pulumi.Input<string>;
   /** Named digests of everything the image is made from; a change rebuilds. */
   inputs: RelayImageInputs;
-  environment: RelayBuildEnvironment;
-  /** Onion keys and state collected from the running relay (may be empty on a first deploy). */
+  texts: RelayImageTexts;
+  /** Onion keys and state collected from the running relay (empty on a first deploy). */
   collectedDir: pulumi.Input<string>;
+  /** The collection's own record: a new collection means new onion keys to build in. */
+  collection: pulumi.Input<string>;
   projectDir: string;
-  buildRoot: string;
+  /** The relay's private build directory. */
+  relayDir: string;
+}
+
+/** What the build step reports (one JSON line; paths and digests, never key bytes). */
+export interface BuiltImageSummary {
+  isoName: string;
+  iso: string;
+  uki: string;
+  files: string;
+  isoSha256: string;
+  ukiSha256: string;
 }
 
 /**
  * One relay's bootable image: its overlay (torrc, keys, collected state),
- * packed with the shared base into a UKI by ukify, wrapped in an EFI ISO.
- * The build directory is private; key bytes never reach the command's output.
+ * packed with the shared base into a UKI by ukify, wrapped in an EFI ISO
+ * whose name carries its content digest. Built by the build-relay-image step
+ * from a recipe (lib/steps.ts) that is kept beside the image.
  */
 export class RelayImage extends pulumi.ComponentResource {
   readonly imageDigest: string;
-  readonly isoName: string;
+  /** The image's build directory: recipe.json, image.json, relay.efi, the ISO, files.json. */
+  readonly dir: string;
+  readonly built: pulumi.Output<BuiltImageSummary>;
+  readonly isoName: pulumi.Output<string>;
   readonly isoPath: pulumi.Output<string>;
   readonly ukiPath: pulumi.Output<string>;
-  /** The overlay's file list (paths and digests), for the SBOM. */
-  readonly overlayFiles: pulumi.Output<string>;
-  readonly buildSummary: pulumi.Output<string>;
 
   constructor(name: string, args: RelayImageArgs, opts?: pulumi.ComponentResourceOptions) {
     super("diskless-relays:image:RelayImage", name, {}, opts);
+    const { relay } = args;
     this.imageDigest = relayImageDigest(args.inputs);
-    this.isoName = isoFileName(args.relay.config.nickname, this.imageDigest);
-    const out = join(args.buildRoot, "relays", args.relay.config.name, this.imageDigest.slice(0, 12));
-    const build = new command.local.Command(
+    this.dir = join(args.relayDir, this.imageDigest.slice(0, 12));
+    const build = stepResource(
       `${name}-build`,
       {
-        dir: args.projectDir,
-        create: pulumi.interpolate`set -eu
-mkdir -p -m 0700 ${join(args.buildRoot, "relays", args.relay.config.name)}
-bash ${join(args.projectDir, "images", "build-relay.sh")} ${args.baseDir} ${args.relay.keysDir} ${args.collectedDir} ${out} ${this.isoName}`,
-        delete: `rm -rf ${out}`,
-        environment: { ...args.environment },
-        triggers: [args.inputs],
-        // The build's own output carries paths and digests only.
-        logging: "stdoutAndStderr",
+        step: "build-relay-image",
+        onDelete: "remove-relay-image",
+        spec: {
+          relay: relay.config.name,
+          nickname: relay.config.nickname,
+          imageDigest: this.imageDigest,
+          baseDir: args.baseDir,
+          keysDir: relay.keysDir,
+          ...(relay.familyKeyFile ? { familyKeyFile: relay.familyKeyFile } : {}),
+          collectedDir: args.collectedDir,
+          outDir: this.dir,
+          ...args.texts,
+        },
+        triggers: [args.inputs, args.collection],
+        projectDir: args.projectDir,
       },
       { parent: this },
     );
-    this.buildSummary = build.stdout;
-    this.isoPath = build.stdout.apply(() => join(out, this.isoName));
-    this.ukiPath = build.stdout.apply(() => join(out, "relay.efi"));
-    this.overlayFiles = build.stdout.apply(() => join(out, "files.json"));
+    this.built = build.stdout.apply((out) => JSON.parse(out.trim().split("\n").at(-1)!) as BuiltImageSummary);
+    this.isoName = this.built.isoName;
+    this.isoPath = this.built.iso;
+    this.ukiPath = this.built.uki;
     this.registerOutputs({ imageDigest: this.imageDigest, isoName: this.isoName, isoPath: this.isoPath });
   }
 }

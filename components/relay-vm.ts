@@ -1,34 +1,49 @@
 import * as proxmoxve from "@muhlba91/pulumi-proxmoxve";
-import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
-import type { RelayConfig } from "../lib/config";
+import type { RelayConfig, StackConfig } from "../lib/config";
+import { PROXMOX_TOKEN_ENV } from "../lib/relay-targets";
+import type { RelayTarget } from "../lib/steps";
+import { stepResource } from "./step";
 
 /** What every relay VM target (Proxmox VE, or QEMU for the local stack) takes. */
 export interface RelayVmArgs {
   relay: RelayConfig;
   imageDigest: string;
-  isoName: string;
+  isoName: pulumi.Input<string>;
   isoPath: pulumi.Input<string>;
+  target: RelayTarget;
 }
 
 export interface RelayVmTarget {
   /** Where the running relay is, for the stack outputs. */
   readonly vmId: pulumi.Output<number | string>;
-  /** The VM resource, so that rolling order can chain on it. */
+  /** The VM resource: the rollout gate waits for it. */
   readonly machine: pulumi.Resource;
+  /** Changes whenever the machine is created anew: the rollout gate runs again then. */
+  readonly instance: pulumi.Output<string>;
+  /** Work that may only happen once the relay is healthy on its new image. */
+  afterRollout(gate: pulumi.Resource): void;
 }
+
+/** Where relays run, as the components and the steps need it. */
+export interface RelayTargetKind {
+  /** The target as the steps see it (lib/steps.ts). */
+  spec(relay: RelayConfig): RelayTarget;
+  /** Secrets the steps need to reach the target, each in its own environment variable. */
+  secrets: Record<string, pulumi.Input<string>>;
+  createVm(name: string, args: RelayVmArgs, opts: pulumi.ComponentResourceOptions): RelayVmTarget;
+}
+
+const relayTags = (relay: RelayConfig) => ["diskless-relay", relay.exit.enabled ? "exit" : "non-exit"];
 
 export interface ProxmoxRelayVmArgs extends RelayVmArgs {
   datastore: string;
   bridge: string;
-  /** ISO images of this relay kept on the datastore for rollback, the current one included. */
+  /** ISO images of this relay kept on the datastore, the current one included. */
   keepIsos: number;
-  /** For pruning old ISOs over the HTTP API, as the provider is configured. */
-  connection: { endpoint: string; apiToken: pulumi.Input<string>; verifyTls: boolean };
+  secrets: Record<string, pulumi.Input<string>>;
   projectDir: string;
 }
-
-const relayTags = (relay: RelayConfig) => ["diskless-relay", relay.exit.enabled ? "exit" : "non-exit"];
 
 /**
  * A diskless relay on Proxmox VE: its ISO uploaded over the HTTP API, and a
@@ -40,6 +55,8 @@ export class ProxmoxRelayVm extends pulumi.ComponentResource implements RelayVmT
   readonly vmId: pulumi.Output<number>;
   readonly machine: proxmoxve.VmLegacy;
   readonly isoFileId: pulumi.Output<string>;
+  readonly instance: pulumi.Output<string>;
+  private readonly pruneArgs: { name: string; args: ProxmoxRelayVmArgs };
 
   constructor(name: string, args: ProxmoxRelayVmArgs, opts?: pulumi.ComponentResourceOptions) {
     super("diskless-relays:relay:ProxmoxRelayVm", name, {}, opts);
@@ -52,8 +69,8 @@ export class ProxmoxRelayVm extends pulumi.ComponentResource implements RelayVmT
         contentType: "iso",
         sourceFile: { path: args.isoPath, fileName: args.isoName },
       },
-      // Earlier images stay on the datastore for rollback; the prune below
-      // removes them once they fall out of the keepIsos window.
+      // Earlier images stay on the datastore; the prune after a healthy
+      // rollout removes them once they fall out of the keepIsos window.
       { parent: this, retainOnDelete: true },
     );
     this.isoFileId = iso.id;
@@ -64,7 +81,7 @@ export class ProxmoxRelayVm extends pulumi.ComponentResource implements RelayVmT
         nodeName: relay.node,
         vmId: relay.vmId,
         name: relay.nickname.toLowerCase(),
-        description: `diskless Tor relay ${relay.name} (${relay.nickname})\nimage ${args.imageDigest}\niso ${args.isoName}`,
+        description: pulumi.interpolate`diskless Tor relay ${relay.name} (${relay.nickname})\nimage ${args.imageDigest}\niso ${args.isoName}`,
         tags: relayTags(relay),
         bios: "ovmf",
         machine: "q35",
@@ -105,22 +122,48 @@ export class ProxmoxRelayVm extends pulumi.ComponentResource implements RelayVmT
       },
     );
     this.vmId = this.machine.vmId.apply((id) => id ?? relay.vmId);
-
-    new command.local.Command(
-      `${name}-prune-isos`,
-      {
-        dir: args.projectDir,
-        create: pulumi.interpolate`node_modules/.bin/tsx cli/prune-isos.ts --node ${relay.node} --datastore ${args.datastore} --prefix relay-${relay.nickname}- --current ${iso.id} --keep ${args.keepIsos}`,
-        environment: {
-          PROXMOX_ENDPOINT: args.connection.endpoint,
-          PROXMOX_API_TOKEN: pulumi.secret(args.connection.apiToken),
-          PROXMOX_VERIFY_TLS: String(args.connection.verifyTls),
-        },
-        triggers: [args.imageDigest],
-      },
-      // Only once the VM runs the new image are the old ones expendable.
-      { parent: this, dependsOn: [this.machine] },
-    );
+    this.instance = pulumi.interpolate`${this.machine.id}:${iso.id}`;
+    this.pruneArgs = { name, args };
     this.registerOutputs({ vmId: this.vmId, isoFileId: this.isoFileId });
   }
+
+  /** Old ISOs are expendable only once the relay is healthy on the new one. */
+  afterRollout(gate: pulumi.Resource): void {
+    const { name, args } = this.pruneArgs;
+    const target = args.target;
+    if (target.kind !== "proxmox") return;
+    stepResource(
+      `${name}-prune-isos`,
+      {
+        step: "prune-isos",
+        spec: {
+          endpoint: target.endpoint,
+          verifyTls: target.verifyTls,
+          node: args.relay.node,
+          datastore: args.datastore,
+          nickname: args.relay.nickname,
+          keep: args.keepIsos,
+          currentVolid: this.isoFileId,
+        },
+        secretEnvironment: args.secrets,
+        triggers: [this.isoFileId],
+        projectDir: args.projectDir,
+      },
+      { parent: this, dependsOn: [gate] },
+    );
+  }
+}
+
+/** Relays on Proxmox VE, through the proxmoxve provider. */
+export function proxmoxTarget(config: StackConfig, projectDir: string): RelayTargetKind {
+  const target = config.proxmox!;
+  const apiToken = pulumi.secret(config.proxmoxApiToken!);
+  const provider = new proxmoxve.Provider("proxmox", { endpoint: target.endpoint, apiToken, insecure: !target.verifyTls });
+  const secrets = { [PROXMOX_TOKEN_ENV]: apiToken };
+  return {
+    spec: (relay) => ({ kind: "proxmox", endpoint: target.endpoint, verifyTls: target.verifyTls, node: relay.node, vmId: relay.vmId, datastore: target.datastore }),
+    secrets,
+    createVm: (name, args, opts) =>
+      new ProxmoxRelayVm(name, { ...args, datastore: target.datastore, bridge: target.bridge, keepIsos: target.keepIsos, secrets, projectDir }, { ...opts, provider }),
+  };
 }

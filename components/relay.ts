@@ -1,13 +1,15 @@
 import * as pulumi from "@pulumi/pulumi";
 import { join } from "node:path";
+import { addressOf } from "../lib/addresses";
 import type { StackConfig } from "../lib/config";
 import { inProject, type PlannedRelay } from "../lib/fleet";
-import { relayBuildEnvironment, relayImageDigest, relayImageInputs } from "../lib/image-inputs";
+import { relayImageDigest, relayImageInputs, relayImageTexts } from "../lib/image-inputs";
 import type { BaseImage } from "./base-image";
-import { RelayImage } from "./relay-image";
-import type { RelayVmArgs, RelayVmTarget } from "./relay-vm";
-import { type BaseSbom, RelaySbom } from "./sbom";
 import { LaunchMeasurement } from "./launch-measurement";
+import { RelayImage } from "./relay-image";
+import { RelayRollout } from "./relay-rollout";
+import type { RelayTargetKind, RelayVmTarget } from "./relay-vm";
+import { type BaseSbom, RelaySbom } from "./sbom";
 import { StateCollection } from "./state-collection";
 
 export interface RelayArgs {
@@ -16,65 +18,66 @@ export interface RelayArgs {
   base: BaseImage;
   baseSbom: BaseSbom;
   collectorPublicKey: string;
-  /** Digest of the per-relay build scripts. */
+  /** Digest of the per-relay build code. */
   relayScripts: string;
   projectDir: string;
+  /** This stack's private build root; the relay's directory is <buildRoot>/relays/<name>. */
   buildRoot: string;
   artifactsDir: string;
-  /** Makes the VM on this stack's target (Proxmox VE, or QEMU locally). */
-  createVm: (name: string, args: RelayVmArgs, opts: pulumi.ComponentResourceOptions) => RelayVmTarget;
-  /** VMs that must be done before this relay's VM is replaced (rolling order). */
+  /** Where the relay runs: Proxmox VE, or QEMU locally. */
+  target: RelayTargetKind;
+  /** Rollout gates of the relays that must be healthy before this relay's VM is replaced. */
   after: pulumi.Resource[];
 }
 
 /**
- * One relay's life: collect its state, build its image and SBOM, run it.
- * Collection → build → upload → VM, and only when one of its inputs changed.
+ * One relay's life: collect its state, build its image and SBOM, run it,
+ * and wait until it is healthy. Collection → build → upload → VM → gate,
+ * and only when one of its inputs changed.
  */
 export class Relay extends pulumi.ComponentResource {
   readonly imageDigest: string;
   readonly image: RelayImage;
   readonly sbom: RelaySbom;
   readonly vm: RelayVmTarget;
+  readonly rollout: RelayRollout;
   /** For SEV-SNP relays: the launch measurement their attestation reports must carry. */
   readonly launchMeasurement?: LaunchMeasurement;
 
   constructor(name: string, args: RelayArgs, opts?: pulumi.ComponentResourceOptions) {
     super("diskless-relays:relay:Relay", name, {}, opts);
     const { plan, config } = args;
-    const environment = relayBuildEnvironment(plan, config, args.collectorPublicKey, args.projectDir);
-    const inputs = relayImageInputs(plan, args.base.digest, environment, args.relayScripts);
+    const relayDir = join(args.buildRoot, "relays", plan.config.name);
+    const texts = relayImageTexts(plan, config, args.collectorPublicKey, args.projectDir);
+    const inputs = relayImageInputs(plan, args.base.digest, texts, args.relayScripts);
     this.imageDigest = relayImageDigest(inputs);
+    const target = args.target.spec(plan.config);
+    const channel = {
+      host: plan.config.sshHost ?? addressOf(plan.config.ipv4.address),
+      port: plan.config.sshPort ?? config.stateCollection.port,
+      user: config.stateCollection.user,
+      privateKeyFile: inProject(args.projectDir, config.stateCollection.privateKeyFile),
+      connectTimeoutSeconds: config.stateCollection.connectTimeoutSeconds,
+    };
 
     const collection = new StateCollection(
       `${name}-state`,
       {
         relay: plan.config.name,
-        host: plan.config.sshHost ?? plan.config.ipv4.address.split("/")[0]!,
-        port: plan.config.sshPort ?? config.stateCollection.port,
-        user: config.stateCollection.user,
-        privateKeyFile: config.stateCollection.privateKeyFile,
-        hostPublicKeyFile: join(plan.keysDir, "ssh_host_ed25519_key.pub"),
-        connectTimeoutSeconds: config.stateCollection.connectTimeoutSeconds,
-        allowFreshOnionKeys: plan.config.allowFreshOnionKeys,
         imageDigest: this.imageDigest,
+        channel: { ...channel, hostPublicKey: plan.sshHostPublicKey },
+        target,
+        targetSecrets: args.target.secrets,
+        allowFreshOnionKeys: plan.config.allowFreshOnionKeys,
         projectDir: args.projectDir,
-        buildRoot: args.buildRoot,
+        relayDir,
       },
       { parent: this },
     );
 
     this.image = new RelayImage(
       `${name}-image`,
-      {
-        relay: plan,
-        baseDir: args.base.dir,
-        inputs,
-        environment,
-        collectedDir: collection.dir,
-        projectDir: args.projectDir,
-        buildRoot: args.buildRoot,
-      },
+      { relay: plan, baseDir: args.base.dir, inputs, texts, collectedDir: collection.dir, collection: collection.summary, projectDir: args.projectDir, relayDir },
       { parent: this },
     );
 
@@ -85,9 +88,8 @@ export class Relay extends pulumi.ComponentResource {
         nickname: plan.config.nickname,
         imageDigest: this.imageDigest,
         base: args.baseSbom,
-        overlayFiles: this.image.overlayFiles,
-        ukiPath: this.image.ukiPath,
-        isoPath: this.image.isoPath,
+        imageDir: this.image.dir,
+        built: this.image.built,
         projectDir: args.projectDir,
         artifactsDir: args.artifactsDir,
       },
@@ -102,6 +104,7 @@ export class Relay extends pulumi.ComponentResource {
           relay: plan.config.name,
           imageDigest: this.imageDigest,
           ukiPath: this.image.ukiPath,
+          ukiSha256: this.image.built.ukiSha256,
           ovmf: inProject(args.projectDir, sev.ovmf),
           vcpus: plan.config.cores,
           vcpuType: sev.vcpuType ?? plan.config.cpuType,
@@ -112,11 +115,30 @@ export class Relay extends pulumi.ComponentResource {
       );
     }
 
-    this.vm = args.createVm(
+    this.vm = args.target.createVm(
       `${name}-vm`,
-      { relay: plan.config, imageDigest: this.imageDigest, isoName: this.image.isoName, isoPath: this.image.isoPath },
+      { relay: plan.config, imageDigest: this.imageDigest, isoName: this.image.isoName, isoPath: this.image.isoPath, target },
       { parent: this, dependsOn: args.after },
     );
+
+    this.rollout = new RelayRollout(
+      `${name}-rollout`,
+      {
+        relay: plan,
+        relayDir,
+        imageDir: this.image.dir,
+        built: this.image.built,
+        vm: this.vm,
+        channel,
+        target,
+        targetSecrets: args.target.secrets,
+        timeoutSeconds: config.rollout.healthTimeoutSeconds,
+        rollback: config.rollout.rollback,
+        projectDir: args.projectDir,
+      },
+      { parent: this },
+    );
+    this.vm.afterRollout(this.rollout.gate);
     this.registerOutputs({ imageDigest: this.imageDigest, isoName: this.image.isoName });
   }
 }

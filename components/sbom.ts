@@ -1,11 +1,11 @@
-import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import { join } from "node:path";
+import { stepResource } from "./step";
 
 export interface BaseSbomArgs {
   baseDir: pulumi.Input<string>;
   baseDigest: string;
-  flavour: string;
+  flavour: "alpine" | "debian";
   /** artifacts/ in the project: the audit history, keyed by digest. */
   artifactsDir: string;
   projectDir: string;
@@ -19,17 +19,13 @@ export class BaseSbom extends pulumi.ComponentResource {
   constructor(name: string, args: BaseSbomArgs, opts?: pulumi.ComponentResourceOptions) {
     super("diskless-relays:sbom:BaseSbom", name, {}, opts);
     const stem = join(args.artifactsDir, "sbom", `base-${args.flavour}-${args.baseDigest.slice(0, 12)}`);
-    const scan = new command.local.Command(
+    const scan = stepResource(
       `${name}-syft`,
       {
-        dir: args.projectDir,
-        create: pulumi.interpolate`set -eu
-mkdir -p ${join(args.artifactsDir, "sbom")}
-syft scan dir:${args.baseDir}/rootfs --quiet --source-name relay-base-${args.flavour} --source-version ${args.baseDigest.slice(0, 12)} \\
-  -o syft-json=${stem}.syft.json -o cyclonedx-json=${stem}.cdx.json
-echo "sbom ${stem}: $(sha256sum ${stem}.syft.json | cut -d' ' -f1) syft-json, $(sha256sum ${stem}.cdx.json | cut -d' ' -f1) cyclonedx-json"`,
-        environment: { SYFT_CHECK_FOR_APP_UPDATE: "false" },
+        step: "scan-base-sbom",
+        spec: { rootfs: pulumi.interpolate`${args.baseDir}/rootfs`, stem, flavour: args.flavour, baseDigest: args.baseDigest },
         triggers: [args.baseDigest],
+        projectDir: args.projectDir,
       },
       { parent: this },
     );
@@ -44,9 +40,9 @@ export interface RelaySbomArgs {
   nickname: string;
   imageDigest: string;
   base: BaseSbom;
-  overlayFiles: pulumi.Input<string>;
-  ukiPath: pulumi.Input<string>;
-  isoPath: pulumi.Input<string>;
+  /** The image's build directory, and its build record (a new build writes a new SBOM). */
+  imageDir: string;
+  built: pulumi.Input<unknown>;
   projectDir: string;
   artifactsDir: string;
 }
@@ -61,12 +57,21 @@ export class RelaySbom extends pulumi.ComponentResource {
   constructor(name: string, args: RelaySbomArgs, opts?: pulumi.ComponentResourceOptions) {
     super("diskless-relays:sbom:RelaySbom", name, {}, opts);
     this.path = join(args.artifactsDir, "relays", args.relay, `${args.imageDigest.slice(0, 12)}.json`);
-    new command.local.Command(
+    stepResource(
       `${name}-write`,
       {
-        dir: args.projectDir,
-        create: pulumi.interpolate`bash ${join(args.projectDir, "images", "write-relay-sbom.sh")} ${args.relay} ${args.nickname} ${args.imageDigest} ${args.base.syftJson} ${args.base.cyclonedxJson} ${args.overlayFiles} ${args.ukiPath} ${args.isoPath} ${this.path} && echo "sbom ${this.path}"`,
-        triggers: [args.imageDigest],
+        step: "write-relay-sbom",
+        spec: {
+          relay: args.relay,
+          nickname: args.nickname,
+          imageDigest: args.imageDigest,
+          baseSyftJson: args.base.syftJson,
+          baseCycloneDxJson: args.base.cyclonedxJson,
+          image: args.imageDir,
+          out: this.path,
+        },
+        triggers: [args.built],
+        projectDir: args.projectDir,
       },
       { parent: this },
     );

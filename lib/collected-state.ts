@@ -4,6 +4,7 @@
  */
 import { existsSync, lstatSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { RELAY_EXPORT_FILES } from "./steps";
 import { checkNtorKey, checkRsaOnionKey, KeyFileError } from "./tor-keys";
 
 export interface CollectedSummary {
@@ -11,7 +12,7 @@ export interface CollectedSummary {
   lastRotatedOnionKey?: string;
 }
 
-const EXPECTED = new Set(["keys", "keys/secret_onion_key", "keys/secret_onion_key_ntor", "keys/secret_onion_key.old", "keys/secret_onion_key_ntor.old", "state"]);
+const EXPECTED = new Set(["keys", ...RELAY_EXPORT_FILES]);
 
 /**
  * A relay is not trusted to send only what it should: a symlink in its

@@ -20,6 +20,8 @@ export interface PlannedRelay {
   torrc: string;
   /** The torrc's lines with the config field behind each. */
   torrcLines: TorrcLine[];
+  /** The relay's SSH host public key ("ssh-ed25519 AAAA…"), pinned by the build host. */
+  sshHostPublicKey: string;
 }
 
 export class FleetError extends Error {
@@ -67,10 +69,16 @@ export function planFleet(
   const warnings: string[] = [];
   const identities: RelayIdentity[] = [];
   const keysDirs = new Map<string, string>();
+  const hostKeys = new Map<string, string>();
 
   for (const relay of config.relays) {
     const keysDir = relayKeysDir(config, relay, options.projectDir);
     keysDirs.set(relay.name, keysDir);
+    const hostKeyFile = join(keysDir, "ssh_host_ed25519_key.pub");
+    const hostKey = existsSync(hostKeyFile) ? readFileSync(hostKeyFile, "utf8").trim().split(/\s+/).slice(0, 2).join(" ") : "";
+    if (!/^ssh-ed25519 [A-Za-z0-9+/=]+$/.test(hostKey)) {
+      problems.push(`relay ${relay.name}: ${hostKeyFile} is missing or not an ed25519 public key; the relay's SSH host key is made with its identity by \`npm run keys -- init ${relay.name}\``);
+    } else hostKeys.set(relay.name, hostKey);
     try {
       const identity = loadRelayIdentity(relay.name, keysDir, relay.nickname);
       identities.push(identity);
@@ -110,7 +118,15 @@ export function planFleet(
       familyIds: familyKey ? [familyKey.familyId] : [],
     });
     const torrc = torrcLines.map((line) => line.text).join("\n") + "\n";
-    return { config: relay, keysDir: keysDirs.get(relay.name)!, identity, torrc, torrcLines, ...(familyKey ? { familyKeyFile: familyKey.file } : {}) };
+    return {
+      config: relay,
+      keysDir: keysDirs.get(relay.name)!,
+      identity,
+      torrc,
+      torrcLines,
+      sshHostPublicKey: hostKeys.get(relay.name)!,
+      ...(familyKey ? { familyKeyFile: familyKey.file } : {}),
+    };
   });
   // tor judges every torrc before anything is registered.
   const refusals = verifyTorrcsWithTor(relays.map((relay, index) => ({ index, relay: relay.config.name, lines: relay.torrcLines })));

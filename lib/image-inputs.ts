@@ -7,11 +7,12 @@ import { createHash } from "node:crypto";
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join, relative } from "node:path";
 import type { ImageConfig, StackConfig } from "./config";
-import { inProject, type PlannedRelay } from "./fleet";
+import { inProject, TOR_RUNTIME, type PlannedRelay } from "./fleet";
+import { SSH_HOST_KEY_FILES } from "./image-layout";
 import { IDENTITY_FILES } from "./tor-keys";
 
-/** The command the collection key may run on a relay; pinned into its authorized_keys line. */
-export const EXPORT_STATE_COMMAND = "/usr/local/sbin/relay-export-state";
+/** The command the collection key may run on a relay (its requests: export-state, health); pinned into its authorized_keys line. */
+export const RELAY_COLLECTOR_COMMAND = "/usr/local/sbin/relay-collector";
 
 function sha256(...parts: (string | Buffer)[]): string {
   const hash = createHash("sha256");
@@ -40,6 +41,8 @@ export interface BaseImageInputs {
   release: string;
   extraPackages: string[];
   geoip: boolean;
+  /** The user tor drops to in this flavour (TOR_RUNTIME). */
+  torUser: string;
   /** Digest of the scripts that build the base. */
   scripts: string;
 }
@@ -52,6 +55,7 @@ export function baseImageInputs(image: ImageConfig, projectDir: string): BaseIma
     release: image.release ?? DEFAULT_RELEASE[image.flavour],
     extraPackages: [...image.extraPackages].sort(),
     geoip: image.geoip,
+    torUser: TOR_RUNTIME[image.flavour].user,
     scripts: treeDigest(projectDir, [`images/${image.flavour}`, "images/rootfs"]),
   };
 }
@@ -60,16 +64,21 @@ export function baseImageDigest(inputs: BaseImageInputs): string {
   return sha256(JSON.stringify(inputs));
 }
 
-/** /etc/relay/network.env, read by the relay's init. */
+/**
+ * /etc/relay/network.env: KEY=value lines that the relay's boot reads as data
+ * (relay-config), never sources. Every value is a validated address, MAC,
+ * nickname or port.
+ */
 export function renderNetworkEnv(relay: PlannedRelay["config"], sshPort: number): string {
   const lines = [
     `RELAY_NICKNAME=${relay.nickname}`,
     `RELAY_MAC=${relay.mac.toLowerCase()}`,
     `RELAY_IPV4=${relay.ipv4.address}`,
     `RELAY_IPV4_GATEWAY=${relay.ipv4.gateway}`,
+    `RELAY_IPV4_ONLINK=${relay.ipv4.onLink ? "yes" : "no"}`,
   ];
-  if (relay.ipv6) lines.push(`RELAY_IPV6=${relay.ipv6.address}`, `RELAY_IPV6_GATEWAY=${relay.ipv6.gateway}`);
-  lines.push(`RELAY_NAMESERVERS="${relay.nameservers.join(" ")}"`, `RELAY_SSH_PORT=${sshPort}`);
+  if (relay.ipv6) lines.push(`RELAY_IPV6=${relay.ipv6.address}`, `RELAY_IPV6_GATEWAY=${relay.ipv6.gateway}`, `RELAY_IPV6_ONLINK=${relay.ipv6.onLink ? "yes" : "no"}`);
+  lines.push(`RELAY_NAMESERVERS=${relay.nameservers.join(" ")}`, `RELAY_SSH_PORT=${sshPort}`);
   return lines.join("\n") + "\n";
 }
 
@@ -77,39 +86,33 @@ export function renderNetworkEnv(relay: PlannedRelay["config"], sshPort: number)
 export function authorizedKeysLine(collectorPublicKey: string): string {
   const key = collectorPublicKey.trim().split(/\s+/).slice(0, 2).join(" ");
   if (!/^ssh-(ed25519|rsa) [A-Za-z0-9+/=]+$/.test(key)) throw new Error("the collection public key is not an OpenSSH public key line");
-  return `restrict,command="${EXPORT_STATE_COMMAND}" ${key}`;
+  return `restrict,command="${RELAY_COLLECTOR_COMMAND}" ${key}`;
 }
 
-/** What the relay build script reads from its environment; no secret bytes, only texts and paths. */
-export interface RelayBuildEnvironment {
-  RELAY_TORRC: string;
-  RELAY_NETWORK_ENV: string;
-  RELAY_AUTHORIZED_KEYS: string;
-  RELAY_CMDLINE: string;
-  RELAY_FAMILY_KEY?: string;
-  SB_KEY?: string;
-  SB_CERT?: string;
+/** The rendered texts of one relay's image, and its Secure Boot key: what its recipe carries besides paths. */
+export interface RelayImageTexts {
+  torrc: string;
+  networkEnv: string;
+  authorizedKeys: string;
+  kernelCmdline: string;
+  secureBoot?: { privateKeyFile: string; certificateFile: string };
 }
 
-export function relayBuildEnvironment(
+export function relayImageTexts(
   relay: PlannedRelay,
   config: Pick<StackConfig, "image" | "stateCollection">,
   collectorPublicKey: string,
   projectDir = ".",
-): RelayBuildEnvironment {
+): RelayImageTexts {
   const secureBoot = config.image.secureBoot;
   return {
-    ...(secureBoot ? { SB_KEY: inProject(projectDir, secureBoot.privateKeyFile), SB_CERT: inProject(projectDir, secureBoot.certificateFile) } : {}),
-    RELAY_TORRC: relay.torrc,
-    RELAY_NETWORK_ENV: renderNetworkEnv(relay.config, relay.config.sshPort ?? config.stateCollection.port),
-    RELAY_AUTHORIZED_KEYS: authorizedKeysLine(collectorPublicKey),
-    RELAY_CMDLINE: config.image.kernelCmdline,
-    ...(relay.familyKeyFile ? { RELAY_FAMILY_KEY: relay.familyKeyFile } : {}),
+    torrc: relay.torrc,
+    networkEnv: renderNetworkEnv(relay.config, relay.config.sshPort ?? config.stateCollection.port),
+    authorizedKeys: authorizedKeysLine(collectorPublicKey) + "\n",
+    kernelCmdline: config.image.kernelCmdline,
+    ...(secureBoot ? { secureBoot: { privateKeyFile: inProject(projectDir, secureBoot.privateKeyFile), certificateFile: inProject(projectDir, secureBoot.certificateFile) } } : {}),
   };
 }
-
-/** Files of the key directory that enter the image besides the identity files. */
-const SSH_HOST_KEY_FILES = ["ssh_host_ed25519_key", "ssh_host_ed25519_key.pub"];
 
 /**
  * What one relay's image is made from, as named digests: a rebuild's diff
@@ -117,19 +120,19 @@ const SSH_HOST_KEY_FILES = ["ssh_host_ed25519_key", "ssh_host_ed25519_key.pub"];
  * left out on purpose (it changes by itself and must not, alone, cause a
  * rebuild). Key files enter as their SHA-256 only.
  */
-export function relayImageInputs(relay: PlannedRelay, baseDigest: string, environment: RelayBuildEnvironment, relayScripts: string) {
+export function relayImageInputs(relay: PlannedRelay, baseDigest: string, texts: RelayImageTexts, relayScripts: string) {
   const fileDigest = (...files: string[]) => sha256(...files.map((file) => readFileSync(file)));
   return {
     base: baseDigest,
     scripts: relayScripts,
-    torrc: sha256(environment.RELAY_TORRC),
-    network: sha256(environment.RELAY_NETWORK_ENV),
-    kernelCmdline: sha256(environment.RELAY_CMDLINE),
-    collectionKey: sha256(environment.RELAY_AUTHORIZED_KEYS),
+    torrc: sha256(texts.torrc),
+    network: sha256(texts.networkEnv),
+    kernelCmdline: sha256(texts.kernelCmdline),
+    collectionKey: sha256(texts.authorizedKeys),
     identityKeys: fileDigest(...IDENTITY_FILES.map((file) => join(relay.keysDir, file))),
     sshHostKey: fileDigest(...SSH_HOST_KEY_FILES.map((file) => join(relay.keysDir, file))),
     familyKey: relay.familyKeyFile ? fileDigest(relay.familyKeyFile) : "none",
-    secureBoot: environment.SB_CERT ? fileDigest(environment.SB_KEY!, environment.SB_CERT) : "unsigned",
+    secureBoot: texts.secureBoot ? fileDigest(texts.secureBoot.privateKeyFile, texts.secureBoot.certificateFile) : "unsigned",
   };
 }
 export type RelayImageInputs = ReturnType<typeof relayImageInputs>;
@@ -138,9 +141,5 @@ export function relayImageDigest(inputs: RelayImageInputs): string {
   return sha256(JSON.stringify(Object.entries(inputs).sort(([a], [b]) => a.localeCompare(b))));
 }
 
-/** Content-addressed, so that Proxmox (which cannot see content changes) sees a new file. */
-export function isoFileName(nickname: string, imageDigest: string): string {
-  return `relay-${nickname}-${imageDigest.slice(0, 12)}.iso`;
-}
-
-export const RELAY_SCRIPT_PATHS = ["images/build-relay.sh", "images/build-overlay.sh", "images/build-uki.sh", "images/build-iso.sh"];
+/** Everything that builds a relay image from the base: a change rebuilds every relay. */
+export const RELAY_SCRIPT_PATHS = ["images/build-overlay.sh", "images/build-uki.sh", "images/build-iso.sh", "lib/relay-build.ts", "lib/image-layout.ts"];

@@ -25,6 +25,9 @@ export interface QemuRelayMachine {
   accel?: "kvm" | "tcg";
 }
 
+/** QEMU splits option values at commas; a literal comma in a path is written twice. */
+export const qemuPath = (path: string) => path.replaceAll(",", ",,");
+
 export function qemuRelayArgs(machine: QemuRelayMachine): string[] {
   const forwards = machine.hostForwards.map((f) => `,hostfwd=tcp:127.0.0.1:${f.host}-${machine.guestAddress ?? ""}:${f.guest}`).join("");
   return [
@@ -32,18 +35,18 @@ export function qemuRelayArgs(machine: QemuRelayMachine): string[] {
     "-accel", machine.accel ?? "tcg",
     "-m", String(machine.memoryMiB),
     "-smp", String(machine.cores),
-    "-drive", `if=pflash,format=raw,readonly=on,file=${OVMF_CODE}`,
-    "-drive", `if=pflash,format=raw,file=${machine.varsFile}`,
+    "-drive", `if=pflash,format=raw,readonly=on,file=${qemuPath(OVMF_CODE)}`,
+    "-drive", `if=pflash,format=raw,file=${qemuPath(machine.varsFile)}`,
     // ide.1 unit 0 is what Proxmox calls ide2.
-    "-drive", `file=${machine.iso},media=cdrom,if=none,id=cd0,readonly=on`,
+    "-drive", `file=${qemuPath(machine.iso)},media=cdrom,if=none,id=cd0,readonly=on`,
     "-device", "ide-cd,drive=cd0,bus=ide.1,unit=0",
     // restrict=on: the relay reaches nothing but the forwarded ports; a local
     // relay must never talk to the real Tor network.
     "-netdev", `user,id=net0,restrict=on${forwards}`,
     "-device", `virtio-net-pci,netdev=net0,mac=${machine.mac.toLowerCase()}`,
-    "-serial", `file:${machine.serialLog}`,
+    "-serial", `file:${qemuPath(machine.serialLog)}`,
     "-display", "none",
-    "-monitor", machine.monitorSocket ? `unix:${machine.monitorSocket},server,nowait` : "none",
+    "-monitor", machine.monitorSocket ? `unix:${qemuPath(machine.monitorSocket)},server,nowait` : "none",
     "-no-reboot",
     ...(machine.pidFile ? ["-pidfile", machine.pidFile, "-daemonize"] : []),
   ];

@@ -1,7 +1,8 @@
 /**
- * The resource graph of one relay under Pulumi's mocks: fast, and a check on
- * the wiring (collect → build → upload → VM). The real engine runs the same
- * graph in preview.test.ts and deploy.test.ts.
+ * The fleet's resource graph under Pulumi's mocks, through the program's own
+ * wiring (deployFleet): fast, and a check that every command is a constant
+ * step invocation whose data arrives as a valid JSON spec. The real engine
+ * runs the same graph in preview.test.ts and deploy.test.ts.
  */
 import * as pulumi from "@pulumi/pulumi";
 import { execFileSync } from "node:child_process";
@@ -10,8 +11,8 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { parseStackConfig } from "../lib/config";
 import { planFleet } from "../lib/fleet";
 import { initRelayKeys } from "../lib/key-store";
+import { parseStepSpec, STEP_COMMAND, STEP_SPEC_ENV, STEP_SPECS, type StepName } from "../lib/steps";
 import { privateTmpDir } from "./support/tmp";
-import { repoRoot } from "./support/pulumi";
 
 interface Registered {
   type: string;
@@ -24,7 +25,15 @@ pulumi.runtime.setMocks(
   {
     newResource(args) {
       registered.push({ type: args.type, name: args.name, inputs: args.inputs });
-      const state = args.type === "command:local:Command" ? { ...args.inputs, stdout: `${args.name} done` } : args.inputs;
+      let state = args.inputs;
+      if (args.type === "command:local:Command") {
+        const step = String(args.inputs.create).split(" ").at(-1);
+        const stdout =
+          step === "build-relay-image"
+            ? JSON.stringify({ isoName: `relay-${args.name}-0123456789ab-01234567.iso`, iso: "x.iso", uki: "relay.efi", files: "files.json", isoSha256: "0".repeat(64), ukiSha256: "1".repeat(64) })
+            : `${args.name} done`;
+        state = { ...args.inputs, stdout };
+      }
       const id = args.type === "proxmoxve:index/fileLegacy:FileLegacy" ? `local:iso/${args.inputs.sourceFile.fileName}` : `${args.name}-id`;
       return { id, state };
     },
@@ -35,75 +44,88 @@ pulumi.runtime.setMocks(
   false,
 );
 
-describe("one relay's resource graph", () => {
+describe("the fleet's resource graph", () => {
   const dir = privateTmpDir("graph");
   const index = (type: string, name: string) => registered.findIndex((r) => r.type === type && r.name === name);
   const find = (type: string, name: string) => registered[index(type, name)]!;
+  const commands = () => registered.filter((r) => r.type === "command:local:Command");
+  /** Under mocks an environment holding a secret arrives wrapped as one secret value. */
+  const environmentOf = (command: Registered): Record<string, string> => command.inputs.environment.value ?? command.inputs.environment;
+  const specOf = (command: Registered) => JSON.parse(environmentOf(command)[STEP_SPEC_ENV]!);
 
   beforeAll(async () => {
-    initRelayKeys(join(dir, "keys"), "r1", { nickname: "GraphRelay" });
+    for (const [name, nickname] of [["r1", "GraphRelayOne"], ["r2", "GraphRelayTwo"]] as const) initRelayKeys(join(dir, "keys"), name, { nickname });
     execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", join(dir, "keys", "collector")]);
     const config = parseStackConfig({
       proxmox: { endpoint: "https://pve.example.net:8006", nodes: ["pve1"], datastore: "local", bridge: "vmbr0" },
       proxmoxApiToken: "root@pam!graph=0a1b",
-      stateCollection: { privateKeyFile: "keys/collector" },
-      relays: [{ name: "r1", nickname: "GraphRelay", node: "pve1", vmId: 9100, mac: "BC:24:11:00:00:01", ipv4: { address: "198.51.100.10/24", gateway: "198.51.100.1" }, contactInfo: "x@example.net" }],
+      keyStore: join(dir, "keys"),
+      buildDir: join(dir, "build dir $(touch pwned)"),
+      stateCollection: { privateKeyFile: join(dir, "keys", "collector") },
+      relays: ["r1", "r2"].map((name, i) => ({
+        name,
+        nickname: `GraphRelay${["One", "Two"][i]}`,
+        node: "pve1",
+        vmId: 9100 + i,
+        mac: `BC:24:11:00:00:0${i + 1}`,
+        ipv4: { address: `198.51.100.${10 + i}/24`, gateway: "198.51.100.1" },
+        contactInfo: "x@example.net",
+      })),
     });
     const fleet = planFleet(config, { projectDir: dir, now: new Date() });
-    const { BaseImage } = await import("../components/base-image");
-    const { BaseSbom } = await import("../components/sbom");
-    const { Relay } = await import("../components/relay");
-    const { ProxmoxRelayVm } = await import("../components/relay-vm");
-    const { baseImageInputs, treeDigest, RELAY_SCRIPT_PATHS } = await import("../lib/image-inputs");
-    const base = new BaseImage("debian", { inputs: baseImageInputs(config.image, repoRoot), projectDir: repoRoot, buildRoot: join(dir, "build") });
-    const baseSbom = new BaseSbom("debian", { baseDir: base.dir, baseDigest: base.digest, flavour: "debian", artifactsDir: join(dir, "artifacts"), projectDir: repoRoot });
-    const relay = new Relay("r1", {
-      plan: fleet.relays[0]!,
-      config,
-      base,
-      baseSbom,
-      collectorPublicKey: fleet.collectorPublicKey,
-      relayScripts: treeDigest(repoRoot, RELAY_SCRIPT_PATHS),
-      projectDir: repoRoot,
-      buildRoot: join(dir, "build", "stack"),
-      artifactsDir: join(dir, "artifacts"),
-      createVm: (name, args, opts) =>
-        new ProxmoxRelayVm(name, {
-          ...args,
-          datastore: "local",
-          bridge: "vmbr0",
-          keepIsos: 2,
-          connection: { endpoint: "https://pve.example.net:8006", apiToken: pulumi.secret("root@pam!graph=0a1b"), verifyTls: true },
-          projectDir: repoRoot,
-        }, opts),
-      after: [],
-    });
-    await new Promise<void>((resolve) => pulumi.all([relay.vm.vmId, relay.image.isoPath]).apply(() => resolve()));
+    const { deployFleet } = await import("../components/fleet");
+    const outputs = deployFleet(config, fleet, { projectDir: process.cwd(), project: "diskless-relays", stack: "graph", dryRun: true });
+    await new Promise<void>((resolve) => pulumi.all(Object.values(outputs).flatMap((o) => [o.iso, o.vmId])).apply(() => resolve()));
+    // The gates and prunes register once the VMs they wait for resolve.
+    for (let i = 0; i < 50 && index("command:local:Command", "r2-vm-prune-isos") < 0; i++) await new Promise((resolve) => setTimeout(resolve, 100));
   });
 
-  it("collects before it builds, builds before it uploads, uploads before the VM", () => {
-    const collect = index("command:local:Command", "r1-state-collect");
-    const build = index("command:local:Command", "r1-image-build");
-    const upload = index("proxmoxve:index/fileLegacy:FileLegacy", "r1-vm-iso");
-    const vm = index("proxmoxve:index/vmLegacy:VmLegacy", "r1-vm");
-    expect([collect, build, upload, vm].every((i) => i >= 0)).toBe(true);
-    expect(collect).toBeLessThan(build);
-    expect(build).toBeLessThan(upload);
-    expect(upload).toBeLessThan(vm);
+  it("collects before it builds, builds before it uploads, uploads before the VM, and gates after it", () => {
+    const order = [
+      index("command:local:Command", "r1-state-collect"),
+      index("command:local:Command", "r1-image-build"),
+      index("proxmoxve:index/fileLegacy:FileLegacy", "r1-vm-iso"),
+      index("proxmoxve:index/vmLegacy:VmLegacy", "r1-vm"),
+      index("command:local:Command", "r1-rollout-gate"),
+      index("command:local:Command", "r1-vm-prune-isos"),
+    ];
+    expect(order.every((i) => i >= 0), JSON.stringify(order)).toBe(true);
+    expect([...order].sort((a, b) => a - b)).toEqual(order);
   });
 
-  it("builds from the directory the collection filled", () => {
-    const build = find("command:local:Command", "r1-image-build");
-    expect(build.inputs.create).toMatch(/\/relays\/r1\/collected\/[0-9a-f]{12} /);
-    expect(build.inputs.triggers[0]).toMatchObject({ torrc: expect.stringMatching(/^[0-9a-f]{64}$/), identityKeys: expect.stringMatching(/^[0-9a-f]{64}$/) });
+  it("runs one constant command line per step, its data a JSON spec the step's schema accepts", () => {
+    expect(commands().length).toBeGreaterThan(10);
+    for (const command of commands()) {
+      for (const field of ["create", "update", "delete"]) {
+        const line = command.inputs[field];
+        if (line === undefined) continue;
+        const step = line.slice(STEP_COMMAND.length + 1);
+        expect(line, `${command.name}.${field}`).toBe(`${STEP_COMMAND} ${step}`);
+        expect(Object.keys(STEP_SPECS)).toContain(step);
+      }
+      const step = command.inputs.create.slice(STEP_COMMAND.length + 1) as StepName;
+      expect(() => parseStepSpec(step, specOf(command)), command.name).not.toThrow();
+    }
   });
 
-  it("collects only on a rebuild: nothing on create, the SSH collector on update", () => {
-    const collect = find("command:local:Command", "r1-state-collect");
-    expect(collect.inputs.create).toMatch(/first deploy, nothing to collect/);
-    expect(collect.inputs.create).not.toMatch(/ssh|collect-state/);
-    expect(collect.inputs.update).toMatch(/cli\/collect-state\.ts --relay r1 --host 198\.51\.100\.10 --port 22/);
-    expect(collect.inputs.triggers).toBeUndefined();
+  it("passes paths with spaces and $(…) as data, unchanged", () => {
+    const build = specOf(find("command:local:Command", "r1-image-build"));
+    expect(build.outDir).toContain("build dir $(touch pwned)");
+    expect(build.collectedDir).toMatch(/build dir \$\(touch pwned\)\/diskless-relays-graph\/relays\/r1\/collected\/[0-9a-f]{12}$/);
+  });
+
+  it("collects through the pinned channel and asks the target whether the relay runs", () => {
+    const collect = specOf(find("command:local:Command", "r1-state-collect"));
+    expect(collect.channel).toMatchObject({ host: "198.51.100.10", port: 22, user: "root", hostPublicKey: expect.stringMatching(/^ssh-ed25519 /) });
+    expect(collect.target).toEqual({ kind: "proxmox", endpoint: "https://pve.example.net:8006", verifyTls: true, node: "pve1", vmId: 9100, datastore: "local" });
+    const collectCommand = find("command:local:Command", "r1-state-collect");
+    expect(Object.keys(environmentOf(collectCommand)).sort()).toEqual(["DISKLESS_RELAYS_STEP", "PROXMOX_API_TOKEN"]);
+  });
+
+  it("gates each relay on its expected identity and ORPort", () => {
+    const gate = specOf(find("command:local:Command", "r1-rollout-gate"));
+    expect(gate.expected).toMatchObject({ orPort: 443, exit: false, rsaFingerprint: expect.stringMatching(/^[0-9A-F]{40}$/) });
+    expect(gate).toMatchObject({ timeoutSeconds: 600, rollback: true });
   });
 
   it("boots the VM from the uploaded ISO on ide2, with no disk", () => {
@@ -114,9 +136,8 @@ describe("one relay's resource graph", () => {
     expect(vm.inputs).toMatchObject({ bios: "ovmf", machine: "q35", vmId: 9100, started: true });
   });
 
-  it("puts no key bytes in any command: only paths and digests", () => {
-    const commands = registered.filter((r) => r.type === "command:local:Command");
-    const text = JSON.stringify(commands.map((c) => c.inputs));
+  it("puts no key bytes in any command: only paths, texts and digests", () => {
+    const text = JSON.stringify(commands().map((c) => c.inputs));
     // Any PEM private key, or a tor secret-key header ("ed25519v1-secret", "c25519v1").
     expect(text).not.toMatch(/PRIVATE KEY|v1-secret|c25519v/);
   });

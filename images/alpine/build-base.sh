@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Builds the shared Alpine base of every relay image (the production flavour).
-#   build-base.sh OUT BRANCH GEOIP(yes|no) [EXTRA_PACKAGE...]
+#   build-base.sh OUT BRANCH GEOIP(yes|no) TOR_USER [EXTRA_PACKAGE...]
 # Same outputs as images/debian/build-base.sh. The kernel is installed into a
 # separate staging root so that linux-virt's mkinitfs and apk-tools stay out
 # of the relay. Needs root, alpine-make-rootfs v0.8.1 (ALPINE_MAKE_ROOTFS) and
 # a reachable Alpine mirror (ALPINE_MIRROR). Unreleased alpine-make-rootfs
 # can exit 0 on failure, so every output is checked after it runs.
 set -euo pipefail
-out=$(realpath -m "$1") branch=$2 geoip=$3
-shift 3
+out=$(realpath -m "$1") branch=$2 geoip=$3 tor_user=$4
+shift 4
 here=$(cd "$(dirname "$0")/.." && pwd)
 umask 022
 make_rootfs=${ALPINE_MAKE_ROOTFS:-alpine-make-rootfs}
@@ -35,7 +35,7 @@ kernel=$(basename "$(ls -d "$out"/kernel-root/lib/modules/*)")
 mkdir -p "$out/rootfs/lib/modules"
 cp -a "$out/kernel-root/lib/modules/$kernel" "$out/rootfs/lib/modules/"
 
-"$here/rootfs/install.sh" "$out/rootfs" tor
+"$here/rootfs/install.sh" "$out/rootfs" "$tor_user"
 cp "$out/kernel-root/boot/vmlinuz-virt" "$out/vmlinuz"
 echo "$kernel" >"$out/uname"
 cp "$out/rootfs/etc/os-release" "$out/os-release"

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Builds the shared Debian base of every relay image.
-#   build-base.sh OUT RELEASE GEOIP(yes|no) [EXTRA_PACKAGE...]
+#   build-base.sh OUT RELEASE GEOIP(yes|no) TOR_USER [EXTRA_PACKAGE...]
 # Writes OUT/rootfs (the tree Syft inventories), OUT/vmlinuz, OUT/base.cpio.zst
 # (the RAM root, without /boot and with only the modules a VM needs),
 # OUT/uname and OUT/os-release. Needs root (mmdebstrap builds a real tree).
 set -euo pipefail
-out=$(realpath -m "$1") release=$2 geoip=$3
-shift 3
+out=$(realpath -m "$1") release=$2 geoip=$3 tor_user=$4
+shift 4
 here=$(cd "$(dirname "$0")/.." && pwd)
 # The base holds no secrets and tor must read its files after dropping root;
 # only the output directory itself is private.
@@ -30,7 +30,7 @@ mmdebstrap --quiet --variant=essential \
 
 # Host keys are per relay and come with the overlay.
 rm -f "$out/rootfs/etc/ssh/ssh_host_"*
-"$here/rootfs/install.sh" "$out/rootfs" debian-tor
+"$here/rootfs/install.sh" "$out/rootfs" "$tor_user"
 
 kernel=$(basename "$(ls -d "$out"/rootfs/lib/modules/*)")
 cp "$out/rootfs/boot/vmlinuz-$kernel" "$out/vmlinuz"

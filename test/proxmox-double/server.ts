@@ -5,12 +5,19 @@
  * the proxmoxve provider and the ISO pruner make, keeps VMs and ISO volumes
  * in memory, and records every request so tests can assert what was sent.
  * It is not a Proxmox VE: it boots nothing and checks only what it must.
+ * With --datastore-dir it keeps uploaded ISOs there; with --boot-dir, a VM
+ * that starts "boots" as far as a test's stand-in relay needs: the label at
+ * its ISO's root (relay.json) becomes <boot-dir>/<vmid>/etc/relay/image, and
+ * is removed again when the VM stops.
  *
  *   tsx test/proxmox-double/server.ts --cert C --key K [--port 0] [--log FILE] [--token USER@REALM!ID=SECRET]
+ *     [--datastore-dir DIR] [--boot-dir DIR]
  * prints `listening https://127.0.0.1:PORT` when ready.
  */
+import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { appendFileSync, readFileSync } from "node:fs";
+import { appendFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { createServer } from "node:https";
 import { parseArgs } from "node:util";
@@ -56,7 +63,23 @@ export class ProxmoxDouble {
   constructor(
     private readonly token: string,
     private readonly record: (request: RecordedRequest) => void,
+    private readonly dirs: { datastore?: string; boot?: string } = {},
   ) {}
+
+  /** A VM "boots" its CD-ROM: the stand-in relay of this VMID now answers with the ISO's label. */
+  private boot(vm: Vm): void {
+    if (!this.dirs.boot || !this.dirs.datastore) return;
+    const label = join(this.dirs.boot, String(vm.vmid), "etc", "relay", "image");
+    const ide2 = String(vm.config.ide2 ?? "");
+    const file = /^[^:]+:iso\/([^,]+)/.exec(ide2)?.[1];
+    mkdirSync(join(label, ".."), { recursive: true });
+    if (!file) throw new ApiError(500, `VM ${vm.vmid} has no bootable CD-ROM (ide2 "${ide2}")`);
+    execFileSync("xorriso", ["-osirrox", "on", "-indev", join(this.dirs.datastore, file), "-extract", "/relay.json", label], { stdio: "ignore" });
+  }
+
+  private halt(vm: Vm): void {
+    if (this.dirs.boot) rmSync(join(this.dirs.boot, String(vm.vmid), "etc", "relay", "image"), { force: true });
+  }
 
   private upid(node: string, type: string, id: string): string {
     this.taskCounter += 1;
@@ -70,7 +93,7 @@ export class ProxmoxDouble {
     return vm;
   }
 
-  handle(method: string, segments: string[], form: Record<string, string>, upload?: RecordedRequest["upload"]): unknown {
+  handle(method: string, segments: string[], form: Record<string, string>, upload?: RecordedRequest["upload"], file?: Buffer): unknown {
     const route = `${method} /${segments.map((s, i) => (["nodes", "storage", "qemu", "tasks", "content"].includes(segments[i - 1] ?? "") ? "*" : s)).join("/")}`;
     switch (route) {
       case "GET /version":
@@ -93,6 +116,10 @@ export class ProxmoxDouble {
         const [, node, , datastore] = segments;
         if (form.content !== "iso" || !upload) throw new ApiError(400, "upload needs content=iso and a file part named filename");
         const volid = `${datastore}:iso/${upload.filename}`;
+        if (this.dirs.datastore && file) {
+          mkdirSync(this.dirs.datastore, { recursive: true });
+          writeFileSync(join(this.dirs.datastore, upload.filename), file);
+        }
         this.clock += 1;
         this.volumes.set(volid, { volid, node: node!, size: upload.bytes, ctime: this.clock, sha256: upload.sha256 });
         return this.upid(node!, "imgcopy", "");
@@ -143,11 +170,14 @@ export class ProxmoxDouble {
         const vm = this.vm(Number(segments[3]), segments[1]);
         const action = segments[5]!;
         vm.status = action === "stop" || action === "shutdown" ? "stopped" : "running";
+        if (vm.status === "stopped") this.halt(vm);
+        else this.boot(vm);
         return this.upid(vm.node, `qm${action}`, String(vm.vmid));
       }
       case "DELETE /nodes/*/qemu/*": {
         const vm = this.vm(Number(segments[3]), segments[1]);
         if (vm.status === "running") throw new ApiError(500, `VM ${vm.vmid} is running - destroy failed`);
+        this.halt(vm);
         this.vms.delete(vm.vmid);
         return this.upid(vm.node, "qmdestroy", String(vm.vmid));
       }
@@ -171,12 +201,13 @@ export class ProxmoxDouble {
     const contentType = req.headers["content-type"] ?? "";
     let form: Record<string, string> = {};
     let upload: RecordedRequest["upload"];
-    if (contentType.startsWith("multipart/form-data")) ({ form, upload } = parseMultipart(body, contentType));
+    let file: Buffer | undefined;
+    if (contentType.startsWith("multipart/form-data")) ({ form, upload, file } = parseMultipart(body, contentType));
     else if (body.length > 0) form = Object.fromEntries(new URLSearchParams(body.toString("utf8")));
     const method = req.method ?? "GET";
     this.record({ method, path: `/${segments.join("/")}`, query, form, ...(upload ? { upload } : {}) });
     try {
-      reply(200, { data: this.handle(method, segments, form, upload) ?? null });
+      reply(200, { data: this.handle(method, segments, form, upload, file) ?? null });
     } catch (err) {
       if (err instanceof ApiError) reply(err.status, { data: null, message: err.message, errors: {} });
       else reply(500, { data: null, message: (err as Error).message });
@@ -205,11 +236,12 @@ function readBody(req: IncomingMessage): Promise<Buffer> {
 }
 
 /** Just enough multipart/form-data for Proxmox's upload: text fields and one file. */
-function parseMultipart(body: Buffer, contentType: string): { form: Record<string, string>; upload?: RecordedRequest["upload"] } {
+function parseMultipart(body: Buffer, contentType: string): { form: Record<string, string>; upload?: RecordedRequest["upload"]; file?: Buffer } {
   const boundary = /boundary="?([^";]+)"?/.exec(contentType)?.[1];
   if (!boundary) throw new ApiError(400, "multipart body without boundary");
   const form: Record<string, string> = {};
   let upload: RecordedRequest["upload"];
+  let file: Buffer | undefined;
   const delimiter = Buffer.from(`--${boundary}`);
   let start = body.indexOf(delimiter);
   while (start !== -1) {
@@ -223,10 +255,11 @@ function parseMultipart(body: Buffer, contentType: string): { form: Record<strin
     const filename = /filename="([^"]+)"/.exec(headers)?.[1];
     if (name === "filename" && filename) {
       upload = { filename, bytes: content.length, sha256: createHash("sha256").update(content).digest("hex") };
+      file = content;
     } else if (name) form[name] = content.toString("utf8");
     start = next;
   }
-  return { form, ...(upload ? { upload } : {}) };
+  return { form, ...(upload ? { upload, file } : {}) };
 }
 
 if (require.main === module) {
@@ -237,11 +270,17 @@ if (require.main === module) {
       port: { type: "string", default: "0" },
       log: { type: "string" },
       token: { type: "string", default: "root@pam!diskless-relays=00000000-0000-0000-0000-000000000000" },
+      "datastore-dir": { type: "string" },
+      "boot-dir": { type: "string" },
     },
   });
-  const double = new ProxmoxDouble(values.token!, (request) => {
-    if (values.log) appendFileSync(values.log, JSON.stringify(request) + "\n");
-  });
+  const double = new ProxmoxDouble(
+    values.token!,
+    (request) => {
+      if (values.log) appendFileSync(values.log, JSON.stringify(request) + "\n");
+    },
+    { ...(values["datastore-dir"] ? { datastore: values["datastore-dir"] } : {}), ...(values["boot-dir"] ? { boot: values["boot-dir"] } : {}) },
+  );
   const server = createServer({ cert: readFileSync(values.cert!), key: readFileSync(values.key!) }, (req, res) => void double.serve(req, res));
   server.listen(Number(values.port), "127.0.0.1", () => {
     const address = server.address();

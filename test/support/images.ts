@@ -1,25 +1,33 @@
-/** Real image builds for tests, sharing the Debian base the way the program does. */
-import { execFileSync, spawn } from "node:child_process";
-import { copyFileSync, existsSync, mkdirSync, readFileSync } from "node:fs";
+/** Real image builds and boots for tests, sharing the Debian base the way the program does. */
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseStackConfig } from "../../lib/config";
 import { planFleet } from "../../lib/fleet";
-import { baseImageDigest, baseImageInputs, relayBuildEnvironment } from "../../lib/image-inputs";
-import { OVMF_VARS, qemuRelayArgs } from "../../lib/qemu";
+import { baseImageDigest, baseImageInputs, relayImageDigest, relayImageInputs, relayImageTexts, RELAY_SCRIPT_PATHS, treeDigest } from "../../lib/image-inputs";
+import { startLocalVm, stopLocalVm } from "../../lib/local-vm";
+import { buildRelayImage, type BuiltImage } from "../../lib/relay-build";
+import { encodeStepSpec, STEP_SPEC_ENV, type RelayTarget, type StepName, type StepSpec } from "../../lib/steps";
 import { repoRoot, toolEnv } from "./pulumi";
 
-/** Shared by test runs so the Debian base is built once per machine. */
+/** Shared by test runs so the Debian base is built once per machine (test/global-setup.ts builds it). */
 export const BUILD_CACHE = join(tmpdir(), "diskless-relays-test-build");
 
-/** The Debian base, built by images/debian/build-base.sh unless already built for these inputs. */
+/** Where the Debian base of the current scripts is, built or not. */
+export function debianBaseDir(): string {
+  const inputs = baseImageInputs(parseStackConfig(minimalConfig()).image, repoRoot);
+  return join(BUILD_CACHE, "base", `debian-${baseImageDigest(inputs).slice(0, 12)}`);
+}
+
+/** The Debian base, built by the real step unless already built for these inputs. */
 export function debianBase(): string {
-  const image = parseStackConfig(minimalConfig()).image;
-  const inputs = baseImageInputs(image, repoRoot);
-  const dir = join(BUILD_CACHE, "base", `debian-${baseImageDigest(inputs).slice(0, 12)}`);
+  const dir = debianBaseDir();
   if (!existsSync(join(dir, ".complete"))) {
+    const inputs = baseImageInputs(parseStackConfig(minimalConfig()).image, repoRoot);
     mkdirSync(join(BUILD_CACHE, "base"), { recursive: true, mode: 0o700 });
-    execFileSync("bash", [join(repoRoot, "images/debian/build-base.sh"), dir, inputs.release, "no"], { stdio: "ignore", env: toolEnv() });
+    const result = runStep("build-base", { flavour: "debian", release: inputs.release, geoip: false, extraPackages: [], torUser: inputs.torUser, dir });
+    if (result.status !== 0) throw new Error(`building the Debian base failed:\n${result.stdout}\n${result.stderr}`);
   }
   return dir;
 }
@@ -41,7 +49,7 @@ export function minimalConfig(relays: Record<string, unknown>[] = [{ name: "r", 
   };
 }
 
-/** Builds one relay's ISO with images/build-relay.sh, as the RelayImage component runs it. */
+/** Builds one relay's image with the program's own builder, from the recipe the program would write. */
 export function buildRelayIso(
   projectDir: string,
   base: string,
@@ -49,31 +57,61 @@ export function buildRelayIso(
   collectedDir: string,
   out: string,
   image: Record<string, unknown> = {},
-): { iso: string; uki: string } {
+): BuiltImage {
   const config = parseStackConfig(minimalConfig([relayConfig], image));
   const fleet = planFleet(config, { projectDir, now: new Date() });
   const planned = fleet.relays[0]!;
-  const environment = relayBuildEnvironment(planned, config, fleet.collectorPublicKey, projectDir);
-  const name = `relay-${planned.config.nickname}-test.iso`;
-  execFileSync("bash", [join(repoRoot, "images/build-relay.sh"), base, planned.keysDir, collectedDir, out, name], {
-    env: toolEnv({ ...environment }),
-    stdio: ["ignore", "pipe", "inherit"],
-  });
-  return { iso: join(out, name), uki: join(out, "relay.efi") };
+  const texts = relayImageTexts(planned, config, fleet.collectorPublicKey, projectDir);
+  const imageDigest = relayImageDigest(relayImageInputs(planned, "test-base", texts, treeDigest(repoRoot, RELAY_SCRIPT_PATHS)));
+  const env = toolEnv();
+  const saved = process.env.PATH;
+  process.env.PATH = env.PATH;
+  try {
+    return buildRelayImage(
+      { relay: planned.config.name, nickname: planned.config.nickname, imageDigest, baseDir: base, keysDir: planned.keysDir, collectedDir, outDir: out, ...texts },
+      repoRoot,
+    );
+  } finally {
+    process.env.PATH = saved;
+  }
 }
 
-/** Boots an ISO under QEMU (TCG) as Proxmox would; returns the console log path and a stop function. */
-export function bootIso(iso: string, dir: string, sshPort: number, mac: string) {
-  const varsFile = join(dir, "OVMF_VARS.fd");
-  copyFileSync(OVMF_VARS, varsFile);
-  const serialLog = join(dir, "console.log");
-  const qemu = spawn("qemu-system-x86_64", qemuRelayArgs({ iso, varsFile, memoryMiB: 1024, cores: 2, mac, hostForwards: [{ host: sshPort, guest: 22 }], serialLog }), {
-    stdio: "ignore",
+/** Runs a step as its resource does: `tsx cli/step.ts STEP` with the spec as JSON in the environment. */
+export function runStep<N extends StepName>(step: N, spec: StepSpec<N>, env: Record<string, string> = {}) {
+  return spawnSync(join(repoRoot, "node_modules/.bin/tsx"), [join(repoRoot, "cli/step.ts"), step], {
+    cwd: repoRoot,
+    encoding: "utf8",
+    env: toolEnv({ [STEP_SPEC_ENV]: encodeStepSpec(step, spec), ...env }),
   });
+}
+
+/** A local-stack machine for one test relay: QEMU with the program's own start code; SSH forwarded to sshPort. */
+export function qemuTargetFor(dir: string, mac: string, sshPort: number, guestSshPort = 22, orPort?: { host: number; guest: number }): Extract<RelayTarget, { kind: "qemu" }> {
+  return {
+    kind: "qemu",
+    runDir: join(dir, "run"),
+    mac,
+    memoryMiB: 1024,
+    cores: 2,
+    forwards: [{ host: sshPort, guest: guestSshPort }, ...(orPort ? [orPort] : [])],
+    guestAddress: "10.0.2.15",
+  };
+}
+
+/** Boots an ISO under QEMU (TCG) as the local stack does; returns the console and a stop function. */
+export async function bootIso(iso: string, target: Extract<RelayTarget, { kind: "qemu" }>) {
+  const saved = process.env.PATH;
+  process.env.PATH = toolEnv().PATH;
+  try {
+    await startLocalVm(target, iso);
+  } finally {
+    process.env.PATH = saved;
+  }
+  const serialLog = join(target.runDir, "console.log");
   return {
     serialLog,
     console: () => (existsSync(serialLog) ? readFileSync(serialLog, "latin1") : ""),
-    stop: () => qemu.kill("SIGKILL"),
+    stop: () => stopLocalVm(target.runDir),
   };
 }
 

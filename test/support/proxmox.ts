@@ -1,5 +1,6 @@
 /** Runs the Proxmox VE API double (test/proxmox-double) as its own process, over HTTPS. */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { request } from "node:https";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { RecordedRequest } from "../proxmox-double/server";
@@ -10,15 +11,42 @@ export class ProxmoxDoubleProcess {
     private readonly child: ChildProcess,
     readonly endpoint: string,
     private readonly log: string,
+    private readonly token: string,
   ) {}
 
-  static async start(dir: string, token: string): Promise<ProxmoxDoubleProcess> {
+  /** Calls the double's API as a client would (form body); for test set-up. */
+  api(method: string, path: string, form: Record<string, string> = {}): Promise<unknown> {
+    const body = new URLSearchParams(form).toString();
+    return new Promise((resolve, reject) => {
+      const req = request(
+        new URL(`/api2/json${path}`, this.endpoint),
+        { method, rejectUnauthorized: false, headers: { Authorization: `PVEAPIToken=${this.token}`, "Content-Type": "application/x-www-form-urlencoded", "Content-Length": Buffer.byteLength(body) } },
+        (res) => {
+          let text = "";
+          res.on("data", (chunk) => (text += chunk));
+          res.on("end", () => ((res.statusCode ?? 500) < 300 ? resolve(JSON.parse(text).data) : reject(new Error(`${method} ${path}: ${res.statusCode} ${text}`))));
+        },
+      );
+      req.on("error", reject);
+      req.end(body);
+    });
+  }
+
+  /** A VM in the double, as the provider would have made it; running or stopped. */
+  async createVm(node: string, vmId: number, running: boolean): Promise<void> {
+    await this.api("POST", `/nodes/${node}/qemu`, { vmid: String(vmId), name: `vm${vmId}`, ide2: "local:iso/none.iso,media=cdrom" });
+    if (running) await this.api("POST", `/nodes/${node}/qemu/${vmId}/status/start`);
+  }
+
+  /** With `boot`, uploaded ISOs are kept and VMs "boot" their ISO's label into <dir>/boot/<vmid>/etc (see the double). */
+  static async start(dir: string, token: string, options: { boot?: boolean } = {}): Promise<ProxmoxDoubleProcess> {
     const cert = join(dir, "double.crt");
     const key = join(dir, "double.key");
     execFileSync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
       "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", key, "-out", cert], { stdio: "ignore" });
     const log = join(dir, "requests.jsonl");
-    const child = spawn(join(repoRoot, "node_modules/.bin/tsx"), [join(repoRoot, "test/proxmox-double/server.ts"), "--cert", cert, "--key", key, "--log", log, "--token", token], {
+    const child = spawn(join(repoRoot, "node_modules/.bin/tsx"), [join(repoRoot, "test/proxmox-double/server.ts"), "--cert", cert, "--key", key, "--log", log, "--token", token,
+      ...(options.boot ? ["--datastore-dir", join(dir, "datastore"), "--boot-dir", join(dir, "boot")] : [])], {
       stdio: ["ignore", "pipe", "inherit"],
     });
     const endpoint = await new Promise<string>((resolve, reject) => {
@@ -28,7 +56,12 @@ export class ProxmoxDoubleProcess {
       });
       child.on("exit", (code) => reject(new Error(`the Proxmox double exited with ${code}`)));
     });
-    return new ProxmoxDoubleProcess(child, endpoint, log);
+    return new ProxmoxDoubleProcess(child, endpoint, log, token);
+  }
+
+  /** Where the stand-in relay of a VMID finds the booted image's label (with `boot`). */
+  etcOf(dir: string, vmId: number): string {
+    return join(dir, "boot", String(vmId), "etc");
   }
 
   /** Every request so far, in order. */

@@ -1,7 +1,8 @@
 /**
  * A real OpenSSH server on 127.0.0.1 standing in for a running relay's SSH
  * server: the relay's own host key, the collection key restricted to the
- * relay's real state-export script, pointed at a relay-like data directory.
+ * relay's real request dispatcher (relay-collector, which runs the real
+ * relay-export-state and relay-health), pointed at relay-like directories.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -19,19 +20,24 @@ export function freePort(): Promise<number> {
   });
 }
 
+/** Where the stand-in relay keeps what a booted relay keeps in /etc, /var/lib/tor and /run/relay. */
+export interface RelayDirs {
+  etc: string;
+  torData: string;
+  run: string;
+}
+
 export class RelaySshd {
   private process?: ChildProcess;
   constructor(readonly port: number) {}
 
-  /**
-   * `hostKey` is the relay's ssh_host_ed25519_key, `collectorPublicKey` the
-   * collection key's .pub, `torDataDir` the directory the export reads.
-   */
-  static async start(dir: string, hostKey: string, collectorPublicKey: string, torDataDir: string): Promise<RelaySshd> {
+  /** `hostKey` is the relay's ssh_host_ed25519_key, `collectorPublicKey` the collection key's .pub. */
+  static async start(dir: string, hostKey: string, collectorPublicKey: string, relay: RelayDirs): Promise<RelaySshd> {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
-    const exportScript = join(repoRoot, "images/rootfs/files/usr/local/sbin/relay-export-state");
+    const collector = join(repoRoot, "images/rootfs/files/usr/local/sbin/relay-collector");
     const key = readFileSync(collectorPublicKey, "utf8").trim().split(/\s+/).slice(0, 2).join(" ");
-    writeFileSync(join(dir, "authorized_keys"), `restrict,command="RELAY_TOR_DATA=${torDataDir} ${exportScript}" ${key}\n`, { mode: 0o600 });
+    const env = `RELAY_ETC=${relay.etc} RELAY_TOR_DATA=${relay.torData} RELAY_RUN=${relay.run}`;
+    writeFileSync(join(dir, "authorized_keys"), `restrict,command="${env} ${collector}" ${key}\n`, { mode: 0o600 });
     const port = await freePort();
     writeFileSync(
       join(dir, "sshd_config"),

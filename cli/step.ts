@@ -1,0 +1,58 @@
+/**
+ * The one entry point every step resource runs:
+ *   node_modules/.bin/tsx cli/step.ts STEP
+ * with its spec as JSON in $DISKLESS_RELAYS_STEP, validated against the
+ * step's schema (lib/steps.ts) before anything happens. The command line is
+ * constant; values never pass through a shell.
+ */
+import { parseStepSpec, STEP_SPEC_ENV, STEP_SPECS, type StepName, type StepSpec } from "../lib/steps";
+import { buildBase } from "./steps/build-base";
+import { buildImage, removeImage } from "./steps/build-relay-image";
+import { collectState, removeCollectedState } from "./steps/collect-state";
+import { startVm, stopVm } from "./steps/local-vm";
+import { measureLaunch } from "./steps/measure-launch";
+import { pruneIsos } from "./steps/prune-isos";
+import { rollOut } from "./steps/roll-out";
+import { scanBaseSbom, writeRelaySbom } from "./steps/sbom";
+import { StepFailure } from "./steps/failure";
+
+const HANDLERS: { [N in StepName]: (spec: StepSpec<N>) => Promise<void> | void } = {
+  "build-base": buildBase,
+  "collect-state": collectState,
+  "remove-collected-state": removeCollectedState,
+  "build-relay-image": buildImage,
+  "remove-relay-image": removeImage,
+  "scan-base-sbom": scanBaseSbom,
+  "write-relay-sbom": writeRelaySbom,
+  "measure-launch": measureLaunch,
+  "start-local-vm": startVm,
+  "stop-local-vm": stopVm,
+  "prune-isos": pruneIsos,
+  "roll-out": rollOut,
+};
+
+async function main(): Promise<number> {
+  const step = process.argv[2];
+  if (!step || !(step in STEP_SPECS)) {
+    console.error(`usage: cli/step.ts STEP, with the spec as JSON in $${STEP_SPEC_ENV}; steps: ${Object.keys(STEP_SPECS).join(", ")}`);
+    return 2;
+  }
+  const raw = process.env[STEP_SPEC_ENV];
+  if (!raw) {
+    console.error(`step ${step}: $${STEP_SPEC_ENV} is not set`);
+    return 2;
+  }
+  const name = step as StepName;
+  const spec = parseStepSpec(name, JSON.parse(raw));
+  await (HANDLERS[name] as (spec: unknown) => Promise<void> | void)(spec);
+  return 0;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    // A StepFailure is an expected outcome, said in the operator's words; anything else shows its stack.
+    console.error(err instanceof StepFailure ? err.message : err instanceof Error ? (err.stack ?? err.message) : String(err));
+    process.exit(1);
+  },
+);

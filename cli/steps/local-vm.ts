@@ -1,0 +1,16 @@
+/** The local stack's relay machine: QEMU booting the relay's ISO (lib/local-vm.ts). */
+import { startLocalVm, stopLocalVm } from "../../lib/local-vm";
+import type { StepSpec } from "../../lib/steps";
+import { StepFailure } from "./failure";
+
+export async function startVm(spec: StepSpec<"start-local-vm">): Promise<void> {
+  if (spec.target.kind !== "qemu") throw new StepFailure("start-local-vm needs a qemu target");
+  const pid = await startLocalVm(spec.target, spec.iso);
+  console.log(`started pid ${pid}, console ${spec.target.runDir}/console.log`);
+}
+
+export async function stopVm(spec: StepSpec<"stop-local-vm">): Promise<void> {
+  if (spec.target.kind !== "qemu") throw new StepFailure("stop-local-vm needs a qemu target");
+  await stopLocalVm(spec.target.runDir);
+  console.log(`stopped ${spec.target.runDir}`);
+}

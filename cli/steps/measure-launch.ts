@@ -1,0 +1,31 @@
+/**
+ * The SEV-SNP launch measurement a genuine instance of a relay image must
+ * report, computed from its UKI and published beside its SBOM; prints the
+ * measurement (hex) as the step's output.
+ */
+import { createHash } from "node:crypto";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { dirname } from "node:path";
+import { expectedLaunchMeasurement } from "../../lib/snp/launchDigest";
+import type { StepSpec } from "../../lib/steps";
+
+export function measureLaunch(spec: StepSpec<"measure-launch">): void {
+  const ovmf = readFileSync(spec.ovmf);
+  const kernel = readFileSync(spec.uki);
+  const measurement = expectedLaunchMeasurement({ ovmf, kernel, vcpus: spec.vcpus, vcpuType: spec.vcpuType });
+  const sha256 = (bytes: Buffer) => createHash("sha256").update(bytes).digest("hex");
+  mkdirSync(dirname(spec.out), { recursive: true });
+  const artifact = {
+    relay: spec.relay,
+    imageDigest: spec.imageDigest,
+    uki: { sha256: sha256(kernel) },
+    ovmf: { file: spec.ovmf, sha256: sha256(ovmf) },
+    vcpus: spec.vcpus,
+    vcpuType: spec.vcpuType,
+    vmm: "QEMU",
+    guestFeatures: "0x1",
+    measurement,
+  };
+  writeFileSync(spec.out, JSON.stringify(artifact) + "\n");
+  console.log(measurement);
+}

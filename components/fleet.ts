@@ -1,0 +1,98 @@
+import * as pulumi from "@pulumi/pulumi";
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import type { StackConfig } from "../lib/config";
+import { inProject, type PlannedRelay } from "../lib/fleet";
+import { baseImageInputs, RELAY_SCRIPT_PATHS, treeDigest } from "../lib/image-inputs";
+import { rollingOrder } from "../lib/rollout";
+import { BaseImage } from "./base-image";
+import { qemuTarget } from "./local-relay-vm";
+import { Relay } from "./relay";
+import { proxmoxTarget } from "./relay-vm";
+import { BaseSbom } from "./sbom";
+
+export interface DeployFleetOptions {
+  /** Where Pulumi runs the program and its steps; resource inputs hold paths relative to it. */
+  projectDir: string;
+  project: string;
+  stack: string;
+  /** A preview builds nothing and makes no directory. */
+  dryRun: boolean;
+}
+
+/** Public facts about one relay, the stack output; no key material. */
+export interface RelayOutputs {
+  nickname: string;
+  rsaFingerprint: string;
+  ed25519Identity: string;
+  signingCertExpiresAt: string;
+  node: string;
+  vmId: pulumi.Output<number | string>;
+  imageDigest: string;
+  iso: pulumi.Output<string>;
+  sbom: string;
+  snpLaunchMeasurement?: pulumi.Output<string>;
+}
+
+/**
+ * The whole fleet, as the program registers it: one shared base and its
+ * SBOM, then every relay in rolling order. Each relay's VM waits for the
+ * rollout gates of the relays maxParallel places before it on its node.
+ */
+export function deployFleet(
+  config: StackConfig,
+  fleet: { relays: PlannedRelay[]; collectorPublicKey: string },
+  options: DeployFleetOptions,
+): Record<string, RelayOutputs> {
+  const { projectDir } = options;
+  // Build directories hold key material: private, and outside the state.
+  const buildDir = inProject(projectDir, config.buildDir);
+  const buildRoot = join(buildDir, `${options.project}-${options.stack}`);
+  const artifactsDir = join(projectDir, "artifacts");
+  if (!options.dryRun) mkdirSync(buildRoot, { recursive: true, mode: 0o700 });
+
+  const target = config.target === "qemu" ? qemuTarget(join(projectDir, ".runtime", options.stack), projectDir) : proxmoxTarget(config, projectDir);
+  const flavour = config.image.flavour;
+  const base = new BaseImage(flavour, { inputs: baseImageInputs(config.image, projectDir), projectDir, buildRoot: buildDir });
+  const baseSbom = new BaseSbom(flavour, { baseDir: base.dir, baseDigest: base.digest, flavour, artifactsDir, projectDir });
+  const relayScripts = treeDigest(projectDir, RELAY_SCRIPT_PATHS);
+
+  const relays = new Map<string, Relay>();
+  for (const { planned, after } of rollingOrder(fleet.relays, config.rollout.maxParallel)) {
+    relays.set(
+      planned.config.name,
+      new Relay(planned.config.name, {
+        plan: planned,
+        config,
+        base,
+        baseSbom,
+        collectorPublicKey: fleet.collectorPublicKey,
+        relayScripts,
+        projectDir,
+        buildRoot,
+        artifactsDir,
+        target,
+        after: after.map((name) => relays.get(name)!.rollout.gate),
+      }),
+    );
+  }
+
+  return Object.fromEntries(
+    fleet.relays.map((planned) => {
+      const relay = relays.get(planned.config.name)!;
+      const outputs: RelayOutputs = {
+        nickname: planned.config.nickname,
+        rsaFingerprint: planned.identity.rsaFingerprint,
+        ed25519Identity: planned.identity.ed25519Identity,
+        signingCertExpiresAt: planned.identity.signingCertExpiresAt.toISOString(),
+        node: planned.config.node,
+        vmId: relay.vm.vmId,
+        imageDigest: relay.imageDigest,
+        iso: relay.image.isoName,
+        sbom: relay.sbom.path,
+        ...(relay.launchMeasurement ? { snpLaunchMeasurement: relay.launchMeasurement.measurement } : {}),
+      };
+      return [planned.config.name, outputs];
+    }),
+  );
+}

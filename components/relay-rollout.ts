@@ -1,0 +1,62 @@
+import * as pulumi from "@pulumi/pulumi";
+import type { PlannedRelay } from "../lib/fleet";
+import type { RelayChannel, RelayTarget } from "../lib/steps";
+import type { RelayVmTarget } from "./relay-vm";
+import { stepResource } from "./step";
+
+export interface RelayRolloutArgs {
+  relay: PlannedRelay;
+  relayDir: string;
+  /** The image's build directory and its build record: a new build, a new gate. */
+  imageDir: string;
+  built: pulumi.Input<unknown>;
+  vm: RelayVmTarget;
+  channel: Omit<RelayChannel, "hostPublicKey">;
+  target: RelayTarget;
+  targetSecrets: Record<string, pulumi.Input<string>>;
+  timeoutSeconds: number;
+  rollback: boolean;
+  projectDir: string;
+}
+
+/**
+ * The gate after a relay's VM was replaced (cli/steps/roll-out.ts): it
+ * returns once the relay is healthy on its new image, or fails after putting
+ * it back on its last healthy image. Later relays in the rolling order wait
+ * for it, so one relay that does not come back stops the rollout.
+ */
+export class RelayRollout extends pulumi.ComponentResource {
+  readonly gate: pulumi.Resource;
+
+  constructor(name: string, args: RelayRolloutArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("diskless-relays:relay:RelayRollout", name, {}, opts);
+    const { relay } = args;
+    this.gate = stepResource(
+      `${name}-gate`,
+      {
+        step: "roll-out",
+        spec: {
+          relay: relay.config.name,
+          nickname: relay.config.nickname,
+          relayDir: args.relayDir,
+          image: args.imageDir,
+          expected: {
+            rsaFingerprint: relay.identity.rsaFingerprint,
+            ed25519Identity: relay.identity.ed25519Identity,
+            orPort: relay.config.orPort,
+            exit: relay.config.exit.enabled,
+          },
+          channel: args.channel,
+          target: args.target,
+          timeoutSeconds: args.timeoutSeconds,
+          rollback: args.rollback,
+        },
+        secretEnvironment: args.targetSecrets,
+        triggers: [args.built, args.vm.instance],
+        projectDir: args.projectDir,
+      },
+      { parent: this, dependsOn: [args.vm.machine] },
+    );
+    this.registerOutputs({});
+  }
+}

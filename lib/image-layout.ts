@@ -1,0 +1,51 @@
+/**
+ * Where a relay's own files sit in its image (the overlay on the shared
+ * base), with their modes: defined once here and handed to the build as
+ * data. Directories the base already has keep the base's mode (0755): the
+ * kernel applies the overlay's mode to /etc when it unpacks it, so a private
+ * /etc would lock tor, after it drops root, out of /etc/resolv.conf.
+ * Pure: paths and modes only.
+ */
+import { IDENTITY_FILES, ONION_KEY_FILES } from "./tor-keys";
+
+/** The relay's SSH host key, made with its identity on the key-generation host. */
+export const SSH_HOST_KEY_FILES = ["ssh_host_ed25519_key", "ssh_host_ed25519_key.pub"] as const;
+
+export const OVERLAY_DIRS: readonly { path: string; mode: number }[] = [
+  { path: "etc", mode: 0o755 },
+  { path: "etc/tor", mode: 0o755 },
+  { path: "etc/relay", mode: 0o755 },
+  { path: "etc/relay/keys", mode: 0o700 },
+  { path: "etc/ssh", mode: 0o755 },
+];
+
+export const OVERLAY_FILES = {
+  torrc: { path: "etc/tor/torrc", mode: 0o644 },
+  networkEnv: { path: "etc/relay/network.env", mode: 0o644 },
+  /** Which image this is (digest and nickname): what the relay reports when asked. */
+  imageLabel: { path: "etc/relay/image", mode: 0o644 },
+  authorizedKeys: { path: "etc/relay/authorized_keys", mode: 0o600 },
+  /** The files the state export hands over, one per line, relative to tor's DataDirectory. */
+  exportList: { path: "etc/relay/export.list", mode: 0o644 },
+  state: { path: "etc/relay/state", mode: 0o600 },
+} as const;
+
+/** Key files land in etc/relay/keys and are moved into tor's KeyDirectory at boot. */
+export const overlayKeyPath = (file: string) => `etc/relay/keys/${file}`;
+export const KEY_FILE_MODE = 0o600;
+export const overlaySshPath = (file: (typeof SSH_HOST_KEY_FILES)[number]) => `etc/ssh/${file}`;
+export const sshFileMode = (file: string) => (file.endsWith(".pub") ? 0o644 : 0o600);
+
+/** Every key file a relay image may carry, by where it comes from. */
+export const IMAGE_KEY_FILES = { identity: IDENTITY_FILES, onion: ONION_KEY_FILES } as const;
+
+/** The public metadata file at the root of every relay ISO: which relay and image it holds. */
+export const ISO_LABEL_FILE = "relay.json";
+
+/** Content-addressed: Proxmox cannot see a content change, and the onion keys inside change between builds of one recipe. */
+export function isoFileName(nickname: string, imageDigest: string, isoSha256: string): string {
+  return `relay-${nickname}-${imageDigest.slice(0, 12)}-${isoSha256.slice(0, 8)}.iso`;
+}
+
+/** All ISOs of one relay start with this; pruning works on it. */
+export const isoPrefix = (nickname: string) => `relay-${nickname}-`;

@@ -1,0 +1,145 @@
+/**
+ * Builds one relay image from its recipe: stages the overlay as
+ * lib/image-layout.ts lays it out, packs it (images/build-overlay.sh), makes
+ * the UKI with ukify (images/build-uki.sh) and wraps it in an ISO
+ * (images/build-iso.sh). The same function builds a rollout's image and a
+ * rollback's, which is the last healthy recipe with the newest onion keys.
+ * I/O: reads keys, writes the private build directory, runs the scripts.
+ */
+import { createHash } from "node:crypto";
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { basename, join, relative } from "node:path";
+import { ISO_LABEL_FILE, isoFileName, KEY_FILE_MODE, OVERLAY_DIRS, OVERLAY_FILES, overlayKeyPath, overlaySshPath, SSH_HOST_KEY_FILES, sshFileMode } from "./image-layout";
+import { runTool } from "./run";
+import { RELAY_EXPORT_FILES, type RelayRecipe } from "./steps";
+import { IDENTITY_FILES, ONION_KEY_FILES } from "./tor-keys";
+
+/** What a finished image build leaves in its directory, and records in image.json. */
+export interface BuiltImage {
+  relay: string;
+  nickname: string;
+  imageDigest: string;
+  isoName: string;
+  iso: string;
+  uki: string;
+  /** The overlay's files: path, SHA-256 and mode (never bytes). */
+  files: string;
+  isoSha256: string;
+  ukiSha256: string;
+  isoBytes: number;
+  ukiBytes: number;
+  /** The SSH host key this image answers with: the pin for talking to it once it runs. */
+  hostPublicKey: string;
+  /** Onion key files it carries (none on a first deploy). */
+  onionKeys: string[];
+}
+
+export const IMAGE_RECORD = "image.json";
+export const RECIPE_RECORD = "recipe.json";
+
+const sha256File = (file: string) => createHash("sha256").update(readFileSync(file)).digest("hex");
+
+/** The label inside the image and at the ISO's root: public facts only. */
+export function imageLabel(recipe: Pick<RelayRecipe, "relay" | "nickname" | "imageDigest">): string {
+  return JSON.stringify({ relay: recipe.relay, nickname: recipe.nickname, imageDigest: recipe.imageDigest }) + "\n";
+}
+
+function stageOverlay(recipe: RelayRecipe, staging: string, options: { extraTorrc?: string }): string[] {
+  const at = (path: string) => join(staging, path);
+  for (const dir of OVERLAY_DIRS) {
+    mkdirSync(at(dir.path), { recursive: true });
+    chmodSync(at(dir.path), dir.mode);
+  }
+  const write = (file: { path: string; mode: number }, content: string) => writeFileSync(at(file.path), content, { mode: file.mode });
+  write(OVERLAY_FILES.torrc, recipe.torrc + (options.extraTorrc ?? ""));
+  write(OVERLAY_FILES.networkEnv, recipe.networkEnv);
+  write(OVERLAY_FILES.imageLabel, imageLabel(recipe));
+  write(OVERLAY_FILES.authorizedKeys, recipe.authorizedKeys);
+  write(OVERLAY_FILES.exportList, RELAY_EXPORT_FILES.join("\n") + "\n");
+
+  const copy = (from: string, to: string, mode: number) => {
+    if (!existsSync(from)) throw new Error(`${from} is missing; the image of this relay cannot be built without it`);
+    copyFileSync(from, at(to));
+    chmodSync(at(to), mode);
+  };
+  for (const file of IDENTITY_FILES) copy(join(recipe.keysDir, file), overlayKeyPath(file), KEY_FILE_MODE);
+  if (recipe.familyKeyFile) copy(recipe.familyKeyFile, overlayKeyPath(basename(recipe.familyKeyFile)), KEY_FILE_MODE);
+  for (const file of SSH_HOST_KEY_FILES) copy(join(recipe.keysDir, file), overlaySshPath(file), sshFileMode(file));
+  const onionKeys = ONION_KEY_FILES.filter((file) => existsSync(join(recipe.collectedDir, "keys", file)));
+  for (const file of onionKeys) copy(join(recipe.collectedDir, "keys", file), overlayKeyPath(file), KEY_FILE_MODE);
+  if (existsSync(join(recipe.collectedDir, "state"))) copy(join(recipe.collectedDir, "state"), OVERLAY_FILES.state.path, OVERLAY_FILES.state.mode);
+  return onionKeys;
+}
+
+/** The overlay's file list for the SBOM: path, SHA-256 and mode of every file. */
+function overlayFileList(staging: string): { path: string; sha256: string; mode: string }[] {
+  const files: string[] = [];
+  const walk = (dir: string) => {
+    for (const entry of readdirSync(dir, { withFileTypes: true })) {
+      if (entry.isDirectory()) walk(join(dir, entry.name));
+      else files.push(join(dir, entry.name));
+    }
+  };
+  walk(staging);
+  return files
+    .map((file) => ({ path: `/${relative(staging, file)}`, sha256: sha256File(file), mode: (statSync(file).mode & 0o777).toString(8) }))
+    .sort((a, b) => (a.path < b.path ? -1 : 1));
+}
+
+/**
+ * Builds the image the recipe describes into recipe.outDir (made 0700).
+ * `extraTorrc` exists for the rollout tests' fault injection only.
+ */
+export function buildRelayImage(recipe: RelayRecipe, projectDir: string, options: { extraTorrc?: string } = {}): BuiltImage {
+  const out = recipe.outDir;
+  if (!existsSync(join(recipe.baseDir, ".complete"))) {
+    throw new Error(`${recipe.baseDir} is not a finished base build; run pulumi up again to build it`);
+  }
+  mkdirSync(out, { recursive: true, mode: 0o700 });
+  chmodSync(out, 0o700);
+  const staging = mkdtempSync(join(out, "staging-"));
+  const overlay = join(out, "overlay.cpio");
+  try {
+    const onionKeys = stageOverlay(recipe, staging, options);
+    writeFileSync(join(out, "files.json"), JSON.stringify(overlayFileList(staging), null, 1) + "\n");
+    const script = (name: string) => join(projectDir, "images", name);
+    runTool("bash", [script("build-overlay.sh"), staging, overlay], { what: "packing the overlay" });
+    const signing = recipe.secureBoot ? [recipe.secureBoot.privateKeyFile, recipe.secureBoot.certificateFile] : [];
+    runTool("bash", [script("build-uki.sh"), recipe.baseDir, overlay, recipe.kernelCmdline, out, ...signing], { what: "ukify" });
+    const label = join(out, ISO_LABEL_FILE);
+    writeFileSync(label, imageLabel(recipe));
+    const unnamed = join(out, "relay.iso.tmp");
+    runTool("bash", [script("build-iso.sh"), join(out, "relay.efi"), label, unnamed], { what: "building the ISO" });
+
+    const isoSha256 = sha256File(unnamed);
+    const isoName = isoFileName(recipe.nickname, recipe.imageDigest, isoSha256);
+    renameSync(unnamed, join(out, isoName));
+    const uki = join(out, "relay.efi");
+    const built: BuiltImage = {
+      relay: recipe.relay,
+      nickname: recipe.nickname,
+      imageDigest: recipe.imageDigest,
+      isoName,
+      iso: join(out, isoName),
+      uki,
+      files: join(out, "files.json"),
+      isoSha256,
+      ukiSha256: sha256File(uki),
+      isoBytes: statSync(join(out, isoName)).size,
+      ukiBytes: statSync(uki).size,
+      hostPublicKey: readFileSync(join(recipe.keysDir, "ssh_host_ed25519_key.pub"), "utf8").trim().split(/\s+/).slice(0, 2).join(" "),
+      onionKeys,
+    };
+    writeFileSync(join(out, RECIPE_RECORD), JSON.stringify(recipe, null, 1) + "\n", { mode: 0o600 });
+    writeFileSync(join(out, IMAGE_RECORD), JSON.stringify(built, null, 1) + "\n", { mode: 0o600 });
+    return built;
+  } finally {
+    // The staging tree and the packed overlay hold key bytes; the UKI and ISO are the only copies left.
+    rmSync(staging, { recursive: true, force: true });
+    rmSync(overlay, { force: true });
+  }
+}
+
+export function readBuiltImage(dir: string): BuiltImage {
+  return JSON.parse(readFileSync(join(dir, IMAGE_RECORD), "utf8")) as BuiltImage;
+}

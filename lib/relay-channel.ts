@@ -1,0 +1,55 @@
+/**
+ * The pinned channel to a running relay: OpenSSH with the relay image's own
+ * host key pinned (no trust on first use) and the collection key, which the
+ * relay restricts to two requests: "export-state" (a tar of its onion keys
+ * and state) and "health". I/O: runs ssh; the known_hosts file lives in a
+ * private directory the caller owns.
+ */
+import { spawn } from "node:child_process";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import type { RelayChannel } from "./steps";
+
+export type RelayRequest = "export-state" | "health";
+
+export interface RelayAnswer {
+  ok: boolean;
+  stdout: Buffer;
+  /** ssh's or the relay's complaint, for the operator. */
+  error: string;
+}
+
+/** Asks the relay over SSH; never throws for a relay that does not answer. */
+export function askRelay(channel: RelayChannel, request: RelayRequest, privateDir: string): Promise<RelayAnswer> {
+  const knownHosts = join(privateDir, "known_hosts");
+  const hostPattern = channel.port === 22 ? channel.host : `[${channel.host}]:${channel.port}`;
+  writeFileSync(knownHosts, `${hostPattern} ${channel.hostPublicKey}\n`, { mode: 0o600 });
+  const args = [
+    "-o", "BatchMode=yes",
+    "-o", "StrictHostKeyChecking=yes",
+    "-o", `UserKnownHostsFile=${knownHosts}`,
+    "-o", "GlobalKnownHostsFile=/dev/null",
+    "-o", "IdentitiesOnly=yes",
+    "-o", `ConnectTimeout=${channel.connectTimeoutSeconds}`,
+    "-o", "ServerAliveInterval=5",
+    "-o", "ServerAliveCountMax=3",
+    "-o", "LogLevel=ERROR",
+    "-i", channel.privateKeyFile,
+    "-p", String(channel.port),
+    "--",
+    `${channel.user}@${channel.host}`,
+    request,
+  ];
+  return new Promise((resolve) => {
+    const ssh = spawn("ssh", args, { stdio: ["ignore", "pipe", "pipe"] });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    ssh.stdout.on("data", (chunk: Buffer) => out.push(chunk));
+    ssh.stderr.on("data", (chunk: Buffer) => err.push(chunk));
+    ssh.on("error", (error) => resolve({ ok: false, stdout: Buffer.alloc(0), error: `cannot run ssh: ${error.message}` }));
+    ssh.on("close", (status) => {
+      const stderr = Buffer.concat(err).toString("utf8").trim();
+      resolve({ ok: status === 0, stdout: Buffer.concat(out), error: status === 0 ? stderr : stderr || `ssh exited with status ${status}` });
+    });
+  });
+}

@@ -1,0 +1,96 @@
+/**
+ * A relay's answer to "health" (images/rootfs/files/usr/local/sbin/relay-health),
+ * read and judged. Healthy means: it runs the image we deployed, tor is
+ * running with the relay's fingerprints, its ORPort is listening, and (for an
+ * exit) tor can read the resolver configuration. Pure.
+ */
+
+export interface HealthReport {
+  image?: { relay: string; nickname: string; imageDigest: string };
+  torPids: number[];
+  /** From tor's DataDirectory/fingerprint: "Nickname FINGERPRINT". */
+  rsaFingerprint?: string;
+  ed25519Identity?: string;
+  listeningPorts: number[];
+  /** Octal permission bits by path, e.g. "/etc" → 0o755. */
+  modes: Record<string, number>;
+  /** The last lines of tor's log. */
+  log: string[];
+}
+
+export interface HealthExpectation {
+  imageDigest: string;
+  rsaFingerprint: string;
+  ed25519Identity: string;
+  orPort: number;
+  exit: boolean;
+}
+
+/** Reads the relay's "key value" lines; unknown keys are ignored, so older images still parse. */
+export function parseHealthReport(text: string): HealthReport {
+  const report: HealthReport = { torPids: [], listeningPorts: [], modes: {}, log: [] };
+  for (const line of text.split("\n")) {
+    const space = line.indexOf(" ");
+    const key = space < 0 ? line : line.slice(0, space);
+    const value = space < 0 ? "" : line.slice(space + 1);
+    switch (key) {
+      case "image":
+        try {
+          report.image = JSON.parse(value) as HealthReport["image"];
+        } catch {
+          // a label that is not ours: report.image stays undefined
+        }
+        break;
+      case "tor":
+        if (/^\d+$/.test(value)) report.torPids.push(Number(value));
+        break;
+      case "fingerprint":
+        report.rsaFingerprint = value.split(" ")[1];
+        break;
+      case "fingerprint-ed25519":
+        report.ed25519Identity = value.split(" ")[1];
+        break;
+      case "tcp": {
+        // A /proc/net/tcp{,6} line: sl local_address rem_address st …; LISTEN is st 0A.
+        const fields = value.trim().split(/\s+/);
+        const localPort = fields[1]?.split(":").at(-1);
+        if (fields[3] === "0A" && localPort) report.listeningPorts.push(parseInt(localPort, 16));
+        break;
+      }
+      case "mode": {
+        const [path, mode] = value.split(" ");
+        if (path && mode && /^[0-7]{3,4}$/.test(mode)) report.modes[path] = parseInt(mode, 8);
+        break;
+      }
+      case "log":
+        report.log.push(value);
+        break;
+    }
+  }
+  report.listeningPorts = [...new Set(report.listeningPorts)].sort((a, b) => a - b);
+  return report;
+}
+
+/** What is wrong with the relay, in words; an empty list means healthy. */
+export function healthProblems(report: HealthReport, expected: HealthExpectation): string[] {
+  const problems: string[] = [];
+  if (report.image?.imageDigest !== expected.imageDigest) {
+    problems.push(`it runs image ${report.image?.imageDigest?.slice(0, 12) ?? "(unknown)"}, not ${expected.imageDigest.slice(0, 12)}`);
+  }
+  if (report.torPids.length === 0) problems.push("tor is not running");
+  if (report.rsaFingerprint === undefined) problems.push("tor has not written its fingerprint");
+  else if (report.rsaFingerprint.toUpperCase() !== expected.rsaFingerprint.toUpperCase()) {
+    problems.push(`tor runs with RSA fingerprint ${report.rsaFingerprint}, not the relay's ${expected.rsaFingerprint}`);
+  }
+  if (report.ed25519Identity !== undefined && report.ed25519Identity !== expected.ed25519Identity) {
+    problems.push(`tor runs with ed25519 identity ${report.ed25519Identity}, not the relay's ${expected.ed25519Identity}`);
+  }
+  if (!report.listeningPorts.includes(expected.orPort)) problems.push(`nothing listens on its ORPort ${expected.orPort}`);
+  if (expected.exit) {
+    const etc = report.modes["/etc"];
+    const resolv = report.modes["/etc/resolv.conf"];
+    if (etc === undefined || !(etc & 0o001)) problems.push(`/etc is mode ${etc?.toString(8) ?? "unknown"}: tor, once it drops root, cannot reach /etc/resolv.conf and the exit cannot resolve names`);
+    else if (resolv === undefined || !(resolv & 0o004)) problems.push(`/etc/resolv.conf is mode ${resolv?.toString(8) ?? "missing"}: tor, once it drops root, cannot read it and the exit cannot resolve names`);
+  }
+  return problems;
+}

@@ -1,0 +1,183 @@
+/**
+ * The steps the program runs on the build host, and the JSON spec each one
+ * takes. Every `command.local.Command` runs one constant command line,
+ * `STEP_COMMAND <step>`; everything the step needs arrives as data, a JSON
+ * spec in the DISKLESS_RELAYS_STEP environment variable, validated with the
+ * schema below both when the component makes it and when the step reads it.
+ * No value is ever pasted into shell text. Pure: schemas and names only.
+ */
+import { z } from "zod";
+import { ONION_KEY_FILES } from "./tor-keys";
+
+/** Run from the project directory; the step name is its only argument. */
+export const STEP_COMMAND = "node_modules/.bin/tsx cli/step.ts";
+export const STEP_SPEC_ENV = "DISKLESS_RELAYS_STEP";
+
+/** A path handed to a tool as one argument: any characters but control characters. */
+// eslint-disable-next-line no-control-regex
+const path = z.string().min(1).regex(/^[^\u0000-\u001f\u007f]+$/, "must be a path on one line");
+const name = z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/);
+const nickname = z.string().regex(/^[A-Za-z0-9]{1,19}$/);
+const digest = z.string().regex(/^[0-9a-f]{64}$/);
+const port = z.number().int().min(1).max(65535);
+const host = z.string().regex(/^[A-Za-z0-9.:-]+$/, "must be a host name or an IP address");
+
+/** How the build host reaches a running relay: SSH with a pinned host key and the restricted collection key. */
+export const relayChannelSpec = z
+  .object({
+    host,
+    port,
+    user: z.string().regex(/^[a-z_][a-z0-9_-]*$/),
+    privateKeyFile: path,
+    /** The OpenSSH public host key line of the image the relay is expected to run. */
+    hostPublicKey: z.string().regex(/^ssh-ed25519 [A-Za-z0-9+/=]+$/),
+    connectTimeoutSeconds: z.number().int().min(1).max(300),
+  })
+  .strict();
+export type RelayChannel = z.infer<typeof relayChannelSpec>;
+
+/** Where a relay runs: enough to ask whether it runs, to read its console and to boot another image on it. */
+export const relayTargetSpec = z.discriminatedUnion("kind", [
+  z
+    .object({
+      kind: z.literal("qemu"),
+      runDir: path,
+      mac: z.string().regex(/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/),
+      memoryMiB: z.number().int().min(256),
+      cores: z.number().int().min(1),
+      forwards: z.array(z.object({ host: port, guest: port }).strict()),
+      guestAddress: z.string().regex(/^[0-9.]+$/),
+    })
+    .strict(),
+  z
+    .object({
+      kind: z.literal("proxmox"),
+      endpoint: z.string().url(),
+      verifyTls: z.boolean(),
+      node: z.string().regex(/^[A-Za-z0-9.-]+$/),
+      vmId: z.number().int().min(100),
+      datastore: z.string().regex(/^[a-z][a-z0-9_.-]*[a-z0-9]$/),
+    })
+    .strict(),
+]);
+export type RelayTarget = z.infer<typeof relayTargetSpec>;
+
+export const buildBaseSpec = z
+  .object({
+    flavour: z.enum(["alpine", "debian"]),
+    release: z.string().regex(/^[a-z0-9.-]+$/),
+    geoip: z.boolean(),
+    extraPackages: z.array(z.string().regex(/^[a-z0-9][a-z0-9+.-]*$/)),
+    /** The user tor drops to in this flavour. */
+    torUser: z.string().regex(/^[a-z_][a-z0-9_-]*$/),
+    dir: path,
+  })
+  .strict();
+
+/**
+ * One relay image, exactly: everything its build reads. Kept beside the
+ * image (and for the running image, in the relay's build directory) so the
+ * same image can be rebuilt with newer onion keys for a rollback. Texts and
+ * paths only: no key bytes.
+ */
+export const relayRecipeSpec = z
+  .object({
+    relay: name,
+    nickname,
+    imageDigest: digest,
+    baseDir: path,
+    keysDir: path,
+    familyKeyFile: path.optional(),
+    collectedDir: path,
+    outDir: path,
+    torrc: z.string().min(1),
+    networkEnv: z.string().min(1),
+    authorizedKeys: z.string().regex(/^restrict,command="[^"]+" ssh-(ed25519|rsa) [A-Za-z0-9+/=]+\n$/),
+    kernelCmdline: z.string(),
+    secureBoot: z.object({ privateKeyFile: path, certificateFile: path }).strict().optional(),
+  })
+  .strict();
+export type RelayRecipe = z.infer<typeof relayRecipeSpec>;
+
+export const collectStateSpec = z
+  .object({
+    relay: name,
+    /** The relay's private build directory; collections go to <relayDir>/collected/<imageDigest12>. */
+    relayDir: path,
+    imageDigest: digest,
+    channel: relayChannelSpec,
+    /** Asked whether the relay runs at all: only a running relay has onion keys to hand over. */
+    target: relayTargetSpec,
+    allowFreshOnionKeys: z.boolean(),
+  })
+  .strict();
+
+export const scanBaseSbomSpec = z.object({ rootfs: path, stem: path, flavour: z.enum(["alpine", "debian"]), baseDigest: digest }).strict();
+
+export const writeRelaySbomSpec = z
+  .object({ relay: name, nickname, imageDigest: digest, baseSyftJson: path, baseCycloneDxJson: path, image: path, out: path })
+  .strict();
+
+export const measureLaunchSpec = z
+  .object({ relay: name, imageDigest: digest, uki: path, ovmf: path, vcpus: z.number().int().min(1), vcpuType: z.string().regex(/^[A-Za-z0-9._-]+$/), out: path })
+  .strict();
+
+export const localVmSpec = z.object({ target: relayTargetSpec, iso: path }).strict();
+
+export const pruneIsosSpec = z
+  .object({ endpoint: z.string().url(), verifyTls: z.boolean(), node: z.string(), datastore: z.string(), nickname, keep: z.number().int().min(0), currentVolid: z.string() })
+  .strict();
+
+export const rollOutSpec = z
+  .object({
+    relay: name,
+    nickname,
+    relayDir: path,
+    /** The image that must come up, as built (its recipe and outputs are in its build directory). */
+    image: path,
+    expected: z.object({ rsaFingerprint: z.string().regex(/^[0-9A-F]{40}$/), ed25519Identity: z.string(), orPort: port, exit: z.boolean() }).strict(),
+    channel: relayChannelSpec.omit({ hostPublicKey: true }),
+    target: relayTargetSpec,
+    timeoutSeconds: z.number().int().min(1),
+    rollback: z.boolean(),
+  })
+  .strict();
+
+export const STEP_SPECS = {
+  "build-base": buildBaseSpec,
+  "collect-state": collectStateSpec,
+  "remove-collected-state": collectStateSpec,
+  "build-relay-image": relayRecipeSpec,
+  "remove-relay-image": relayRecipeSpec,
+  "scan-base-sbom": scanBaseSbomSpec,
+  "write-relay-sbom": writeRelaySbomSpec,
+  "measure-launch": measureLaunchSpec,
+  "start-local-vm": localVmSpec,
+  "stop-local-vm": localVmSpec,
+  "prune-isos": pruneIsosSpec,
+  "roll-out": rollOutSpec,
+} as const;
+export type StepName = keyof typeof STEP_SPECS;
+export type StepSpec<N extends StepName> = z.infer<(typeof STEP_SPECS)[N]>;
+
+/** The one command line a step's resource runs: constant for the step. */
+export function stepCommandLine(step: StepName): string {
+  return `${STEP_COMMAND} ${step}`;
+}
+
+/** Validates a spec and serialises it for the step's environment; throws naming the bad field. */
+export function encodeStepSpec<N extends StepName>(step: N, spec: StepSpec<N>): string {
+  return JSON.stringify(parseStepSpec(step, spec));
+}
+
+export function parseStepSpec<N extends StepName>(step: N, value: unknown): StepSpec<N> {
+  const result = STEP_SPECS[step].safeParse(value);
+  if (!result.success) {
+    const problems = result.error.issues.map((issue) => `${issue.path.join(".") || "(spec)"}: ${issue.message}`).join("; ");
+    throw new Error(`step ${step}: invalid spec: ${problems}`);
+  }
+  return result.data as StepSpec<N>;
+}
+
+/** What a relay hands over before a rebuild, relative to tor's DataDirectory: onion keys and state. */
+export const RELAY_EXPORT_FILES: readonly string[] = [...ONION_KEY_FILES.map((file) => `keys/${file}`), "state"];

@@ -1,0 +1,74 @@
+/**
+ * A stand-in for a relay that runs behind the Proxmox VE double, where no VM
+ * really boots: real tor with the relay's identity (its fingerprint files
+ * and ORPort are real), and a real sshd answering the relay's own requests
+ * (relay-collector → relay-health, relay-export-state) from relay-like
+ * directories. Its /etc/relay/image is written by the double when the VM
+ * "boots" an ISO (test/proxmox-double), so the rollout gate sees which image
+ * the VM was given. Only 127.0.0.1 is ever contacted.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { chmodSync, copyFileSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { IDENTITY_FILES, ONION_KEY_FILES } from "../../lib/tor-keys";
+import { RelaySshd } from "./sshd";
+
+export interface StandInOptions {
+  dir: string;
+  /** The relay's key directory in the test project's key store. */
+  keysDir: string;
+  nickname: string;
+  orPort: number;
+  collectorPublicKey: string;
+  /** <boot-dir>/<vmid>/etc: where the double writes the booted image's label. */
+  etc: string;
+}
+
+export class StandInRelay {
+  private tor?: ChildProcess;
+  private constructor(
+    readonly sshd: RelaySshd,
+    readonly torData: string,
+    private readonly options: StandInOptions,
+  ) {}
+
+  static async start(options: StandInOptions): Promise<StandInRelay> {
+    const torData = join(options.dir, "tor-data");
+    const run = join(options.dir, "run");
+    mkdirSync(join(torData, "keys"), { recursive: true, mode: 0o700 });
+    mkdirSync(run, { recursive: true });
+    for (const file of [...IDENTITY_FILES, ...ONION_KEY_FILES]) {
+      if (existsSync(join(options.keysDir, file))) copyFileSync(join(options.keysDir, file), join(torData, "keys", file));
+    }
+    mkdirSync(join(options.etc, "relay"), { recursive: true });
+    chmodSync(options.etc, 0o755);
+    writeFileSync(join(options.etc, "resolv.conf"), "nameserver 127.0.0.1\n", { mode: 0o644 });
+    const sshd = await RelaySshd.start(join(options.dir, "sshd"), join(options.keysDir, "ssh_host_ed25519_key"), options.collectorPublicKey, { etc: options.etc, torData, run });
+    const relay = new StandInRelay(sshd, torData, options);
+    relay.startTor();
+    return relay;
+  }
+
+  /** tor as the relay runs it (OfflineMasterKey), kept off every network but loopback. */
+  startTor(): void {
+    const { orPort, nickname } = this.options;
+    this.tor = spawn(
+      "tor",
+      ["-f", "/dev/null", "--defaults-torrc", "/dev/null", "--ignore-missing-torrc", "--DataDirectory", this.torData, "--Nickname", nickname, "--ORPort", `127.0.0.1:${orPort}`,
+        "--OfflineMasterKey", "1", "--PublishServerDescriptor", "0", "--AssumeReachable", "1", "--SocksPort", "0", "--ContactInfo", "stand-in",
+        "--DirAuthority", "standin orport=1 no-v2 v3ident=0000000000000000000000000000000000000000 127.0.0.1:1 0000000000000000000000000000000000000000",
+        "--Log", `notice file ${join(this.options.dir, "run", "tor.log")}`],
+      { stdio: "ignore" },
+    );
+  }
+
+  stopTor(): void {
+    this.tor?.kill("SIGTERM");
+    this.tor = undefined;
+  }
+
+  stop(): void {
+    this.stopTor();
+    this.sshd.stop();
+  }
+}
