@@ -43,8 +43,15 @@ describe("pulumi preview of a fresh stack", () => {
     expect(count("diskless-relays:relay:ProxmoxRelayVm")).toBe(3);
     expect(count("proxmoxve:index/fileLegacy:FileLegacy")).toBe(3);
     expect(count("proxmoxve:index/vmLegacy:VmLegacy")).toBe(3);
-    // base build + syft + per relay: collect, build, sbom write, iso prune
-    expect(count("command:local:Command")).toBe(2 + 3 * 4);
+    expect(count("diskless-relays:relay:RelayRollout")).toBe(3);
+    // base build + syft + per relay: collect, build, sbom write, rollout gate, iso prune
+    expect(count("command:local:Command")).toBe(2 + 3 * 5);
+  });
+
+  it("keeps the URN of every resource an earlier release made, so an existing stack sees no spurious replacement", () => {
+    const earlier = readFileSync(join(__dirname, "fixtures", "urns-e2e970c.txt"), "utf8").split("\n").filter((line) => line.startsWith("urn:"));
+    const now = new Set(steps.map((step) => step.urn));
+    expect(earlier.filter((urn) => !now.has(urn))).toEqual([]);
   });
 
   it("describes each VM as a diskless UEFI q35 machine booting its ISO from ide2", () => {
@@ -69,11 +76,9 @@ describe("pulumi preview of a fresh stack", () => {
     }
   });
 
-  it("names each ISO after its relay and image digest", () => {
-    const isos = ofType("proxmoxve:index/fileLegacy:FileLegacy").map((step) => (step.inputs.sourceFile as any).fileName as string);
-    for (const relay of THREE_RELAYS) expect(isos.some((name) => new RegExp(`^relay-${relay.nickname}-[0-9a-f]{12}\\.iso$`).test(name))).toBe(true);
-    expect(new Set(isos).size).toBe(3);
+  it("uploads each ISO to the datastore; its name, taken from its content, is known once it is built", () => {
     for (const step of ofType("proxmoxve:index/fileLegacy:FileLegacy")) expect(step.inputs).toMatchObject({ contentType: "iso", datastoreId: "local" });
+    expect(ofType("proxmoxve:index/fileLegacy:FileLegacy")).toHaveLength(3);
   });
 
   it("keeps the API token secret and prints no key material", () => {
@@ -110,11 +115,11 @@ describe("pulumi preview stops before anything changes", () => {
   });
   afterAll(() => project?.destroy());
 
-  it("on a bad config, naming the field, with no resource planned", () => {
+  it("on a bad config, naming the field, with no resource planned", async () => {
     const config = testStackConfig(THREE_RELAYS);
     config.relays[1]!.nickname = "not a nickname";
     project.configure(config, { proxmoxApiToken: TEST_API_TOKEN });
-    const result = project.run("preview", "--json");
+    const result = await project.runAsync("preview", "--json");
     const text = result.stdout + result.stderr;
     expect(result.status).not.toBe(0);
     expect(text).toMatch(/relays\[1\]\.nickname: must be 1–19 characters/);
@@ -122,32 +127,57 @@ describe("pulumi preview stops before anything changes", () => {
     expect(steps.filter((s: any) => s.op === "create" && !s.urn.includes("pulumi:pulumi:Stack"))).toEqual([]);
   });
 
-  it("on a signing certificate inside the error window, naming the relay, the file and the renew command", () => {
+  it("on a value that would inject a torrc line, and on one tor itself refuses, naming the field, with no resource planned", async () => {
+    const config = testStackConfig(THREE_RELAYS);
+    (config.relays[0] as Record<string, unknown>).contactInfo = "ops@example.org\nExitPolicy accept *:*";
+    (config.relays[2] as Record<string, unknown>).bandwidth = { rate: "10 KBytes", burst: "10 KBytes" };
+    project.configure(config, { proxmoxApiToken: TEST_API_TOKEN });
+    let result = await project.runAsync("preview", "--json");
+    expect(result.status).not.toBe(0);
+    expect(result.stdout + result.stderr).toMatch(/relays\[0\]\.contactInfo: must be one line of text/);
+    // The schema lets a 10 KBytes rate through; tor --verify-config does not.
+    (config.relays[0] as Record<string, unknown>).contactInfo = "ops@example.org";
+    project.configure(config, { proxmoxApiToken: TEST_API_TOKEN });
+    result = await project.runAsync("preview", "--json");
+    expect(result.status).not.toBe(0);
+    expect(result.stdout + result.stderr).toMatch(/relays\[2\]\.bandwidth\.rate \(relay exit-2\): tor \S+ refuses this relay's torrc: .*must be at least 76800/);
+    const steps = JSON.parse(result.stdout).steps ?? [];
+    expect(steps.filter((s: any) => s.op === "create" && !s.urn.includes("pulumi:pulumi:Stack"))).toEqual([]);
+  });
+
+  it("on a misspelled top-level setting", async () => {
+    project.configure({ ...testStackConfig(THREE_RELAYS), rolout: { maxParallel: 2 } }, { proxmoxApiToken: TEST_API_TOKEN });
+    const result = await project.runAsync("preview");
+    expect(result.status).not.toBe(0);
+    expect(result.stdout + result.stderr).toMatch(/rolout: is not a known setting \(a typo\?\)/);
+  });
+
+  it("on a signing certificate inside the error window, naming the relay, the file and the renew command", async () => {
     // tor's shortest certificate is 2 days; a 5-day error window catches it.
     project.configure({ ...testStackConfig(THREE_RELAYS), certificate: { errorDays: 5, warnDays: 10 } }, { proxmoxApiToken: TEST_API_TOKEN });
     renewSigningKey(join(project.dir, "keys"), "guard-1", 2);
-    const result = project.run("preview");
+    const result = await project.runAsync("preview");
     const text = result.stdout + result.stderr;
     expect(result.status).not.toBe(0);
     expect(text).toMatch(/relay guard-1: .*keys\/guard-1\/ed25519_signing_cert expires at .*npm run keys -- renew guard-1/);
     renewSigningKey(join(project.dir, "keys"), "guard-1", 30);
   });
 
-  it("on a signing certificate that has expired, naming the relay, the file and the renew command", () => {
+  it("on a signing certificate that has expired, naming the relay, the file and the renew command", async () => {
     project.configure(testStackConfig(THREE_RELAYS), { proxmoxApiToken: TEST_API_TOKEN });
     // 40 days on, the 30-day certificates tor issued at init have expired.
-    const result = project.runAt("+40d", "preview");
+    const result = await project.runAtAsync("+40d", "preview");
     const text = result.stdout + result.stderr;
     expect(result.status).not.toBe(0);
     for (const relay of THREE_RELAYS) {
       expect(text).toMatch(new RegExp(`relay ${relay.name}: .*keys/${relay.name}/ed25519_signing_cert expired at .*npm run keys -- renew ${relay.name}`));
     }
-    expect(project.run("preview").status).toBe(0);
+    expect((await project.runAsync("preview")).status).toBe(0);
   });
 
-  it("on a missing key file", () => {
+  it("on a missing key file", async () => {
     rmSync(join(project.dir, "keys", "exit-2", "secret_id_key"));
-    const result = project.run("preview");
+    const result = await project.runAsync("preview");
     expect(result.status).not.toBe(0);
     expect(result.stdout + result.stderr).toMatch(/relay exit-2: .*keys\/exit-2\/secret_id_key is missing/);
   });

@@ -41,6 +41,18 @@ export interface PreviewStep {
   replaceReasons?: string[];
 }
 
+/** A child's exit status and everything it printed. */
+function collect(child: ReturnType<typeof spawn>): Promise<PulumiResult> {
+  return new Promise((resolve, reject) => {
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout!.on("data", (chunk: Buffer) => out.push(chunk));
+    child.stderr!.on("data", (chunk: Buffer) => err.push(chunk));
+    child.on("error", reject);
+    child.on("close", (status) => resolve({ status, stdout: Buffer.concat(out).toString("utf8"), stderr: Buffer.concat(err).toString("utf8") }));
+  });
+}
+
 export class TestProject {
   readonly dir: string;
   readonly stack: string;
@@ -96,6 +108,11 @@ export class TestProject {
     return { status: result.status, stdout: result.stdout, stderr: result.stderr };
   }
 
+  /** Like runAt, without blocking the test worker. */
+  runAtAsync(offset: string, ...args: string[]): Promise<PulumiResult> {
+    return collect(spawn("faketime", ["-f", offset, "pulumi", ...args, "--stack", this.stack, "--cwd", this.dir], { env: this.env }));
+  }
+
   /** Like run, but in the background, for tests that interrupt it. */
   spawn(...args: string[]) {
     return spawn("pulumi", [...args, "--stack", this.stack, "--cwd", this.dir], { env: this.env });
@@ -106,15 +123,7 @@ export class TestProject {
    * would otherwise starve the test runner's own RPC.
    */
   runAsync(...args: string[]): Promise<PulumiResult> {
-    return new Promise((resolve, reject) => {
-      const child = this.spawn(...args);
-      const out: Buffer[] = [];
-      const err: Buffer[] = [];
-      child.stdout.on("data", (chunk: Buffer) => out.push(chunk));
-      child.stderr.on("data", (chunk: Buffer) => err.push(chunk));
-      child.on("error", reject);
-      child.on("close", (status) => resolve({ status, stdout: Buffer.concat(out).toString("utf8"), stderr: Buffer.concat(err).toString("utf8") }));
-    });
+    return collect(this.spawn(...args));
   }
 
   must(...args: string[]): string {
