@@ -12,7 +12,7 @@ import { collectState, removeCollectedState } from "./steps/collect-state";
 import { startVm, stopVm } from "./steps/local-vm";
 import { measureLaunch } from "./steps/measure-launch";
 import { pruneIsos } from "./steps/prune-isos";
-import { rollOut } from "./steps/roll-out";
+import { removeRollbackImage, rollOut } from "./steps/roll-out";
 import { scanBaseSbom, writeRelaySbom } from "./steps/sbom";
 import { StepFailure } from "./steps/failure";
 
@@ -29,6 +29,7 @@ const HANDLERS: { [N in StepName]: (spec: StepSpec<N>) => Promise<void> | void }
   "stop-local-vm": stopVm,
   "prune-isos": pruneIsos,
   "roll-out": rollOut,
+  "remove-rollback-image": removeRollbackImage,
 };
 
 async function main(): Promise<number> {

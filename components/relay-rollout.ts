@@ -35,6 +35,7 @@ export class RelayRollout extends pulumi.ComponentResource {
       `${name}-gate`,
       {
         step: "roll-out",
+        onDelete: "remove-rollback-image",
         spec: {
           relay: relay.config.name,
           nickname: relay.config.nickname,

@@ -156,6 +156,7 @@ export const STEP_SPECS = {
   "stop-local-vm": localVmSpec,
   "prune-isos": pruneIsosSpec,
   "roll-out": rollOutSpec,
+  "remove-rollback-image": rollOutSpec,
 } as const;
 export type StepName = keyof typeof STEP_SPECS;
 export type StepSpec<N extends StepName> = z.infer<(typeof STEP_SPECS)[N]>;

@@ -1,100 +1,120 @@
 /**
  * `pulumi up` end to end against the Proxmox VE API double: the real engine,
  * the real proxmoxve and command plugins, real image builds (ukify, Syft),
- * and real OpenSSH state collection from sshd servers standing in for the
- * running relays. Only Proxmox VE itself is a double (test/proxmox-double).
+ * real OpenSSH collection and health checks. Only Proxmox VE itself is a
+ * double (test/proxmox-double); behind each VM a stand-in relay (real tor
+ * with the relay's keys, real sshd running the relay's own scripts) answers
+ * as a booted relay would, and reports the image the double "booted".
+ * Every path the program is given holds spaces, quotes and $(…).
  */
 import { createHash } from "node:crypto";
-import { copyFileSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, readdirSync, readFileSync, statSync, symlinkSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { expectedLaunchMeasurement } from "../lib/snp/launchDigest";
 import { fixturePath } from "./snp/fixtures";
 import { makeTestKeys, TEST_API_TOKEN, testStackConfig, type TestRelay } from "./support/fleet";
+import { BUILD_CACHE } from "./support/images";
 import { ProxmoxDoubleProcess, writes } from "./support/proxmox";
 import { TestProject } from "./support/pulumi";
-import { RelaySshd } from "./support/sshd";
+import { freePort } from "./support/sshd";
+import { StandInRelay } from "./support/standin";
 import { privateTmpDir } from "./support/tmp";
 
 const RELAYS: TestRelay[] = [
   { name: "exit-1", nickname: "DeployExitOne", node: "pve1", vmId: 9101, exit: true },
   { name: "guard-1", nickname: "DeployGuardOne", node: "pve2", vmId: 9201, exit: false },
 ];
-/** Shared by test runs so the Debian base is built once per machine. */
-const BUILD_CACHE = join(tmpdir(), "diskless-relays-test-build");
+/** Shell syntax in every path: it must reach tools as data, never as shell text. */
+const KEY_STORE = "key store $(touch pwned) 'q'";
+const BUILD_DIR_NAME = "build dir $(touch pwned) \"x\"";
 
 describe("pulumi up against the Proxmox VE API double", () => {
   const scratch = privateTmpDir("deploy");
+  const buildDir = join(scratch, BUILD_DIR_NAME);
   let double: ProxmoxDoubleProcess;
   let project: TestProject;
-  const sshd = new Map<string, RelaySshd>();
-  let config: ReturnType<typeof testStackConfig> & Record<string, unknown>;
-
-  /** A relay-like tor data directory, as the running relay would have it. */
-  const relayData = (relay: string) => join(scratch, "relay-data", relay);
+  const standIns = new Map<string, StandInRelay>();
+  let config: ReturnType<typeof testStackConfig> & Record<string, any>;
 
   const up = () => project.runAsync("up", "--yes", "--skip-preview");
   const vmCreates = (from: number) => writes(double.requests().slice(from)).filter((r) => r.method === "POST" && /^\/nodes\/[^/]+\/qemu$/.test(r.path));
   const vmDeletes = (from: number) => writes(double.requests().slice(from)).filter((r) => r.method === "DELETE" && /\/qemu\/\d+$/.test(r.path));
+  const relayBuild = (relay: string) => join(buildDir, "diskless-relays-deploy", "relays", relay);
 
   beforeAll(async () => {
-    double = await ProxmoxDoubleProcess.start(scratch, TEST_API_TOKEN);
+    double = await ProxmoxDoubleProcess.start(scratch, TEST_API_TOKEN, { boot: true });
     project = new TestProject("deploy");
-    makeTestKeys(project.dir, RELAYS);
-    mkdirSync(BUILD_CACHE, { recursive: true, mode: 0o700 });
-    config = { ...testStackConfig(RELAYS, { endpoint: double.endpoint }), buildDir: BUILD_CACHE };
+    makeTestKeys(project.dir, RELAYS, KEY_STORE);
+    // The shared Debian base (built once per machine) is reused through a link inside the build directory.
+    mkdirSync(buildDir, { recursive: true, mode: 0o700 });
+    mkdirSync(join(BUILD_CACHE, "base"), { recursive: true, mode: 0o700 });
+    symlinkSync(join(BUILD_CACHE, "base"), join(buildDir, "base"));
+    config = {
+      ...testStackConfig(RELAYS, { endpoint: double.endpoint }),
+      buildDir,
+      keyStore: KEY_STORE,
+      stateCollection: { privateKeyFile: `${KEY_STORE}/collector`, port: 22, connectTimeoutSeconds: 5 },
+      rollout: { healthTimeoutSeconds: 60 },
+    };
     // The guard runs as an SEV-SNP guest: its expected launch measurement is published.
     Object.assign(config.relays[1]!, { cpuType: "EPYC-v4", sev: { enabled: true, ovmf: fixturePath("ovmf_AmdSev_suffix.bin") } });
     for (const [i, relay] of RELAYS.entries()) {
-      const data = relayData(relay.name);
-      mkdirSync(join(data, "keys"), { recursive: true, mode: 0o700 });
-      for (const file of ["secret_onion_key", "secret_onion_key_ntor"]) copyFileSync(join(project.dir, "keys", relay.name, file), join(data, "keys", file));
-      writeFileSync(join(data, "state"), `# Tor state file last generated on 2026-11-24 10:00:00\nLastRotatedOnionKey 2026-11-20 10:00:00\nBWHistoryReadValues ${i + 1}000,2000\n`);
-      const server = await RelaySshd.start(join(scratch, `sshd-${relay.name}`), join(project.dir, "keys", relay.name, "ssh_host_ed25519_key"), join(project.dir, "keys", "collector.pub"), data);
-      sshd.set(relay.name, server);
-      Object.assign(config.relays[i]!, { sshHost: "127.0.0.1", sshPort: server.port });
+      const orPort = await freePort();
+      const standIn = await StandInRelay.start({
+        dir: join(scratch, `relay-${relay.name}`),
+        keysDir: join(project.dir, KEY_STORE, relay.name),
+        nickname: relay.nickname,
+        orPort,
+        collectorPublicKey: join(project.dir, KEY_STORE, "collector.pub"),
+        etc: double.etcOf(scratch, relay.vmId),
+      });
+      standIns.set(relay.name, standIn);
+      Object.assign(config.relays[i]!, { sshHost: "127.0.0.1", sshPort: standIn.sshd.port, orPort });
     }
     project.configure(config, { proxmoxApiToken: TEST_API_TOKEN });
   }, 1_200_000);
 
   afterAll(() => {
-    for (const server of sshd.values()) server.stop();
+    for (const standIn of standIns.values()) standIn.stop();
     double?.stop();
     project?.destroy();
   });
 
-  it("creates each relay: its ISO uploaded, then a diskless OVMF q35 VM booting it from ide2", async () => {
+  it("creates each relay: its ISO uploaded, a diskless OVMF q35 VM booting it from ide2, then waits until it is healthy", async () => {
     const result = await up();
     expect(result.status, result.stdout + result.stderr).toBe(0);
     const uploads = writes(double.requests()).filter((r) => r.path.endsWith("/upload"));
     expect(uploads.map((r) => r.upload!.filename).sort()).toEqual(
-      RELAYS.map((relay) => expect.stringMatching(new RegExp(`^relay-${relay.nickname}-[0-9a-f]{12}\\.iso$`))).sort(),
+      RELAYS.map((relay) => expect.stringMatching(new RegExp(`^relay-${relay.nickname}-[0-9a-f]{12}-[0-9a-f]{8}\\.iso$`))).sort(),
     );
     for (const relay of RELAYS) {
       const create = vmCreates(0).find((r) => r.form.vmid === String(relay.vmId))!;
       expect(create, `no VM create for ${relay.vmId}`).toBeDefined();
       expect(create.path).toBe(`/nodes/${relay.node}/qemu`);
       expect(create.form).toMatchObject({ bios: "ovmf", machine: "q35", ostype: "l26" });
-      expect(create.form.ide2).toMatch(new RegExp(`^(file=)?local:iso/relay-${relay.nickname}-[0-9a-f]{12}\\.iso,media=cdrom`));
+      expect(create.form.ide2).toMatch(new RegExp(`^(file=)?local:iso/relay-${relay.nickname}-[0-9a-f]{12}-[0-9a-f]{8}\\.iso,media=cdrom`));
       expect(create.form.boot).toBe("order=ide2");
       // Diskless: no disk of any bus in the create request.
       expect(Object.keys(create.form).filter((key) => /^(scsi|virtio|sata|efidisk|tpmstate)\d/.test(key) || (/^ide\d$/.test(key) && key !== "ide2"))).toEqual([]);
       expect(create.form.net0).toContain(`macaddr=${config.relays[RELAYS.indexOf(relay)]!.mac}`);
       expect(create.form.net0).toContain(`tag=${100 + RELAYS.indexOf(relay)}`);
+      // The gate saw the relay on its new image, with its identity and ORPort.
+      expect(result.stdout).toMatch(new RegExp(`relay ${relay.name}: healthy on image [0-9a-f]{12} after \\d+s: tor runs with fingerprint [0-9A-F]{40}, ORPort \\d+ listening`));
+      expect(result.stdout).toMatch(new RegExp(`relay ${relay.name}: nothing runs there yet \\(VM ${relay.vmId} on ${relay.node}\\): first deploy`));
     }
     // SEV-SNP: the VM is created as an SNP guest without debugging, and the
     // expected measurement of its UKI is a stack output and an artifact.
     const guard = vmCreates(0).find((r) => r.form.vmid === "9201")!;
     expect(guard.form["amd-sev"]).toMatch(/type=snp/);
     expect(guard.form["amd-sev"]).toMatch(/no-debug=1/);
-    const outputs = JSON.parse(project.must("stack", "output", "relayOutputs", "--json"));
+    const outputs = JSON.parse((await project.runAsync("stack", "output", "relayOutputs", "--json")).stdout);
     const measurement = outputs["guard-1"].snpLaunchMeasurement as string;
     expect(measurement).toMatch(/^[0-9a-f]{96}$/);
     expect(outputs["exit-1"].snpLaunchMeasurement).toBeUndefined();
     const artifact = JSON.parse(readFileSync(join(project.dir, "artifacts", "relays", "guard-1", `${outputs["guard-1"].imageDigest.slice(0, 12)}.snp.json`), "utf8"));
     expect(artifact.measurement).toBe(measurement);
-    const uki = join(BUILD_CACHE, "diskless-relays-deploy", "relays", "guard-1", outputs["guard-1"].imageDigest.slice(0, 12), "relay.efi");
+    const uki = join(relayBuild("guard-1"), outputs["guard-1"].imageDigest.slice(0, 12), "relay.efi");
     expect(artifact.uki.sha256).toBe(createHash("sha256").update(readFileSync(uki)).digest("hex"));
     expect(expectedLaunchMeasurement({ ovmf: readFileSync(fixturePath("ovmf_AmdSev_suffix.bin")), kernel: readFileSync(uki), vcpus: 1, vcpuType: "EPYC-v4" })).toBe(measurement);
 
@@ -102,7 +122,7 @@ describe("pulumi up against the Proxmox VE API double", () => {
     const sboms = readdirSync(join(project.dir, "artifacts", "sbom"));
     expect(sboms.some((f) => f.endsWith(".syft.json"))).toBe(true);
     expect(sboms.some((f) => f.endsWith(".cdx.json"))).toBe(true);
-  });
+  }, 900_000);
 
   it("does nothing on a second up with no change: no SSH, no build, no upload", async () => {
     const before = double.requests().length;
@@ -112,9 +132,9 @@ describe("pulumi up against the Proxmox VE API double", () => {
     const resources = result.stdout.slice(result.stdout.lastIndexOf("Resources:"));
     expect(resources).toMatch(/\b\d+ unchanged/);
     expect(resources).not.toMatch(/created|updated|replaced|deleted/);
-    // Nothing ran: no collection, build or upload step appears at all.
-    expect(result.stdout).not.toMatch(/collect(ed|ing)|building|upload/i);
-  });
+    // Nothing ran: no collection, build, upload or health check appears at all.
+    expect(result.stdout).not.toMatch(/collect(ed|ing)|building|upload|healthy/i);
+  }, 300_000);
 
   it("redeploys exactly the relay whose torrc changed, with the onion keys collected from it", async () => {
     const before = double.requests().length;
@@ -130,14 +150,15 @@ describe("pulumi up against the Proxmox VE API double", () => {
     expect(vmDeletes(before).map((r) => r.path)).toEqual(["/nodes/pve1/qemu/9101"]);
     expect(vmCreates(before).map((r) => r.form.vmid)).toEqual(["9101"]);
     // The new image carries the ntor key and state the running relay handed over.
-    const overlay = JSON.parse(readFileSync(latestOverlayList("exit-1"), "utf8")) as { path: string; sha256: string }[];
+    const overlay = JSON.parse(readFileSync(latestOverlayList(relayBuild("exit-1")), "utf8")) as { path: string; sha256: string }[];
     const digest = (file: string) => createHash("sha256").update(readFileSync(file)).digest("hex");
-    expect(overlay.find((f) => f.path === "/etc/relay/keys/secret_onion_key_ntor")?.sha256).toBe(digest(join(relayData("exit-1"), "keys", "secret_onion_key_ntor")));
-    expect(overlay.find((f) => f.path === "/etc/relay/state")?.sha256).toBe(digest(join(relayData("exit-1"), "state")));
-  });
+    const data = standIns.get("exit-1")!.torData;
+    expect(overlay.find((f) => f.path === "/etc/relay/keys/secret_onion_key_ntor")?.sha256).toBe(digest(join(data, "keys", "secret_onion_key_ntor")));
+    expect(overlay.find((f) => f.path === "/etc/relay/state")?.sha256).toMatch(/^[0-9a-f]{64}$/);
+  }, 900_000);
 
   it("refuses to redeploy a relay it cannot reach, leaving its VM running", async () => {
-    sshd.get("guard-1")!.stop();
+    standIns.get("guard-1")!.sshd.stop();
     const before = double.requests().length;
     config.relays[1]!.contactInfo = "email:changed[]example.net ciissversion:2";
     project.configure(config, { proxmoxApiToken: TEST_API_TOKEN });
@@ -147,20 +168,26 @@ describe("pulumi up against the Proxmox VE API double", () => {
     expect(text).toMatch(/relay guard-1: cannot collect onion keys and state over SSH from 127\.0\.0\.1/);
     expect(text).toMatch(/allowFreshOnionKeys/);
     expect(writes(double.requests().slice(before)).filter((r) => r.path.includes("9201") || r.path.endsWith("/upload"))).toEqual([]);
-  });
+  }, 600_000);
 
-  it("lets the operator through with allowFreshOnionKeys, loudly", async () => {
+  it("lets the operator through with allowFreshOnionKeys, loudly, and still waits until the new relay is healthy", async () => {
     const before = double.requests().length;
     (config.relays[1] as Record<string, unknown>).allowFreshOnionKeys = true;
     project.configure(config, { proxmoxApiToken: TEST_API_TOKEN });
-    const result = await up();
+    const running = up();
+    // The new VM's SSH server comes up with it.
+    const deadline = Date.now() + 600_000;
+    while (vmCreates(before).length === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 500));
+    await standIns.get("guard-1")!.restartSshd();
+    const result = await running;
     const text = result.stdout + result.stderr;
     expect(result.status, text).toBe(0);
     expect(text).toMatch(/WARNING allowFreshOnionKeys is set: the new image gets FRESH onion keys/);
     expect(vmCreates(before).map((r) => r.form.vmid)).toEqual(["9201"]);
-  });
+    expect(result.stdout).toMatch(/relay guard-1: healthy on image/);
+  }, 900_000);
 
-  it("keeps the newest keepIsos images of a relay on the datastore and prunes older ones once the new VM is up", async () => {
+  it("keeps the newest keepIsos images of a relay on the datastore and prunes older ones once the new relay is healthy", async () => {
     const before = double.requests().length;
     const isos = () => double.requests().filter((r) => r.path.endsWith("/upload") && r.upload!.filename.startsWith("relay-DeployExitOne-")).map((r) => r.upload!.filename);
     for (const contact of ["email:noc2[]example.net ciissversion:2", "email:noc3[]example.net ciissversion:2"]) {
@@ -177,15 +204,15 @@ describe("pulumi up against the Proxmox VE API double", () => {
     expect(pruned.map((r) => r.path)).toEqual(uploaded.slice(0, 2).map(volumePath));
     const deletedEver = new Set(writes(double.requests()).filter((r) => r.method === "DELETE").map((r) => r.path));
     expect(uploaded.filter((name) => !deletedEver.has(volumePath(name)))).toEqual(uploaded.slice(2));
-  });
+  }, 900_000);
 
   it("keeps every private key byte out of the stack's state and the logs", async () => {
-    const exported = project.must("stack", "export");
+    const exported = (await project.runAsync("stack", "export")).stdout;
     const logs = (await up()).stdout;
     for (const relay of RELAYS) {
-      const keys = join(project.dir, "keys", relay.name);
+      const keys = join(project.dir, KEY_STORE, relay.name);
       const secrets = ["ed25519_signing_secret_key", "secret_onion_key_ntor", "ed25519_master_id_secret_key"].map((f) => readFileSync(join(keys, f)).subarray(32, 64));
-      secrets.push(readFileSync(join(relayData(relay.name), "keys", "secret_onion_key_ntor")).subarray(32, 64));
+      secrets.push(readFileSync(join(standIns.get(relay.name)!.torData, "keys", "secret_onion_key_ntor")).subarray(32, 64));
       const pem = readFileSync(join(keys, "secret_id_key"), "utf8").split("\n")[2]!;
       for (const secret of secrets) {
         for (const text of [exported, logs]) {
@@ -196,6 +223,16 @@ describe("pulumi up against the Proxmox VE API double", () => {
       expect(exported.includes(pem)).toBe(false);
     }
     expect(exported).not.toContain(TEST_API_TOKEN.split("=")[1]);
+  }, 300_000);
+
+  it("ran no value as shell: no file named pwned anywhere it could land", () => {
+    for (const place of [project.dir, scratch, BUILD_CACHE, process.cwd(), "/tmp", "/"]) {
+      const found = readdirSync(place).filter((name) => name === "pwned");
+      expect(found, place).toEqual([]);
+    }
+    // And everything the program wrote under the project is where it belongs.
+    expect(readdirSync(project.dir).sort()).toEqual(expect.arrayContaining([KEY_STORE, "artifacts", ".pulumi"]));
+    expect(readdirSync(project.dir).filter((name) => !["Pulumi.yaml", "Pulumi.deploy.yaml", "index.ts", "package.json", "tsconfig.json", "lib", "components", "images", "cli", "node_modules", KEY_STORE, "artifacts", ".pulumi"].includes(name))).toEqual([]);
   });
 
   it("destroys the VMs", async () => {
@@ -204,12 +241,11 @@ describe("pulumi up against the Proxmox VE API double", () => {
     const deleted = vmDeletes(0).map((r) => r.path);
     expect(deleted).toContain("/nodes/pve1/qemu/9101");
     expect(deleted).toContain("/nodes/pve2/qemu/9201");
-  });
+  }, 300_000);
 });
 
-/** The overlay file list of the newest image built for `relay`. */
-function latestOverlayList(relay: string): string {
-  const root = join(BUILD_CACHE, "diskless-relays-deploy", "relays", relay);
-  const builds = readdirSync(root, { withFileTypes: true }).filter((d) => d.isDirectory() && d.name !== "collected");
+/** The overlay file list of the newest image built in a relay's build directory. */
+function latestOverlayList(root: string): string {
+  const builds = readdirSync(root, { withFileTypes: true }).filter((d) => d.isDirectory() && /^[0-9a-f]{12}$/.test(d.name));
   return builds.map((d) => join(root, d.name, "files.json")).sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs)[0]!;
 }

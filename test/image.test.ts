@@ -80,7 +80,7 @@ describe("the Debian relay image", () => {
     // The overlay is the UKI's second initrd: read its cpio listing (newc, uncompressed) from the .initrd section.
     const listing = execFileSync(
       "/usr/bin/python3",
-      ["-c", "import pefile,sys,re\nd=[s for s in pefile.PE(sys.argv[1]).sections if s.Name.rstrip(b'\\0')==b'.initrd'][0].get_data()\nfor m in re.finditer(rb'070701([0-9A-F]{8})([0-9A-F]{8})[0-9A-F]{80}([0-9A-F]{8})[0-9A-F]{8}', d):\n  n=int(m.group(3),16); name=d[m.end():m.end()+n-1].decode('latin1')\n  print(oct(int(m.group(2),16)&0o7777), name)", uki],
+      ["-c", "import pefile,sys,re\nd=[s for s in pefile.PE(sys.argv[1]).sections if s.Name.rstrip(b'\\0')==b'.initrd'][0].get_data()\nfor m in re.finditer(rb'070701([0-9A-F]{8})([0-9A-F]{8})[0-9A-F]{72}([0-9A-F]{8})[0-9A-F]{8}', d):\n  n=int(m.group(3),16); name=d[m.end():m.end()+n-1].decode('latin1')\n  print(oct(int(m.group(2),16)&0o7777), name)", uki],
       { encoding: "utf8" },
     );
     const mode = (path: string) => new RegExp(`^(0o\\d+) (\\./)?${path.replace(/\./g, "\\.")}$`, "m").exec(listing)?.[1];

@@ -1,20 +1,22 @@
 /**
  * The project's central promise, shown with real parts throughout: `pulumi
- * up` of a qemu-target stack boots two relays under QEMU; a torrc change
- * redeploys exactly one of them, which comes back with the same identity,
- * the same ntor onion key (byte for byte) and its tor state; faults stop a
- * redeploy without touching the running relay, and an interrupted run
- * converges on the next one.
+ * up` of a qemu-target stack boots two relays under QEMU and waits until
+ * each is healthy; a torrc change redeploys exactly one of them, which comes
+ * back with the same identity, the same ntor onion key (byte for byte) and
+ * its tor state; a relay that does not come back stops the rollout and is
+ * rolled back; faults stop a redeploy without touching the running relay,
+ * and an interrupted run converges on the next one.
  */
 import { spawnSync } from "node:child_process";
-import { existsSync, readFileSync, renameSync, rmSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, renameSync } from "node:fs";
 import { createConnection } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { torListFingerprint } from "../lib/key-store";
+import type { StepSpec } from "../lib/steps";
 import { makeTestKeys } from "./support/fleet";
-import { waitFor } from "./support/images";
-import { repoRoot, TestProject } from "./support/pulumi";
+import { runStep, waitFor } from "./support/images";
+import { TestProject } from "./support/pulumi";
 import { freePort } from "./support/sshd";
 import { privateTmpDir } from "./support/tmp";
 
@@ -38,15 +40,28 @@ describe("the local stack, end to end", () => {
     project.configure(config);
   };
 
-  /** What the relay hands over right now, via the real collector over SSH. */
-  const collect = (index: number, out: string) => {
+  /** What the relay hands over right now, via the real collection step over SSH; returns the collected directory. */
+  let collections = 0;
+  const collect = (index: number, relayDir: string) => {
     const relay = config.relays[index];
-    return spawnSync(
-      join(repoRoot, "node_modules/.bin/tsx"),
-      [join(repoRoot, "cli/collect-state.ts"), "--relay", relay.name, "--host", "127.0.0.1", "--port", String(relay.sshPort), "--key", join(project.dir, "keys", "collector"),
-        "--host-key", join(project.dir, "keys", relay.name, "ssh_host_ed25519_key.pub"), "--out", out],
-      { encoding: "utf8" },
-    );
+    const imageDigest = (++collections).toString(16).padStart(12, "0").padEnd(64, "0");
+    const spec: StepSpec<"collect-state"> = {
+      relay: relay.name,
+      relayDir,
+      imageDigest,
+      channel: {
+        host: "127.0.0.1",
+        port: relay.sshPort,
+        user: "root",
+        privateKeyFile: join(project.dir, "keys", "collector"),
+        hostPublicKey: readFileSync(join(project.dir, "keys", relay.name, "ssh_host_ed25519_key.pub"), "utf8").trim().split(" ").slice(0, 2).join(" "),
+        connectTimeoutSeconds: 10,
+      },
+      target: { kind: "qemu", runDir: runDir(relay.name), mac: relay.mac, memoryMiB: relay.memoryMiB, cores: relay.cores, forwards: [], guestAddress: RELAYS[index]!.address },
+      allowFreshOnionKeys: false,
+    };
+    const result = runStep("collect-state", spec);
+    return { ...result, out: join(relayDir, "collected", imageDigest.slice(0, 12)) };
   };
 
   const expectFingerprints = async (index: number) => {
@@ -66,6 +81,8 @@ describe("the local stack, end to end", () => {
       // The default, project-relative build directory, as an operator has it.
       image: { flavour: "debian", release: "bookworm" },
       stateCollection: { privateKeyFile: "keys/collector", connectTimeoutSeconds: 10 },
+      // Sized for software emulation: a boot takes tens of seconds here.
+      rollout: { healthTimeoutSeconds: 240 },
       relays: await Promise.all(
         RELAYS.map(async (relay, i) => ({
           name: relay.name,
@@ -94,20 +111,23 @@ describe("the local stack, end to end", () => {
     project?.destroy();
   });
 
-  it("boots both relays, and tor prints the fingerprints of their keys", async () => {
+  it("boots both relays, waits until each is healthy, and tor prints the fingerprints of their keys", async () => {
     const result = await up();
     expect(result.status, result.stdout + result.stderr).toBe(0);
+    for (const relay of RELAYS) expect(result.stdout).toMatch(new RegExp(`relay ${relay.name}: healthy on image [0-9a-f]{12} after \\d+s`));
     await expectFingerprints(0);
     await expectFingerprints(1);
+    // The exit's tor, as debian-tor, reads /etc/resolv.conf: no fallback to 127.0.0.1.
+    expect(consoleOf("e2e-exit")()).not.toMatch(/Unable to stat resolver configuration|resolv\.conf.*Permission denied/);
   }, 900_000);
 
   let before: { ntor: Buffer; lastRotated: string; guardPid: number };
 
   it("runs tor long enough to write its state", async () => {
-    const out = join(scratch, "before");
+    let out = "";
     await waitFor(() => {
-      rmSync(out, { recursive: true, force: true });
-      const result = collect(0, out);
+      const result = collect(0, join(scratch, "before"));
+      out = result.out;
       return result.status === 0 ? result.stdout : "";
     }, /collected .*\bstate\b/, 300);
     const state = readFileSync(join(out, "state"), "utf8");
@@ -135,14 +155,58 @@ describe("the local stack, end to end", () => {
     expect(alive(exitPid)).toBe(false);
     await expectFingerprints(0);
 
-    const out = join(scratch, "after");
-    const collected = collect(0, out);
+    const collected = collect(0, join(scratch, "after"));
     expect(collected.status, collected.stderr).toBe(0);
-    expect(readFileSync(join(out, "keys", "secret_onion_key_ntor")).equals(before.ntor)).toBe(true);
-    expect(/^LastRotatedOnionKey (.+)$/m.exec(readFileSync(join(out, "state"), "utf8"))![1]).toBe(before.lastRotated);
+    expect(readFileSync(join(collected.out, "keys", "secret_onion_key_ntor")).equals(before.ntor)).toBe(true);
+    expect(/^LastRotatedOnionKey (.+)$/m.exec(readFileSync(join(collected.out, "state"), "utf8"))![1]).toBe(before.lastRotated);
     // The other relay was not touched: the same QEMU process still runs it.
     expect(pidOf("e2e-guard")).toBe(before.guardPid);
     expect(alive(before.guardPid)).toBe(true);
+  }, 900_000);
+
+  it("stops the rollout at a relay that does not come back, leaves the later relay alone, and rolls the sick one back", async () => {
+    // Both images change; the exit (lower vmId) rolls first, and its new image's tor refuses to start.
+    const exitPid = pidOf("e2e-exit");
+    config.image.kernelCmdline = "console=ttyS0 panic=10 quiet";
+    project.configure(config);
+    const result = await project.runAsyncWith({ DISKLESS_RELAYS_TEST_FAULT: "stop-tor:e2e-exit" }, "up", "--yes", "--skip-preview");
+    const text = result.stdout + result.stderr;
+    expect(result.status).not.toBe(0);
+    expect(text).toMatch(/relay e2e-exit did not come back healthy on image [0-9a-f]{12} within 240s \(the QEMU process of [^)]*\): .*tor is not running/);
+    expect(text).toMatch(/console, last lines:/);
+    expect(text).toMatch(/ROLLED BACK to image [0-9a-f]{12} with its current onion keys and state, and is healthy there/);
+    expect(alive(exitPid)).toBe(false);
+    // The later relay was not touched: the same QEMU process still runs it.
+    expect(pidOf("e2e-guard")).toBe(before.guardPid);
+    expect(alive(before.guardPid)).toBe(true);
+    // The sick relay is back, with the same identity and the same ntor onion key.
+    await expectFingerprints(0);
+    const collected = collect(0, join(scratch, "after-rollback"));
+    expect(collected.status, collected.stderr).toBe(0);
+    expect(readFileSync(join(collected.out, "keys", "secret_onion_key_ntor")).equals(before.ntor)).toBe(true);
+    // Nothing in the run printed a key.
+    expect(text).not.toContain(before.ntor.subarray(32, 64).toString("base64"));
+  }, 1_200_000);
+
+  it("says at once, on the next up, that the relay still runs its rollback image, and changes nothing", async () => {
+    const exitPid = pidOf("e2e-exit");
+    const started = Date.now();
+    const result = await up();
+    expect(result.status).not.toBe(0);
+    expect(result.stdout + result.stderr).toMatch(/relay e2e-exit: still on its rollback image [0-9a-f]{12} since .*Nothing was changed/s);
+    expect(Date.now() - started).toBeLessThan(120_000);
+    expect(pidOf("e2e-exit")).toBe(exitPid);
+    expect(pidOf("e2e-guard")).toBe(before.guardPid);
+  }, 600_000);
+
+  it("rolls out again once the config is fixed", async () => {
+    config.image.kernelCmdline = "console=ttyS0 panic=10";
+    project.configure(config);
+    const result = await up();
+    expect(result.status, result.stdout + result.stderr).toBe(0);
+    expect(result.stdout).toMatch(/relay e2e-exit: healthy on image/);
+    await expectFingerprints(0);
+    before.guardPid = pidOf("e2e-guard");
   }, 900_000);
 
   it("refuses to redeploy a relay whose SSH server cannot be reached, and leaves it running", async () => {
@@ -199,7 +263,10 @@ describe("the local stack, end to end", () => {
     expect(result.status, result.stdout + result.stderr).toBe(0);
     for (const pid of pids) expect(alive(pid)).toBe(false);
     for (const relay of RELAYS) expect(existsSync(runDir(relay.name))).toBe(false);
-    expect(existsSync(join(project.dir, "build", `diskless-relays-${project.stack}`, "relays", "e2e-exit", "collected"))).toBe(false);
+    const relayDir = join(project.dir, "build", `diskless-relays-${project.stack}`, "relays", "e2e-exit");
+    expect(existsSync(join(relayDir, "collected"))).toBe(false);
+    // No image of the relay, and so no key of it, stays in the build directory.
+    expect(readdirSync(relayDir).filter((entry) => /^[0-9a-f]{12}$/.test(entry) || entry === "rollback")).toEqual([]);
   }, 300_000);
 });
 

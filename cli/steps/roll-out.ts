@@ -65,6 +65,15 @@ function lastLines(machine: RelayMachine, verdict: Verdict): string {
 
 const short = (digest: string) => digest.slice(0, 12);
 
+/**
+ * Once a gate is superseded (the relay is healthy on a newer image) or the
+ * relay leaves the stack, its rollback image, which holds keys, goes.
+ */
+export function removeRollbackImage(spec: Spec): void {
+  rmSync(join(spec.relayDir, "rollback"), { recursive: true, force: true });
+  console.log(`relay ${spec.relay}: no rollback image kept`);
+}
+
 export async function rollOut(spec: Spec): Promise<void> {
   const image = readBuiltImage(spec.image);
   const recipe = relayRecipeSpec.parse(JSON.parse(readFileSync(join(spec.image, RECIPE_RECORD), "utf8")));

@@ -22,10 +22,10 @@ export const THREE_RELAYS: TestRelay[] = [
   { name: "exit-2", nickname: "TestExitTwo", node: "pve2", vmId: 9201, exit: true },
 ];
 
-/** Makes each relay's keys and the collection key inside `projectDir`. */
-export function makeTestKeys(projectDir: string, relays: TestRelay[]): void {
-  for (const relay of relays) initRelayKeys(join(projectDir, "keys"), relay.name, { nickname: relay.nickname });
-  execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "collector", "-f", join(projectDir, "keys", "collector")]);
+/** Makes each relay's keys and the collection key (<store>/collector) in `store` inside `projectDir`. */
+export function makeTestKeys(projectDir: string, relays: TestRelay[], store = "keys"): void {
+  for (const relay of relays) initRelayKeys(join(projectDir, store), relay.name, { nickname: relay.nickname });
+  execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "collector", "-f", join(projectDir, store, "collector")]);
 }
 
 export function testStackConfig(relays: TestRelay[], overrides: { endpoint?: string; flavour?: "alpine" | "debian" } = {}) {

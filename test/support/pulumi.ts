@@ -118,6 +118,11 @@ export class TestProject {
     return spawn("pulumi", [...args, "--stack", this.stack, "--cwd", this.dir], { env: this.env });
   }
 
+  /** Like runAsync, with extra environment variables for the engine, its plugins and the steps. */
+  runAsyncWith(env: Record<string, string>, ...args: string[]): Promise<PulumiResult> {
+    return collect(spawn("pulumi", [...args, "--stack", this.stack, "--cwd", this.dir], { env: { ...this.env, ...env } }));
+  }
+
   /**
    * Like run, without blocking the test worker: long runs (image builds)
    * would otherwise starve the test runner's own RPC.

@@ -32,13 +32,13 @@ export class RelaySshd {
   constructor(readonly port: number) {}
 
   /** `hostKey` is the relay's ssh_host_ed25519_key, `collectorPublicKey` the collection key's .pub. */
-  static async start(dir: string, hostKey: string, collectorPublicKey: string, relay: RelayDirs): Promise<RelaySshd> {
+  static async start(dir: string, hostKey: string, collectorPublicKey: string, relay: RelayDirs, port?: number): Promise<RelaySshd> {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     const collector = join(repoRoot, "images/rootfs/files/usr/local/sbin/relay-collector");
     const key = readFileSync(collectorPublicKey, "utf8").trim().split(/\s+/).slice(0, 2).join(" ");
     const env = `RELAY_ETC=${relay.etc} RELAY_TOR_DATA=${relay.torData} RELAY_RUN=${relay.run}`;
     writeFileSync(join(dir, "authorized_keys"), `restrict,command="${env} ${collector}" ${key}\n`, { mode: 0o600 });
-    const port = await freePort();
+    port ??= await freePort();
     writeFileSync(
       join(dir, "sshd_config"),
       [

@@ -27,7 +27,7 @@ export interface StandInOptions {
 export class StandInRelay {
   private tor?: ChildProcess;
   private constructor(
-    readonly sshd: RelaySshd,
+    public sshd: RelaySshd,
     readonly torData: string,
     private readonly options: StandInOptions,
   ) {}
@@ -60,6 +60,13 @@ export class StandInRelay {
         "--Log", `notice file ${join(this.options.dir, "run", "tor.log")}`],
       { stdio: "ignore" },
     );
+  }
+
+  /** The relay's SSH server back on its port, as a rebooted relay's would be. */
+  async restartSshd(): Promise<void> {
+    this.sshd.stop();
+    const run = join(this.options.dir, "run");
+    this.sshd = await RelaySshd.start(join(this.options.dir, "sshd"), join(this.options.keysDir, "ssh_host_ed25519_key"), this.options.collectorPublicKey, { etc: this.options.etc, torData: this.torData, run }, this.sshd.port);
   }
 
   stopTor(): void {

@@ -1,0 +1,78 @@
+/**
+ * The relay's health answer, read and judged. The answer is produced by the
+ * relay's own script (images/rootfs/files/usr/local/sbin/relay-health) run
+ * here against relay-like directories and this machine's /proc, with a real
+ * tor listening: the parser reads what the script really prints.
+ */
+import { spawn, spawnSync } from "node:child_process";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { healthProblems, parseHealthReport, type HealthExpectation } from "../lib/relay-health";
+import { repoRoot } from "./support/pulumi";
+import { freePort } from "./support/sshd";
+import { privateTmpDir } from "./support/tmp";
+
+const DIGEST = "a".repeat(64);
+
+describe("the health answer of a relay running tor", () => {
+  const dir = privateTmpDir("health");
+  const etc = join(dir, "etc");
+  const data = join(dir, "tor-data");
+  let orPort: number;
+  let tor: ReturnType<typeof spawn>;
+  let text = "";
+
+  beforeAll(async () => {
+    orPort = await freePort();
+    mkdirSync(join(etc, "relay"), { recursive: true, mode: 0o755 });
+    mkdirSync(data, { recursive: true, mode: 0o700 });
+    mkdirSync(join(dir, "run"), { recursive: true });
+    writeFileSync(join(etc, "relay", "image"), JSON.stringify({ relay: "h", nickname: "HealthRelay", imageDigest: DIGEST }) + "\n");
+    writeFileSync(join(etc, "resolv.conf"), "nameserver 127.0.0.1\n", { mode: 0o644 });
+    writeFileSync(join(dir, "run", "tor.log"), "line one\nline two\n");
+    tor = spawn("tor", ["-f", "/dev/null", "--defaults-torrc", "/dev/null", "--ignore-missing-torrc", "--DataDirectory", data, "--Nickname", "HealthRelay", "--ORPort", `127.0.0.1:${orPort}`,
+      "--PublishServerDescriptor", "0", "--AssumeReachable", "1", "--SocksPort", "0", "--ContactInfo", "test",
+      "--DirAuthority", "x orport=1 no-v2 v3ident=0000000000000000000000000000000000000000 127.0.0.1:1 0000000000000000000000000000000000000000"], { stdio: "ignore" });
+    const script = join(repoRoot, "images/rootfs/files/usr/local/sbin/relay-health");
+    for (let i = 0; i < 60; i++) {
+      text = spawnSync(script, { encoding: "utf8", env: { ...process.env, RELAY_ETC: etc, RELAY_TOR_DATA: data, RELAY_RUN: join(dir, "run") } }).stdout;
+      if (/^fingerprint-ed25519 /m.test(text) && parseHealthReport(text).listeningPorts.includes(orPort)) break;
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+  });
+  afterAll(() => tor?.kill("SIGTERM"));
+
+  const expected = (): HealthExpectation => {
+    const report = parseHealthReport(text);
+    return { imageDigest: DIGEST, rsaFingerprint: report.rsaFingerprint ?? "none", ed25519Identity: report.ed25519Identity ?? "none", orPort, exit: true };
+  };
+
+  it("reads the image, tor's process, its fingerprints, the listening ports, the modes and tor's log", () => {
+    const report = parseHealthReport(text);
+    expect(report.image).toEqual({ relay: "h", nickname: "HealthRelay", imageDigest: DIGEST });
+    expect(report.torPids).toContain(tor.pid);
+    expect(report.rsaFingerprint).toMatch(/^[0-9A-F]{40}$/);
+    expect(report.ed25519Identity).toMatch(/^[A-Za-z0-9+/]{43}$/);
+    expect(report.listeningPorts).toContain(orPort);
+    expect(report.modes).toMatchObject({ "/etc": 0o755, "/etc/resolv.conf": 0o644 });
+    expect(report.log).toEqual(["line one", "line two"]);
+  });
+
+  it("is healthy exactly when image, fingerprints, ORPort and resolver access are right", () => {
+    const report = parseHealthReport(text);
+    expect(healthProblems(report, expected())).toEqual([]);
+    expect(healthProblems(report, { ...expected(), imageDigest: "b".repeat(64) })).toEqual([`it runs image aaaaaaaaaaaa, not bbbbbbbbbbbb`]);
+    expect(healthProblems(report, { ...expected(), rsaFingerprint: "0".repeat(40) })[0]).toMatch(/RSA fingerprint .* not the relay's 0{40}/);
+    expect(healthProblems(report, { ...expected(), orPort: 1 })).toEqual(["nothing listens on its ORPort 1"]);
+    expect(healthProblems({ ...report, torPids: [] }, expected())).toEqual(["tor is not running"]);
+    expect(healthProblems({ ...report, modes: { ...report.modes, "/etc": 0o700 } }, expected())[0]).toMatch(/\/etc is mode 700: tor, once it drops root, cannot reach \/etc\/resolv\.conf/);
+    expect(healthProblems({ ...report, modes: { ...report.modes, "/etc/resolv.conf": 0o600 } }, expected())[0]).toMatch(/resolv\.conf is mode 600/);
+    // A non-exit does not resolve for anyone: its resolver config is not its health.
+    expect(healthProblems({ ...report, modes: {} }, { ...expected(), exit: false })).toEqual([]);
+  });
+
+  it("reads an answer that is not one: nothing is healthy", () => {
+    expect(healthProblems(parseHealthReport("garbage\nimage {not json\n"), expected()).length).toBeGreaterThanOrEqual(3);
+  });
+});

@@ -1,0 +1,30 @@
+import { defineConfig } from "vitest/config";
+
+/**
+ * The developer's loop (`npm run test:unit`): everything that needs no image
+ * build, no VM and no Pulumi engine (tor, OpenSSH and the Proxmox VE double
+ * run for real; they start in milliseconds).
+ */
+export const UNIT_TESTS = [
+  "test/addresses.test.ts",
+  "test/config.test.ts",
+  "test/torrc.test.ts",
+  "test/torrc-check.test.ts",
+  "test/fleet.test.ts",
+  "test/identity.test.ts",
+  "test/keys-cli.test.ts",
+  "test/rollout.test.ts",
+  "test/relay-health.test.ts",
+  "test/graph.test.ts",
+  "test/collect-state.test.ts",
+  "test/snp/**/*.test.ts",
+];
+
+export default defineConfig({
+  test: {
+    include: UNIT_TESTS,
+    testTimeout: 60_000,
+    fileParallelism: true,
+    reporters: ["default"],
+  },
+});
