@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by the project's scripts and by the test helpers' shell: the tool
 # directory on PATH and a Pulumi that never reaches for the network.
 export DISKLESS_RELAYS_CACHE=${DISKLESS_RELAYS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/diskless-relays}

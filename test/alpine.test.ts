@@ -4,11 +4,12 @@
  * that records its arguments and lays out the tree the real tool would, and
  * asserts the exact commands the script runs and what it makes of the tree.
  */
-import { execFileSync, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { chmodSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
-import { repoRoot, toolEnv } from "./support/pulumi";
+import { TOR_RUNTIME } from "../lib/fleet";
+import { runStep } from "./support/images";
 import { privateTmpDir } from "./support/tmp";
 
 const dir = privateTmpDir("alpine");
@@ -52,10 +53,13 @@ describe("images/alpine/build-base.sh", () => {
   beforeAll(() => {
     writeFileSync(join(dir, "alpine-make-rootfs"), STAND_IN);
     chmodSync(join(dir, "alpine-make-rootfs"), 0o755);
-    execFileSync("bash", [join(repoRoot, "images/alpine/build-base.sh"), out, "v3.23", "no", "htop"], {
-      env: toolEnv({ ALPINE_MAKE_ROOTFS: join(dir, "alpine-make-rootfs"), ALPINE_MIRROR: "https://mirror.example/alpine" }),
-      stdio: "pipe",
-    });
+    // Through the program's own build-base step, with the flavour's tor user as the program hands it over.
+    const result = runStep(
+      "build-base",
+      { flavour: "alpine", release: "v3.23", geoip: false, extraPackages: ["htop"], torUser: TOR_RUNTIME.alpine.user, dir: out },
+      { ALPINE_MAKE_ROOTFS: join(dir, "alpine-make-rootfs"), ALPINE_MIRROR: "https://mirror.example/alpine" },
+    );
+    expect(result.status, result.stderr).toBe(0);
     lines = readFileSync(calls, "utf8").trim().split("\n");
   });
 

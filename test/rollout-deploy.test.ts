@@ -1,13 +1,17 @@
 /**
  * Rolling order through the real engine: two relays on one Proxmox node are
- * replaced one after the other (rollout.maxParallel = 1), never together.
+ * replaced one after the other (rollout.maxParallel = 1), never together:
+ * the second waits until the first is healthy on its new image. Stand-in
+ * relays (test/support/standin.ts) answer behind the Proxmox VE double.
  */
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { makeTestKeys, TEST_API_TOKEN, testStackConfig, type TestRelay } from "./support/fleet";
 import { BUILD_CACHE } from "./support/images";
 import { ProxmoxDoubleProcess, writes } from "./support/proxmox";
 import { TestProject } from "./support/pulumi";
 import { freePort } from "./support/sshd";
+import { StandInRelay } from "./support/standin";
 import { privateTmpDir } from "./support/tmp";
 
 const RELAYS: TestRelay[] = [
@@ -20,22 +24,33 @@ describe("rolling redeploys on one node", () => {
   let double: ProxmoxDoubleProcess;
   let project: TestProject;
   let config: Record<string, any>;
+  const standIns: StandInRelay[] = [];
 
   beforeAll(async () => {
-    double = await ProxmoxDoubleProcess.start(scratch, TEST_API_TOKEN);
+    double = await ProxmoxDoubleProcess.start(scratch, TEST_API_TOKEN, { boot: true });
     project = new TestProject("rollout");
     makeTestKeys(project.dir, RELAYS);
-    config = { ...testStackConfig(RELAYS, { endpoint: double.endpoint }), buildDir: BUILD_CACHE, rollout: { maxParallel: 1 } };
-    // No relay really runs behind the double: collection goes to a closed port
-    // on 127.0.0.1 (never to the relays' documentation addresses) and the
-    // operator's override lets the rebuild through.
-    for (const relay of config.relays) Object.assign(relay, { sshHost: "127.0.0.1", sshPort: await freePort(), allowFreshOnionKeys: true });
+    config = { ...testStackConfig(RELAYS, { endpoint: double.endpoint }), buildDir: BUILD_CACHE, rollout: { maxParallel: 1, healthTimeoutSeconds: 60 } };
+    for (const [i, relay] of RELAYS.entries()) {
+      const orPort = await freePort();
+      const standIn = await StandInRelay.start({
+        dir: join(scratch, relay.name),
+        keysDir: join(project.dir, "keys", relay.name),
+        nickname: relay.nickname,
+        orPort,
+        collectorPublicKey: join(project.dir, "keys", "collector.pub"),
+        etc: double.etcOf(scratch, relay.vmId),
+      });
+      standIns.push(standIn);
+      Object.assign(config.relays[i], { sshHost: "127.0.0.1", sshPort: standIn.sshd.port, orPort });
+    }
     project.configure(config, { proxmoxApiToken: TEST_API_TOKEN });
     const first = await project.runAsync("up", "--yes", "--skip-preview");
     expect(first.status, first.stdout + first.stderr).toBe(0);
   }, 900_000);
 
   afterAll(() => {
+    for (const standIn of standIns) standIn.stop();
     double?.stop();
     project?.destroy();
   });
@@ -58,5 +73,26 @@ describe("rolling redeploys on one node", () => {
     expect(aDeleted).toBeLessThan(aStarted);
     expect(aStarted).toBeLessThan(bStopped);
     expect(bStopped).toBeLessThan(bStarted);
+    // roll-b's turn came only once roll-a's gate had found it healthy.
+    expect(result.stdout.indexOf("relay roll-a: healthy on image")).toBeGreaterThan(-1);
+    expect(result.stdout.indexOf("relay roll-a: healthy on image")).toBeLessThan(result.stdout.indexOf("relay roll-b: healthy on image"));
+  }, 900_000);
+
+  it("stops the rollout when the first relay does not come back: the second is not touched", async () => {
+    const before = double.requests().length;
+    // roll-a's tor dies; with rollback off, its gate gives up after the timeout.
+    standIns[0]!.stopTor();
+    config.image = { ...config.image, kernelCmdline: "console=ttyS0 panic=10" };
+    config.rollout = { ...config.rollout, healthTimeoutSeconds: 30, rollback: false };
+    project.configure(config, { proxmoxApiToken: TEST_API_TOKEN });
+    const result = await project.runAsync("up", "--yes", "--skip-preview");
+    const text = result.stdout + result.stderr;
+    expect(result.status).not.toBe(0);
+    expect(text).toMatch(/relay roll-a did not come back healthy on image [0-9a-f]{12} within 30s \(VM 9301 on pve1\): .*nothing listens on its ORPort/);
+    expect(text).toMatch(/rollout\.rollback is false, so it stays on this image/);
+    const log = writes(double.requests().slice(before)).map((r) => `${r.method} ${r.path}`);
+    expect(log.some((line) => line.includes("/qemu/9301"))).toBe(true);
+    expect(log.filter((line) => line.includes("/qemu/9302"))).toEqual([]);
+    standIns[0]!.startTor();
   }, 900_000);
 });
