@@ -127,6 +127,8 @@ const kernelCmdline = z.string().superRefine((value, ctx) => {
   const tokens = value.split(" ").filter(Boolean);
   const init = tokens.find((token) => /^(rd)?init=/.test(token));
   if (init) return problem(`must not set ${init.split("=")[0]}=: the relay's init is part of the image (rdinit=/init), and replacing it bypasses the relay's boot`);
+  // The EFI stub loads initrd= files from the boot medium: an image must carry everything it boots.
+  if (tokens.some((token) => token.startsWith("initrd="))) return problem("must not set initrd=: the EFI stub would load it from the boot medium, outside the measured, immutable image");
   if (tokens.includes("--")) return problem("must not contain --: everything after it goes to init as arguments");
 });
 

@@ -13,8 +13,9 @@ import { parseAddress } from "./addresses";
  * a newline as the start of a new option: each would change the config.
  */
 export function freeTextProblem(value: string): string | undefined {
+  // C0 and C1 controls, and Unicode's line and paragraph separators, which other readers of the torrc take as line breaks.
   // eslint-disable-next-line no-control-regex
-  if (/[\u0000-\u001f\u007f]/.test(value)) return "must be one line of text: no newlines, tabs or other control characters (each would start or change a torrc line)";
+  if (/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/.test(value)) return "must be one line of text: no newlines, tabs or other control characters (each would start or change a torrc line)";
   if (value.includes("\\")) return "must not contain a backslash: tor reads a trailing \\ as joining the next torrc line";
   if (value.includes("#")) return "must not contain #: tor reads the rest of the line as a comment and silently drops it";
   if (value !== value.trim()) return "must not start or end with spaces (tor strips them)";

@@ -164,6 +164,8 @@ describe("parseStackConfig", () => {
     ["init= on the kernel command line", (c) => (c.image = { kernelCmdline: "console=ttyS0 init=/bin/sh" }), "image.kernelCmdline", /must not set init=/],
     ["rdinit= on the kernel command line", (c) => (c.image = { kernelCmdline: "rdinit=/bin/sh" }), "image.kernelCmdline", /must not set rdinit=/],
     ["a quoted kernel parameter", (c) => (c.image = { kernelCmdline: 'console=ttyS0 "init=/bin/sh"' }), "image.kernelCmdline", /quotes/],
+    ["an extra initrd on the kernel command line", (c) => (c.image = { kernelCmdline: "console=ttyS0 initrd=\\EFI\\extra.img" }), "image.kernelCmdline", /initrd=/],
+    ["a Unicode line separator in contactInfo", (c) => (c.relays[0].contactInfo = "ops@example.org\u2028ExitPolicy accept *:*"), "relays[0].contactInfo", /one line/],
     ["init arguments on the kernel command line", (c) => (c.image = { kernelCmdline: "console=ttyS0 -- single" }), "image.kernelCmdline", /--/],
     ["a newline on the kernel command line", (c) => (c.image = { kernelCmdline: "console=ttyS0\ninit=/bin/sh" }), "image.kernelCmdline", /one line/],
 

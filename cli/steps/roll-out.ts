@@ -27,6 +27,12 @@ interface Verdict {
 }
 
 const POLL_MS = 5000;
+/**
+ * Once the relay answers on the expected image, tor starts within seconds
+ * (relay-tor restarts it every few seconds if it exits). A relay that has
+ * answered for this long without a running tor will not get one by waiting.
+ */
+const TOR_START_GRACE_SECONDS = 90;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Asks the relay until it is healthy, the time is up, or its machine is gone. */
@@ -35,6 +41,7 @@ async function waitHealthy(machine: RelayMachine, channel: RelayChannel, expecte
   const elapsed = () => Math.round((Date.now() - start) / 1000);
   let verdict: Verdict = { healthy: false, seconds: 0, problems: ["it has not answered yet"] };
   let down = 0;
+  let torlessSince: number | undefined;
   while (Date.now() - start < timeoutSeconds * 1000) {
     const answer = await askRelay(channel, "health", privateDir);
     if (answer.ok) {
@@ -42,6 +49,12 @@ async function waitHealthy(machine: RelayMachine, channel: RelayChannel, expecte
       const problems = healthProblems(report, expected);
       verdict = { healthy: problems.length === 0, seconds: elapsed(), problems, report };
       if (verdict.healthy) return verdict;
+      const onImage = report.image?.imageDigest === expected.imageDigest;
+      if (onImage && report.torPids.length === 0) torlessSince ??= Date.now();
+      else torlessSince = undefined;
+      if (torlessSince !== undefined && Date.now() - torlessSince > TOR_START_GRACE_SECONDS * 1000) {
+        return { ...verdict, problems: [...problems, `tor has not run for ${TOR_START_GRACE_SECONDS}s while the relay answered`] };
+      }
     } else {
       verdict = { ...verdict, seconds: elapsed(), problems: [`it does not answer over SSH (${answer.error})`] };
     }
