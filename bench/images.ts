@@ -30,7 +30,7 @@ function main() {
       base = join(work, "base", `debian-${baseImageDigest(inputs).slice(0, 12)}`);
       mkdirSync(join(work, "base"), { mode: 0o700 });
       const start = process.hrtime.bigint();
-      execFileSync("bash", [join(repoRoot, "images/debian/build-base.sh"), base, inputs.release, "no"], { stdio: "ignore", env: toolEnv() });
+      execFileSync("bash", [join(repoRoot, "images/debian/build-base.sh"), base, inputs.release, "no", inputs.torUser], { stdio: "ignore", env: toolEnv() });
       baseSeconds = seconds(start);
     }
 

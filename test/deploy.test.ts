@@ -174,10 +174,10 @@ describe("pulumi up against the Proxmox VE API double", () => {
     const before = double.requests().length;
     (config.relays[1] as Record<string, unknown>).allowFreshOnionKeys = true;
     project.configure(config, { proxmoxApiToken: TEST_API_TOKEN });
-    const running = up();
+    let finished = false;
+    const running = up().finally(() => (finished = true));
     // The new VM's SSH server comes up with it.
-    const deadline = Date.now() + 600_000;
-    while (vmCreates(before).length === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 500));
+    while (vmCreates(before).length === 0 && !finished) await new Promise((resolve) => setTimeout(resolve, 500));
     await standIns.get("guard-1")!.restartSshd();
     const result = await running;
     const text = result.stdout + result.stderr;

@@ -6,7 +6,7 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
+import { createConnection, createServer } from "node:net";
 import { join } from "node:path";
 import { repoRoot } from "./pulumi";
 
@@ -42,26 +42,43 @@ export class RelaySshd {
     writeFileSync(
       join(dir, "sshd_config"),
       [
-        `HostKey ${hostKey}`,
-        `AuthorizedKeysFile ${join(dir, "authorized_keys")}`,
+        `HostKey "${hostKey}"`,
+        `AuthorizedKeysFile "${join(dir, "authorized_keys")}"`,
         "PermitRootLogin forced-commands-only",
         "PasswordAuthentication no",
         "KbdInteractiveAuthentication no",
         "UsePAM no",
         // Test directories live under /tmp, whose sticky mode StrictModes rejects.
         "StrictModes no",
-        `PidFile ${join(dir, "sshd.pid")}`,
+        `PidFile "${join(dir, "sshd.pid")}"`,
         "ListenAddress 127.0.0.1",
       ].join("\n") + "\n",
     );
     mkdirSync("/run/sshd", { recursive: true });
     const sshd = new RelaySshd(port);
-    sshd.process = spawn("/usr/sbin/sshd", ["-D", "-e", "-f", join(dir, "sshd_config"), "-p", String(port)], { stdio: "ignore" });
-    await new Promise((resolve) => setTimeout(resolve, 500));
+    let output = "";
+    sshd.process = spawn("/usr/sbin/sshd", ["-D", "-e", "-f", join(dir, "sshd_config"), "-p", String(port)], { stdio: ["ignore", "ignore", "pipe"] });
+    sshd.process.stderr!.on("data", (chunk: Buffer) => (output += chunk.toString()));
+    // Ready means listening: a server that refused its config says why, here.
+    for (let i = 0; !(await listening(port)); i++) {
+      if (i > 50 || sshd.process.exitCode !== null) throw new Error(`the stand-in sshd did not start on port ${port}: ${output}`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
     return sshd;
   }
 
   stop(): void {
     this.process?.kill("SIGTERM");
   }
+}
+
+function listening(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = createConnection({ host: "127.0.0.1", port });
+    socket.on("connect", () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.on("error", () => resolve(false));
+  });
 }

@@ -1,0 +1,69 @@
+/**
+ * What checking the fleet costs before anything is registered: planFleet
+ * reads and cross-checks every relay's keys and runs each rendered torrc
+ * through `tor --verify-config`. Prints a table; reproduce with
+ *   npm run bench:plan
+ */
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { cpus, tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseStackConfig } from "../lib/config";
+import { planFleet } from "../lib/fleet";
+import { initRelayKeys } from "../lib/key-store";
+import { verifyTorrcsWithTor } from "../lib/torrc-check";
+
+const seconds = (start: bigint) => Number(process.hrtime.bigint() - start) / 1e9;
+const RUNS = 5;
+
+function fleetConfig(count: number) {
+  return parseStackConfig({
+    proxmox: { endpoint: "https://pve.example.net:8006", nodes: ["pve1"], datastore: "local", bridge: "vmbr0" },
+    proxmoxApiToken: "root@pam!bench=0a1b",
+    stateCollection: { privateKeyFile: "keys/collector" },
+    relays: Array.from({ length: count }, (_, i) => ({
+      name: `bench-${i}`,
+      nickname: `BenchRelay${i}`,
+      node: "pve1",
+      vmId: 9100 + i,
+      mac: `BC:24:11:00:01:${i.toString(16).padStart(2, "0")}`,
+      ipv4: { address: `198.51.100.${10 + i}/24`, gateway: "198.51.100.1" },
+      exit: { enabled: i % 2 === 0 },
+      nameservers: ["198.51.100.53"],
+      contactInfo: "email:abuse[]example.net ciissversion:2",
+      bandwidth: { rate: "100 MBytes", burst: "125 MBytes" },
+    })),
+  });
+}
+
+function main() {
+  const work = mkdtempSync(join(tmpdir(), "diskless-relays-bench-plan-"));
+  try {
+    for (let i = 0; i < 20; i++) initRelayKeys(join(work, "keys"), `bench-${i}`, { nickname: `BenchRelay${i}` });
+    execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", join(work, "keys", "collector")]);
+    const rows: [string, string][] = [];
+    for (const count of [1, 4, 20]) {
+      const config = fleetConfig(count);
+      const plans: number[] = [];
+      const checks: number[] = [];
+      for (let run = 0; run < RUNS; run++) {
+        let start = process.hrtime.bigint();
+        const fleet = planFleet(config, { projectDir: work, now: new Date() });
+        plans.push(seconds(start));
+        start = process.hrtime.bigint();
+        verifyTorrcsWithTor(fleet.relays.map((relay, index) => ({ index, relay: relay.config.name, lines: relay.torrcLines })));
+        checks.push(seconds(start));
+      }
+      const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
+      rows.push([`planFleet, ${count} relay${count === 1 ? "" : "s"} (keys, torrc, tor --verify-config)`, `${(median(plans) * 1000).toFixed(0)} ms`]);
+      rows.push([`  of which tor --verify-config, ${count} torrc${count === 1 ? "" : "s"}`, `${(median(checks) * 1000).toFixed(0)} ms (${((median(checks) * 1000) / count).toFixed(0)} ms each)`]);
+    }
+    const width = Math.max(...rows.map(([k]) => k.length));
+    console.log(`diskless-relays plan benchmark (${new Date().toISOString()}, ${cpus().length} cores, median of ${RUNS})`);
+    for (const [key, value] of rows) console.log(`${key.padEnd(width)}  ${value}`);
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+main();
