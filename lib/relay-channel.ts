@@ -2,11 +2,12 @@
  * The pinned channel to a running relay: OpenSSH with the relay image's own
  * host key pinned (no trust on first use) and the collection key, which the
  * relay restricts to two requests: "export-state" (a tar of its onion keys
- * and state) and "health". I/O: runs ssh; the known_hosts file lives in a
- * private directory the caller owns.
+ * and state) and "health". I/O: runs ssh, with a one-line known_hosts file
+ * (the pinned public host key) in a private temporary directory.
  */
 import { spawn } from "node:child_process";
-import { writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { RelayChannel } from "./steps";
 
@@ -19,9 +20,26 @@ export interface RelayAnswer {
   error: string;
 }
 
+/**
+ * ssh splits UserKnownHostsFile at whitespace and reads quotes, so the file
+ * lives where its path has neither, whatever the project's paths look like.
+ */
+function knownHostsDir(): string {
+  const base = /[\s"'\\]/.test(tmpdir()) ? "/tmp" : tmpdir();
+  return mkdtempSync(join(base, "diskless-relays-ssh-"));
+}
+
 /** Asks the relay over SSH; never throws for a relay that does not answer. */
-export function askRelay(channel: RelayChannel, request: RelayRequest, privateDir: string): Promise<RelayAnswer> {
-  const knownHosts = join(privateDir, "known_hosts");
+export async function askRelay(channel: RelayChannel, request: RelayRequest): Promise<RelayAnswer> {
+  const dir = knownHostsDir();
+  try {
+    return await ask(channel, request, join(dir, "known_hosts"));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function ask(channel: RelayChannel, request: RelayRequest, knownHosts: string): Promise<RelayAnswer> {
   const hostPattern = channel.port === 22 ? channel.host : `[${channel.host}]:${channel.port}`;
   writeFileSync(knownHosts, `${hostPattern} ${channel.hostPublicKey}\n`, { mode: 0o600 });
   const args = [

@@ -114,11 +114,9 @@ describe("the Debian relay image", () => {
     it("answers health over the pinned channel: its image, tor's fingerprints, its ORPort, a resolver config tor can read", async () => {
       const expected = torListFingerprint(join(dir, "keys", "boot-1"), "BootTestOne");
       const channel = { host: "127.0.0.1", port: sshPort, user: "root", privateKeyFile: join(dir, "keys", "collector"), hostPublicKey: built.hostPublicKey, connectTimeoutSeconds: 10 };
-      const privateDir = join(dir, "channel");
-      mkdirSync(privateDir, { mode: 0o700, recursive: true });
       let problems: string[] = ["not asked yet"];
       for (let i = 0; i < 30 && problems.length > 0; i++) {
-        const answer = await askRelay(channel, "health", privateDir);
+        const answer = await askRelay(channel, "health");
         problems = answer.ok
           ? healthProblems(parseHealthReport(answer.stdout.toString()), { imageDigest: built.imageDigest, rsaFingerprint: expected.rsa, ed25519Identity: expected.ed25519, orPort: 9001, exit: true })
           : [answer.error];

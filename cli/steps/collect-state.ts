@@ -63,7 +63,7 @@ export async function collectState(spec: StepSpec<"collect-state">): Promise<voi
   const channel = { ...spec.channel, hostPublicKey: running?.hostPublicKey ?? spec.channel.hostPublicKey };
   const work = mkdtempSync(join(spec.relayDir, "collected", ".incoming-"));
   try {
-    const answer = await askRelay(channel, "export-state", work);
+    const answer = await askRelay(channel, "export-state");
     if (!answer.ok || answer.stdout.length === 0) {
       const reason = `cannot collect onion keys and state over SSH from ${spec.channel.host}:${spec.channel.port}: ${answer.error || "the relay sent nothing"}`;
       if (spec.allowFreshOnionKeys) return freshOnionKeys(spec, out, reason);

@@ -7,7 +7,7 @@
  * state collected from it just before this rollout, and the step fails
  * naming the relay, what was wrong and the last console or log lines.
  */
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { buildRelayImage, readBuiltImage, RECIPE_RECORD, type BuiltImage } from "../../lib/relay-build";
 import { askRelay } from "../../lib/relay-channel";
@@ -36,14 +36,14 @@ const TOR_START_GRACE_SECONDS = 90;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Asks the relay until it is healthy, the time is up, or its machine is gone. */
-async function waitHealthy(machine: RelayMachine, channel: RelayChannel, expected: HealthExpectation, timeoutSeconds: number, privateDir: string): Promise<Verdict> {
+async function waitHealthy(machine: RelayMachine, channel: RelayChannel, expected: HealthExpectation, timeoutSeconds: number): Promise<Verdict> {
   const start = Date.now();
   const elapsed = () => Math.round((Date.now() - start) / 1000);
   let verdict: Verdict = { healthy: false, seconds: 0, problems: ["it has not answered yet"] };
   let down = 0;
   let torlessSince: number | undefined;
   while (Date.now() - start < timeoutSeconds * 1000) {
-    const answer = await askRelay(channel, "health", privateDir);
+    const answer = await askRelay(channel, "health");
     if (answer.ok) {
       const report = parseHealthReport(answer.stdout.toString("utf8"));
       const problems = healthProblems(report, expected);
@@ -94,74 +94,68 @@ export async function rollOut(spec: Spec): Promise<void> {
   const expected: HealthExpectation = { imageDigest: image.imageDigest, ...spec.expected };
   const channelTo = (built: Pick<BuiltImage, "hostPublicKey">): RelayChannel => ({ ...spec.channel, hostPublicKey: built.hostPublicKey });
   mkdirSync(spec.relayDir, { recursive: true, mode: 0o700 });
-  const privateDir = mkdtempSync(join(spec.relayDir, ".rollout-"));
-  try {
-    // Rolled back from this very image before: say so at once rather than wait out the timeout again.
-    const rolledBack = readRollbackRecord(spec.relayDir);
-    const running = readRunningRecord(spec.relayDir);
-    if (rolledBack?.failedImageDigest === image.imageDigest && running?.imageDigest === rolledBack.imageDigest) {
-      const answer = await askRelay(channelTo(running), "health", privateDir);
-      const report = answer.ok ? parseHealthReport(answer.stdout.toString("utf8")) : undefined;
-      if (report?.image?.imageDigest === rolledBack.imageDigest) {
-        throw new StepFailure(
-          `relay ${spec.relay}: still on its rollback image ${short(rolledBack.imageDigest)} since ${rolledBack.at}: image ${short(image.imageDigest)} ` +
-            `did not come back (${rolledBack.reason}). Nothing was changed, and the relays after it in the rollout were not touched.\n` +
-            `Fix the cause in the stack config and run pulumi up again. To retry image ${short(image.imageDigest)} as it is, with the onion keys the relay has now, ` +
-            `run pulumi up --replace with the URN of this relay's state collection (pulumi stack --show-urns | grep ${spec.relay}-state-collect).`,
-        );
-      }
-    }
-
-    const verdict = await waitHealthy(machine, channelTo(image), expected, spec.timeoutSeconds, privateDir);
-    if (verdict.healthy) {
-      writeRunningRecord(spec.relayDir, {
-        imageDigest: image.imageDigest,
-        recipe,
-        hostPublicKey: image.hostPublicKey,
-        isoName: image.isoName,
-        orPort: spec.expected.orPort,
-        exit: spec.expected.exit,
-        since: new Date().toISOString(),
-      });
-      clearRollbackRecord(spec.relayDir);
-      console.log(
-        `relay ${spec.relay}: healthy on image ${short(image.imageDigest)} after ${verdict.seconds}s: tor runs with fingerprint ${spec.expected.rsaFingerprint}, ORPort ${spec.expected.orPort} listening`,
+  // Rolled back from this very image before: say so at once rather than wait out the timeout again.
+  const rolledBack = readRollbackRecord(spec.relayDir);
+  const running = readRunningRecord(spec.relayDir);
+  if (rolledBack?.failedImageDigest === image.imageDigest && running?.imageDigest === rolledBack.imageDigest) {
+    const answer = await askRelay(channelTo(running), "health");
+    const report = answer.ok ? parseHealthReport(answer.stdout.toString("utf8")) : undefined;
+    if (report?.image?.imageDigest === rolledBack.imageDigest) {
+      throw new StepFailure(
+        `relay ${spec.relay}: still on its rollback image ${short(rolledBack.imageDigest)} since ${rolledBack.at}: image ${short(image.imageDigest)} ` +
+          `did not come back (${rolledBack.reason}). Nothing was changed, and the relays after it in the rollout were not touched.\n` +
+          `Fix the cause in the stack config and run pulumi up again. To retry image ${short(image.imageDigest)} as it is, with the onion keys the relay has now, ` +
+          `run pulumi up --replace with the URN of this relay's state collection (pulumi stack --show-urns | grep ${spec.relay}-state-collect).`,
       );
-      return;
     }
-
-    const what = `relay ${spec.relay} did not come back healthy on image ${short(image.imageDigest)} within ${spec.timeoutSeconds}s (${machine.where}): ${verdict.problems.join("; ")}`;
-    const evidence = lastLines(machine, verdict);
-    const stopped = "The rollout stopped here: the relays after it were not touched.";
-    if (!spec.rollback) throw new StepFailure(`${what}.\n${stopped} rollout.rollback is false, so it stays on this image.${evidence}`);
-    if (!running || running.imageDigest === image.imageDigest) {
-      throw new StepFailure(`${what}.\n${stopped} No earlier healthy image of this relay is recorded on this build host, so it cannot be rolled back; it stays on this image.${evidence}`);
-    }
-
-    // The last healthy recipe, rebuilt with the onion keys and state collected just before this rollout.
-    const rollbackRoot = join(spec.relayDir, "rollback");
-    mkdirSync(rollbackRoot, { recursive: true, mode: 0o700 });
-    for (const old of readdirSync(rollbackRoot)) rmSync(join(rollbackRoot, old), { recursive: true, force: true });
-    const rollbackImage = buildRelayImage({ ...running.recipe, collectedDir: recipe.collectedDir, outDir: join(rollbackRoot, short(running.imageDigest)) }, ".");
-    console.error(`${what}.\nRolling relay ${spec.relay} back to image ${short(running.imageDigest)} (${rollbackImage.isoName}, onion keys: ${rollbackImage.onionKeys.join(", ") || "none"})`);
-    await machine.boot(rollbackImage);
-    const back = await waitHealthy(
-      machine,
-      channelTo(rollbackImage),
-      { imageDigest: running.imageDigest, rsaFingerprint: spec.expected.rsaFingerprint, ed25519Identity: spec.expected.ed25519Identity, orPort: running.orPort, exit: running.exit },
-      spec.timeoutSeconds,
-      privateDir,
-    );
-    if (!back.healthy) {
-      throw new StepFailure(`${what}.\n${stopped} Its rollback to image ${short(running.imageDigest)} did not come back either: ${back.problems.join("; ")}${lastLines(machine, back)}`);
-    }
-    writeRunningRecord(spec.relayDir, { ...running, hostPublicKey: rollbackImage.hostPublicKey, isoName: rollbackImage.isoName, since: new Date().toISOString() });
-    writeRollbackRecord(spec.relayDir, { failedImageDigest: image.imageDigest, imageDigest: running.imageDigest, at: new Date().toISOString(), reason: verdict.problems.join("; ") });
-    throw new StepFailure(
-      `${what}.\n${stopped} It was ROLLED BACK to image ${short(running.imageDigest)} with its current onion keys and state, and is healthy there ` +
-        `(tor runs with fingerprint ${spec.expected.rsaFingerprint}, after ${back.seconds}s). Fix the cause and run pulumi up again.${evidence}`,
-    );
-  } finally {
-    rmSync(privateDir, { recursive: true, force: true });
   }
+
+  const verdict = await waitHealthy(machine, channelTo(image), expected, spec.timeoutSeconds);
+  if (verdict.healthy) {
+    writeRunningRecord(spec.relayDir, {
+      imageDigest: image.imageDigest,
+      recipe,
+      hostPublicKey: image.hostPublicKey,
+      isoName: image.isoName,
+      orPort: spec.expected.orPort,
+      exit: spec.expected.exit,
+      since: new Date().toISOString(),
+    });
+    clearRollbackRecord(spec.relayDir);
+    console.log(
+      `relay ${spec.relay}: healthy on image ${short(image.imageDigest)} after ${verdict.seconds}s: tor runs with fingerprint ${spec.expected.rsaFingerprint}, ORPort ${spec.expected.orPort} listening`,
+    );
+    return;
+  }
+
+  const what = `relay ${spec.relay} did not come back healthy on image ${short(image.imageDigest)} within ${spec.timeoutSeconds}s (${machine.where}): ${verdict.problems.join("; ")}`;
+  const evidence = lastLines(machine, verdict);
+  const stopped = "The rollout stopped here: the relays after it were not touched.";
+  if (!spec.rollback) throw new StepFailure(`${what}.\n${stopped} rollout.rollback is false, so it stays on this image.${evidence}`);
+  if (!running || running.imageDigest === image.imageDigest) {
+    throw new StepFailure(`${what}.\n${stopped} No earlier healthy image of this relay is recorded on this build host, so it cannot be rolled back; it stays on this image.${evidence}`);
+  }
+
+  // The last healthy recipe, rebuilt with the onion keys and state collected just before this rollout.
+  const rollbackRoot = join(spec.relayDir, "rollback");
+  mkdirSync(rollbackRoot, { recursive: true, mode: 0o700 });
+  for (const old of readdirSync(rollbackRoot)) rmSync(join(rollbackRoot, old), { recursive: true, force: true });
+  const rollbackImage = buildRelayImage({ ...running.recipe, collectedDir: recipe.collectedDir, outDir: join(rollbackRoot, short(running.imageDigest)) }, ".");
+  console.error(`${what}.\nRolling relay ${spec.relay} back to image ${short(running.imageDigest)} (${rollbackImage.isoName}, onion keys: ${rollbackImage.onionKeys.join(", ") || "none"})`);
+  await machine.boot(rollbackImage);
+  const back = await waitHealthy(
+    machine,
+    channelTo(rollbackImage),
+    { imageDigest: running.imageDigest, rsaFingerprint: spec.expected.rsaFingerprint, ed25519Identity: spec.expected.ed25519Identity, orPort: running.orPort, exit: running.exit },
+    spec.timeoutSeconds,
+  );
+  if (!back.healthy) {
+    throw new StepFailure(`${what}.\n${stopped} Its rollback to image ${short(running.imageDigest)} did not come back either: ${back.problems.join("; ")}${lastLines(machine, back)}`);
+  }
+  writeRunningRecord(spec.relayDir, { ...running, hostPublicKey: rollbackImage.hostPublicKey, isoName: rollbackImage.isoName, since: new Date().toISOString() });
+  writeRollbackRecord(spec.relayDir, { failedImageDigest: image.imageDigest, imageDigest: running.imageDigest, at: new Date().toISOString(), reason: verdict.problems.join("; ") });
+  throw new StepFailure(
+    `${what}.\n${stopped} It was ROLLED BACK to image ${short(running.imageDigest)} with its current onion keys and state, and is healthy there ` +
+      `(tor runs with fingerprint ${spec.expected.rsaFingerprint}, after ${back.seconds}s). Fix the cause and run pulumi up again.${evidence}`,
+  );
 }
