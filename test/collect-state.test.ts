@@ -8,7 +8,7 @@ import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync,
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { writeRunningRecord } from "../lib/rollout-records";
-import type { StepSpec } from "../lib/steps";
+import { RELAY_EXPORT_FILES, type StepSpec } from "../lib/steps";
 import { makeTestKeys, TEST_API_TOKEN } from "./support/fleet";
 import { runStep } from "./support/images";
 import { ProxmoxDoubleProcess } from "./support/proxmox";
@@ -52,7 +52,7 @@ describe("collecting a relay's onion keys and state", () => {
     writeFileSync(join(data, "state"), "# Tor state file last generated on 2026-11-24 10:00:00\nLastRotatedOnionKey 2026-11-20 10:00:00\n");
     const etc = join(dir, "relay-etc");
     mkdirSync(join(etc, "relay"), { recursive: true });
-    writeFileSync(join(etc, "relay", "export.list"), "keys/secret_onion_key\nkeys/secret_onion_key_ntor\nkeys/secret_onion_key.old\nkeys/secret_onion_key_ntor.old\nstate\n");
+    writeFileSync(join(etc, "relay", "export.list"), RELAY_EXPORT_FILES.join("\n") + "\n");
     sshd = await RelaySshd.start(join(dir, "sshd"), join(dir, "keys", "alpha", "ssh_host_ed25519_key"), join(dir, "keys", "collector.pub"), { etc, torData: data, run: join(dir, "run") });
     double = await ProxmoxDoubleProcess.start(dir, TEST_API_TOKEN);
     await double.createVm("pve1", 9101, true);

@@ -10,6 +10,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { chmodSync, copyFileSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { RELAY_EXPORT_FILES } from "../../lib/steps";
 import { IDENTITY_FILES, ONION_KEY_FILES } from "../../lib/tor-keys";
 import { RelaySshd } from "./sshd";
 
@@ -42,6 +43,8 @@ export class StandInRelay {
     }
     mkdirSync(join(options.etc, "relay"), { recursive: true });
     chmodSync(options.etc, 0o755);
+    // What every relay image carries in /etc/relay besides its label (lib/relay-build.ts writes the same list).
+    writeFileSync(join(options.etc, "relay", "export.list"), RELAY_EXPORT_FILES.join("\n") + "\n");
     writeFileSync(join(options.etc, "resolv.conf"), "nameserver 127.0.0.1\n", { mode: 0o644 });
     const sshd = await RelaySshd.start(join(options.dir, "sshd"), join(options.keysDir, "ssh_host_ed25519_key"), options.collectorPublicKey, { etc: options.etc, torData, run });
     const relay = new StandInRelay(sshd, torData, options);
