@@ -4,6 +4,7 @@
  * the second waits until the first is healthy on its new image. Stand-in
  * relays (test/support/standin.ts) answer behind the Proxmox VE double.
  */
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { makeTestKeys, TEST_API_TOKEN, testStackConfig, type TestRelay } from "./support/fleet";
@@ -94,5 +95,45 @@ describe("rolling redeploys on one node", () => {
     expect(log.some((line) => line.includes("/qemu/9301"))).toBe(true);
     expect(log.filter((line) => line.includes("/qemu/9302"))).toEqual([]);
     standIns[0]!.startTor();
+  }, 900_000);
+
+  it("rolls a relay that does not come back onto its last healthy image through the Proxmox VE API", async () => {
+    // Deploy a healthy image first, so there is one to go back to.
+    config.rollout = { ...config.rollout, rollback: true, healthTimeoutSeconds: 45 };
+    config.image = { ...config.image, kernelCmdline: "console=ttyS0 panic=10 loglevel=4" };
+    project.configure(config, { proxmoxApiToken: TEST_API_TOKEN });
+    const healthy = await project.runAsync("up", "--yes", "--skip-preview");
+    expect(healthy.status, healthy.stdout + healthy.stderr).toBe(0);
+    const good = /relay roll-a: healthy on image ([0-9a-f]{12})/.exec(healthy.stdout)![1]!;
+
+    // The next image of roll-a never gets a running tor; tor is back once the VM boots another ISO.
+    const before = double.requests().length;
+    standIns[0]!.stopTor();
+    let finished = false;
+    config.relays[0].contactInfo = "email:sick[]example.net ciissversion:2";
+    project.configure(config, { proxmoxApiToken: TEST_API_TOKEN });
+    const running = project.runAsync("up", "--yes", "--skip-preview").finally(() => (finished = true));
+    const rebooted = () => writes(double.requests().slice(before)).some((r) => r.method === "PUT" && r.path === "/nodes/pve1/qemu/9301/config");
+    while (!rebooted() && !finished) await new Promise((resolve) => setTimeout(resolve, 500));
+    standIns[0]!.startTor();
+    const result = await running;
+    const text = result.stdout + result.stderr;
+    expect(result.status).not.toBe(0);
+    expect(text).toMatch(new RegExp(`ROLLED BACK to image ${good} with its current onion keys and state, and is healthy there`));
+    // Through the API: the rollback image uploaded, booted on ide2, the VM restarted; roll-b untouched.
+    const log = writes(double.requests().slice(before));
+    const upload = log.filter((r) => r.path.endsWith("/upload")).at(-1)!;
+    expect(upload.upload!.filename).toMatch(new RegExp(`^relay-RollA-${good}-[0-9a-f]{8}\\.iso$`));
+    const put = log.find((r) => r.method === "PUT")!;
+    expect(put.form.ide2).toBe(`local:iso/${upload.upload!.filename},media=cdrom`);
+    const order = log.map((r) => `${r.method} ${r.path}`);
+    expect(order.indexOf("PUT /nodes/pve1/qemu/9301/config")).toBeLessThan(order.lastIndexOf("POST /nodes/pve1/qemu/9301/status/start"));
+    expect(order.filter((line) => line.includes("/qemu/9302"))).toEqual([]);
+    expect(readFileSync(join(double.etcOf(scratch, 9301), "relay", "image"), "utf8")).toContain(`"imageDigest":"${good}`);
+
+    // And the next up, unchanged, says so at once.
+    const again = await project.runAsync("up", "--yes", "--skip-preview");
+    expect(again.status).not.toBe(0);
+    expect(again.stdout + again.stderr).toMatch(new RegExp(`relay roll-a: still on its rollback image ${good}`));
   }, 900_000);
 });
