@@ -2,6 +2,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { join } from "node:path";
 import type { PlannedRelay } from "../lib/fleet";
 import { relayImageDigest, type RelayImageInputs, type RelayImageTexts } from "../lib/image-inputs";
+import type { BuiltImage } from "../lib/relay-build";
 import { stepResource } from "./step";
 
 export interface RelayImageArgs {
@@ -21,14 +22,7 @@ export interface RelayImageArgs {
 }
 
 /** What the build step reports (one JSON line; paths and digests, never key bytes). */
-export interface BuiltImageSummary {
-  isoName: string;
-  iso: string;
-  uki: string;
-  files: string;
-  isoSha256: string;
-  ukiSha256: string;
-}
+export type BuiltImageSummary = Pick<BuiltImage, "isoName" | "iso" | "uki" | "files" | "isoSha256" | "ukiSha256">;
 
 /**
  * One relay's bootable image: its overlay (torrc, keys, collected state),

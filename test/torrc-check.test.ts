@@ -5,35 +5,15 @@
  * and where both speak about the same value (burst ≥ rate) they agree.
  */
 import { describe, expect, it } from "vitest";
-import { parseStackConfig, type RelayConfig } from "../lib/config";
+import type { RelayConfig } from "../lib/config";
 import { renderTorrcLines, type TorrcContext } from "../lib/torrc";
 import { fieldsNamedBy, verifyTorrcsWithTor } from "../lib/torrc-check";
 import { parsePolicyRule, parseTorBandwidth } from "../lib/tor-values";
+import { validRelayConfig } from "./support/fleet";
 
 const context: TorrcContext = { dataDirectory: "/var/lib/tor", familyFingerprints: [], familyIds: [], sandbox: true, user: "debian-tor" };
 
-function relay(overrides: Record<string, unknown> = {}): RelayConfig {
-  return parseStackConfig({
-    proxmox: { endpoint: "https://pve.example.net:8006", nodes: ["pve1"], datastore: "local", bridge: "vmbr0" },
-    proxmoxApiToken: "a@pve!b=c",
-    stateCollection: { privateKeyFile: "k" },
-    relays: [
-      {
-        name: "r1",
-        nickname: "CheckedRelay",
-        node: "pve1",
-        vmId: 9101,
-        mac: "BC:24:11:00:00:01",
-        ipv4: { address: "198.51.100.11/24", gateway: "198.51.100.1" },
-        ipv6: { address: "2001:db8::11/64", gateway: "2001:db8::1" },
-        contactInfo: "email:abuse[]example.net ciissversion:2",
-        nameservers: ["198.51.100.53"],
-        exit: { enabled: true },
-        ...overrides,
-      },
-    ],
-  }).relays[0]!;
-}
+const relay = (overrides: Record<string, unknown> = {}): RelayConfig => validRelayConfig({ nickname: "CheckedRelay", exit: { enabled: true }, ...overrides });
 
 /** A relay config as a hand-edited state or a future schema bug could hand over: bypassing the schema. */
 function unchecked(overrides: Partial<RelayConfig>): RelayConfig {

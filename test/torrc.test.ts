@@ -3,32 +3,14 @@ import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:f
 import { tmpdir, userInfo } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { parseStackConfig, type RelayConfig } from "../lib/config";
+import type { RelayConfig } from "../lib/config";
 import { REDUCED_EXIT_POLICY, renderTorrc, type TorrcContext } from "../lib/torrc";
+import { validRelayConfig } from "./support/fleet";
 import { privateTmpDir } from "./support/tmp";
 
 const scratch = privateTmpDir("torrc");
 
-function relay(overrides: Record<string, unknown>): RelayConfig {
-  const base = {
-    name: "r1",
-    nickname: "TorrcRelay",
-    node: "pve1",
-    vmId: 9101,
-    mac: "BC:24:11:00:00:01",
-    ipv4: { address: "198.51.100.11/24", gateway: "198.51.100.1" },
-    ipv6: { address: "2001:db8::11/64", gateway: "2001:db8::1" },
-    contactInfo: "email:abuse[]example.net ciissversion:2",
-    nameservers: ["198.51.100.53"],
-  };
-  const config = parseStackConfig({
-    proxmox: { endpoint: "https://pve.example.net:8006", nodes: ["pve1"], datastore: "local", bridge: "vmbr0" },
-    proxmoxApiToken: "a@pve!b=c",
-    stateCollection: { privateKeyFile: "k" },
-    relays: [{ ...base, ...overrides }],
-  });
-  return config.relays[0]!;
-}
+const relay = (overrides: Record<string, unknown>): RelayConfig => validRelayConfig({ nickname: "TorrcRelay", ...overrides });
 
 const FAMILY = ["F850770A2BDB16B9C4E79C0A724298CF3558AE84", "0123456789ABCDEF0123456789ABCDEF01234567"];
 

@@ -4,6 +4,7 @@
  */
 import { execFileSync } from "node:child_process";
 import { join } from "node:path";
+import { parseStackConfig, type RelayConfig } from "../../lib/config";
 import { initRelayKeys } from "../../lib/key-store";
 
 export interface TestRelay {
@@ -58,4 +59,27 @@ export function testStackConfig(relays: TestRelay[], overrides: { endpoint?: str
       cores: 1,
     })),
   };
+}
+
+/** One valid relay's config (IPv4 and IPv6, a resolver), as the schema returns it, with `overrides` applied first. */
+export function validRelayConfig(overrides: Record<string, unknown> = {}): RelayConfig {
+  return parseStackConfig({
+    proxmox: { endpoint: "https://pve.example.net:8006", nodes: ["pve1"], datastore: "local", bridge: "vmbr0" },
+    proxmoxApiToken: "a@pve!b=c",
+    stateCollection: { privateKeyFile: "k" },
+    relays: [
+      {
+        name: "r1",
+        nickname: "TestRelay",
+        node: "pve1",
+        vmId: 9101,
+        mac: "BC:24:11:00:00:01",
+        ipv4: { address: "198.51.100.11/24", gateway: "198.51.100.1" },
+        ipv6: { address: "2001:db8::11/64", gateway: "2001:db8::1" },
+        contactInfo: "email:abuse[]example.net ciissversion:2",
+        nameservers: ["198.51.100.53"],
+        ...overrides,
+      },
+    ],
+  }).relays[0]!;
 }
