@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# shellcheck on every shell script of the project: the build scripts (bash)
+# Runs ShellCheck on every shell script of the project: the build scripts (bash)
 # and the relay's own scripts, which busybox sh runs (checked as POSIX sh).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
