@@ -5,6 +5,7 @@ import type { StackConfig } from "../lib/config";
 import { inProject, type PlannedRelay } from "../lib/fleet";
 import { baseImageInputs, RELAY_SCRIPT_PATHS, treeDigest } from "../lib/image-inputs";
 import { rollingOrder } from "../lib/rollout";
+import type { TestnetNetwork } from "../lib/testnet";
 import { BaseImage } from "./base-image";
 import { qemuTarget } from "./local-relay-vm";
 import { Relay } from "./relay";
@@ -41,7 +42,7 @@ export interface RelayOutputs {
  */
 export function deployFleet(
   config: StackConfig,
-  fleet: { relays: PlannedRelay[]; collectorPublicKey: string },
+  fleet: { relays: PlannedRelay[]; collectorPublicKey: string; testnet?: TestnetNetwork },
   options: DeployFleetOptions,
 ): Record<string, RelayOutputs> {
   const { projectDir } = options;
@@ -51,7 +52,7 @@ export function deployFleet(
   const artifactsDir = join(projectDir, "artifacts");
   if (!options.dryRun) mkdirSync(buildRoot, { recursive: true, mode: 0o700 });
 
-  const target = config.target === "qemu" ? qemuTarget(join(projectDir, ".runtime", options.stack), projectDir) : proxmoxTarget(config, projectDir);
+  const target = config.target === "qemu" ? qemuTarget(join(projectDir, ".runtime", options.stack), projectDir, fleet.testnet!) : proxmoxTarget(config, projectDir);
   const flavour = config.image.flavour;
   const base = new BaseImage(flavour, { inputs: baseImageInputs(config.image, projectDir), projectDir, buildRoot: buildDir });
   const baseSbom = new BaseSbom(flavour, { baseDir: base.dir, baseDigest: base.digest, flavour, artifactsDir, projectDir });

@@ -1,8 +1,8 @@
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import { join } from "node:path";
-import { addressOf } from "../lib/addresses";
 import type { RelayTarget } from "../lib/steps";
+import { tapName, type TestnetNetwork } from "../lib/testnet";
 import type { RelayTargetKind, RelayVmArgs, RelayVmTarget } from "./relay-vm";
 import { stepResource } from "./step";
 
@@ -12,8 +12,8 @@ export interface LocalRelayVmArgs extends RelayVmArgs {
 
 /**
  * The local stack's stand-in for a Proxmox VE VM: the same relay ISO booted by
- * QEMU with the same layout (q35, OVMF, no disk, CD-ROM on ide2), on this
- * machine. A new image replaces the VM; deleting it stops QEMU and removes its
+ * QEMU with the same layout (q35, OVMF, no disk, CD-ROM on ide2, a NIC on a
+ * bridge), on this machine. A new image replaces the VM; deleting it stops QEMU and removes its
  * runtime files.
  */
 export class LocalRelayVm extends pulumi.ComponentResource implements RelayVmTarget {
@@ -52,8 +52,11 @@ export class LocalRelayVm extends pulumi.ComponentResource implements RelayVmTar
   }
 }
 
-/** Relays under QEMU on this machine (the local stack); run directories under <runtimeDir>/<relay>. */
-export function qemuTarget(runtimeDir: string, projectDir: string): RelayTargetKind {
+/**
+ * Relays under QEMU on this machine (the local stack), each on a tap device
+ * of the testnet's bridge; run directories under <runtimeDir>/<relay>.
+ */
+export function qemuTarget(runtimeDir: string, projectDir: string, testnet: TestnetNetwork): RelayTargetKind {
   return {
     spec: (relay) => ({
       kind: "qemu",
@@ -61,11 +64,7 @@ export function qemuTarget(runtimeDir: string, projectDir: string): RelayTargetK
       mac: relay.mac.toLowerCase(),
       memoryMiB: relay.memoryMiB,
       cores: relay.cores,
-      forwards: [
-        { host: relay.sshPort!, guest: relay.sshPort! },
-        { host: relay.localOrPort!, guest: relay.orPort },
-      ],
-      guestAddress: addressOf(relay.ipv4.address),
+      network: { kind: "bridge", netns: testnet.netns, bridge: testnet.bridge, tap: tapName(relay.vmId) },
     }),
     secrets: {},
     createVm: (name, args, opts) => new LocalRelayVm(name, { ...args, projectDir }, opts),

@@ -58,6 +58,8 @@ export class Relay extends pulumi.ComponentResource {
       user: config.stateCollection.user,
       privateKeyFile: inProject(args.projectDir, config.stateCollection.privateKeyFile),
       connectTimeoutSeconds: config.stateCollection.connectTimeoutSeconds,
+      // A relay on the local testnet's bridge is reached from inside its namespace.
+      ...(target.kind === "qemu" && target.network.kind === "bridge" ? { netns: target.network.netns } : {}),
     };
 
     const collection = new StateCollection(

@@ -197,8 +197,6 @@ const relaySchema = z
       }))
       .optional(),
     sshPort: port.optional(),
-    /** qemu target only: the host port on 127.0.0.1 forwarded to the relay's ORPort. */
-    localOrPort: port.optional(),
     /** Deploy without collected onion keys when the running relay cannot be reached. Loud on purpose. */
     allowFreshOnionKeys: z.boolean().default(false),
     sev: z
@@ -287,6 +285,11 @@ export const stackConfigSchema = z
     stateCollection: stateCollectionSchema,
     certificate: certificateSchema.default({}),
     rollout: rolloutSchema.default({}),
+    /**
+     * The local stack only: the relays join the private Tor network that
+     * `npm run testnet` runs on this machine (its directory holds network.json).
+     */
+    testnet: z.object({ dir: pathValue("the testnet's directory").default(".testnet") }).strict().optional(),
     relays: z.array(relaySchema).min(1, "must list at least one relay"),
   })
   .strict()
@@ -302,12 +305,19 @@ function checkFleet(
     target: "proxmox" | "qemu";
     proxmox?: { nodes: string[] };
     proxmoxApiToken?: string;
+    testnet?: unknown;
     stateCollection: { port: number };
     relays: z.infer<typeof relaySchema>[];
   },
   ctx: z.RefinementCtx,
 ) {
   const issue = (path: (string | number)[], message: string) => ctx.addIssue({ code: z.ZodIssueCode.custom, path, message });
+  if (config.target === "proxmox" && config.testnet) {
+    issue(["testnet"], "is for the local stack only: a relay deployed to Proxmox VE must never carry a private network's TestingTorNetwork and DirAuthority lines");
+  }
+  if (config.target === "qemu" && !config.testnet) {
+    issue(["testnet"], "is required when target is qemu: local relays join the private Tor network on this machine (start it with npm run testnet)");
+  }
   if (config.target === "proxmox") {
     if (!config.proxmox) issue(["proxmox"], "is required when target is proxmox");
     if (!config.proxmoxApiToken) issue(["proxmoxApiToken"], "is required when target is proxmox: pulumi config set --secret proxmoxApiToken USER@REALM!TOKENID=SECRET");
@@ -338,12 +348,6 @@ function checkFleet(
     }
     if (config.target === "proxmox" && config.proxmox && !config.proxmox.nodes.includes(relay.node)) {
       issue(["relays", index, "node"], `"${relay.node}" is not one of proxmox.nodes (${config.proxmox.nodes.join(", ")})`);
-    }
-    if (config.target === "qemu") {
-      if (relay.sshPort === undefined) issue(["relays", index, "sshPort"], "is required when target is qemu: the host port on 127.0.0.1 forwarded to the relay's SSH server");
-      if (relay.localOrPort === undefined) issue(["relays", index, "localOrPort"], "is required when target is qemu: the host port on 127.0.0.1 forwarded to the relay's ORPort");
-      if (relay.sshPort !== undefined) unique("local port", String(relay.sshPort), String(relay.sshPort), index, ["sshPort"]);
-      if (relay.localOrPort !== undefined) unique("local port", String(relay.localOrPort), String(relay.localOrPort), index, ["localOrPort"]);
     }
 
     // Every port the relay listens on is its own: two services cannot share one.

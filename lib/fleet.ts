@@ -8,6 +8,8 @@ import { isAbsolute, join } from "node:path";
 import type { ImageConfig, RelayConfig, StackConfig } from "./config";
 import { IdentityError, checkCertificateWindow, findSharedIdentities, loadRelayIdentity, type RelayIdentity } from "./identity";
 import { familyIdFromSecretKey, KeyFileError } from "./tor-keys";
+import { addressOf, inSubnet, parseAddress, parsePrefix } from "./addresses";
+import { TESTNET, networkSchema, type TestnetNetwork } from "./testnet";
 import { renderTorrcLines, type TorrcLine } from "./torrc";
 import { verifyTorrcsWithTor } from "./torrc-check";
 
@@ -58,7 +60,7 @@ export function relayKeysDir(config: Pick<StackConfig, "keyStore">, relay: Relay
 export function planFleet(
   config: StackConfig,
   options: { projectDir: string; now: Date; /** false for a preview, which collects nothing */ needCollectionKey?: boolean },
-): { relays: PlannedRelay[]; warnings: string[]; collectorPublicKey: string } {
+): { relays: PlannedRelay[]; warnings: string[]; collectorPublicKey: string; testnet?: TestnetNetwork } {
   const problems: string[] = [];
   const collectorKey = inProject(options.projectDir, config.stateCollection.privateKeyFile);
   const makeIt = `Make the collection key with \`ssh-keygen -t ed25519 -N "" -f ${config.stateCollection.privateKeyFile}\``;
@@ -104,6 +106,16 @@ export function planFleet(
     }
   }
 
+  const testnet = config.testnet ? readTestnet(config.testnet.dir, options.projectDir, problems) : undefined;
+  if (testnet) {
+    const bridge = parsePrefix(`${TESTNET.hostIPv4}/${TESTNET.ipv4Prefix}`)!;
+    config.relays.forEach((relay, index) => {
+      if (!inSubnet(parseAddress(addressOf(relay.ipv4.address))!, bridge)) {
+        problems.push(`relays[${index}].ipv4.address: ${relay.ipv4.address} is not on the testnet's bridge ${TESTNET.hostIPv4}/${TESTNET.ipv4Prefix}; the relay could reach nothing`);
+      }
+    });
+  }
+
   if (problems.length > 0) throw new FleetError(problems);
 
   const byName = new Map(identities.map((identity) => [identity.relay, identity]));
@@ -116,6 +128,7 @@ export function planFleet(
       ...runtime,
       familyFingerprints: members.map((member) => byName.get(member.name)!.rsaFingerprint),
       familyIds: familyKey ? [familyKey.familyId] : [],
+      ...(testnet ? { testnet } : {}),
     });
     const torrc = torrcLines.map((line) => line.text).join("\n") + "\n";
     return {
@@ -131,5 +144,17 @@ export function planFleet(
   // tor judges every torrc before anything is registered.
   const refusals = verifyTorrcsWithTor(relays.map((relay, index) => ({ index, relay: relay.config.name, lines: relay.torrcLines })));
   if (refusals.length > 0) throw new FleetError(refusals);
-  return { relays, warnings, collectorPublicKey };
+  return { relays, warnings, collectorPublicKey, ...(testnet ? { testnet } : {}) };
+}
+
+/** The local testnet's network.json, as `npm run testnet` wrote it. */
+function readTestnet(dir: string, projectDir: string, problems: string[]): TestnetNetwork | undefined {
+  const file = join(inProject(projectDir, dir), "network.json");
+  if (!existsSync(file)) {
+    problems.push(`testnet.dir: ${file} is missing: start the private Tor network first with \`npm run testnet\``);
+    return undefined;
+  }
+  const parsed = networkSchema.safeParse(JSON.parse(readFileSync(file, "utf8")));
+  if (!parsed.success) problems.push(`testnet.dir: ${file} is not a testnet description; run \`npm run testnet -- down\` and \`npm run testnet\` again`);
+  return parsed.success ? parsed.data : undefined;
 }

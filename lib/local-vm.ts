@@ -5,6 +5,7 @@
  */
 import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
+import { ensureTap, inNetns } from "./netns";
 import { OVMF_VARS, qemuRelayArgs } from "./qemu";
 import { runTool } from "./run";
 import type { RelayTarget } from "./steps";
@@ -52,18 +53,21 @@ export async function startLocalVm(target: QemuTarget, iso: string): Promise<num
   mkdirSync(target.runDir, { recursive: true, mode: 0o700 });
   const varsFile = join(target.runDir, "OVMF_VARS.fd");
   copyFileSync(OVMF_VARS, varsFile);
+  const { network } = target;
+  if (network.kind === "bridge") ensureTap(network.netns, network.bridge, network.tap);
   const args = qemuRelayArgs({
     iso,
     varsFile,
     memoryMiB: target.memoryMiB,
     cores: target.cores,
     mac: target.mac,
-    hostForwards: target.forwards,
-    guestAddress: target.guestAddress,
+    network: network.kind === "bridge" ? { kind: "tap", ifname: network.tap } : { kind: "user", hostForwards: network.forwards, guestAddress: network.guestAddress },
     serialLog: consoleLogOf(target.runDir),
     monitorSocket: join(target.runDir, "monitor.sock"),
     pidFile: pidFile(target.runDir),
   });
-  runTool("qemu-system-x86_64", args, { what: "starting the relay under QEMU" });
+  // On the testnet's bridge, QEMU runs inside its namespace, where the tap is.
+  const [command, ...rest] = network.kind === "bridge" ? inNetns(network.netns, ["qemu-system-x86_64", ...args]) : ["qemu-system-x86_64", ...args];
+  runTool(command!, rest, { what: "starting the relay under QEMU" });
   return Number(readFileSync(pidFile(target.runDir), "utf8").trim());
 }

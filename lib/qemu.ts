@@ -1,7 +1,9 @@
 /**
  * QEMU arguments for a relay VM laid out as on Proxmox VE: q35, OVMF, no
  * disk, the relay ISO as an IDE CD-ROM on ide2, a virtio NIC with the
- * relay's MAC, the serial console to a file.
+ * relay's MAC, the serial console to a file. The NIC is a tap device on the
+ * testnet's bridge (as a Proxmox VM's is on vmbr0), or, for a lone image
+ * test, QEMU's user-mode network with forwarded ports.
  */
 
 export const OVMF_CODE = "/usr/share/OVMF/OVMF_CODE_4M.fd";
@@ -14,9 +16,10 @@ export interface QemuRelayMachine {
   memoryMiB: number;
   cores: number;
   mac: string;
-  /** host port on 127.0.0.1 → guest port on the relay's own (static) address. */
-  hostForwards: { host: number; guest: number }[];
-  guestAddress?: string;
+  network:
+    | { kind: "tap"; ifname: string }
+    /** host port on 127.0.0.1 → guest port on the relay's own (static) address. */
+    | { kind: "user"; hostForwards: { host: number; guest: number }[]; guestAddress?: string };
   serialLog: string;
   pidFile?: string;
   /** A QMP/HMP monitor socket, for operators and fault tests (e.g. hostfwd_remove). */
@@ -29,7 +32,12 @@ export interface QemuRelayMachine {
 export const qemuPath = (path: string) => path.replaceAll(",", ",,");
 
 export function qemuRelayArgs(machine: QemuRelayMachine): string[] {
-  const forwards = machine.hostForwards.map((f) => `,hostfwd=tcp:127.0.0.1:${f.host}-${machine.guestAddress ?? ""}:${f.guest}`).join("");
+  const { network } = machine;
+  const netdev =
+    network.kind === "tap"
+      ? `tap,id=net0,ifname=${network.ifname},script=no,downscript=no`
+      : // restrict=on: the relay reaches nothing but the forwarded ports.
+        `user,id=net0,restrict=on${network.hostForwards.map((f) => `,hostfwd=tcp:127.0.0.1:${f.host}-${network.guestAddress ?? ""}:${f.guest}`).join("")}`;
   return [
     "-machine", "q35",
     "-accel", machine.accel ?? "tcg",
@@ -40,9 +48,7 @@ export function qemuRelayArgs(machine: QemuRelayMachine): string[] {
     // ide.1 unit 0 is what Proxmox calls ide2.
     "-drive", `file=${qemuPath(machine.iso)},media=cdrom,if=none,id=cd0,readonly=on`,
     "-device", "ide-cd,drive=cd0,bus=ide.1,unit=0",
-    // restrict=on: the relay reaches nothing but the forwarded ports; a local
-    // relay must never talk to the real Tor network.
-    "-netdev", `user,id=net0,restrict=on${forwards}`,
+    "-netdev", netdev,
     "-device", `virtio-net-pci,netdev=net0,mac=${machine.mac.toLowerCase()}`,
     "-serial", `file:${qemuPath(machine.serialLog)}`,
     "-display", "none",

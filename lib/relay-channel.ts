@@ -58,8 +58,10 @@ function ask(channel: RelayChannel, request: RelayRequest, knownHosts: string): 
     `${channel.user}@${channel.host}`,
     request,
   ];
+  // A relay on the local testnet is reached from inside its namespace.
+  const [command, ...argv] = channel.netns ? ["ip", "netns", "exec", channel.netns, "ssh", ...args] : ["ssh", ...args];
   return new Promise((resolve) => {
-    const ssh = spawn("ssh", args, { stdio: ["ignore", "pipe", "pipe"] });
+    const ssh = spawn(command!, argv, { stdio: ["ignore", "pipe", "pipe"] });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     ssh.stdout.on("data", (chunk: Buffer) => out.push(chunk));

@@ -32,6 +32,8 @@ export const relayChannelSpec = z
     /** The OpenSSH public host key line of the image the relay is expected to run. */
     hostPublicKey: z.string().regex(/^ssh-ed25519 [A-Za-z0-9+/=]+$/),
     connectTimeoutSeconds: z.number().int().min(1).max(300),
+    /** The network namespace the relay's network lives in (the local testnet), if not this one. */
+    netns: z.string().regex(/^[a-z0-9][a-z0-9-]{0,30}$/).optional(),
   })
   .strict();
 export type RelayChannel = z.infer<typeof relayChannelSpec>;
@@ -45,8 +47,12 @@ export const relayTargetSpec = z.discriminatedUnion("kind", [
       mac: z.string().regex(/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/),
       memoryMiB: z.number().int().min(256),
       cores: z.number().int().min(1),
-      forwards: z.array(z.object({ host: port, guest: port }).strict()),
-      guestAddress: z.string().regex(/^[0-9.]+$/),
+      network: z.discriminatedUnion("kind", [
+        /** A tap device on the testnet's bridge, inside its namespace: the relay's own L2 segment. */
+        z.object({ kind: z.literal("bridge"), netns: z.string().regex(/^[a-z0-9][a-z0-9-]{0,30}$/), bridge: z.string().regex(/^[a-z0-9]{1,15}$/), tap: z.string().regex(/^[a-z0-9]{1,15}$/) }).strict(),
+        /** QEMU's user-mode network with ports forwarded from 127.0.0.1 (image tests). */
+        z.object({ kind: z.literal("user"), forwards: z.array(z.object({ host: port, guest: port }).strict()), guestAddress: z.string().regex(/^[0-9.]+$/) }).strict(),
+      ]),
     })
     .strict(),
   z

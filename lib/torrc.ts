@@ -4,6 +4,7 @@
  */
 import { addressOf } from "./addresses";
 import type { RelayConfig } from "./config";
+import { relayTestnetLines, type TestnetNetwork } from "./testnet";
 
 /**
  * The Tor Project's reduced exit policy (community-team/relay wiki): the ports
@@ -33,6 +34,8 @@ export interface TorrcContext {
   familyIds: string[];
   /** Sandbox 1 is only enabled where it has been proven (glibc builds). */
   sandbox: boolean;
+  /** The local stack's private Tor network, whose authorities the relay joins. Never on Proxmox VE (the config refuses it). */
+  testnet?: Pick<TestnetNetwork, "authorities">;
 }
 
 /** One torrc line and the relay config field it comes from (none for the lines the program fixes). */
@@ -87,6 +90,7 @@ export function renderTorrcLines(relay: RelayConfig, context: TorrcContext): Tor
   const family = [...new Set(context.familyFingerprints.map((fp) => fp.toUpperCase()))].sort();
   if (family.length > 0) add(`MyFamily ${family.map((fp) => `$${fp}`).join(",")}`, "family");
   for (const id of [...context.familyIds].sort()) add(`FamilyId ${id}`, "family");
+  if (context.testnet) for (const line of relayTestnetLines(context.testnet, relay.exit.enabled)) add(line, "testnet");
   return lines;
 }
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The newcomer's path: install everything, make test keys on first use, and
-# `pulumi up` the local stack, whose two relays boot under QEMU on this machine.
+# The newcomer's path: install everything, make test keys on first use, start
+# the private Tor network on this machine, and `pulumi up` the local stack,
+# whose two relays boot under QEMU and join it.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$here"
@@ -20,26 +21,32 @@ done
 [[ -f $store/families/local.secret_family_key ]] || npm run --silent keys -- --store "$store" family init local
 [[ -f $store/collector ]] || ssh-keygen -q -t ed25519 -N "" -C "diskless-relays local collector" -f "$store/collector"
 
+npm run --silent testnet
 pulumi stack select local --create --non-interactive >/dev/null
+# Returns once every relay is healthy on its image.
 pulumi up --yes --stack local
 
 echo
-echo "Waiting for tor to start in each relay (software emulation: up to a few minutes)..."
 for name in local-exit local-guard; do
-  log=.runtime/local/$name/console.log
-  for _ in $(seq 1 240); do
-    grep -aq "ed25519 fingerprint is" "$log" 2>/dev/null && break
-    sleep 1
-  done
-  grep -a "fingerprint is" "$log" | sed "s/^/  $name: /" || echo "  $name: tor has not printed its fingerprints yet; see $log"
+  grep -a "fingerprint is" ".runtime/local/$name/console.log" | sed "s/^/  $name: /"
 done
+echo
+echo "Waiting until the private network's consensus lists both relays..."
+for _ in $(seq 1 120); do
+  [[ $(npm run --silent testnet -- status | grep -cE '^Local(Exit|Guard) ') == 2 ]] && break
+  sleep 2
+done
+npm run --silent testnet -- status
+echo
+npm run --silent testnet -- fetch || echo "(the fetch did not succeed yet; try again in a minute: npm run testnet -- fetch)"
 cat <<MSG
 
-The relays are running under QEMU. What you can do now:
-  tail -f .runtime/local/local-exit/console.log    a relay's serial console
-  pulumi stack output relayOutputs --stack local   fingerprints, image digests, SBOMs
-  npm run keys -- --store keys/local status        the local key store
-  edit Pulumi.local.yaml, then npm start           redeploy: only changed relays are rebuilt,
-                                                   with the onion keys collected from them
-  npm run local:down                               stop the relays and remove their files
+The relays are running under QEMU, in a private Tor network on this machine. What you can do now:
+  npm run testnet -- fetch                        fetch http://web.testnet/ through LocalGuard, an authority and LocalExit
+  npm run testnet -- status                       the relays in the consensus, with their flags
+  tail -f .runtime/local/local-exit/console.log   a relay's serial console
+  pulumi stack output relayOutputs --stack local  fingerprints, image digests, SBOMs
+  edit Pulumi.local.yaml, then npm start          redeploy: only changed relays are rebuilt,
+                                                  with the onion keys collected from them
+  npm run local:down                              stop the relays and the private network
 MSG

@@ -93,8 +93,7 @@ export function qemuTargetFor(dir: string, mac: string, sshPort: number, guestSs
     mac,
     memoryMiB: 1024,
     cores: 2,
-    forwards: [{ host: sshPort, guest: guestSshPort }, ...(orPort ? [orPort] : [])],
-    guestAddress: "10.0.2.15",
+    network: { kind: "user", forwards: [{ host: sshPort, guest: guestSshPort }, ...(orPort ? [orPort] : [])], guestAddress: "10.0.2.15" },
   };
 }
 
