@@ -164,7 +164,11 @@ const relaySchema = z
     vlan: z.number().int().min(1, "must be a VLAN tag, 1–4094").max(4094, "must be a VLAN tag, 1–4094").optional(),
     ipv4: ipv4Schema,
     ipv6: ipv6Schema.optional(),
-    /** Resolvers written to the relay's /etc/resolv.conf; exits resolve for their users. */
+    /**
+     * A non-exit's /etc/resolv.conf. An exit resolves for its users through its
+     * own validating resolver (unbound on 127.0.0.1): these are that
+     * resolver's upstreams, and none means it resolves from the root itself.
+     */
     nameservers: z.array(ipAddress("any")).default([]),
     orPort: port.default(443),
     dirPort: port.optional(),
@@ -365,9 +369,6 @@ function checkFleet(
       else byPort.set(value, field);
     }
 
-    if (relay.exit.enabled && relay.nameservers.length === 0) {
-      issue(["relays", index, "nameservers"], "must list at least one resolver for an exit relay (ideally a local validating resolver)");
-    }
     if (relay.exit.enabled) {
       relay.nameservers.forEach((nameserver, i) => {
         const parsed = parseAddress(nameserver);
@@ -375,7 +376,7 @@ function checkFleet(
         if (operator) {
           issue(
             ["relays", index, "nameservers", i],
-            `${nameserver} is ${operator}'s public resolver: an exit must not hand its users' lookups to one of the big public DNS operators (they would see a large share of Tor's exit DNS traffic). Use a local caching, validating resolver or your own`,
+            `${nameserver} is ${operator}'s public resolver: an exit must not hand its users' lookups to one of the big public DNS operators (they would see a large share of Tor's exit DNS traffic). Name your own resolvers, or none: the exit's own resolver then resolves from the root`,
           );
         }
       });

@@ -11,6 +11,7 @@ import { familyIdFromSecretKey, KeyFileError } from "./tor-keys";
 import { addressOf, inSubnet, parseAddress, parsePrefix } from "./addresses";
 import { TESTNET, networkSchema, type TestnetNetwork } from "./testnet";
 import { renderTorrcLines, type TorrcLine } from "./torrc";
+import { renderUnboundConf } from "./unbound";
 import { verifyTorrcsWithTor } from "./torrc-check";
 
 export interface PlannedRelay {
@@ -24,6 +25,8 @@ export interface PlannedRelay {
   torrcLines: TorrcLine[];
   /** The relay's SSH host public key ("ssh-ed25519 AAAA…"), pinned by the build host. */
   sshHostPublicKey: string;
+  /** For an exit: its resolver's unbound.conf. */
+  resolverConf?: string;
 }
 
 export class FleetError extends Error {
@@ -33,10 +36,14 @@ export class FleetError extends Error {
   }
 }
 
-/** Where each flavour's tor runs, and whether its seccomp sandbox is proven there. */
-export const TOR_RUNTIME: Record<ImageConfig["flavour"], { user: string; sandbox: boolean; dataDirectory: string }> = {
-  alpine: { user: "tor", sandbox: false, dataDirectory: "/var/lib/tor" },
-  debian: { user: "debian-tor", sandbox: true, dataDirectory: "/var/lib/tor" },
+/**
+ * Where each flavour's tor runs, whether its seccomp sandbox is proven there,
+ * and where the flavour's package puts the DNS root trust anchor the exits'
+ * resolver validates with (Debian: dns-root-data; Alpine: dnssec-root).
+ */
+export const TOR_RUNTIME: Record<ImageConfig["flavour"], { user: string; sandbox: boolean; dataDirectory: string; rootTrustAnchor: string }> = {
+  alpine: { user: "tor", sandbox: false, dataDirectory: "/var/lib/tor", rootTrustAnchor: "/usr/share/dnssec-root/trusted-key.key" },
+  debian: { user: "debian-tor", sandbox: true, dataDirectory: "/var/lib/tor", rootTrustAnchor: "/usr/share/dns/root.key" },
 };
 
 /**
@@ -119,7 +126,7 @@ export function planFleet(
   if (problems.length > 0) throw new FleetError(problems);
 
   const byName = new Map(identities.map((identity) => [identity.relay, identity]));
-  const runtime = TOR_RUNTIME[config.image.flavour];
+  const { rootTrustAnchor, ...runtime } = TOR_RUNTIME[config.image.flavour];
   const relays = config.relays.map((relay): PlannedRelay => {
     const identity = byName.get(relay.name)!;
     const members = relay.family ? config.relays.filter((other) => other.family === relay.family && other.name !== relay.name) : [];
@@ -139,6 +146,9 @@ export function planFleet(
       torrcLines,
       sshHostPublicKey: hostKeys.get(relay.name)!,
       ...(familyKey ? { familyKeyFile: familyKey.file } : {}),
+      ...(relay.exit.enabled
+        ? { resolverConf: renderUnboundConf({ upstreams: relay.nameservers, rootTrustAnchor, ...(testnet ? { testnet: { zone: testnet.zone, dns: testnet.hostIPv4 } } : {}) }) }
+        : {}),
     };
   });
   // tor judges every torrc before anything is registered.

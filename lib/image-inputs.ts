@@ -78,7 +78,8 @@ export function renderNetworkEnv(relay: PlannedRelay["config"], sshPort: number)
     `RELAY_IPV4_ONLINK=${relay.ipv4.onLink ? "yes" : "no"}`,
   ];
   if (relay.ipv6) lines.push(`RELAY_IPV6=${relay.ipv6.address}`, `RELAY_IPV6_GATEWAY=${relay.ipv6.gateway}`, `RELAY_IPV6_ONLINK=${relay.ipv6.onLink ? "yes" : "no"}`);
-  lines.push(`RELAY_NAMESERVERS=${relay.nameservers.join(" ")}`, `RELAY_SSH_PORT=${sshPort}`);
+  // An exit asks its own resolver (unbound on 127.0.0.1); the configured servers are that resolver's upstreams.
+  lines.push(`RELAY_NAMESERVERS=${relay.exit.enabled ? "127.0.0.1" : relay.nameservers.join(" ")}`, `RELAY_SSH_PORT=${sshPort}`);
   return lines.join("\n") + "\n";
 }
 
@@ -95,6 +96,8 @@ export interface RelayImageTexts {
   networkEnv: string;
   authorizedKeys: string;
   kernelCmdline: string;
+  /** An exit's resolver configuration (unbound.conf). */
+  resolverConf?: string;
   secureBoot?: { privateKeyFile: string; certificateFile: string };
 }
 
@@ -110,6 +113,7 @@ export function relayImageTexts(
     networkEnv: renderNetworkEnv(relay.config, relay.config.sshPort ?? config.stateCollection.port),
     authorizedKeys: authorizedKeysLine(collectorPublicKey) + "\n",
     kernelCmdline: config.image.kernelCmdline,
+    ...(relay.resolverConf ? { resolverConf: relay.resolverConf } : {}),
     ...(secureBoot ? { secureBoot: { privateKeyFile: inProject(projectDir, secureBoot.privateKeyFile), certificateFile: inProject(projectDir, secureBoot.certificateFile) } } : {}),
   };
 }
@@ -128,6 +132,7 @@ export function relayImageInputs(relay: PlannedRelay, baseDigest: string, texts:
     torrc: sha256(texts.torrc),
     network: sha256(texts.networkEnv),
     kernelCmdline: sha256(texts.kernelCmdline),
+    resolver: texts.resolverConf ? sha256(texts.resolverConf) : "none",
     collectionKey: sha256(texts.authorizedKeys),
     identityKeys: fileDigest(...IDENTITY_FILES.map((file) => join(relay.keysDir, file))),
     sshHostKey: fileDigest(...SSH_HOST_KEY_FILES.map((file) => join(relay.keysDir, file))),

@@ -28,6 +28,8 @@ export const OVERLAY_FILES = {
   /** The files the state export hands over, one per line, relative to tor's DataDirectory. */
   exportList: { path: "etc/relay/export.list", mode: 0o644 },
   state: { path: "etc/relay/state", mode: 0o600 },
+  /** An exit's resolver configuration: readable by the unbound user. */
+  resolverConf: { path: "etc/relay/unbound.conf", mode: 0o644 },
 } as const;
 
 /** Key files land in etc/relay/keys and are moved into tor's KeyDirectory at boot. */

@@ -56,6 +56,7 @@ function stageOverlay(recipe: RelayRecipe, staging: string, options: { extraTorr
   write(OVERLAY_FILES.imageLabel, imageLabel(recipe));
   write(OVERLAY_FILES.authorizedKeys, recipe.authorizedKeys);
   write(OVERLAY_FILES.exportList, RELAY_EXPORT_FILES.join("\n") + "\n");
+  if (recipe.resolverConf) write(OVERLAY_FILES.resolverConf, recipe.resolverConf);
 
   const copy = (from: string, to: string, mode: number) => {
     if (!existsSync(from)) throw new Error(`${from} is missing; the image of this relay cannot be built without it`);

@@ -1,13 +1,17 @@
 /**
  * A relay's answer to "health" (images/rootfs/files/usr/local/sbin/relay-health),
- * read and judged. Healthy means: it runs the image we deployed, tor is
- * running with the relay's fingerprints, its ORPort is listening, and (for an
- * exit) tor can read the resolver configuration. Pure.
+ * read and judged. Healthy means: it runs the image we deployed, its clock
+ * agrees with ours, tor is running with the relay's fingerprints, its ORPort
+ * is listening, and an exit's own resolver runs with a configuration it and
+ * tor can read. Pure.
  */
 
 export interface HealthReport {
   image?: { relay: string; nickname: string; imageDigest: string };
   torPids: number[];
+  resolverPids: number[];
+  /** The relay's clock when it answered, in seconds since the epoch. */
+  time?: number;
   /** From tor's DataDirectory/fingerprint: "Nickname FINGERPRINT". */
   rsaFingerprint?: string;
   ed25519Identity?: string;
@@ -24,11 +28,20 @@ export interface HealthExpectation {
   ed25519Identity: string;
   orPort: number;
   exit: boolean;
+  /** Our clock when the answer came, in seconds since the epoch. */
+  now?: number;
 }
+
+/**
+ * Clocks further apart than this make tor refuse consensuses and
+ * certificates; a relay should never get near it (a VM takes the host's
+ * clock at boot).
+ */
+export const MAX_CLOCK_SKEW_SECONDS = 60;
 
 /** Reads the relay's "key value" lines; unknown keys are ignored, so older images still parse. */
 export function parseHealthReport(text: string): HealthReport {
-  const report: HealthReport = { torPids: [], listeningPorts: [], modes: {}, log: [] };
+  const report: HealthReport = { torPids: [], resolverPids: [], listeningPorts: [], modes: {}, log: [] };
   for (const line of text.split("\n")) {
     const space = line.indexOf(" ");
     const key = space < 0 ? line : line.slice(0, space);
@@ -43,6 +56,12 @@ export function parseHealthReport(text: string): HealthReport {
         break;
       case "tor":
         if (/^\d+$/.test(value)) report.torPids.push(Number(value));
+        break;
+      case "resolver":
+        if (/^\d+$/.test(value)) report.resolverPids.push(Number(value));
+        break;
+      case "time":
+        if (/^\d+$/.test(value)) report.time = Number(value);
         break;
       case "fingerprint":
         report.rsaFingerprint = value.split(" ")[1];
@@ -77,6 +96,9 @@ export function healthProblems(report: HealthReport, expected: HealthExpectation
   if (report.image?.imageDigest !== expected.imageDigest) {
     problems.push(`it runs image ${report.image?.imageDigest?.slice(0, 12) ?? "(unknown)"}, not ${expected.imageDigest.slice(0, 12)}`);
   }
+  if (expected.now !== undefined && report.time !== undefined && Math.abs(report.time - expected.now) > MAX_CLOCK_SKEW_SECONDS) {
+    problems.push(`its clock is ${report.time - expected.now}s off ours: tor refuses consensuses and certificates outside their validity`);
+  }
   if (report.torPids.length === 0) problems.push("tor is not running");
   if (report.rsaFingerprint === undefined) problems.push("tor has not written its fingerprint");
   else if (report.rsaFingerprint.toUpperCase() !== expected.rsaFingerprint.toUpperCase()) {
@@ -91,6 +113,9 @@ export function healthProblems(report: HealthReport, expected: HealthExpectation
     const resolv = report.modes["/etc/resolv.conf"];
     if (etc === undefined || !(etc & 0o001)) problems.push(`/etc is mode ${etc?.toString(8) ?? "unknown"}: tor, once it drops root, cannot reach /etc/resolv.conf and the exit cannot resolve names`);
     else if (resolv === undefined || !(resolv & 0o004)) problems.push(`/etc/resolv.conf is mode ${resolv?.toString(8) ?? "missing"}: tor, once it drops root, cannot read it and the exit cannot resolve names`);
+    const resolverConf = report.modes["/etc/relay/unbound.conf"];
+    if (resolverConf === undefined || !(resolverConf & 0o004)) problems.push(`its resolver's configuration is ${resolverConf === undefined ? "missing" : `mode ${resolverConf.toString(8)}, unreadable by the unbound user`}`);
+    else if (report.resolverPids.length === 0) problems.push("its resolver (unbound) is not running: the exit cannot resolve names for its users");
   }
   return problems;
 }

@@ -100,6 +100,7 @@ export const relayRecipeSpec = z
     networkEnv: z.string().min(1),
     authorizedKeys: z.string().regex(/^restrict,command="[^"]+" ssh-(ed25519|rsa) [A-Za-z0-9+/=]+\n$/),
     kernelCmdline: z.string(),
+    resolverConf: z.string().optional(),
     secureBoot: z.object({ privateKeyFile: path, certificateFile: path }).strict().optional(),
   })
   .strict();

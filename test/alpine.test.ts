@@ -64,7 +64,7 @@ describe("images/alpine/build-base.sh", () => {
   });
 
   it("runs alpine-make-rootfs for the relay root with the branch, mirror, packages and chroot script", () => {
-    expect(lines[0]).toBe(`--branch v3.23 --mirror-uri https://mirror.example/alpine --packages busybox musl tor openssh-server libcap2 htop --script-chroot ${out}/rootfs -`);
+    expect(lines[0]).toBe(`--branch v3.23 --mirror-uri https://mirror.example/alpine --packages busybox musl tor openssh-server libcap2 unbound dnssec-root htop --script-chroot ${out}/rootfs -`);
   });
 
   it("installs the kernel into a separate staging root, with mkinitfs's trigger disabled", () => {

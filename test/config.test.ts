@@ -106,21 +106,11 @@ describe("parseStackConfig", () => {
     ["no relays", (c) => (c.relays = []), "relays", /at least one relay/],
     ["SNP with debugging allowed", (c) => ((c.relays[0] as any).sev = { enabled: true, noDebug: false }), "relays[0].sev.noDebug", /debugging/],
     ["warn window shorter than error window", (c) => (c.certificate = { errorDays: 5, warnDays: 3 }), "certificate.warnDays", /at least errorDays/],
-    ["exit without a resolver", (c) => (c.relays[0].nameservers = []), "relays[0].nameservers", /at least one resolver/],
     ["bad resolver address", (c) => (c.relays[1].nameservers = ["dns.example"]), "relays[1].nameservers[0]", /IP address/],
     ["maxParallel zero", (c) => (c.rollout = { maxParallel: 0 }), "rollout.maxParallel", /at least 1/],
     ["proxmox target without its token", (c) => delete (c as any).proxmoxApiToken, "proxmoxApiToken", /required when target is proxmox/],
-    ["qemu target without forwarded ports", (c) => (c.target = "qemu"), "relays[0].sshPort", /required when target is qemu/],
-    [
-      "qemu target with a port forwarded twice",
-      (c) => {
-        c.target = "qemu";
-        Object.assign(c.relays[0], { sshPort: 2201, localOrPort: 9101 });
-        Object.assign(c.relays[1], { sshPort: 9101, localOrPort: 9102 });
-      },
-      "relays[1].sshPort",
-      /duplicate local port "9101"/,
-    ],
+    ["qemu target without the testnet", (c) => (c.target = "qemu"), "testnet", /required when target is qemu/],
+    ["a testnet on Proxmox VE", (c) => (c.testnet = {}), "testnet", /local stack only/],
     ["missing collection key", (c) => (c.stateCollection = {}), "stateCollection.privateKeyFile", /is required/],
 
     // Values that would change the torrc's meaning (issue: torrc injection).
@@ -202,6 +192,12 @@ describe("parseStackConfig", () => {
       stateCollection: { privateKeyFile: "keys/coll ector/$(id)" },
     });
     expect(config.buildDir).toBe("/srv/relay build/$(touch pwned)");
+  });
+
+  it("lets an exit name no resolver: its own resolver then resolves from the root", () => {
+    const base = validConfig() as Config;
+    base.relays[0].nameservers = [];
+    expect(parseStackConfig(base).relays[0]!.nameservers).toEqual([]);
   });
 
   it("accepts an off-subnet gateway marked onLink, and a link-local IPv6 gateway", () => {

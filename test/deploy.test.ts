@@ -68,6 +68,7 @@ describe("pulumi up against the Proxmox VE API double", () => {
         orPort,
         collectorPublicKey: join(project.dir, KEY_STORE, "collector.pub"),
         etc: double.etcOf(scratch, relay.vmId),
+        exit: relay.exit,
       });
       standIns.set(relay.name, standIn);
       Object.assign(config.relays[i]!, { sshHost: "127.0.0.1", sshPort: standIn.sshd.port, orPort });

@@ -21,6 +21,7 @@ describe("the health answer of a relay running tor", () => {
   const data = join(dir, "tor-data");
   let orPort: number;
   let tor: ReturnType<typeof spawn>;
+  let resolver: ReturnType<typeof spawn>;
   let text = "";
 
   beforeAll(async () => {
@@ -31,31 +32,40 @@ describe("the health answer of a relay running tor", () => {
     writeFileSync(join(etc, "relay", "image"), JSON.stringify({ relay: "h", nickname: "HealthRelay", imageDigest: DIGEST }) + "\n");
     writeFileSync(join(etc, "resolv.conf"), "nameserver 127.0.0.1\n", { mode: 0o644 });
     writeFileSync(join(dir, "run", "tor.log"), "line one\nline two\n");
+    // The exit's resolver, as its image runs it (on a free port: this machine may use 53).
+    writeFileSync(join(etc, "relay", "unbound.conf"), ["server:", "  interface: 127.0.0.1", `  port: ${await freePort()}`, "  do-daemonize: no", '  username: ""', '  chroot: ""', '  pidfile: ""'].join("\n") + "\n", { mode: 0o644 });
+    resolver = spawn("unbound", ["-d", "-c", join(etc, "relay", "unbound.conf")], { stdio: "ignore" });
     tor = spawn("tor", ["-f", "/dev/null", "--defaults-torrc", "/dev/null", "--ignore-missing-torrc", "--DataDirectory", data, "--Nickname", "HealthRelay", "--ORPort", `127.0.0.1:${orPort}`,
       "--PublishServerDescriptor", "0", "--AssumeReachable", "1", "--SocksPort", "0", "--ContactInfo", "test",
       "--DirAuthority", "x orport=1 no-v2 v3ident=0000000000000000000000000000000000000000 127.0.0.1:1 0000000000000000000000000000000000000000"], { stdio: "ignore" });
     const script = join(repoRoot, "images/rootfs/files/usr/local/sbin/relay-health");
     for (let i = 0; i < 60; i++) {
       text = spawnSync(script, { encoding: "utf8", env: { ...process.env, RELAY_ETC: etc, RELAY_TOR_DATA: data, RELAY_RUN: join(dir, "run") } }).stdout;
-      if (/^fingerprint-ed25519 /m.test(text) && parseHealthReport(text).listeningPorts.includes(orPort)) break;
+      const report = parseHealthReport(text);
+      if (/^fingerprint-ed25519 /m.test(text) && report.listeningPorts.includes(orPort) && report.resolverPids.length > 0) break;
       await new Promise((resolve) => setTimeout(resolve, 500));
     }
   });
-  afterAll(() => tor?.kill("SIGTERM"));
+  afterAll(() => {
+    tor?.kill("SIGTERM");
+    resolver?.kill("SIGTERM");
+  });
 
   const expected = (): HealthExpectation => {
     const report = parseHealthReport(text);
-    return { imageDigest: DIGEST, rsaFingerprint: report.rsaFingerprint ?? "none", ed25519Identity: report.ed25519Identity ?? "none", orPort, exit: true };
+    return { imageDigest: DIGEST, rsaFingerprint: report.rsaFingerprint ?? "none", ed25519Identity: report.ed25519Identity ?? "none", orPort, exit: true, now: Math.round(Date.now() / 1000) };
   };
 
   it("reads the image, tor's process, its fingerprints, the listening ports, the modes and tor's log", () => {
     const report = parseHealthReport(text);
     expect(report.image).toEqual({ relay: "h", nickname: "HealthRelay", imageDigest: DIGEST });
     expect(report.torPids).toContain(tor.pid);
+    expect(report.resolverPids).toContain(resolver.pid);
+    expect(Math.abs(report.time! - Date.now() / 1000)).toBeLessThan(60);
     expect(report.rsaFingerprint).toMatch(/^[0-9A-F]{40}$/);
     expect(report.ed25519Identity).toMatch(/^[A-Za-z0-9+/]{43}$/);
     expect(report.listeningPorts).toContain(orPort);
-    expect(report.modes).toMatchObject({ "/etc": 0o755, "/etc/resolv.conf": 0o644 });
+    expect(report.modes).toMatchObject({ "/etc": 0o755, "/etc/resolv.conf": 0o644, "/etc/relay/unbound.conf": 0o644 });
     expect(report.log).toEqual(["line one", "line two"]);
   });
 
@@ -68,8 +78,11 @@ describe("the health answer of a relay running tor", () => {
     expect(healthProblems({ ...report, torPids: [] }, expected())).toEqual(["tor is not running"]);
     expect(healthProblems({ ...report, modes: { ...report.modes, "/etc": 0o700 } }, expected())[0]).toMatch(/\/etc is mode 700: tor, once it drops root, cannot reach \/etc\/resolv\.conf/);
     expect(healthProblems({ ...report, modes: { ...report.modes, "/etc/resolv.conf": 0o600 } }, expected())[0]).toMatch(/resolv\.conf is mode 600/);
+    expect(healthProblems({ ...report, resolverPids: [] }, expected())).toEqual(["its resolver (unbound) is not running: the exit cannot resolve names for its users"]);
+    expect(healthProblems({ ...report, modes: { ...report.modes, "/etc/relay/unbound.conf": 0o600 } }, expected())[0]).toMatch(/mode 600, unreadable by the unbound user/);
+    expect(healthProblems(report, { ...expected(), now: report.time! + 3600 })).toEqual(["its clock is -3600s off ours: tor refuses consensuses and certificates outside their validity"]);
     // A non-exit does not resolve for anyone: its resolver config is not its health.
-    expect(healthProblems({ ...report, modes: {} }, { ...expected(), exit: false })).toEqual([]);
+    expect(healthProblems({ ...report, modes: {}, resolverPids: [] }, { ...expected(), exit: false })).toEqual([]);
   });
 
   it("reads an answer that is not one: nothing is healthy", () => {

@@ -41,6 +41,7 @@ describe("rolling redeploys on one node", () => {
         orPort,
         collectorPublicKey: join(project.dir, "keys", "collector.pub"),
         etc: double.etcOf(scratch, relay.vmId),
+        exit: relay.exit,
       });
       standIns.push(standIn);
       Object.assign(config.relays[i], { sshHost: "127.0.0.1", sshPort: standIn.sshd.port, orPort });

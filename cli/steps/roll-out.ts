@@ -46,7 +46,7 @@ async function waitHealthy(machine: RelayMachine, channel: RelayChannel, expecte
     const answer = await askRelay(channel, "health");
     if (answer.ok) {
       const report = parseHealthReport(answer.stdout.toString("utf8"));
-      const problems = healthProblems(report, expected);
+      const problems = healthProblems(report, { ...expected, now: Math.round(Date.now() / 1000) });
       verdict = { healthy: problems.length === 0, seconds: elapsed(), problems, report };
       if (verdict.healthy) return verdict;
       const onImage = report.image?.imageDigest === expected.imageDigest;

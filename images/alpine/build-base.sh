@@ -15,7 +15,7 @@ make_rootfs=${ALPINE_MAKE_ROOTFS:-alpine-make-rootfs}
 mirror=${ALPINE_MIRROR:-https://dl-cdn.alpinelinux.org/alpine}
 
 rm -rf "$out" && mkdir -p "$out" && chmod 0700 "$out"
-packages="busybox musl tor openssh-server libcap2"
+packages="busybox musl tor openssh-server libcap2 unbound dnssec-root"
 for extra in "$@"; do packages+=" $extra"; done
 
 # Keep the package database where Syft finds it: the tool deletes /lib/apk

@@ -5,14 +5,15 @@
  * (relay-collector → relay-health, relay-export-state) from relay-like
  * directories. Its /etc/relay/image is written by the double when the VM
  * "boots" an ISO (test/proxmox-double), so the rollout gate sees which image
- * the VM was given. Only 127.0.0.1 is ever contacted.
+ * the VM was given. An exit's stand-in also runs a real unbound, as an exit
+ * runs its own resolver. Only 127.0.0.1 is ever contacted.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { chmodSync, copyFileSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { RELAY_EXPORT_FILES } from "../../lib/steps";
 import { IDENTITY_FILES, ONION_KEY_FILES } from "../../lib/tor-keys";
-import { RelaySshd } from "./sshd";
+import { freePort, RelaySshd } from "./sshd";
 
 export interface StandInOptions {
   dir: string;
@@ -23,10 +24,13 @@ export interface StandInOptions {
   collectorPublicKey: string;
   /** <boot-dir>/<vmid>/etc: where the double writes the booted image's label. */
   etc: string;
+  /** An exit runs its own resolver. */
+  exit?: boolean;
 }
 
 export class StandInRelay {
   private tor?: ChildProcess;
+  private resolver?: ChildProcess;
   private constructor(
     public sshd: RelaySshd,
     readonly torData: string,
@@ -49,6 +53,7 @@ export class StandInRelay {
     const sshd = await RelaySshd.start(join(options.dir, "sshd"), join(options.keysDir, "ssh_host_ed25519_key"), options.collectorPublicKey, { etc: options.etc, torData, run });
     const relay = new StandInRelay(sshd, torData, options);
     relay.startTor();
+    if (options.exit) await relay.startResolver();
     return relay;
   }
 
@@ -72,6 +77,14 @@ export class StandInRelay {
     this.sshd = await RelaySshd.start(join(this.options.dir, "sshd"), join(this.options.keysDir, "ssh_host_ed25519_key"), this.options.collectorPublicKey, { etc: this.options.etc, torData: this.torData, run }, this.sshd.port);
   }
 
+  /** unbound, as the exit's image runs it, on a free loopback port (this machine may already use 53). */
+  private async startResolver(): Promise<void> {
+    const conf = join(this.options.etc, "relay", "unbound.conf");
+    const port = await freePort();
+    writeFileSync(conf, ["server:", "  interface: 127.0.0.1", `  port: ${port}`, "  do-daemonize: no", '  username: ""', '  chroot: ""', '  pidfile: ""', "  use-syslog: no"].join("\n") + "\n", { mode: 0o644 });
+    this.resolver = spawn("unbound", ["-d", "-c", conf], { stdio: "ignore" });
+  }
+
   stopTor(): void {
     this.tor?.kill("SIGTERM");
     this.tor = undefined;
@@ -79,6 +92,7 @@ export class StandInRelay {
 
   stop(): void {
     this.stopTor();
+    this.resolver?.kill("SIGTERM");
     this.sshd.stop();
   }
 }
