@@ -115,9 +115,8 @@ export function authorityTorrc(authority: Authority, dataDirectory: string, netw
       `V3AuthVoteDelay ${TESTNET.voteDelay}`,
       `V3AuthDistDelay ${TESTNET.distDelay}`,
       "V3AuthNIntervalsValid 2",
-      // Flags by fiat, as chutney does: a new relay is a Guard, an exit gets Exit without bandwidth history.
+      // A new relay is a Guard at once (as chutney does); Exit goes by each relay's own policy, without a bandwidth threshold.
       "TestingDirAuthVoteGuard *",
-      "TestingDirAuthVoteExit *",
       "TestingMinExitFlagThreshold 0",
       "ExitRelay 0",
       "ExitPolicy reject *:*",

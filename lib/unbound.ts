@@ -31,6 +31,8 @@ export function renderUnboundConf(config: ResolverConfig): string {
     '  pidfile: ""',
     "  use-syslog: no",
     "  verbosity: 1",
+    // Validator and iterator only: the EDNS client-subnet cache has nothing to do for a resolver whose only client is tor.
+    '  module-config: "validator iterator"',
     // Read-only and shipped in the image: no auto-update file to write in a RAM root.
     `  trust-anchor-file: "${config.rootTrustAnchor}"`,
     "  qname-minimisation: yes",
