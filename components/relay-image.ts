@@ -1,4 +1,5 @@
 import * as pulumi from "@pulumi/pulumi";
+import { createHash } from "node:crypto";
 import { join } from "node:path";
 import type { PlannedRelay } from "../lib/fleet";
 import { relayImageDigest, type RelayImageInputs, type RelayImageTexts } from "../lib/image-inputs";
@@ -33,7 +34,7 @@ export type BuiltImageSummary = Pick<BuiltImage, "isoName" | "iso" | "uki" | "fi
 export class RelayImage extends pulumi.ComponentResource {
   readonly imageDigest: string;
   /** The image's build directory: recipe.json, image.json, relay.efi, the ISO, files.json. */
-  readonly dir: string;
+  readonly dir: pulumi.Output<string>;
   readonly built: pulumi.Output<BuiltImageSummary>;
   readonly isoName: pulumi.Output<string>;
   readonly isoPath: pulumi.Output<string>;
@@ -43,7 +44,11 @@ export class RelayImage extends pulumi.ComponentResource {
     super("diskless-relays:image:RelayImage", name, {}, opts);
     const { relay } = args;
     this.imageDigest = relayImageDigest(args.inputs);
-    this.dir = join(args.relayDir, this.imageDigest.slice(0, 12));
+    // One directory per build: a rebuild of the same recipe (new onion keys, or a roll forward to
+    // an earlier recipe) must never share a directory with a build whose removal is still pending.
+    this.dir = pulumi
+      .output(args.collection)
+      .apply((collection) => join(args.relayDir, `${this.imageDigest.slice(0, 12)}-${createHash("sha256").update(collection).digest("hex").slice(0, 8)}`));
     const build = stepResource(
       `${name}-build`,
       {

@@ -8,7 +8,7 @@ export interface RelayRolloutArgs {
   relay: PlannedRelay;
   relayDir: string;
   /** The image's build directory and its build record: a new build, a new gate. */
-  imageDir: string;
+  imageDir: pulumi.Input<string>;
   built: pulumi.Input<unknown>;
   vm: RelayVmTarget;
   channel: Omit<RelayChannel, "hostPublicKey">;

@@ -41,7 +41,7 @@ export interface RelaySbomArgs {
   imageDigest: string;
   base: BaseSbom;
   /** The image's build directory, and its build record (a new build writes a new SBOM). */
-  imageDir: string;
+  imageDir: pulumi.Input<string>;
   built: pulumi.Input<unknown>;
   projectDir: string;
   artifactsDir: string;

@@ -115,7 +115,8 @@ describe("pulumi up against the Proxmox VE API double", () => {
     expect(outputs["exit-1"].snpLaunchMeasurement).toBeUndefined();
     const artifact = JSON.parse(readFileSync(join(project.dir, "artifacts", "relays", "guard-1", `${outputs["guard-1"].imageDigest.slice(0, 12)}.snp.json`), "utf8"));
     expect(artifact.measurement).toBe(measurement);
-    const uki = join(relayBuild("guard-1"), outputs["guard-1"].imageDigest.slice(0, 12), "relay.efi");
+    const buildDirOf = readdirSync(relayBuild("guard-1")).find((entry) => entry.startsWith(`${outputs["guard-1"].imageDigest.slice(0, 12)}-`))!;
+    const uki = join(relayBuild("guard-1"), buildDirOf, "relay.efi");
     expect(artifact.uki.sha256).toBe(createHash("sha256").update(readFileSync(uki)).digest("hex"));
     expect(expectedLaunchMeasurement({ ovmf: readFileSync(fixturePath("ovmf_AmdSev_suffix.bin")), kernel: readFileSync(uki), vcpus: 1, vcpuType: "EPYC-v4" })).toBe(measurement);
 
@@ -247,6 +248,6 @@ describe("pulumi up against the Proxmox VE API double", () => {
 
 /** The overlay file list of the newest image built in a relay's build directory. */
 function latestOverlayList(root: string): string {
-  const builds = readdirSync(root, { withFileTypes: true }).filter((d) => d.isDirectory() && /^[0-9a-f]{12}$/.test(d.name));
+  const builds = readdirSync(root, { withFileTypes: true }).filter((d) => d.isDirectory() && /^[0-9a-f]{12}-[0-9a-f]{8}$/.test(d.name));
   return builds.map((d) => join(root, d.name, "files.json")).sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs)[0]!;
 }

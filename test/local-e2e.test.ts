@@ -389,6 +389,6 @@ describe("the local stack on a private Tor network, end to end", () => {
     const relayDir = join(project.dir, "build", `diskless-relays-${project.stack}`, "relays", "e2e-exit");
     expect(existsSync(join(relayDir, "collected"))).toBe(false);
     // No image of the relay, and so no key of it, stays in the build directory.
-    expect(readdirSync(relayDir).filter((entry) => /^[0-9a-f]{12}$/.test(entry) || entry === "rollback")).toEqual([]);
+    expect(readdirSync(relayDir).filter((entry) => /^[0-9a-f]{12}-[0-9a-f]{8}$/.test(entry) || entry === "rollback")).toEqual([]);
   }, 300_000);
 });
