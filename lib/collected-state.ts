@@ -4,7 +4,7 @@
  */
 import { existsSync, lstatSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { RELAY_EXPORT_FILES } from "./steps";
+import { DIRECTORY_CACHE_FILES, RELAY_EXPORT_FILES } from "./steps";
 import { checkNtorKey, checkRsaOnionKey, KeyFileError } from "./tor-keys";
 
 export interface CollectedSummary {
@@ -13,6 +13,8 @@ export interface CollectedSummary {
 }
 
 const EXPECTED = new Set(["keys", ...RELAY_EXPORT_FILES]);
+/** The public network's microdescriptor consensus is about 3 MB; room for growth, not for abuse. */
+const MAX_DIRECTORY_DOCUMENT_BYTES = 32 * 1024 * 1024;
 
 /**
  * A relay is not trusted to send only what it should: a symlink in its
@@ -57,5 +59,12 @@ export function validateCollectedState(dir: string): CollectedSummary {
     if (!text.startsWith("# Tor state file")) throw new KeyFileError("state", "is not a tor state file");
     lastRotatedOnionKey = /^LastRotatedOnionKey (.+)$/m.exec(text)?.[1];
   });
+  for (const [file, firstLine] of Object.entries(DIRECTORY_CACHE_FILES)) {
+    check(file, (bytes) => {
+      if (bytes.length > MAX_DIRECTORY_DOCUMENT_BYTES) throw new KeyFileError(file, `is ${bytes.length} bytes, more than the ${MAX_DIRECTORY_DOCUMENT_BYTES} a directory document may be`);
+      const first = bytes.subarray(0, bytes.indexOf(0x0a) < 0 ? bytes.length : bytes.indexOf(0x0a)).toString("latin1");
+      if (first !== firstLine && !first.startsWith(`${firstLine} `)) throw new KeyFileError(file, `does not start with "${firstLine}"`);
+    });
+  }
   return { files, ...(lastRotatedOnionKey ? { lastRotatedOnionKey } : {}) };
 }

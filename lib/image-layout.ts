@@ -17,6 +17,7 @@ export const OVERLAY_DIRS: readonly { path: string; mode: number }[] = [
   { path: "etc/relay", mode: 0o755 },
   { path: "etc/relay/keys", mode: 0o700 },
   { path: "etc/ssh", mode: 0o755 },
+  { path: "etc/relay/dircache", mode: 0o755 },
 ];
 
 export const OVERLAY_FILES = {
@@ -31,6 +32,10 @@ export const OVERLAY_FILES = {
   /** An exit's resolver configuration: readable by the unbound user. */
   resolverConf: { path: "etc/relay/unbound.conf", mode: 0o644 },
 } as const;
+
+/** Directory documents carried from the running relay land here and move into tor's DataDirectory at boot. */
+export const overlayDirectoryCachePath = (file: string) => `etc/relay/dircache/${file}`;
+export const DIRECTORY_CACHE_FILE_MODE = 0o644;
 
 /** Key files land in etc/relay/keys and are moved into tor's KeyDirectory at boot. */
 export const overlayKeyPath = (file: string) => `etc/relay/keys/${file}`;

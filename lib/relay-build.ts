@@ -9,9 +9,9 @@
 import { createHash } from "node:crypto";
 import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { basename, join, relative } from "node:path";
-import { ISO_LABEL_FILE, isoFileName, KEY_FILE_MODE, OVERLAY_DIRS, OVERLAY_FILES, overlayKeyPath, overlaySshPath, SSH_HOST_KEY_FILES, sshFileMode } from "./image-layout";
+import { DIRECTORY_CACHE_FILE_MODE, ISO_LABEL_FILE, isoFileName, KEY_FILE_MODE, OVERLAY_DIRS, OVERLAY_FILES, overlayDirectoryCachePath, overlayKeyPath, overlaySshPath, SSH_HOST_KEY_FILES, sshFileMode } from "./image-layout";
 import { runTool } from "./run";
-import { RELAY_EXPORT_FILES, type RelayRecipe } from "./steps";
+import { DIRECTORY_CACHE_FILES, RELAY_EXPORT_FILES, type RelayRecipe } from "./steps";
 import { IDENTITY_FILES, ONION_KEY_FILES } from "./tor-keys";
 
 /** What a finished image build leaves in its directory, and records in image.json. */
@@ -69,6 +69,9 @@ function stageOverlay(recipe: RelayRecipe, staging: string, options: { extraTorr
   const onionKeys = ONION_KEY_FILES.filter((file) => existsSync(join(recipe.collectedDir, "keys", file)));
   for (const file of onionKeys) copy(join(recipe.collectedDir, "keys", file), overlayKeyPath(file), KEY_FILE_MODE);
   if (existsSync(join(recipe.collectedDir, "state"))) copy(join(recipe.collectedDir, "state"), OVERLAY_FILES.state.path, OVERLAY_FILES.state.mode);
+  for (const file of Object.keys(DIRECTORY_CACHE_FILES)) {
+    if (existsSync(join(recipe.collectedDir, file))) copy(join(recipe.collectedDir, file), overlayDirectoryCachePath(file), DIRECTORY_CACHE_FILE_MODE);
+  }
   return onionKeys;
 }
 

@@ -187,5 +187,18 @@ export function parseStepSpec<N extends StepName>(step: N, value: unknown): Step
   return result.data as StepSpec<N>;
 }
 
-/** What a relay hands over before a rebuild, relative to tor's DataDirectory: onion keys and state. */
-export const RELAY_EXPORT_FILES: readonly string[] = [...ONION_KEY_FILES.map((file) => `keys/${file}`), "state"];
+/**
+ * The public directory documents tor keeps in its DataDirectory, with the
+ * first line each must start with. A relay with a disk reloads them at start;
+ * carried over, the redeployed relay knows the network from its first second.
+ * Without a consensus, an exit refuses streams from relays it does not know
+ * (RefuseUnknownExits) until it has fetched one.
+ */
+export const DIRECTORY_CACHE_FILES = {
+  "cached-certs": "dir-key-certificate-version 3",
+  "cached-consensus": "network-status-version 3",
+  "cached-microdesc-consensus": "network-status-version 3 microdesc",
+} as const;
+
+/** What a relay hands over before a rebuild, relative to tor's DataDirectory: onion keys, state and directory documents. */
+export const RELAY_EXPORT_FILES: readonly string[] = [...ONION_KEY_FILES.map((file) => `keys/${file}`), "state", ...Object.keys(DIRECTORY_CACHE_FILES)];

@@ -138,6 +138,26 @@ describe("collecting a relay's onion keys and state", () => {
     }
   });
 
+  it("brings the relay's directory documents along, and refuses one that is not what its name says", () => {
+    // First lines as tor writes them (dir-spec.txt, sections 3.4.1 and 1.4 of the certificate format).
+    writeFileSync(join(data, "cached-microdesc-consensus"), "network-status-version 3 microdesc\nvote-status consensus\n");
+    writeFileSync(join(data, "cached-certs"), "dir-key-certificate-version 3\nfingerprint 0000\n");
+    try {
+      const result = collect();
+      expect(result.status, result.stderr).toBe(0);
+      expect(result.stdout).toMatch(/collected keys\/secret_onion_key, .*state, cached-certs, cached-microdesc-consensus \(onion key/);
+      expect(readFileSync(join(result.out, "cached-microdesc-consensus"), "utf8")).toBe(readFileSync(join(data, "cached-microdesc-consensus"), "utf8"));
+      writeFileSync(join(data, "cached-certs"), "network-status-version 3\n");
+      const refused = collect();
+      expect(refused.status).toBe(1);
+      expect(refused.stderr).toMatch(/collected cached-certs: does not start with "dir-key-certificate-version 3"/);
+      expect(leftovers()).toEqual([]);
+    } finally {
+      rmSync(join(data, "cached-microdesc-consensus"));
+      rmSync(join(data, "cached-certs"));
+    }
+  });
+
   it("refuses a corrupt onion key instead of building an image with it, and keeps no byte of it", () => {
     const ntor = readFileSync(join(data, "keys", "secret_onion_key_ntor"));
     const corrupt = Buffer.from(ntor);
