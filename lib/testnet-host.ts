@@ -6,7 +6,7 @@
  * network.json between runs. I/O: processes, files, iproute2.
  */
 import { spawn, spawnSync } from "node:child_process";
-import { chmodSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { ensureNetns, inNetns, netnsPids, removeNetns } from "./netns";
 import { runTool } from "./run";
@@ -139,7 +139,12 @@ export async function waitForClient(network: TestnetNetwork, seconds: number): P
   }
 }
 
-/** Stops everything in the namespace (tor, services, any relay VM) and removes it; keeps the keys. */
+/**
+ * Stops everything in the namespace (tor, services, any relay VM) and removes
+ * it; keeps the authorities' keys (the relays' images name them) and nothing
+ * else. The next start is a new network: an authority that remembered a relay
+ * as down would not test it again for many minutes after it came back.
+ */
 export async function stopTestnet(location: TestnetLocation): Promise<void> {
   for (const pid of netnsPids(location.netns)) {
     try {
@@ -152,4 +157,10 @@ export async function stopTestnet(location: TestnetLocation): Promise<void> {
   for (const pid of netnsPids(location.netns)) spawnSync("kill", ["-KILL", String(pid)]);
   removeNetns(location.netns);
   for (const file of [NETWORK_FILE, "services.pid"]) rmSync(join(location.dir, file), { force: true });
+  for (let i = 1; i <= 3; i++) {
+    const authority = join(location.dir, `auth${i}`);
+    if (!existsSync(authority)) continue;
+    for (const entry of readdirSync(authority)) if (entry !== "keys") rmSync(join(authority, entry), { recursive: true, force: true });
+  }
+  rmSync(join(location.dir, "client"), { recursive: true, force: true });
 }
