@@ -93,6 +93,30 @@ export class TorControl {
     return () => this.listeners.delete(listener);
   }
 
+  /** The client's microdescriptor of a relay, or undefined while it has none. */
+  async microdescriptor(fingerprint: string): Promise<string | undefined> {
+    return this.getInfo(`md/id/${fingerprint}`).catch((err: Error) => {
+      if (/552 Unrecognized key/.test(err.message)) return undefined;
+      throw err;
+    });
+  }
+
+  /**
+   * Waits until the client holds a microdescriptor of each relay: a relay is
+   * in the consensus a little before the client has fetched what it needs to
+   * extend a circuit to it.
+   */
+  async waitForMicrodescriptors(fingerprints: string[], timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const missing: string[] = [];
+      for (const fingerprint of fingerprints) if ((await this.microdescriptor(fingerprint)) === undefined) missing.push(fingerprint);
+      if (missing.length === 0) return;
+      if (Date.now() > deadline) throw new Error(`the client has no microdescriptor of ${missing.join(", ")} after ${timeoutMs / 1000}s`);
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+    }
+  }
+
   /**
    * Builds a circuit through `fingerprints` in order; resolves with its id
    * once BUILT, rejects with tor's reason once FAILED or CLOSED.
@@ -100,28 +124,37 @@ export class TorControl {
   async buildCircuit(fingerprints: string[], timeoutMs = 60_000): Promise<string> {
     await this.command("SETEVENTS CIRC STREAM");
     let id = "";
-    const outcome = new Promise<string>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        stop();
-        reject(new Error(`circuit ${id} through ${fingerprints.join(",")} was not built within ${timeoutMs / 1000}s`));
-      }, timeoutMs);
-      const stop = this.onEvent((event) => {
-        const [kind, circuit, state, ...rest] = event.split(" ");
-        if (kind !== "CIRC" || circuit !== id) return;
-        if (state === "BUILT") {
-          clearTimeout(timer);
-          stop();
-          resolve(id);
-        } else if (state === "FAILED" || state === "CLOSED") {
-          clearTimeout(timer);
-          stop();
-          reject(new Error(`circuit through ${fingerprints.join(",")} ${state}: ${rest.join(" ")}`));
-        }
-      });
+    let settle: { resolve: (id: string) => void; reject: (err: Error) => void } | undefined;
+    const outcome = new Promise<string>((resolve, reject) => (settle = { resolve, reject }));
+    const early: string[] = [];
+    const finish = (err?: Error) => {
+      clearTimeout(timer);
+      stop();
+      if (err) settle!.reject(err);
+      else settle!.resolve(id);
+    };
+    const judge = (event: string) => {
+      const [, , state, ...rest] = event.split(" ");
+      if (state === "BUILT") finish();
+      else if (state === "FAILED" || state === "CLOSED") finish(new Error(`circuit through ${fingerprints.join(",")} ${state}: ${rest.join(" ")}`));
+    };
+    const stop = this.onEvent((event) => {
+      const [kind, circuit] = event.split(" ");
+      if (kind !== "CIRC") return;
+      // Events can arrive before EXTENDCIRCUIT's reply names the circuit.
+      if (!id) early.push(event);
+      else if (circuit === id) judge(event);
     });
-    const reply = await this.command(`EXTENDCIRCUIT 0 ${fingerprints.map((fp) => `$${fp}`).join(",")}`);
-    id = /^EXTENDED (\d+)/.exec(reply[0] ?? "")?.[1] ?? "";
-    if (!id) throw new Error(`EXTENDCIRCUIT answered "${reply.join(" ")}"`);
+    const timer = setTimeout(() => finish(new Error(`circuit ${id} through ${fingerprints.join(",")} was not built within ${timeoutMs / 1000}s`)), timeoutMs);
+    try {
+      const reply = await this.command(`EXTENDCIRCUIT 0 ${fingerprints.map((fp) => `$${fp}`).join(",")}`);
+      id = /^EXTENDED (\d+)/.exec(reply[0] ?? "")?.[1] ?? "";
+      if (!id) throw new Error(`EXTENDCIRCUIT answered "${reply.join(" ")}"`);
+    } catch (err) {
+      finish(err as Error);
+      return outcome;
+    }
+    for (const event of early.splice(0)) if (event.split(" ")[1] === id) judge(event);
     return outcome;
   }
 

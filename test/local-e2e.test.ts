@@ -94,20 +94,37 @@ describe("the local stack on a private Tor network, end to end", () => {
   };
 
   /** The ntor key the client would extend to a relay with: from its microdescriptor. */
-  const clientNtorKey = async (fingerprint: string) => /^ntor-onion-key (\S+)$/m.exec(await control.getInfo(`md/id/${fingerprint}`))?.[1]?.replace(/=+$/, "");
+  const clientNtorKey = async (fingerprint: string) => /^ntor-onion-key (\S+)$/m.exec((await control.microdescriptor(fingerprint)) ?? "")?.[1]?.replace(/=+$/, "");
   /** The ntor public key in a collected secret_onion_key_ntor (header, secret, public). */
   const ntorPublicKey = (file: string) => readFileSync(file).subarray(64, 96).toString("base64").replace(/=+$/, "");
   const validAfter = () => control.getInfo("consensus/valid-after");
   const exitFp = () => fingerprints["e2e-exit"].rsa;
   const guardFp = () => fingerprints["e2e-guard"].rsa;
-  /** Guard, then exit: no authority on the path, so paused authorities do not matter. */
+  /**
+   * Guard, then exit (no authority on the path, so paused authorities do not
+   * matter), tried up to three times as a tor client retries a circuit: the
+   * guard may still hold a channel to the VM that was just replaced, and the
+   * first extension over it fails with CHANNEL_CLOSED. Rejects with every
+   * attempt's failure.
+   */
   const fetchThroughExit = async (port: number = TESTNET.httpPort) => {
-    const circuit = await control.buildCircuit([guardFp(), exitFp()], 60_000);
-    try {
-      return await fetchThroughCircuit(control, network.socksSocket, circuit, TESTNET.names[0], port, 60_000);
-    } finally {
-      await control.closeCircuit(circuit);
+    await control.waitForMicrodescriptors([guardFp(), exitFp()], 120_000);
+    const failures: string[] = [];
+    for (let attempt = 1; attempt <= 3; attempt++) {
+      let circuit: string | undefined;
+      try {
+        circuit = await control.buildCircuit([guardFp(), exitFp()], 30_000);
+        const page = await fetchThroughCircuit(control, network.socksSocket, circuit, TESTNET.names[0], port, 60_000);
+        if (failures.length) console.log(`fetch through the exit succeeded at attempt ${attempt}; before: ${failures.join(" | ")}`);
+        return page;
+      } catch (err) {
+        failures.push((err as Error).message);
+        await new Promise((resolve) => setTimeout(resolve, 3000));
+      } finally {
+        if (circuit) await control.closeCircuit(circuit);
+      }
     }
+    throw new Error(`no page through the exit in 3 attempts: ${failures.join(" | ")}`);
   };
 
   beforeAll(async () => {
@@ -180,6 +197,8 @@ describe("the local stack on a private Tor network, end to end", () => {
     expect(exit!.flags).toEqual(expect.arrayContaining(["Exit", "Running", "Valid"]));
     expect(guard!.flags).toEqual(expect.arrayContaining(["Guard", "Running", "Valid"]));
     expect(guard!.flags).not.toContain("Exit");
+    // What the client needs to extend circuits to them follows the consensus.
+    await control.waitForMicrodescriptors([exitFp(), guardFp()], 120_000);
   }, 300_000);
 
   it("fetches http://web.testnet/ through the local exit, which resolves the name itself; a port outside its policy is refused", async () => {
@@ -250,6 +269,8 @@ describe("the local stack on a private Tor network, end to end", () => {
   }, 900_000);
 
   it("negative control: redeployed with fresh onion keys, the exit fails extensions until a consensus carries its new key", async () => {
+    // The previous redeploy changed the exit's descriptor: the client fetches its new microdescriptor first.
+    await control.waitForMicrodescriptors([guardFp(), exitFp()], 120_000);
     const oldKey = await clientNtorKey(exitFp());
     // The collection cannot reach the relay; the operator lets the redeploy through.
     config.relays[0].allowFreshOnionKeys = true;
@@ -272,7 +293,7 @@ describe("the local stack on a private Tor network, end to end", () => {
       config.relays[0].allowFreshOnionKeys = false;
       project.configure(config);
     }
-    expect(failure?.message, "the extension to the relay with fresh keys must fail before a new consensus").toMatch(/circuit (through .* (FAILED|CLOSED)|.* was not built within)/);
+    expect(failure?.message, "the extension to the relay with fresh keys must fail before a new consensus").toMatch(/no page through the exit in 3 attempts: circuit (through .* (FAILED|CLOSED)|.* was not built within)/);
     // Once a consensus carries the new key, the same circuit works.
     let newKey = oldKey;
     for (let i = 0; i < 90 && newKey === oldKey; i++) {
