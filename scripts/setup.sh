@@ -90,6 +90,7 @@ build_pulumi() {
 }
 build_command() { bash "$here/tools/command/build.sh" "$OUT" >/dev/null; }
 build_proxmoxve() { bash "$here/tools/proxmoxve/build.sh" "$OUT" >/dev/null; }
+build_broker() { bash "$here/tools/broker/build.sh" "$OUT" >/dev/null; }
 build_syft() {
   GOBIN="$OUT" go install -trimpath -ldflags "-s -w -X main.version=$SYFT_VERSION" "github.com/anchore/syft/cmd/syft@v$SYFT_VERSION"
 }
@@ -126,6 +127,15 @@ resource_plugin() {
   echo "$source_digest" >"$installed/.diskless-relays-build"
 }
 
+# The key broker, the relay agent (copied into broker-mode images) and the SNP
+# simulator of the local stack, rebuilt when tools/broker changes.
+broker_tools() {
+  local source_digest dir
+  source_digest=$(cd "$here/tools/broker" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-12)
+  dir=$(dirname "$(go_build key-broker "$source_digest" build_broker)")
+  for program in key-broker relay-agent snp-simulator; do ln -sfn "$dir/$program" "$TOOLS_BIN/$program"; done
+}
+
 main() {
   mkdir -p "$DISKLESS_RELAYS_CACHE" "$TOOLS_BIN"
   apt_packages
@@ -135,6 +145,7 @@ main() {
   go_tool syft "$SYFT_VERSION" build_syft
   resource_plugin command "$COMMAND_VERSION" build_command
   resource_plugin proxmoxve "$PROXMOXVE_VERSION" build_proxmoxve
+  broker_tools
   log "ready: $(pulumi version), $(syft version 2>/dev/null | awk '/^Version:/ {print "syft " $2}'), $(tor --version | head -n1 | cut -d' ' -f1-3)"
 }
 

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# go test for the project's Go tools (tools/command, tools/proxmoxve), with
-# the flags setup.sh builds them with, so the compiled packages it cached
-# are reused. Only packages with tests are tested: the proxmoxve plugin's main
+# go test for the project's Go tools (tools/command, tools/proxmoxve,
+# tools/broker), with the flags setup.sh builds them with, so the compiled
+# packages it cached are reused. Only packages with tests are tested: the proxmoxve plugin's main
 # package embeds files that its build (tools/proxmoxve/build.sh, run by
 # setup.sh) generates and git ignores, so a clone whose plugin setup found
 # cached has no copy of them.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export GOTOOLCHAIN=local GOPROXY=${GOPROXY:-https://proxy.golang.org}
-for tool in command proxmoxve; do
+for tool in command proxmoxve broker; do
   echo "go test tools/$tool"
   (
     cd "$here/tools/$tool"

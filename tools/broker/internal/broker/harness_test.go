@@ -1,0 +1,469 @@
+package broker_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"diskless-relays/tools/broker/internal/agent"
+	"diskless-relays/tools/broker/internal/broker"
+	"diskless-relays/tools/broker/internal/protocol"
+	"diskless-relays/tools/broker/internal/snpcheck"
+	"diskless-relays/tools/broker/internal/snpsim"
+	"diskless-relays/tools/broker/internal/store"
+)
+
+// Two independent simulated chains, made once: the broker trusts the first
+// (when simulated attestation is allowed), never the second.
+var (
+	trustedSimDir   string
+	untrustedSimDir string
+)
+
+func TestMain(m *testing.M) {
+	tmp, err := os.MkdirTemp("", "broker-test-sims-")
+	if err != nil {
+		panic(err)
+	}
+	trustedSimDir = filepath.Join(tmp, "trusted")
+	untrustedSimDir = filepath.Join(tmp, "untrusted")
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i, d := range []string{trustedSimDir, untrustedSimDir} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// 2048-bit ARK/ASK keep the tests quick; the CLI uses 4096.
+			errs[i] = snpsim.Init(d, snpsim.InitOptions{RSABits: 2048})
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			panic(err)
+		}
+	}
+	code := m.Run()
+	os.RemoveAll(tmp)
+	os.Exit(code)
+}
+
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+type envOptions struct {
+	noSimulatedRoots bool
+	allowSMT         bool
+	minTCB           string
+	staleAfter       time.Duration
+	dataDir          string // reuse an initialised data dir
+}
+
+type env struct {
+	t          *testing.T
+	dataDir    string
+	st         *store.Store
+	srv        *broker.Server
+	ts         *httptest.Server
+	clock      *fakeClock
+	adminToken string
+	pub        store.Public
+	logBuf     *syncBuffer
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func newEnv(t *testing.T, o envOptions) *env {
+	t.Helper()
+	dir := o.dataDir
+	if dir == "" {
+		dir = filepath.Join(t.TempDir(), "data")
+		if _, err := store.Init(dir, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e := &env{t: t, dataDir: dir, clock: &fakeClock{t: time.Now()}, logBuf: &syncBuffer{}}
+	e.start(o)
+	return e
+}
+
+func (e *env) start(o envOptions) {
+	t := e.t
+	t.Helper()
+	st, err := store.Open(e.dataDir, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots, err := snpcheck.AMDRoots()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !o.noSimulatedRoots {
+		pemData, err := os.ReadFile(filepath.Join(trustedSimDir, snpsim.ArkAskFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		line, r, err := snpcheck.ParseRootsPEM(pemData)
+		if err != nil {
+			t.Fatal(err)
+		}
+		roots[line] = append(roots[line], r)
+	}
+	tcb, err := snpcheck.ParseTCB(o.minTCB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := broker.New(broker.Config{
+		Store:      st,
+		SNP:        &snpcheck.Policy{Roots: roots, AllowSMT: o.allowSMT, MinTCB: tcb},
+		StaleAfter: o.staleAfter,
+		Now:        e.clock.Now,
+		Log:        log.New(e.logBuf, "key-broker: ", 0),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := os.ReadFile(filepath.Join(e.dataDir, store.AdminTokenFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.st, e.srv = st, srv
+	e.adminToken = strings.TrimSpace(string(tok))
+	e.pub = st.Secrets.Public()
+	e.ts = httptest.NewServer(srv.Handler())
+	t.Cleanup(e.ts.Close)
+}
+
+// stop closes the HTTP server (the "broker process" goes away).
+func (e *env) stop() { e.ts.Close() }
+
+func (e *env) do(method, path, token string, body any) (int, []byte) {
+	e.t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, e.ts.URL+path, rd)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := e.ts.Client().Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, data
+}
+
+func (e *env) admin(method, path string, body any) []byte {
+	e.t.Helper()
+	status, data := e.do(method, path, e.adminToken, body)
+	if status != http.StatusOK {
+		e.t.Fatalf("%s %s: %d %s", method, path, status, data)
+	}
+	return data
+}
+
+func (e *env) uploadKeys(relay string, files protocol.Files) {
+	e.t.Helper()
+	e.admin(http.MethodPut, "/v1/admin/relays/"+relay+"/keys", broker.KeysRequest{Files: files})
+}
+
+func (e *env) registerSNP(relay, digest string, measurements ...[]byte) {
+	e.t.Helper()
+	var ms []string
+	for _, m := range measurements {
+		ms = append(ms, hex.EncodeToString(m))
+	}
+	e.admin(http.MethodPost, "/v1/admin/relays/"+relay+"/images", broker.ImageRequest{ImageDigest: digest, Attestation: "snp", Measurements: ms})
+}
+
+func (e *env) registerToken(relay, digest string, token []byte) {
+	e.t.Helper()
+	h := sha256.Sum256(token)
+	e.admin(http.MethodPost, "/v1/admin/relays/"+relay+"/images", broker.ImageRequest{ImageDigest: digest, Attestation: "none", TokenSHA256: hex.EncodeToString(h[:])})
+}
+
+func (e *env) status() broker.StatusResponse {
+	e.t.Helper()
+	var s broker.StatusResponse
+	if err := json.Unmarshal(e.admin(http.MethodGet, "/v1/admin/status", nil), &s); err != nil {
+		e.t.Fatal(err)
+	}
+	return s
+}
+
+func (e *env) relayStatus(relay string) broker.RelayStatus {
+	e.t.Helper()
+	for _, r := range e.status().Relays {
+		if r.Relay == relay {
+			return r
+		}
+	}
+	e.t.Fatalf("relay %s not in status", relay)
+	return broker.RelayStatus{}
+}
+
+// logEntries returns the attestation log of a relay through the admin API.
+func (e *env) logEntries(relay string) []store.LogEntry {
+	e.t.Helper()
+	data := e.admin(http.MethodGet, "/v1/admin/log?relay="+relay, nil)
+	var out []store.LogEntry
+	for _, line := range bytes.Split(bytes.TrimSpace(data), []byte("\n")) {
+		if len(line) == 0 {
+			continue
+		}
+		var le store.LogEntry
+		if err := json.Unmarshal(line, &le); err != nil {
+			e.t.Fatalf("log line %q: %v", line, err)
+		}
+		out = append(out, le)
+	}
+	return out
+}
+
+// lastAttestLog returns the last non-admin log entry of a relay.
+func (e *env) lastAttestLog(relay string) store.LogEntry {
+	e.t.Helper()
+	entries := e.logEntries(relay)
+	for i := len(entries) - 1; i >= 0; i-- {
+		if entries[i].Verdict != "admin" {
+			return entries[i]
+		}
+	}
+	e.t.Fatalf("no attestation log entry for %s", relay)
+	return store.LogEntry{}
+}
+
+func (e *env) challenge(relay, digest, purpose string) protocol.ChallengeResponse {
+	e.t.Helper()
+	status, data := e.do(http.MethodPost, "/v1/relays/"+relay+"/challenge", "", protocol.ChallengeRequest{ImageDigest: digest, Purpose: purpose})
+	if status != http.StatusOK {
+		e.t.Fatalf("challenge: %d %s", status, data)
+	}
+	var ch protocol.ChallengeResponse
+	if err := json.Unmarshal(data, &ch); err != nil {
+		e.t.Fatal(err)
+	}
+	return ch
+}
+
+func (e *env) attest(relay string, req protocol.AttestRequest) (int, protocol.ErrorBody, []byte) {
+	e.t.Helper()
+	status, data := e.do(http.MethodPost, "/v1/relays/"+relay+"/attest", "", req)
+	var eb protocol.ErrorBody
+	if status != http.StatusOK {
+		_ = json.Unmarshal(data, &eb)
+	}
+	return status, eb, data
+}
+
+// ---- fixtures ----
+
+func randBytes(t *testing.T, n int) []byte {
+	t.Helper()
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func randDigest(t *testing.T) string { return hex.EncodeToString(randBytes(t, 32)) }
+
+// relayFiles makes a full bundle of random contents (random, so that a scan
+// for them at rest cannot match by accident).
+func relayFiles(t *testing.T) protocol.Files {
+	t.Helper()
+	f := protocol.Files{}
+	for i, n := range append(append([]string{}, protocol.IdentityFiles...), "keys/secret_onion_key", "keys/secret_onion_key_ntor", "state") {
+		f[n] = randBytes(t, 64+i*13)
+	}
+	return f
+}
+
+func simFor(t *testing.T, dir string, measurement []byte, policy uint64) *snpsim.Simulator {
+	t.Helper()
+	sim, err := snpsim.Load(dir, snpsim.Options{Measurement: measurement, Policy: policy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sim
+}
+
+func simSource(sim *snpsim.Simulator) agent.ReportSource {
+	return agent.ReportSourceFunc(func(_ context.Context, rd [protocol.ReportDataSize]byte) ([]byte, []byte, error) {
+		return sim.Report(rd)
+	})
+}
+
+type agentSetup struct {
+	relay, digest, attestation string
+	torDir, tokenFile          string
+	runtimeDir                 string
+	source                     agent.ReportSource
+	maxAttempts                int
+	brokerURL                  string
+}
+
+func torIDs() (int, int) {
+	if os.Getuid() == 0 {
+		return 4242, 4343 // as root, check that ownership is really set
+	}
+	return os.Getuid(), os.Getgid()
+}
+
+func (e *env) newAgent(s agentSetup) *agent.Agent {
+	e.t.Helper()
+	uid, gid := torIDs()
+	if s.brokerURL == "" {
+		s.brokerURL = e.ts.URL
+	}
+	if s.runtimeDir == "" {
+		s.runtimeDir = filepath.Join(filepath.Dir(s.torDir), "run-"+filepath.Base(s.torDir))
+	}
+	cfg := map[string]any{
+		"relay":                  s.relay,
+		"imageDigest":            s.digest,
+		"brokerUrl":              s.brokerURL,
+		"brokerSigningPublicKey": base64.StdEncoding.EncodeToString(e.pub.SigningPublicKey),
+		"pushRecipient":          e.pub.PushRecipient,
+		"attestation":            s.attestation,
+		"torDataDir":             s.torDir,
+		"torUser":                uid,
+		"torGroup":               gid,
+		"pushIntervalSeconds":    300,
+		"runtimeDir":             s.runtimeDir,
+	}
+	if s.attestation == "snp" {
+		cfg["reportSource"] = "serial:/dev/null" // replaced by s.source
+	} else {
+		cfg["tokenFile"] = s.tokenFile
+	}
+	raw, _ := json.Marshal(cfg)
+	c, err := agent.ParseConfig(raw)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if s.maxAttempts == 0 {
+		s.maxAttempts = 1
+	}
+	a, err := agent.New(c, agent.Options{
+		MaxAttempts: s.maxAttempts,
+		BackoffMin:  20 * time.Millisecond,
+		BackoffMax:  100 * time.Millisecond,
+		HTTPTimeout: 5 * time.Second,
+		Log:         log.New(testWriter{e.t}, "relay-agent: ", 0),
+		Source:      s.source,
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return a
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// dirFiles lists every file under dir (relative names), for "wrote
+// nothing" checks.
+func dirFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	var out []string
+	err := filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {
+		if os.IsNotExist(err) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if !info.IsDir() {
+			rel, _ := filepath.Rel(dir, p)
+			out = append(out, rel)
+		}
+		return nil
+	})
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func mustRefusal(t *testing.T, err error, code string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("expected refusal %q, got success", code)
+	}
+	var re *agent.RefusedError
+	if !errors.As(err, &re) {
+		t.Fatalf("expected refusal %q, got %v", code, err)
+	}
+	if re.Code != code {
+		t.Fatalf("expected refusal %q, got %q (%v)", code, re.Code, err)
+	}
+}
+
+func fmtFiles(f protocol.Files) string {
+	var b strings.Builder
+	for _, n := range f.Names() {
+		fmt.Fprintf(&b, "%s:%d ", n, len(f[n]))
+	}
+	return b.String()
+}

@@ -1,0 +1,319 @@
+// Package protocol defines what the key broker and the in-guest relay agent
+// must agree on byte for byte: the REPORT_DATA binding, the signed response
+// digests, the JSON messages, the names of the files a key bundle may hold
+// and the size limits.
+//
+// Every hash input is a fixed sequence of length-prefixed fields (4-byte
+// big-endian length, then the bytes), the first field being a domain string
+// naming what is hashed and the version. Two different field sequences can
+// therefore never encode to the same bytes, and a digest made for one purpose
+// can never be mistaken for another.
+package protocol
+
+import (
+	"crypto/ed25519"
+	"crypto/sha256"
+	"crypto/sha512"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Domain strings. Changing any of them is a protocol version change.
+const (
+	AttestationDomain  = "diskless-relays attestation v1"
+	BootResponseDomain = "diskless-relays boot response v1"
+	PushAckDomain      = "diskless-relays push ack v1"
+)
+
+// Purposes of a challenge.
+const (
+	PurposeBoot = "boot"
+	PurposePush = "push"
+)
+
+// Evidence kinds, and attestation kinds of a registered image.
+const (
+	EvidenceSNP   = "snp"
+	EvidenceToken = "token"
+
+	AttestationSNP  = "snp"
+	AttestationNone = "none"
+)
+
+// Sizes and limits.
+const (
+	NonceSize         = 32
+	ReportDataSize    = 64
+	SNPReportSize     = 0x4A0 // 1184, the ATTESTATION_REPORT structure
+	MeasurementSize   = 48
+	MaxCertTableSize  = 64 << 10
+	MaxTokenSize      = 256
+	MinTokenSize      = 16
+	MaxFileSize       = 64 << 10  // any one file of a bundle
+	MaxBundleSize     = 256 << 10 // all files of a bundle together
+	MaxPayloadSize    = 512 << 10 // age ciphertext of a pushed bundle
+	MaxRequestSize    = 1 << 20   // any JSON request body
+	ChallengeLifetime = 60 * time.Second
+)
+
+// Identity files: shipped by the operator through the admin upload, never
+// accepted from a push, and all required in a boot release.
+var IdentityFiles = []string{
+	"keys/ed25519_master_id_public_key",
+	"keys/ed25519_signing_secret_key",
+	"keys/ed25519_signing_cert",
+	"keys/secret_id_key",
+}
+
+// MutableFiles: the onion keys and tor's state file, which a relay may push.
+var MutableFiles = []string{
+	"keys/secret_onion_key",
+	"keys/secret_onion_key_ntor",
+	"keys/secret_onion_key.old",
+	"keys/secret_onion_key_ntor.old",
+	"state",
+}
+
+var (
+	relayRe  = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
+	digestRe = regexp.MustCompile(`^[0-9a-f]{64}$`)
+)
+
+// ValidRelay reports whether name is an acceptable relay name.
+func ValidRelay(name string) bool { return relayRe.MatchString(name) }
+
+// ValidImageDigest reports whether d is a lowercase hex SHA-256 digest.
+func ValidImageDigest(d string) bool { return digestRe.MatchString(d) }
+
+// ParseMeasurement decodes a 96-hex-digit (48-byte) SNP launch measurement.
+func ParseMeasurement(s string) ([]byte, error) {
+	s = strings.ToLower(strings.TrimPrefix(s, "0x"))
+	b, err := hex.DecodeString(s)
+	if err != nil || len(b) != MeasurementSize {
+		return nil, fmt.Errorf("measurement must be %d hex digits", 2*MeasurementSize)
+	}
+	return b, nil
+}
+
+// IsIdentityFile reports whether name is one of IdentityFiles.
+func IsIdentityFile(name string) bool { return contains(IdentityFiles, name) }
+
+// IsMutableFile reports whether name is one of MutableFiles.
+func IsMutableFile(name string) bool { return contains(MutableFiles, name) }
+
+// IsBundleFile reports whether name may appear in a bundle at all. The check
+// is an exact match against a fixed list, so "../x", "keys/../state",
+// "/state" or "keys//secret_id_key" are all refused.
+func IsBundleFile(name string) bool { return IsIdentityFile(name) || IsMutableFile(name) }
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// Files maps bundle file names to their contents. JSON encodes the contents
+// as standard base64.
+type Files map[string][]byte
+
+// Names returns the file names, sorted.
+func (f Files) Names() []string {
+	names := make([]string, 0, len(f))
+	for n := range f {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// ErrTooLarge is wrapped by CheckFiles when a size limit is exceeded.
+var ErrTooLarge = errors.New("too large")
+
+// CheckFiles checks every name against the allowed list (and, if allowed is
+// non-nil, against that narrower predicate) and the size limits.
+func CheckFiles(f Files, allowed func(string) bool) error {
+	total := 0
+	for _, name := range f.Names() {
+		if !IsBundleFile(name) {
+			return fmt.Errorf("file name %q is not allowed in a bundle", name)
+		}
+		if allowed != nil && !allowed(name) {
+			return fmt.Errorf("file %q may not be set this way", name)
+		}
+		if len(f[name]) > MaxFileSize {
+			return fmt.Errorf("file %q: %w (%d bytes, limit %d)", name, ErrTooLarge, len(f[name]), MaxFileSize)
+		}
+		total += len(f[name])
+	}
+	if total > MaxBundleSize {
+		return fmt.Errorf("bundle: %w (%d bytes, limit %d)", ErrTooLarge, total, MaxBundleSize)
+	}
+	return nil
+}
+
+// MissingIdentityFiles returns the identity files absent from f.
+func MissingIdentityFiles(f Files) []string {
+	var missing []string
+	for _, n := range IdentityFiles {
+		if _, ok := f[n]; !ok {
+			missing = append(missing, n)
+		}
+	}
+	return missing
+}
+
+// writeFields hashes each field as a 4-byte big-endian length then its bytes.
+func writeFields(h hash.Hash, fields ...[]byte) {
+	var l [4]byte
+	for _, f := range fields {
+		binary.BigEndian.PutUint32(l[:], uint32(len(f)))
+		h.Write(l[:])
+		h.Write(f)
+	}
+}
+
+// ReportData is the 64-byte REPORT_DATA an attestation report must carry:
+//
+//	SHA-512( lp("diskless-relays attestation v1") || lp(relay) ||
+//	         lp(imageDigest) || lp(purpose) || lp(nonce) ||
+//	         lp(recipient) || lp(payloadSHA256) )
+//
+// where lp(x) is x's length as a 4-byte big-endian integer followed by x;
+// relay, imageDigest (64 lowercase hex digits), purpose ("boot"/"push") and
+// recipient (the agent's ephemeral "age1…" string, empty for a push) are
+// their ASCII bytes; nonce is the 32 raw challenge bytes; payloadSHA256 is
+// the SHA-256 of the pushed age ciphertext for a push and empty for a boot.
+func ReportData(relay, imageDigest, purpose string, nonce []byte, recipient string, payloadSHA256 []byte) [ReportDataSize]byte {
+	h := sha512.New()
+	writeFields(h, []byte(AttestationDomain), []byte(relay), []byte(imageDigest),
+		[]byte(purpose), nonce, []byte(recipient), payloadSHA256)
+	var out [ReportDataSize]byte
+	copy(out[:], h.Sum(nil))
+	return out
+}
+
+// BootResponseDigest is what the broker signs (ed25519) for a boot release:
+// SHA-512 over lp(domain) || lp(relay) || lp(imageDigest) || lp(nonce) ||
+// lp(bundle ciphertext).
+func BootResponseDigest(relay, imageDigest string, nonce, ciphertext []byte) []byte {
+	h := sha512.New()
+	writeFields(h, []byte(BootResponseDomain), []byte(relay), []byte(imageDigest), nonce, ciphertext)
+	return h.Sum(nil)
+}
+
+// PushAckDigest is what the broker signs (ed25519) to acknowledge a push:
+// SHA-512 over lp(domain) || lp(relay) || lp(imageDigest) || lp(nonce) ||
+// lp(SHA-256 of the payload ciphertext).
+func PushAckDigest(relay, imageDigest string, nonce, payloadSHA256 []byte) []byte {
+	h := sha512.New()
+	writeFields(h, []byte(PushAckDomain), []byte(relay), []byte(imageDigest), nonce, payloadSHA256)
+	return h.Sum(nil)
+}
+
+// PayloadSHA256 hashes a push payload (the age ciphertext).
+func PayloadSHA256(payload []byte) []byte {
+	s := sha256.Sum256(payload)
+	return s[:]
+}
+
+// Verify checks an ed25519 signature over a digest from this package.
+func Verify(pub ed25519.PublicKey, digest, sig []byte) bool {
+	return len(pub) == ed25519.PublicKeySize && ed25519.Verify(pub, digest, sig)
+}
+
+// ChallengeRequest is the body of POST /v1/relays/{relay}/challenge.
+type ChallengeRequest struct {
+	ImageDigest string `json:"imageDigest"`
+	Purpose     string `json:"purpose"`
+}
+
+// ChallengeResponse answers a ChallengeRequest.
+type ChallengeResponse struct {
+	Session   string    `json:"session"`
+	Nonce     []byte    `json:"nonce"`
+	ExpiresAt time.Time `json:"expiresAt"`
+}
+
+// Evidence is either an SNP report (with the extended report's certificate
+// table, possibly empty) or a token (the boot token for a boot, the per-boot
+// push secret for a push).
+type Evidence struct {
+	Kind   string `json:"kind"`
+	Report []byte `json:"report,omitempty"`
+	Certs  []byte `json:"certs,omitempty"`
+	Token  []byte `json:"token,omitempty"`
+}
+
+// AttestRequest is the body of POST /v1/relays/{relay}/attest.
+type AttestRequest struct {
+	Session   string   `json:"session"`
+	Recipient string   `json:"recipient"`
+	Evidence  Evidence `json:"evidence"`
+	Payload   []byte   `json:"payload,omitempty"`
+}
+
+// BootResponse answers a successful boot attestation. Bundle is age
+// ciphertext (to the request's recipient) of a BundlePlaintext.
+type BootResponse struct {
+	Bundle    []byte `json:"bundle"`
+	Signature []byte `json:"signature"`
+}
+
+// PushResponse answers a successful push.
+type PushResponse struct {
+	StoredAt  time.Time `json:"storedAt"`
+	Signature []byte    `json:"signature"`
+}
+
+// BundlePlaintext is what a boot release decrypts to. PushSecret is set only
+// for token-mode relays: the bearer secret that authenticates this boot's
+// pushes.
+type BundlePlaintext struct {
+	Relay      string `json:"relay"`
+	Files      Files  `json:"files"`
+	PushSecret []byte `json:"pushSecret,omitempty"`
+}
+
+// PushPlaintext is what a push payload decrypts to.
+type PushPlaintext struct {
+	Relay string `json:"relay"`
+	Files Files  `json:"files"`
+}
+
+// ErrorBody is the body of every non-2xx answer.
+type ErrorBody struct {
+	Error ErrorDetail `json:"error"`
+}
+
+// ErrorDetail carries a stable machine-readable code and a short message.
+type ErrorDetail struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// SerialRequest is one line (JSON, then "\n") the agent writes to a
+// simulated secure processor over a character device (virtio-serial).
+type SerialRequest struct {
+	ReportData []byte `json:"reportData"`
+}
+
+// SerialResponse is the one-line answer: a signed report and the
+// certificate table, or an error.
+type SerialResponse struct {
+	Report []byte `json:"report,omitempty"`
+	Certs  []byte `json:"certs,omitempty"`
+	Error  string `json:"error,omitempty"`
+}
+
+// MaxSerialLine bounds one line of the serial protocol.
+const MaxSerialLine = 256 << 10

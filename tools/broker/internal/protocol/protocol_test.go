@@ -1,0 +1,131 @@
+package protocol
+
+import (
+	"bytes"
+	"crypto/sha512"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"strings"
+	"testing"
+)
+
+// The encoding, spelled out independently of writeFields: a change to the
+// binding breaks this test (and every deployed agent).
+func TestReportDataEncoding(t *testing.T) {
+	nonce := bytes.Repeat([]byte{0x11}, 32)
+	payload := bytes.Repeat([]byte{0x22}, 32)
+	digest := strings.Repeat("ab", 32)
+	var buf []byte
+	for _, f := range [][]byte{[]byte("diskless-relays attestation v1"), []byte("relay-1"), []byte(digest), []byte("push"), nonce, []byte("age1xyz"), payload} {
+		buf = binary.BigEndian.AppendUint32(buf, uint32(len(f)))
+		buf = append(buf, f...)
+	}
+	want := sha512.Sum512(buf)
+	got := ReportData("relay-1", digest, "push", nonce, "age1xyz", payload)
+	if !bytes.Equal(got[:], want[:]) {
+		t.Fatalf("ReportData = %x, want %x", got, want)
+	}
+}
+
+func TestReportDataIsUnambiguous(t *testing.T) {
+	n := bytes.Repeat([]byte{1}, 32)
+	d := strings.Repeat("0", 64)
+	base := ReportData("ab", d, "boot", n, "age1c", nil)
+	variants := map[string][64]byte{
+		"shifted relay/recipient": ReportData("a", d, "boot", n, "bage1c", nil),
+		"purpose":                 ReportData("ab", d, "push", n, "age1c", nil),
+		"nonce":                   ReportData("ab", d, "boot", bytes.Repeat([]byte{2}, 32), "age1c", nil),
+		"recipient":               ReportData("ab", d, "boot", n, "age1d", nil),
+		"digest":                  ReportData("ab", strings.Repeat("1", 64), "boot", n, "age1c", nil),
+		"payload":                 ReportData("ab", d, "boot", n, "age1c", []byte{0}),
+		"recipient into payload":  ReportData("ab", d, "boot", n, "age1", []byte("c")),
+	}
+	for name, v := range variants {
+		if v == base {
+			t.Errorf("%s: same REPORT_DATA", name)
+		}
+	}
+	if ReportData("ab", d, "boot", n, "age1c", nil) != base {
+		t.Error("not deterministic")
+	}
+}
+
+func TestDigestsAreDomainSeparated(t *testing.T) {
+	n := bytes.Repeat([]byte{1}, 32)
+	x := bytes.Repeat([]byte{2}, 32)
+	a := BootResponseDigest("r", "d", n, x)
+	b := PushAckDigest("r", "d", n, x)
+	if bytes.Equal(a, b) {
+		t.Fatal("boot response and push ack digests collide")
+	}
+	rd := ReportData("r", "d", "boot", n, "", x)
+	if bytes.Equal(rd[:], a) || bytes.Equal(rd[:], b) {
+		t.Fatal("report data collides with a response digest")
+	}
+}
+
+func TestBundleFileNames(t *testing.T) {
+	for _, n := range append(append([]string{}, IdentityFiles...), MutableFiles...) {
+		if !IsBundleFile(n) {
+			t.Errorf("%s refused", n)
+		}
+	}
+	for _, n := range []string{"", "keys", "keys/", "../state", "/state", "./state", "keys/../state", "keys//secret_id_key",
+		"keys/secret_id_key/", "keys/ed25519_master_id_secret_key", "torrc", "state\x00", "KEYS/secret_id_key", "keys\\secret_id_key", "cached-consensus"} {
+		if IsBundleFile(n) {
+			t.Errorf("%q allowed", n)
+		}
+	}
+	for _, n := range IdentityFiles {
+		if IsMutableFile(n) {
+			t.Errorf("identity file %s is mutable", n)
+		}
+	}
+}
+
+func TestCheckFiles(t *testing.T) {
+	ok := Files{"state": []byte("x"), "keys/secret_id_key": []byte("y")}
+	if err := CheckFiles(ok, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckFiles(ok, IsMutableFile); err == nil {
+		t.Error("identity file accepted by a mutable-only check")
+	}
+	if err := CheckFiles(Files{"state": make([]byte, MaxFileSize+1)}, nil); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("oversized file: %v", err)
+	}
+	big := Files{}
+	for _, n := range append(append([]string{}, IdentityFiles...), MutableFiles...) {
+		big[n] = make([]byte, MaxFileSize)
+	}
+	if err := CheckFiles(big, nil); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("oversized bundle: %v", err)
+	}
+	if m := MissingIdentityFiles(ok); len(m) != 3 {
+		t.Errorf("missing = %v", m)
+	}
+}
+
+func TestValidation(t *testing.T) {
+	for _, r := range []string{"a", "relay-1", "0abc", strings.Repeat("a", 63)} {
+		if !ValidRelay(r) {
+			t.Errorf("relay %q refused", r)
+		}
+	}
+	for _, r := range []string{"", "-a", "A", "a_b", "a.b", "a/b", "..", strings.Repeat("a", 64)} {
+		if ValidRelay(r) {
+			t.Errorf("relay %q allowed", r)
+		}
+	}
+	if !ValidImageDigest(strings.Repeat("0f", 32)) || ValidImageDigest(strings.Repeat("0F", 32)) || ValidImageDigest("00") {
+		t.Error("image digest validation")
+	}
+	m, err := ParseMeasurement("0x" + strings.Repeat("AB", 48))
+	if err != nil || hex.EncodeToString(m) != strings.Repeat("ab", 48) {
+		t.Errorf("measurement: %x %v", m, err)
+	}
+	if _, err := ParseMeasurement(strings.Repeat("ab", 47)); err == nil {
+		t.Error("short measurement accepted")
+	}
+}

@@ -1,0 +1,310 @@
+// Package snpcheck decides whether an SEV-SNP attestation report is good
+// enough for the broker to release a relay's keys: the report's signature and
+// its VCEK chain up to a pinned AMD root (go-sev-guest verify), then its
+// fields against the broker's policy (go-sev-guest validate, preceded by
+// explicit checks that give each refusal a precise reason).
+package snpcheck
+
+import (
+	"bytes"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/go-sev-guest/abi"
+	"github.com/google/go-sev-guest/kds"
+	spb "github.com/google/go-sev-guest/proto/sevsnp"
+	"github.com/google/go-sev-guest/validate"
+	"github.com/google/go-sev-guest/verify"
+	"github.com/google/go-sev-guest/verify/trust"
+
+	"diskless-relays/tools/broker/internal/protocol"
+)
+
+// Refusal is a failed check: Code is a stable reason class (returned to the
+// client and logged), Detail the full explanation (logged only).
+type Refusal struct {
+	Code   string
+	Detail string
+}
+
+func (r *Refusal) Error() string { return r.Code + ": " + r.Detail }
+
+func refuse(code, format string, args ...any) *Refusal {
+	return &Refusal{Code: code, Detail: fmt.Sprintf(format, args...)}
+}
+
+// Refusal codes.
+const (
+	CodeBadReport          = "bad-report"
+	CodeBadCerts           = "bad-certs"
+	CodeVerification       = "snp-verification"
+	CodeReportData         = "report-data-mismatch"
+	CodePolicyDebug        = "policy-debug"
+	CodePolicyMigration    = "policy-migration-agent"
+	CodePolicySMT          = "policy-smt"
+	CodeTCB                = "tcb-below-minimum"
+	CodeMeasurement        = "measurement-mismatch"
+	CodeValidation         = "snp-validation"
+	CodeNoMeasurementsConf = "no-measurements"
+)
+
+// Policy is the broker's SNP acceptance policy.
+type Policy struct {
+	// Roots are the trusted ARK/ASK pairs by product line.
+	Roots map[string][]*trust.AMDRootCerts
+	// AllowSMT accepts guests whose policy permits SMT.
+	AllowSMT bool
+	// MinTCB is the component-wise minimum REPORTED_TCB.
+	MinTCB kds.TCBParts
+	// PermitProvisionalFirmware accepts committed < current firmware.
+	PermitProvisionalFirmware bool
+	// FetchCerts lets go-sev-guest fetch a missing VCEK (and ARK/ASK) from
+	// AMD's KDS over the network; otherwise the certificate table must carry
+	// the VCEK.
+	FetchCerts bool
+	// CheckRevocations fetches AMD's CRL (network) and refuses revoked ASKs.
+	CheckRevocations bool
+}
+
+// Result carries what the report says, for the log; filled as far as the
+// report could be parsed, also on refusal.
+type Result struct {
+	Measurement []byte
+	ReportedTCB uint64
+	Policy      uint64
+}
+
+// MeasurementHex is the measurement in hex, or "".
+func (r Result) MeasurementHex() string { return hex.EncodeToString(r.Measurement) }
+
+// TCBString renders the reported TCB as hex and components.
+func (r Result) TCBString() string {
+	if r.Measurement == nil {
+		return ""
+	}
+	return FormatTCB(r.ReportedTCB)
+}
+
+// PolicyString renders the guest policy as hex.
+func (r Result) PolicyString() string {
+	if r.Measurement == nil {
+		return ""
+	}
+	return fmt.Sprintf("0x%x", r.Policy)
+}
+
+// FormatTCB renders a TCB_VERSION as "0x… (bl=…,tee=…,snp=…,ucode=…)".
+func FormatTCB(tcb uint64) string {
+	p := kds.DecomposeTCBVersion(kds.TCBVersion(tcb))
+	return fmt.Sprintf("0x%016x (bl=%d,tee=%d,snp=%d,ucode=%d)", tcb, p.BlSpl, p.TeeSpl, p.SnpSpl, p.UcodeSpl)
+}
+
+// ParseTCB accepts either a hex TCB_VERSION ("0x…") or a component list
+// "bl=N,tee=N,snp=N,ucode=N" (omitted components are 0).
+func ParseTCB(s string) (kds.TCBParts, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return kds.TCBParts{}, nil
+	}
+	if strings.HasPrefix(s, "0x") || strings.HasPrefix(s, "0X") {
+		v, err := strconv.ParseUint(s[2:], 16, 64)
+		if err != nil {
+			return kds.TCBParts{}, fmt.Errorf("bad TCB %q: %v", s, err)
+		}
+		return kds.DecomposeTCBVersion(kds.TCBVersion(v)), nil
+	}
+	var p kds.TCBParts
+	for _, kv := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
+		if !ok {
+			return p, fmt.Errorf("bad TCB component %q (want name=value)", kv)
+		}
+		n, err := strconv.ParseUint(v, 10, 8)
+		if err != nil {
+			return p, fmt.Errorf("bad TCB component %q: %v", kv, err)
+		}
+		switch k {
+		case "bl":
+			p.BlSpl = uint8(n)
+		case "tee":
+			p.TeeSpl = uint8(n)
+		case "snp":
+			p.SnpSpl = uint8(n)
+		case "ucode":
+			p.UcodeSpl = uint8(n)
+		default:
+			return p, fmt.Errorf("unknown TCB component %q (bl, tee, snp, ucode)", k)
+		}
+	}
+	if _, err := kds.ComposeTCBParts(p); err != nil {
+		return p, err
+	}
+	return p, nil
+}
+
+// AMDRoots returns AMD's production ARK/ASK (and ARK/ASVK) certificates for
+// Milan, Genoa and Turin as embedded in go-sev-guest.
+func AMDRoots() (map[string][]*trust.AMDRootCerts, error) {
+	bundles := []struct {
+		line       string
+		vcek, vlek []byte
+	}{
+		{"Milan", trust.AskArkMilanVcekBytes, trust.AskArkMilanVlekBytes},
+		{"Genoa", trust.AskArkGenoaVcekBytes, trust.AskArkGenoaVlekBytes},
+		{"Turin", trust.AskArkTurinVcekBytes, trust.AskArkTurinVlekBytes},
+	}
+	roots := map[string][]*trust.AMDRootCerts{}
+	for _, b := range bundles {
+		r := trust.AMDRootCertsProduct(b.line)
+		if err := r.FromKDSCertBytes(b.vcek); err != nil {
+			return nil, fmt.Errorf("embedded %s VCEK roots: %v", b.line, err)
+		}
+		// The VLEK chain has its own intermediate (ASVK) under the same ARK.
+		vlek := &trust.ProductCerts{}
+		if err := vlek.FromKDSCertBytes(b.vlek); err == nil && vlek.Asvk != nil && vlek.Ark != nil && vlek.Ark.Equal(r.ProductCerts.Ark) {
+			r.ProductCerts.Asvk = vlek.Asvk
+		}
+		roots[b.line] = append(roots[b.line], r)
+	}
+	return roots, nil
+}
+
+// ParseRootsPEM reads an ARK/ASK pair in AMD KDS cert_chain order (the ASK
+// PEM block, then the ARK) and returns it under its product line, taken from
+// the ARK's common name "ARK-<line>".
+func ParseRootsPEM(data []byte) (string, *trust.AMDRootCerts, error) {
+	ask, rest := pem.Decode(data)
+	if ask == nil {
+		return "", nil, errors.New("no PEM certificate found")
+	}
+	ark, _ := pem.Decode(rest)
+	if ark == nil {
+		return "", nil, errors.New("want two PEM certificates (ASK then ARK)")
+	}
+	arkCert, err := x509.ParseCertificate(ark.Bytes)
+	if err != nil {
+		return "", nil, fmt.Errorf("ARK: %v", err)
+	}
+	line, ok := strings.CutPrefix(arkCert.Subject.CommonName, "ARK-")
+	if !ok {
+		return "", nil, fmt.Errorf("ARK common name %q is not ARK-<product line>", arkCert.Subject.CommonName)
+	}
+	if _, err := kds.ParseProductLine(line); err != nil {
+		return "", nil, err
+	}
+	r := trust.AMDRootCertsProduct(line)
+	if err := r.FromKDSCertBytes(data); err != nil {
+		return "", nil, err
+	}
+	if r.ProductCerts.Ark == nil || (r.ProductCerts.Ask == nil && r.ProductCerts.Asvk == nil) {
+		return "", nil, errors.New("incomplete ARK/ASK pair")
+	}
+	if err := r.ProductCerts.Ark.CheckSignatureFrom(r.ProductCerts.Ark); err != nil {
+		return "", nil, fmt.Errorf("ARK is not self-signed: %v", err)
+	}
+	ica := r.ProductCerts.Ask
+	if ica == nil {
+		ica = r.ProductCerts.Asvk
+	}
+	if err := ica.CheckSignatureFrom(r.ProductCerts.Ark); err != nil {
+		return "", nil, fmt.Errorf("ASK is not signed by the ARK: %v", err)
+	}
+	return line, r, nil
+}
+
+// Check verifies report (the 1184-byte ATTESTATION_REPORT) with its
+// certificate table certs (may be empty) against the policy: the report
+// must bind wantReportData and carry one of measurements.
+func (p *Policy) Check(report, certs []byte, wantReportData [protocol.ReportDataSize]byte, measurements [][]byte) (Result, *Refusal) {
+	var res Result
+	if len(report) != abi.ReportSize {
+		return res, refuse(CodeBadReport, "report is %d bytes, want %d", len(report), abi.ReportSize)
+	}
+	if len(certs) > protocol.MaxCertTableSize {
+		return res, refuse(CodeBadCerts, "certificate table is %d bytes, limit %d", len(certs), protocol.MaxCertTableSize)
+	}
+	rep, err := abi.ReportToProto(report)
+	if err != nil {
+		return res, refuse(CodeBadReport, "cannot parse report: %v", err)
+	}
+	res = Result{Measurement: rep.GetMeasurement(), ReportedTCB: rep.GetReportedTcb(), Policy: rep.GetPolicy()}
+	if len(measurements) == 0 {
+		return res, refuse(CodeNoMeasurementsConf, "image has no registered measurement")
+	}
+	chain := &spb.CertificateChain{Extras: map[string][]byte{}}
+	if len(certs) > 0 {
+		table := new(abi.CertTable)
+		if err := table.Unmarshal(certs); err != nil {
+			return res, refuse(CodeBadCerts, "cannot parse certificate table: %v", err)
+		}
+		chain = table.Proto()
+	}
+	att := &spb.Attestation{Report: rep, CertificateChain: chain}
+
+	// 1. Signature and chain to a pinned root. The ARK/ASK in the
+	// certificate table are ignored: only p.Roots are trusted.
+	vopts := &verify.Options{
+		TrustedRoots:        p.Roots,
+		DisableCertFetching: !p.FetchCerts,
+		CheckRevocations:    p.CheckRevocations,
+		Now:                 time.Now(),
+	}
+	if len(p.Roots) == 0 {
+		return res, refuse(CodeVerification, "no trusted roots configured")
+	}
+	if err := verify.SnpAttestation(att, vopts); err != nil {
+		return res, refuse(CodeVerification, "%v", err)
+	}
+
+	// 2. Explicit checks, each with its own reason.
+	if !bytes.Equal(rep.GetReportData(), wantReportData[:]) {
+		return res, refuse(CodeReportData, "REPORT_DATA %x does not bind this session (want %x)", rep.GetReportData(), wantReportData)
+	}
+	pol, err := abi.ParseSnpPolicy(rep.GetPolicy())
+	if err != nil {
+		return res, refuse(CodeBadReport, "guest policy: %v", err)
+	}
+	if pol.Debug {
+		return res, refuse(CodePolicyDebug, "guest policy 0x%x allows debugging (host can decrypt guest memory)", rep.GetPolicy())
+	}
+	if pol.MigrateMA {
+		return res, refuse(CodePolicyMigration, "guest policy 0x%x allows a migration agent", rep.GetPolicy())
+	}
+	if pol.SMT && !p.AllowSMT {
+		return res, refuse(CodePolicySMT, "guest policy 0x%x allows SMT and the broker was not started with --allow-smt", rep.GetPolicy())
+	}
+	reported := kds.DecomposeTCBVersion(kds.TCBVersion(rep.GetReportedTcb()))
+	if !kds.TCBPartsLE(p.MinTCB, reported) {
+		return res, refuse(CodeTCB, "reported TCB %s is below the minimum %+v", FormatTCB(rep.GetReportedTcb()), p.MinTCB)
+	}
+	var matched []byte
+	for _, m := range measurements {
+		if bytes.Equal(m, rep.GetMeasurement()) {
+			matched = m
+			break
+		}
+	}
+	if matched == nil {
+		return res, refuse(CodeMeasurement, "measurement %x is not registered for this image", rep.GetMeasurement())
+	}
+
+	// 3. go-sev-guest's full field validation (TCB consistency between the
+	// report and the VCEK, firmware versions, CHIP_ID vs VCEK HWID, …).
+	vmopts := &validate.Options{
+		GuestPolicy:               abi.SnpPolicy{SMT: p.AllowSMT},
+		ReportData:                wantReportData[:],
+		Measurement:               matched,
+		MinimumTCB:                p.MinTCB,
+		PermitProvisionalFirmware: p.PermitProvisionalFirmware,
+	}
+	if err := validate.SnpAttestation(att, vmopts); err != nil {
+		return res, refuse(CodeValidation, "%v", err)
+	}
+	return res, nil
+}
