@@ -275,6 +275,43 @@ const rolloutSchema = z
   })
   .strict();
 
+/** An age X25519 recipient (bech32, lower case): what images encrypt their push-backs to. */
+const AGE_RECIPIENT = /^age1[02-9ac-hj-np-z]{58}$/;
+
+/**
+ * Where a relay's private keys come from at boot. "image": baked into its
+ * image (the ISO on the datastore holds them). "broker": fetched into RAM
+ * from the off-site key broker (tools/broker) after the guest proves what it
+ * runs; the image carries no private key byte and no SSH server.
+ */
+const identitySchema = z
+  .object({
+    mode: z.enum(["image", "broker"]).default("image"),
+    broker: z
+      .object({
+        /** What relays reach: https, or http to a loopback address (the local stack's broker). */
+        url: z
+          .string()
+          .url("must be a URL like https://broker.example.net:8443")
+          .refine((value) => value.startsWith("https://") || /^http:\/\/(127\.0\.0\.1|\[::1\]|localhost)(:\d+)?(\/|$)/.test(value), "must use https (plain http only to a loopback address)"),
+        /** The broker's ed25519 public key (base64), printed by key-broker init: images pin it. */
+        signingPublicKey: z.string().regex(/^[A-Za-z0-9+/]{43}=$/, "must be the broker's ed25519 public key in base64 (44 characters), as key-broker init prints it"),
+        /** The age recipient relays encrypt their onion keys and state to, as key-broker init prints it. */
+        pushRecipient: z.string().regex(AGE_RECIPIENT, "must be an age recipient (age1…), as key-broker init prints it"),
+        /** "snp": an SEV-SNP report; "none": a single-use boot token per image (hosts without SNP). */
+        attestation: z.enum(["snp", "none"]),
+        /** The local stack only: reports come from a simulated AMD secure processor on this machine. */
+        allowSimulatedAttestation: z.boolean().default(false),
+        pushIntervalSeconds: z.number().int().min(30).max(3600).default(300),
+      })
+      .strict()
+      .optional(),
+  })
+  .strict()
+  .superRefine((value, ctx) => {
+    if (value.mode === "broker" && !value.broker) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["broker"], message: "is required when mode is broker: the broker's url, signingPublicKey, pushRecipient and attestation" });
+  });
+
 export const stackConfigSchema = z
   .object({
     /** Where relays run: Proxmox VE, or QEMU on this machine (the local stack). */
@@ -294,6 +331,7 @@ export const stackConfigSchema = z
      * `npm run testnet` runs on this machine (its directory holds network.json).
      */
     testnet: z.object({ dir: pathValue("the testnet's directory").default(".testnet") }).strict().optional(),
+    identity: identitySchema.default({}),
     relays: z.array(relaySchema).min(1, "must list at least one relay"),
   })
   .strict()
@@ -310,6 +348,7 @@ function checkFleet(
     proxmox?: { nodes: string[] };
     proxmoxApiToken?: string;
     testnet?: unknown;
+    identity: z.infer<typeof identitySchema>;
     stateCollection: { port: number };
     relays: z.infer<typeof relaySchema>[];
   },
@@ -321,6 +360,18 @@ function checkFleet(
   }
   if (config.target === "qemu" && !config.testnet) {
     issue(["testnet"], "is required when target is qemu: local relays join the private Tor network on this machine (start it with npm run testnet)");
+  }
+  const broker = config.identity.mode === "broker" ? config.identity.broker : undefined;
+  if (config.target === "proxmox" && broker?.allowSimulatedAttestation) {
+    issue(["identity", "broker", "allowSimulatedAttestation"], "is for the local stack only: on Proxmox VE a report must be signed by AMD's own chain");
+  }
+  if (broker?.allowSimulatedAttestation && broker.attestation !== "snp") {
+    issue(["identity", "broker", "allowSimulatedAttestation"], 'only applies with attestation: "snp"');
+  }
+  if (config.target === "proxmox" && broker?.attestation === "snp") {
+    config.relays.forEach((relay, i) => {
+      if (!relay.sev?.enabled) issue(["relays", i, "sev", "enabled"], 'must be true with identity.broker.attestation "snp": only an SEV-SNP guest can prove what it runs (use attestation "none" on hosts without SNP)');
+    });
   }
   if (config.target === "proxmox") {
     if (!config.proxmox) issue(["proxmox"], "is required when target is proxmox");

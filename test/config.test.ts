@@ -1,6 +1,14 @@
 import { describe, expect, it } from "vitest";
 import { ConfigError, formatConfigPath, parseStackConfig, projectConfigObject } from "../lib/config";
 
+/** What key-broker init prints, in shape: a 32-byte key in base64 and an age recipient (bech32 charset). */
+const BROKER = {
+  url: "https://broker.example.net:8443",
+  signingPublicKey: Buffer.alloc(32, 7).toString("base64"),
+  pushRecipient: "age1" + "q".repeat(58),
+  attestation: "none",
+};
+
 function validConfig() {
   return {
     proxmox: {
@@ -66,6 +74,16 @@ describe("parseStackConfig", () => {
     expect(config.stateCollection.user).toBe("root");
     expect(config.certificate).toEqual({ errorDays: 2, warnDays: 10 });
     expect(config.rollout).toEqual({ maxParallel: 1, healthTimeoutSeconds: 600, rollback: true });
+    expect(config.identity).toEqual({ mode: "image" });
+  });
+
+  it("accepts a broker with token attestation on Proxmox VE, and a loopback broker on the local stack", () => {
+    const proxmox = parseStackConfig({ ...validConfig(), identity: { mode: "broker", broker: BROKER } });
+    expect(proxmox.identity.broker).toEqual({ ...BROKER, allowSimulatedAttestation: false, pushIntervalSeconds: 300 });
+    const local = { ...validConfig(), target: "qemu", testnet: {}, identity: { mode: "broker", broker: { ...BROKER, url: "http://127.0.0.1:8443", attestation: "snp", allowSimulatedAttestation: true } } };
+    delete (local as any).proxmox;
+    delete (local as any).proxmoxApiToken;
+    expect(parseStackConfig(local).identity.broker!.allowSimulatedAttestation).toBe(true);
   });
 
   // Each row: what is wrong, how to break a valid config that way, the path
@@ -112,6 +130,14 @@ describe("parseStackConfig", () => {
     ["qemu target without the testnet", (c) => (c.target = "qemu"), "testnet", /required when target is qemu/],
     ["a testnet on Proxmox VE", (c) => (c.testnet = {}), "testnet", /local stack only/],
     ["missing collection key", (c) => (c.stateCollection = {}), "stateCollection.privateKeyFile", /is required/],
+
+    // Keys from the broker (Phase 2).
+    ["broker mode without a broker", (c) => ((c as any).identity = { mode: "broker" }), "identity.broker", /required when mode is broker/],
+    ["a plain-http broker off loopback", (c) => ((c as any).identity = { mode: "broker", broker: { ...BROKER, url: "http://broker.example.net:8080" } }), "identity.broker.url", /https/],
+    ["a broker key that is not base64 ed25519", (c) => ((c as any).identity = { mode: "broker", broker: { ...BROKER, signingPublicKey: "abc" } }), "identity.broker.signingPublicKey", /ed25519 public key/],
+    ["a push recipient that is not age", (c) => ((c as any).identity = { mode: "broker", broker: { ...BROKER, pushRecipient: "ssh-ed25519 AAAA" } }), "identity.broker.pushRecipient", /age recipient/],
+    ["simulated attestation on Proxmox VE", (c) => ((c as any).identity = { mode: "broker", broker: { ...BROKER, attestation: "snp", allowSimulatedAttestation: true } }), "identity.broker.allowSimulatedAttestation", /local stack only/],
+    ["SNP attestation for a relay without SEV", (c) => ((c as any).identity = { mode: "broker", broker: { ...BROKER, attestation: "snp" } }), "relays[0].sev.enabled", /only an SEV-SNP guest/],
 
     // Values that would change the torrc's meaning (issue: torrc injection).
     ["a newline in contactInfo", (c) => (c.relays[0].contactInfo = "ops@example.org\nExitPolicy accept *:*"), "relays[0].contactInfo", /one line/],
