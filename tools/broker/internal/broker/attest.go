@@ -363,8 +363,8 @@ func (s *Server) attestLocked(now time.Time, relay string, req *protocol.AttestR
 		return nil, refuse(CodePushEmpty, "push carries no file")
 	}
 	for _, name := range pp.Files.Names() {
-		if protocol.IsIdentityFile(name) {
-			return nil, refuse(CodePushIdentityFile, "push tries to set identity file %q", name)
+		if protocol.IsShippedFile(name) {
+			return nil, refuse(CodePushIdentityFile, "push tries to set shipped file %q", name)
 		}
 		if !protocol.IsMutableFile(name) {
 			return nil, refuse(CodePushBadFile, "push tries to set %q", truncate(name, 100))
@@ -379,7 +379,7 @@ func (s *Server) attestLocked(now time.Time, relay string, req *protocol.AttestR
 	}
 	merged := protocol.Files{}
 	for name, data := range stored {
-		if protocol.IsIdentityFile(name) {
+		if protocol.IsShippedFile(name) {
 			merged[name] = data
 		}
 	}

@@ -520,6 +520,7 @@ func TestPushRefusals(t *testing.T) {
 	}{
 		{"identity file", protocol.Files{"keys/secret_id_key": randBytes(t, 32), "state": []byte("x")}, relay, broker.CodePushIdentityFile},
 		{"signing key", protocol.Files{"keys/ed25519_signing_secret_key": randBytes(t, 32)}, relay, broker.CodePushIdentityFile},
+		{"family key", protocol.Files{"keys/ops.secret_family_key": randBytes(t, 32)}, relay, broker.CodePushIdentityFile},
 		{"path trick", protocol.Files{"keys/../state": []byte("x")}, relay, broker.CodePushBadFile},
 		{"absolute path", protocol.Files{"/etc/passwd": []byte("x")}, relay, broker.CodePushBadFile},
 		{"unknown file", protocol.Files{"torrc": []byte("x")}, relay, broker.CodePushBadFile},

@@ -81,6 +81,11 @@ var MutableFiles = []string{
 	"state",
 }
 
+// A family key (tor 0.4.9's FamilyId): tor finds every *.secret_family_key in
+// its KeyDirectory. Shipped by the operator like the identity files, never
+// pushed, and optional.
+var familyKeyRe = regexp.MustCompile(`^keys/[A-Za-z0-9_-]{1,64}\.secret_family_key$`)
+
 var (
 	relayRe  = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
 	digestRe = regexp.MustCompile(`^[0-9a-f]{64}$`)
@@ -105,13 +110,20 @@ func ParseMeasurement(s string) ([]byte, error) {
 // IsIdentityFile reports whether name is one of IdentityFiles.
 func IsIdentityFile(name string) bool { return contains(IdentityFiles, name) }
 
+// IsFamilyKeyFile reports whether name is a family key in the key directory.
+func IsFamilyKeyFile(name string) bool { return familyKeyRe.MatchString(name) }
+
+// IsShippedFile reports whether name comes only from the operator's upload:
+// an identity file or a family key.
+func IsShippedFile(name string) bool { return IsIdentityFile(name) || IsFamilyKeyFile(name) }
+
 // IsMutableFile reports whether name is one of MutableFiles.
 func IsMutableFile(name string) bool { return contains(MutableFiles, name) }
 
 // IsBundleFile reports whether name may appear in a bundle at all. The check
 // is an exact match against a fixed list, so "../x", "keys/../state",
 // "/state" or "keys//secret_id_key" are all refused.
-func IsBundleFile(name string) bool { return IsIdentityFile(name) || IsMutableFile(name) }
+func IsBundleFile(name string) bool { return IsShippedFile(name) || IsMutableFile(name) }
 
 func contains(list []string, s string) bool {
 	for _, v := range list {

@@ -72,9 +72,15 @@ func TestBundleFileNames(t *testing.T) {
 		}
 	}
 	for _, n := range []string{"", "keys", "keys/", "../state", "/state", "./state", "keys/../state", "keys//secret_id_key",
-		"keys/secret_id_key/", "keys/ed25519_master_id_secret_key", "torrc", "state\x00", "KEYS/secret_id_key", "keys\\secret_id_key", "cached-consensus"} {
+		"keys/secret_id_key/", "keys/ed25519_master_id_secret_key", "torrc", "state\x00", "KEYS/secret_id_key", "keys\\secret_id_key", "cached-consensus",
+		"keys/.secret_family_key", "keys/../x.secret_family_key", "x.secret_family_key", "keys/a.b.secret_family_key", "keys/ops.secret_family_key.old"} {
 		if IsBundleFile(n) {
 			t.Errorf("%q allowed", n)
+		}
+	}
+	for _, n := range []string{"keys/ops.secret_family_key", "keys/local.secret_family_key"} {
+		if !IsBundleFile(n) || !IsShippedFile(n) || IsMutableFile(n) {
+			t.Errorf("family key %s: bundle %v, shipped %v, mutable %v", n, IsBundleFile(n), IsShippedFile(n), IsMutableFile(n))
 		}
 	}
 	for _, n := range IdentityFiles {
