@@ -18,6 +18,7 @@ export const UNIT_TESTS = [
   "test/unbound.test.ts",
   "test/graph.test.ts",
   "test/collect-state.test.ts",
+  "test/broker-agent.test.ts",
   "test/snp/**/*.test.ts",
 ];
 

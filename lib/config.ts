@@ -298,6 +298,8 @@ const identitySchema = z
         signingPublicKey: z.string().regex(/^[A-Za-z0-9+/]{43}=$/, "must be the broker's ed25519 public key in base64 (44 characters), as key-broker init prints it"),
         /** The age recipient relays encrypt their onion keys and state to, as key-broker init prints it. */
         pushRecipient: z.string().regex(AGE_RECIPIENT, "must be an age recipient (age1…), as key-broker init prints it"),
+        /** The CA (PEM) that signed the broker's TLS certificate, when it is not a public one: images pin it. */
+        caFile: pathValue("the broker's CA certificate (PEM)").optional(),
         /** "snp": an SEV-SNP report; "none": a single-use boot token per image (hosts without SNP). */
         attestation: z.enum(["snp", "none"]),
         /** The local stack only: reports come from a simulated AMD secure processor on this machine. */

@@ -6,6 +6,10 @@
 //	relay-agent fetch [--max-attempts N] [--backoff-min D] [--backoff-max D] CONFIG
 //	relay-agent push CONFIG
 //	relay-agent run [--final-timeout D] CONFIG
+//	relay-agent check CONFIG
+//
+// check validates CONFIG with the agent's own rules and exits: the build host
+// runs it on every configuration it renders, before it goes into an image.
 package main
 
 import (
@@ -24,6 +28,7 @@ const usage = `usage:
   relay-agent fetch [--max-attempts N] [--backoff-min D] [--backoff-max D] CONFIG
   relay-agent push  [--timeout D] CONFIG
   relay-agent run   [--final-timeout D] CONFIG
+  relay-agent check CONFIG
 `
 
 func main() {
@@ -40,7 +45,7 @@ func main() {
 	timeout := fs.Duration("timeout", 2*time.Minute, "push: overall time limit")
 	finalTimeout := fs.Duration("final-timeout", 30*time.Second, "run: time limit of the push made on SIGTERM/SIGINT")
 	switch cmd {
-	case "fetch", "push", "run":
+	case "fetch", "push", "run", "check":
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 		return
@@ -56,6 +61,9 @@ func main() {
 	cfg, err := agent.LoadConfig(fs.Arg(0))
 	if err != nil {
 		fail(err)
+	}
+	if cmd == "check" {
+		return
 	}
 	a, err := agent.New(cfg, agent.Options{
 		BackoffMin:  *backoffMin,

@@ -1,0 +1,55 @@
+/**
+ * Broker mode: the configuration a relay image's agent (tools/broker,
+ * relay-agent) reads at boot, rendered from the stack config as data. Public
+ * facts only: who the relay is, which image it runs, where the broker is and
+ * the keys that pin it. The agent validates it again with its own rules
+ * (unknown fields refused). Pure: no I/O.
+ */
+import type { StackConfig } from "./config";
+
+type BrokerConfig = NonNullable<StackConfig["identity"]["broker"]>;
+
+/** The virtio-serial port the local stack's simulated secure processor answers on (lib/qemu.ts wires it). */
+export const SIMULATED_SNP_PORT = "org.diskless-relays.snp";
+
+/** Where the image carries the broker's CA (lib/image-layout.ts: OVERLAY_FILES.brokerCa). */
+export const BROKER_CA_IN_IMAGE = "/etc/relay/broker-ca.pem";
+
+/** tor's DataDirectory in every flavour's image; relay-tor hands it to tor's user once the keys are in. */
+export const TOR_DATA_DIR = "/var/lib/tor";
+
+/** Where a token-mode image keeps its boot token (root only, 0600). */
+export const BOOT_TOKEN_IN_IMAGE = "/etc/relay/boot-token";
+
+export interface AgentConfigInput {
+  relay: string;
+  imageDigest: string;
+  broker: BrokerConfig;
+  /** Whether the image carries the broker's CA (an https broker with a private CA). */
+  withCa: boolean;
+}
+
+/** The report source in the guest: the simulator's port locally, the SEV guest device on hardware. */
+export function reportSource(broker: BrokerConfig): string {
+  return broker.allowSimulatedAttestation ? `serial:/dev/virtio-ports/${SIMULATED_SNP_PORT}` : "sev-guest";
+}
+
+export function renderAgentConfig(input: AgentConfigInput): string {
+  const { broker } = input;
+  const config = {
+    relay: input.relay,
+    imageDigest: input.imageDigest,
+    brokerUrl: broker.url,
+    brokerSigningPublicKey: broker.signingPublicKey,
+    pushRecipient: broker.pushRecipient,
+    attestation: broker.attestation,
+    ...(broker.attestation === "snp" ? { reportSource: reportSource(broker) } : { tokenFile: BOOT_TOKEN_IN_IMAGE }),
+    torDataDir: TOR_DATA_DIR,
+    // The agent writes as root; relay-tor gives the directory to tor's user (named per flavour) before tor starts.
+    torUser: 0,
+    torGroup: 0,
+    pushIntervalSeconds: broker.pushIntervalSeconds,
+    ...(input.withCa ? { brokerCaFile: BROKER_CA_IN_IMAGE } : {}),
+  };
+  return JSON.stringify(config, null, 1) + "\n";
+}

@@ -1,0 +1,66 @@
+/**
+ * The agent configuration a broker-mode image carries (lib/broker-agent.ts),
+ * judged by the agent itself: `relay-agent check` applies the same rules the
+ * agent applies at boot (tools/broker/internal/agent/config.go).
+ */
+import { spawnSync } from "node:child_process";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { renderAgentConfig } from "../lib/broker-agent";
+import { parseStackConfig } from "../lib/config";
+import { privateTmpDir } from "./support/tmp";
+
+const BROKER = {
+  url: "https://broker.example.net:8443",
+  signingPublicKey: Buffer.alloc(32, 7).toString("base64"),
+  // A well-formed age recipient: bech32 of 32 bytes (age-keygen's form).
+  pushRecipient: "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p",
+  attestation: "snp" as const,
+  allowSimulatedAttestation: true,
+  pushIntervalSeconds: 300,
+};
+const DIGEST = "ab".repeat(32);
+
+describe("the agent configuration of a broker-mode image", () => {
+  const dir = privateTmpDir("agent-config");
+  const check = (text: string) => {
+    const file = join(dir, `config-${Math.random().toString(16).slice(2)}.json`);
+    writeFileSync(file, text);
+    return spawnSync("relay-agent", ["check", file], { encoding: "utf8" });
+  };
+
+  it("is accepted by the agent for simulated SNP, hardware SNP and boot tokens", () => {
+    for (const broker of [BROKER, { ...BROKER, allowSimulatedAttestation: false }, { ...BROKER, attestation: "none" as const, allowSimulatedAttestation: false }]) {
+      const result = check(renderAgentConfig({ relay: "exit-1", imageDigest: DIGEST, broker, withCa: true }));
+      expect(result.status, result.stderr).toBe(0);
+    }
+  });
+
+  it("names the simulator's port locally and the SEV guest device otherwise, and no key at all", () => {
+    const local = JSON.parse(renderAgentConfig({ relay: "exit-1", imageDigest: DIGEST, broker: BROKER, withCa: false }));
+    expect(local.reportSource).toBe("serial:/dev/virtio-ports/org.diskless-relays.snp");
+    expect(JSON.parse(renderAgentConfig({ relay: "exit-1", imageDigest: DIGEST, broker: { ...BROKER, allowSimulatedAttestation: false }, withCa: false })).reportSource).toBe("sev-guest");
+    expect(Object.keys(local).sort()).toEqual(["attestation", "brokerSigningPublicKey", "brokerUrl", "imageDigest", "pushIntervalSeconds", "pushRecipient", "relay", "reportSource", "torDataDir", "torGroup", "torUser"]);
+  });
+
+  it("agrees with the agent on the broker URL: what the stack config refuses, the agent refuses too", () => {
+    const config = (url: string) => ({
+      target: "qemu",
+      testnet: {},
+      stateCollection: { privateKeyFile: "k" },
+      identity: { mode: "broker", broker: { ...BROKER, url } },
+      relays: [{ name: "exit-1", nickname: "ExitOne", node: "local", vmId: 100, mac: "52:54:00:00:00:01", ipv4: { address: "10.77.0.11/24", gateway: "10.77.0.1" }, contactInfo: "x@example.net" }],
+    });
+    for (const url of ["http://127.0.0.1:8443", "https://10.77.0.1:8443", "http://10.77.0.1:8443"]) {
+      let schemaAccepts = true;
+      try {
+        parseStackConfig(config(url));
+      } catch {
+        schemaAccepts = false;
+      }
+      const agent = check(renderAgentConfig({ relay: "exit-1", imageDigest: DIGEST, broker: { ...BROKER, url }, withCa: false }));
+      expect(agent.status === 0, `${url}: schema ${schemaAccepts}, agent ${agent.stderr}`).toBe(schemaAccepts);
+    }
+  });
+});
