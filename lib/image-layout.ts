@@ -18,6 +18,9 @@ export const OVERLAY_DIRS: readonly { path: string; mode: number }[] = [
   { path: "etc/relay/keys", mode: 0o700 },
   { path: "etc/ssh", mode: 0o755 },
   { path: "etc/relay/dircache", mode: 0o755 },
+  { path: "usr", mode: 0o755 },
+  { path: "usr/local", mode: 0o755 },
+  { path: "usr/local/sbin", mode: 0o755 },
 ];
 
 export const OVERLAY_FILES = {
@@ -31,6 +34,10 @@ export const OVERLAY_FILES = {
   state: { path: "etc/relay/state", mode: 0o600 },
   /** An exit's resolver configuration: readable by the unbound user. */
   resolverConf: { path: "etc/relay/unbound.conf", mode: 0o644 },
+  /** Broker mode: the agent that fetches the keys into RAM, its configuration (public facts) and the broker's CA. */
+  agent: { path: "usr/local/sbin/relay-agent", mode: 0o755 },
+  agentConfig: { path: "etc/relay/broker.json", mode: 0o644 },
+  brokerCa: { path: "etc/relay/broker-ca.pem", mode: 0o644 },
 } as const;
 
 /** Directory documents carried from the running relay land here and move into tor's DataDirectory at boot. */

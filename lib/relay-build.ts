@@ -28,7 +28,7 @@ export interface BuiltImage {
   ukiSha256: string;
   isoBytes: number;
   ukiBytes: number;
-  /** The SSH host key this image answers with: the pin for talking to it once it runs. */
+  /** The SSH host key this image answers with: the pin for talking to it once it runs. None in broker mode: no SSH server. */
   hostPublicKey: string;
   /** Onion key files it carries (none on a first deploy). */
   onionKeys: string[];
@@ -54,15 +54,22 @@ function stageOverlay(recipe: RelayRecipe, staging: string, options: { extraTorr
   write(OVERLAY_FILES.torrc, recipe.torrc + (options.extraTorrc ?? ""));
   write(OVERLAY_FILES.networkEnv, recipe.networkEnv);
   write(OVERLAY_FILES.imageLabel, imageLabel(recipe));
-  write(OVERLAY_FILES.authorizedKeys, recipe.authorizedKeys);
-  write(OVERLAY_FILES.exportList, RELAY_EXPORT_FILES.join("\n") + "\n");
   if (recipe.resolverConf) write(OVERLAY_FILES.resolverConf, recipe.resolverConf);
-
   const copy = (from: string, to: string, mode: number) => {
     if (!existsSync(from)) throw new Error(`${from} is missing; the image of this relay cannot be built without it`);
     copyFileSync(from, at(to));
     chmodSync(at(to), mode);
   };
+  if (recipe.broker) {
+    // No private key, host key, collection key, onion key or state: the agent fetches what tor needs into RAM.
+    copy(recipe.broker.agentBinary, OVERLAY_FILES.agent.path, OVERLAY_FILES.agent.mode);
+    write(OVERLAY_FILES.agentConfig, recipe.broker.agentConfig);
+    if (recipe.broker.caPem) write(OVERLAY_FILES.brokerCa, recipe.broker.caPem);
+    return [];
+  }
+  write(OVERLAY_FILES.authorizedKeys, recipe.authorizedKeys);
+  write(OVERLAY_FILES.exportList, RELAY_EXPORT_FILES.join("\n") + "\n");
+
   for (const file of IDENTITY_FILES) copy(join(recipe.keysDir, file), overlayKeyPath(file), KEY_FILE_MODE);
   if (recipe.familyKeyFile) copy(recipe.familyKeyFile, overlayKeyPath(basename(recipe.familyKeyFile)), KEY_FILE_MODE);
   for (const file of SSH_HOST_KEY_FILES) copy(join(recipe.keysDir, file), overlaySshPath(file), sshFileMode(file));
@@ -131,7 +138,7 @@ export function buildRelayImage(recipe: RelayRecipe, projectDir: string, options
       ukiSha256: sha256File(uki),
       isoBytes: statSync(join(out, isoName)).size,
       ukiBytes: statSync(uki).size,
-      hostPublicKey: readFileSync(join(recipe.keysDir, "ssh_host_ed25519_key.pub"), "utf8").trim().split(/\s+/).slice(0, 2).join(" "),
+      hostPublicKey: recipe.broker ? "" : readFileSync(join(recipe.keysDir, "ssh_host_ed25519_key.pub"), "utf8").trim().split(/\s+/).slice(0, 2).join(" "),
       onionKeys,
     };
     writeFileSync(join(out, RECIPE_RECORD), JSON.stringify(recipe, null, 1) + "\n", { mode: 0o600 });

@@ -53,6 +53,15 @@ export const relayTargetSpec = z.discriminatedUnion("kind", [
         /** QEMU's user-mode network with ports forwarded from 127.0.0.1 (image tests). */
         z.object({ kind: z.literal("user"), forwards: z.array(z.object({ host: port, guest: port }).strict()), guestAddress: z.string().regex(/^[0-9.]+$/) }).strict(),
       ]),
+      /**
+       * A simulated SEV-SNP secure processor (TEST ONLY, lib/local-snp.ts) on a virtio-serial port: it reports the
+       * measurement of the UKI in the booted ISO with this AmdSevX64 OVMF, vCPU type and the VM's cores, signed by the
+       * test-only chain in simulatorDir (made on first use; its ark-ask.pem is what a broker is told to trust).
+       */
+      snp: z
+        .object({ simulatorDir: path, ovmf: path, vcpuType: z.string().regex(/^[A-Za-z0-9._-]+$/), policy: z.string().regex(/^(0x)?[0-9a-fA-F]{1,16}$/).optional() })
+        .strict()
+        .optional(),
     })
     .strict(),
   z
@@ -102,6 +111,11 @@ export const relayRecipeSpec = z
     kernelCmdline: z.string(),
     resolverConf: z.string().optional(),
     secureBoot: z.object({ privateKeyFile: path, certificateFile: path }).strict().optional(),
+    /**
+     * Broker mode: the image carries the agent and its configuration (public
+     * facts only) instead of any private key, host key or collection key.
+     */
+    broker: z.object({ agentBinary: path, agentConfig: z.string().min(2), caPem: z.string().optional() }).strict().optional(),
   })
   .strict();
 export type RelayRecipe = z.infer<typeof relayRecipeSpec>;

@@ -8,7 +8,7 @@ import { planFleet } from "../../lib/fleet";
 import { baseImageDigest, baseImageInputs, relayImageDigest, relayImageInputs, relayImageTexts, RELAY_SCRIPT_PATHS, treeDigest } from "../../lib/image-inputs";
 import { startLocalVm, stopLocalVm } from "../../lib/local-vm";
 import { buildRelayImage, type BuiltImage } from "../../lib/relay-build";
-import { encodeStepSpec, STEP_SPEC_ENV, type RelayTarget, type StepName, type StepSpec } from "../../lib/steps";
+import { encodeStepSpec, STEP_SPEC_ENV, type RelayRecipe, type RelayTarget, type StepName, type StepSpec } from "../../lib/steps";
 import { repoRoot, toolEnv } from "./pulumi";
 
 /** Shared by test runs so the Debian base is built once per machine (test/global-setup.ts builds it). */
@@ -57,6 +57,8 @@ export function buildRelayIso(
   collectedDir: string,
   out: string,
   image: Record<string, unknown> = {},
+  /** Recipe fields to add, e.g. broker mode's agent (its configuration is rendered with the image digest). */
+  extra: (imageDigest: string) => Partial<RelayRecipe> = () => ({}),
 ): BuiltImage {
   const config = parseStackConfig(minimalConfig([relayConfig], image));
   const fleet = planFleet(config, { projectDir, now: new Date() });
@@ -68,7 +70,7 @@ export function buildRelayIso(
   process.env.PATH = env.PATH;
   try {
     return buildRelayImage(
-      { relay: planned.config.name, nickname: planned.config.nickname, imageDigest, baseDir: base, keysDir: planned.keysDir, collectedDir, outDir: out, ...texts },
+      { relay: planned.config.name, nickname: planned.config.nickname, imageDigest, baseDir: base, keysDir: planned.keysDir, collectedDir, outDir: out, ...texts, ...extra(imageDigest) },
       repoRoot,
     );
   } finally {

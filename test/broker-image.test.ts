@@ -1,0 +1,125 @@
+/**
+ * Broker mode's first promise: a relay image holds no private key byte. The
+ * same relay is built twice with the program's own builder: in image mode
+ * (the positive control: the scan finds every key), and in broker mode,
+ * whose ISO and initrds must hold none of them, raw, hex or base64; nor an
+ * SSH host key or the collection key. The broker-mode image carries the
+ * agent and its configuration instead.
+ */
+import { spawnSync } from "node:child_process";
+import { mkdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { beforeAll, describe, expect, it } from "vitest";
+import { renderAgentConfig } from "../lib/broker-agent";
+import type { BuiltImage } from "../lib/relay-build";
+import { IDENTITY_FILES, ONION_KEY_FILES } from "../lib/tor-keys";
+import { makeTestKeys } from "./support/fleet";
+import { buildRelayIso, debianBase } from "./support/images";
+import { toolEnv } from "./support/pulumi";
+import { privateTmpDir } from "./support/tmp";
+
+const BROKER = {
+  url: "https://10.77.0.1:8443",
+  signingPublicKey: Buffer.alloc(32, 7).toString("base64"),
+  pushRecipient: "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p",
+  attestation: "snp" as const,
+  allowSimulatedAttestation: true,
+  pushIntervalSeconds: 300,
+};
+
+/** The secret part of each key file, as tor stores it (a 32-byte header, then the key) or, for PEM, its base64 body. */
+function secrets(keysDir: string): Map<string, Buffer> {
+  const found = new Map<string, Buffer>();
+  for (const file of [...IDENTITY_FILES, ...ONION_KEY_FILES, "ssh_host_ed25519_key"]) {
+    let bytes: Buffer;
+    try {
+      bytes = readFileSync(join(keysDir, file));
+    } catch {
+      continue;
+    }
+    const text = bytes.toString("latin1");
+    if (text.startsWith("-----BEGIN")) {
+      // PEM: the DER of the key, whose bytes are what any copy must contain.
+      found.set(file, Buffer.from(text.replace(/-----[^-]+-----/g, "").replace(/\s+/g, ""), "base64"));
+    } else if (file.endsWith("_cert") || file.endsWith("public_key")) {
+      continue; // public
+    } else {
+      found.set(file, bytes.subarray(32));
+    }
+  }
+  return found;
+}
+
+/** Which of the secrets occur in `haystack`: raw, as hex (either case) or as base64. */
+function occurrences(haystack: Buffer, keys: Map<string, Buffer>): string[] {
+  const text = haystack.toString("latin1");
+  const hits: string[] = [];
+  for (const [file, secret] of keys) {
+    const probe = secret.subarray(0, Math.min(secret.length, 32));
+    if (haystack.includes(probe)) hits.push(`${file} (raw)`);
+    const hex = probe.toString("hex");
+    if (text.includes(hex) || text.includes(hex.toUpperCase())) hits.push(`${file} (hex)`);
+    // Base64 of a run of bytes, at each of the three alignments it can start at inside a longer encoding.
+    for (let shift = 0; shift < 3; shift++) {
+      const encoded = probe.subarray(shift).toString("base64").slice(4, -4);
+      if (encoded.length >= 16 && text.includes(encoded)) hits.push(`${file} (base64)`);
+    }
+  }
+  return [...new Set(hits)];
+}
+
+describe("a broker-mode image", () => {
+  const dir = privateTmpDir("broker-image");
+  const relay = { name: "exit-1", nickname: "ExitOne", vmId: 100, mac: "52:54:00:00:00:01" };
+  let keys: Map<string, Buffer>;
+  let imageMode: BuiltImage;
+  let brokerMode: BuiltImage;
+  let agentConfig = "";
+  const zstdCat = (file: string) => spawnSync("zstd", ["-dc", file], { maxBuffer: 1 << 30, env: toolEnv() }).stdout as Buffer;
+
+  beforeAll(() => {
+    const base = debianBase();
+    makeTestKeys(dir, [{ name: relay.name, nickname: relay.nickname, node: "local", vmId: relay.vmId, exit: true }]);
+    keys = secrets(join(dir, "keys", relay.name));
+    // What a running relay handed over: its onion keys, as the collection step leaves them.
+    const collected = join(dir, "collected");
+    mkdirSync(join(collected, "keys"), { recursive: true, mode: 0o700 });
+    for (const file of ["secret_onion_key", "secret_onion_key_ntor"]) spawnSync("cp", [join(dir, "keys", relay.name, file), join(collected, "keys", file)]);
+    const agentBinary = spawnSync("sh", ["-c", "command -v relay-agent"], { encoding: "utf8", env: toolEnv() }).stdout.trim();
+    imageMode = buildRelayIso(dir, base, relay, collected, join(dir, "image-mode"));
+    brokerMode = buildRelayIso(dir, base, relay, collected, join(dir, "broker-mode"), {}, (imageDigest) => {
+      agentConfig = renderAgentConfig({ relay: relay.name, imageDigest, broker: BROKER, withCa: true });
+      return { broker: { agentBinary, agentConfig, caPem: "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n" } };
+    });
+  }, 600_000);
+
+  it("the scan finds every key in an image-mode ISO (the positive control)", () => {
+    const hits = occurrences(readFileSync(imageMode.iso), keys);
+    for (const file of ["secret_id_key", "ed25519_signing_secret_key", "secret_onion_key_ntor", "ssh_host_ed25519_key"]) {
+      expect(hits.some((hit) => hit.startsWith(file)), `${file} in ${hits.join(", ")}`).toBe(true);
+    }
+  });
+
+  it("holds no private key byte in its ISO or its initrds, raw, hex or base64", () => {
+    expect(occurrences(readFileSync(brokerMode.iso), keys)).toEqual([]);
+    expect(occurrences(readFileSync(brokerMode.uki), keys)).toEqual([]);
+    // The base's initrd is compressed: scan it unpacked too.
+    const baseInitrd = zstdCat(join(debianBase(), "base.cpio.zst"));
+    expect(baseInitrd.length).toBeGreaterThan(1_000_000);
+    expect(occurrences(baseInitrd, keys)).toEqual([]);
+    expect(brokerMode.onionKeys).toEqual([]);
+    expect(brokerMode.hostPublicKey).toBe("");
+  });
+
+  it("carries the agent, its configuration and the broker's CA, and no SSH or collection key", () => {
+    const files = JSON.parse(readFileSync(brokerMode.files, "utf8")) as { path: string; mode: string }[];
+    const paths = files.map((file) => file.path);
+    expect(paths).toEqual(expect.arrayContaining(["/usr/local/sbin/relay-agent", "/etc/relay/broker.json", "/etc/relay/broker-ca.pem", "/etc/tor/torrc"]));
+    expect(paths.filter((path) => /keys\/|ssh_host|authorized_keys|\/state$|dircache\//.test(path))).toEqual([]);
+    expect(files.find((file) => file.path === "/usr/local/sbin/relay-agent")!.mode).toBe("755");
+    expect(readFileSync(brokerMode.iso).includes(Buffer.from(agentConfig))).toBe(true);
+    // The image-mode build of the same relay does carry them: the list above is not empty by accident.
+    const imageFiles = (JSON.parse(readFileSync(imageMode.files, "utf8")) as { path: string }[]).map((file) => file.path);
+    expect(imageFiles.filter((path) => /keys\/|ssh_host|authorized_keys/.test(path)).length).toBeGreaterThan(4);
+  });
+});
