@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -94,7 +95,7 @@ func cmdServe(args []string) error {
 	fs := newFlags("serve")
 	data := fs.String("data", "", "data directory made by init")
 	listen := fs.String("listen", "", "address for the relay protocol (and the admin API unless --admin-listen)")
-	adminListen := fs.String("admin-listen", "", "serve the admin API only on this address (e.g. 127.0.0.1:8444)")
+	adminListen := fs.String("admin-listen", "", "serve the admin API only on this address (e.g. 127.0.0.1:8444, or unix:/run/key-broker/admin.sock: a socket only its owner may open)")
 	identity := fs.String("identity", "", "at-rest identity file (e.g. %d/broker-identity from LoadCredential); default DATA/at-rest.key")
 	tlsCert := fs.String("tls-cert", "", "TLS certificate (PEM)")
 	tlsKey := fs.String("tls-key", "", "TLS private key (PEM)")
@@ -185,7 +186,7 @@ func cmdServe(args []string) error {
 	errc := make(chan error, len(eps))
 	var servers []*http.Server
 	for _, ep := range eps {
-		ln, err := net.Listen("tcp", ep.addr)
+		ln, local, err := listenOn(ep.addr)
 		if err != nil {
 			return err
 		}
@@ -201,10 +202,13 @@ func cmdServe(args []string) error {
 		}
 		servers = append(servers, hs)
 		scheme := "http"
-		if tlsConfig != nil {
+		switch tcp, isTCP := ln.Addr().(*net.TCPAddr); {
+		case local:
+			// A unix socket: the file's owner-only mode guards it; no TLS.
+		case tlsConfig != nil:
 			scheme = "https"
 			ln = tls.NewListener(ln, tlsConfig)
-		} else if tcp, ok := ln.Addr().(*net.TCPAddr); ok && !tcp.IP.IsLoopback() {
+		case isTCP && !tcp.IP.IsLoopback():
 			logger.Printf("WARNING: serving without TLS on %s; put a TLS terminator in front or use --tls-cert/--tls-key", ln.Addr())
 		}
 		logger.Printf("listening on %s://%s (%s)", scheme, ln.Addr(), ep.what)
@@ -224,4 +228,23 @@ func cmdServe(args []string) error {
 		_ = hs.Shutdown(sctx)
 	}
 	return nil
+}
+
+// listenOn opens a TCP address, or "unix:PATH" as a socket file of mode 0600
+// (a stale socket file at PATH is replaced). local reports the unix case.
+func listenOn(addr string) (ln net.Listener, local bool, err error) {
+	path, ok := strings.CutPrefix(addr, "unix:")
+	if !ok {
+		ln, err = net.Listen("tcp", addr)
+		return ln, false, err
+	}
+	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
+		if err := os.Remove(path); err != nil {
+			return nil, true, err
+		}
+	}
+	old := syscall.Umask(0o177)
+	ln, err = net.Listen("unix", path)
+	syscall.Umask(old)
+	return ln, true, err
 }
