@@ -19,6 +19,7 @@ export const UNIT_TESTS = [
   "test/graph.test.ts",
   "test/collect-state.test.ts",
   "test/broker-agent.test.ts",
+  "test/broker-admin.test.ts",
   "test/snp/**/*.test.ts",
 ];
 
