@@ -6,11 +6,9 @@
  * (unknown fields refused). Pure: no I/O.
  */
 import type { StackConfig } from "./config";
+import { SNP_SERIAL_PORT } from "./qemu";
 
 type BrokerConfig = NonNullable<StackConfig["identity"]["broker"]>;
-
-/** The virtio-serial port the local stack's simulated secure processor answers on (lib/qemu.ts wires it). */
-export const SIMULATED_SNP_PORT = "org.diskless-relays.snp";
 
 /** Where the image carries the broker's CA (lib/image-layout.ts: OVERLAY_FILES.brokerCa). */
 export const BROKER_CA_IN_IMAGE = "/etc/relay/broker-ca.pem";
@@ -31,7 +29,7 @@ export interface AgentConfigInput {
 
 /** The report source in the guest: the simulator's port locally, the SEV guest device on hardware. */
 export function reportSource(broker: BrokerConfig): string {
-  return broker.allowSimulatedAttestation ? `serial:/dev/virtio-ports/${SIMULATED_SNP_PORT}` : "sev-guest";
+  return broker.allowSimulatedAttestation ? `serial:/dev/virtio-ports/${SNP_SERIAL_PORT}` : "sev-guest";
 }
 
 export function renderAgentConfig(input: AgentConfigInput): string {

@@ -1,10 +1,13 @@
 /**
  * The local stack's relay machines: QEMU processes laid out as on Proxmox VE
  * (lib/qemu.ts), one run directory each (qemu.pid, console.log, monitor.sock,
- * the firmware's variables). I/O: starts and stops QEMU.
+ * the firmware's variables; with a simulated SEV-SNP secure processor, its
+ * snp.sock, pid file and log, lib/local-snp.ts). I/O: starts and stops QEMU
+ * and the simulator.
  */
 import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
+import { localLaunchMeasurement, snpLogOf, snpSocketOf, startSnpSimulator, stopSnpSimulator } from "./local-snp";
 import { ensureTap, inNetns } from "./netns";
 import { OVMF_VARS, qemuRelayArgs } from "./qemu";
 import { runTool } from "./run";
@@ -35,7 +38,7 @@ async function sleep(ms: number) {
   await new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-/** Stops the relay's QEMU (SIGTERM, then SIGKILL) and removes its run directory. */
+/** Stops the relay's QEMU (SIGTERM, then SIGKILL), then its simulated secure processor if it has one, and removes its run directory. */
 export async function stopLocalVm(runDir: string): Promise<void> {
   const pid = runningPid(runDir);
   if (pid !== undefined) {
@@ -43,11 +46,21 @@ export async function stopLocalVm(runDir: string): Promise<void> {
     for (let i = 0; i < 100 && alive(pid); i++) await sleep(100);
     if (alive(pid)) process.kill(pid, "SIGKILL");
   }
+  // After QEMU: the simulator waits for QEMU's connection to close before it exits.
+  await stopSnpSimulator(runDir);
   rmSync(runDir, { recursive: true, force: true });
 }
 
-/** Boots `iso` as the relay's machine, replacing whatever ran there; returns QEMU's pid. */
-export async function startLocalVm(target: QemuTarget, iso: string): Promise<number> {
+/**
+ * Boots `iso` as the relay's machine, replacing whatever ran there; returns
+ * QEMU's pid. With `target.snp`, a simulated secure processor reporting the
+ * launch measurement of this very ISO listens first on the VM's virtio-serial
+ * port; `log` is told which measurement it reports.
+ */
+export async function startLocalVm(target: QemuTarget, iso: string, log: (line: string) => void = () => undefined): Promise<number> {
+  const { snp } = target;
+  // Measured before anything is stopped: an ISO that cannot be measured leaves the running VM alone.
+  const measurement = snp ? localLaunchMeasurement({ iso, ovmf: snp.ovmf, vcpus: target.cores, vcpuType: snp.vcpuType }) : undefined;
   // A VM left over from an interrupted run would hold the forwarded ports.
   await stopLocalVm(target.runDir);
   mkdirSync(target.runDir, { recursive: true, mode: 0o700 });
@@ -55,6 +68,12 @@ export async function startLocalVm(target: QemuTarget, iso: string): Promise<num
   copyFileSync(OVMF_VARS, varsFile);
   const { network } = target;
   if (network.kind === "bridge") ensureTap(network.netns, network.bridge, network.tap);
+  let snpReportSocket: string | undefined;
+  if (snp && measurement) {
+    snpReportSocket = snpSocketOf(target.runDir);
+    await startSnpSimulator({ dir: snp.simulatorDir, socket: snpReportSocket, measurement, policy: snp.policy, logFile: snpLogOf(target.runDir) });
+    log(`simulated SEV-SNP secure processor (TEST ONLY) on ${snpReportSocket} reports measurement ${measurement}`);
+  }
   const args = qemuRelayArgs({
     iso,
     varsFile,
@@ -65,9 +84,16 @@ export async function startLocalVm(target: QemuTarget, iso: string): Promise<num
     serialLog: consoleLogOf(target.runDir),
     monitorSocket: join(target.runDir, "monitor.sock"),
     pidFile: pidFile(target.runDir),
+    snpReportSocket,
   });
   // On the testnet's bridge, QEMU runs inside its namespace, where the tap is.
   const [command, ...rest] = network.kind === "bridge" ? inNetns(network.netns, ["qemu-system-x86_64", ...args]) : ["qemu-system-x86_64", ...args];
-  runTool(command!, rest, { what: "starting the relay under QEMU" });
+  try {
+    runTool(command!, rest, { what: "starting the relay under QEMU" });
+  } catch (err) {
+    // No simulator outlives a QEMU that did not start.
+    await stopSnpSimulator(target.runDir);
+    throw err;
+  }
   return Number(readFileSync(pidFile(target.runDir), "utf8").trim());
 }

@@ -3,8 +3,13 @@
  * disk, the relay ISO as an IDE CD-ROM on ide2, a virtio NIC with the
  * relay's MAC, the serial console to a file. The NIC is a tap device on the
  * testnet's bridge (as a Proxmox VM's is on vmbr0), or, for a lone image
- * test, QEMU's user-mode network with forwarded ports.
+ * test, QEMU's user-mode network with forwarded ports. With a simulated
+ * SEV-SNP secure processor (lib/local-snp.ts), a virtio-serial port named
+ * org.diskless-relays.snp carries the guest agent's report requests to it.
  */
+
+/** The virtio-serial port the guest's relay-agent reads reports from (/dev/virtio-ports/NAME). */
+export const SNP_SERIAL_PORT = "org.diskless-relays.snp";
 
 export const OVMF_CODE = "/usr/share/OVMF/OVMF_CODE_4M.fd";
 export const OVMF_VARS = "/usr/share/OVMF/OVMF_VARS_4M.fd";
@@ -26,6 +31,8 @@ export interface QemuRelayMachine {
   monitorSocket?: string;
   /** KVM where it works; TCG (software) otherwise. */
   accel?: "kvm" | "tcg";
+  /** The simulated secure processor's unix socket (listening already); QEMU connects to it as a client. */
+  snpReportSocket?: string;
 }
 
 /** QEMU splits option values at commas; a literal comma in a path is written twice. */
@@ -50,6 +57,15 @@ export function qemuRelayArgs(machine: QemuRelayMachine): string[] {
     "-device", "ide-cd,drive=cd0,bus=ide.1,unit=0",
     "-netdev", netdev,
     "-device", `virtio-net-pci,netdev=net0,mac=${machine.mac.toLowerCase()}`,
+    // After the NIC, so the NIC keeps its PCI slot. A client chardev (the simulator listens); reconnect=1
+    // (QEMU 7.2; later QEMUs deprecate it for reconnect-ms) retries each second should the simulator go away.
+    ...(machine.snpReportSocket
+      ? [
+          "-chardev", `socket,id=snp,path=${qemuPath(machine.snpReportSocket)},reconnect=1`,
+          "-device", "virtio-serial-pci,id=vser0",
+          "-device", `virtserialport,bus=vser0.0,chardev=snp,name=${SNP_SERIAL_PORT}`,
+        ]
+      : []),
     "-serial", `file:${qemuPath(machine.serialLog)}`,
     "-display", "none",
     "-monitor", machine.monitorSocket ? `unix:${qemuPath(machine.monitorSocket)},server,nowait` : "none",

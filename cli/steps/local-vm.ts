@@ -1,11 +1,11 @@
-/** The local stack's relay machine: QEMU booting the relay's ISO (lib/local-vm.ts). */
+/** The local stack's relay machine: QEMU booting the relay's ISO, with its simulated SEV-SNP secure processor if the target has one (lib/local-vm.ts). */
 import { startLocalVm, stopLocalVm } from "../../lib/local-vm";
 import type { StepSpec } from "../../lib/steps";
 import { StepFailure } from "./failure";
 
 export async function startVm(spec: StepSpec<"start-local-vm">): Promise<void> {
   if (spec.target.kind !== "qemu") throw new StepFailure("start-local-vm needs a qemu target");
-  const pid = await startLocalVm(spec.target, spec.iso);
+  const pid = await startLocalVm(spec.target, spec.iso, (line) => console.log(line));
   console.log(`started pid ${pid}, console ${spec.target.runDir}/console.log`);
 }
 
