@@ -305,6 +305,16 @@ const identitySchema = z
         /** The local stack only: reports come from a simulated AMD secure processor on this machine. */
         allowSimulatedAttestation: z.boolean().default(false),
         pushIntervalSeconds: z.number().int().min(30).max(3600).default(300),
+        /** Where the build host reaches the broker's admin API: its unix socket (a local broker) or an https URL, and the token file key-broker init wrote. */
+        admin: z
+          .object({
+            socket: pathValue("the broker's admin socket").optional(),
+            url: z.string().url("must be a URL like https://broker.example.net:8444").refine((value) => value.startsWith("https://"), "must use https: the admin token travels with every call").optional(),
+            tokenFile: pathValue("the broker's admin token file"),
+          })
+          .strict()
+          .refine((admin) => Number(Boolean(admin.socket)) + Number(Boolean(admin.url)) === 1, { message: "needs exactly one of socket or url" })
+          .optional(),
       })
       .strict()
       .optional(),

@@ -84,6 +84,13 @@ export class TestProject {
     for (const [key, value] of Object.entries(secrets)) this.must("config", "set", "--secret", key, value);
   }
 
+  /** Runs one of the program's scripts (e.g. cli/broker.ts) in the project, as `npm run` would, against this stack's backend. */
+  script(path: string, ...args: string[]): PulumiResult {
+    const result = spawnSync(join(this.dir, "node_modules/.bin/tsx"), [join(this.dir, path), ...args], { cwd: this.dir, env: this.env, encoding: "utf8" });
+    if (result.error) throw result.error;
+    return { status: result.status, stdout: result.stdout, stderr: result.stderr };
+  }
+
   writeFile(path: string, content: string): void {
     writeFileSync(join(this.dir, path), content);
   }

@@ -1,0 +1,72 @@
+/**
+ * The key broker, from the operator's chair (lib/broker-admin.ts):
+ *   npm run broker -- status                     per relay: revoked, images and measurements, last attestation, last push, stale
+ *   npm run broker -- revoke RELAY               after a seizure: the relay gets nothing, ever, until re-enrolled
+ *   npm run broker -- reenroll RELAY [--keep-keys]
+ *   npm run broker -- log RELAY                  the relay's attestation log
+ * Options: --stack NAME (default: the selected stack). Reads the stack's
+ * identity.broker.admin; exits non-zero when a relay needs attention.
+ */
+import { execFileSync } from "node:child_process";
+import { parseArgs } from "node:util";
+import { attestationLog, brokerStatus, reenrollRelay, revokeRelay } from "../lib/broker-admin";
+import { brokerAdminEndpoint } from "../lib/broker-endpoint";
+import { parseStackConfig, projectConfigObject } from "../lib/config";
+
+const PROJECT = "diskless-relays";
+
+/** The stack's configuration as the program sees it: `pulumi config --json`, objects as their JSON text. */
+function stackConfig(stack: string | undefined) {
+  const raw = JSON.parse(execFileSync("pulumi", ["config", "--json", ...(stack ? ["--stack", stack] : [])], { encoding: "utf8" })) as Record<string, { value?: string; objectValue?: unknown }>;
+  const all = Object.fromEntries(Object.entries(raw).map(([key, entry]) => [key, entry.objectValue !== undefined ? JSON.stringify(entry.objectValue) : (entry.value ?? "")]));
+  return parseStackConfig(projectConfigObject(all, PROJECT));
+}
+
+async function main(): Promise<number> {
+  const { values, positionals } = parseArgs({ allowPositionals: true, options: { stack: { type: "string" }, "keep-keys": { type: "boolean", default: false } } });
+  const [command, relay] = positionals;
+  const endpoint = brokerAdminEndpoint(stackConfig(values.stack), process.cwd());
+  const needRelay = () => {
+    if (!relay) throw new Error(`usage: npm run broker -- ${command} RELAY`);
+    return relay;
+  };
+  switch (command) {
+    case "status": {
+      const status = await brokerStatus(endpoint);
+      let attention = 0;
+      for (const r of status.relays) {
+        const current = r.images.filter((image) => !image.retired);
+        const last = r.lastAttestation;
+        const state = r.revoked ? "REVOKED" : r.stale ? "STALE" : last ? last.verdict : "never attested";
+        if (r.revoked || r.stale || !last) attention++;
+        console.log(`${r.relay}: ${state}`);
+        for (const image of current) console.log(`  expects image ${image.imageDigest.slice(0, 12)} (${image.attestation}${image.measurements ? `, measurement ${image.measurements.map((m) => m.slice(0, 16)).join(" ")}…` : ""})`);
+        if (last) console.log(`  last ${last.purpose} ${last.time}: ${last.verdict}${last.reason ? ` (${last.reason})` : ""}, image ${last.imageDigest.slice(0, 12)}${last.measurement ? `, measurement ${last.measurement.slice(0, 16)}…` : ""}${last.reportedTcb ? `, TCB ${last.reportedTcb}` : ""}`);
+        console.log(`  last push: ${r.lastPush ?? "never"}`);
+      }
+      return attention === 0 ? 0 : 1;
+    }
+    case "revoke":
+      await revokeRelay(endpoint, needRelay());
+      console.log(`relay ${relay}: revoked; the broker releases nothing to it and accepts nothing from it until npm run broker -- reenroll ${relay}`);
+      return 0;
+    case "reenroll":
+      await reenrollRelay(endpoint, needRelay(), values["keep-keys"]!);
+      console.log(`relay ${relay}: re-enrolled${values["keep-keys"] ? " with its stored keys" : "; upload its keys again (pulumi up)"}; its images must be registered again`);
+      return 0;
+    case "log":
+      for (const entry of await attestationLog(endpoint, needRelay())) console.log(JSON.stringify(entry));
+      return 0;
+    default:
+      console.error("usage: npm run broker -- status | revoke RELAY | reenroll RELAY [--keep-keys] | log RELAY  [--stack NAME]");
+      return 2;
+  }
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: Error) => {
+    console.error(`broker: ${err.message}`);
+    process.exit(1);
+  },
+);
