@@ -24,6 +24,8 @@ interface Verdict {
   seconds: number;
   problems: string[];
   report?: HealthReport;
+  /** The relay's clock minus ours when it answered: the evidence that the VM's clock, taken from its host, suffices. */
+  clockOffsetSeconds?: number;
 }
 
 const POLL_MS = 5000;
@@ -46,8 +48,9 @@ async function waitHealthy(machine: RelayMachine, channel: RelayChannel, expecte
     const answer = await askRelay(channel, "health");
     if (answer.ok) {
       const report = parseHealthReport(answer.stdout.toString("utf8"));
-      const problems = healthProblems(report, { ...expected, now: Math.round(Date.now() / 1000) });
-      verdict = { healthy: problems.length === 0, seconds: elapsed(), problems, report };
+      const now = Math.round(Date.now() / 1000);
+      const problems = healthProblems(report, { ...expected, now });
+      verdict = { healthy: problems.length === 0, seconds: elapsed(), problems, report, ...(report.time !== undefined ? { clockOffsetSeconds: report.time - now } : {}) };
       if (verdict.healthy) return verdict;
       const onImage = report.image?.imageDigest === expected.imageDigest;
       if (onImage && report.torPids.length === 0) torlessSince ??= Date.now();
@@ -123,7 +126,8 @@ export async function rollOut(spec: Spec): Promise<void> {
     });
     clearRollbackRecord(spec.relayDir);
     console.log(
-      `relay ${spec.relay}: healthy on image ${short(image.imageDigest)} after ${verdict.seconds}s: tor runs with fingerprint ${spec.expected.rsaFingerprint}, ORPort ${spec.expected.orPort} listening`,
+      `relay ${spec.relay}: healthy on image ${short(image.imageDigest)} after ${verdict.seconds}s: tor runs with fingerprint ${spec.expected.rsaFingerprint}, ORPort ${spec.expected.orPort} listening` +
+        (verdict.clockOffsetSeconds !== undefined ? `, clock ${verdict.clockOffsetSeconds}s off ours` : ""),
     );
     return;
   }
