@@ -60,7 +60,24 @@ describe("the local stack on a private Tor network, end to end", () => {
     for (let i = 1; i <= 3; i++) spawnSync("kill", [`-${signal}`, readFileSync(join(testnetLocation.dir, `auth${i}`, "pid"), "utf8").trim()]);
   };
 
-  /** What the relay hands over right now, via the real collection step over SSH; returns the collected directory. */
+  /**
+   * Pauses the authorities, then waits until a consensus they made just
+   * before (which the relays, as directory caches, still serve) has reached
+   * the client; returns the client's consensus from then on.
+   */
+  const pauseConsensus = async () => {
+    authorities("STOP");
+    let current = await validAfter();
+    for (let settled = 0; settled < 3; ) {
+      await new Promise((resolve) => setTimeout(resolve, 10_000));
+      const now = await validAfter();
+      settled = now === current ? settled + 1 : 0;
+      current = now;
+    }
+    return current;
+  };
+
+    /** What the relay hands over right now, via the real collection step over SSH; returns the collected directory. */
   let collections = 0;
   const collect = (index: number, relayDir: string) => {
     const relay = config.relays[index];
@@ -247,8 +264,7 @@ describe("the local stack on a private Tor network, end to end", () => {
     expect(changed.every((s) => s.urn.includes("e2e-exit")), changed.map((s) => s.urn).join("\n")).toBe(true);
 
     const exitPid = pidOf("e2e-exit");
-    const consensusBefore = await validAfter();
-    authorities("STOP");
+    const consensusBefore = await pauseConsensus();
     try {
       const result = await up();
       expect(result.status, result.stdout + result.stderr).toBe(0);
@@ -280,7 +296,7 @@ describe("the local stack on a private Tor network, end to end", () => {
     // The collection cannot reach the relay; the operator lets the redeploy through.
     config.relays[0].allowFreshOnionKeys = true;
     setContact(0, "e2e-fresh-keys@example.net");
-    authorities("STOP");
+    await pauseConsensus();
     let failure: Error | undefined;
     try {
       link(0, "down");
