@@ -37,6 +37,9 @@ function withPrivateTmpDir<T>(prefix: string, work: (dir: string) => T): T {
  * Extracts the UKI the ISO boots into `outFile` (0600: outside broker mode
  * the UKI carries the relay's keys) and returns its bytes.
  */
+/** SNP guest policy: SMT, MIGRATE_MA and DEBUG clear (bits 16, 18, 19), the reserved bit 17 set. */
+export const DEFAULT_GUEST_POLICY = "0x20000";
+
 export function ukiFromIso(iso: string, outFile: string): Buffer {
   return withPrivateTmpDir("uki-from-iso", (dir) => {
     const esp = join(dir, "esp.img");
@@ -124,7 +127,7 @@ export interface SnpSimulatorOptions {
   socket: string;
   /** 96 hex digits. */
   measurement: string;
-  /** Guest policy, hex (the simulator's default is QEMU's 0x30000). */
+  /** Guest policy, hex. Default 0x20000: SMT off, migration agent off, debug off (bit 17 is reserved, always 1), what relays' sev.allowSmt: false asks for; QEMU's own default, 0x30000, allows SMT. */
   policy?: string;
   logFile: string;
 }
@@ -142,7 +145,7 @@ export async function startSnpSimulator(options: SnpSimulatorOptions): Promise<n
   await stopSnpSimulator(runDir);
   ensureSimulatorChain(options.dir);
   mkdirSync(runDir, { recursive: true, mode: 0o700 });
-  const args = ["serve", "--dir", options.dir, "--socket", socket, "--measurement", options.measurement, ...(options.policy ? ["--policy", options.policy] : [])];
+  const args = ["serve", "--dir", options.dir, "--socket", socket, "--measurement", options.measurement, "--policy", options.policy ?? DEFAULT_GUEST_POLICY];
   const log = openSync(options.logFile, "a", 0o600);
   let exited: number | null | undefined;
   let pid: number | undefined;
