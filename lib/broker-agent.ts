@@ -6,18 +6,19 @@
  * (unknown fields refused). Pure: no I/O.
  */
 import type { StackConfig } from "./config";
+import { OVERLAY_FILES } from "./image-layout";
 import { SNP_SERIAL_PORT } from "./qemu";
 
 type BrokerConfig = NonNullable<StackConfig["identity"]["broker"]>;
 
-/** Where the image carries the broker's CA (lib/image-layout.ts: OVERLAY_FILES.brokerCa). */
-export const BROKER_CA_IN_IMAGE = "/etc/relay/broker-ca.pem";
+/** Where the image carries the broker's CA. */
+export const BROKER_CA_IN_IMAGE = `/${OVERLAY_FILES.brokerCa.path}`;
 
 /** tor's DataDirectory in every flavour's image; relay-tor hands it to tor's user once the keys are in. */
 export const TOR_DATA_DIR = "/var/lib/tor";
 
 /** Where a token-mode image keeps its boot token (root only, 0600). */
-export const BOOT_TOKEN_IN_IMAGE = "/etc/relay/boot-token";
+export const BOOT_TOKEN_IN_IMAGE = `/${OVERLAY_FILES.bootToken.path}`;
 
 export interface AgentConfigInput {
   relay: string;

@@ -38,6 +38,8 @@ export const OVERLAY_FILES = {
   agent: { path: "usr/local/sbin/relay-agent", mode: 0o755 },
   agentConfig: { path: "etc/relay/broker.json", mode: 0o644 },
   brokerCa: { path: "etc/relay/broker-ca.pem", mode: 0o644 },
+  /** attestation "none": the image's single-use boot token, for root only. */
+  bootToken: { path: "etc/relay/boot-token", mode: 0o600 },
 } as const;
 
 /** Directory documents carried from the running relay land here and move into tor's DataDirectory at boot. */

@@ -6,7 +6,7 @@
  * rollback's, which is the last healthy recipe with the newest onion keys.
  * I/O: reads keys, writes the private build directory, runs the scripts.
  */
-import { createHash } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { basename, join, relative } from "node:path";
 import { DIRECTORY_CACHE_FILE_MODE, ISO_LABEL_FILE, isoFileName, KEY_FILE_MODE, OVERLAY_DIRS, OVERLAY_FILES, overlayDirectoryCachePath, overlayKeyPath, overlaySshPath, SSH_HOST_KEY_FILES, sshFileMode } from "./image-layout";
@@ -32,6 +32,8 @@ export interface BuiltImage {
   hostPublicKey: string;
   /** Onion key files it carries (none on a first deploy). */
   onionKeys: string[];
+  /** attestation "none": the SHA-256 of the boot token inside the image, what the broker is told to expect. Never the token. */
+  bootTokenSha256?: string;
 }
 
 export const IMAGE_RECORD = "image.json";
@@ -44,7 +46,7 @@ export function imageLabel(recipe: Pick<RelayRecipe, "relay" | "nickname" | "ima
   return JSON.stringify({ relay: recipe.relay, nickname: recipe.nickname, imageDigest: recipe.imageDigest }) + "\n";
 }
 
-function stageOverlay(recipe: RelayRecipe, staging: string, options: { extraTorrc?: string }): string[] {
+function stageOverlay(recipe: RelayRecipe, staging: string, options: { extraTorrc?: string }): { onionKeys: string[]; bootTokenSha256?: string } {
   const at = (path: string) => join(staging, path);
   for (const dir of OVERLAY_DIRS) {
     mkdirSync(at(dir.path), { recursive: true });
@@ -65,7 +67,11 @@ function stageOverlay(recipe: RelayRecipe, staging: string, options: { extraTorr
     copy(recipe.broker.agentBinary, OVERLAY_FILES.agent.path, OVERLAY_FILES.agent.mode);
     write(OVERLAY_FILES.agentConfig, recipe.broker.agentConfig);
     if (recipe.broker.caPem) write(OVERLAY_FILES.brokerCa, recipe.broker.caPem);
-    return [];
+    if (!recipe.broker.bootToken) return { onionKeys: [] };
+    // Made here, once per build: a rebuild of the same recipe gets a new token, and the old one dies with its image.
+    const token = randomBytes(32).toString("hex");
+    write(OVERLAY_FILES.bootToken, token);
+    return { onionKeys: [], bootTokenSha256: createHash("sha256").update(token).digest("hex") };
   }
   write(OVERLAY_FILES.authorizedKeys, recipe.authorizedKeys);
   write(OVERLAY_FILES.exportList, RELAY_EXPORT_FILES.join("\n") + "\n");
@@ -79,7 +85,7 @@ function stageOverlay(recipe: RelayRecipe, staging: string, options: { extraTorr
   for (const file of Object.keys(DIRECTORY_CACHE_FILES)) {
     if (existsSync(join(recipe.collectedDir, file))) copy(join(recipe.collectedDir, file), overlayDirectoryCachePath(file), DIRECTORY_CACHE_FILE_MODE);
   }
-  return onionKeys;
+  return { onionKeys };
 }
 
 /** The overlay's file list for the SBOM: path, SHA-256 and mode of every file. */
@@ -111,7 +117,7 @@ export function buildRelayImage(recipe: RelayRecipe, projectDir: string, options
   const staging = mkdtempSync(join(out, "staging-"));
   const overlay = join(out, "overlay.cpio");
   try {
-    const onionKeys = stageOverlay(recipe, staging, options);
+    const { onionKeys, bootTokenSha256 } = stageOverlay(recipe, staging, options);
     writeFileSync(join(out, "files.json"), JSON.stringify(overlayFileList(staging), null, 1) + "\n");
     const script = (name: string) => join(projectDir, "images", name);
     runTool("bash", [script("build-overlay.sh"), staging, overlay], { what: "packing the overlay" });
@@ -140,6 +146,7 @@ export function buildRelayImage(recipe: RelayRecipe, projectDir: string, options
       ukiBytes: statSync(uki).size,
       hostPublicKey: recipe.broker ? "" : readFileSync(join(recipe.keysDir, "ssh_host_ed25519_key.pub"), "utf8").trim().split(/\s+/).slice(0, 2).join(" "),
       onionKeys,
+      ...(bootTokenSha256 ? { bootTokenSha256 } : {}),
     };
     writeFileSync(join(out, RECIPE_RECORD), JSON.stringify(recipe, null, 1) + "\n", { mode: 0o600 });
     writeFileSync(join(out, IMAGE_RECORD), JSON.stringify(built, null, 1) + "\n", { mode: 0o600 });

@@ -115,7 +115,16 @@ export const relayRecipeSpec = z
      * Broker mode: the image carries the agent and its configuration (public
      * facts only) instead of any private key, host key or collection key.
      */
-    broker: z.object({ agentBinary: path, agentConfig: z.string().min(2), caPem: z.string().optional() }).strict().optional(),
+    broker: z
+      .object({
+        agentBinary: path,
+        agentConfig: z.string().min(2),
+        caPem: z.string().optional(),
+        /** attestation "none": the build makes a fresh single-use boot token for this image; only its SHA-256 leaves the build. */
+        bootToken: z.boolean().optional(),
+      })
+      .strict()
+      .optional(),
   })
   .strict();
 export type RelayRecipe = z.infer<typeof relayRecipeSpec>;

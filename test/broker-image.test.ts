@@ -122,4 +122,24 @@ describe("a broker-mode image", () => {
     const imageFiles = (JSON.parse(readFileSync(imageMode.files, "utf8")) as { path: string }[]).map((file) => file.path);
     expect(imageFiles.filter((path) => /keys\/|ssh_host|authorized_keys/.test(path)).length).toBeGreaterThan(4);
   });
+
+  it("with attestation none, carries a fresh boot token for root only, still no key, and only the token's digest leaves the build", () => {
+    const agentBinary = spawnSync("sh", ["-c", "command -v relay-agent"], { encoding: "utf8", env: toolEnv() }).stdout.trim();
+    const tokenBuild = (out: string) =>
+      buildRelayIso(dir, debianBase(), relay, join(dir, "collected"), join(dir, out), {}, (imageDigest) => ({
+        broker: { agentBinary, agentConfig: renderAgentConfig({ relay: relay.name, imageDigest, broker: { ...BROKER, attestation: "none", allowSimulatedAttestation: false }, withCa: false }), bootToken: true },
+      }));
+    const first = tokenBuild("token-1");
+    const second = tokenBuild("token-2");
+    expect(first.imageDigest).toBe(second.imageDigest);
+    expect(first.bootTokenSha256).toMatch(/^[0-9a-f]{64}$/);
+    expect(second.bootTokenSha256).not.toBe(first.bootTokenSha256);
+    const files = JSON.parse(readFileSync(first.files, "utf8")) as { path: string; mode: string }[];
+    expect(files.find((file) => file.path === "/etc/relay/boot-token")?.mode).toBe("600");
+    expect(occurrences(readFileSync(first.iso), keys)).toEqual([]);
+    // What the build prints (and Pulumi keeps) names the token's digest, never the token.
+    const record = readFileSync(join(dir, "token-1", "image.json"), "utf8");
+    expect(record).toContain(first.bootTokenSha256!);
+    expect(JSON.parse(record)).not.toHaveProperty("bootToken");
+  });
 });
