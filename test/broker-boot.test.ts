@@ -7,111 +7,46 @@
  * identity; it pushes its onion keys and state back; an ISO altered after
  * the build, and a revoked relay, get nothing and tor never starts.
  */
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { copyFileSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { attestationLog, brokerStatus, reenrollRelay, registerImage, revokeRelay, uploadRelayKeys, type BrokerAdminEndpoint } from "../lib/broker-admin";
-import { renderAgentConfig } from "../lib/broker-agent";
+import { attestationLog, brokerStatus, reenrollRelay, registerImage, revokeRelay, type BrokerAdminEndpoint } from "../lib/broker-admin";
 import { torListFingerprint } from "../lib/key-store";
-import { ensureNetns, netnsPids, removeNetns } from "../lib/netns";
 import type { BuiltImage } from "../lib/relay-build";
-import type { RelayTarget } from "../lib/steps";
-import { IDENTITY_FILES } from "../lib/tor-keys";
+import { brokerModeImage, brokerTarget, startTestBroker, type TestBroker } from "./support/broker";
 import { makeTestKeys } from "./support/fleet";
-import { bootIso, buildRelayIso, debianBase, runStep, waitFor } from "./support/images";
-import { toolEnv } from "./support/pulumi";
+import { bootIso, debianBase, waitFor } from "./support/images";
 import { privateTmpDir } from "./support/tmp";
-import { fixturePath } from "./snp/fixtures";
 
-const BROKER_IP = "10.77.0.1";
-const RELAY = { name: "guard-1", nickname: "BrokerGuard", vmId: 100, mac: "52:54:00:00:05:01" };
+const RELAY = { name: "guard-1", nickname: "BrokerGuard", vmId: 100, mac: "52:54:00:00:05:01", host: 11 };
 
 describe("a broker-mode relay, booted", () => {
   const dir = privateTmpDir("broker-boot");
-  const netns = `drbrk-${process.pid}`;
-  const data = join(dir, "broker");
-  const adminSocket = join(dir, "admin.sock");
-  const simulatorDir = join(dir, "simulator");
-  // The public AmdSevX64 OVMF description the measurement is computed with (test/snp/fixtures/VECTORS.md).
-  const ovmf = fixturePath("ovmf_AmdSev_suffix.bin");
-  let broker: ChildProcess;
+  let broker: TestBroker;
   let admin: BrokerAdminEndpoint;
   let built: BuiltImage;
   let measurement: string;
   let expected: { rsa: string; ed25519: string };
   let vm: Awaited<ReturnType<typeof bootIso>> | undefined;
 
-  const target = (runName: string): Extract<RelayTarget, { kind: "qemu" }> => ({
-    kind: "qemu",
-    runDir: join(dir, runName),
-    mac: RELAY.mac,
-    memoryMiB: 1024,
-    cores: 1,
-    network: { kind: "bridge", netns, bridge: "br0", tap: "drb100" },
-    snp: { simulatorDir, ovmf, vcpuType: "EPYC-v4" },
-  });
-  const tool = (command: string, args: string[]) => {
-    const result = spawnSync(command, args, { encoding: "utf8", env: toolEnv() });
-    if (result.status !== 0) throw new Error(`${command} ${args.join(" ")}: ${result.stderr}`);
-    return result.stdout;
-  };
+  const target = (runName: string) => brokerTarget(broker, RELAY, join(dir, runName));
   const verdicts = async () => (await attestationLog(admin, RELAY.name)).filter((entry) => entry.purpose === "boot").map((entry) => `${entry.verdict}:${entry.reason ?? ""}`);
 
   beforeAll(async () => {
     const base = debianBase();
-    ensureNetns(netns, "br0", `${BROKER_IP}/24`, "fd77:77::1/64");
-    // The broker's TLS: a private CA the image pins, and a certificate for the broker's address.
-    const tls = join(dir, "tls");
-    mkdirSync(tls, { mode: 0o700 });
-    tool("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", join(tls, "ca.key"), "-out", join(tls, "ca.pem"), "-days", "2", "-subj", "/CN=diskless-relays test broker CA"]);
-    tool("openssl", ["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", join(tls, "broker.key"), "-out", join(tls, "broker.csr"), "-subj", "/CN=broker"]);
-    writeFileSync(join(tls, "san.cnf"), `subjectAltName=IP:${BROKER_IP}\n`);
-    tool("openssl", ["x509", "-req", "-in", join(tls, "broker.csr"), "-CA", join(tls, "ca.pem"), "-CAkey", join(tls, "ca.key"), "-CAcreateserial", "-out", join(tls, "broker.pem"), "-days", "2", "-extfile", join(tls, "san.cnf")]);
-
-    const published = JSON.parse(tool("key-broker", ["init", "--data", data])) as { signingPublicKey: string; pushRecipient: string };
-    tool("snp-simulator", ["init", "--out", simulatorDir]);
-    broker = spawn(
-      "ip",
-      ["netns", "exec", netns, "key-broker", "serve", "--data", data, "--listen", `${BROKER_IP}:8443`, "--tls-cert", join(tls, "broker.pem"), "--tls-key", join(tls, "broker.key"),
-        "--admin-listen", `unix:${adminSocket}`, "--allow-simulated-attestation", "--simulated-ark-ask", join(simulatorDir, "ark-ask.pem")],
-      { env: toolEnv(), stdio: ["ignore", "ignore", "pipe"] },
-    );
-    let brokerLog = "";
-    broker.stderr!.on("data", (chunk: Buffer) => (brokerLog += chunk.toString()));
-    for (let i = 0; i < 100 && !existsSync(adminSocket); i++) await new Promise((resolve) => setTimeout(resolve, 100));
-    expect(existsSync(adminSocket), brokerLog).toBe(true);
-    admin = { socket: adminSocket, token: readFileSync(join(data, "admin.token"), "utf8").trim() };
-
+    broker = await startTestBroker(dir, `drbrk-${process.pid}`);
+    admin = broker.admin;
     makeTestKeys(dir, [{ name: RELAY.name, nickname: RELAY.nickname, node: "local", vmId: RELAY.vmId, exit: false }]);
     expected = torListFingerprint(join(dir, "keys", RELAY.name), RELAY.nickname);
-    const empty = join(dir, "collected");
-    mkdirSync(empty, { mode: 0o700 });
-    const agentBinary = tool("sh", ["-c", "command -v relay-agent"]).trim();
-    const brokerConfig = {
-      url: `https://${BROKER_IP}:8443`,
-      signingPublicKey: published.signingPublicKey,
-      pushRecipient: published.pushRecipient,
-      attestation: "snp" as const,
-      allowSimulatedAttestation: true,
-      pushIntervalSeconds: 30,
-    };
-    built = buildRelayIso(dir, base, { ...RELAY, ipv4: { address: "10.77.0.11/24", gateway: BROKER_IP } }, empty, join(dir, "image"), {}, (imageDigest) => ({
-      broker: { agentBinary, agentConfig: renderAgentConfig({ relay: RELAY.name, imageDigest, broker: brokerConfig, withCa: true }), caPem: readFileSync(join(tls, "ca.pem"), "utf8") },
-    }));
-    // The measurement the build publishes for this image: computed from the built UKI, not from the ISO the launcher boots.
-    const measured = runStep("measure-launch", { relay: RELAY.name, imageDigest: built.imageDigest, uki: built.uki, ovmf, vcpus: 1, vcpuType: "EPYC-v4", out: join(dir, "snp.json") });
-    expect(measured.status, measured.stderr).toBe(0);
-    measurement = measured.stdout.trim();
-    await uploadRelayKeys(admin, RELAY.name, Object.fromEntries(IDENTITY_FILES.map((file) => [`keys/${file}`, readFileSync(join(dir, "keys", RELAY.name, file))])));
-    await registerImage(admin, RELAY.name, { imageDigest: built.imageDigest, attestation: "snp", measurements: [measurement] });
+    const image = await brokerModeImage(dir, base, broker, RELAY, join(dir, "image"));
+    built = image.built;
+    measurement = image.measurement!;
   }, 900_000);
 
   afterAll(async () => {
     await vm?.stop();
-    broker?.kill();
-    for (const pid of netnsPids(netns)) spawnSync("kill", ["-KILL", String(pid)]);
-    removeNetns(netns);
+    broker?.stop();
   }, 120_000);
 
   it("gets its keys into RAM after attestation, and tor starts with the relay's identity", async () => {
@@ -125,7 +60,7 @@ describe("a broker-mode relay, booted", () => {
     const status = (await brokerStatus(admin)).relays.find((relay) => relay.relay === RELAY.name)!;
     expect(status.lastAttestation?.measurement).toBe(measurement);
     // No SSH server runs: nothing listens on port 22 of the relay.
-    const ssh = spawnSync("ip", ["netns", "exec", netns, "timeout", "5", "bash", "-c", "echo > /dev/tcp/10.77.0.11/22"]);
+    const ssh = spawnSync("ip", ["netns", "exec", broker.netns, "timeout", "5", "bash", "-c", "echo > /dev/tcp/10.77.0.11/22"]);
     expect(ssh.status).not.toBe(0);
   }, 900_000);
 
@@ -166,5 +101,24 @@ describe("a broker-mode relay, booted", () => {
     await waitFor(() => vm!.console(), /relay-agent: .*fetch attempt \d+ failed: .*measurement-mismatch/, 600);
     expect(await verdicts()).toContain("refused:measurement-mismatch");
     expect(vm.console()).not.toMatch(/identity key fingerprint is/);
+  }, 900_000);
+
+  it("with a boot token instead of a report (hosts without SNP): the first boot gets its keys, a second boot of the same ISO gets nothing", async () => {
+    await vm?.stop();
+    const tokenRelay = { name: "guard-2", nickname: "TokenGuard", vmId: 101, mac: "52:54:00:00:05:02", host: 12 };
+    makeTestKeys(join(dir, "token"), [{ name: tokenRelay.name, nickname: tokenRelay.nickname, node: "local", vmId: tokenRelay.vmId, exit: false }]);
+    const tokenExpected = torListFingerprint(join(dir, "token", "keys", tokenRelay.name), tokenRelay.nickname);
+    const { built: tokenImage } = await brokerModeImage(join(dir, "token"), debianBase(), broker, tokenRelay, join(dir, "token", "image"), "none");
+    expect(tokenImage.bootTokenSha256).toMatch(/^[0-9a-f]{64}$/);
+    // No simulated secure processor: this host has no SNP.
+    const machine = { ...brokerTarget(broker, tokenRelay, join(dir, "run-token")), snp: undefined };
+    vm = await bootIso(tokenImage.iso, machine);
+    await waitFor(vm.console, new RegExp(`identity key fingerprint is '${tokenRelay.nickname} ${tokenExpected.rsa}'`), 600);
+    await vm.stop();
+    vm = await bootIso(tokenImage.iso, machine);
+    await waitFor(() => vm!.console(), /relay-agent: .*fetch attempt \d+ failed: .*token-reused/, 600);
+    expect(vm.console()).not.toMatch(/identity key fingerprint is/);
+    const log = (await attestationLog(admin, tokenRelay.name)).filter((entry) => entry.purpose === "boot").map((entry) => `${entry.verdict}:${entry.reason ?? ""}`);
+    expect(log).toEqual(expect.arrayContaining(["released:", "refused:token-reused"]));
   }, 900_000);
 });

@@ -1,0 +1,140 @@
+/**
+ * A key broker for tests and benchmarks, set up as on the local stack: in a
+ * network namespace with a bridge (the broker at 10.77.0.1, relays on tap
+ * devices), TLS with a private CA that images pin, its admin API on a unix
+ * socket, trusting a simulated secure processor's test-only chain. Also a
+ * broker-mode image of a relay, with the measurement the build publishes for
+ * it registered and the relay's identity uploaded. I/O throughout.
+ */
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { registerImage, uploadRelayKeys, type BrokerAdminEndpoint } from "../../lib/broker-admin";
+import { renderAgentConfig } from "../../lib/broker-agent";
+import type { StackConfig } from "../../lib/config";
+import { ensureNetns, netnsPids, removeNetns } from "../../lib/netns";
+import type { BuiltImage } from "../../lib/relay-build";
+import type { RelayTarget } from "../../lib/steps";
+import { IDENTITY_FILES } from "../../lib/tor-keys";
+import { fixturePath } from "../snp/fixtures";
+import { buildRelayIso, runStep } from "./images";
+import { toolEnv } from "./pulumi";
+
+export const BROKER_IP = "10.77.0.1";
+/** The public AmdSevX64 OVMF description measurements are computed with (test/snp/fixtures/VECTORS.md). */
+export const TEST_OVMF = fixturePath("ovmf_AmdSev_suffix.bin");
+
+function tool(command: string, args: string[]): string {
+  const result = spawnSync(command, args, { encoding: "utf8", env: toolEnv() });
+  if (result.status !== 0) throw new Error(`${command} ${args.join(" ")}: ${result.stderr}`);
+  return result.stdout;
+}
+
+export interface TestBroker {
+  netns: string;
+  admin: BrokerAdminEndpoint;
+  simulatorDir: string;
+  /** What images pin (key-broker init's output) and where they reach the broker. */
+  config: NonNullable<StackConfig["identity"]["broker"]>;
+  caPem: string;
+  log: () => string;
+  stop: () => void;
+}
+
+export async function startTestBroker(dir: string, netns: string): Promise<TestBroker> {
+  ensureNetns(netns, "br0", `${BROKER_IP}/24`, "fd77:77::1/64");
+  const tls = join(dir, "tls");
+  mkdirSync(tls, { recursive: true, mode: 0o700 });
+  tool("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", join(tls, "ca.key"), "-out", join(tls, "ca.pem"), "-days", "2", "-subj", "/CN=diskless-relays test broker CA"]);
+  tool("openssl", ["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", join(tls, "broker.key"), "-out", join(tls, "broker.csr"), "-subj", "/CN=broker"]);
+  writeFileSync(join(tls, "san.cnf"), `subjectAltName=IP:${BROKER_IP}\n`);
+  tool("openssl", ["x509", "-req", "-in", join(tls, "broker.csr"), "-CA", join(tls, "ca.pem"), "-CAkey", join(tls, "ca.key"), "-CAcreateserial", "-out", join(tls, "broker.pem"), "-days", "2", "-extfile", join(tls, "san.cnf")]);
+
+  const data = join(dir, "broker");
+  const adminSocket = join(dir, "admin.sock");
+  const simulatorDir = join(dir, "simulator");
+  const published = JSON.parse(tool("key-broker", ["init", "--data", data])) as { signingPublicKey: string; pushRecipient: string };
+  tool("snp-simulator", ["init", "--out", simulatorDir]);
+  const broker: ChildProcess = spawn(
+    "ip",
+    ["netns", "exec", netns, "key-broker", "serve", "--data", data, "--listen", `${BROKER_IP}:8443`, "--tls-cert", join(tls, "broker.pem"), "--tls-key", join(tls, "broker.key"),
+      "--admin-listen", `unix:${adminSocket}`, "--allow-simulated-attestation", "--simulated-ark-ask", join(simulatorDir, "ark-ask.pem")],
+    { env: toolEnv(), stdio: ["ignore", "ignore", "pipe"] },
+  );
+  let log = "";
+  broker.stderr!.on("data", (chunk: Buffer) => (log += chunk.toString()));
+  for (let i = 0; i < 100 && !existsSync(adminSocket); i++) await new Promise((resolve) => setTimeout(resolve, 100));
+  if (!existsSync(adminSocket)) throw new Error(`the key broker did not start:\n${log}`);
+  return {
+    netns,
+    admin: { socket: adminSocket, token: readFileSync(join(data, "admin.token"), "utf8").trim() },
+    simulatorDir,
+    config: { url: `https://${BROKER_IP}:8443`, ...published, attestation: "snp", allowSimulatedAttestation: true, pushIntervalSeconds: 30 },
+    caPem: readFileSync(join(tls, "ca.pem"), "utf8"),
+    log: () => log,
+    stop: () => {
+      broker.kill();
+      for (const pid of netnsPids(netns)) spawnSync("kill", ["-KILL", String(pid)]);
+      removeNetns(netns);
+    },
+  };
+}
+
+export interface TestRelayOnBroker {
+  name: string;
+  nickname: string;
+  vmId: number;
+  mac: string;
+  /** Its IPv4 host part on the bridge (10.77.0.N). */
+  host: number;
+}
+
+/**
+ * The relay's broker-mode image, its identity uploaded, and registered with
+ * the measurement the build publishes for it (snp) or its boot token's
+ * SHA-256 (none).
+ */
+export async function brokerModeImage(
+  dir: string,
+  base: string,
+  broker: TestBroker,
+  relay: TestRelayOnBroker,
+  out: string,
+  attestation: "snp" | "none" = "snp",
+): Promise<{ built: BuiltImage; measurement?: string }> {
+  const empty = join(dir, "collected-none");
+  mkdirSync(empty, { recursive: true, mode: 0o700 });
+  const agentBinary = tool("sh", ["-c", "command -v relay-agent"]).trim();
+  const built = buildRelayIso(dir, base, { name: relay.name, nickname: relay.nickname, vmId: relay.vmId, mac: relay.mac, ipv4: { address: `10.77.0.${relay.host}/24`, gateway: BROKER_IP } }, empty, out, {}, (imageDigest) => ({
+    broker: {
+      agentBinary,
+      agentConfig: renderAgentConfig({ relay: relay.name, imageDigest, broker: { ...broker.config, attestation, allowSimulatedAttestation: attestation === "snp" }, withCa: true }),
+      caPem: broker.caPem,
+      ...(attestation === "none" ? { bootToken: true } : {}),
+    },
+  }));
+  await uploadRelayKeys(broker.admin, relay.name, Object.fromEntries(IDENTITY_FILES.map((file) => [`keys/${file}`, readFileSync(join(dir, "keys", relay.name, file))])));
+  if (attestation === "none") {
+    await registerImage(broker.admin, relay.name, { imageDigest: built.imageDigest, attestation: "none", tokenSha256: built.bootTokenSha256! });
+    return { built };
+  }
+  // Computed from the built UKI, not from the ISO the launcher boots.
+  const measured = runStep("measure-launch", { relay: relay.name, imageDigest: built.imageDigest, uki: built.uki, ovmf: TEST_OVMF, vcpus: 1, vcpuType: "EPYC-v4", out: join(out, "snp.json") });
+  if (measured.status !== 0) throw new Error(`measure-launch: ${measured.stderr}`);
+  const measurement = measured.stdout.trim();
+  await registerImage(broker.admin, relay.name, { imageDigest: built.imageDigest, attestation: "snp", measurements: [measurement] });
+  return { built, measurement };
+}
+
+/** A one-core QEMU machine for the relay on the broker's bridge, with a simulated secure processor beside it. */
+export function brokerTarget(broker: TestBroker, relay: TestRelayOnBroker, runDir: string): Extract<RelayTarget, { kind: "qemu" }> {
+  return {
+    kind: "qemu",
+    runDir,
+    mac: relay.mac,
+    memoryMiB: 1024,
+    cores: 1,
+    network: { kind: "bridge", netns: broker.netns, bridge: "br0", tap: `drb${relay.vmId}` },
+    snp: { simulatorDir: broker.simulatorDir, ovmf: TEST_OVMF, vcpuType: "EPYC-v4" },
+  };
+}
