@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -268,7 +269,7 @@ func (a *Agent) fetchOnce(ctx context.Context) error {
 			return fmt.Errorf("store push secret: %w", err)
 		}
 	}
-	a.log.Printf("boot: installed %d files in %s (%s)", len(b.Files), a.cfg.TorDataDir, strings.Join(b.Files.Names(), ", "))
+	a.log.Printf("boot: installed %d files in %s (%s)%s", len(b.Files), a.cfg.TorDataDir, strings.Join(b.Files.Names(), ", "), ntorPublicNote(b.Files))
 	return nil
 }
 
@@ -316,7 +317,7 @@ func (a *Agent) Push(ctx context.Context) error {
 	if !protocol.Verify(a.cfg.BrokerSigningPublicKey, protocol.PushAckDigest(a.cfg.Relay, a.cfg.ImageDigest, ch.Nonce, payloadDigest), resp.Signature) {
 		return errors.New("push: the acknowledgement's signature does not verify with the pinned broker key")
 	}
-	a.log.Printf("push: stored %s (%s)", strings.Join(files.Names(), ", "), shortHash(payloadDigest))
+	a.log.Printf("push: stored %s (%s)%s", strings.Join(files.Names(), ", "), shortHash(payloadDigest), ntorPublicNote(files))
 	return nil
 }
 
@@ -361,6 +362,18 @@ func readToken(p string) ([]byte, error) {
 		return nil, fmt.Errorf("boot token in %s has a bad length", p)
 	}
 	return tok, nil
+}
+
+// ntorPublicNote names the PUBLIC half of the current ntor onion key, which
+// tor stores after its 32-byte header and the 32-byte secret: what lets an
+// operator (and the tests) see that a reboot came back with the key it
+// pushed, without a byte of the secret in any log.
+func ntorPublicNote(files protocol.Files) string {
+	key := files["keys/secret_onion_key_ntor"]
+	if len(key) != 96 {
+		return ""
+	}
+	return "; ntor public key " + base64.StdEncoding.EncodeToString(key[64:96])
 }
 
 func shortHash(digest []byte) string {

@@ -334,3 +334,26 @@ func TestBackoffIsCapped(t *testing.T) {
 		t.Error("backoff ignored a cancelled context")
 	}
 }
+
+// The log names the ntor key's public half only.
+func TestNtorPublicNoteShowsNoSecret(t *testing.T) {
+	key := make([]byte, 96)
+	copy(key, "== c25519v1: onion ==")
+	for i := 32; i < 64; i++ {
+		key[i] = 0xAA // secret
+	}
+	for i := 64; i < 96; i++ {
+		key[i] = byte(i) // public
+	}
+	note := ntorPublicNote(protocol.Files{"keys/secret_onion_key_ntor": key})
+	if !strings.Contains(note, base64.StdEncoding.EncodeToString(key[64:96])) {
+		t.Fatalf("note %q lacks the public key", note)
+	}
+	secret := base64.StdEncoding.EncodeToString(key[32:64])
+	if strings.Contains(note, secret[:20]) || strings.Contains(note, "qqqq") {
+		t.Fatalf("note %q shows the secret", note)
+	}
+	if ntorPublicNote(protocol.Files{"keys/secret_onion_key_ntor": key[:95]}) != "" {
+		t.Fatal("a key file of the wrong size is named")
+	}
+}

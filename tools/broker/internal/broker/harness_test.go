@@ -87,13 +87,15 @@ type envOptions struct {
 	minTCB           string
 	staleAfter       time.Duration
 	dataDir          string // reuse an initialised data dir
+	simDir           string // the simulated chain to trust (default trustedSimDir)
 }
 
 type env struct {
-	t          *testing.T
+	t          testing.TB
 	dataDir    string
 	st         *store.Store
 	srv        *broker.Server
+	snp        *snpcheck.Policy
 	ts         *httptest.Server
 	clock      *fakeClock
 	adminToken string
@@ -118,7 +120,7 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func newEnv(t *testing.T, o envOptions) *env {
+func newEnv(t testing.TB, o envOptions) *env {
 	t.Helper()
 	dir := o.dataDir
 	if dir == "" {
@@ -144,7 +146,11 @@ func (e *env) start(o envOptions) {
 		t.Fatal(err)
 	}
 	if !o.noSimulatedRoots {
-		pemData, err := os.ReadFile(filepath.Join(trustedSimDir, snpsim.ArkAskFile))
+		simDir := o.simDir
+		if simDir == "" {
+			simDir = trustedSimDir
+		}
+		pemData, err := os.ReadFile(filepath.Join(simDir, snpsim.ArkAskFile))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -158,9 +164,10 @@ func (e *env) start(o envOptions) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	policy := &snpcheck.Policy{Roots: roots, AllowSMT: o.allowSMT, MinTCB: tcb}
 	srv, err := broker.New(broker.Config{
 		Store:      st,
-		SNP:        &snpcheck.Policy{Roots: roots, AllowSMT: o.allowSMT, MinTCB: tcb},
+		SNP:        policy,
 		StaleAfter: o.staleAfter,
 		Now:        e.clock.Now,
 		Log:        log.New(e.logBuf, "key-broker: ", 0),
@@ -172,7 +179,7 @@ func (e *env) start(o envOptions) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.st, e.srv = st, srv
+	e.st, e.srv, e.snp = st, srv, policy
 	e.adminToken = strings.TrimSpace(string(tok))
 	e.pub = st.Secrets.Public()
 	e.ts = httptest.NewServer(srv.Handler())
@@ -313,7 +320,7 @@ func (e *env) attest(relay string, req protocol.AttestRequest) (int, protocol.Er
 
 // ---- fixtures ----
 
-func randBytes(t *testing.T, n int) []byte {
+func randBytes(t testing.TB, n int) []byte {
 	t.Helper()
 	b := make([]byte, n)
 	if _, err := rand.Read(b); err != nil {
@@ -322,11 +329,11 @@ func randBytes(t *testing.T, n int) []byte {
 	return b
 }
 
-func randDigest(t *testing.T) string { return hex.EncodeToString(randBytes(t, 32)) }
+func randDigest(t testing.TB) string { return hex.EncodeToString(randBytes(t, 32)) }
 
 // relayFiles makes a full bundle of random contents (random, so that a scan
 // for them at rest cannot match by accident).
-func relayFiles(t *testing.T) protocol.Files {
+func relayFiles(t testing.TB) protocol.Files {
 	t.Helper()
 	f := protocol.Files{}
 	for i, n := range append(append([]string{}, protocol.IdentityFiles...), "keys/secret_onion_key", "keys/secret_onion_key_ntor", "state") {
@@ -335,7 +342,7 @@ func relayFiles(t *testing.T) protocol.Files {
 	return f
 }
 
-func simFor(t *testing.T, dir string, measurement []byte, policy uint64) *snpsim.Simulator {
+func simFor(t testing.TB, dir string, measurement []byte, policy uint64) *snpsim.Simulator {
 	t.Helper()
 	sim, err := snpsim.Load(dir, snpsim.Options{Measurement: measurement, Policy: policy})
 	if err != nil {
@@ -415,7 +422,7 @@ func (e *env) newAgent(s agentSetup) *agent.Agent {
 	return a
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
