@@ -74,6 +74,17 @@ describe("a broker-mode relay, booted", () => {
     expect(vm!.console()).toMatch(/relay-agent: .*push: stored .*keys\/secret_onion_key_ntor.*state/);
   }, 300_000);
 
+  it("comes back with the onion key it pushed after the broker is killed and restarted and the guest reboots", async () => {
+    const pushed = [...vm!.console().matchAll(/relay-agent: .*push: stored .*ntor public key (\S+)/g)].at(-1)?.[1];
+    expect(pushed).toMatch(/^[A-Za-z0-9+/]{43}=$/);
+    await broker.restart();
+    await vm!.stop();
+    vm = await bootIso(built.iso, target("run"));
+    const installed = await waitFor(vm.console, /relay-agent: .*boot: installed .*ntor public key (\S+)/, 600);
+    expect(installed[1]).toBe(pushed);
+    await waitFor(vm.console, new RegExp(`identity key fingerprint is '${RELAY.nickname} ${expected.rsa}'`), 300);
+  }, 900_000);
+
   it("gets nothing once revoked: after a reboot tor never starts", async () => {
     await revokeRelay(admin, RELAY.name);
     await vm!.stop();

@@ -9,7 +9,7 @@
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { registerImage, uploadRelayKeys, type BrokerAdminEndpoint } from "../../lib/broker-admin";
+import { brokerStatus, registerImage, uploadRelayKeys, type BrokerAdminEndpoint } from "../../lib/broker-admin";
 import { renderAgentConfig } from "../../lib/broker-agent";
 import type { StackConfig } from "../../lib/config";
 import { ensureNetns, netnsPids, removeNetns } from "../../lib/netns";
@@ -38,6 +38,8 @@ export interface TestBroker {
   config: NonNullable<StackConfig["identity"]["broker"]>;
   caPem: string;
   log: () => string;
+  /** SIGKILL, then the same broker again from the same data directory: nothing it acknowledged may be lost. */
+  restart: () => Promise<void>;
   stop: () => void;
 }
 
@@ -55,23 +57,38 @@ export async function startTestBroker(dir: string, netns: string): Promise<TestB
   const simulatorDir = join(dir, "simulator");
   const published = JSON.parse(tool("key-broker", ["init", "--data", data])) as { signingPublicKey: string; pushRecipient: string };
   tool("snp-simulator", ["init", "--out", simulatorDir]);
-  const broker: ChildProcess = spawn(
-    "ip",
-    ["netns", "exec", netns, "key-broker", "serve", "--data", data, "--listen", `${BROKER_IP}:8443`, "--tls-cert", join(tls, "broker.pem"), "--tls-key", join(tls, "broker.key"),
-      "--admin-listen", `unix:${adminSocket}`, "--allow-simulated-attestation", "--simulated-ark-ask", join(simulatorDir, "ark-ask.pem")],
-    { env: toolEnv(), stdio: ["ignore", "ignore", "pipe"] },
-  );
   let log = "";
-  broker.stderr!.on("data", (chunk: Buffer) => (log += chunk.toString()));
-  for (let i = 0; i < 100 && !existsSync(adminSocket); i++) await new Promise((resolve) => setTimeout(resolve, 100));
-  if (!existsSync(adminSocket)) throw new Error(`the key broker did not start:\n${log}`);
+  const serve = async () => {
+    const child = spawn(
+      "ip",
+      ["netns", "exec", netns, "key-broker", "serve", "--data", data, "--listen", `${BROKER_IP}:8443`, "--tls-cert", join(tls, "broker.pem"), "--tls-key", join(tls, "broker.key"),
+        "--admin-listen", `unix:${adminSocket}`, "--allow-simulated-attestation", "--simulated-ark-ask", join(simulatorDir, "ark-ask.pem")],
+      { env: toolEnv(), stdio: ["ignore", "ignore", "pipe"] },
+    );
+    child.stderr!.on("data", (chunk: Buffer) => (log += chunk.toString()));
+    for (let i = 0; i < 100; i++) {
+      if (existsSync(adminSocket) && (await brokerStatus(admin).then(() => true, () => false))) return child;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    throw new Error(`the key broker did not start:\n${log}`);
+  };
+  const admin = { socket: adminSocket, token: readFileSync(join(data, "admin.token"), "utf8").trim() };
+  let broker: ChildProcess = await serve();
   return {
     netns,
-    admin: { socket: adminSocket, token: readFileSync(join(data, "admin.token"), "utf8").trim() },
+    admin,
     simulatorDir,
     config: { url: `https://${BROKER_IP}:8443`, ...published, attestation: "snp", allowSimulatedAttestation: true, pushIntervalSeconds: 30 },
     caPem: readFileSync(join(tls, "ca.pem"), "utf8"),
     log: () => log,
+    restart: async () => {
+      // ip netns exec runs the broker as its own process: kill that one.
+      for (const pid of netnsPids(netns)) {
+        if (readFileSync(`/proc/${pid}/cmdline`, "latin1").startsWith("key-broker\0serve")) spawnSync("kill", ["-KILL", String(pid)]);
+      }
+      await new Promise<void>((resolve) => (broker.exitCode !== null ? resolve() : broker.once("exit", () => resolve())));
+      broker = await serve();
+    },
     stop: () => {
       broker.kill();
       for (const pid of netnsPids(netns)) spawnSync("kill", ["-KILL", String(pid)]);
