@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { renderAgentConfig } from "../lib/broker-agent";
 import { parseStackConfig } from "../lib/config";
+import { toolEnv } from "./support/pulumi";
 import { privateTmpDir } from "./support/tmp";
 
 const BROKER = {
@@ -27,7 +28,7 @@ describe("the agent configuration of a broker-mode image", () => {
   const check = (text: string) => {
     const file = join(dir, `config-${Math.random().toString(16).slice(2)}.json`);
     writeFileSync(file, text);
-    return spawnSync("relay-agent", ["check", file], { encoding: "utf8" });
+    return spawnSync("relay-agent", ["check", file], { encoding: "utf8", env: toolEnv() });
   };
 
   it("is accepted by the agent for simulated SNP, hardware SNP and boot tokens", () => {
