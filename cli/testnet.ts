@@ -56,6 +56,8 @@ async function main(): Promise<number> {
             routers.find((r) => !authorities.has(r.fingerprint) && r.flags.includes("Exit"))?.fingerprint,
           ].filter((fp): fp is string => !!fp);
       if (path.length === 0) throw new Error("no relay of yours is in the consensus yet; see npm run testnet -- status");
+      // A relay is in the consensus a little before the client has what it needs to extend to it.
+      await control.waitForMicrodescriptors(path, 120_000);
       const circuit = await control.buildCircuit(path);
       const result = await fetchThroughCircuit(control, network.socksSocket, circuit, host!, Number(port));
       console.log(`through ${path.map((fp) => routers.find((r) => r.fingerprint === fp)?.nickname ?? fp).join(" → ")}: HTTP ${result.status}\n${result.body}`);
