@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -135,7 +134,7 @@ func Exchange(rw io.ReadWriter, rd [protocol.ReportDataSize]byte) ([]byte, []byt
 	}
 	r := bufio.NewReader(rw)
 	for {
-		line, err := readLine(r, protocol.MaxSerialLine)
+		line, err := protocol.ReadSerialLine(r)
 		if err != nil {
 			return nil, nil, fmt.Errorf("read answer: %w", err)
 		}
@@ -157,23 +156,5 @@ func Exchange(rw io.ReadWriter, rd [protocol.ReportDataSize]byte) ([]byte, []byt
 			continue // a stale answer
 		}
 		return resp.Report, resp.Certs, nil
-	}
-}
-
-func readLine(r *bufio.Reader, max int) ([]byte, error) {
-	var line []byte
-	for {
-		chunk, err := r.ReadSlice('\n')
-		line = append(line, chunk...)
-		if len(line) > max {
-			return nil, errors.New("line too long")
-		}
-		if err == nil {
-			return line, nil
-		}
-		if err == bufio.ErrBufferFull {
-			continue
-		}
-		return nil, err
 	}
 }

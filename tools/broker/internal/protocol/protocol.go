@@ -11,6 +11,7 @@
 package protocol
 
 import (
+	"bufio"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"crypto/sha512"
@@ -19,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"io"
 	"regexp"
 	"sort"
 	"strings"
@@ -329,3 +331,27 @@ type SerialResponse struct {
 
 // MaxSerialLine bounds one line of the serial protocol.
 const MaxSerialLine = 256 << 10
+
+// ReadSerialLine reads one line of the serial protocol, both sides of it:
+// up to "\n" (dropped), refusing a line over MaxSerialLine bytes; a last
+// line without "\n" before EOF counts.
+func ReadSerialLine(r *bufio.Reader) ([]byte, error) {
+	var line []byte
+	for {
+		chunk, err := r.ReadSlice('\n')
+		line = append(line, chunk...)
+		if len(line) > MaxSerialLine {
+			return nil, errors.New("line too long")
+		}
+		switch {
+		case err == nil:
+			return line[:len(line)-1], nil
+		case err == bufio.ErrBufferFull:
+			continue
+		case err == io.EOF && len(line) > 0:
+			return line, nil
+		default:
+			return nil, err
+		}
+	}
+}

@@ -65,7 +65,7 @@ func (s *Simulator) Serve(ln net.Listener, logger *log.Logger) error {
 func (s *Simulator) ServeConn(rw io.ReadWriter) error {
 	r := bufio.NewReaderSize(rw, 4096)
 	for {
-		line, err := readLine(r, protocol.MaxSerialLine)
+		line, err := protocol.ReadSerialLine(r)
 		if err == io.EOF {
 			return nil
 		}
@@ -93,27 +93,5 @@ func (s *Simulator) ServeConn(rw io.ReadWriter) error {
 		if _, err := rw.Write(append(out, '\n')); err != nil {
 			return err
 		}
-	}
-}
-
-// readLine reads up to '\n' (dropped), refusing lines over max bytes.
-func readLine(r *bufio.Reader, max int) ([]byte, error) {
-	var line []byte
-	for {
-		chunk, err := r.ReadSlice('\n')
-		line = append(line, chunk...)
-		if len(line) > max {
-			return nil, errors.New("line too long")
-		}
-		if err == nil {
-			return line[:len(line)-1], nil
-		}
-		if err == bufio.ErrBufferFull {
-			continue
-		}
-		if err == io.EOF && len(line) > 0 {
-			return line, nil
-		}
-		return nil, err
 	}
 }
