@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"diskless-relays/tools/broker/internal/broker"
+	"diskless-relays/tools/broker/internal/cli"
 	"diskless-relays/tools/broker/internal/snpcheck"
 	"diskless-relays/tools/broker/internal/store"
 )
@@ -39,34 +40,10 @@ const usage = `usage:
 `
 
 func main() {
-	if len(os.Args) < 2 {
-		fmt.Fprint(os.Stderr, usage)
-		os.Exit(2)
-	}
-	var err error
-	switch os.Args[1] {
-	case "init":
-		err = cmdInit(os.Args[2:])
-	case "serve":
-		err = cmdServe(os.Args[2:])
-	case "-h", "--help", "help":
-		fmt.Print(usage)
-		return
-	default:
-		fmt.Fprint(os.Stderr, usage)
-		os.Exit(2)
-	}
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "key-broker: %v\n", err)
-		os.Exit(1)
-	}
+	cli.Main("key-broker", usage, map[string]func([]string) error{"init": cmdInit, "serve": cmdServe})
 }
 
-func newFlags(name string) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ExitOnError)
-	fs.Usage = func() { fmt.Fprint(os.Stderr, usage) }
-	return fs
-}
+func newFlags(name string) *flag.FlagSet { return cli.Flags(name, usage) }
 
 func cmdInit(args []string) error {
 	fs := newFlags("init")

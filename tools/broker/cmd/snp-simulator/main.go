@@ -21,6 +21,7 @@ import (
 	"strings"
 	"syscall"
 
+	"diskless-relays/tools/broker/internal/cli"
 	"diskless-relays/tools/broker/internal/protocol"
 	"diskless-relays/tools/broker/internal/snpcheck"
 	"diskless-relays/tools/broker/internal/snpsim"
@@ -34,34 +35,10 @@ TEST ONLY: the chain it makes proves nothing about real hardware.
 `
 
 func main() {
-	if len(os.Args) < 2 {
-		fmt.Fprint(os.Stderr, usage)
-		os.Exit(2)
-	}
-	var err error
-	switch os.Args[1] {
-	case "init":
-		err = cmdInit(os.Args[2:])
-	case "serve":
-		err = cmdServe(os.Args[2:])
-	case "-h", "--help", "help":
-		fmt.Print(usage)
-		return
-	default:
-		fmt.Fprint(os.Stderr, usage)
-		os.Exit(2)
-	}
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "snp-simulator: %v\n", err)
-		os.Exit(1)
-	}
+	cli.Main("snp-simulator", usage, map[string]func([]string) error{"init": cmdInit, "serve": cmdServe})
 }
 
-func newFlags(name string) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ExitOnError)
-	fs.Usage = func() { fmt.Fprint(os.Stderr, usage) }
-	return fs
-}
+func newFlags(name string) *flag.FlagSet { return cli.Flags(name, usage) }
 
 func cmdInit(args []string) error {
 	fs := newFlags("init")
