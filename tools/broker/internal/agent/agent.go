@@ -14,6 +14,7 @@ import (
 	"log"
 	"net/http"
 	"os"
+	"os/exec"
 	"strings"
 	"time"
 
@@ -283,7 +284,7 @@ func (a *Agent) Push(ctx context.Context) error {
 	if len(files) == 0 {
 		return fmt.Errorf("nothing to push: no onion key or state in %s", a.cfg.TorDataDir)
 	}
-	pj, err := json.Marshal(protocol.PushPlaintext{Relay: a.cfg.Relay, Files: files})
+	pj, err := json.Marshal(protocol.PushPlaintext{Relay: a.cfg.Relay, Files: files, Health: a.health(ctx)})
 	if err != nil {
 		return err
 	}
@@ -321,13 +322,39 @@ func (a *Agent) Push(ctx context.Context) error {
 	return nil
 }
 
-// Run pushes every pushIntervalSeconds until ctx ends (SIGTERM/SIGINT in
-// the command), then pushes once more within finalTimeout.
+// health runs the configured health command and returns its output, capped;
+// a command that fails still reports what it printed and why it failed.
+func (a *Agent) health(ctx context.Context) string {
+	if a.cfg.HealthCommand == "" {
+		return ""
+	}
+	hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(hctx, a.cfg.HealthCommand).Output()
+	if len(out) > protocol.MaxHealthSize {
+		out = out[:protocol.MaxHealthSize]
+	}
+	report := string(out)
+	if err != nil {
+		report += fmt.Sprintf("\nhealth-error %v\n", err)
+		if len(report) > protocol.MaxHealthSize {
+			report = report[:protocol.MaxHealthSize]
+		}
+	}
+	return report
+}
+
+// Run pushes at once (the rollout gate waits for the new image's first
+// report), then every pushIntervalSeconds until ctx ends (SIGTERM/SIGINT in
+// the command), then once more within finalTimeout.
 func (a *Agent) Run(ctx context.Context, finalTimeout time.Duration) error {
 	interval := time.Duration(a.cfg.PushIntervalSeconds) * time.Second
 	t := time.NewTicker(interval)
 	defer t.Stop()
-	a.log.Printf("run: pushing every %s", interval)
+	a.log.Printf("run: pushing now and every %s", interval)
+	if err := a.Push(ctx); err != nil {
+		a.log.Printf("push failed (next try in %s): %v", interval, err)
+	}
 	for {
 		select {
 		case <-ctx.Done():

@@ -42,6 +42,10 @@ type Config struct {
 	// RuntimeDir holds the per-boot push secret of a token-mode relay
 	// (root-only, in RAM). Default /run/relay-agent.
 	RuntimeDir string `json:"runtimeDir,omitempty"`
+	// HealthCommand is run (no arguments, no shell) before each push; its
+	// output, the relay's health report, travels with the push so the
+	// build host's rollout gate can judge the relay without reaching it.
+	HealthCommand string `json:"healthCommand,omitempty"`
 }
 
 // DefaultRuntimeDir is where a token-mode push secret is kept.
@@ -132,6 +136,9 @@ func (c *Config) validate() error {
 	}
 	if c.BrokerCAFile != "" && !filepath.IsAbs(c.BrokerCAFile) {
 		return errors.New("brokerCaFile must be an absolute path")
+	}
+	if c.HealthCommand != "" && (!filepath.IsAbs(c.HealthCommand) || filepath.Clean(c.HealthCommand) != c.HealthCommand) {
+		return errors.New("healthCommand must be a clean absolute path")
 	}
 	if c.RuntimeDir == "" {
 		c.RuntimeDir = DefaultRuntimeDir

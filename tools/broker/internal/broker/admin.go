@@ -71,7 +71,30 @@ func (s *Server) handlePutKeys(w http.ResponseWriter, r *http.Request) {
 	} else {
 		rel = rel.Clone()
 	}
-	if err := s.st.SaveBundle(relay, req.Files); err != nil {
+	// The upload sets the shipped files. The onion keys and state the relay
+	// pushed are the relay's current ones: they are kept unless the upload
+	// carries its own (a relay moving from image mode, its keys collected
+	// from the running relay moments before), which then replace them all.
+	merged := protocol.Files{}
+	uploadsMutable := false
+	for name, data := range req.Files {
+		merged[name] = data
+		uploadsMutable = uploadsMutable || protocol.IsMutableFile(name)
+	}
+	if !uploadsMutable && rel.HasKeys {
+		stored, err := s.st.LoadBundle(relay)
+		if err != nil {
+			s.logf("load bundle %s: %v", relay, err)
+			internalError(w)
+			return
+		}
+		for name, data := range stored {
+			if protocol.IsMutableFile(name) {
+				merged[name] = data
+			}
+		}
+	}
+	if err := s.st.SaveBundle(relay, merged); err != nil {
 		s.logf("save bundle %s: %v", relay, err)
 		internalError(w)
 		return
@@ -84,7 +107,7 @@ func (s *Server) handlePutKeys(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.adminLog(relay, "keys-uploaded", strings.Join(req.Files.Names(), ","))
-	writeJSON(w, http.StatusOK, map[string]any{"relay": relay, "files": req.Files.Names()})
+	writeJSON(w, http.StatusOK, map[string]any{"relay": relay, "files": req.Files.Names(), "stored": merged.Names()})
 }
 
 // ImageRequest is the body of POST /v1/admin/relays/{relay}/images.
@@ -340,6 +363,7 @@ type RelayStatus struct {
 	LastAttestation *store.Attestation `json:"lastAttestation"`
 	LastRefusal     *store.Attestation `json:"lastRefusal,omitempty"`
 	LastPush        *time.Time         `json:"lastPush"`
+	LastHealth      *store.Health      `json:"lastHealth"`
 	Stale           bool               `json:"stale"`
 }
 
@@ -364,6 +388,7 @@ func (s *Server) relayStatus(rel *store.Relay, now time.Time) RelayStatus {
 		LastAttestation: rel.LastAttestation,
 		LastRefusal:     rel.LastRefusal,
 		LastPush:        rel.LastPush,
+		LastHealth:      rel.LastHealth,
 	}
 	for _, i := range rel.Images {
 		st.Images = append(st.Images, imageStatus(i))

@@ -362,6 +362,9 @@ func (s *Server) attestLocked(now time.Time, relay string, req *protocol.AttestR
 	if len(pp.Files) == 0 {
 		return nil, refuse(CodePushEmpty, "push carries no file")
 	}
+	if len(pp.Health) > protocol.MaxHealthSize {
+		return nil, refuse(CodePushTooLarge, "health report of %d bytes, limit %d", len(pp.Health), protocol.MaxHealthSize)
+	}
 	for _, name := range pp.Files.Names() {
 		if protocol.IsShippedFile(name) {
 			return nil, refuse(CodePushIdentityFile, "push tries to set shipped file %q", name)
@@ -394,6 +397,9 @@ func (s *Server) attestLocked(now time.Time, relay string, req *protocol.AttestR
 	t := now.UTC()
 	rel.LastPush = &t
 	rel.LastAttestation = rec(verdictAccepted)
+	if pp.Health != "" {
+		rel.LastHealth = &store.Health{Time: t, ImageDigest: sess.imageDigest, Report: pp.Health}
+	}
 	if err := s.st.SaveRelay(rel); err != nil {
 		return nil, internal(err)
 	}

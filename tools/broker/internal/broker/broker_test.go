@@ -1079,3 +1079,92 @@ func TestChallengeLimits(t *testing.T) {
 	e.clock.Advance(61 * time.Second)
 	e.challenge("flooded", d, "boot")
 }
+
+// The push carries the relay's health report; the status shows it with the
+// image the push attested as and the broker's time of receipt.
+func TestPushCarriesHealthReport(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	relay, digest, m := "relay-h", randDigest(t), measurement(t)
+	e.uploadKeys(relay, relayFiles(t))
+	e.registerSNP(relay, digest, m)
+	src := simSource(simFor(t, trustedSimDir, m, policyNoSMT))
+	dir := t.TempDir()
+	script := filepath.Join(dir, "health")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\necho \"image {}\"\necho \"tor 42\"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	torDir := filepath.Join(dir, "tor")
+	a := e.newAgent(agentSetup{relay: relay, digest: digest, attestation: "snp", torDir: torDir, source: src, healthCommand: script})
+	if err := a.Fetch(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if rs := e.relayStatus(relay); rs.LastHealth != nil {
+		t.Fatalf("a boot is no health report: %+v", rs.LastHealth)
+	}
+	if err := a.Push(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	rs := e.relayStatus(relay)
+	if rs.LastHealth == nil || rs.LastHealth.Report != "image {}\ntor 42\n" || rs.LastHealth.ImageDigest != digest || rs.LastPush == nil || !rs.LastHealth.Time.Equal(*rs.LastPush) {
+		t.Fatalf("last health: %+v", rs.LastHealth)
+	}
+	// A failing command still reports, and says why.
+	if err := os.WriteFile(script, []byte("#!/bin/sh\necho partial\nexit 3\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Push(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.relayStatus(relay).LastHealth.Report; !strings.HasPrefix(got, "partial\n") || !strings.Contains(got, "health-error exit status 3") {
+		t.Fatalf("report of a failing health command: %q", got)
+	}
+}
+
+// Uploading the shipped keys again (a renewed signing certificate) keeps the
+// onion keys and state the relay pushed; an upload that carries onion keys
+// (a relay moving from image mode) replaces them.
+func TestKeysUploadKeepsPushedOnionKeys(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	relay, digest, m := "relay-u", randDigest(t), measurement(t)
+	files := relayFiles(t)
+	e.uploadKeys(relay, files)
+	e.registerSNP(relay, digest, m)
+	src := simSource(simFor(t, trustedSimDir, m, policyNoSMT))
+	torDir := filepath.Join(t.TempDir(), "tor")
+	a := e.newAgent(agentSetup{relay: relay, digest: digest, attestation: "snp", torDir: torDir, source: src})
+	if err := a.Fetch(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	pushed := randBytes(t, 96)
+	if err := os.WriteFile(filepath.Join(torDir, "keys/secret_onion_key_ntor"), pushed, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Push(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	renewed := protocol.Files{}
+	for _, n := range protocol.IdentityFiles {
+		renewed[n] = files[n]
+	}
+	renewed["keys/ed25519_signing_cert"] = randBytes(t, 172)
+	e.uploadKeys(relay, renewed)
+	b, err := e.st.LoadBundle(relay)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(b["keys/secret_onion_key_ntor"], pushed) || !bytes.Equal(b["keys/ed25519_signing_cert"], renewed["keys/ed25519_signing_cert"]) {
+		t.Fatalf("after re-upload: ntor kept=%v, cert renewed=%v", bytes.Equal(b["keys/secret_onion_key_ntor"], pushed), bytes.Equal(b["keys/ed25519_signing_cert"], renewed["keys/ed25519_signing_cert"]))
+	}
+	migrated := protocol.Files{"keys/secret_onion_key_ntor": randBytes(t, 96), "state": randBytes(t, 300)}
+	for n, d := range renewed {
+		migrated[n] = d
+	}
+	e.uploadKeys(relay, migrated)
+	b, _ = e.st.LoadBundle(relay)
+	if !bytes.Equal(b["keys/secret_onion_key_ntor"], migrated["keys/secret_onion_key_ntor"]) {
+		t.Fatal("an upload carrying onion keys did not replace the pushed ones")
+	}
+	if _, ok := b["keys/secret_onion_key"]; ok {
+		t.Fatal("an upload carrying onion keys kept a pushed file it did not carry")
+	}
+}

@@ -364,6 +364,7 @@ type agentSetup struct {
 	source                     agent.ReportSource
 	maxAttempts                int
 	brokerURL                  string
+	healthCommand              string
 }
 
 func torIDs() (int, int) {
@@ -394,6 +395,9 @@ func (e *env) newAgent(s agentSetup) *agent.Agent {
 		"torGroup":               gid,
 		"pushIntervalSeconds":    300,
 		"runtimeDir":             s.runtimeDir,
+	}
+	if s.healthCommand != "" {
+		cfg["healthCommand"] = s.healthCommand
 	}
 	if s.attestation == "snp" {
 		cfg["reportSource"] = "serial:/dev/null" // replaced by s.source

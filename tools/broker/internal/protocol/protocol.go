@@ -302,7 +302,15 @@ type BundlePlaintext struct {
 type PushPlaintext struct {
 	Relay string `json:"relay"`
 	Files Files  `json:"files"`
+	// Health is the relay's own health report (relay-health's "key value"
+	// lines: image, clock, tor's pid and fingerprints, listening ports, the
+	// last lines of tor's log). Public facts; bound to the attested push
+	// like the files, so the rollout gate can trust it without SSH.
+	Health string `json:"health,omitempty"`
 }
+
+// MaxHealthSize caps a push's health report.
+const MaxHealthSize = 32 << 10
 
 // ErrorBody is the body of every non-2xx answer.
 type ErrorBody struct {

@@ -62,6 +62,17 @@ type Relay struct {
 	PushSecretImage  string       `json:"pushSecretImage,omitempty"`
 	LastAttestation  *Attestation `json:"lastAttestation,omitempty"`
 	LastRefusal      *Attestation `json:"lastRefusal,omitempty"`
+	// LastHealth is the health report of the latest accepted push: public
+	// facts, kept in clear.
+	LastHealth *Health `json:"lastHealth,omitempty"`
+}
+
+// Health is a relay's health report as its attested push carried it.
+type Health struct {
+	// Time is when the broker accepted the push (its clock).
+	Time        time.Time `json:"time"`
+	ImageDigest string    `json:"imageDigest"`
+	Report      string    `json:"report"`
 }
 
 // Image returns the registered image with this digest, or nil.
