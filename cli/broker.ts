@@ -10,8 +10,10 @@
 import { execFileSync } from "node:child_process";
 import { parseArgs } from "node:util";
 import { attestationLog, brokerStatus, reenrollRelay, revokeRelay } from "../lib/broker-admin";
-import { brokerAdminEndpoint } from "../lib/broker-endpoint";
+import { brokerAdminEndpoint, resolveBroker } from "../lib/broker-endpoint";
 import { parseStackConfig, projectConfigObject } from "../lib/config";
+import { inProject } from "../lib/fleet";
+import { readNetwork } from "../lib/testnet-host";
 
 const PROJECT = "diskless-relays";
 
@@ -25,7 +27,11 @@ function stackConfig(stack: string | undefined) {
 async function main(): Promise<number> {
   const { values, positionals } = parseArgs({ allowPositionals: true, options: { stack: { type: "string" }, "keep-keys": { type: "boolean", default: false } } });
   const [command, relay] = positionals;
-  const endpoint = brokerAdminEndpoint(stackConfig(values.stack), process.cwd());
+  const config = stackConfig(values.stack);
+  const testnet = config.testnet ? readNetwork(inProject(process.cwd(), config.testnet.dir)) : undefined;
+  const broker = resolveBroker(config, process.cwd(), testnet);
+  if (!broker) throw new Error("identity.mode is not broker in this stack: its relays' keys are in their images");
+  const endpoint = brokerAdminEndpoint(broker);
   const needRelay = () => {
     if (!relay) throw new Error(`usage: npm run broker -- ${command} RELAY`);
     return relay;

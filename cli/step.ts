@@ -7,6 +7,7 @@
  */
 import { parseStepSpec, STEP_SPEC_ENV, STEP_SPECS, type StepName, type StepSpec } from "../lib/steps";
 import { buildBase } from "./steps/build-base";
+import { forgetKeys, registerImageStep, retireImageStep, uploadKeys } from "./steps/broker";
 import { buildImage, removeImage } from "./steps/build-relay-image";
 import { collectState, removeCollectedState } from "./steps/collect-state";
 import { startVm, stopVm } from "./steps/local-vm";
@@ -28,6 +29,10 @@ const HANDLERS: { [N in StepName]: (spec: StepSpec<N>) => Promise<void> | void }
   "start-local-vm": startVm,
   "stop-local-vm": stopVm,
   "prune-isos": pruneIsos,
+  "upload-relay-keys": uploadKeys,
+  "forget-relay-keys": forgetKeys,
+  "register-image": registerImageStep,
+  "retire-image": retireImageStep,
   "roll-out": rollOut,
   "remove-rollback-image": removeRollbackImage,
 };

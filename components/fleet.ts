@@ -6,6 +6,7 @@ import { inProject, type PlannedRelay } from "../lib/fleet";
 import { baseImageInputs, RELAY_SCRIPT_PATHS, treeDigest } from "../lib/image-inputs";
 import { rollingOrder } from "../lib/rollout";
 import type { TestnetNetwork } from "../lib/testnet";
+import { resolveBroker } from "../lib/broker-endpoint";
 import { BaseImage } from "./base-image";
 import { qemuTarget } from "./local-relay-vm";
 import { Relay } from "./relay";
@@ -52,7 +53,8 @@ export function deployFleet(
   const artifactsDir = join(projectDir, "artifacts");
   if (!options.dryRun) mkdirSync(buildRoot, { recursive: true, mode: 0o700 });
 
-  const target = config.target === "qemu" ? qemuTarget(join(projectDir, ".runtime", options.stack), projectDir, fleet.testnet!) : proxmoxTarget(config, projectDir);
+  const broker = resolveBroker(config, projectDir, fleet.testnet);
+  const target = config.target === "qemu" ? qemuTarget(join(projectDir, ".runtime", options.stack), projectDir, fleet.testnet!, broker) : proxmoxTarget(config, projectDir);
   const flavour = config.image.flavour;
   const base = new BaseImage(flavour, { inputs: baseImageInputs(config.image, projectDir), projectDir, buildRoot: buildDir });
   const baseSbom = new BaseSbom(flavour, { baseDir: base.dir, baseDigest: base.digest, flavour, artifactsDir, projectDir });
@@ -73,6 +75,7 @@ export function deployFleet(
         buildRoot,
         artifactsDir,
         target,
+        ...(broker ? { broker } : {}),
         after: after.map((name) => relays.get(name)!.rollout.gate),
       }),
     );

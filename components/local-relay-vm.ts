@@ -1,6 +1,8 @@
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import { join } from "node:path";
+import type { ResolvedBroker } from "../lib/broker-endpoint";
+import { inProject } from "../lib/fleet";
 import type { RelayTarget } from "../lib/steps";
 import { tapName, type TestnetNetwork } from "../lib/testnet";
 import type { RelayTargetKind, RelayVmArgs, RelayVmTarget } from "./relay-vm";
@@ -56,7 +58,7 @@ export class LocalRelayVm extends pulumi.ComponentResource implements RelayVmTar
  * Relays under QEMU on this machine (the local stack), each on a tap device
  * of the testnet's bridge; run directories under <runtimeDir>/<relay>.
  */
-export function qemuTarget(runtimeDir: string, projectDir: string, testnet: TestnetNetwork): RelayTargetKind {
+export function qemuTarget(runtimeDir: string, projectDir: string, testnet: TestnetNetwork, broker?: ResolvedBroker): RelayTargetKind {
   return {
     spec: (relay) => ({
       kind: "qemu",
@@ -65,6 +67,11 @@ export function qemuTarget(runtimeDir: string, projectDir: string, testnet: Test
       memoryMiB: relay.memoryMiB,
       cores: relay.cores,
       network: { kind: "bridge", netns: testnet.netns, bridge: testnet.bridge, tap: tapName(relay.vmId) },
+      // Broker mode with simulated attestation: the secure processor SNP hardware would be, simulated beside QEMU
+      // (TEST ONLY), measuring the booted ISO with the relay's own SEV settings.
+      ...(broker?.simulatorDir && relay.sev?.enabled && relay.sev.ovmf
+        ? { snp: { simulatorDir: broker.simulatorDir, ovmf: inProject(projectDir, relay.sev.ovmf), vcpuType: relay.sev.vcpuType ?? relay.cpuType } }
+        : {}),
     }),
     secrets: {},
     createVm: (name, args, opts) => new LocalRelayVm(name, { ...args, projectDir }, opts),

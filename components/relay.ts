@@ -1,5 +1,10 @@
 import * as pulumi from "@pulumi/pulumi";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { renderAgentConfig } from "../lib/broker-agent";
+import { brokerAdminSpec, type ResolvedBroker } from "../lib/broker-endpoint";
+import { toolsBin } from "../lib/run";
+import { BrokerEnrolment } from "./broker-enrolment";
 import { addressOf } from "../lib/addresses";
 import type { StackConfig } from "../lib/config";
 import { inProject, type PlannedRelay } from "../lib/fleet";
@@ -26,6 +31,8 @@ export interface RelayArgs {
   artifactsDir: string;
   /** Where the relay runs: Proxmox VE, or QEMU locally. */
   target: RelayTargetKind;
+  /** Broker mode: the key broker the relay's image fetches its keys from. */
+  broker?: ResolvedBroker;
   /** Rollout gates of the relays that must be healthy before this relay's VM is replaced. */
   after: pulumi.Resource[];
 }
@@ -41,6 +48,8 @@ export class Relay extends pulumi.ComponentResource {
   readonly sbom: RelaySbom;
   readonly vm: RelayVmTarget;
   readonly rollout: RelayRollout;
+  /** Broker mode: the relay's keys and current image at the key broker. */
+  readonly enrolment?: BrokerEnrolment;
   /** For SEV-SNP relays: the launch measurement their attestation reports must carry. */
   readonly launchMeasurement?: LaunchMeasurement;
 
@@ -48,10 +57,22 @@ export class Relay extends pulumi.ComponentResource {
     super("diskless-relays:relay:Relay", name, {}, opts);
     const { plan, config } = args;
     const relayDir = join(args.buildRoot, "relays", plan.config.name);
-    const texts = relayImageTexts(plan, config, args.collectorPublicKey, args.projectDir);
-    const inputs = relayImageInputs(plan, args.base.digest, texts, args.relayScripts);
+    const { broker } = args;
+    const baseTexts = relayImageTexts(plan, config, args.collectorPublicKey, args.projectDir, broker !== undefined);
+    // Broker mode: the agent, what it pins and where it finds the broker, instead of any key.
+    const brokerParts = broker
+      ? { agentBinary: join(toolsBin(), "relay-agent"), ...(broker.caFile ? { caPem: readFileSync(broker.caFile, "utf8") } : {}), ...(broker.attestation === "none" ? { bootToken: true } : {}) }
+      : undefined;
+    const agentConfig = (imageDigest: string) => renderAgentConfig({ relay: plan.config.name, imageDigest, broker: broker!, withCa: brokerParts?.caPem !== undefined });
+    const inputs = relayImageInputs(plan, args.base.digest, baseTexts, args.relayScripts, brokerParts ? { parts: brokerParts, agentConfigFacts: agentConfig("0".repeat(64)) } : undefined);
     this.imageDigest = relayImageDigest(inputs);
+    const texts = brokerParts ? { ...baseTexts, broker: { ...brokerParts, agentConfig: agentConfig(this.imageDigest) } } : baseTexts;
     const target = args.target.spec(plan.config);
+    const sev = plan.config.sev;
+    const launch = sev?.enabled && sev.ovmf ? { ovmf: inProject(args.projectDir, sev.ovmf), vcpus: plan.config.cores, vcpuType: sev.vcpuType ?? plan.config.cpuType } : undefined;
+    const brokerWatch = broker
+      ? { admin: brokerAdminSpec(broker), pushIntervalSeconds: broker.pushIntervalSeconds, attestation: broker.attestation, ...(launch ? { launch } : {}) }
+      : undefined;
     const channel = {
       host: plan.config.sshHost ?? addressOf(plan.config.ipv4.address),
       port: plan.config.sshPort ?? config.stateCollection.port,
@@ -71,6 +92,7 @@ export class Relay extends pulumi.ComponentResource {
         target,
         targetSecrets: args.target.secrets,
         allowFreshOnionKeys: plan.config.allowFreshOnionKeys,
+        ...(brokerWatch ? { broker: brokerWatch } : {}),
         projectDir: args.projectDir,
         relayDir,
       },
@@ -98,7 +120,25 @@ export class Relay extends pulumi.ComponentResource {
       { parent: this },
     );
 
-    const sev = plan.config.sev;
+    if (brokerWatch) {
+      this.enrolment = new BrokerEnrolment(
+        `${name}-broker`,
+        {
+          relay: plan,
+          broker: brokerWatch.admin,
+          attestation: brokerWatch.attestation,
+          ...(launch ? { launch } : {}),
+          collectedDir: collection.dir,
+          collection: collection.summary,
+          imageDigest: this.imageDigest,
+          imageDir: this.image.dir,
+          built: this.image.built,
+          projectDir: args.projectDir,
+        },
+        { parent: this },
+      );
+    }
+
     if (sev?.enabled && sev.ovmf) {
       this.launchMeasurement = new LaunchMeasurement(
         `${name}-snp`,
@@ -120,7 +160,8 @@ export class Relay extends pulumi.ComponentResource {
     this.vm = args.target.createVm(
       `${name}-vm`,
       { relay: plan.config, imageDigest: this.imageDigest, isoName: this.image.isoName, isoPath: this.image.isoPath, target },
-      { parent: this, dependsOn: args.after },
+      // In broker mode the broker must hold the keys and expect the image before the VM is replaced.
+      { parent: this, dependsOn: [...args.after, ...(this.enrolment ? [this.enrolment.keys, this.enrolment.registration] : [])] },
     );
 
     this.rollout = new RelayRollout(
@@ -136,6 +177,7 @@ export class Relay extends pulumi.ComponentResource {
         targetSecrets: args.target.secrets,
         timeoutSeconds: config.rollout.healthTimeoutSeconds,
         rollback: config.rollout.rollback,
+        ...(brokerWatch ? { broker: brokerWatch } : {}),
         projectDir: args.projectDir,
       },
       { parent: this },

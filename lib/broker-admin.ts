@@ -19,7 +19,10 @@ export interface BrokerRelayStatus {
   stale: boolean;
   images: { imageDigest: string; attestation: "snp" | "none"; measurements?: string[]; tokenConsumed?: boolean; retired: boolean }[];
   lastAttestation: { time: string; imageDigest: string; purpose: string; evidenceKind: string; verdict: string; reason?: string; measurement?: string; reportedTcb?: string } | null;
+  lastRefusal?: { time: string; imageDigest?: string; purpose: string; evidenceKind: string; verdict: string; reason?: string } | null;
   lastPush: string | null;
+  /** The health report (relay-health's lines) of the latest accepted push, with the broker's time of receipt. */
+  lastHealth: { time: string; imageDigest: string; report: string } | null;
 }
 
 export class BrokerAdminError extends Error {

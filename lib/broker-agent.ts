@@ -5,11 +5,14 @@
  * the keys that pin it. The agent validates it again with its own rules
  * (unknown fields refused). Pure: no I/O.
  */
-import type { StackConfig } from "./config";
+import type { ResolvedBroker } from "./broker-endpoint";
 import { OVERLAY_FILES } from "./image-layout";
 import { SNP_SERIAL_PORT } from "./qemu";
 
-type BrokerConfig = NonNullable<StackConfig["identity"]["broker"]>;
+type BrokerConfig = Pick<ResolvedBroker, "url" | "signingPublicKey" | "pushRecipient" | "attestation" | "allowSimulatedAttestation" | "pushIntervalSeconds">;
+
+/** The image's health report (images/rootfs/files/usr/local/sbin/relay-health), the same one SSH's forced command answers. */
+export const HEALTH_COMMAND_IN_IMAGE = "/usr/local/sbin/relay-health";
 
 /** Where the image carries the broker's CA. */
 export const BROKER_CA_IN_IMAGE = `/${OVERLAY_FILES.brokerCa.path}`;
@@ -49,6 +52,8 @@ export function renderAgentConfig(input: AgentConfigInput): string {
     torGroup: 0,
     pushIntervalSeconds: broker.pushIntervalSeconds,
     ...(input.withCa ? { brokerCaFile: BROKER_CA_IN_IMAGE } : {}),
+    // Each push carries the relay's health report: the rollout gate reads it from the broker, no SSH needed.
+    healthCommand: HEALTH_COMMAND_IN_IMAGE,
   };
   return JSON.stringify(config, null, 1) + "\n";
 }

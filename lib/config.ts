@@ -289,15 +289,20 @@ const identitySchema = z
     mode: z.enum(["image", "broker"]).default("image"),
     broker: z
       .object({
-        /** What relays reach: https, or http to a loopback address (the local stack's broker). */
+        /**
+         * What relays reach: https, or http to a loopback address. On the local
+         * stack, url, signingPublicKey, pushRecipient, caFile and admin may be
+         * left out: the testnet's own broker (lib/testnet-broker.ts) is used.
+         */
         url: z
           .string()
           .url("must be a URL like https://broker.example.net:8443")
-          .refine((value) => value.startsWith("https://") || /^http:\/\/(127\.0\.0\.1|\[::1\]|localhost)(:\d+)?(\/|$)/.test(value), "must use https (plain http only to a loopback address)"),
+          .refine((value) => value.startsWith("https://") || /^http:\/\/(127\.0\.0\.1|\[::1\]|localhost)(:\d+)?(\/|$)/.test(value), "must use https (plain http only to a loopback address)")
+          .optional(),
         /** The broker's ed25519 public key (base64), printed by key-broker init: images pin it. */
-        signingPublicKey: z.string().regex(/^[A-Za-z0-9+/]{43}=$/, "must be the broker's ed25519 public key in base64 (44 characters), as key-broker init prints it"),
+        signingPublicKey: z.string().regex(/^[A-Za-z0-9+/]{43}=$/, "must be the broker's ed25519 public key in base64 (44 characters), as key-broker init prints it").optional(),
         /** The age recipient relays encrypt their onion keys and state to, as key-broker init prints it. */
-        pushRecipient: z.string().regex(AGE_RECIPIENT, "must be an age recipient (age1…), as key-broker init prints it"),
+        pushRecipient: z.string().regex(AGE_RECIPIENT, "must be an age recipient (age1…), as key-broker init prints it").optional(),
         /** The CA (PEM) that signed the broker's TLS certificate, when it is not a public one: images pin it. */
         caFile: pathValue("the broker's CA certificate (PEM)").optional(),
         /** "snp": an SEV-SNP report; "none": a single-use boot token per image (hosts without SNP). */
@@ -380,7 +385,18 @@ function checkFleet(
   if (broker?.allowSimulatedAttestation && broker.attestation !== "snp") {
     issue(["identity", "broker", "allowSimulatedAttestation"], 'only applies with attestation: "snp"');
   }
-  if (config.target === "proxmox" && broker?.attestation === "snp") {
+  if (broker && !(config.target === "qemu" && config.testnet)) {
+    const why = {
+      url: "relays reach the broker there",
+      signingPublicKey: "images pin it; key-broker init prints it (tools/broker/README.md)",
+      pushRecipient: "relays encrypt their onion keys to it; key-broker init prints it (tools/broker/README.md)",
+      admin: "the program uploads keys and registers each new image there before a VM is replaced: its socket or https url, and the token file key-broker init wrote",
+    };
+    for (const field of ["url", "signingPublicKey", "pushRecipient", "admin"] as const) {
+      if (!broker[field]) issue(["identity", "broker", field], `is required: ${why[field]}`);
+    }
+  }
+  if (broker?.attestation === "snp") {
     config.relays.forEach((relay, i) => {
       if (!relay.sev?.enabled) issue(["relays", i, "sev", "enabled"], 'must be true with identity.broker.attestation "snp": only an SEV-SNP guest can prove what it runs (use attestation "none" on hosts without SNP)');
     });

@@ -94,11 +94,26 @@ export function authorizedKeysLine(collectorPublicKey: string): string {
 export interface RelayImageTexts {
   torrc: string;
   networkEnv: string;
-  authorizedKeys: string;
+  /** Image mode only: the collection key's authorized_keys line. A broker-mode image has no SSH server. */
+  authorizedKeys?: string;
   kernelCmdline: string;
   /** An exit's resolver configuration (unbound.conf). */
   resolverConf?: string;
   secureBoot?: { privateKeyFile: string; certificateFile: string };
+  /** Broker mode: the agent, its configuration and the broker's CA instead of any key (lib/steps.ts relayRecipeSpec). */
+  broker?: { agentBinary: string; agentConfig: string; caPem?: string; bootToken?: boolean };
+}
+
+/**
+ * Broker mode: what the image carries instead of keys, less the agent's
+ * configuration, which names the image's own digest and is rendered once
+ * that is known (renderAgentConfig).
+ */
+export interface BrokerImageParts {
+  agentBinary: string;
+  caPem?: string;
+  /** attestation "none": the build makes a single-use boot token. */
+  bootToken?: boolean;
 }
 
 export function relayImageTexts(
@@ -106,12 +121,13 @@ export function relayImageTexts(
   config: Pick<StackConfig, "image" | "stateCollection">,
   collectorPublicKey: string,
   projectDir = ".",
+  brokerMode = false,
 ): RelayImageTexts {
   const secureBoot = config.image.secureBoot;
   return {
     torrc: relay.torrc,
     networkEnv: renderNetworkEnv(relay.config, relay.config.sshPort ?? config.stateCollection.port),
-    authorizedKeys: authorizedKeysLine(collectorPublicKey) + "\n",
+    ...(brokerMode ? {} : { authorizedKeys: authorizedKeysLine(collectorPublicKey) + "\n" }),
     kernelCmdline: config.image.kernelCmdline,
     ...(relay.resolverConf ? { resolverConf: relay.resolverConf } : {}),
     ...(secureBoot ? { secureBoot: { privateKeyFile: inProject(projectDir, secureBoot.privateKeyFile), certificateFile: inProject(projectDir, secureBoot.certificateFile) } } : {}),
@@ -124,27 +140,48 @@ export function relayImageTexts(
  * left out on purpose (it changes by itself and must not, alone, cause a
  * rebuild). Key files enter as their SHA-256 only.
  */
-export function relayImageInputs(relay: PlannedRelay, baseDigest: string, texts: RelayImageTexts, relayScripts: string) {
+export function relayImageInputs(
+  relay: PlannedRelay,
+  baseDigest: string,
+  texts: RelayImageTexts,
+  relayScripts: string,
+  broker?: { parts: BrokerImageParts; agentConfigFacts: unknown },
+) {
   const fileDigest = (...files: string[]) => sha256(...files.map((file) => readFileSync(file)));
-  return {
+  const common = {
     base: baseDigest,
     scripts: relayScripts,
     torrc: sha256(texts.torrc),
     network: sha256(texts.networkEnv),
     kernelCmdline: sha256(texts.kernelCmdline),
     resolver: texts.resolverConf ? sha256(texts.resolverConf) : "none",
-    collectionKey: sha256(texts.authorizedKeys),
+    secureBoot: texts.secureBoot ? fileDigest(texts.secureBoot.privateKeyFile, texts.secureBoot.certificateFile) : "unsigned",
+  };
+  if (broker) {
+    // No key is in the image: a new signing certificate is uploaded to the broker and rebuilds nothing.
+    return {
+      ...common,
+      collectionKey: "none",
+      identityKeys: "broker",
+      sshHostKey: "none",
+      familyKey: "broker",
+      agent: fileDigest(broker.parts.agentBinary),
+      broker: sha256(JSON.stringify(broker.agentConfigFacts), broker.parts.caPem ?? "", broker.parts.bootToken ? "boot-token" : "snp"),
+    };
+  }
+  return {
+    ...common,
+    collectionKey: sha256(texts.authorizedKeys ?? ""),
     identityKeys: fileDigest(...IDENTITY_FILES.map((file) => join(relay.keysDir, file))),
     sshHostKey: fileDigest(...SSH_HOST_KEY_FILES.map((file) => join(relay.keysDir, file))),
     familyKey: relay.familyKeyFile ? fileDigest(relay.familyKeyFile) : "none",
-    secureBoot: texts.secureBoot ? fileDigest(texts.secureBoot.privateKeyFile, texts.secureBoot.certificateFile) : "unsigned",
   };
 }
-export type RelayImageInputs = ReturnType<typeof relayImageInputs>;
+export type RelayImageInputs = Record<string, string>;
 
 export function relayImageDigest(inputs: RelayImageInputs): string {
   return sha256(JSON.stringify(Object.entries(inputs).sort(([a], [b]) => a.localeCompare(b))));
 }
 
 /** Everything that builds a relay image from the base: a change rebuilds every relay. */
-export const RELAY_SCRIPT_PATHS = ["images/build-overlay.sh", "images/build-uki.sh", "images/build-iso.sh", "lib/relay-build.ts", "lib/image-layout.ts"];
+export const RELAY_SCRIPT_PATHS = ["images/build-overlay.sh", "images/build-uki.sh", "images/build-iso.sh", "lib/relay-build.ts", "lib/image-layout.ts", "lib/broker-agent.ts"];

@@ -73,6 +73,7 @@ function stageOverlay(recipe: RelayRecipe, staging: string, options: { extraTorr
     write(OVERLAY_FILES.bootToken, token);
     return { onionKeys: [], bootTokenSha256: createHash("sha256").update(token).digest("hex") };
   }
+  if (!recipe.authorizedKeys) throw new Error(`relay ${recipe.relay}: an image-mode recipe needs the collection key's authorized_keys line`);
   write(OVERLAY_FILES.authorizedKeys, recipe.authorizedKeys);
   write(OVERLAY_FILES.exportList, RELAY_EXPORT_FILES.join("\n") + "\n");
 

@@ -4,6 +4,19 @@
  * I/O: spawns processes.
  */
 import { spawn, spawnSync, type SpawnSyncOptions } from "node:child_process";
+import { homedir } from "node:os";
+import { join } from "node:path";
+
+/** Where scripts/setup.sh puts the tools it builds (scripts/env.sh says the same): Pulumi, its plugins, syft, the key broker's programs. */
+export function toolsBin(): string {
+  const cache = process.env.DISKLESS_RELAYS_CACHE ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), ".cache"), "diskless-relays");
+  return join(cache, "bin");
+}
+
+/** This process's environment with the project's tools first on PATH, for callers started without scripts/env.sh (tests, benchmarks). */
+export function withToolsOnPath(env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  return { ...env, PATH: `${toolsBin()}:${env.PATH ?? ""}` };
+}
 
 export class ToolError extends Error {
   constructor(

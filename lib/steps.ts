@@ -107,7 +107,7 @@ export const relayRecipeSpec = z
     outDir: path,
     torrc: z.string().min(1),
     networkEnv: z.string().min(1),
-    authorizedKeys: z.string().regex(/^restrict,command="[^"]+" ssh-(ed25519|rsa) [A-Za-z0-9+/=]+\n$/),
+    authorizedKeys: z.string().regex(/^restrict,command="[^"]+" ssh-(ed25519|rsa) [A-Za-z0-9+/=]+\n$/).optional(),
     kernelCmdline: z.string(),
     resolverConf: z.string().optional(),
     secureBoot: z.object({ privateKeyFile: path, certificateFile: path }).strict().optional(),
@@ -129,6 +129,34 @@ export const relayRecipeSpec = z
   .strict();
 export type RelayRecipe = z.infer<typeof relayRecipeSpec>;
 
+/** Where the build host reaches the key broker's admin API (lib/broker-admin.ts); the token stays in its file. */
+export const brokerAdminSpec = z.union([
+  z.object({ socket: path, tokenFile: path }).strict(),
+  z.object({ url: z.string().url().startsWith("https://"), tokenFile: path, caFile: path.optional() }).strict(),
+]);
+export type BrokerAdminSpec = z.infer<typeof brokerAdminSpec>;
+
+/** What an SEV-SNP launch of the image is measured with (lib/snp): the firmware, the vCPU count and model. */
+export const launchSpec = z.object({ ovmf: path, vcpus: z.number().int().min(1), vcpuType: z.string().regex(/^[A-Za-z0-9._-]+$/) }).strict();
+
+/** Broker mode: upload the relay's shipped keys (and, moving from image mode, the onion keys collected from it). */
+export const uploadRelayKeysSpec = z
+  .object({ relay: name, keysDir: path, familyKeyFile: path.optional(), collectedDir: path, broker: brokerAdminSpec })
+  .strict();
+
+/**
+ * Broker mode: let the broker release the relay's keys to this image (its
+ * measurement, or its boot token's SHA-256); on delete, retire it.
+ */
+export const registerImageSpec = z
+  .object({ relay: name, imageDigest: digest, image: path, attestation: z.enum(["snp", "none"]), launch: launchSpec.optional(), broker: brokerAdminSpec })
+  .strict();
+
+/** Broker mode: what collection and the rollout gate ask the broker instead of the relay. */
+const brokerWatchSpec = z
+  .object({ admin: brokerAdminSpec, pushIntervalSeconds: z.number().int().min(1), attestation: z.enum(["snp", "none"]), launch: launchSpec.optional() })
+  .strict();
+
 export const collectStateSpec = z
   .object({
     relay: name,
@@ -139,6 +167,8 @@ export const collectStateSpec = z
     /** Asked whether the relay runs at all: only a running relay has onion keys to hand over. */
     target: relayTargetSpec,
     allowFreshOnionKeys: z.boolean(),
+    /** Broker mode: a relay on a broker-mode image has pushed its onion keys there; it has no SSH server. */
+    broker: brokerWatchSpec.optional(),
   })
   .strict();
 
@@ -170,6 +200,8 @@ export const rollOutSpec = z
     target: relayTargetSpec,
     timeoutSeconds: z.number().int().min(1),
     rollback: z.boolean(),
+    /** Broker mode: the relay's health comes with its attested pushes; a rollback image is registered before it boots. */
+    broker: brokerWatchSpec.optional(),
   })
   .strict();
 
@@ -185,6 +217,10 @@ export const STEP_SPECS = {
   "start-local-vm": localVmSpec,
   "stop-local-vm": localVmSpec,
   "prune-isos": pruneIsosSpec,
+  "upload-relay-keys": uploadRelayKeysSpec,
+  "forget-relay-keys": uploadRelayKeysSpec,
+  "register-image": registerImageSpec,
+  "retire-image": registerImageSpec,
   "roll-out": rollOutSpec,
   "remove-rollback-image": rollOutSpec,
 } as const;

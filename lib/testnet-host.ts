@@ -11,6 +11,7 @@ import { join, resolve } from "node:path";
 import { ensureNetns, inNetns, netnsPids, removeNetns } from "./netns";
 import { runTool } from "./run";
 import { TorControl } from "./tor-control";
+import { startTestnetBroker } from "./testnet-broker";
 import { authorityTorrc, clientTorrc, networkSchema, TESTNET, type Authority, type TestnetNetwork } from "./testnet";
 
 export interface TestnetLocation {
@@ -20,6 +21,8 @@ export interface TestnetLocation {
 }
 
 export const NETWORK_FILE = "network.json";
+/** The key broker's directory in the testnet's: kept by `down`, as a real broker keeps what it holds. */
+const BROKER_DIR = "key-broker";
 const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms));
 
 function alive(pidFile: string): boolean {
@@ -84,6 +87,7 @@ export async function startTestnet(location: TestnetLocation, projectDir: string
   chmodSync(dir, 0o700);
   ensureNetns(location.netns, TESTNET.bridge, `${TESTNET.hostIPv4}/${TESTNET.ipv4Prefix}`, `${TESTNET.hostIPv6}/${TESTNET.ipv6Prefix}`);
   const authorities = [0, 1, 2].map((i) => authorityKeys(join(dir, `auth${i + 1}`), i));
+  const broker = await startTestnetBroker(join(dir, BROKER_DIR), location.netns);
   const network: TestnetNetwork = {
     netns: location.netns,
     bridge: TESTNET.bridge,
@@ -93,6 +97,7 @@ export async function startTestnet(location: TestnetLocation, projectDir: string
     authorities,
     controlSocket: join(dir, "client", "control.sock"),
     socksSocket: join(dir, "client", "socks.sock"),
+    broker,
   };
   writeFileSync(join(dir, NETWORK_FILE), JSON.stringify(network, null, 1) + "\n");
 
@@ -108,7 +113,7 @@ export async function startTestnet(location: TestnetLocation, projectDir: string
     child.unref();
     writeFileSync(services, String(child.pid));
   }
-  log(`testnet ${location.netns}: 3 authorities and a client on ${TESTNET.hostIPv4}; waiting for the first consensus`);
+  log(`testnet ${location.netns}: 3 authorities, a client and a key broker (${broker.url}) on ${TESTNET.hostIPv4}; waiting for the first consensus`);
   await waitForClient(network, 180);
   return network;
 }
@@ -140,9 +145,10 @@ export async function waitForClient(network: TestnetNetwork, seconds: number): P
 }
 
 /**
- * Stops everything in the namespace (tor, services, any relay VM) and removes
- * it; keeps the authorities' keys (the relays' images name them) and nothing
- * else. The next start is a new network: an authority that remembered a relay
+ * Stops everything in the namespace (tor, services, the key broker, any relay
+ * VM) and removes it; keeps the authorities' keys (the relays' images name
+ * them) and the key broker's directory (it holds the relays' keys), and
+ * nothing else. The next start is a new network: an authority that remembered a relay
  * as down would not test it again for many minutes after it came back.
  */
 export async function stopTestnet(location: TestnetLocation): Promise<void> {

@@ -45,6 +45,24 @@ export const authoritySchema = z
   .strict();
 export type Authority = z.infer<typeof authoritySchema>;
 
+/**
+ * The testnet's key broker (lib/testnet-broker.ts): what a broker-mode local
+ * stack pins and where its build host reaches the admin API. It trusts the
+ * simulated secure processor's test-only chain kept in simulatorDir.
+ */
+export const testnetBrokerSchema = z
+  .object({
+    url: z.string().url(),
+    signingPublicKey: z.string(),
+    pushRecipient: z.string(),
+    caFile: z.string(),
+    adminSocket: z.string(),
+    tokenFile: z.string(),
+    simulatorDir: z.string(),
+  })
+  .strict();
+export type TestnetBroker = z.infer<typeof testnetBrokerSchema>;
+
 /** network.json in the testnet's directory: written by `npm run testnet`, read by the program and the tests. */
 export const networkSchema = z
   .object({
@@ -57,6 +75,7 @@ export const networkSchema = z
     /** The client's control and SOCKS sockets (unix sockets: reachable from outside the namespace). */
     controlSocket: z.string(),
     socksSocket: z.string(),
+    broker: testnetBrokerSchema,
   })
   .strict();
 export type TestnetNetwork = z.infer<typeof networkSchema>;

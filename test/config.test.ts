@@ -4,6 +4,7 @@ import { ConfigError, formatConfigPath, parseStackConfig, projectConfigObject } 
 /** What key-broker init prints, in shape: a 32-byte key in base64 and an age recipient (bech32 charset). */
 const BROKER = {
   url: "https://broker.example.net:8443",
+  admin: { url: "https://broker.example.net:8444", tokenFile: "keys/broker-admin.token" },
   signingPublicKey: Buffer.alloc(32, 7).toString("base64"),
   pushRecipient: "age1" + "q".repeat(58),
   attestation: "none",
@@ -83,7 +84,16 @@ describe("parseStackConfig", () => {
     const local = { ...validConfig(), target: "qemu", testnet: {}, identity: { mode: "broker", broker: { ...BROKER, url: "http://127.0.0.1:8443", attestation: "snp", allowSimulatedAttestation: true } } };
     delete (local as any).proxmox;
     delete (local as any).proxmoxApiToken;
+    for (const relay of (local as any).relays) relay.sev = { enabled: true, ovmf: "ovmf.fd", vcpuType: "EPYC-v4" };
     expect(parseStackConfig(local).identity.broker!.allowSimulatedAttestation).toBe(true);
+    // The local stack may leave the broker's keys and endpoints to its testnet; elsewhere they are required.
+    const fromTestnet = { ...local, identity: { mode: "broker", broker: { attestation: "snp", allowSimulatedAttestation: true } } };
+    expect(parseStackConfig(fromTestnet).identity.broker!.url).toBeUndefined();
+    const bare = { ...validConfig(), identity: { mode: "broker", broker: { attestation: "none" } } };
+    expect(() => parseStackConfig(bare)).toThrow(/identity\.broker\.url: is required[\s\S]*identity\.broker\.admin: is required/);
+    // Attested release needs a guest that can attest, on the local stack too.
+    const noSev = { ...fromTestnet, relays: (local as any).relays.map((relay: any) => ({ ...relay, sev: undefined })) };
+    expect(() => parseStackConfig(noSev)).toThrow(/relays\[0\]\.sev\.enabled: must be true/);
   });
 
   // Each row: what is wrong, how to break a valid config that way, the path

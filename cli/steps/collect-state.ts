@@ -9,13 +9,15 @@
  * relay's private collected directory, whatever happens.
  */
 import { spawnSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync } from "node:fs";
 import { join } from "node:path";
+import { brokerStatus } from "../../lib/broker-admin";
 import { validateCollectedState } from "../../lib/collected-state";
 import { askRelay } from "../../lib/relay-channel";
 import { readRunningRecord } from "../../lib/rollout-records";
 import { relayMachine } from "../../lib/relay-targets";
 import type { StepSpec } from "../../lib/steps";
+import { adminEndpoint } from "./broker";
 import { StepFailure } from "./failure";
 
 export const collectedDir = (relayDir: string, imageDigest: string) => join(relayDir, "collected", imageDigest.slice(0, 12));
@@ -38,6 +40,53 @@ function freshOnionKeys(spec: StepSpec<"collect-state">, out: string, reason: st
   console.log(`relay ${spec.relay}: nothing collected (allowFreshOnionKeys)`);
 }
 
+/** How long after a relay's last push its keys at the broker still count as current: a few missed pushes, at least two minutes. */
+export const pushFreshnessSeconds = (pushIntervalSeconds: number) => Math.max(3 * pushIntervalSeconds, 120);
+
+/**
+ * Broker mode: a relay on a broker-mode image has no SSH server; its onion
+ * keys and state are what it last pushed to the broker, which the new image
+ * fetches at boot. They count as current when the push is recent (onion keys
+ * rotate every few weeks); a running relay that has stopped pushing may hold
+ * newer ones, so the redeploy stops. Returns false for a relay on an
+ * image-mode image (moving to broker mode): collect over SSH as before.
+ */
+async function brokerHoldsCurrentKeys(spec: StepSpec<"collect-state">, state: "running" | "stopped", where: string): Promise<boolean> {
+  const broker = spec.broker!;
+  const running = readRunningRecord(spec.relayDir);
+  const onBrokerImage = running ? running.recipe.broker !== undefined : true;
+  if (!onBrokerImage) return false;
+  let status;
+  try {
+    status = (await brokerStatus(adminEndpoint(broker.admin))).relays.find((relay) => relay.relay === spec.relay);
+  } catch (err) {
+    throw new StepFailure(`relay ${spec.relay}: cannot ask the key broker whether it holds the relay's current onion keys: ${(err as Error).message}. Nothing was changed.`);
+  }
+  const lastPush = status?.lastPush ? new Date(status.lastPush) : undefined;
+  const age = lastPush ? Math.round((Date.now() - lastPush.getTime()) / 1000) : undefined;
+  if (status?.revoked) throw new StepFailure(`relay ${spec.relay}: it is revoked at the key broker; a new image would get nothing. Re-enrol it first (npm run broker -- reenroll ${spec.relay}). Nothing was changed.`);
+  if (lastPush && (state === "stopped" || age! <= pushFreshnessSeconds(broker.pushIntervalSeconds))) {
+    console.log(`relay ${spec.relay}: ${where} ${state === "stopped" ? "is stopped" : "runs"}; the key broker holds the onion keys and state it pushed at ${lastPush.toISOString()} (${age}s ago): the new image fetches them`);
+    return true;
+  }
+  if (!running && !lastPush) return false; // never deployed from here and never pushed: an image-mode relay, or none
+  const reason = lastPush
+    ? `${where} ${state === "stopped" ? "is stopped" : "runs"}, but its last push to the key broker was ${age}s ago (at ${lastPush.toISOString()}; it pushes every ${broker.pushIntervalSeconds}s): it may hold onion keys the broker does not have`
+    : `${where} ${state === "stopped" ? "is stopped" : "runs"}, but it never pushed its onion keys to the key broker`;
+  if (spec.allowFreshOnionKeys) {
+    console.error(
+      `WARNING relay ${spec.relay}: ${reason}\n` +
+        `WARNING allowFreshOnionKeys is set: the new image gets the onion keys the broker holds (or tor makes fresh ones). If the relay\n` +
+        `WARNING rotated them since, it fails circuits for hours until clients fetch a consensus with the keys it uses.`,
+    );
+    return true;
+  }
+  throw new StepFailure(
+    `relay ${spec.relay}: ${reason}. Nothing was changed. See npm run broker -- status and the relay's console; once it pushes again, run again. ` +
+      `To redeploy anyway with the onion keys the broker has (or fresh ones), set allowFreshOnionKeys: true on this relay.`,
+  );
+}
+
 export async function collectState(spec: StepSpec<"collect-state">): Promise<void> {
   const out = collectedDir(spec.relayDir, spec.imageDigest);
   mkdirSync(join(spec.relayDir, "collected"), { recursive: true, mode: 0o700 });
@@ -48,6 +97,13 @@ export async function collectState(spec: StepSpec<"collect-state">): Promise<voi
     mkdirSync(out, { mode: 0o700 });
     keepOnly(spec.relayDir, out);
     console.log(`relay ${spec.relay}: nothing runs there yet (${machine.where}): first deploy, nothing to collect`);
+    return;
+  }
+  if (spec.broker && (await brokerHoldsCurrentKeys(spec, state, machine.where))) {
+    if (!existsSync(out)) mkdirSync(out, { mode: 0o700 });
+    // Nothing of the relay's is on this host: the broker holds its keys.
+    for (const entry of readdirSync(out)) rmSync(join(out, entry), { recursive: true, force: true });
+    keepOnly(spec.relayDir, out);
     return;
   }
   if (state === "stopped") {

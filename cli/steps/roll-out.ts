@@ -15,6 +15,8 @@ import { healthProblems, parseHealthReport, type HealthExpectation, type HealthR
 import { relayMachine, type RelayMachine } from "../../lib/relay-targets";
 import { clearRollbackRecord, readRollbackRecord, readRunningRecord, writeRollbackRecord, writeRunningRecord } from "../../lib/rollout-records";
 import { relayRecipeSpec, type RelayChannel, type StepSpec } from "../../lib/steps";
+import { brokerStatus, registerImage, type BrokerAdminEndpoint } from "../../lib/broker-admin";
+import { adminEndpoint, imageRegistration } from "./broker";
 import { StepFailure } from "./failure";
 
 type Spec = StepSpec<"roll-out">;
@@ -37,18 +39,56 @@ const POLL_MS = 5000;
 const TOR_START_GRACE_SECONDS = 90;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** Asks the relay until it is healthy, the time is up, or its machine is gone. */
-async function waitHealthy(machine: RelayMachine, channel: RelayChannel, expected: HealthExpectation, timeoutSeconds: number): Promise<Verdict> {
+/** One answer to "how is the relay?": its health report and our clock when it was made, or why there is none. */
+type HealthAnswer = { ok: true; text: string; now: number } | { ok: false; error: string };
+type HealthSource = () => Promise<HealthAnswer>;
+
+/** Image mode: ask the relay itself, over the pinned SSH channel. */
+const sshHealth =
+  (channel: RelayChannel): HealthSource =>
+  async () => {
+    const answer = await askRelay(channel, "health");
+    return answer.ok ? { ok: true, text: answer.stdout.toString("utf8"), now: Math.round(Date.now() / 1000) } : { ok: false, error: `it does not answer over SSH (${answer.error})` };
+  };
+
+/**
+ * Broker mode: the relay has no SSH server; its health report travels with
+ * its attested pushes, and the broker keeps the latest. Only a report pushed
+ * since `since` by `imageDigest` counts. A refusal since then says why the
+ * relay got no keys (a wrong measurement, a used boot token, a revocation).
+ */
+const brokerHealth =
+  (admin: BrokerAdminEndpoint, relay: string, imageDigest: string, since: number): HealthSource =>
+  async () => {
+    let status;
+    try {
+      status = (await brokerStatus(admin)).relays.find((entry) => entry.relay === relay);
+    } catch (err) {
+      return { ok: false, error: `the key broker does not answer (${(err as Error).message})` };
+    }
+    const health = status?.lastHealth;
+    if (health && health.imageDigest === imageDigest && Date.parse(health.time) >= since) {
+      return { ok: true, text: health.report, now: Math.round(Date.parse(health.time) / 1000) };
+    }
+    const refusal = status?.lastRefusal;
+    if (refusal && Date.parse(refusal.time) >= since) {
+      return { ok: false, error: `the key broker refused it at ${refusal.time}: ${refusal.verdict}${refusal.reason ? ` (${refusal.reason})` : ""}` };
+    }
+    return { ok: false, error: `it has not pushed a health report to the key broker from image ${imageDigest.slice(0, 12)} yet` };
+  };
+
+/** Asks until the relay is healthy, the time is up, or its machine is gone. */
+async function waitHealthy(machine: RelayMachine, ask: HealthSource, expected: HealthExpectation, timeoutSeconds: number): Promise<Verdict> {
   const start = Date.now();
   const elapsed = () => Math.round((Date.now() - start) / 1000);
   let verdict: Verdict = { healthy: false, seconds: 0, problems: ["it has not answered yet"] };
   let down = 0;
   let torlessSince: number | undefined;
   while (Date.now() - start < timeoutSeconds * 1000) {
-    const answer = await askRelay(channel, "health");
+    const answer = await ask();
     if (answer.ok) {
-      const report = parseHealthReport(answer.stdout.toString("utf8"));
-      const now = Math.round(Date.now() / 1000);
+      const report = parseHealthReport(answer.text);
+      const now = answer.now;
       const problems = healthProblems(report, { ...expected, now });
       verdict = { healthy: problems.length === 0, seconds: elapsed(), problems, report, ...(report.time !== undefined ? { clockOffsetSeconds: report.time - now } : {}) };
       if (verdict.healthy) return verdict;
@@ -59,7 +99,7 @@ async function waitHealthy(machine: RelayMachine, channel: RelayChannel, expecte
         return { ...verdict, problems: [...problems, `tor has not run for ${TOR_START_GRACE_SECONDS}s while the relay answered`] };
       }
     } else {
-      verdict = { ...verdict, seconds: elapsed(), problems: [`it does not answer over SSH (${answer.error})`] };
+      verdict = { ...verdict, seconds: elapsed(), problems: [answer.error] };
     }
     // A machine that is gone will not come back by waiting.
     if ((await machine.state()) !== "running") {
@@ -97,12 +137,14 @@ export async function rollOut(spec: Spec): Promise<void> {
   const expected: HealthExpectation = { imageDigest: image.imageDigest, ...spec.expected };
   const channelTo = (built: Pick<BuiltImage, "hostPublicKey">): RelayChannel => ({ ...spec.channel, hostPublicKey: built.hostPublicKey });
   mkdirSync(spec.relayDir, { recursive: true, mode: 0o700 });
+  const admin = spec.broker ? adminEndpoint(spec.broker.admin) : undefined;
+  const healthOf = (built: BuiltImage, since: number): HealthSource => (admin ? brokerHealth(admin, spec.relay, built.imageDigest, since) : sshHealth(channelTo(built)));
   // Rolled back from this very image before: say so at once rather than wait out the timeout again.
   const rolledBack = readRollbackRecord(spec.relayDir);
   const running = readRunningRecord(spec.relayDir);
   if (rolledBack?.failedImageDigest === image.imageDigest && running?.imageDigest === rolledBack.imageDigest) {
-    const answer = await askRelay(channelTo(running), "health");
-    const report = answer.ok ? parseHealthReport(answer.stdout.toString("utf8")) : undefined;
+    const answer = admin ? await brokerHealth(admin, spec.relay, running.imageDigest, 0)() : await sshHealth(channelTo(running))();
+    const report = answer.ok ? parseHealthReport(answer.text) : undefined;
     if (report?.image?.imageDigest === rolledBack.imageDigest) {
       throw new StepFailure(
         `relay ${spec.relay}: still on its rollback image ${short(rolledBack.imageDigest)} since ${rolledBack.at}: image ${short(image.imageDigest)} ` +
@@ -113,7 +155,8 @@ export async function rollOut(spec: Spec): Promise<void> {
     }
   }
 
-  const verdict = await waitHealthy(machine, channelTo(image), expected, spec.timeoutSeconds);
+  // Pushes made before this step began are from an earlier boot (a re-registered image keeps its digest).
+  const verdict = await waitHealthy(machine, healthOf(image, Date.now() - 1000), expected, spec.timeoutSeconds);
   if (verdict.healthy) {
     writeRunningRecord(spec.relayDir, {
       imageDigest: image.imageDigest,
@@ -127,7 +170,8 @@ export async function rollOut(spec: Spec): Promise<void> {
     clearRollbackRecord(spec.relayDir);
     console.log(
       `relay ${spec.relay}: healthy on image ${short(image.imageDigest)} after ${verdict.seconds}s: tor runs with fingerprint ${spec.expected.rsaFingerprint}, ORPort ${spec.expected.orPort} listening` +
-        (verdict.clockOffsetSeconds !== undefined ? `, clock ${verdict.clockOffsetSeconds}s off ours` : ""),
+        (verdict.clockOffsetSeconds !== undefined ? `, clock ${verdict.clockOffsetSeconds}s off ${admin ? "the broker's" : "ours"}` : "") +
+        (admin ? ` (its health report came with its attested push to the key broker)` : ""),
     );
     return;
   }
@@ -145,11 +189,20 @@ export async function rollOut(spec: Spec): Promise<void> {
   mkdirSync(rollbackRoot, { recursive: true, mode: 0o700 });
   for (const old of readdirSync(rollbackRoot)) rmSync(join(rollbackRoot, old), { recursive: true, force: true });
   const rollbackImage = buildRelayImage({ ...running.recipe, collectedDir: recipe.collectedDir, outDir: join(rollbackRoot, short(running.imageDigest)) }, ".");
-  console.error(`${what}.\nRolling relay ${spec.relay} back to image ${short(running.imageDigest)} (${rollbackImage.isoName}, onion keys: ${rollbackImage.onionKeys.join(", ") || "none"})`);
+  console.error(
+    `${what}.\nRolling relay ${spec.relay} back to image ${short(running.imageDigest)} (${rollbackImage.isoName}, ` +
+      (admin ? "its keys from the key broker)" : `onion keys: ${rollbackImage.onionKeys.join(", ") || "none"})`),
+  );
+  if (admin) {
+    // A token-mode rebuild carries a new boot token; an SNP one is measured again: the broker must expect it before it boots.
+    const registration = imageRegistration({ relay: spec.relay, attestation: spec.broker!.attestation, launch: spec.broker!.launch }, rollbackImage);
+    await registerImage(admin, spec.relay, registration);
+  }
+  const rollbackSince = Date.now() - 1000;
   await machine.boot(rollbackImage);
   const back = await waitHealthy(
     machine,
-    channelTo(rollbackImage),
+    healthOf(rollbackImage, rollbackSince),
     { imageDigest: running.imageDigest, rsaFingerprint: spec.expected.rsaFingerprint, ed25519Identity: spec.expected.ed25519Identity, orPort: running.orPort, exit: running.exit },
     spec.timeoutSeconds,
   );

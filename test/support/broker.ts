@@ -7,11 +7,12 @@
  * it registered and the relay's identity uploaded. I/O throughout.
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { brokerStatus, registerImage, uploadRelayKeys, type BrokerAdminEndpoint } from "../../lib/broker-admin";
 import { renderAgentConfig } from "../../lib/broker-agent";
-import type { StackConfig } from "../../lib/config";
+import type { ResolvedBroker } from "../../lib/broker-endpoint";
+import { keyBrokerServeArgs, prepareBrokerFiles } from "../../lib/testnet-broker";
 import { ensureNetns, netnsPids, removeNetns } from "../../lib/netns";
 import type { BuiltImage } from "../../lib/relay-build";
 import type { RelayTarget } from "../../lib/steps";
@@ -35,7 +36,7 @@ export interface TestBroker {
   admin: BrokerAdminEndpoint;
   simulatorDir: string;
   /** What images pin (key-broker init's output) and where they reach the broker. */
-  config: NonNullable<StackConfig["identity"]["broker"]>;
+  config: Pick<ResolvedBroker, "url" | "signingPublicKey" | "pushRecipient" | "attestation" | "allowSimulatedAttestation" | "pushIntervalSeconds">;
   caPem: string;
   log: () => string;
   /** SIGKILL, then the same broker again from the same data directory: nothing it acknowledged may be lost. */
@@ -45,24 +46,14 @@ export interface TestBroker {
 
 export async function startTestBroker(dir: string, netns: string): Promise<TestBroker> {
   ensureNetns(netns, "br0", `${BROKER_IP}/24`, "fd77:77::1/64");
-  const tls = join(dir, "tls");
-  mkdirSync(tls, { recursive: true, mode: 0o700 });
-  tool("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", join(tls, "ca.key"), "-out", join(tls, "ca.pem"), "-days", "2", "-subj", "/CN=diskless-relays test broker CA"]);
-  tool("openssl", ["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", join(tls, "broker.key"), "-out", join(tls, "broker.csr"), "-subj", "/CN=broker"]);
-  writeFileSync(join(tls, "san.cnf"), `subjectAltName=IP:${BROKER_IP}\n`);
-  tool("openssl", ["x509", "-req", "-in", join(tls, "broker.csr"), "-CA", join(tls, "ca.pem"), "-CAkey", join(tls, "ca.key"), "-CAcreateserial", "-out", join(tls, "broker.pem"), "-days", "2", "-extfile", join(tls, "san.cnf")]);
-
-  const data = join(dir, "broker");
-  const adminSocket = join(dir, "admin.sock");
-  const simulatorDir = join(dir, "simulator");
-  const published = JSON.parse(tool("key-broker", ["init", "--data", data])) as { signingPublicKey: string; pushRecipient: string };
-  tool("snp-simulator", ["init", "--out", simulatorDir]);
+  // The same files and command line as the local stack's broker (lib/testnet-broker.ts), in the test's own namespace.
+  const files = prepareBrokerFiles(dir, BROKER_IP);
+  const { simulatorDir, adminSocket } = files;
   let log = "";
   const serve = async () => {
     const child = spawn(
       "ip",
-      ["netns", "exec", netns, "key-broker", "serve", "--data", data, "--listen", `${BROKER_IP}:8443`, "--tls-cert", join(tls, "broker.pem"), "--tls-key", join(tls, "broker.key"),
-        "--admin-listen", `unix:${adminSocket}`, "--allow-simulated-attestation", "--simulated-ark-ask", join(simulatorDir, "ark-ask.pem")],
+      ["netns", "exec", netns, "key-broker", ...keyBrokerServeArgs(files, `${BROKER_IP}:8443`)],
       { env: toolEnv(), stdio: ["ignore", "ignore", "pipe"] },
     );
     child.stderr!.on("data", (chunk: Buffer) => (log += chunk.toString()));
@@ -72,14 +63,14 @@ export async function startTestBroker(dir: string, netns: string): Promise<TestB
     }
     throw new Error(`the key broker did not start:\n${log}`);
   };
-  const admin = { socket: adminSocket, token: readFileSync(join(data, "admin.token"), "utf8").trim() };
+  const admin = { socket: adminSocket, token: readFileSync(files.tokenFile, "utf8").trim() };
   let broker: ChildProcess = await serve();
   return {
     netns,
     admin,
     simulatorDir,
-    config: { url: `https://${BROKER_IP}:8443`, ...published, attestation: "snp", allowSimulatedAttestation: true, pushIntervalSeconds: 30 },
-    caPem: readFileSync(join(tls, "ca.pem"), "utf8"),
+    config: { url: `https://${BROKER_IP}:8443`, signingPublicKey: files.signingPublicKey, pushRecipient: files.pushRecipient, attestation: "snp", allowSimulatedAttestation: true, pushIntervalSeconds: 30 },
+    caPem: readFileSync(files.caFile, "utf8"),
     log: () => log,
     restart: async () => {
       // ip netns exec runs the broker as its own process: kill that one.

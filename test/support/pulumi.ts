@@ -5,17 +5,17 @@
  */
 import { spawn, spawnSync } from "node:child_process";
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
-import { homedir, tmpdir } from "node:os";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
+
+import { withToolsOnPath } from "../../lib/run";
 
 export const repoRoot = join(__dirname, "..", "..");
 const PROGRAM_FILES = ["Pulumi.yaml", "index.ts", "package.json", "tsconfig.json", "lib", "components", "images", "cli"];
 
 export function toolEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  const cache = process.env.DISKLESS_RELAYS_CACHE ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), ".cache"), "diskless-relays");
   return {
-    ...process.env,
-    PATH: `${join(cache, "bin")}:${process.env.PATH}`,
+    ...withToolsOnPath(),
     PULUMI_SKIP_UPDATE_CHECK: "true",
     PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
     PULUMI_SKIP_CONFIRMATIONS: "true",

@@ -1,0 +1,77 @@
+import * as pulumi from "@pulumi/pulumi";
+import type { PlannedRelay } from "../lib/fleet";
+import type { BrokerAdminSpec, StepSpec } from "../lib/steps";
+import { stepResource } from "./step";
+
+export interface BrokerEnrolmentArgs {
+  relay: PlannedRelay;
+  broker: BrokerAdminSpec;
+  attestation: "snp" | "none";
+  /** What an SEV-SNP launch of the image is measured with (attestation "snp"). */
+  launch?: StepSpec<"register-image">["launch"];
+  /** What was collected from the running relay (a relay moving from image mode hands its onion keys over). */
+  collectedDir: pulumi.Input<string>;
+  collection: pulumi.Input<string>;
+  imageDigest: string;
+  /** The image's build directory and build record: a new build, a new registration. */
+  imageDir: pulumi.Input<string>;
+  built: pulumi.Input<unknown>;
+  projectDir: string;
+}
+
+/**
+ * Broker mode: the relay's place at the key broker (cli/steps/broker.ts).
+ * Its shipped keys are uploaded (again when its identity changes, e.g. a
+ * renewed signing certificate; the onion keys it pushed are kept), and its
+ * new image is registered, before its VM is replaced. When a newer image's
+ * registration supersedes this one, Pulumi deletes this one at the end of
+ * the update, once every gate has passed: the old image is then retired and
+ * gets nothing any more.
+ */
+export class BrokerEnrolment extends pulumi.ComponentResource {
+  readonly keys: pulumi.Resource;
+  readonly registration: pulumi.Resource;
+
+  constructor(name: string, args: BrokerEnrolmentArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("diskless-relays:relay:BrokerEnrolment", name, {}, opts);
+    const { relay } = args;
+    const identity = relay.identity;
+    this.keys = stepResource(
+      `${name}-keys`,
+      {
+        step: "upload-relay-keys",
+        onDelete: "forget-relay-keys",
+        spec: {
+          relay: relay.config.name,
+          keysDir: relay.keysDir,
+          ...(relay.familyKeyFile ? { familyKeyFile: relay.familyKeyFile } : {}),
+          collectedDir: args.collectedDir,
+          broker: args.broker,
+        },
+        // Public facts only: a renewed certificate or another family key uploads again.
+        triggers: [identity.rsaFingerprint, identity.ed25519Identity, identity.signingCertExpiresAt.toISOString(), relay.familyKeyFile ?? "no family key", args.collection],
+        projectDir: args.projectDir,
+      },
+      { parent: this },
+    );
+    this.registration = stepResource(
+      `${name}-image`,
+      {
+        step: "register-image",
+        onDelete: "retire-image",
+        spec: {
+          relay: relay.config.name,
+          imageDigest: args.imageDigest,
+          image: args.imageDir,
+          attestation: args.attestation,
+          ...(args.launch ? { launch: args.launch } : {}),
+          broker: args.broker,
+        },
+        triggers: [args.built],
+        projectDir: args.projectDir,
+      },
+      { parent: this, dependsOn: [this.keys] },
+    );
+    this.registerOutputs({});
+  }
+}
