@@ -13,13 +13,15 @@ import { attestationLog, brokerStatus, reenrollRelay, revokeRelay } from "../lib
 import { brokerAdminEndpoint, resolveBroker } from "../lib/broker-endpoint";
 import { parseStackConfig, projectConfigObject } from "../lib/config";
 import { inProject } from "../lib/fleet";
+import { parseHealthReport } from "../lib/relay-health";
+import { withToolsOnPath } from "../lib/run";
 import { readNetwork } from "../lib/testnet-host";
 
 const PROJECT = "diskless-relays";
 
 /** The stack's configuration as the program sees it: `pulumi config --json`, objects as their JSON text. */
 function stackConfig(stack: string | undefined) {
-  const raw = JSON.parse(execFileSync("pulumi", ["config", "--json", ...(stack ? ["--stack", stack] : [])], { encoding: "utf8" })) as Record<string, { value?: string; objectValue?: unknown }>;
+  const raw = JSON.parse(execFileSync("pulumi", ["config", "--json", ...(stack ? ["--stack", stack] : [])], { encoding: "utf8", env: withToolsOnPath() })) as Record<string, { value?: string; objectValue?: unknown }>;
   const all = Object.fromEntries(Object.entries(raw).map(([key, entry]) => [key, entry.objectValue !== undefined ? JSON.stringify(entry.objectValue) : (entry.value ?? "")]));
   return parseStackConfig(projectConfigObject(all, PROJECT));
 }
@@ -47,8 +49,21 @@ async function main(): Promise<number> {
         if (r.revoked || r.stale || !last) attention++;
         console.log(`${r.relay}: ${state}`);
         for (const image of current) console.log(`  expects image ${image.imageDigest.slice(0, 12)} (${image.attestation}${image.measurements ? `, measurement ${image.measurements.map((m) => m.slice(0, 16)).join(" ")}…` : ""})`);
+        if (current.length === 0 && !r.revoked) {
+          attention++;
+          console.log("  no image registered: it gets nothing at its next boot (pulumi up registers its image)");
+        }
         if (last) console.log(`  last ${last.purpose} ${last.time}: ${last.verdict}${last.reason ? ` (${last.reason})` : ""}, image ${last.imageDigest.slice(0, 12)}${last.measurement ? `, measurement ${last.measurement.slice(0, 16)}…` : ""}${last.reportedTcb ? `, TCB ${last.reportedTcb}` : ""}`);
+        const refusal = r.lastRefusal;
+        if (refusal && (!last || Date.parse(refusal.time) > Date.parse(last.time))) {
+          attention++;
+          console.log(`  REFUSED ${refusal.purpose} ${refusal.time}: ${refusal.verdict}${refusal.reason ? ` (${refusal.reason})` : ""}${refusal.imageDigest ? `, image ${refusal.imageDigest.slice(0, 12)}` : ""}`);
+        }
         console.log(`  last push: ${r.lastPush ?? "never"}`);
+        if (r.lastHealth) {
+          const health = parseHealthReport(r.lastHealth.report);
+          console.log(`  last health report ${r.lastHealth.time}: image ${r.lastHealth.imageDigest.slice(0, 12)}, tor ${health.torPids.length > 0 ? "running" : "NOT running"}, fingerprint ${health.rsaFingerprint ?? "none"}, listening on ${health.listeningPorts.join(" ") || "nothing"}`);
+        }
       }
       return attention === 0 ? 0 : 1;
     }

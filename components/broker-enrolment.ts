@@ -13,9 +13,8 @@ export interface BrokerEnrolmentArgs {
   collectedDir: pulumi.Input<string>;
   collection: pulumi.Input<string>;
   imageDigest: string;
-  /** The image's build directory and build record: a new build, a new registration. */
+  /** The image's build directory: a new build registers again (a token-mode build carries a new token). */
   imageDir: pulumi.Input<string>;
-  built: pulumi.Input<unknown>;
   projectDir: string;
 }
 
@@ -46,10 +45,12 @@ export class BrokerEnrolment extends pulumi.ComponentResource {
           keysDir: relay.keysDir,
           ...(relay.familyKeyFile ? { familyKeyFile: relay.familyKeyFile } : {}),
           collectedDir: args.collectedDir,
+          collection: args.collection,
+          // Public facts only: a renewed certificate or another family key changes the spec, and the keys are uploaded again
+          // (in place: the resource is never replaced, so its delete step runs only when the relay leaves the stack).
+          identity: { rsaFingerprint: identity.rsaFingerprint, ed25519Identity: identity.ed25519Identity, signingCertExpiresAt: identity.signingCertExpiresAt.toISOString() },
           broker: args.broker,
         },
-        // Public facts only: a renewed certificate or another family key uploads again.
-        triggers: [identity.rsaFingerprint, identity.ed25519Identity, identity.signingCertExpiresAt.toISOString(), relay.familyKeyFile ?? "no family key", args.collection],
         projectDir: args.projectDir,
       },
       { parent: this },
@@ -67,7 +68,10 @@ export class BrokerEnrolment extends pulumi.ComponentResource {
           ...(args.launch ? { launch: args.launch } : {}),
           broker: args.broker,
         },
-        triggers: [args.built],
+        // A new digest is a new registration; the old one's delete step retires it at the end of the update, once every
+        // gate has passed. A rebuild of the same digest (newer collected state, a new boot token) registers again in place:
+        // replacing it would retire the very image the relay runs.
+        triggers: [args.imageDigest],
         projectDir: args.projectDir,
       },
       { parent: this, dependsOn: [this.keys] },

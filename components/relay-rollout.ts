@@ -1,6 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
 import type { PlannedRelay } from "../lib/fleet";
-import type { RelayChannel, RelayTarget } from "../lib/steps";
+import type { RelayChannel, RelayTarget, StepSpec } from "../lib/steps";
 import type { RelayVmTarget } from "./relay-vm";
 import { stepResource } from "./step";
 
@@ -16,6 +16,8 @@ export interface RelayRolloutArgs {
   targetSecrets: Record<string, pulumi.Input<string>>;
   timeoutSeconds: number;
   rollback: boolean;
+  /** Broker mode: the relay's health comes from its attested pushes (no SSH server in the image). */
+  broker?: StepSpec<"roll-out">["broker"];
   projectDir: string;
 }
 
@@ -51,6 +53,7 @@ export class RelayRollout extends pulumi.ComponentResource {
           target: args.target,
           timeoutSeconds: args.timeoutSeconds,
           rollback: args.rollback,
+          ...(args.broker ? { broker: args.broker } : {}),
         },
         secretEnvironment: args.targetSecrets,
         triggers: [args.built, args.vm.instance],

@@ -131,8 +131,8 @@ export class Relay extends pulumi.ComponentResource {
           collectedDir: collection.dir,
           collection: collection.summary,
           imageDigest: this.imageDigest,
-          imageDir: this.image.dir,
-          built: this.image.built,
+          // Known once the image is built: registration waits for the build.
+          imageDir: pulumi.all([this.image.dir, this.image.built]).apply(([dir]) => dir),
           projectDir: args.projectDir,
         },
         { parent: this },

@@ -1,6 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
 import { join } from "node:path";
-import type { RelayChannel, RelayTarget } from "../lib/steps";
+import type { RelayChannel, RelayTarget, StepSpec } from "../lib/steps";
 import { stepResource } from "./step";
 
 export interface StateCollectionArgs {
@@ -12,6 +12,8 @@ export interface StateCollectionArgs {
   target: RelayTarget;
   targetSecrets: Record<string, pulumi.Input<string>>;
   allowFreshOnionKeys: boolean;
+  /** Broker mode: a relay on a broker-mode image pushed its onion keys to the broker; the collection asks it instead. */
+  broker?: StepSpec<"collect-state">["broker"];
   projectDir: string;
   /** The relay's private build directory. */
   relayDir: string;
@@ -46,6 +48,7 @@ export class StateCollection extends pulumi.ComponentResource {
           channel: args.channel,
           target: args.target,
           allowFreshOnionKeys: args.allowFreshOnionKeys,
+          ...(args.broker ? { broker: args.broker } : {}),
         },
         secretEnvironment: args.targetSecrets,
         projectDir: args.projectDir,

@@ -141,7 +141,17 @@ export const launchSpec = z.object({ ovmf: path, vcpus: z.number().int().min(1),
 
 /** Broker mode: upload the relay's shipped keys (and, moving from image mode, the onion keys collected from it). */
 export const uploadRelayKeysSpec = z
-  .object({ relay: name, keysDir: path, familyKeyFile: path.optional(), collectedDir: path, broker: brokerAdminSpec })
+  .object({
+    relay: name,
+    keysDir: path,
+    familyKeyFile: path.optional(),
+    collectedDir: path,
+    /** The collection's summary (never key bytes): a new collection uploads again. */
+    collection: z.string(),
+    /** The identity the uploaded files must carry (public facts, checked before the upload). */
+    identity: z.object({ rsaFingerprint: z.string().regex(/^[0-9A-F]{40}$/), ed25519Identity: z.string(), signingCertExpiresAt: z.string() }).strict(),
+    broker: brokerAdminSpec,
+  })
   .strict();
 
 /**
@@ -218,9 +228,10 @@ export const STEP_SPECS = {
   "stop-local-vm": localVmSpec,
   "prune-isos": pruneIsosSpec,
   "upload-relay-keys": uploadRelayKeysSpec,
-  "forget-relay-keys": uploadRelayKeysSpec,
+  // Delete steps get the spec recorded when the resource was made, perhaps by an older release: they read only what they need.
+  "forget-relay-keys": z.object({ relay: name }).passthrough(),
   "register-image": registerImageSpec,
-  "retire-image": registerImageSpec,
+  "retire-image": z.object({ relay: name, imageDigest: digest, broker: brokerAdminSpec }).passthrough(),
   "roll-out": rollOutSpec,
   "remove-rollback-image": rollOutSpec,
 } as const;

@@ -9,6 +9,7 @@ import { basename, join } from "node:path";
 import { registerImage, retireImage, uploadRelayKeys, BrokerAdminError, type BrokerAdminEndpoint } from "../../lib/broker-admin";
 import { brokerAdminEndpoint } from "../../lib/broker-endpoint";
 import { expectedLaunchMeasurement } from "../../lib/snp/launchDigest";
+import { loadRelayIdentity } from "../../lib/identity";
 import { readBuiltImage, type BuiltImage } from "../../lib/relay-build";
 import type { BrokerAdminSpec, StepSpec } from "../../lib/steps";
 import { IDENTITY_FILES, ONION_KEY_FILES } from "../../lib/tor-keys";
@@ -38,6 +39,16 @@ export function shippedFiles(spec: StepSpec<"upload-relay-keys">): Record<string
 }
 
 export async function uploadKeys(spec: StepSpec<"upload-relay-keys">): Promise<void> {
+  // The files must be the identity the plan checked: a key store changed since would upload another relay's keys.
+  let identity;
+  try {
+    identity = loadRelayIdentity(spec.relay, spec.keysDir);
+  } catch (err) {
+    throw new StepFailure(`relay ${spec.relay}: ${(err as Error).message}. Nothing was uploaded.`);
+  }
+  if (identity.rsaFingerprint !== spec.identity.rsaFingerprint || identity.ed25519Identity !== spec.identity.ed25519Identity) {
+    throw new StepFailure(`relay ${spec.relay}: the keys in ${spec.keysDir} are not the identity planned (${spec.identity.rsaFingerprint}); run pulumi up again. Nothing was uploaded.`);
+  }
   const files = shippedFiles(spec);
   try {
     await uploadRelayKeys(adminEndpoint(spec.broker), spec.relay, files);
@@ -54,8 +65,8 @@ export async function uploadKeys(spec: StepSpec<"upload-relay-keys">): Promise<v
 }
 
 /** The broker keeps a relay's keys when the relay leaves the stack: only revoke ends them (npm run broker -- revoke). */
-export function forgetKeys(spec: StepSpec<"upload-relay-keys">): void {
-  console.log(`relay ${spec.relay}: left the stack; the key broker keeps its keys (npm run broker -- revoke ${spec.relay} ends them)`);
+export function forgetKeys(spec: StepSpec<"forget-relay-keys">): void {
+  console.log(`relay ${spec.relay}: no longer deployed by this stack; the key broker keeps its keys (npm run broker -- revoke ${spec.relay} ends them)`);
 }
 
 /** What the broker is told to expect from this image: its launch measurement, or its boot token's SHA-256. */

@@ -53,23 +53,23 @@ export const pushFreshnessSeconds = (pushIntervalSeconds: number) => Math.max(3 
  */
 async function brokerHoldsCurrentKeys(spec: StepSpec<"collect-state">, state: "running" | "stopped", where: string): Promise<boolean> {
   const broker = spec.broker!;
-  const running = readRunningRecord(spec.relayDir);
-  const onBrokerImage = running ? running.recipe.broker !== undefined : true;
-  if (!onBrokerImage) return false;
   let status;
   try {
     status = (await brokerStatus(adminEndpoint(broker.admin))).relays.find((relay) => relay.relay === spec.relay);
   } catch (err) {
     throw new StepFailure(`relay ${spec.relay}: cannot ask the key broker whether it holds the relay's current onion keys: ${(err as Error).message}. Nothing was changed.`);
   }
+  if (status?.revoked) throw new StepFailure(`relay ${spec.relay}: it is revoked at the key broker; a new image would get nothing. Re-enrol it first (npm run broker -- reenroll ${spec.relay}). Nothing was changed.`);
   const lastPush = status?.lastPush ? new Date(status.lastPush) : undefined;
   const age = lastPush ? Math.round((Date.now() - lastPush.getTime()) / 1000) : undefined;
-  if (status?.revoked) throw new StepFailure(`relay ${spec.relay}: it is revoked at the key broker; a new image would get nothing. Re-enrol it first (npm run broker -- reenroll ${spec.relay}). Nothing was changed.`);
+  // A relay that pushes runs a broker-mode image, whatever this host last recorded (an interrupted rollout).
+  const recorded = readRunningRecord(spec.relayDir);
+  const onBrokerImage = (lastPush !== undefined && age! <= pushFreshnessSeconds(broker.pushIntervalSeconds)) || recorded?.recipe.broker !== undefined;
+  if (!onBrokerImage) return false; // an image-mode relay (moving to broker mode), or one never deployed from here: over SSH
   if (lastPush && (state === "stopped" || age! <= pushFreshnessSeconds(broker.pushIntervalSeconds))) {
     console.log(`relay ${spec.relay}: ${where} ${state === "stopped" ? "is stopped" : "runs"}; the key broker holds the onion keys and state it pushed at ${lastPush.toISOString()} (${age}s ago): the new image fetches them`);
     return true;
   }
-  if (!running && !lastPush) return false; // never deployed from here and never pushed: an image-mode relay, or none
   const reason = lastPush
     ? `${where} ${state === "stopped" ? "is stopped" : "runs"}, but its last push to the key broker was ${age}s ago (at ${lastPush.toISOString()}; it pushes every ${broker.pushIntervalSeconds}s): it may hold onion keys the broker does not have`
     : `${where} ${state === "stopped" ? "is stopped" : "runs"}, but it never pushed its onion keys to the key broker`;
