@@ -17,6 +17,7 @@ export const UNIT_TESTS = [
   "test/relay-health.test.ts",
   "test/unbound.test.ts",
   "test/graph.test.ts",
+  "test/broker-graph.test.ts",
   "test/collect-state.test.ts",
   "test/broker-agent.test.ts",
   "test/broker-admin.test.ts",

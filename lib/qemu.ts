@@ -69,7 +69,8 @@ export function qemuRelayArgs(machine: QemuRelayMachine): string[] {
     "-serial", `file:${qemuPath(machine.serialLog)}`,
     "-display", "none",
     "-monitor", machine.monitorSocket ? `unix:${qemuPath(machine.monitorSocket)},server,nowait` : "none",
-    "-no-reboot",
+    // No -no-reboot: a guest that reboots or panics (panic=10) starts again, as a Proxmox VE VM does, and the
+    // monitor's system_reset reboots it (with -no-reboot QEMU would exit instead).
     ...(machine.pidFile ? ["-pidfile", machine.pidFile, "-daemonize"] : []),
   ];
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The newcomer's path: install everything, make test keys on first use, start
-# the private Tor network on this machine, and `pulumi up` the local stack,
-# whose two relays boot under QEMU and join it.
+# the private Tor network on this machine (with its key broker), and
+# `pulumi up` the local stack, whose two relays boot under QEMU from key-free
+# images, fetch their keys from the broker and join the network.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$here"
@@ -46,7 +47,8 @@ The relays are running under QEMU, in a private Tor network on this machine. Wha
   npm run testnet -- status                       the relays in the consensus, with their flags
   tail -f .runtime/local/local-exit/console.log   a relay's serial console
   pulumi stack output relayOutputs --stack local  fingerprints, image digests, SBOMs
-  edit Pulumi.local.yaml, then npm start          redeploy: only changed relays are rebuilt,
-                                                  with the onion keys collected from them
+  npm run broker -- status                        the key broker: attestations, pushes, health
+  edit Pulumi.local.yaml, then npm start          redeploy: only changed relays are rebuilt; each
+                                                  gets back the onion keys it pushed to the broker
   npm run local:down                              stop the relays and the private network
 MSG

@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { renderAgentConfig } from "../lib/broker-agent";
 import type { BuiltImage } from "../lib/relay-build";
-import { IDENTITY_FILES, ONION_KEY_FILES } from "../lib/tor-keys";
+import { occurrences, secrets } from "./support/key-scan";
 import { makeTestKeys } from "./support/fleet";
 import { buildRelayIso, debianBase } from "./support/images";
 import { toolEnv } from "./support/pulumi";
@@ -26,47 +26,6 @@ const BROKER = {
   allowSimulatedAttestation: true,
   pushIntervalSeconds: 300,
 };
-
-/** The secret part of each key file, as tor stores it (a 32-byte header, then the key) or, for PEM, its base64 body. */
-function secrets(keysDir: string): Map<string, Buffer> {
-  const found = new Map<string, Buffer>();
-  for (const file of [...IDENTITY_FILES, ...ONION_KEY_FILES, "ssh_host_ed25519_key"]) {
-    let bytes: Buffer;
-    try {
-      bytes = readFileSync(join(keysDir, file));
-    } catch {
-      continue;
-    }
-    const text = bytes.toString("latin1");
-    if (text.startsWith("-----BEGIN")) {
-      // PEM: the DER of the key, whose bytes are what any copy must contain.
-      found.set(file, Buffer.from(text.replace(/-----[^-]+-----/g, "").replace(/\s+/g, ""), "base64"));
-    } else if (file.endsWith("_cert") || file.endsWith("public_key")) {
-      continue; // public
-    } else {
-      found.set(file, bytes.subarray(32));
-    }
-  }
-  return found;
-}
-
-/** Which of the secrets occur in `haystack`: raw, as hex (either case) or as base64. */
-function occurrences(haystack: Buffer, keys: Map<string, Buffer>): string[] {
-  const text = haystack.toString("latin1");
-  const hits: string[] = [];
-  for (const [file, secret] of keys) {
-    const probe = secret.subarray(0, Math.min(secret.length, 32));
-    if (haystack.includes(probe)) hits.push(`${file} (raw)`);
-    const hex = probe.toString("hex");
-    if (text.includes(hex) || text.includes(hex.toUpperCase())) hits.push(`${file} (hex)`);
-    // Base64 of a run of bytes, at each of the three alignments it can start at inside a longer encoding.
-    for (let shift = 0; shift < 3; shift++) {
-      const encoded = probe.subarray(shift).toString("base64").slice(4, -4);
-      if (encoded.length >= 16 && text.includes(encoded)) hits.push(`${file} (base64)`);
-    }
-  }
-  return [...new Set(hits)];
-}
 
 describe("a broker-mode image", () => {
   const dir = privateTmpDir("broker-image");

@@ -19,6 +19,7 @@ import type { RelayTarget } from "../lib/steps";
 import { fixturePath } from "./snp/fixtures";
 import { runStep } from "./support/images";
 import { repoRoot, toolEnv } from "./support/pulumi";
+import { hmp } from "./support/images";
 import { privateTmpDir } from "./support/tmp";
 
 const AMD_SEV_OVMF = fixturePath("ovmf_AmdSev_suffix.bin");
@@ -75,28 +76,6 @@ function askSimulator(socket: string, request: string): Promise<any> {
   });
 }
 
-/** One HMP command over the VM's monitor socket; the text QEMU answers. */
-function hmp(socket: string, command: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const connection = createConnection(socket);
-    let output = "";
-    let sent = false;
-    connection.setEncoding("utf8");
-    connection.on("data", (chunk: string) => {
-      output += chunk;
-      // The banner's prompt, then the command's echo and output, then the next prompt.
-      const prompts = output.split("(qemu)").length - 1;
-      if (prompts === 1 && !sent) {
-        sent = true;
-        connection.write(command + "\n");
-      }
-      if (prompts >= 2) connection.end();
-    });
-    connection.on("end", () => resolve(output));
-    connection.on("error", reject);
-    setTimeout(() => connection.destroy(new Error(`no answer to ${command} within 10 s:\n${output}`)), 10_000).unref();
-  });
-}
 
 describe("QEMU's virtio-serial port to the simulated secure processor", () => {
   const machine: QemuRelayMachine = {

@@ -1,4 +1,5 @@
 /** Real image builds and boots for tests, sharing the Debian base the way the program does. */
+import { createConnection } from "node:net";
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -125,4 +126,27 @@ export async function waitFor(read: () => string, pattern: RegExp, seconds: numb
     if (Date.now() > deadline) throw new Error(`timed out after ${seconds}s waiting for ${pattern}; last output:\n${read().slice(-3000)}`);
     await new Promise((resolve) => setTimeout(resolve, 1000));
   }
+}
+
+/** One HMP command over the VM's monitor socket; the text QEMU answers. */
+export function hmp(socket: string, command: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const connection = createConnection(socket);
+    let output = "";
+    let sent = false;
+    connection.setEncoding("utf8");
+    connection.on("data", (chunk: string) => {
+      output += chunk;
+      // The banner's prompt, then the command's echo and output, then the next prompt.
+      const prompts = output.split("(qemu)").length - 1;
+      if (prompts === 1 && !sent) {
+        sent = true;
+        connection.write(command + "\n");
+      }
+      if (prompts >= 2) connection.end();
+    });
+    connection.on("end", () => resolve(output));
+    connection.on("error", reject);
+    setTimeout(() => connection.destroy(new Error(`no answer to ${command} within 10 s:\n${output}`)), 10_000).unref();
+  });
 }
