@@ -32,6 +32,8 @@ export interface BuiltImage {
   hostPublicKey: string;
   /** Onion key files it carries (none on a first deploy). */
   onionKeys: string[];
+  /** The base's layers this image carries, in order, before its overlay: a broker-mode image leaves out the SSH server's. */
+  baseLayers: string[];
   /** attestation "none": the SHA-256 of the boot token inside the image, what the broker is told to expect. Never the token. */
   bootTokenSha256?: string;
 }
@@ -123,7 +125,8 @@ export function buildRelayImage(recipe: RelayRecipe, projectDir: string, options
     const script = (name: string) => join(projectDir, "images", name);
     runTool("bash", [script("build-overlay.sh"), staging, overlay], { what: "packing the overlay" });
     const signing = recipe.secureBoot ? [recipe.secureBoot.privateKeyFile, recipe.secureBoot.certificateFile] : [];
-    runTool("bash", [script("build-uki.sh"), recipe.baseDir, overlay, recipe.kernelCmdline, out, ...signing], { what: "ukify" });
+    // Image mode carries the base's SSH server layer (state collection); a broker-mode image has no SSH server at all.
+    runTool("bash", [script("build-uki.sh"), recipe.baseDir, recipe.broker ? "no" : "yes", overlay, recipe.kernelCmdline, out, ...signing], { what: "ukify" });
     const label = join(out, ISO_LABEL_FILE);
     writeFileSync(label, imageLabel(recipe));
     const unnamed = join(out, "relay.iso.tmp");
@@ -147,6 +150,7 @@ export function buildRelayImage(recipe: RelayRecipe, projectDir: string, options
       ukiBytes: statSync(uki).size,
       hostPublicKey: recipe.broker ? "" : readFileSync(join(recipe.keysDir, "ssh_host_ed25519_key.pub"), "utf8").trim().split(/\s+/).slice(0, 2).join(" "),
       onionKeys,
+      baseLayers: recipe.broker ? ["base.cpio.zst"] : ["base.cpio.zst", "ssh.cpio.zst"],
       ...(bootTokenSha256 ? { bootTokenSha256 } : {}),
     };
     writeFileSync(join(out, RECIPE_RECORD), JSON.stringify(recipe, null, 1) + "\n", { mode: 0o600 });

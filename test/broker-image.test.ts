@@ -70,6 +70,22 @@ describe("a broker-mode image", () => {
     expect(brokerMode.hostPublicKey).toBe("");
   });
 
+  it("carries no SSH server: the base's SSH layer is in the image-mode UKI only, and the base layer has no sshd", () => {
+    const base = debianBase();
+    const sshLayer = readFileSync(join(base, "ssh.cpio.zst"));
+    expect(sshLayer.length).toBeGreaterThan(1000);
+    // The layer is concatenated into the UKI's initrd byte for byte: found in the image-mode UKI, absent from the broker-mode one.
+    expect(readFileSync(imageMode.uki).includes(sshLayer)).toBe(true);
+    expect(readFileSync(brokerMode.uki).includes(sshLayer)).toBe(false);
+    const list = (archive: string) => spawnSync("cpio", ["-t", "--quiet"], { input: zstdCat(archive), maxBuffer: 1 << 28 }).stdout.toString().split("\n");
+    expect(list(join(base, "ssh.cpio.zst"))).toContain("./usr/sbin/sshd");
+    const baseFiles = list(join(base, "base.cpio.zst"));
+    expect(baseFiles).toContain("./usr/bin/tor");
+    expect(baseFiles).not.toContain("./usr/sbin/sshd");
+    expect(brokerMode.baseLayers).toEqual(["base.cpio.zst"]);
+    expect(imageMode.baseLayers).toEqual(["base.cpio.zst", "ssh.cpio.zst"]);
+  });
+
   it("carries the agent, its configuration and the broker's CA, and no SSH or collection key", () => {
     const files = JSON.parse(readFileSync(brokerMode.files, "utf8")) as { path: string; mode: string }[];
     const paths = files.map((file) => file.path);

@@ -36,6 +36,9 @@ export function writeRelaySbom(spec: StepSpec<"write-relay-sbom">): void {
       syftJson: { file: basename(spec.baseSyftJson), sha256: sha256(spec.baseSyftJson) },
       cyclonedxJson: { file: basename(spec.baseCycloneDxJson), sha256: sha256(spec.baseCycloneDxJson) },
     },
+    // The base SBOMs list every package of the base; an image without the SSH server layer does not hold openssh-server's files.
+    baseLayers: image.baseLayers,
+    ...(image.baseLayers.includes("ssh.cpio.zst") ? {} : { withoutBasePackages: ["openssh-server"] }),
     overlay: JSON.parse(readFileSync(image.files, "utf8")) as unknown,
   };
   mkdirSync(dirname(spec.out), { recursive: true });

@@ -39,6 +39,10 @@ cp -a "$out/kernel-root/lib/modules/$kernel" "$out/rootfs/lib/modules/"
 cp "$out/kernel-root/boot/vmlinuz-virt" "$out/vmlinuz"
 echo "$kernel" >"$out/uname"
 cp "$out/rootfs/etc/os-release" "$out/os-release"
-"$here/rootfs/pack-initrd.sh" "$out/rootfs" "$kernel" "$geoip" "$out/base.cpio.zst"
+# The SSH server's files, from apk's database (F: a directory, R: a file in it): a layer of their own.
+awk '/^P:/ { pkg = substr($0, 3) } /^F:/ { dir = substr($0, 3) } /^R:/ && pkg == "openssh-server" { print "./" dir "/" substr($0, 3) } /^$/ { pkg = "" }' \
+  "$out/rootfs/lib/apk/db/installed" >"$out/ssh-layer.list"
+grep -qx './usr/sbin/sshd' "$out/ssh-layer.list" || { echo "build-base: openssh-server lists no /usr/sbin/sshd" >&2; exit 1; }
+"$here/rootfs/pack-initrd.sh" "$out/rootfs" "$kernel" "$geoip" "$out/base.cpio.zst" "$out/ssh-layer.list" "$out/ssh.cpio.zst"
 rm -rf "$out/kernel-root"
 touch "$out/.complete"

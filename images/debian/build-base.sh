@@ -3,6 +3,7 @@
 #   build-base.sh OUT RELEASE GEOIP(yes|no) TOR_USER [EXTRA_PACKAGE...]
 # Writes OUT/rootfs (the tree Syft inventories), OUT/vmlinuz, OUT/base.cpio.zst
 # (the RAM root, without /boot and with only the modules a VM needs),
+# OUT/ssh.cpio.zst (the SSH server, which only image-mode relays carry),
 # OUT/uname and OUT/os-release. Needs root (mmdebstrap builds a real tree).
 set -euo pipefail
 out=$(realpath -m "$1") release=$2 geoip=$3 tor_user=$4
@@ -37,5 +38,10 @@ kernel=$(basename "$(ls -d "$out"/rootfs/lib/modules/*)")
 cp "$out/rootfs/boot/vmlinuz-$kernel" "$out/vmlinuz"
 echo "$kernel" >"$out/uname"
 cp "$out/rootfs/usr/lib/os-release" "$out/os-release"
-"$here/rootfs/pack-initrd.sh" "$out/rootfs" "$kernel" "$geoip" "$out/base.cpio.zst"
+# The SSH server's files (not its directories, which other packages share): a layer of their own.
+dpkg-query --admindir="$out/rootfs/var/lib/dpkg" -L openssh-server | while read -r path; do
+  if [[ -e $out/rootfs$path || -L $out/rootfs$path ]] && [[ ! -d $out/rootfs$path || -L $out/rootfs$path ]]; then echo ".$path"; fi
+done >"$out/ssh-layer.list"
+grep -qx './usr/sbin/sshd' "$out/ssh-layer.list" || { echo "build-base: openssh-server lists no /usr/sbin/sshd" >&2; exit 1; }
+"$here/rootfs/pack-initrd.sh" "$out/rootfs" "$kernel" "$geoip" "$out/base.cpio.zst" "$out/ssh-layer.list" "$out/ssh.cpio.zst"
 touch "$out/.complete"

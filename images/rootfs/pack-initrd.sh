@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Packs a base root filesystem into the RAM root of every relay: no /boot, no
 # package caches or docs, and of the kernel's modules only those a VM needs.
-#   pack-initrd.sh ROOTFS KERNEL GEOIP(yes|no) OUT.cpio.zst
+# The SSH server's files (SSH_LIST: one ./path per line) go to a layer of
+# their own, SSH_OUT, which only image-mode relays carry.
+#   pack-initrd.sh ROOTFS KERNEL GEOIP(yes|no) OUT.cpio.zst SSH_LIST SSH_OUT.cpio.zst
 set -euo pipefail
-rootfs=$(realpath -m "$1") kernel=$2 geoip=$3 out=$(realpath -m "$4")
+rootfs=$(realpath -m "$1") kernel=$2 geoip=$3 out=$(realpath -m "$4") ssh_list=$(realpath -m "$5") ssh_out=$(realpath -m "$6")
 # The virtio PCI transport, NIC, console and RNG; everything else a relay VM uses is built into the kernel.
 wanted_modules="virtio_pci virtio_net virtio_console virtio_rng"
 epoch=${SOURCE_DATE_EPOCH:-0}
@@ -41,4 +43,5 @@ find . -newermt "@$epoch" -print0 | xargs -0r touch -h -d "@$epoch"
   done
   echo "./$moddir/kernel"
   cat "$keep"
-} | LC_ALL=C sort -u | cpio --quiet -o -H newc --reproducible | zstd -q -19 -T0 -f -o "$out"
+} | LC_ALL=C sort -u | LC_ALL=C comm -23 - <(LC_ALL=C sort -u "$ssh_list") | cpio --quiet -o -H newc --reproducible | zstd -q -19 -T0 -f -o "$out"
+LC_ALL=C sort -u "$ssh_list" | cpio --quiet -o -H newc --reproducible | zstd -q -19 -T0 -f -o "$ssh_out"
