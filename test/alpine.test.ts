@@ -26,7 +26,9 @@ while (($#)); do
 done
 mkdir -p "$dest/etc" "$dest/usr/bin" "$dest/bin" "$dest/lib/apk/db" "$dest/usr/share/tor"
 echo 'NAME="Alpine Linux"' >"$dest/etc/os-release"
-echo 'P:tor' >"$dest/lib/apk/db/installed"
+# apk's installed database: P: a package, F: a directory of it, R: a file in that directory.
+printf 'P:tor\nF:usr/bin\nR:tor\n\nP:openssh-server\nF:usr/sbin\nR:sshd\n' >"$dest/lib/apk/db/installed"
+mkdir -p "$dest/usr/sbin" && echo sshd >"$dest/usr/sbin/sshd"
 : >"$dest/usr/share/tor/geoip"
 if [[ $script == - ]]; then (cd "$dest" && sed 's|^cp /lib|cp lib|; s| /etc/| etc/|' | sh); fi
 if grep -q linux-virt <<<"$(tail -n1 ${calls})"; then
@@ -77,6 +79,13 @@ describe("images/alpine/build-base.sh", () => {
     expect(readFileSync(join(out, "rootfs/lib/apk/db/installed"), "utf8")).toContain("P:tor");
     expect(readFileSync(join(out, "uname"), "utf8").trim()).toBe("6.18.1-0-virt");
     for (const file of ["vmlinuz", "base.cpio.zst", "os-release", ".complete", "rootfs/init", "rootfs/etc/inittab"]) expect(existsSync(join(out, file)), file).toBe(true);
+  });
+
+  it("packs openssh-server's files, as apk's database lists them, in the SSH layer and not in the base layer", () => {
+    const list = (archive: string) => spawnSync("sh", ["-c", `zstd -dc ${join(out, archive)} | cpio -t 2>/dev/null`], { encoding: "utf8" }).stdout.split("\n");
+    expect(list("ssh.cpio.zst")).toEqual(["usr/sbin/sshd", ""]);
+    expect(list("base.cpio.zst")).toContain("usr/bin/tor");
+    expect(list("base.cpio.zst")).not.toContain("usr/sbin/sshd");
   });
 
   it("packs only the modules a VM needs, and no GeoIP data unless asked", () => {
