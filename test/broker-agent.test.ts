@@ -42,7 +42,7 @@ describe("the agent configuration of a broker-mode image", () => {
     const local = JSON.parse(renderAgentConfig({ relay: "exit-1", imageDigest: DIGEST, broker: BROKER, withCa: false }));
     expect(local.reportSource).toBe("serial:/dev/virtio-ports/org.diskless-relays.snp");
     expect(JSON.parse(renderAgentConfig({ relay: "exit-1", imageDigest: DIGEST, broker: { ...BROKER, allowSimulatedAttestation: false }, withCa: false })).reportSource).toBe("sev-guest");
-    expect(Object.keys(local).sort()).toEqual(["attestation", "brokerSigningPublicKey", "brokerUrl", "imageDigest", "pushIntervalSeconds", "pushRecipient", "relay", "reportSource", "torDataDir", "torGroup", "torUser"]);
+    expect(Object.keys(local).sort()).toEqual(["attestation", "brokerSigningPublicKey", "brokerUrl", "healthCommand", "imageDigest", "pushIntervalSeconds", "pushRecipient", "relay", "reportSource", "torDataDir", "torGroup", "torUser"]);
   });
 
   it("agrees with the agent on the broker URL: what the stack config refuses, the agent refuses too", () => {
@@ -51,7 +51,7 @@ describe("the agent configuration of a broker-mode image", () => {
       testnet: {},
       stateCollection: { privateKeyFile: "k" },
       identity: { mode: "broker", broker: { ...BROKER, url } },
-      relays: [{ name: "exit-1", nickname: "ExitOne", node: "local", vmId: 100, mac: "52:54:00:00:00:01", ipv4: { address: "10.77.0.11/24", gateway: "10.77.0.1" }, contactInfo: "x@example.net" }],
+      relays: [{ name: "exit-1", nickname: "ExitOne", node: "local", vmId: 100, mac: "52:54:00:00:00:01", ipv4: { address: "10.77.0.11/24", gateway: "10.77.0.1" }, contactInfo: "x@example.net", sev: { enabled: true, ovmf: "ovmf.fd", vcpuType: "EPYC-v4" } }],
     });
     for (const url of ["http://127.0.0.1:8443", "https://10.77.0.1:8443", "http://10.77.0.1:8443"]) {
       let schemaAccepts = true;
