@@ -4,6 +4,8 @@
 export DISKLESS_RELAYS_CACHE=${DISKLESS_RELAYS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/diskless-relays}
 export TOOLS_BIN="$DISKLESS_RELAYS_CACHE/bin"
 case ":$PATH:" in *":$TOOLS_BIN:"*) ;; *) export PATH="$TOOLS_BIN:$PATH" ;; esac
+# Go from its usual place when it is not on PATH (a login shell without /usr/local/go/bin).
+if ! command -v go >/dev/null && [[ -x /usr/local/go/bin/go ]]; then export PATH="$PATH:/usr/local/go/bin"; fi
 export PULUMI_HOME=${PULUMI_HOME:-$HOME/.pulumi}
 export PULUMI_SKIP_UPDATE_CHECK=true
 export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true

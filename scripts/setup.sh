@@ -3,6 +3,8 @@
 # proxy only. Idempotent: binaries are cached under $DISKLESS_RELAYS_CACHE,
 # keyed by version, so a second run only checks that they are there.
 set -euo pipefail
+# A failing build inside $(…) must stop the set-up, not hand on a path to nothing.
+shopt -s inherit_errexit
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=scripts/env.sh
@@ -16,6 +18,7 @@ SYFT_VERSION=1.57.0
 SYSTEMD_BACKPORT=254.26-1~bpo12+1 # ukify and the EFI stub
 
 log() { printf '[setup] %s\n' "$*" >&2; }
+command -v go >/dev/null || { log "Go is needed to build the Pulumi CLI, its plugins and the key broker: install it (https://go.dev/doc/install) or put it on PATH"; exit 1; }
 export GOFLAGS=-mod=mod GOTOOLCHAIN=local
 export GOPROXY=${GOPROXY:-https://proxy.golang.org}
 

@@ -7,6 +7,8 @@
 # cached has no copy of them.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/env.sh
+source "$here/scripts/env.sh"
 export GOTOOLCHAIN=local GOPROXY=${GOPROXY:-https://proxy.golang.org}
 for tool in command proxmoxve broker; do
   echo "go test tools/$tool"
