@@ -7,7 +7,7 @@
  * agent and its configuration instead.
  */
 import { spawnSync } from "node:child_process";
-import { mkdirSync, readFileSync } from "node:fs";
+import { mkdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { renderAgentConfig } from "../lib/broker-agent";
@@ -79,7 +79,10 @@ describe("a broker-mode image", () => {
     expect(readFileSync(brokerMode.uki).includes(sshLayer)).toBe(false);
     // cpio -t prints names without their leading "./".
     const list = (archive: string) => spawnSync("cpio", ["-t", "--quiet"], { input: zstdCat(archive), maxBuffer: 1 << 28 }).stdout.toString().split("\n").map((name) => name.replace(/^\.\//, ""));
-    expect(list(join(base, "ssh.cpio.zst"))).toContain("usr/sbin/sshd");
+    const sshFiles = list(join(base, "ssh.cpio.zst")).filter(Boolean);
+    expect(sshFiles).toContain("usr/sbin/sshd");
+    // Files only: never a directory or a link to one (merged /usr makes /lib and /bin such links), which the base needs.
+    for (const name of sshFiles) expect(statSync(join(base, "rootfs", name)).isDirectory(), name).toBe(false);
     const baseFiles = list(join(base, "base.cpio.zst"));
     expect(baseFiles).toContain("usr/bin/tor");
     expect(baseFiles).not.toContain("usr/sbin/sshd");

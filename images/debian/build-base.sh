@@ -38,9 +38,11 @@ kernel=$(basename "$(ls -d "$out"/rootfs/lib/modules/*)")
 cp "$out/rootfs/boot/vmlinuz-$kernel" "$out/vmlinuz"
 echo "$kernel" >"$out/uname"
 cp "$out/rootfs/usr/lib/os-release" "$out/os-release"
-# The SSH server's files (not its directories, which other packages share): a layer of their own.
+# The SSH server's files (not its directories, which other packages share,
+# nor /lib or /bin, which merged /usr makes links to directories): a layer of
+# their own.
 dpkg-query --admindir="$out/rootfs/var/lib/dpkg" -L openssh-server | while read -r path; do
-  if [[ -e $out/rootfs$path || -L $out/rootfs$path ]] && [[ ! -d $out/rootfs$path || -L $out/rootfs$path ]]; then echo ".$path"; fi
+  if [[ -e $out/rootfs$path || -L $out/rootfs$path ]] && [[ ! -d $out/rootfs$path ]]; then echo ".$path"; fi
 done >"$out/ssh-layer.list"
 grep -qx './usr/sbin/sshd' "$out/ssh-layer.list" || { echo "build-base: openssh-server lists no /usr/sbin/sshd" >&2; exit 1; }
 "$here/rootfs/pack-initrd.sh" "$out/rootfs" "$kernel" "$geoip" "$out/base.cpio.zst" "$out/ssh-layer.list" "$out/ssh.cpio.zst"
