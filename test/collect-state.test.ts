@@ -4,14 +4,18 @@
  * data directory through the relay's own scripts, and the Proxmox VE double
  * answering whether the relay's VM exists and runs.
  */
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { revokeRelay, uploadRelayKeys } from "../lib/broker-admin";
 import { writeRunningRecord } from "../lib/rollout-records";
 import { RELAY_EXPORT_FILES, type StepSpec } from "../lib/steps";
+import { IDENTITY_FILES } from "../lib/tor-keys";
 import { makeTestKeys, TEST_API_TOKEN } from "./support/fleet";
 import { runStep } from "./support/images";
 import { ProxmoxDoubleProcess } from "./support/proxmox";
+import { toolEnv } from "./support/pulumi";
 import { freePort, RelaySshd } from "./support/sshd";
 import { privateTmpDir } from "./support/tmp";
 
@@ -25,7 +29,7 @@ describe("collecting a relay's onion keys and state", () => {
   let digestCounter = 0;
 
   /** Runs the step for a fresh image digest, so every call writes its own collection. */
-  const collect = (options: { port?: number; hostKeyOf?: string; vmId?: number; allowFreshOnionKeys?: boolean } = {}) => {
+  const collect = (options: { port?: number; hostKeyOf?: string; vmId?: number; allowFreshOnionKeys?: boolean; broker?: StepSpec<"collect-state">["broker"] } = {}) => {
     const imageDigest = (++digestCounter).toString(16).padStart(12, "0").padEnd(64, "0");
     const spec: StepSpec<"collect-state"> = {
       relay: "alpha",
@@ -34,6 +38,7 @@ describe("collecting a relay's onion keys and state", () => {
       channel: { host: "127.0.0.1", port: options.port ?? sshd.port, user: "root", privateKeyFile: join(dir, "keys", "collector"), hostPublicKey: hostKey(options.hostKeyOf ?? "alpha"), connectTimeoutSeconds: 3 },
       target: { kind: "proxmox", endpoint: double.endpoint, verifyTls: false, node: "pve1", vmId: options.vmId ?? 9101, datastore: "local" },
       allowFreshOnionKeys: options.allowFreshOnionKeys ?? false,
+      ...(options.broker ? { broker: options.broker } : {}),
     };
     const result = runStep("collect-state", spec, { PROXMOX_API_TOKEN: TEST_API_TOKEN });
     return { ...result, out: join(relayDir, "collected", imageDigest.slice(0, 12)) };
@@ -173,5 +178,59 @@ describe("collecting a relay's onion keys and state", () => {
     } finally {
       writeFileSync(join(data, "keys", "secret_onion_key_ntor"), ntor);
     }
+  });
+
+  describe("in broker mode, against a real key broker", () => {
+    const data = join(dir, "key-broker");
+    const socket = join(dir, "broker-admin.sock");
+    let broker: ChildProcess;
+    let watch: NonNullable<StepSpec<"collect-state">["broker"]>;
+    const brokerRecipe = { broker: { agentBinary: "/x", agentConfig: "{}" } } as never;
+
+    beforeAll(async () => {
+      const init = spawnSync("key-broker", ["init", "--data", data], { encoding: "utf8", env: toolEnv() });
+      expect(init.status, init.stderr).toBe(0);
+      broker = spawn("key-broker", ["serve", "--data", data, "--listen", "127.0.0.1:0", "--admin-listen", `unix:${socket}`], { env: toolEnv(), stdio: "ignore" });
+      for (let i = 0; i < 100 && !existsSync(socket); i++) await new Promise((resolve) => setTimeout(resolve, 50));
+      watch = { admin: { socket, tokenFile: join(data, "admin.token") }, pushIntervalSeconds: 30, attestation: "snp" };
+      const token = readFileSync(join(data, "admin.token"), "utf8").trim();
+      await uploadRelayKeys({ socket, token }, "alpha", Object.fromEntries(IDENTITY_FILES.map((file) => [`keys/${file}`, readFileSync(join(dir, "keys", "alpha", file))])));
+    });
+    afterAll(() => broker?.kill());
+
+    it("stops a redeploy over a running broker-mode relay that never pushed its onion keys, and changes nothing", () => {
+      writeRunningRecord(relayDir, { imageDigest: "e".repeat(64), recipe: brokerRecipe, hostPublicKey: "", isoName: "x.iso", orPort: 9001, exit: false, since: "2026-11-29T00:00:00Z" });
+      try {
+        const result = collect({ broker: watch });
+        expect(result.status).toBe(1);
+        expect(result.stderr).toMatch(/relay alpha: .* runs, but it never pushed its onion keys to the key broker\. Nothing was changed\..*allowFreshOnionKeys/s);
+        expect(existsSync(result.out)).toBe(false);
+        // A stopped one's keys died with its RAM and were never pushed: the same.
+        const stopped = collect({ broker: watch, vmId: 9102 });
+        expect(stopped.status).toBe(1);
+        expect(stopped.stderr).toMatch(/is stopped, but it never pushed/);
+      } finally {
+        rmSync(join(relayDir, "running.json"));
+      }
+    });
+
+    it("collects a relay still on an image-mode image over SSH: it is moving to broker mode", () => {
+      writeRunningRecord(relayDir, { imageDigest: "d".repeat(64), recipe: {} as never, hostPublicKey: hostKey("alpha"), isoName: "x.iso", orPort: 9001, exit: false, since: "2026-11-29T00:00:00Z" });
+      try {
+        const result = collect({ broker: watch });
+        expect(result.status, result.stderr).toBe(0);
+        expect(readFileSync(join(result.out, "keys", "secret_onion_key_ntor")).equals(readFileSync(join(data, "..", "relay-data", "keys", "secret_onion_key_ntor")))).toBe(true);
+      } finally {
+        rmSync(join(relayDir, "running.json"));
+      }
+    });
+
+    it("refuses a revoked relay: a new image would get nothing", async () => {
+      const token = readFileSync(join(data, "admin.token"), "utf8").trim();
+      await revokeRelay({ socket, token }, "alpha");
+      const result = collect({ broker: watch });
+      expect(result.status).toBe(1);
+      expect(result.stderr).toMatch(/relay alpha: it is revoked at the key broker; .*npm run broker -- reenroll alpha/);
+    });
   });
 });
