@@ -33,7 +33,7 @@ const (
 	policyDebugSMT  = policyDebug | 1<<16
 )
 
-func measurement(t *testing.T) []byte { return randBytes(t, 48) }
+func measurement(t testing.TB) []byte { return randBytes(t, 48) }
 
 // checkInstalled asserts that dir holds exactly want, byte for byte, with
 // modes 0600 (files) / 0700 (directories) and the tor owner.
@@ -1084,20 +1084,12 @@ func TestChallengeLimits(t *testing.T) {
 // image the push attested as and the broker's time of receipt.
 func TestPushCarriesHealthReport(t *testing.T) {
 	e := newEnv(t, envOptions{})
-	relay, digest, m := "relay-h", randDigest(t), measurement(t)
-	e.uploadKeys(relay, relayFiles(t))
-	e.registerSNP(relay, digest, m)
-	src := simSource(simFor(t, trustedSimDir, m, policyNoSMT))
-	dir := t.TempDir()
-	script := filepath.Join(dir, "health")
+	relay := "relay-h"
+	script := filepath.Join(t.TempDir(), "health")
 	if err := os.WriteFile(script, []byte("#!/bin/sh\necho \"image {}\"\necho \"tor 42\"\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	torDir := filepath.Join(dir, "tor")
-	a := e.newAgent(agentSetup{relay: relay, digest: digest, attestation: "snp", torDir: torDir, source: src, healthCommand: script})
-	if err := a.Fetch(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	a, _, digest := e.fetchedSNPAgent(relay, relayFiles(t), agentSetup{healthCommand: script})
 	if rs := e.relayStatus(relay); rs.LastHealth != nil {
 		t.Fatalf("a boot is no health report: %+v", rs.LastHealth)
 	}
@@ -1125,16 +1117,9 @@ func TestPushCarriesHealthReport(t *testing.T) {
 // (a relay moving from image mode) replaces them.
 func TestKeysUploadKeepsPushedOnionKeys(t *testing.T) {
 	e := newEnv(t, envOptions{})
-	relay, digest, m := "relay-u", randDigest(t), measurement(t)
+	relay := "relay-u"
 	files := relayFiles(t)
-	e.uploadKeys(relay, files)
-	e.registerSNP(relay, digest, m)
-	src := simSource(simFor(t, trustedSimDir, m, policyNoSMT))
-	torDir := filepath.Join(t.TempDir(), "tor")
-	a := e.newAgent(agentSetup{relay: relay, digest: digest, attestation: "snp", torDir: torDir, source: src})
-	if err := a.Fetch(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	a, torDir, _ := e.fetchedSNPAgent(relay, files, agentSetup{})
 	pushed := randBytes(t, 96)
 	if err := os.WriteFile(filepath.Join(torDir, "keys/secret_onion_key_ntor"), pushed, 0o600); err != nil {
 		t.Fatal(err)

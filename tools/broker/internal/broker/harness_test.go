@@ -478,3 +478,23 @@ func fmtFiles(f protocol.Files) string {
 	}
 	return b.String()
 }
+
+// fetchedSNPAgent enrols relay with files, registers a fresh image for it
+// with an SNP measurement, and returns an agent of that image that has
+// fetched its keys into torDir (setup.torDir, or a fresh one).
+func (e *env) fetchedSNPAgent(relay string, files protocol.Files, setup agentSetup) (a *agent.Agent, torDir, digest string) {
+	e.t.Helper()
+	digest, m := randDigest(e.t), measurement(e.t)
+	e.uploadKeys(relay, files)
+	e.registerSNP(relay, digest, m)
+	if setup.torDir == "" {
+		setup.torDir = filepath.Join(e.t.TempDir(), "tor")
+	}
+	setup.relay, setup.digest, setup.attestation = relay, digest, "snp"
+	setup.source = simSource(simFor(e.t, trustedSimDir, m, policyNoSMT))
+	a = e.newAgent(setup)
+	if err := a.Fetch(context.Background()); err != nil {
+		e.t.Fatal(err)
+	}
+	return a, setup.torDir, digest
+}
