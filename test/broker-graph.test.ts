@@ -14,45 +14,16 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { parseStackConfig } from "../lib/config";
 import { planFleet } from "../lib/fleet";
 import { initRelayKeys } from "../lib/key-store";
-import { parseStepSpec, STEP_SPEC_ENV, type StepName } from "../lib/steps";
+import { parseStepSpec, type StepName } from "../lib/steps";
+import { mockFleetResources, specOf, type Registered } from "./support/graph-mocks";
 import { privateTmpDir } from "./support/tmp";
 
-interface Registered {
-  type: string;
-  name: string;
-  inputs: Record<string, any>;
-}
-
-const registered: Registered[] = [];
-pulumi.runtime.setMocks(
-  {
-    newResource(args) {
-      registered.push({ type: args.type, name: args.name, inputs: args.inputs });
-      let state = args.inputs;
-      if (args.type === "command:local:Command") {
-        const step = String(args.inputs.create).split(" ").at(-1);
-        const stdout =
-          step === "build-relay-image"
-            ? JSON.stringify({ isoName: `relay-${args.name}-0123456789ab-01234567.iso`, iso: "x.iso", uki: "relay.efi", files: "files.json", isoSha256: "0".repeat(64), ukiSha256: "1".repeat(64) })
-            : `${args.name} done`;
-        state = { ...args.inputs, stdout };
-      }
-      const id = args.type === "proxmoxve:index/fileLegacy:FileLegacy" ? `local:iso/${args.inputs.sourceFile.fileName}` : `${args.name}-id`;
-      return { id, state };
-    },
-    call: (args) => args.inputs,
-  },
-  "diskless-relays",
-  "broker-graph",
-  false,
-);
+const registered = mockFleetResources("broker-graph");
 
 describe("the fleet's resource graph in broker mode", () => {
   const dir = privateTmpDir("broker-graph");
   const index = (name: string) => registered.findIndex((r) => r.name === name);
   const find = (name: string) => registered[index(name)]!;
-  const environmentOf = (command: Registered): Record<string, string> => command.inputs.environment.value ?? command.inputs.environment;
-  const specOf = (command: Registered) => JSON.parse(environmentOf(command)[STEP_SPEC_ENV]!);
   const stepOf = (command: Registered) => String(command.inputs.create).split(" ").at(-1) as StepName;
 
   beforeAll(async () => {

@@ -11,47 +11,17 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { parseStackConfig } from "../lib/config";
 import { planFleet } from "../lib/fleet";
 import { initRelayKeys } from "../lib/key-store";
-import { parseStepSpec, STEP_COMMAND, STEP_SPEC_ENV, STEP_SPECS, type StepName } from "../lib/steps";
+import { parseStepSpec, STEP_COMMAND, STEP_SPECS, type StepName } from "../lib/steps";
+import { environmentOf, mockFleetResources, specOf } from "./support/graph-mocks";
 import { privateTmpDir } from "./support/tmp";
 
-interface Registered {
-  type: string;
-  name: string;
-  inputs: Record<string, any>;
-}
-
-const registered: Registered[] = [];
-pulumi.runtime.setMocks(
-  {
-    newResource(args) {
-      registered.push({ type: args.type, name: args.name, inputs: args.inputs });
-      let state = args.inputs;
-      if (args.type === "command:local:Command") {
-        const step = String(args.inputs.create).split(" ").at(-1);
-        const stdout =
-          step === "build-relay-image"
-            ? JSON.stringify({ isoName: `relay-${args.name}-0123456789ab-01234567.iso`, iso: "x.iso", uki: "relay.efi", files: "files.json", isoSha256: "0".repeat(64), ukiSha256: "1".repeat(64) })
-            : `${args.name} done`;
-        state = { ...args.inputs, stdout };
-      }
-      const id = args.type === "proxmoxve:index/fileLegacy:FileLegacy" ? `local:iso/${args.inputs.sourceFile.fileName}` : `${args.name}-id`;
-      return { id, state };
-    },
-    call: (args) => args.inputs,
-  },
-  "diskless-relays",
-  "graph",
-  false,
-);
+const registered = mockFleetResources("graph");
 
 describe("the fleet's resource graph", () => {
   const dir = privateTmpDir("graph");
   const index = (type: string, name: string) => registered.findIndex((r) => r.type === type && r.name === name);
   const find = (type: string, name: string) => registered[index(type, name)]!;
   const commands = () => registered.filter((r) => r.type === "command:local:Command");
-  /** Under mocks an environment holding a secret arrives wrapped as one secret value. */
-  const environmentOf = (command: Registered): Record<string, string> => command.inputs.environment.value ?? command.inputs.environment;
-  const specOf = (command: Registered) => JSON.parse(environmentOf(command)[STEP_SPEC_ENV]!);
 
   beforeAll(async () => {
     for (const [name, nickname] of [["r1", "GraphRelayOne"], ["r2", "GraphRelayTwo"]] as const) initRelayKeys(join(dir, "keys"), name, { nickname });
