@@ -3,7 +3,8 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import type { StackConfig } from "../lib/config";
 import { inProject, type PlannedRelay } from "../lib/fleet";
-import { baseImageInputs, RELAY_SCRIPT_PATHS, treeDigest } from "../lib/image-inputs";
+import { baseImageInputs, brokerImageParts, RELAY_SCRIPT_PATHS, treeDigest } from "../lib/image-inputs";
+import { toolsBin } from "../lib/run";
 import { rollingOrder } from "../lib/rollout";
 import type { TestnetNetwork } from "../lib/testnet";
 import { resolveBroker } from "../lib/broker-endpoint";
@@ -54,6 +55,7 @@ export function deployFleet(
   if (!options.dryRun) mkdirSync(buildRoot, { recursive: true, mode: 0o700 });
 
   const broker = resolveBroker(config, projectDir, fleet.testnet);
+  const brokerParts = broker ? brokerImageParts(broker, join(toolsBin(), "relay-agent")) : undefined;
   const target = config.target === "qemu" ? qemuTarget(join(projectDir, ".runtime", options.stack), projectDir, fleet.testnet!, broker) : proxmoxTarget(config, projectDir);
   const flavour = config.image.flavour;
   const base = new BaseImage(flavour, { inputs: baseImageInputs(config.image, projectDir), projectDir, buildRoot: buildDir });
@@ -75,7 +77,7 @@ export function deployFleet(
         buildRoot,
         artifactsDir,
         target,
-        ...(broker ? { broker } : {}),
+        ...(broker ? { broker, brokerParts } : {}),
         after: after.map((name) => relays.get(name)!.rollout.gate),
       }),
     );

@@ -1,14 +1,12 @@
 import * as pulumi from "@pulumi/pulumi";
-import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { renderAgentConfig } from "../lib/broker-agent";
 import { brokerAdminSpec, type ResolvedBroker } from "../lib/broker-endpoint";
-import { toolsBin } from "../lib/run";
 import { BrokerEnrolment } from "./broker-enrolment";
 import { addressOf } from "../lib/addresses";
 import type { StackConfig } from "../lib/config";
 import { inProject, type PlannedRelay } from "../lib/fleet";
-import { relayImageDigest, relayImageInputs, relayImageTexts } from "../lib/image-inputs";
+import { relayImageDigest, relayImageInputs, relayImageTexts, type BrokerImageParts } from "../lib/image-inputs";
 import type { BaseImage } from "./base-image";
 import { LaunchMeasurement } from "./launch-measurement";
 import { RelayImage } from "./relay-image";
@@ -16,6 +14,9 @@ import { RelayRollout } from "./relay-rollout";
 import type { RelayTargetKind, RelayVmTarget } from "./relay-vm";
 import { type BaseSbom, RelaySbom } from "./sbom";
 import { StateCollection } from "./state-collection";
+
+/** The recipe carries the agent's path; its digest is an input of the image digest only. */
+const omitDigest = ({ agentSha256: _digest, ...parts }: BrokerImageParts) => parts;
 
 export interface RelayArgs {
   plan: PlannedRelay;
@@ -31,8 +32,9 @@ export interface RelayArgs {
   artifactsDir: string;
   /** Where the relay runs: Proxmox VE, or QEMU locally. */
   target: RelayTargetKind;
-  /** Broker mode: the key broker the relay's image fetches its keys from. */
+  /** Broker mode: the key broker the relay's image fetches its keys from, and what the image carries instead of keys. */
   broker?: ResolvedBroker;
+  brokerParts?: BrokerImageParts;
   /** Rollout gates of the relays that must be healthy before this relay's VM is replaced. */
   after: pulumi.Resource[];
 }
@@ -60,13 +62,11 @@ export class Relay extends pulumi.ComponentResource {
     const { broker } = args;
     const baseTexts = relayImageTexts(plan, config, args.collectorPublicKey, args.projectDir, broker !== undefined);
     // Broker mode: the agent, what it pins and where it finds the broker, instead of any key.
-    const brokerParts = broker
-      ? { agentBinary: join(toolsBin(), "relay-agent"), ...(broker.caFile ? { caPem: readFileSync(broker.caFile, "utf8") } : {}), ...(broker.attestation === "none" ? { bootToken: true } : {}) }
-      : undefined;
+    const brokerParts = args.brokerParts;
     const agentConfig = (imageDigest: string) => renderAgentConfig({ relay: plan.config.name, imageDigest, broker: broker!, withCa: brokerParts?.caPem !== undefined });
     const inputs = relayImageInputs(plan, args.base.digest, baseTexts, args.relayScripts, brokerParts ? { parts: brokerParts, agentConfigFacts: agentConfig("0".repeat(64)) } : undefined);
     this.imageDigest = relayImageDigest(inputs);
-    const texts = brokerParts ? { ...baseTexts, broker: { ...brokerParts, agentConfig: agentConfig(this.imageDigest) } } : baseTexts;
+    const texts = brokerParts ? { ...baseTexts, broker: { ...omitDigest(brokerParts), agentConfig: agentConfig(this.imageDigest) } } : baseTexts;
     const target = args.target.spec(plan.config);
     const sev = plan.config.sev;
     const launch = sev?.enabled && sev.ovmf ? { ovmf: inProject(args.projectDir, sev.ovmf), vcpus: plan.config.cores, vcpuType: sev.vcpuType ?? plan.config.cpuType } : undefined;

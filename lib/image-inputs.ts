@@ -6,6 +6,7 @@
 import { createHash } from "node:crypto";
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join, relative } from "node:path";
+import type { ResolvedBroker } from "./broker-endpoint";
 import type { ImageConfig, StackConfig } from "./config";
 import { inProject, TOR_RUNTIME, type PlannedRelay } from "./fleet";
 import { SSH_HOST_KEY_FILES } from "./image-layout";
@@ -111,9 +112,21 @@ export interface RelayImageTexts {
  */
 export interface BrokerImageParts {
   agentBinary: string;
+  /** The agent binary's SHA-256, read once per plan (it is several megabytes), not once per relay. */
+  agentSha256: string;
   caPem?: string;
   /** attestation "none": the build makes a single-use boot token. */
   bootToken?: boolean;
+}
+
+/** What every broker-mode image of a stack carries instead of keys. Reads the agent binary and the broker's CA. */
+export function brokerImageParts(broker: Pick<ResolvedBroker, "caFile" | "attestation">, agentBinary: string): BrokerImageParts {
+  return {
+    agentBinary,
+    agentSha256: createHash("sha256").update(readFileSync(agentBinary)).digest("hex"),
+    ...(broker.caFile ? { caPem: readFileSync(broker.caFile, "utf8") } : {}),
+    ...(broker.attestation === "none" ? { bootToken: true } : {}),
+  };
 }
 
 export function relayImageTexts(
@@ -165,7 +178,7 @@ export function relayImageInputs(
       identityKeys: "broker",
       sshHostKey: "none",
       familyKey: "broker",
-      agent: fileDigest(broker.parts.agentBinary),
+      agent: broker.parts.agentSha256,
       broker: sha256(JSON.stringify(broker.agentConfigFacts), broker.parts.caPem ?? "", broker.parts.bootToken ? "boot-token" : "snp"),
     };
   }

@@ -181,19 +181,19 @@ describe("collecting a relay's onion keys and state", () => {
   });
 
   describe("in broker mode, against a real key broker", () => {
-    const data = join(dir, "key-broker");
+    const brokerData = join(dir, "key-broker");
     const socket = join(dir, "broker-admin.sock");
     let broker: ChildProcess;
     let watch: NonNullable<StepSpec<"collect-state">["broker"]>;
     const brokerRecipe = { broker: { agentBinary: "/x", agentConfig: "{}" } } as never;
 
     beforeAll(async () => {
-      const init = spawnSync("key-broker", ["init", "--data", data], { encoding: "utf8", env: toolEnv() });
+      const init = spawnSync("key-broker", ["init", "--data", brokerData], { encoding: "utf8", env: toolEnv() });
       expect(init.status, init.stderr).toBe(0);
-      broker = spawn("key-broker", ["serve", "--data", data, "--listen", "127.0.0.1:0", "--admin-listen", `unix:${socket}`], { env: toolEnv(), stdio: "ignore" });
+      broker = spawn("key-broker", ["serve", "--data", brokerData, "--listen", "127.0.0.1:0", "--admin-listen", `unix:${socket}`], { env: toolEnv(), stdio: "ignore" });
       for (let i = 0; i < 100 && !existsSync(socket); i++) await new Promise((resolve) => setTimeout(resolve, 50));
-      watch = { admin: { socket, tokenFile: join(data, "admin.token") }, pushIntervalSeconds: 30, attestation: "snp" };
-      const token = readFileSync(join(data, "admin.token"), "utf8").trim();
+      watch = { admin: { socket, tokenFile: join(brokerData, "admin.token") }, pushIntervalSeconds: 30, attestation: "snp" };
+      const token = readFileSync(join(brokerData, "admin.token"), "utf8").trim();
       await uploadRelayKeys({ socket, token }, "alpha", Object.fromEntries(IDENTITY_FILES.map((file) => [`keys/${file}`, readFileSync(join(dir, "keys", "alpha", file))])));
     });
     afterAll(() => broker?.kill());
@@ -219,14 +219,14 @@ describe("collecting a relay's onion keys and state", () => {
       try {
         const result = collect({ broker: watch });
         expect(result.status, result.stderr).toBe(0);
-        expect(readFileSync(join(result.out, "keys", "secret_onion_key_ntor")).equals(readFileSync(join(data, "..", "relay-data", "keys", "secret_onion_key_ntor")))).toBe(true);
+        expect(readFileSync(join(result.out, "keys", "secret_onion_key_ntor")).equals(readFileSync(join(data, "keys", "secret_onion_key_ntor")))).toBe(true);
       } finally {
         rmSync(join(relayDir, "running.json"));
       }
     });
 
     it("refuses a revoked relay: a new image would get nothing", async () => {
-      const token = readFileSync(join(data, "admin.token"), "utf8").trim();
+      const token = readFileSync(join(brokerData, "admin.token"), "utf8").trim();
       await revokeRelay({ socket, token }, "alpha");
       const result = collect({ broker: watch });
       expect(result.status).toBe(1);
