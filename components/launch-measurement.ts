@@ -14,6 +14,8 @@ export interface LaunchMeasurementArgs {
   ovmf: string;
   vcpus: number;
   vcpuType: string;
+  /** The guest policy the VM launches with (qemu-server's rule for its amd-sev settings). */
+  policy: string;
   projectDir: string;
   artifactsDir: string;
 }
@@ -36,8 +38,8 @@ export class LaunchMeasurement extends pulumi.ComponentResource {
       `${name}-measure`,
       {
         step: "measure-launch",
-        spec: { relay: args.relay, imageDigest: args.imageDigest, uki: args.ukiPath, ovmf: args.ovmf, vcpus: args.vcpus, vcpuType: args.vcpuType, out: this.path },
-        triggers: [args.ukiSha256, ovmfSha256, args.vcpus, args.vcpuType],
+        spec: { relay: args.relay, imageDigest: args.imageDigest, uki: args.ukiPath, ovmf: args.ovmf, vcpus: args.vcpus, vcpuType: args.vcpuType, policy: args.policy, out: this.path },
+        triggers: [args.ukiSha256, ovmfSha256, args.vcpus, args.vcpuType, args.policy],
         projectDir: args.projectDir,
       },
       { parent: this },

@@ -1,7 +1,11 @@
 import * as proxmoxve from "@muhlba91/pulumi-proxmoxve";
 import * as pulumi from "@pulumi/pulumi";
 import type { RelayConfig, StackConfig } from "../lib/config";
-import { PROXMOX_TOKEN_ENV } from "../lib/relay-targets";
+import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { proxmoxSnpVm, snpFirmwareFileName, ukiFileName } from "../lib/proxmox-snp";
+import { PROXMOX_ROOT_PASSWORD_ENV, PROXMOX_TOKEN_ENV } from "../lib/relay-targets";
+import { inProject } from "../lib/fleet";
 import type { RelayTarget } from "../lib/steps";
 import { stepResource } from "./step";
 
@@ -11,6 +15,8 @@ export interface RelayVmArgs {
   imageDigest: string;
   isoName: pulumi.Input<string>;
   isoPath: pulumi.Input<string>;
+  /** The UKI inside the ISO: an SEV-SNP relay boots it directly, measured. */
+  ukiPath: pulumi.Input<string>;
   target: RelayTarget;
 }
 
@@ -43,6 +49,8 @@ export interface ProxmoxRelayVmArgs extends RelayVmArgs {
   keepIsos: number;
   secrets: Record<string, pulumi.Input<string>>;
   projectDir: string;
+  /** The datastore's ISO directory on the node, where an SNP relay's firmware and UKI are found by path. */
+  isoDir: string;
 }
 
 /**
@@ -50,12 +58,22 @@ export interface ProxmoxRelayVmArgs extends RelayVmArgs {
  * UEFI q35 VM with no disk that boots it from the CD-ROM and lives in RAM.
  * A new image replaces the VM (Proxmox applies a CD-ROM change live without
  * rebooting, so changing it in place would keep the old image running).
+ *
+ * An SEV-SNP relay boots the same image measured (lib/proxmox-snp.ts): its
+ * UKI and the pinned AmdSevX64 OVMF are uploaded as ISO content (.img names,
+ * the only other extension Proxmox VE's ISO upload takes) and the VM's args
+ * launch them as QEMU's -bios and -kernel with kernel hashes on. The ISO
+ * stays on ide2 so the datastore still says what each VM runs. Setting args
+ * and amd-sev needs root@pam with its password (proxmoxRootPassword).
  */
 export class ProxmoxRelayVm extends pulumi.ComponentResource implements RelayVmTarget {
   readonly vmId: pulumi.Output<number>;
   readonly machine: proxmoxve.VmLegacy;
   readonly isoFileId: pulumi.Output<string>;
   readonly instance: pulumi.Output<string>;
+  /** SEV-SNP relays: the QEMU arguments of the measured direct boot (Proxmox VE's args). */
+  readonly kvmArguments?: pulumi.Output<string>;
+  readonly ukiFileId?: pulumi.Output<string>;
   private readonly pruneArgs: { name: string; args: ProxmoxRelayVmArgs };
 
   constructor(name: string, args: ProxmoxRelayVmArgs, opts?: pulumi.ComponentResourceOptions) {
@@ -74,6 +92,22 @@ export class ProxmoxRelayVm extends pulumi.ComponentResource implements RelayVmT
       { parent: this, retainOnDelete: true },
     );
     this.isoFileId = iso.id;
+
+    const sev = relay.sev?.enabled ? relay.sev : undefined;
+    let snp: ReturnType<typeof proxmoxSnpVm>["amdSev"] | undefined;
+    if (sev) {
+      const ovmfFile = inProject(args.projectDir, sev.ovmf!);
+      const firmwareFile = snpFirmwareFileName(createHash("sha256").update(readFileSync(ovmfFile)).digest("hex"));
+      const ukiName = pulumi.output(args.isoName).apply(ukiFileName);
+      // The firmware is named by its digest: every SNP relay of a node boots the same file.
+      const firmware = new proxmoxve.FileLegacy(`${name}-ovmf`, { nodeName: relay.node, datastoreId: args.datastore, contentType: "iso", sourceFile: { path: ovmfFile, fileName: firmwareFile } }, { parent: this, retainOnDelete: true });
+      const uki: proxmoxve.FileLegacy = new proxmoxve.FileLegacy(`${name}-uki`, { nodeName: relay.node, datastoreId: args.datastore, contentType: "iso", sourceFile: { path: args.ukiPath, fileName: ukiName } }, { parent: this, retainOnDelete: true });
+      const settings = { isoDir: args.isoDir, firmwareFile, allowSmt: sev.allowSmt, noDebug: sev.noDebug };
+      snp = proxmoxSnpVm({ ...settings, ukiFile: "uki.efi.img" }).amdSev;
+      // Through the uploads' ids: the VM is created only once both files are on the datastore.
+      this.ukiFileId = uki.id;
+      this.kvmArguments = pulumi.all([ukiName, firmware.id, uki.id]).apply(([ukiFile]) => proxmoxSnpVm({ ...settings, ukiFile }).kvmArguments);
+    }
 
     this.machine = new proxmoxve.VmLegacy(
       name,
@@ -105,7 +139,7 @@ export class ProxmoxRelayVm extends pulumi.ComponentResource implements RelayVmT
         serialDevices: [{ device: "socket" }],
         vga: { type: "serial0" },
         agent: { enabled: false },
-        ...(relay.sev?.enabled ? { amdSev: { type: "snp", noDebug: relay.sev.noDebug, allowSmt: relay.sev.allowSmt } } : {}),
+        ...(snp ? { amdSev: snp, kvmArguments: this.kvmArguments! } : {}),
         started: true,
         onBoot: true,
         stopOnDestroy: true,
@@ -115,8 +149,8 @@ export class ProxmoxRelayVm extends pulumi.ComponentResource implements RelayVmT
         parent: this,
         // Rolling order: a component's dependsOn does not reach its children.
         dependsOn: opts?.dependsOn,
-        // The image is the CD-ROM: a new one must replace the VM to take effect.
-        replaceOnChanges: ["cdrom", "amdSev"],
+        // The image is the CD-ROM (and for SNP relays the -kernel in args): a new one must replace the VM to take effect.
+        replaceOnChanges: ["cdrom", "amdSev", "kvmArguments"],
         // vmId is fixed, so the old VM must go before the new one can be created.
         deleteBeforeReplace: true,
       },
@@ -144,9 +178,10 @@ export class ProxmoxRelayVm extends pulumi.ComponentResource implements RelayVmT
           nickname: args.relay.nickname,
           keep: args.keepIsos,
           currentVolid: this.isoFileId,
+          ...(this.ukiFileId ? { currentUkiVolid: this.ukiFileId } : {}),
         },
         secretEnvironment: args.secrets,
-        triggers: [this.isoFileId],
+        triggers: [this.isoFileId, ...(this.ukiFileId ? [this.ukiFileId] : [])],
         projectDir: args.projectDir,
       },
       { parent: this, dependsOn: [gate] },
@@ -158,12 +193,26 @@ export class ProxmoxRelayVm extends pulumi.ComponentResource implements RelayVmT
 export function proxmoxTarget(config: StackConfig, projectDir: string): RelayTargetKind {
   const target = config.proxmox!;
   const apiToken = pulumi.secret(config.proxmoxApiToken!);
-  const provider = new proxmoxve.Provider("proxmox", { endpoint: target.endpoint, apiToken, insecure: !target.verifyTls });
-  const secrets = { [PROXMOX_TOKEN_ENV]: apiToken };
+  const rootPassword = config.proxmoxRootPassword ? pulumi.secret(config.proxmoxRootPassword) : undefined;
+  // Proxmox VE lets only root@pam with its password set args and amd-sev (SNP relays): the token cannot.
+  const provider = new proxmoxve.Provider(
+    "proxmox",
+    rootPassword ? { endpoint: target.endpoint, username: "root@pam", password: rootPassword, insecure: !target.verifyTls } : { endpoint: target.endpoint, apiToken, insecure: !target.verifyTls },
+  );
+  const secrets: Record<string, pulumi.Input<string>> = { [PROXMOX_TOKEN_ENV]: apiToken, ...(rootPassword ? { [PROXMOX_ROOT_PASSWORD_ENV]: rootPassword } : {}) };
+  const firmwareOf = (relay: RelayConfig) => snpFirmwareFileName(createHash("sha256").update(readFileSync(inProject(projectDir, relay.sev!.ovmf!))).digest("hex"));
   return {
-    spec: (relay) => ({ kind: "proxmox", endpoint: target.endpoint, verifyTls: target.verifyTls, node: relay.node, vmId: relay.vmId, datastore: target.datastore }),
+    spec: (relay) => ({
+      kind: "proxmox",
+      endpoint: target.endpoint,
+      verifyTls: target.verifyTls,
+      node: relay.node,
+      vmId: relay.vmId,
+      datastore: target.datastore,
+      ...(relay.sev?.enabled ? { snp: { isoDir: target.isoDir, firmwareFile: firmwareOf(relay), allowSmt: relay.sev.allowSmt, noDebug: relay.sev.noDebug } } : {}),
+    }),
     secrets,
     createVm: (name, args, opts) =>
-      new ProxmoxRelayVm(name, { ...args, datastore: target.datastore, bridge: target.bridge, keepIsos: target.keepIsos, secrets, projectDir }, { ...opts, provider }),
+      new ProxmoxRelayVm(name, { ...args, datastore: target.datastore, bridge: target.bridge, keepIsos: target.keepIsos, secrets, projectDir, isoDir: target.isoDir }, { ...opts, provider }),
   };
 }

@@ -9,6 +9,7 @@ import { inProject, type PlannedRelay } from "../lib/fleet";
 import { relayImageDigest, relayImageInputs, relayImageTexts, type BrokerImageParts } from "../lib/image-inputs";
 import type { BaseImage } from "./base-image";
 import { LaunchMeasurement } from "./launch-measurement";
+import { qemuServerSnpPolicy } from "../lib/proxmox-snp";
 import { RelayImage } from "./relay-image";
 import { RelayRollout } from "./relay-rollout";
 import type { RelayTargetKind, RelayVmTarget } from "./relay-vm";
@@ -150,6 +151,7 @@ export class Relay extends pulumi.ComponentResource {
           ovmf: inProject(args.projectDir, sev.ovmf),
           vcpus: plan.config.cores,
           vcpuType: sev.vcpuType ?? plan.config.cpuType,
+          policy: qemuServerSnpPolicy(sev),
           projectDir: args.projectDir,
           artifactsDir: args.artifactsDir,
         },
@@ -159,7 +161,7 @@ export class Relay extends pulumi.ComponentResource {
 
     this.vm = args.target.createVm(
       `${name}-vm`,
-      { relay: plan.config, imageDigest: this.imageDigest, isoName: this.image.isoName, isoPath: this.image.isoPath, target },
+      { relay: plan.config, imageDigest: this.imageDigest, isoName: this.image.isoName, isoPath: this.image.isoPath, ukiPath: this.image.ukiPath, target },
       // In broker mode the broker must hold the keys and expect the image before the VM is replaced.
       { parent: this, dependsOn: [...args.after, ...(this.enrolment ? [this.enrolment.keys, this.enrolment.registration] : [])] },
     );

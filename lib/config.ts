@@ -5,6 +5,7 @@
  */
 import { z } from "zod";
 import { addressOf, canonicalAddress, inSubnet, isIPv6LinkLocal, macProblem, parseAddress, parsePrefix } from "./addresses";
+import { DEFAULT_PROXMOX_ISO_DIR } from "./proxmox-snp";
 import { vcpuTypeNames } from "./snp/vcpuTypes";
 import { bandwidthProblem, freeTextProblem, parsePolicyRule, parseTorBandwidth } from "./tor-values";
 
@@ -210,6 +211,8 @@ const relaySchema = z
         noDebug: z.boolean().default(true),
         /** The AmdSevX64 OVMF build the guest launches with (it carries the kernel-hashes table). */
         ovmf: pathValue("the OVMF firmware file").optional(),
+        /** The OVMF file's SHA-256: the firmware a published measurement is for, pinned (preview refuses any other file). */
+        ovmfSha256: z.string().regex(/^[0-9a-f]{64}$/, "must be the OVMF file's SHA-256 (64 lowercase hex digits, as sha256sum prints it)").optional(),
         /** The vCPU model for the measurement; defaults to cpuType. */
         vcpuType: z.string().regex(/^[A-Za-z0-9._-]+$/, "must be a vCPU model name like EPYC-v4").optional(),
       })
@@ -228,6 +231,11 @@ const proxmoxSchema = z
     nodes: z.array(z.string().regex(HOSTNAME, "must be a Proxmox VE node name")).min(1, "must list at least one node"),
     datastore: z.string().regex(STORAGE_ID, "must name the Proxmox VE datastore that holds ISO images (a storage id like local or iso-store)"),
     bridge: z.string().regex(BRIDGE, "must name the default network bridge, like vmbr0"),
+    /**
+     * The datastore's ISO directory on the nodes (local: /var/lib/vz/template/iso).
+     * SEV-SNP relays boot their UKI and firmware from there by path (the VM's args).
+     */
+    isoDir: z.string().regex(/^\/[A-Za-z0-9._/-]+$/, "must be an absolute path of letters, digits and . _ - / (the datastore's ISO directory on the node)").default(DEFAULT_PROXMOX_ISO_DIR),
     /** Old relay ISOs kept per relay for rollback. */
     keepIsos: z.number().int().min(0).max(20).default(2),
   })
@@ -335,6 +343,8 @@ export const stackConfigSchema = z
     target: z.enum(["proxmox", "qemu"]).default("proxmox"),
     proxmox: proxmoxSchema.optional(),
     proxmoxApiToken: z.string().optional(),
+    /** root@pam's password: Proxmox VE lets only root@pam with a password (no API token) set the args and amd-sev of SEV-SNP relays. */
+    proxmoxRootPassword: z.string().min(1).optional(),
     /** The key store made by `npm run keys`: relays' key directories and families/. */
     keyStore: pathValue("the key store directory").default("keys"),
     /** Private build directory; bases are shared there by every stack of the host. */
@@ -364,6 +374,7 @@ function checkFleet(
     target: "proxmox" | "qemu";
     proxmox?: { nodes: string[] };
     proxmoxApiToken?: string;
+    proxmoxRootPassword?: string;
     testnet?: unknown;
     identity: z.infer<typeof identitySchema>;
     stateCollection: { port: number };
@@ -405,6 +416,19 @@ function checkFleet(
     if (!config.proxmox) issue(["proxmox"], "is required when target is proxmox");
     if (!config.proxmoxApiToken) issue(["proxmoxApiToken"], "is required when target is proxmox: pulumi config set --secret proxmoxApiToken USER@REALM!TOKENID=SECRET");
     else if (!API_TOKEN.test(config.proxmoxApiToken)) issue(["proxmoxApiToken"], "must be a Proxmox VE API token of the form USER@REALM!TOKENID=SECRET");
+    const snp = config.relays.findIndex((relay) => relay.sev?.enabled);
+    if (snp >= 0 && !config.proxmoxRootPassword) {
+      issue(
+        ["proxmoxRootPassword"],
+        `is required when a relay has SEV-SNP on Proxmox VE (relays[${snp}]): only root@pam logged in with its password may set a VM's args and amd-sev (Proxmox VE refuses API tokens, even root@pam's); pulumi config set --secret proxmoxRootPassword …`,
+      );
+    }
+    config.relays.forEach((relay, i) => {
+      // Proxmox launches -cpu cpuType; the measurement signs the model into every VMSA.
+      if (relay.sev?.enabled && relay.sev.vcpuType && relay.sev.vcpuType !== relay.cpuType) {
+        issue(["relays", i, "sev", "vcpuType"], `is ${relay.sev.vcpuType}, but Proxmox VE launches the VM with cpuType ${relay.cpuType}: the measurement would not describe the VM (set cpuType to ${relay.sev.vcpuType} and drop sev.vcpuType)`);
+      }
+    });
   }
   const seen = new Map<string, number>();
   const unique = (kind: string, key: string, shown: string, index: number, path: (string | number)[]) => {
@@ -463,6 +487,9 @@ function checkFleet(
     if (relay.sev?.enabled && !relay.sev.ovmf) {
       issue(["relays", index, "sev", "ovmf"], "is required when SEV-SNP is enabled: the AmdSevX64 OVMF file the expected launch measurement is computed for");
     }
+    if (relay.sev?.enabled && !relay.sev.ovmfSha256) {
+      issue(["relays", index, "sev", "ovmfSha256"], "is required when SEV-SNP is enabled: the SHA-256 of the OVMF file (sha256sum FILE), so that a published measurement names the firmware it is for");
+    }
     if (relay.sev?.enabled && !vcpuTypeNames().includes(relay.sev.vcpuType ?? relay.cpuType)) {
       issue(["relays", index, "sev", "vcpuType"], `"${relay.sev.vcpuType ?? relay.cpuType}" is not a vCPU model the measurement knows (${vcpuTypeNames().join(", ")}); set sev.vcpuType`);
     }
@@ -509,8 +536,8 @@ export function projectConfigObject(all: Record<string, string>, project: string
       raw[key] = value;
     }
   }
-  // The token is a string whatever it looks like; JSON.parse must not reshape it.
-  if (typeof all[`${project}:proxmoxApiToken`] === "string") raw.proxmoxApiToken = all[`${project}:proxmoxApiToken`];
+  // The token and the password are strings whatever they look like; JSON.parse must not reshape them.
+  for (const key of ["proxmoxApiToken", "proxmoxRootPassword"]) if (typeof all[`${project}:${key}`] === "string") raw[key] = all[`${project}:${key}`];
   return raw;
 }
 

@@ -3,6 +3,7 @@
  * single resource: each relay's identity, the checks on it, and its torrc.
  * A problem with any relay stops the whole run here, so nothing changes.
  */
+import { createHash } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import { isAbsolute, join } from "node:path";
 import type { ImageConfig, RelayConfig, StackConfig } from "./config";
@@ -79,6 +80,16 @@ export function planFleet(
   const identities: RelayIdentity[] = [];
   const keysDirs = new Map<string, string>();
   const hostKeys = new Map<string, string>();
+
+  config.relays.forEach((relay, i) => {
+    const sev = relay.sev;
+    if (!sev?.enabled || !sev.ovmf || !sev.ovmfSha256) return;
+    const file = inProject(options.projectDir, sev.ovmf);
+    if (!existsSync(file)) return void problems.push(`relays[${i}].sev.ovmf: ${file} is missing; the launch measurement of relay ${relay.name} is computed from it`);
+    const actual = createHash("sha256").update(readFileSync(file)).digest("hex");
+    // A firmware nobody pinned would publish a measurement for a launch nobody reviewed.
+    if (actual !== sev.ovmfSha256) problems.push(`relays[${i}].sev.ovmfSha256: ${file} has SHA-256 ${actual}, not the pinned ${sev.ovmfSha256}. If this firmware is the one to launch, pin it: pulumi config set --path 'relays[${i}].sev.ovmfSha256' ${actual}`);
+  });
 
   for (const relay of config.relays) {
     const keysDir = relayKeysDir(config, relay, options.projectDir);

@@ -2,8 +2,9 @@
  * The few Proxmox VE HTTP API calls the program makes itself (the provider
  * makes the rest): whether a relay's VM exists and runs, booting another
  * image on it for a rollback (upload, CD-ROM, restart), and pruning old ISO
- * images. Requests as the bpg provider sends them: /api2/json, PVEAPIToken,
- * form bodies, multipart upload, UPID tasks polled to completion.
+ * images. Requests as the bpg provider sends them: /api2/json, PVEAPIToken
+ * (or root@pam's ticket, which SNP relays' args need), form bodies,
+ * multipart upload, UPID tasks polled to completion.
  * I/O: HTTPS to the Proxmox VE endpoint.
  */
 import { randomBytes } from "node:crypto";
@@ -13,9 +14,18 @@ import { basename } from "node:path";
 
 export interface ProxmoxConnection {
   endpoint: string;
-  apiToken: string;
   verifyTls: boolean;
+  /** USER@REALM!TOKENID=SECRET */
+  apiToken?: string;
+  /** root@pam's password: a ticket is asked for once per connection (POST /access/ticket). */
+  rootPassword?: string;
 }
+
+interface Ticket {
+  ticket: string;
+  csrf: string;
+}
+const tickets = new WeakMap<ProxmoxConnection, Promise<Ticket>>();
 
 export interface IsoVolume {
   volid: string;
@@ -34,10 +44,30 @@ export class ProxmoxApiError extends Error {
 
 const segment = (value: string | number) => encodeURIComponent(String(value));
 
-function call(connection: ProxmoxConnection, method: string, path: string, body?: { form?: Record<string, string>; multipart?: { boundary: string; bytes: Buffer } }): Promise<unknown> {
+async function authHeaders(connection: ProxmoxConnection, method: string): Promise<Record<string, string>> {
+  if (connection.apiToken) return { Authorization: `PVEAPIToken=${connection.apiToken}` };
+  if (!connection.rootPassword) throw new Error("no Proxmox VE credentials: an API token or root@pam's password is needed");
+  let ticket = tickets.get(connection);
+  if (!ticket) {
+    ticket = send(connection, "POST", "/access/ticket", {}, { form: { username: "root@pam", password: connection.rootPassword } }).then((data) => {
+      const { ticket, CSRFPreventionToken } = (data ?? {}) as { ticket?: string; CSRFPreventionToken?: string };
+      if (!ticket || !CSRFPreventionToken) throw new Error("Proxmox VE answered the login without a ticket");
+      return { ticket, csrf: CSRFPreventionToken };
+    });
+    tickets.set(connection, ticket);
+  }
+  const { ticket: cookie, csrf } = await ticket;
+  return { Cookie: `PVEAuthCookie=${encodeURIComponent(cookie)}`, ...(method === "GET" ? {} : { CSRFPreventionToken: csrf }) };
+}
+
+async function call(connection: ProxmoxConnection, method: string, path: string, body?: { form?: Record<string, string>; multipart?: { boundary: string; bytes: Buffer } }): Promise<unknown> {
+  return send(connection, method, path, await authHeaders(connection, method), body);
+}
+
+function send(connection: ProxmoxConnection, method: string, path: string, auth: Record<string, string>, body?: { form?: Record<string, string>; multipart?: { boundary: string; bytes: Buffer } }): Promise<unknown> {
   const url = new URL(`/api2/json${path}`, connection.endpoint);
   let payload: Buffer | undefined;
-  const headers: Record<string, string> = { Authorization: `PVEAPIToken=${connection.apiToken}` };
+  const headers: Record<string, string> = { ...auth };
   if (body?.form) {
     payload = Buffer.from(new URLSearchParams(body.form).toString());
     headers["Content-Type"] = "application/x-www-form-urlencoded";
@@ -97,9 +127,8 @@ export async function vmState(connection: ProxmoxConnection, node: string, vmId:
 }
 
 /** Uploads an ISO to the datastore (content iso), as the provider's FileLegacy does. */
-export async function uploadIso(connection: ProxmoxConnection, node: string, datastore: string, file: string): Promise<string> {
+export async function uploadIso(connection: ProxmoxConnection, node: string, datastore: string, file: string, name = basename(file)): Promise<string> {
   const boundary = `diskless-relays-${randomBytes(12).toString("hex")}`;
-  const name = basename(file);
   const part = (headers: string, content: Buffer | string) => Buffer.concat([Buffer.from(`--${boundary}\r\n${headers}\r\n\r\n`), Buffer.from(content), Buffer.from("\r\n")]);
   const bytes = Buffer.concat([
     part('Content-Disposition: form-data; name="content"', "iso"),
@@ -113,10 +142,13 @@ export async function uploadIso(connection: ProxmoxConnection, node: string, dat
 /**
  * Boots another ISO on the VM: its CD-ROM (ide2) changed, then a stop and a
  * start, because Proxmox VE applies a CD-ROM change live without a reboot.
+ * An SNP relay's `args` (its measured -kernel) change with it.
  */
-export async function bootIso(connection: ProxmoxConnection, node: string, vmId: number, volid: string): Promise<void> {
+export async function bootIso(connection: ProxmoxConnection, node: string, vmId: number, volid: string, args?: string): Promise<void> {
   const vm = `/nodes/${segment(node)}/qemu/${vmId}`;
-  await call(connection, "PUT", `${vm}/config`, { form: { ide2: `${volid},media=cdrom` } });
+  // The config's digest: Proxmox VE refuses the change if someone else changed the VM since it was read.
+  const { digest } = (await call(connection, "GET", `${vm}/config`)) as { digest?: string };
+  await call(connection, "PUT", `${vm}/config`, { form: { ide2: `${volid},media=cdrom`, ...(args !== undefined ? { args } : {}), ...(digest ? { digest } : {}) } });
   if ((await vmState(connection, node, vmId)) === "running") await waitForTask(connection, await call(connection, "POST", `${vm}/status/stop`, { form: {} }));
   await waitForTask(connection, await call(connection, "POST", `${vm}/status/start`, { form: {} }));
 }

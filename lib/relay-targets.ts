@@ -5,8 +5,10 @@
  * I/O: the Proxmox VE API, or QEMU on this machine.
  */
 import { existsSync, readFileSync } from "node:fs";
+import { basename } from "node:path";
 import { consoleLogOf, runningPid, startLocalVm } from "./local-vm";
 import { bootIso, uploadIso, vmState, type ProxmoxConnection } from "./proxmox-api";
+import { proxmoxSnpVm, ukiFileName } from "./proxmox-snp";
 import type { BuiltImage } from "./relay-build";
 import type { RelayTarget } from "./steps";
 
@@ -22,6 +24,17 @@ export interface RelayMachine {
 
 /** The Proxmox VE API token reaches steps in the environment, never in a spec or on a command line. */
 export const PROXMOX_TOKEN_ENV = "PROXMOX_API_TOKEN";
+/** root@pam's password, for stacks with SEV-SNP relays: only it may change a VM's args (a rollback's -kernel). */
+export const PROXMOX_ROOT_PASSWORD_ENV = "PROXMOX_ROOT_PASSWORD";
+
+/** How a step logs in to Proxmox VE: root@pam's password when the stack has one (SNP relays), else the API token. */
+export function proxmoxConnection(target: { endpoint: string; verifyTls: boolean }, env: NodeJS.ProcessEnv = process.env): ProxmoxConnection {
+  const rootPassword = env[PROXMOX_ROOT_PASSWORD_ENV];
+  if (rootPassword) return { endpoint: target.endpoint, verifyTls: target.verifyTls, rootPassword };
+  const apiToken = env[PROXMOX_TOKEN_ENV];
+  if (!apiToken) throw new Error(`${PROXMOX_TOKEN_ENV} is not set: the step needs the Proxmox VE API token`);
+  return { endpoint: target.endpoint, verifyTls: target.verifyTls, apiToken };
+}
 
 export function relayMachine(target: RelayTarget, env: NodeJS.ProcessEnv = process.env): RelayMachine {
   if (target.kind === "qemu") {
@@ -37,9 +50,7 @@ export function relayMachine(target: RelayTarget, env: NodeJS.ProcessEnv = proce
       },
     };
   }
-  const apiToken = env[PROXMOX_TOKEN_ENV];
-  if (!apiToken) throw new Error(`${PROXMOX_TOKEN_ENV} is not set: the step needs the Proxmox VE API token`);
-  const connection: ProxmoxConnection = { endpoint: target.endpoint, apiToken, verifyTls: target.verifyTls };
+  const connection = proxmoxConnection(target, env);
   return {
     where: `VM ${target.vmId} on ${target.node}`,
     state: () => vmState(connection, target.node, target.vmId),
@@ -47,7 +58,15 @@ export function relayMachine(target: RelayTarget, env: NodeJS.ProcessEnv = proce
     consoleTail: () => [],
     boot: async (image) => {
       const volid = await uploadIso(connection, target.node, target.datastore, image.iso);
-      await bootIso(connection, target.node, target.vmId, volid);
+      // An SNP relay boots its UKI measured: it goes up beside the ISO, and args names it.
+      const snp = target.snp;
+      let args: string | undefined;
+      if (snp) {
+        const ukiFile = ukiFileName(basename(image.iso));
+        await uploadIso(connection, target.node, target.datastore, image.uki, ukiFile);
+        args = proxmoxSnpVm({ ...snp, ukiFile }).kvmArguments;
+      }
+      await bootIso(connection, target.node, target.vmId, volid, args);
     },
   };
 }

@@ -72,6 +72,11 @@ export const relayTargetSpec = z.discriminatedUnion("kind", [
       node: z.string().regex(/^[A-Za-z0-9.-]+$/),
       vmId: z.number().int().min(100),
       datastore: z.string().regex(/^[a-z][a-z0-9_.-]*[a-z0-9]$/),
+      /** SEV-SNP relays: the measured direct boot's firmware file in the node's ISO directory (lib/proxmox-snp.ts). */
+      snp: z
+        .object({ isoDir: z.string().regex(/^\/[A-Za-z0-9._/-]+$/), firmwareFile: z.string().regex(/^[A-Za-z0-9._-]+$/), allowSmt: z.boolean(), noDebug: z.boolean() })
+        .strict()
+        .optional(),
     })
     .strict(),
 ]);
@@ -189,13 +194,33 @@ export const writeRelaySbomSpec = z
   .strict();
 
 export const measureLaunchSpec = z
-  .object({ relay: name, imageDigest: digest, uki: path, ovmf: path, vcpus: z.number().int().min(1), vcpuType: z.string().regex(/^[A-Za-z0-9._-]+$/), out: path })
+  .object({
+    relay: name,
+    imageDigest: digest,
+    uki: path,
+    ovmf: path,
+    vcpus: z.number().int().min(1),
+    vcpuType: z.string().regex(/^[A-Za-z0-9._-]+$/),
+    /** Guest policy, 0x-hex, as qemu-server sets it for the relay's amd-sev settings. */
+    policy: z.string().regex(/^0x[0-9a-f]{1,16}$/),
+    out: path,
+  })
   .strict();
 
 export const localVmSpec = z.object({ target: relayTargetSpec, iso: path }).strict();
 
 export const pruneIsosSpec = z
-  .object({ endpoint: z.string().url(), verifyTls: z.boolean(), node: z.string(), datastore: z.string(), nickname, keep: z.number().int().min(0), currentVolid: z.string() })
+  .object({
+    endpoint: z.string().url(),
+    verifyTls: z.boolean(),
+    node: z.string(),
+    datastore: z.string(),
+    nickname,
+    keep: z.number().int().min(0),
+    currentVolid: z.string(),
+    /** SEV-SNP relays: the UKI volume the VM boots, kept like its ISO. */
+    currentUkiVolid: z.string().optional(),
+  })
   .strict();
 
 export const rollOutSpec = z

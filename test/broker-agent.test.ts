@@ -51,7 +51,7 @@ describe("the agent configuration of a broker-mode image", () => {
       testnet: {},
       stateCollection: { privateKeyFile: "k" },
       identity: { mode: "broker", broker: { ...BROKER, url } },
-      relays: [{ name: "exit-1", nickname: "ExitOne", node: "local", vmId: 100, mac: "52:54:00:00:00:01", ipv4: { address: "10.77.0.11/24", gateway: "10.77.0.1" }, contactInfo: "x@example.net", sev: { enabled: true, ovmf: "ovmf.fd", vcpuType: "EPYC-v4" } }],
+      relays: [{ name: "exit-1", nickname: "ExitOne", node: "local", vmId: 100, mac: "52:54:00:00:00:01", ipv4: { address: "10.77.0.11/24", gateway: "10.77.0.1" }, contactInfo: "x@example.net", sev: { enabled: true, ovmf: "ovmf.fd", ovmfSha256: "8f765dfabc127fc0a938a0744a3103ec15864d7d794eb4c398aa976b6d6ab16c", vcpuType: "EPYC-v4" } }],
     });
     for (const url of ["http://127.0.0.1:8443", "https://10.77.0.1:8443", "http://10.77.0.1:8443"]) {
       let schemaAccepts = true;

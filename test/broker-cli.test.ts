@@ -37,7 +37,7 @@ describe("npm run broker", () => {
         mode: "broker",
         broker: { url: "http://127.0.0.1:8443", ...published, attestation: "snp", allowSimulatedAttestation: true, admin: { socket, tokenFile: join(data, "admin.token") } },
       },
-      relays: [{ name: "exit-1", nickname: "ExitOne", node: "local", vmId: 100, mac: "52:54:00:00:00:01", ipv4: { address: "10.77.0.11/24", gateway: "10.77.0.1" }, contactInfo: "x@example.net", sev: { enabled: true, ovmf: "ovmf.fd", vcpuType: "EPYC-v4" } }],
+      relays: [{ name: "exit-1", nickname: "ExitOne", node: "local", vmId: 100, mac: "52:54:00:00:00:01", ipv4: { address: "10.77.0.11/24", gateway: "10.77.0.1" }, contactInfo: "x@example.net", sev: { enabled: true, ovmf: "ovmf.fd", ovmfSha256: "8f765dfabc127fc0a938a0744a3103ec15864d7d794eb4c398aa976b6d6ab16c", vcpuType: "EPYC-v4" } }],
     };
     project.configure(config);
   }, 120_000);

@@ -19,6 +19,7 @@ import { brokerAdminEndpoint } from "../lib/broker-endpoint";
 import { torListFingerprint } from "../lib/key-store";
 import { TESTNET, type TestnetNetwork } from "../lib/testnet";
 import { startTestnet, stopTestnet } from "../lib/testnet-host";
+import { TEST_OVMF_SHA256 } from "./support/broker";
 import { makeTestKeys } from "./support/fleet";
 import { BUILD_CACHE, hmp, waitFor } from "./support/images";
 import { occurrences, occurrencesInTree, secrets } from "./support/key-scan";
@@ -31,6 +32,8 @@ const RELAYS = [
 ] as const;
 /** The public AmdSevX64 OVMF description measurements are computed with (test/snp/fixtures/VECTORS.md), as the local stack uses. */
 const OVMF = join(__dirname, "snp", "fixtures", "ovmf_AmdSev_suffix.bin");
+/** Its pin, as an operator would set it (sha256sum). */
+const OVMF_SHA256 = TEST_OVMF_SHA256;
 
 describe("broker mode through pulumi up, on a private Tor network", () => {
   const scratch = privateTmpDir("broker-deploy");
@@ -80,7 +83,7 @@ describe("broker mode through pulumi up, on a private Tor network", () => {
         contactInfo: "broker-deploy@example.net",
         memoryMiB: 1024,
         cores: 1,
-        sev: { enabled: true, ovmf: OVMF, vcpuType: "EPYC-v4" },
+        sev: { enabled: true, ovmf: OVMF, ovmfSha256: OVMF_SHA256, vcpuType: "EPYC-v4" },
       })),
     };
     project.configure(config);

@@ -12,8 +12,9 @@ import { mkdirSync, readdirSync, readFileSync, statSync, symlinkSync } from "nod
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { expectedLaunchMeasurement } from "../lib/snp/launchDigest";
-import { fixturePath } from "./snp/fixtures";
-import { makeTestKeys, TEST_API_TOKEN, testStackConfig, type TestRelay } from "./support/fleet";
+import { qemuServerSnpCommand, effectiveSnpLaunch } from "../lib/proxmox-snp";
+import { TEST_OVMF, TEST_OVMF_SHA256 } from "./support/broker";
+import { makeTestKeys, TEST_API_TOKEN, TEST_ROOT_PASSWORD, testStackConfig, type TestRelay } from "./support/fleet";
 import { BUILD_CACHE } from "./support/images";
 import { ProxmoxDoubleProcess, writes } from "./support/proxmox";
 import { TestProject } from "./support/pulumi";
@@ -43,7 +44,7 @@ describe("pulumi up against the Proxmox VE API double", () => {
   const relayBuild = (relay: string) => join(buildDir, "diskless-relays-deploy", "relays", relay);
 
   beforeAll(async () => {
-    double = await ProxmoxDoubleProcess.start(scratch, TEST_API_TOKEN, { boot: true });
+    double = await ProxmoxDoubleProcess.start(scratch, TEST_API_TOKEN, { boot: true, rootPassword: TEST_ROOT_PASSWORD });
     project = new TestProject("deploy");
     makeTestKeys(project.dir, RELAYS, KEY_STORE);
     // The shared Debian base (built once per machine) is reused through a link inside the build directory.
@@ -58,7 +59,7 @@ describe("pulumi up against the Proxmox VE API double", () => {
       rollout: { healthTimeoutSeconds: 60 },
     };
     // The guard runs as an SEV-SNP guest: its expected launch measurement is published.
-    Object.assign(config.relays[1]!, { cpuType: "EPYC-v4", sev: { enabled: true, ovmf: fixturePath("ovmf_AmdSev_suffix.bin") } });
+    Object.assign(config.relays[1]!, { cpuType: "EPYC-v4", sev: { enabled: true, ovmf: TEST_OVMF, ovmfSha256: TEST_OVMF_SHA256 } });
     for (const [i, relay] of RELAYS.entries()) {
       const orPort = await freePort();
       const standIn = await StandInRelay.start({
@@ -73,7 +74,7 @@ describe("pulumi up against the Proxmox VE API double", () => {
       standIns.set(relay.name, standIn);
       Object.assign(config.relays[i]!, { sshHost: "127.0.0.1", sshPort: standIn.sshd.port, orPort });
     }
-    project.configure(config, { proxmoxApiToken: TEST_API_TOKEN });
+    project.configure(config, { proxmoxApiToken: TEST_API_TOKEN, proxmoxRootPassword: TEST_ROOT_PASSWORD });
   }, 1_200_000);
 
   afterAll(() => {
@@ -104,11 +105,13 @@ describe("pulumi up against the Proxmox VE API double", () => {
       expect(result.stdout).toMatch(new RegExp(`relay ${relay.name}: healthy on image [0-9a-f]{12} after \\d+s: tor runs with fingerprint [0-9A-F]{40}, ORPort \\d+ listening`));
       expect(result.stdout).toMatch(new RegExp(`relay ${relay.name}: nothing runs there yet \\(VM ${relay.vmId} on ${relay.node}\\): first deploy`));
     }
-    // SEV-SNP: the VM is created as an SNP guest without debugging, and the
-    // expected measurement of its UKI is a stack output and an artifact.
+    // SEV-SNP: the guard's VM boots its UKI measured (-kernel, with the pinned
+    // AmdSevX64 OVMF as -bios), as an SNP guest without debugging or SMT, and
+    // the expected measurement of exactly that launch is published.
     const guard = vmCreates(0).find((r) => r.form.vmid === "9201")!;
-    expect(guard.form["amd-sev"]).toMatch(/type=snp/);
-    expect(guard.form["amd-sev"]).toMatch(/no-debug=1/);
+    expect(guard.form["amd-sev"]).toBe("type=snp,allow-smt=0,kernel-hashes=1,no-debug=1,no-key-sharing=0");
+    expect(guard.form.args).toMatch(/^-bios \/var\/lib\/vz\/template\/iso\/ovmf-amdsev-[0-9a-f]{16}\.img -kernel \/var\/lib\/vz\/template\/iso\/relay-DeployGuardOne-[0-9a-f]{12}-[0-9a-f]{8}\.efi\.img$/);
+    expect(vmCreates(0).find((r) => r.form.vmid === "9101")!.form.args).toBeUndefined();
     const outputs = JSON.parse((await project.runAsync("stack", "output", "relayOutputs", "--json")).stdout);
     const measurement = outputs["guard-1"].snpLaunchMeasurement as string;
     expect(measurement).toMatch(/^[0-9a-f]{96}$/);
@@ -117,8 +120,21 @@ describe("pulumi up against the Proxmox VE API double", () => {
     expect(artifact.measurement).toBe(measurement);
     const buildDirOf = readdirSync(relayBuild("guard-1")).find((entry) => entry.startsWith(`${outputs["guard-1"].imageDigest.slice(0, 12)}-`))!;
     const uki = join(relayBuild("guard-1"), buildDirOf, "relay.efi");
-    expect(artifact.uki.sha256).toBe(createHash("sha256").update(readFileSync(uki)).digest("hex"));
-    expect(expectedLaunchMeasurement({ ovmf: readFileSync(fixturePath("ovmf_AmdSev_suffix.bin")), kernel: readFileSync(uki), vcpus: 1, vcpuType: "EPYC-v4" })).toBe(measurement);
+    const sha256 = (file: string) => createHash("sha256").update(readFileSync(file)).digest("hex");
+    expect(artifact.uki.sha256).toBe(sha256(uki));
+    expect(artifact.ovmf.sha256).toBe(TEST_OVMF_SHA256);
+
+    // The launch Proxmox VE makes of the VM's config (qemu-server's rules), read as QEMU reads it.
+    const vmConfig = (await double.api("GET", "/nodes/pve2/qemu/9201/config")) as Record<string, string | number>;
+    const launch = effectiveSnpLaunch(qemuServerSnpCommand(vmConfig, { cbitpos: 51, reducedPhysBits: 1 }));
+    const onDatastore = (path: string | undefined) => join(double.datastoreDir(scratch), path!.replace(/^\/var\/lib\/vz\/template\/iso\//, ""));
+    expect(sha256(onDatastore(launch.firmware))).toBe(TEST_OVMF_SHA256);
+    expect(sha256(onDatastore(launch.kernel))).toBe(artifact.uki.sha256);
+    expect(launch).toMatchObject({ vcpus: artifact.vcpus, cpuModel: artifact.vcpuType, policy: artifact.policy, kernelHashes: true, confidentialGuest: true });
+    expect(launch.append).toBeUndefined();
+    expect(artifact.policy).toBe("0x20000");
+    // The published value is the measurement of the very files the launch names.
+    expect(expectedLaunchMeasurement({ ovmf: readFileSync(onDatastore(launch.firmware)), kernel: readFileSync(onDatastore(launch.kernel)), vcpus: launch.vcpus, vcpuType: launch.cpuModel })).toBe(measurement);
 
     // Each SBOM artifact exists and lists the overlay by digest.
     const sboms = readdirSync(join(project.dir, "artifacts", "sbom"));

@@ -148,6 +148,7 @@ describe("the launch measurement of the UKI inside the ISO a VM boots", () => {
       ovmf: AMD_SEV_OVMF,
       vcpus: 2,
       vcpuType: VCPU_TYPE,
+      policy: "0x20000",
       out: join(dir, "measurement.json"),
     });
     expect(published.status, published.stderr).toBe(0);

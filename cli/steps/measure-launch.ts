@@ -24,6 +24,7 @@ export function measureLaunch(spec: StepSpec<"measure-launch">): void {
     vcpuType: spec.vcpuType,
     vmm: "QEMU",
     guestFeatures: "0x1",
+    policy: spec.policy,
     measurement,
   };
   writeFileSync(spec.out, JSON.stringify(artifact) + "\n");

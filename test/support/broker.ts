@@ -24,6 +24,8 @@ import { toolEnv } from "./pulumi";
 export const BROKER_IP = "10.77.0.1";
 /** The public AmdSevX64 OVMF description measurements are computed with (test/snp/fixtures/VECTORS.md). */
 export const TEST_OVMF = fixturePath("ovmf_AmdSev_suffix.bin");
+/** Its SHA-256 as `sha256sum test/snp/fixtures/ovmf_AmdSev_suffix.bin` prints it: the pin relays' sev.ovmfSha256 carries. */
+export const TEST_OVMF_SHA256 = "8f765dfabc127fc0a938a0744a3103ec15864d7d794eb4c398aa976b6d6ab16c";
 
 function tool(command: string, args: string[]): string {
   const result = spawnSync(command, args, { encoding: "utf8", env: toolEnv() });
@@ -127,7 +129,7 @@ export async function brokerModeImage(
     return { built };
   }
   // Computed from the built UKI, not from the ISO the launcher boots.
-  const measured = runStep("measure-launch", { relay: relay.name, imageDigest: built.imageDigest, uki: built.uki, ovmf: TEST_OVMF, vcpus: 1, vcpuType: "EPYC-v4", out: join(out, "snp.json") });
+  const measured = runStep("measure-launch", { relay: relay.name, imageDigest: built.imageDigest, uki: built.uki, ovmf: TEST_OVMF, vcpus: 1, vcpuType: "EPYC-v4", policy: "0x20000", out: join(out, "snp.json") });
   if (measured.status !== 0) throw new Error(`measure-launch: ${measured.stderr}`);
   const measurement = measured.stdout.trim();
   await registerImage(broker.admin, relay.name, { imageDigest: built.imageDigest, attestation: "snp", measurements: [measurement] });

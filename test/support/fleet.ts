@@ -16,6 +16,8 @@ export interface TestRelay {
 }
 
 export const TEST_API_TOKEN = "root@pam!diskless-relays=0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d";
+/** root@pam's password on the double: only it may set an SNP relay's args and amd-sev. */
+export const TEST_ROOT_PASSWORD = "double root password: not a secret";
 
 export const THREE_RELAYS: TestRelay[] = [
   { name: "exit-1", nickname: "TestExitOne", node: "pve1", vmId: 9101, exit: true },

@@ -34,19 +34,35 @@ export class ProxmoxDoubleProcess {
 
   /** A VM in the double, as the provider would have made it; running or stopped. */
   async createVm(node: string, vmId: number, running: boolean): Promise<void> {
-    await this.api("POST", `/nodes/${node}/qemu`, { vmid: String(vmId), name: `vm${vmId}`, ide2: "local:iso/none.iso,media=cdrom" });
+    await this.api("POST", `/nodes/${node}/qemu`, { vmid: String(vmId), name: `vm${vmId}`, ide2: "none,media=cdrom" });
     if (running) await this.api("POST", `/nodes/${node}/qemu/${vmId}/status/start`);
   }
 
-  /** With `boot`, uploaded ISOs are kept and VMs "boot" their ISO's label into <dir>/boot/<vmid>/etc (see the double). */
-  static async start(dir: string, token: string, options: { boot?: boolean } = {}): Promise<ProxmoxDoubleProcess> {
+  /** The next task of this type (imgcopy, qmstart, qmcreate, …), for this VMID if given, fails with `exitstatus`. */
+  async failNext(type: string, exitstatus: string, id?: string): Promise<void> {
+    await this.api("POST", "/_double/fail-next", { type, exitstatus, ...(id ? { id } : {}) });
+  }
+
+  /** Where the double keeps uploaded files (with `boot`). */
+  datastoreDir(dir: string): string {
+    return join(dir, "datastore");
+  }
+
+  /**
+   * With `boot`, uploaded ISOs are kept and VMs "boot" their ISO's label into
+   * <dir>/boot/<vmid>/etc (see the double). `rootPassword` lets root@pam log
+   * in with a ticket; `taskSeconds` is how long each task runs (default 1).
+   */
+  static async start(dir: string, token: string, options: { boot?: boolean; rootPassword?: string; taskSeconds?: number } = {}): Promise<ProxmoxDoubleProcess> {
     const cert = join(dir, "double.crt");
     const key = join(dir, "double.key");
     execFileSync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
       "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", key, "-out", cert], { stdio: "ignore" });
     const log = join(dir, "requests.jsonl");
     const child = spawn(join(repoRoot, "node_modules/.bin/tsx"), [join(repoRoot, "test/proxmox-double/server.ts"), "--cert", cert, "--key", key, "--log", log, "--token", token,
-      ...(options.boot ? ["--datastore-dir", join(dir, "datastore"), "--boot-dir", join(dir, "boot")] : [])], {
+      ...(options.boot ? ["--datastore-dir", join(dir, "datastore"), "--boot-dir", join(dir, "boot")] : []),
+      ...(options.rootPassword ? ["--root-password", options.rootPassword] : []),
+      ...(options.taskSeconds !== undefined ? ["--task-seconds", String(options.taskSeconds)] : [])], {
       stdio: ["ignore", "pipe", "inherit"],
     });
     const endpoint = await new Promise<string>((resolve, reject) => {
