@@ -21,6 +21,8 @@ export const UNIT_TESTS = [
   "test/collect-state.test.ts",
   "test/broker-agent.test.ts",
   "test/broker-admin.test.ts",
+  "test/proxmox-snp.test.ts",
+  "test/proxmox-double.test.ts",
   "test/snp/**/*.test.ts",
 ];
 

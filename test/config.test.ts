@@ -84,7 +84,7 @@ describe("parseStackConfig", () => {
     const local = { ...validConfig(), target: "qemu", testnet: {}, identity: { mode: "broker", broker: { ...BROKER, url: "http://127.0.0.1:8443", attestation: "snp", allowSimulatedAttestation: true } } };
     delete (local as any).proxmox;
     delete (local as any).proxmoxApiToken;
-    for (const relay of (local as any).relays) relay.sev = { enabled: true, ovmf: "ovmf.fd", vcpuType: "EPYC-v4" };
+    for (const relay of (local as any).relays) relay.sev = { enabled: true, ovmf: "ovmf.fd", ovmfSha256: "0".repeat(64), vcpuType: "EPYC-v4" };
     expect(parseStackConfig(local).identity.broker!.allowSimulatedAttestation).toBe(true);
     // The local stack may leave the broker's keys and endpoints to its testnet; elsewhere they are required.
     const fromTestnet = { ...local, identity: { mode: "broker", broker: { attestation: "snp", allowSimulatedAttestation: true } } };
@@ -133,6 +133,16 @@ describe("parseStackConfig", () => {
     ["typo in a relay key", (c) => ((c.relays[0] as any).nickName = "x"), "relays[0].nickName", /not a known setting/],
     ["no relays", (c) => (c.relays = []), "relays", /at least one relay/],
     ["SNP with debugging allowed", (c) => ((c.relays[0] as any).sev = { enabled: true, noDebug: false }), "relays[0].sev.noDebug", /debugging/],
+    ["SNP without the OVMF pin", (c) => ((c.relays[0] as any).sev = { enabled: true, ovmf: "ovmf.fd" }), "relays[0].sev.ovmfSha256", /SHA-256 of the OVMF file/],
+    ["SNP OVMF pin that is no SHA-256", (c) => ((c.relays[0] as any).sev = { enabled: true, ovmf: "ovmf.fd", ovmfSha256: "abc" }), "relays[0].sev.ovmfSha256", /64 lowercase hex/],
+    ["SNP on Proxmox VE without root@pam's password", (c) => ((c.relays[0] as any).sev = { enabled: true, ovmf: "ovmf.fd", ovmfSha256: "0".repeat(64) }), "proxmoxRootPassword", /only root@pam logged in with its password/],
+    [
+      "SNP measured for another vCPU model than Proxmox VE launches",
+      (c) => Object.assign(c, { proxmoxRootPassword: "pw" }) && ((c.relays[0] as any).sev = { enabled: true, ovmf: "ovmf.fd", ovmfSha256: "0".repeat(64), vcpuType: "EPYC-v4" }),
+      "relays[0].sev.vcpuType",
+      /launches the VM with cpuType x86-64-v2-AES/,
+    ],
+    ["an ISO directory with a space", (c) => ((c.proxmox as any).isoDir = "/var/lib/vz/template iso"), "proxmox.isoDir", /absolute path/],
     ["warn window shorter than error window", (c) => (c.certificate = { errorDays: 5, warnDays: 3 }), "certificate.warnDays", /at least errorDays/],
     ["bad resolver address", (c) => (c.relays[1].nameservers = ["dns.example"]), "relays[1].nameservers[0]", /IP address/],
     ["maxParallel zero", (c) => (c.rollout = { maxParallel: 0 }), "rollout.maxParallel", /at least 1/],

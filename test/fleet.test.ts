@@ -57,6 +57,18 @@ describe("planFleet", () => {
     expect(c!.familyKeyFile).toBeUndefined();
   });
 
+  it("stops an SEV-SNP relay whose OVMF file is not the one its config pins, and says how to pin it", () => {
+    // The pin, as `sha256sum test/snp/fixtures/ovmf_AmdSev_suffix.bin` prints it.
+    const pinned = "8f765dfabc127fc0a938a0744a3103ec15864d7d794eb4c398aa976b6d6ab16c";
+    const ovmf = join(projectDir, "ovmf.fd");
+    copyFileSync(join(__dirname, "snp", "fixtures", "ovmf_AmdSev_suffix.bin"), ovmf);
+    const snp = (ovmfSha256: string) =>
+      config([{ name: "guard-c", nickname: "GuardC", cpuType: "EPYC-v4", sev: { enabled: true, ovmf: "ovmf.fd", ovmfSha256 } }], { proxmoxRootPassword: "pw" });
+    expect(planFleet(snp(pinned), { projectDir, now }).relays).toHaveLength(1);
+    const other = "0".repeat(64);
+    expect(() => planFleet(snp(other), { projectDir, now })).toThrow(new RegExp(`relays\\[0\\]\\.sev\\.ovmfSha256: .*ovmf\\.fd has SHA-256 ${pinned}, not the pinned ${other}.*pulumi config set --path 'relays\\[0\\]\\.sev\\.ovmfSha256' ${pinned}`));
+  });
+
   it("stops on an expired certificate, naming the relay, the file and the renew command", () => {
     const dir = join(projectDir, "expired");
     mkdirSync(dir, { mode: 0o700 });

@@ -4,7 +4,10 @@
 # Writes OUT/rootfs (the tree Syft inventories), OUT/vmlinuz, OUT/base.cpio.zst
 # (the RAM root, without /boot and with only the modules a VM needs),
 # OUT/ssh.cpio.zst (the SSH server, which only image-mode relays carry),
-# OUT/uname and OUT/os-release. Needs root (mmdebstrap builds a real tree).
+# OUT/uname, OUT/os-release and OUT/packages.tsv (name, version, architecture
+# and the SHA-256 of each installed .deb). Needs root (mmdebstrap builds a real
+# tree). Reproducible: with the same SOURCE_DATE_EPOCH and the same packages
+# from the mirror, every output is the same, byte for byte, on any host.
 set -euo pipefail
 out=$(realpath -m "$1") release=$2 geoip=$3 tor_user=$4
 shift 4
@@ -20,15 +23,31 @@ packages="usr-is-merged,tiny-initramfs,busybox,tor,openssh-server,unbound,dns-ro
 if [[ $geoip == yes ]]; then packages+=",tor-geoipdb"; fi
 for extra in "$@"; do packages+=",$extra"; done
 
+[[ -n ${SOURCE_DATE_EPOCH:-} ]] || { echo "build-base: SOURCE_DATE_EPOCH must be set: it is part of the base's recorded inputs" >&2; exit 1; }
+export SOURCE_DATE_EPOCH
 rm -rf "$out" && mkdir -p "$out" && chmod 0700 "$out"
 # The full log stays beside the build; only a failure prints its tail.
+# The apt cache is kept until the .debs are hashed; the host's resolv.conf and
+# hostname (which mmdebstrap copies in) are replaced: the relay writes its own
+# at boot, and the base must not depend on the build host. ($1 is the hook's
+# argument, expanded by mmdebstrap's shell, not this one.)
+# shellcheck disable=SC2016
 mmdebstrap --quiet --variant=essential \
   --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
+  --skip=cleanup/apt/cache \
+  --customize-hook='printf "" >"$1/etc/resolv.conf"' \
+  --customize-hook='echo relay >"$1/etc/hostname"' \
   --include="$packages" \
   --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
   --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/locale/*' \
   --dpkgopt='path-exclude=/usr/share/info/*' \
   "$release" "$out/rootfs" >"$out/mmdebstrap.log" 2>&1 || { tail -n 40 "$out/mmdebstrap.log" >&2; exit 1; }
+
+# What the mirror served: every installed package with its .deb's digest.
+for deb in "$out"/rootfs/var/cache/apt/archives/*.deb; do
+  printf '%s\t%s\t%s\t%s\n' "$(dpkg-deb -f "$deb" Package)" "$(dpkg-deb -f "$deb" Version)" "$(dpkg-deb -f "$deb" Architecture)" "$(sha256sum <"$deb" | cut -d' ' -f1)"
+done | LC_ALL=C sort >"$out/packages.tsv"
+rm -rf "$out/rootfs/var/cache/apt" && mkdir -p "$out/rootfs/var/cache/apt"
 
 # Host keys are per relay and come with the overlay.
 rm -f "$out/rootfs/etc/ssh/ssh_host_"*

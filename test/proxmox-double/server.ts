@@ -213,11 +213,11 @@ export class ProxmoxDouble {
 
   handle(method: string, segments: string[], form: Record<string, string>, upload?: RecordedRequest["upload"], file?: Buffer, user = "root@pam"): unknown {
     const route = `${method} /${segments.map((s, i) => (["nodes", "storage", "qemu", "tasks", "content"].includes(segments[i - 1] ?? "") ? "*" : s)).join("/")}`;
-    // check_vm_modify_config_perm: `args` and `amd-sev` are root@pam's; an API token is never root, even root@pam's.
-    if (/^(POST|PUT) \/nodes\/\*\/qemu(\/\*\/config)?$/.test(route) && user !== "root@pam") {
+    // check_vm_modify_config_perm (after the schema check): `args` and `amd-sev` are root@pam's; an API token is never root, even root@pam's.
+    const checkRootOnly = () => {
       const rootOnly = Object.keys(form).find((key) => ROOT_ONLY.has(key));
-      if (rootOnly) throw new ApiError(403, `only root can set '${rootOnly}' config`);
-    }
+      if (rootOnly && user !== "root@pam") throw new ApiError(403, `only root can set '${rootOnly}' config`);
+    };
     switch (route) {
       case "POST /_double/fail-next":
         this.failNext(form.type ?? "", form.id, form.exitstatus ?? "simulated failure");
@@ -270,6 +270,7 @@ export class ProxmoxDouble {
       case "POST /nodes/*/qemu": {
         const node = segments[1]!;
         refuseParameters(checkVmCreate(form));
+        checkRootOnly();
         const vmid = Number(form.vmid);
         if (this.vms.has(vmid)) throw new ApiError(500, `unable to create VM ${vmid} - VM ${vmid} already exists on node '${node}'`);
         const config: Record<string, string | number> = {};
@@ -291,6 +292,7 @@ export class ProxmoxDouble {
       case "PUT /nodes/*/qemu/*/config": {
         const vm = this.vm(Number(segments[3]), segments[1]);
         refuseParameters(checkVmUpdate(form, method as "PUT" | "POST"));
+        checkRootOnly();
         if (form.digest !== undefined && form.digest !== configDigest(vm.config)) throw new ApiError(500, "detected modified configuration - file changed by other user? Try again.");
         const next = { ...vm.config };
         for (const key of (form.delete ?? "").split(/[,;\s]+/).filter(Boolean)) delete next[key];

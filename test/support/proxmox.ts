@@ -14,13 +14,22 @@ export class ProxmoxDoubleProcess {
     private readonly token: string,
   ) {}
 
-  /** Calls the double's API as a client would (form body); for test set-up. */
-  api(method: string, path: string, form: Record<string, string> = {}): Promise<unknown> {
+  /** Calls the double's API as a client would (form body), with the API token or, given root@pam's password, a ticket. */
+  async api(method: string, path: string, form: Record<string, string> = {}, rootPassword?: string): Promise<unknown> {
+    let auth: Record<string, string> = { Authorization: `PVEAPIToken=${this.token}` };
+    if (rootPassword) {
+      const login = (await this.send("POST", "/access/ticket", { username: "root@pam", password: rootPassword }, {})) as { ticket: string; CSRFPreventionToken: string };
+      auth = { Cookie: `PVEAuthCookie=${encodeURIComponent(login.ticket)}`, CSRFPreventionToken: login.CSRFPreventionToken };
+    }
+    return this.send(method, path, form, auth);
+  }
+
+  private send(method: string, path: string, form: Record<string, string>, auth: Record<string, string>): Promise<unknown> {
     const body = new URLSearchParams(form).toString();
     return new Promise((resolve, reject) => {
       const req = request(
         new URL(`/api2/json${path}`, this.endpoint),
-        { method, rejectUnauthorized: false, headers: { Authorization: `PVEAPIToken=${this.token}`, "Content-Type": "application/x-www-form-urlencoded", "Content-Length": Buffer.byteLength(body) } },
+        { method, rejectUnauthorized: false, headers: { ...auth, "Content-Type": "application/x-www-form-urlencoded", "Content-Length": Buffer.byteLength(body) } },
         (res) => {
           let text = "";
           res.on("data", (chunk) => (text += chunk));
@@ -35,7 +44,21 @@ export class ProxmoxDoubleProcess {
   /** A VM in the double, as the provider would have made it; running or stopped. */
   async createVm(node: string, vmId: number, running: boolean): Promise<void> {
     await this.api("POST", `/nodes/${node}/qemu`, { vmid: String(vmId), name: `vm${vmId}`, ide2: "none,media=cdrom" });
-    if (running) await this.api("POST", `/nodes/${node}/qemu/${vmId}/status/start`);
+    if (running) await this.waitForTask((await this.api("POST", `/nodes/${node}/qemu/${vmId}/status/start`)) as string);
+  }
+
+  /** Waits for a task of the double to end (tasks run for a while there, as on Proxmox VE). */
+  async waitForTask(upid: string): Promise<void> {
+    const node = upid.split(":")[1]!;
+    for (let i = 0; i < 600; i++) {
+      const status = (await this.api("GET", `/nodes/${node}/tasks/${encodeURIComponent(upid)}/status`)) as { status: string; exitstatus?: string };
+      if (status.status !== "running") {
+        if (status.exitstatus !== "OK") throw new Error(`task ${upid} ended with ${status.exitstatus}`);
+        return;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    throw new Error(`task ${upid} still runs after 60 s`);
   }
 
   /** The next task of this type (imgcopy, qmstart, qmcreate, …), for this VMID if given, fails with `exitstatus`. */

@@ -1,0 +1,87 @@
+/**
+ * lib/proxmox-snp.ts: the measured direct boot of an SNP relay on Proxmox VE
+ * and the QEMU command line Proxmox VE makes of it. Expected values come from
+ * qemu-server itself: its golden cfg2cmd test (test/fixtures/qemu-server) and
+ * the policy rule as its source states it (CPUConfig.pm get_amd_sev_object).
+ */
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { effectiveSnpLaunch, proxmoxSnpVm, qemuServerSnpCommand, qemuServerSnpPolicy, snpFirmwareFileName, splitArgs, ukiFileName } from "../lib/proxmox-snp";
+
+const fixture = (name: string) => readFileSync(join(__dirname, "fixtures", "qemu-server", name), "utf8");
+
+/** A qemu-server .conf: `key: value` lines, # comments. */
+function readConf(text: string): Record<string, string> {
+  return Object.fromEntries(
+    text
+      .split("\n")
+      .filter((line) => line && !line.startsWith("#"))
+      .map((line) => [line.slice(0, line.indexOf(":")), line.slice(line.indexOf(":") + 1).trim()]),
+  );
+}
+
+/** The golden .cmd: one `-option 'value'` per line, single-quoted where Perl's shell quoting put quotes. */
+function readCmd(text: string): string[] {
+  return text
+    .split("\n")
+    .slice(1)
+    .map((line) => line.trim().replace(/ \\$/, ""))
+    .filter(Boolean)
+    .flatMap((line) => {
+      const at = line.indexOf(" ");
+      return at < 0 ? [line] : [line.slice(0, at), line.slice(at + 1).replace(/^'(.*)'$/, "$1")];
+    });
+}
+
+const valueOf = (argv: string[], option: string) => argv.filter((_, i) => argv[i - 1] === option);
+
+describe("the QEMU command line qemu-server makes of an SNP VM", () => {
+  const golden = readCmd(fixture("sev-snp.conf.cmd"));
+  const ours = qemuServerSnpCommand(readConf(fixture("sev-snp.conf")), { cbitpos: 51, reducedPhysBits: 6 });
+
+  it("matches qemu-server's own golden test, option by option, for what SNP measures", () => {
+    for (const option of ["-bios", "-smp", "-m", "-object"]) expect(valueOf(ours, option), option).toEqual(valueOf(golden, option));
+    // The vCPU model is what the measurement signs; qemu-server's flags on it (kvm64's +lahf_lm,+sep) are not modelled.
+    expect(valueOf(ours, "-cpu")[0]!.split(",")[0]).toBe(valueOf(golden, "-cpu")[0]!.split(",")[0]);
+    expect(valueOf(golden, "-machine")[0]).toContain("confidential-guest-support=sev0");
+    expect(valueOf(ours, "-machine")[0]).toContain("confidential-guest-support=sev0");
+  });
+
+  it("sets the guest policy as CPUConfig.pm does: bit 17 always, 16 unless allow-smt=0, 19 unless no-debug=1", () => {
+    expect(qemuServerSnpPolicy({ allowSmt: true, noDebug: false })).toBe("0xb0000");
+    expect(qemuServerSnpPolicy({ allowSmt: true, noDebug: true })).toBe("0x30000");
+    expect(qemuServerSnpPolicy({ allowSmt: false, noDebug: false })).toBe("0xa0000");
+    expect(qemuServerSnpPolicy({ allowSmt: false, noDebug: true })).toBe("0x20000");
+  });
+
+  it("appends args last, so a relay's -bios replaces Proxmox's firmware and -kernel boots the UKI with its hashes measured", () => {
+    const vm = proxmoxSnpVm({ isoDir: "/var/lib/vz/template/iso", firmwareFile: snpFirmwareFileName("ab".repeat(32)), ukiFile: ukiFileName("relay-X-0123456789ab-01234567.iso"), allowSmt: false, noDebug: true });
+    // The form bpg's provider sends (its CustomAMDSEV key order), as Proxmox VE stores it.
+    const config = { bios: "ovmf", machine: "q35", cores: 2, sockets: 1, cpu: "EPYC-v4", memory: "1024", "amd-sev": "type=snp,allow-smt=0,kernel-hashes=1,no-debug=1,no-key-sharing=0", args: vm.kvmArguments };
+    const argv = qemuServerSnpCommand(config, { cbitpos: 51, reducedPhysBits: 1 });
+    expect(argv.filter((arg) => arg === "-bios")).toHaveLength(2);
+    expect(effectiveSnpLaunch(argv)).toEqual({
+      firmware: "/var/lib/vz/template/iso/ovmf-amdsev-abababababababab.img",
+      kernel: "/var/lib/vz/template/iso/relay-X-0123456789ab-01234567.efi.img",
+      vcpus: 2,
+      cpuModel: "EPYC-v4",
+      policy: "0x20000",
+      kernelHashes: true,
+      confidentialGuest: true,
+    });
+    expect(vm.amdSev).toEqual({ type: "snp", noDebug: true, allowSmt: false, kernelHashes: true, noKeySharing: false });
+  });
+
+  it("splits args as Text::ParseWords::shellwords does, and refuses paths a shell word could change", () => {
+    expect(splitArgs(`-a 'b c' "d\\"e" f\\ g  `)).toEqual(["-a", "b c", 'd"e', "f g"]);
+    expect(() => splitArgs("-a 'b")).toThrow(/unbalanced/);
+    expect(() => proxmoxSnpVm({ isoDir: "/var/lib/vz/template iso", firmwareFile: "f.img", ukiFile: "u.img", allowSmt: false, noDebug: true })).toThrow(/not a plain absolute path/);
+  });
+
+  it("refuses a config that is not an SNP guest, or not on OVMF, as qemu-server does", () => {
+    expect(() => qemuServerSnpCommand({ bios: "ovmf" }, { cbitpos: 51, reducedPhysBits: 1 })).toThrow(/no amd-sev/);
+    expect(() => qemuServerSnpCommand({ bios: "seabios", "amd-sev": "type=snp" }, { cbitpos: 51, reducedPhysBits: 1 })).toThrow(/change the BIOS to OVMF/);
+    expect(() => qemuServerSnpCommand({ bios: "ovmf", "amd-sev": "type=es" }, { cbitpos: 51, reducedPhysBits: 1 })).toThrow(/not snp/);
+  });
+});
