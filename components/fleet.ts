@@ -4,7 +4,7 @@ import { join } from "node:path";
 import type { StackConfig } from "../lib/config";
 import { inProject, type PlannedRelay } from "../lib/fleet";
 import { baseImageInputs, brokerImageParts, RELAY_SCRIPT_PATHS, treeDigest } from "../lib/image-inputs";
-import { toolsBin } from "../lib/run";
+import { relayAgentBinary } from "../lib/broker-agent";
 import { rollingOrder } from "../lib/rollout";
 import type { TestnetNetwork } from "../lib/testnet";
 import { resolveBroker } from "../lib/broker-endpoint";
@@ -55,7 +55,7 @@ export function deployFleet(
   if (!options.dryRun) mkdirSync(buildRoot, { recursive: true, mode: 0o700 });
 
   const broker = resolveBroker(config, projectDir, fleet.testnet);
-  const brokerParts = broker ? brokerImageParts(broker, join(toolsBin(), "relay-agent")) : undefined;
+  const brokerParts = broker ? brokerImageParts(broker, relayAgentBinary()) : undefined;
   const target = config.target === "qemu" ? qemuTarget(join(projectDir, ".runtime", options.stack), projectDir, fleet.testnet!, broker) : proxmoxTarget(config, projectDir);
   const flavour = config.image.flavour;
   const base = new BaseImage(flavour, { inputs: baseImageInputs(config.image, projectDir), projectDir, buildRoot: buildDir });

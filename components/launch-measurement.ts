@@ -16,6 +16,10 @@ export interface LaunchMeasurementArgs {
   vcpuType: string;
   /** The guest policy the VM launches with (qemu-server's rule for its amd-sev settings). */
   policy: string;
+  /** The image's ISO: the document names its digest too. */
+  isoPath: pulumi.Input<string>;
+  /** The operator's key the document is signed with. */
+  signingKey?: string;
   projectDir: string;
   artifactsDir: string;
 }
@@ -38,8 +42,8 @@ export class LaunchMeasurement extends pulumi.ComponentResource {
       `${name}-measure`,
       {
         step: "measure-launch",
-        spec: { relay: args.relay, imageDigest: args.imageDigest, uki: args.ukiPath, ovmf: args.ovmf, vcpus: args.vcpus, vcpuType: args.vcpuType, policy: args.policy, out: this.path },
-        triggers: [args.ukiSha256, ovmfSha256, args.vcpus, args.vcpuType, args.policy],
+        spec: { relay: args.relay, imageDigest: args.imageDigest, uki: args.ukiPath, ovmf: args.ovmf, vcpus: args.vcpus, vcpuType: args.vcpuType, policy: args.policy, iso: args.isoPath, out: this.path, ...(args.signingKey ? { signingKey: args.signingKey } : {}) },
+        triggers: [args.ukiSha256, ovmfSha256, args.vcpus, args.vcpuType, args.policy, args.signingKey ?? "unsigned"],
         projectDir: args.projectDir,
       },
       { parent: this },

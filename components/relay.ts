@@ -69,6 +69,7 @@ export class Relay extends pulumi.ComponentResource {
     this.imageDigest = relayImageDigest(inputs);
     const texts = brokerParts ? { ...baseTexts, broker: { ...omitDigest(brokerParts), agentConfig: agentConfig(this.imageDigest) } } : baseTexts;
     const target = args.target.spec(plan.config);
+    const signingKey = config.image.signingKeyFile ? inProject(args.projectDir, config.image.signingKeyFile) : undefined;
     const sev = plan.config.sev;
     const launch = sev?.enabled && sev.ovmf ? { ovmf: inProject(args.projectDir, sev.ovmf), vcpus: plan.config.cores, vcpuType: sev.vcpuType ?? plan.config.cpuType } : undefined;
     const brokerWatch = broker
@@ -117,6 +118,7 @@ export class Relay extends pulumi.ComponentResource {
         built: this.image.built,
         projectDir: args.projectDir,
         artifactsDir: args.artifactsDir,
+        ...(signingKey ? { signingKey } : {}),
       },
       { parent: this },
     );
@@ -152,6 +154,8 @@ export class Relay extends pulumi.ComponentResource {
           vcpus: plan.config.cores,
           vcpuType: sev.vcpuType ?? plan.config.cpuType,
           policy: qemuServerSnpPolicy(sev),
+          isoPath: this.image.isoPath,
+          ...(signingKey ? { signingKey } : {}),
           projectDir: args.projectDir,
           artifactsDir: args.artifactsDir,
         },

@@ -45,6 +45,8 @@ export interface RelaySbomArgs {
   built: pulumi.Input<unknown>;
   projectDir: string;
   artifactsDir: string;
+  /** The operator's key the record is signed with. */
+  signingKey?: string;
 }
 
 /**
@@ -69,8 +71,9 @@ export class RelaySbom extends pulumi.ComponentResource {
           baseCycloneDxJson: args.base.cyclonedxJson,
           image: args.imageDir,
           out: this.path,
+          ...(args.signingKey ? { signingKey: args.signingKey } : {}),
         },
-        triggers: [args.built],
+        triggers: [args.built, args.signingKey ?? "unsigned"],
         projectDir: args.projectDir,
       },
       { parent: this },

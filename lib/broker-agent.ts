@@ -3,11 +3,16 @@
  * relay-agent) reads at boot, rendered from the stack config as data. Public
  * facts only: who the relay is, which image it runs, where the broker is and
  * the keys that pin it. The agent validates it again with its own rules
- * (unknown fields refused). Pure: no I/O.
+ * (unknown fields refused). Pure: no I/O (relayAgentBinary only names a path).
  */
+import { join } from "node:path";
 import type { ResolvedBroker } from "./broker-endpoint";
 import { OVERLAY_FILES } from "./image-layout";
 import { SNP_SERIAL_PORT } from "./qemu";
+import { toolsBin } from "./run";
+
+/** The agent every broker-mode image carries, as scripts/setup.sh builds it (go build -trimpath: the same source and Go release give the same bytes). */
+export const relayAgentBinary = () => join(toolsBin(), "relay-agent");
 
 type BrokerConfig = Pick<ResolvedBroker, "url" | "signingPublicKey" | "pushRecipient" | "attestation" | "allowSimulatedAttestation" | "pushIntervalSeconds">;
 

@@ -6,6 +6,9 @@
 import { z } from "zod";
 import { addressOf, canonicalAddress, inSubnet, isIPv6LinkLocal, macProblem, parseAddress, parsePrefix } from "./addresses";
 import { DEFAULT_PROXMOX_ISO_DIR } from "./proxmox-snp";
+
+/** 2026-01-01T00:00:00Z: the date inside every image unless image.sourceDateEpoch says otherwise. */
+export const DEFAULT_SOURCE_DATE_EPOCH = 1_767_225_600;
 import { vcpuTypeNames } from "./snp/vcpuTypes";
 import { bandwidthProblem, freeTextProblem, parsePolicyRule, parseTorBandwidth } from "./tor-values";
 
@@ -251,6 +254,14 @@ const imageSchema = z
     kernelCmdline: kernelCmdline.default("console=ttyS0 panic=10"),
     /** Include tor's GeoIP databases: +2.7 MB compressed, +25 MB RAM once unpacked. */
     geoip: z.boolean().default(false),
+    /**
+     * Every date inside the images (SOURCE_DATE_EPOCH): with the same packages,
+     * the same value gives the same bytes, and anyone can rebuild and compare.
+     * Not 0: shadow's "last password change" day 0 means "change it now".
+     */
+    sourceDateEpoch: z.number().int().min(86_400).max(4_102_444_800).default(DEFAULT_SOURCE_DATE_EPOCH),
+    /** The operator's SSH private key (ed25519): each image's published record and SNP measurement are signed with it (ssh-keygen -Y sign). */
+    signingKeyFile: pathValue("the image signing key (an OpenSSH private key)").optional(),
     /** Sign each UKI for Secure Boot (sbsign) with this key and certificate (PEM files). */
     secureBoot: z.object({ privateKeyFile: pathValue("the db key (PEM)"), certificateFile: pathValue("the db certificate (PEM)") }).strict().optional(),
   })

@@ -46,6 +46,8 @@ export interface BaseImageInputs {
   torUser: string;
   /** Digest of the scripts that build the base. */
   scripts: string;
+  /** The date inside the base and every image built on it (SOURCE_DATE_EPOCH). */
+  sourceDateEpoch: number;
 }
 
 export const DEFAULT_RELEASE: Record<ImageConfig["flavour"], string> = { alpine: "v3.23", debian: "bookworm" };
@@ -58,6 +60,7 @@ export function baseImageInputs(image: ImageConfig, projectDir: string): BaseIma
     geoip: image.geoip,
     torUser: TOR_RUNTIME[image.flavour].user,
     scripts: treeDigest(projectDir, [`images/${image.flavour}`, "images/rootfs"]),
+    sourceDateEpoch: image.sourceDateEpoch,
   };
 }
 

@@ -10,6 +10,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { basename, join, relative } from "node:path";
 import { DIRECTORY_CACHE_FILE_MODE, ISO_LABEL_FILE, isoFileName, KEY_FILE_MODE, OVERLAY_DIRS, OVERLAY_FILES, overlayDirectoryCachePath, overlayKeyPath, overlaySshPath, SSH_HOST_KEY_FILES, sshFileMode } from "./image-layout";
+import { readBaseRecord } from "./base-record";
 import { runTool } from "./run";
 import { DIRECTORY_CACHE_FILES, RELAY_EXPORT_FILES, type RelayRecipe } from "./steps";
 import { IDENTITY_FILES, ONION_KEY_FILES } from "./tor-keys";
@@ -123,14 +124,16 @@ export function buildRelayImage(recipe: RelayRecipe, projectDir: string, options
     const { onionKeys, bootTokenSha256 } = stageOverlay(recipe, staging, options);
     writeFileSync(join(out, "files.json"), JSON.stringify(overlayFileList(staging), null, 1) + "\n");
     const script = (name: string) => join(projectDir, "images", name);
-    runTool("bash", [script("build-overlay.sh"), staging, overlay], { what: "packing the overlay" });
+    // One date inside the whole image, the base's: the same recipe gives the same bytes.
+    const env = { ...process.env, SOURCE_DATE_EPOCH: String(readBaseRecord(recipe.baseDir).sourceDateEpoch) };
+    runTool("bash", [script("build-overlay.sh"), staging, overlay], { what: "packing the overlay", env });
     const signing = recipe.secureBoot ? [recipe.secureBoot.privateKeyFile, recipe.secureBoot.certificateFile] : [];
     // Image mode carries the base's SSH server layer (state collection); a broker-mode image has no SSH server at all.
-    runTool("bash", [script("build-uki.sh"), recipe.baseDir, recipe.broker ? "no" : "yes", overlay, recipe.kernelCmdline, out, ...signing], { what: "ukify" });
+    runTool("bash", [script("build-uki.sh"), recipe.baseDir, recipe.broker ? "no" : "yes", overlay, recipe.kernelCmdline, out, ...signing], { what: "ukify", env });
     const label = join(out, ISO_LABEL_FILE);
     writeFileSync(label, imageLabel(recipe));
     const unnamed = join(out, "relay.iso.tmp");
-    runTool("bash", [script("build-iso.sh"), join(out, "relay.efi"), label, unnamed], { what: "building the ISO" });
+    runTool("bash", [script("build-iso.sh"), join(out, "relay.efi"), label, unnamed], { what: "building the ISO", env });
 
     const isoSha256 = sha256File(unnamed);
     const isoName = isoFileName(recipe.nickname, recipe.imageDigest, isoSha256);

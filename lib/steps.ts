@@ -90,6 +90,8 @@ export const buildBaseSpec = z
     extraPackages: z.array(z.string().regex(/^[a-z0-9][a-z0-9+.-]*$/)),
     /** The user tor drops to in this flavour. */
     torUser: z.string().regex(/^[a-z_][a-z0-9_-]*$/),
+    /** SOURCE_DATE_EPOCH: every date inside the base. */
+    sourceDateEpoch: z.number().int().min(86_400),
     dir: path,
   })
   .strict();
@@ -190,7 +192,17 @@ export const collectStateSpec = z
 export const scanBaseSbomSpec = z.object({ rootfs: path, stem: path, flavour: z.enum(["alpine", "debian"]), baseDigest: digest }).strict();
 
 export const writeRelaySbomSpec = z
-  .object({ relay: name, nickname, imageDigest: digest, baseSyftJson: path, baseCycloneDxJson: path, image: path, out: path })
+  .object({
+    relay: name,
+    nickname,
+    imageDigest: digest,
+    baseSyftJson: path,
+    baseCycloneDxJson: path,
+    image: path,
+    out: path,
+    /** The operator's SSH key the record is signed with (image.signingKeyFile). */
+    signingKey: path.optional(),
+  })
   .strict();
 
 export const measureLaunchSpec = z
@@ -203,7 +215,10 @@ export const measureLaunchSpec = z
     vcpuType: z.string().regex(/^[A-Za-z0-9._-]+$/),
     /** Guest policy, 0x-hex, as qemu-server sets it for the relay's amd-sev settings. */
     policy: z.string().regex(/^0x[0-9a-f]{1,16}$/),
+    /** The image's ISO, whose digest the document names too. */
+    iso: path.optional(),
     out: path,
+    signingKey: path.optional(),
   })
   .strict();
 

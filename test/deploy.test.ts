@@ -29,6 +29,8 @@ const RELAYS: TestRelay[] = [
 /** Shell syntax in every path: it must reach tools as data, never as shell text. */
 const KEY_STORE = "key store $(touch pwned) 'q'";
 const BUILD_DIR_NAME = "build dir $(touch pwned) \"x\"";
+/** The guard is an SNP relay: root@pam's password sets its args and amd-sev, the token does the rest. */
+const SECRETS = { proxmoxApiToken: TEST_API_TOKEN, proxmoxRootPassword: TEST_ROOT_PASSWORD };
 
 describe("pulumi up against the Proxmox VE API double", () => {
   const scratch = privateTmpDir("deploy");
@@ -74,7 +76,7 @@ describe("pulumi up against the Proxmox VE API double", () => {
       standIns.set(relay.name, standIn);
       Object.assign(config.relays[i]!, { sshHost: "127.0.0.1", sshPort: standIn.sshd.port, orPort });
     }
-    project.configure(config, { proxmoxApiToken: TEST_API_TOKEN, proxmoxRootPassword: TEST_ROOT_PASSWORD });
+    project.configure(config, SECRETS);
   }, 1_200_000);
 
   afterAll(() => {
@@ -87,9 +89,14 @@ describe("pulumi up against the Proxmox VE API double", () => {
     const result = await up();
     expect(result.status, result.stdout + result.stderr).toBe(0);
     const uploads = writes(double.requests()).filter((r) => r.path.endsWith("/upload"));
-    expect(uploads.map((r) => r.upload!.filename).sort()).toEqual(
-      RELAYS.map((relay) => expect.stringMatching(new RegExp(`^relay-${relay.nickname}-[0-9a-f]{12}-[0-9a-f]{8}\\.iso$`))).sort(),
-    );
+    // Each relay's ISO; the SNP guard's UKI and firmware beside it.
+    expect(uploads.map((r) => r.upload!.filename).sort()).toEqual([
+      `ovmf-amdsev-${TEST_OVMF_SHA256.slice(0, 16)}.img`,
+      expect.stringMatching(/^relay-DeployExitOne-[0-9a-f]{12}-[0-9a-f]{8}\.iso$/),
+      expect.stringMatching(/^relay-DeployGuardOne-[0-9a-f]{12}-[0-9a-f]{8}\.efi\.img$/),
+      expect.stringMatching(/^relay-DeployGuardOne-[0-9a-f]{12}-[0-9a-f]{8}\.iso$/),
+    ]);
+    expect(uploads.filter((r) => r.upload!.filename.startsWith("ovmf-") || r.upload!.filename.endsWith(".efi.img")).map((r) => r.path)).toEqual(["/nodes/pve2/storage/local/upload", "/nodes/pve2/storage/local/upload"]);
     for (const relay of RELAYS) {
       const create = vmCreates(0).find((r) => r.form.vmid === String(relay.vmId))!;
       expect(create, `no VM create for ${relay.vmId}`).toBeDefined();
@@ -157,7 +164,7 @@ describe("pulumi up against the Proxmox VE API double", () => {
   it("redeploys exactly the relay whose torrc changed, with the onion keys collected from it", async () => {
     const before = double.requests().length;
     config.relays[0]!.contactInfo = "email:noc[]example.net ciissversion:2";
-    project.configure(config, { proxmoxApiToken: TEST_API_TOKEN });
+    project.configure(config, SECRETS);
     const preview = await project.preview();
     const replaced = preview.steps.filter((s) => s.op === "replace" || s.op === "create-replacement");
     expect(replaced.length).toBeGreaterThan(0);
@@ -179,7 +186,7 @@ describe("pulumi up against the Proxmox VE API double", () => {
     standIns.get("guard-1")!.sshd.stop();
     const before = double.requests().length;
     config.relays[1]!.contactInfo = "email:changed[]example.net ciissversion:2";
-    project.configure(config, { proxmoxApiToken: TEST_API_TOKEN });
+    project.configure(config, SECRETS);
     const result = await up();
     const text = result.stdout + result.stderr;
     expect(result.status).not.toBe(0);
@@ -191,7 +198,7 @@ describe("pulumi up against the Proxmox VE API double", () => {
   it("lets the operator through with allowFreshOnionKeys, loudly, and still waits until the new relay is healthy", async () => {
     const before = double.requests().length;
     (config.relays[1] as Record<string, unknown>).allowFreshOnionKeys = true;
-    project.configure(config, { proxmoxApiToken: TEST_API_TOKEN });
+    project.configure(config, SECRETS);
     let finished = false;
     const running = up().finally(() => (finished = true));
     // The new VM's SSH server comes up with it.
@@ -210,7 +217,7 @@ describe("pulumi up against the Proxmox VE API double", () => {
     const isos = () => double.requests().filter((r) => r.path.endsWith("/upload") && r.upload!.filename.startsWith("relay-DeployExitOne-")).map((r) => r.upload!.filename);
     for (const contact of ["email:noc2[]example.net ciissversion:2", "email:noc3[]example.net ciissversion:2"]) {
       config.relays[0]!.contactInfo = contact;
-      project.configure(config, { proxmoxApiToken: TEST_API_TOKEN });
+      project.configure(config, SECRETS);
       const result = await up();
       expect(result.status, result.stdout + result.stderr).toBe(0);
     }

@@ -1,12 +1,15 @@
 /**
  * The SEV-SNP launch measurement a genuine instance of a relay image must
  * report, computed from its UKI and published beside its SBOM; prints the
- * measurement (hex) as the step's output.
+ * measurement (hex) as the step's output. The document is the measurement
+ * tuple (UKI, ISO and OVMF digests, vCPUs, model, guest features, policy),
+ * signed with the operator's key when the stack names one.
  */
 import { createHash } from "node:crypto";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
 import { dirname } from "node:path";
 import { expectedLaunchMeasurement } from "../../lib/snp/launchDigest";
+import { publishSigned } from "../../lib/signing";
 import type { StepSpec } from "../../lib/steps";
 
 export function measureLaunch(spec: StepSpec<"measure-launch">): void {
@@ -19,6 +22,7 @@ export function measureLaunch(spec: StepSpec<"measure-launch">): void {
     relay: spec.relay,
     imageDigest: spec.imageDigest,
     uki: { sha256: sha256(kernel) },
+    ...(spec.iso ? { iso: { sha256: sha256(readFileSync(spec.iso)) } } : {}),
     ovmf: { file: spec.ovmf, sha256: sha256(ovmf) },
     vcpus: spec.vcpus,
     vcpuType: spec.vcpuType,
@@ -27,6 +31,6 @@ export function measureLaunch(spec: StepSpec<"measure-launch">): void {
     policy: spec.policy,
     measurement,
   };
-  writeFileSync(spec.out, JSON.stringify(artifact) + "\n");
+  publishSigned(spec.out, JSON.stringify(artifact, null, 1) + "\n", spec.signingKey);
   console.log(measurement);
 }

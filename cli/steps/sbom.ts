@@ -1,10 +1,13 @@
 /** The SBOMs: Syft's inventory of the base, and each relay image's record of what it stands on. */
 import { createHash } from "node:crypto";
-import { mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
-import { basename, dirname } from "node:path";
-import { readBuiltImage } from "../../lib/relay-build";
+import { mkdirSync, readFileSync, statSync } from "node:fs";
+import { basename, dirname, join } from "node:path";
+import { readBaseRecord } from "../../lib/base-record";
+import { buildRecordOf } from "../../lib/build-record";
+import { readBuiltImage, RECIPE_RECORD } from "../../lib/relay-build";
+import { publishSigned } from "../../lib/signing";
 import { runTool } from "../../lib/run";
-import type { StepSpec } from "../../lib/steps";
+import { relayRecipeSpec, type StepSpec } from "../../lib/steps";
 
 const sha256 = (file: string) => createHash("sha256").update(readFileSync(file)).digest("hex");
 
@@ -20,11 +23,14 @@ export function scanBaseSbom(spec: StepSpec<"scan-base-sbom">): void {
 }
 
 /**
- * A relay image's SBOM artifact: the base SBOMs it stands on (by digest) and
- * the overlay's file list (paths, modes and digests; never bytes).
+ * A relay image's SBOM artifact: the base SBOMs it stands on (by digest), the
+ * overlay's file list (paths, modes and digests; never bytes), and the build
+ * record anyone can rebuild a key-free image from (lib/build-record.ts).
+ * Signed with the operator's key when the stack names one.
  */
 export function writeRelaySbom(spec: StepSpec<"write-relay-sbom">): void {
   const image = readBuiltImage(spec.image);
+  const recipe = relayRecipeSpec.parse(JSON.parse(readFileSync(join(spec.image, RECIPE_RECORD), "utf8")));
   const record = {
     schema: "diskless-relays/relay-sbom/v1",
     relay: spec.relay,
@@ -40,9 +46,8 @@ export function writeRelaySbom(spec: StepSpec<"write-relay-sbom">): void {
     baseLayers: image.baseLayers,
     ...(image.baseLayers.includes("ssh.cpio.zst") ? {} : { withoutBasePackages: ["openssh-server"] }),
     overlay: JSON.parse(readFileSync(image.files, "utf8")) as unknown,
+    build: buildRecordOf(recipe, readBaseRecord(recipe.baseDir)),
   };
-  mkdirSync(dirname(spec.out), { recursive: true });
-  writeFileSync(`${spec.out}.tmp`, JSON.stringify(record, null, 2) + "\n");
-  renameSync(`${spec.out}.tmp`, spec.out);
-  console.log(`sbom ${spec.out} (${statSync(spec.out).size} bytes)`);
+  publishSigned(spec.out, JSON.stringify(record, null, 2) + "\n", spec.signingKey);
+  console.log(`sbom ${spec.out} (${statSync(spec.out).size} bytes${spec.signingKey ? ", signed" : ""})`);
 }

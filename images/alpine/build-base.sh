@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the shared Alpine base of every relay image (the production flavour).
 #   build-base.sh OUT BRANCH GEOIP(yes|no) TOR_USER [EXTRA_PACKAGE...]
-# Same outputs as images/debian/build-base.sh. The kernel is installed into a
+# Same outputs as images/debian/build-base.sh (packages.tsv carries apk's
+# checksums where Debian's has .deb digests). The kernel is installed into a
 # separate staging root so that linux-virt's mkinitfs and apk-tools stay out
 # of the relay. Needs root, alpine-make-rootfs v0.8.1 (ALPINE_MAKE_ROOTFS) and
 # a reachable Alpine mirror (ALPINE_MIRROR). Unreleased alpine-make-rootfs
@@ -44,5 +45,12 @@ awk '/^P:/ { pkg = substr($0, 3) } /^F:/ { dir = substr($0, 3) } /^R:/ && pkg ==
   "$out/rootfs/lib/apk/db/installed" >"$out/ssh-layer.list"
 grep -qx './usr/sbin/sshd' "$out/ssh-layer.list" || { echo "build-base: openssh-server lists no /usr/sbin/sshd" >&2; exit 1; }
 "$here/rootfs/pack-initrd.sh" "$out/rootfs" "$kernel" "$geoip" "$out/base.cpio.zst" "$out/ssh-layer.list" "$out/ssh.cpio.zst"
+# What the mirror served: name, version, architecture and apk's checksum of each package (C:, a Q1 SHA-1), the kernel's too.
+for db in "$out/rootfs/lib/apk/db/installed" "$out/kernel-root/lib/apk/db/installed"; do
+  [[ -f $db ]] || continue
+  awk '/^P:/ { p = substr($0, 3) } /^V:/ { v = substr($0, 3) } /^A:/ { a = substr($0, 3) } /^C:/ { c = substr($0, 3) }
+    /^$/ { if (p != "") print p "\t" v "\t" a "\tapk-" c; p = v = a = c = "" }
+    END { if (p != "") print p "\t" v "\t" a "\tapk-" c }' "$db"
+done | LC_ALL=C sort -u >"$out/packages.tsv"
 rm -rf "$out/kernel-root"
 touch "$out/.complete"

@@ -27,7 +27,7 @@ export function debianBase(): string {
   if (!existsSync(join(dir, ".complete"))) {
     const inputs = baseImageInputs(parseStackConfig(minimalConfig()).image, repoRoot);
     mkdirSync(join(BUILD_CACHE, "base"), { recursive: true, mode: 0o700 });
-    const result = runStep("build-base", { flavour: "debian", release: inputs.release, geoip: false, extraPackages: [], torUser: inputs.torUser, dir });
+    const result = runStep("build-base", { flavour: "debian", release: inputs.release, geoip: false, extraPackages: [], torUser: inputs.torUser, sourceDateEpoch: inputs.sourceDateEpoch, dir });
     if (result.status !== 0) throw new Error(`building the Debian base failed:\n${result.stdout}\n${result.stderr}`);
   }
   return dir;
