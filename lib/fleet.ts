@@ -81,6 +81,10 @@ export function planFleet(
   const keysDirs = new Map<string, string>();
   const hostKeys = new Map<string, string>();
 
+  if (config.image.signingKeyFile) {
+    const key = inProject(options.projectDir, config.image.signingKeyFile);
+    if (!existsSync(key)) problems.push(`image.signingKeyFile: ${key} is missing. Make it with \`ssh-keygen -t ed25519 -f ${config.image.signingKeyFile}\` and publish its .pub: volunteers check each image's record with it`);
+  }
   config.relays.forEach((relay, i) => {
     const sev = relay.sev;
     if (!sev?.enabled || !sev.ovmf || !sev.ovmfSha256) return;

@@ -12,6 +12,7 @@ import { tmpdir } from "node:os";
 import { basename, dirname, join } from "node:path";
 import { runTool } from "./run";
 import { expectedLaunchMeasurement } from "./snp/launchDigest";
+import { VCPU_SIGNATURES, vcpuSignatureForType } from "./snp/vcpuTypes";
 
 /** Where the ISO keeps the EFI system partition, and where in it the UKI is (images/build-iso.sh). */
 export const ISO_ESP_PATH = "/esp.img";
@@ -71,9 +72,34 @@ export interface LocalLaunchInput {
  * changed in the booted image changes it.
  */
 export function localLaunchMeasurement(input: LocalLaunchInput): string {
-  const ovmf = readFileSync(input.ovmf);
   const kernel = withPrivateTmpDir("launch-measurement", (dir) => ukiFromIso(input.iso, join(dir, "uki.efi")));
-  return expectedLaunchMeasurement({ ovmf, kernel, vcpus: input.vcpus, vcpuType: input.vcpuType });
+  return ukiLaunchMeasurement({ ...input, kernel });
+}
+
+/** The same, for a UKI already extracted (the one a direct-boot VM is given as -kernel). */
+export function ukiLaunchMeasurement(input: Omit<LocalLaunchInput, "iso"> & { kernel: Buffer }): string {
+  return expectedLaunchMeasurement({ ovmf: readFileSync(input.ovmf), kernel: input.kernel, vcpus: input.vcpus, vcpuType: input.vcpuType });
+}
+
+/**
+ * The vCPU model this machine's QEMU calls `vcpuType`: the name itself if
+ * QEMU knows it, else a model QEMU knows with the same family, model and
+ * stepping (what the measurement signs into each VMSA). QEMU 7.2 has no
+ * EPYC-v4, whose signature is EPYC's.
+ */
+export function localCpuModel(vcpuType: string, known: string[]): string {
+  if (known.includes(vcpuType)) return vcpuType;
+  const signature = vcpuSignatureForType(vcpuType);
+  const same = known.find((model) => VCPU_SIGNATURES[model] === signature);
+  if (!same) throw new Error(`this QEMU knows no vCPU model with ${vcpuType}'s signature (0x${signature.toString(16)}); install a newer QEMU`);
+  return same;
+}
+
+/** The vCPU models this machine's QEMU knows (qemu-system-x86_64 -cpu help). */
+export function qemuCpuModels(): string[] {
+  return runTool("qemu-system-x86_64", ["-cpu", "help"], { what: "listing QEMU's vCPU models" })
+    .split("\n")
+    .flatMap((line) => /^x86 (\S+)/.exec(line)?.slice(1) ?? []);
 }
 
 function alive(pid: number): boolean {

@@ -5,17 +5,25 @@
  * snp.sock, pid file and log, lib/local-snp.ts). I/O: starts and stops QEMU
  * and the simulator.
  */
-import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { localLaunchMeasurement, snpLogOf, snpSocketOf, startSnpSimulator, stopSnpSimulator } from "./local-snp";
+import { localCpuModel, qemuCpuModels, snpLogOf, snpSocketOf, startSnpSimulator, stopSnpSimulator, ukiFromIso, ukiLaunchMeasurement } from "./local-snp";
 import { ensureTap, inNetns } from "./netns";
-import { OVMF_VARS, qemuRelayArgs } from "./qemu";
+import { LOCAL_SNP_FIRMWARE, OVMF_VARS, qemuRelayArgs } from "./qemu";
 import { runTool } from "./run";
 import type { RelayTarget } from "./steps";
 
 type QemuTarget = Extract<RelayTarget, { kind: "qemu" }>;
 
 const pidFile = (runDir: string) => join(runDir, "qemu.pid");
+/** An SNP relay's UKI, taken out of its ISO and booted as -kernel. */
+const UKI_FILE = "relay.efi";
+/** Beside the run directory, which a restart removes: the UKI waits there while the old VM stops. */
+const tmpUkiDir = (runDir: string) => {
+  const dir = `${runDir}.uki`;
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  return dir;
+};
 export const consoleLogOf = (runDir: string) => join(runDir, "console.log");
 
 function alive(pid: number): boolean {
@@ -60,10 +68,15 @@ export async function stopLocalVm(runDir: string): Promise<void> {
 export async function startLocalVm(target: QemuTarget, iso: string, log: (line: string) => void = () => undefined): Promise<number> {
   const { snp } = target;
   // Measured before anything is stopped: an ISO that cannot be measured leaves the running VM alone.
-  const measurement = snp ? localLaunchMeasurement({ iso, ovmf: snp.ovmf, vcpus: target.cores, vcpuType: snp.vcpuType }) : undefined;
+  // An SNP relay boots the UKI inside its ISO directly (-kernel), as on Proxmox VE; that very file is measured.
+  const uki = snp ? ukiFromIso(iso, join(tmpUkiDir(target.runDir), UKI_FILE)) : undefined;
+  const measurement = snp && uki ? ukiLaunchMeasurement({ ovmf: snp.ovmf, kernel: uki, vcpus: target.cores, vcpuType: snp.vcpuType }) : undefined;
+  const cpuModel = snp ? localCpuModel(snp.vcpuType, qemuCpuModels()) : undefined;
   // A VM left over from an interrupted run would hold the forwarded ports.
   await stopLocalVm(target.runDir);
   mkdirSync(target.runDir, { recursive: true, mode: 0o700 });
+  if (snp) renameSync(join(tmpUkiDir(target.runDir), UKI_FILE), join(target.runDir, UKI_FILE));
+  rmSync(tmpUkiDir(target.runDir), { recursive: true, force: true });
   const varsFile = join(target.runDir, "OVMF_VARS.fd");
   copyFileSync(OVMF_VARS, varsFile);
   const { network } = target;
@@ -85,6 +98,7 @@ export async function startLocalVm(target: QemuTarget, iso: string, log: (line: 
     monitorSocket: join(target.runDir, "monitor.sock"),
     pidFile: pidFile(target.runDir),
     snpReportSocket,
+    ...(snp && cpuModel ? { directBoot: { firmware: LOCAL_SNP_FIRMWARE, kernel: join(target.runDir, UKI_FILE), cpuModel } } : {}),
   });
   // On the testnet's bridge, QEMU runs inside its namespace, where the tap is.
   const [command, ...rest] = network.kind === "bridge" ? inNetns(network.netns, ["qemu-system-x86_64", ...args]) : ["qemu-system-x86_64", ...args];

@@ -204,6 +204,6 @@ export function effectiveSnpLaunch(argv: string[]): EffectiveSnpLaunch {
     cpuModel: cpu.split(",")[0]!,
     ...(sev?.policy ? { policy: sev.policy } : {}),
     kernelHashes: sev?.["kernel-hashes"] === "on",
-    confidentialGuest: machine.some((m) => m["confidential-guest-support"] === sev?.id),
+    confidentialGuest: sev?.id !== undefined && machine.some((m) => m["confidential-guest-support"] === sev.id),
   };
 }

@@ -6,6 +6,12 @@
  * test, QEMU's user-mode network with forwarded ports. With a simulated
  * SEV-SNP secure processor (lib/local-snp.ts), a virtio-serial port named
  * org.diskless-relays.snp carries the guest agent's report requests to it.
+ *
+ * An SEV-SNP relay boots as Proxmox VE launches it (lib/proxmox-snp.ts):
+ * the firmware as -bios, the UKI as -kernel, `-smp N,sockets=1,cores=N,maxcpus=N`
+ * and its vCPU model; minus the SNP hardware (no sev-snp-guest object) and
+ * with a firmware this machine can run in its place (LOCAL_SNP_FIRMWARE:
+ * Debian's OVMF; the pinned AmdSevX64 build needs an SEV host). Pure.
  */
 
 /** The virtio-serial port the guest's relay-agent reads reports from (/dev/virtio-ports/NAME). */
@@ -13,6 +19,8 @@ export const SNP_SERIAL_PORT = "org.diskless-relays.snp";
 
 export const OVMF_CODE = "/usr/share/OVMF/OVMF_CODE_4M.fd";
 export const OVMF_VARS = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+/** What an SNP-flavoured local VM boots as -bios in place of the AmdSevX64 OVMF it is measured with (Debian's ovmf package). */
+export const LOCAL_SNP_FIRMWARE = "/usr/share/ovmf/OVMF.fd";
 
 export interface QemuRelayMachine {
   iso: string;
@@ -33,6 +41,8 @@ export interface QemuRelayMachine {
   accel?: "kvm" | "tcg";
   /** The simulated secure processor's unix socket (listening already); QEMU connects to it as a client. */
   snpReportSocket?: string;
+  /** An SNP relay's measured direct boot, as Proxmox VE launches it: the firmware as -bios, the UKI as -kernel, the vCPU model. */
+  directBoot?: { firmware: string; kernel: string; cpuModel: string };
 }
 
 /** QEMU splits option values at commas; a literal comma in a path is written twice. */
@@ -45,13 +55,24 @@ export function qemuRelayArgs(machine: QemuRelayMachine): string[] {
       ? `tap,id=net0,ifname=${network.ifname},script=no,downscript=no`
       : // restrict=on: the relay reaches nothing but the forwarded ports.
         `user,id=net0,restrict=on${network.hostForwards.map((f) => `,hostfwd=tcp:127.0.0.1:${f.host}-${network.guestAddress ?? ""}:${f.guest}`).join("")}`;
+  const direct = machine.directBoot;
   return [
     "-machine", "q35",
     "-accel", machine.accel ?? "tcg",
     "-m", String(machine.memoryMiB),
-    "-smp", String(machine.cores),
-    "-drive", `if=pflash,format=raw,readonly=on,file=${qemuPath(OVMF_CODE)}`,
-    "-drive", `if=pflash,format=raw,file=${qemuPath(machine.varsFile)}`,
+    ...(direct
+      ? [
+          // qemu-server's form (config_to_command), the measured vCPU count and model.
+          "-smp", `${machine.cores},sockets=1,cores=${machine.cores},maxcpus=${machine.cores}`,
+          "-cpu", direct.cpuModel,
+          "-bios", qemuPath(direct.firmware),
+          "-kernel", qemuPath(direct.kernel),
+        ]
+      : [
+          "-smp", String(machine.cores),
+          "-drive", `if=pflash,format=raw,readonly=on,file=${qemuPath(OVMF_CODE)}`,
+          "-drive", `if=pflash,format=raw,file=${qemuPath(machine.varsFile)}`,
+        ]),
     // ide.1 unit 0 is what Proxmox calls ide2.
     "-drive", `file=${qemuPath(machine.iso)},media=cdrom,if=none,id=cd0,readonly=on`,
     "-device", "ide-cd,drive=cd0,bus=ide.1,unit=0",

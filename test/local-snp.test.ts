@@ -13,7 +13,9 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { localLaunchMeasurement, snpSocketOf, startSnpSimulator, stopSnpSimulator, ukiFromIso } from "../lib/local-snp";
 import { runningPid } from "../lib/local-vm";
-import { qemuRelayArgs, SNP_SERIAL_PORT, type QemuRelayMachine } from "../lib/qemu";
+import { effectiveSnpLaunch, proxmoxSnpVm, qemuServerSnpCommand } from "../lib/proxmox-snp";
+import { LOCAL_SNP_FIRMWARE, qemuRelayArgs, SNP_SERIAL_PORT, type QemuRelayMachine } from "../lib/qemu";
+import { vcpuSignatureForType } from "../lib/snp/vcpuTypes";
 import { parseAttestationReport, REPORT_SIZE } from "../lib/snp/report";
 import type { RelayTarget } from "../lib/steps";
 import { fixturePath } from "./snp/fixtures";
@@ -249,7 +251,40 @@ describe("start-local-vm with a simulated secure processor", () => {
     const simulatorPid = Number(readFileSync(join(target.runDir, "snp-simulator.pid"), "utf8"));
     expect(running(qemuPid)).toBe(true);
     expect(running(simulatorPid)).toBe(true);
-    expect(readFileSync(`/proc/${qemuPid}/cmdline`, "utf8").split("\0")).toContain(`virtserialport,bus=vser0.0,chardev=snp,name=${SNP_SERIAL_PORT}`);
+    const argv = readFileSync(`/proc/${qemuPid}/cmdline`, "utf8").split("\0");
+    expect(argv).toContain(`virtserialport,bus=vser0.0,chardev=snp,name=${SNP_SERIAL_PORT}`);
+
+    // It boots as Proxmox VE launches an SNP relay: qemu-server's rules applied to the VM config the
+    // provider creates for the same relay, argument by argument; minus the SNP hardware, with a firmware
+    // this machine can run in place of the pinned AmdSevX64 build.
+    const proxmox = effectiveSnpLaunch(
+      qemuServerSnpCommand(
+        { bios: "ovmf", machine: "q35", cores: target.cores, sockets: 1, cpu: VCPU_TYPE, memory: String(target.memoryMiB), "amd-sev": "type=snp,allow-smt=0,kernel-hashes=1,no-debug=1,no-key-sharing=0", args: proxmoxSnpVm({ isoDir: "/var/lib/vz/template/iso", firmwareFile: "ovmf.img", ukiFile: "relay.efi.img", allowSmt: false, noDebug: true }).kvmArguments },
+        { cbitpos: 51, reducedPhysBits: 1 },
+      ),
+    );
+    const local = effectiveSnpLaunch(argv);
+    const option = (list: string[], name: string) => list[list.indexOf(name) + 1];
+    const proxmoxArgv = qemuServerSnpCommand({ cores: target.cores, sockets: 1, cpu: VCPU_TYPE, memory: String(target.memoryMiB), bios: "ovmf", "amd-sev": "type=snp" }, { cbitpos: 51, reducedPhysBits: 1 });
+    expect(option(argv, "-smp")).toBe(option(proxmoxArgv, "-smp"));
+    expect(option(argv, "-m")).toBe(option(proxmoxArgv, "-m"));
+    expect(local.vcpus).toBe(proxmox.vcpus);
+    // QEMU 7.2 names EPYC-v4 "EPYC": the same family, model and stepping, which is what the measurement signs.
+    expect(vcpuSignatureForType(local.cpuModel)).toBe(vcpuSignatureForType(proxmox.cpuModel));
+    expect(local.kernel).toBe(join(target.runDir, "relay.efi"));
+    expect(proxmox.kernel).toMatch(/\.efi\.img$/);
+    expect([local.append, local.initrd, proxmox.append, proxmox.initrd]).toEqual([undefined, undefined, undefined, undefined]);
+    expect(local.firmware).toBe(LOCAL_SNP_FIRMWARE);
+    // The SNP hardware is what the local machine lacks: Proxmox's launch has it, the local one not.
+    expect(proxmox).toMatchObject({ kernelHashes: true, confidentialGuest: true, policy: "0x20000" });
+    expect(local).toMatchObject({ kernelHashes: false, confidentialGuest: false });
+    expect(argv.filter((arg) => /^-(drive|device)$/.test(arg)).length).toBeGreaterThan(0);
+    expect(argv.some((arg) => arg.startsWith("if=pflash"))).toBe(false);
+    // The measurement tool is fed the file QEMU boots: the UKI inside the ISO, and the pinned OVMF.
+    const booted = readFileSync(local.kernel!);
+    expect(booted.equals(ukiFromIso(iso, join(dir, "from-iso.efi")))).toBe(true);
+    const published = runStep("measure-launch", { relay: "snp-local", imageDigest: "0".repeat(64), uki: local.kernel!, ovmf: AMD_SEV_OVMF, vcpus: target.cores, vcpuType: VCPU_TYPE, policy: "0x20000", out: join(dir, "published.json") });
+    expect(published.stdout.trim()).toBe(expected);
     // QEMU's chardev is connected to the simulator (a client that is not reads "filename=disconnected:unix:PATH").
     const chardevs = await hmp(join(target.runDir, "monitor.sock"), "info chardev");
     expect(chardevs).toMatch(/^snp: filename=unix:/m);
