@@ -231,6 +231,33 @@ describe("pulumi up against the Proxmox VE API double", () => {
     expect(uploaded.filter((name) => !deletedEver.has(volumePath(name)))).toEqual(uploaded.slice(2));
   }, 900_000);
 
+  it("stops on a failed upload before the relay's VM is touched: the old relay keeps running", async () => {
+    const before = double.requests().length;
+    config.relays[0]!.contactInfo = "email:upload-fails[]example.net ciissversion:2";
+    project.configure(config, SECRETS);
+    await double.failNext("imgcopy", "copy failed: No space left on device");
+    const result = await up();
+    const text = result.stdout + result.stderr;
+    expect(result.status).not.toBe(0);
+    expect(text).toMatch(/copy failed: No space left on device/);
+    expect(vmDeletes(before)).toEqual([]);
+    expect(((await double.api("GET", "/nodes/pve1/qemu/9101/status/current")) as { status: string }).status).toBe("running");
+  }, 600_000);
+
+  it("reports a VM that fails to start with Proxmox's own words, and the next up brings the relay up healthy", async () => {
+    const before = double.requests().length;
+    await double.failNext("qmstart", "start failed: QEMU exited with code 1", "9101");
+    const failed = await up();
+    expect(failed.status).not.toBe(0);
+    expect(failed.stdout + failed.stderr).toMatch(/start failed: QEMU exited with code 1/);
+    expect(vmCreates(before).map((r) => r.form.vmid)).toEqual(["9101"]);
+    // The gate never saw the relay: nothing after it (pruning, the next relays) ran.
+    expect(failed.stdout).not.toMatch(/relay exit-1: healthy/);
+    const again = await up();
+    expect(again.status, again.stdout + again.stderr).toBe(0);
+    expect(again.stdout).toMatch(/relay exit-1: healthy on image [0-9a-f]{12}/);
+  }, 900_000);
+
   it("keeps every private key byte out of the stack's state and the logs", async () => {
     const exported = (await project.runAsync("stack", "export")).stdout;
     const logs = (await up()).stdout;

@@ -77,7 +77,7 @@ describe("npm run verify-build", () => {
     return to;
   };
   const verify = (artifacts: string, ...args: string[]) =>
-    verifier.script("cli/verify-build.ts", relay.name, built.imageDigest, "--artifacts", artifacts, "--ovmf", TEST_OVMF, ...args);
+    verifier.scriptAsync("cli/verify-build.ts", relay.name, built.imageDigest, "--artifacts", artifacts, "--ovmf", TEST_OVMF, ...args);
 
   it("builds the same recipe twice into the same UKI and ISO, byte for byte", () => {
     expect(built.ukiSha256).toBe(first.ukiSha256);
@@ -98,8 +98,8 @@ describe("npm run verify-build", () => {
     }
   });
 
-  it("rebuilds the image in another copy of the project from the published records alone, and finds it identical", () => {
-    const result = verify(publishTo("downloaded"), "--signers", join(dir, "allowed_signers"), "--signer", SIGNER);
+  it("rebuilds the image in another copy of the project from the published records alone, and finds it identical", async () => {
+    const result = await verify(publishTo("downloaded"), "--signers", join(dir, "allowed_signers"), "--signer", SIGNER);
     const text = result.stdout + result.stderr;
     expect(result.status, text).toBe(0);
     expect(text).toMatch(/signature +good/);
@@ -111,22 +111,22 @@ describe("npm run verify-build", () => {
     expect(text).not.toContain(BUILD_CACHE);
   }, 900_000);
 
-  it("refuses a record whose signature does not match, before rebuilding anything", () => {
-    const result = verify(publishTo("tampered", (record) => (record.uki.sha256 = "0".repeat(64))), "--signers", join(dir, "allowed_signers"), "--signer", SIGNER);
+  it("refuses a record whose signature does not match, before rebuilding anything", async () => {
+    const result = await verify(publishTo("tampered", (record) => (record.uki.sha256 = "0".repeat(64))), "--signers", join(dir, "allowed_signers"), "--signer", SIGNER);
     expect(result.status).toBe(1);
     expect(result.stdout).toMatch(/signature +BAD/);
     expect(result.stdout).not.toMatch(/rebuilding/);
   });
 
-  it("says the mirror no longer serves a recorded package instead of passing", () => {
-    const result = verify(publishTo("old-mirror", (record) => (record.build.base.packages.find((p: any) => p.name === "tor").version = "0.4.1.1-1")));
+  it("says the mirror no longer serves a recorded package instead of passing", async () => {
+    const result = await verify(publishTo("old-mirror", (record) => (record.build.base.packages.find((p: any) => p.name === "tor").version = "0.4.1.1-1")));
     expect(result.status).toBe(2);
     expect(result.stderr).toMatch(/cannot verify: the mirror no longer serves 1 of the recorded packages \(tor 0\.4\.1\.1-1\)/);
     expect(result.stdout).not.toMatch(/identical/);
   });
 
-  it("says an image that holds keys cannot be rebuilt by anyone but its key host", () => {
-    const result = verify(publishTo("image-mode", (record) => delete record.build.recipe.broker));
+  it("says an image that holds keys cannot be rebuilt by anyone but its key host", async () => {
+    const result = await verify(publishTo("image-mode", (record) => delete record.build.recipe.broker));
     expect(result.status).toBe(2);
     expect(result.stderr).toMatch(/cannot verify: cannot rebuild this image from its record: it is an image-mode image: it carries the relay's private keys/);
   });

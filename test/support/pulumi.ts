@@ -91,6 +91,11 @@ export class TestProject {
     return { status: result.status, stdout: result.stdout, stderr: result.stderr };
   }
 
+  /** Like script, without blocking the test worker (a long script, e.g. a rebuild, would starve vitest's RPC). */
+  scriptAsync(path: string, ...args: string[]): Promise<PulumiResult> {
+    return collect(spawn(join(this.dir, "node_modules/.bin/tsx"), [join(this.dir, path), ...args], { cwd: this.dir, env: this.env }));
+  }
+
   writeFile(path: string, content: string): void {
     writeFileSync(join(this.dir, path), content);
   }
