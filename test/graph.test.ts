@@ -14,6 +14,7 @@ import { initRelayKeys } from "../lib/key-store";
 import { parseStepSpec, STEP_COMMAND, STEP_SPECS, type StepName } from "../lib/steps";
 import { environmentOf, mockFleetResources, specOf } from "./support/graph-mocks";
 import { privateTmpDir } from "./support/tmp";
+import { TEST_OVMF, TEST_OVMF_SHA256 } from "./support/broker";
 
 const registered = mockFleetResources("graph");
 
@@ -29,6 +30,8 @@ describe("the fleet's resource graph", () => {
     const config = parseStackConfig({
       proxmox: { endpoint: "https://pve.example.net:8006", nodes: ["pve1"], datastore: "local", bridge: "vmbr0" },
       proxmoxApiToken: "root@pam!graph=0a1b",
+      // r2 is an SEV-SNP relay: root@pam's password sets its args and amd-sev.
+      proxmoxRootPassword: "graph root password",
       keyStore: join(dir, "keys"),
       buildDir: join(dir, "build dir $(touch pwned)"),
       stateCollection: { privateKeyFile: join(dir, "keys", "collector") },
@@ -40,6 +43,7 @@ describe("the fleet's resource graph", () => {
         mac: `BC:24:11:00:00:0${i + 1}`,
         ipv4: { address: `198.51.100.${10 + i}/24`, gateway: "198.51.100.1" },
         contactInfo: "x@example.net",
+        ...(name === "r2" ? { cpuType: "EPYC-v4", cores: 2, sev: { enabled: true, ovmf: TEST_OVMF, ovmfSha256: TEST_OVMF_SHA256 } } : {}),
       })),
     });
     const fleet = planFleet(config, { projectDir: dir, now: new Date() });
@@ -89,7 +93,7 @@ describe("the fleet's resource graph", () => {
     expect(collect.channel).toMatchObject({ host: "198.51.100.10", port: 22, user: "root", hostPublicKey: expect.stringMatching(/^ssh-ed25519 /) });
     expect(collect.target).toEqual({ kind: "proxmox", endpoint: "https://pve.example.net:8006", verifyTls: true, node: "pve1", vmId: 9100, datastore: "local" });
     const collectCommand = find("command:local:Command", "r1-state-collect");
-    expect(Object.keys(environmentOf(collectCommand)).sort()).toEqual(["DISKLESS_RELAYS_STEP", "PROXMOX_API_TOKEN"]);
+    expect(Object.keys(environmentOf(collectCommand)).sort()).toEqual(["DISKLESS_RELAYS_STEP", "PROXMOX_API_TOKEN", "PROXMOX_ROOT_PASSWORD"]);
   });
 
   it("gates each relay on its expected identity and ORPort", () => {
@@ -104,6 +108,33 @@ describe("the fleet's resource graph", () => {
     expect(vm.inputs.cdrom).toEqual({ interface: "ide2", fileId: `local:iso/${iso.inputs.sourceFile.fileName}` });
     expect(vm.inputs.disks).toEqual([]);
     expect(vm.inputs).toMatchObject({ bios: "ovmf", machine: "q35", vmId: 9100, started: true });
+  });
+
+  it("boots an SNP relay measured: its UKI and the pinned firmware uploaded before the VM, launched by args with kernel hashes", () => {
+    const order = [
+      index("proxmoxve:index/fileLegacy:FileLegacy", "r2-vm-ovmf"),
+      index("proxmoxve:index/fileLegacy:FileLegacy", "r2-vm-uki"),
+      index("proxmoxve:index/vmLegacy:VmLegacy", "r2-vm"),
+    ];
+    expect(order.every((i) => i >= 0), JSON.stringify(order)).toBe(true);
+    expect(order[2]).toBeGreaterThan(Math.max(order[0]!, order[1]!));
+    const vm = find("proxmoxve:index/vmLegacy:VmLegacy", "r2-vm");
+    const iso = find("proxmoxve:index/fileLegacy:FileLegacy", "r2-vm-iso").inputs.sourceFile.fileName as string;
+    const uki = find("proxmoxve:index/fileLegacy:FileLegacy", "r2-vm-uki").inputs;
+    const ovmf = find("proxmoxve:index/fileLegacy:FileLegacy", "r2-vm-ovmf").inputs;
+    expect(uki).toMatchObject({ contentType: "iso", sourceFile: { fileName: iso.replace(/\.iso$/, ".efi.img") } });
+    expect(uki.sourceFile.path).toMatch(/relay\.efi$/);
+    expect(ovmf).toMatchObject({ contentType: "iso", sourceFile: { path: TEST_OVMF, fileName: `ovmf-amdsev-${TEST_OVMF_SHA256.slice(0, 16)}.img` } });
+    expect(vm.inputs.amdSev).toEqual({ type: "snp", noDebug: true, allowSmt: false, kernelHashes: true, noKeySharing: false });
+    expect(vm.inputs.kvmArguments).toBe(`-bios /var/lib/vz/template/iso/${ovmf.sourceFile.fileName} -kernel /var/lib/vz/template/iso/${uki.sourceFile.fileName}`);
+    expect(find("proxmoxve:index/vmLegacy:VmLegacy", "r1-vm").inputs.kvmArguments).toBeUndefined();
+    // The published measurement is for that launch: cores vCPUs of cpuType, qemu-server's policy.
+    expect(specOf(find("command:local:Command", "r2-snp-measure"))).toMatchObject({ vcpus: 2, vcpuType: "EPYC-v4", policy: "0x20000", ovmf: TEST_OVMF });
+    // The provider logs in as root@pam with its password: Proxmox VE refuses args and amd-sev to any token.
+    const provider = registered.find((r) => r.type === "pulumi:providers:proxmoxve")!;
+    // The password stays a secret in the provider's inputs.
+    expect(provider.inputs).toMatchObject({ username: "root@pam", password: { value: "graph root password" } });
+    expect(provider.inputs.apiToken).toBeUndefined();
   });
 
   it("puts no key bytes in any command: only paths, texts and digests", () => {
