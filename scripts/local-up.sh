@@ -21,6 +21,8 @@ for relay in local-exit:LocalExit local-guard:LocalGuard; do
 done
 [[ -f $store/families/local.secret_family_key ]] || npm run --silent keys -- --store "$store" family init local
 [[ -f $store/collector ]] || ssh-keygen -q -t ed25519 -N "" -C "diskless-relays local collector" -f "$store/collector"
+# The key each image's published record and measurement are signed with (npm run verify-build checks them).
+[[ -f $store/image-signing ]] || ssh-keygen -q -t ed25519 -N "" -C "diskless-relays local image signing" -f "$store/image-signing"
 
 npm run --silent testnet
 pulumi stack select local --create --non-interactive >/dev/null
@@ -47,6 +49,7 @@ The relays are running under QEMU, in a private Tor network on this machine. Wha
   npm run testnet -- status                       the relays in the consensus, with their flags
   tail -f .runtime/local/local-exit/console.log   a relay's serial console
   pulumi stack output relayOutputs --stack local  fingerprints, image digests, SBOMs
+  npm run verify-build -- local-exit              rebuild the exit's image from its signed record and compare
   npm run broker -- status                        the key broker: attestations, pushes, health
   edit Pulumi.local.yaml, then npm start          redeploy: only changed relays are rebuilt; each
                                                   gets back the onion keys it pushed to the broker

@@ -66,10 +66,11 @@ describe("the Proxmox VE double", () => {
     ["boot order naming a disk that is no device", { boot: "order=ide2;cdrom" }, "boot", /not a valid boot device/],
     ["a name that is not a DNS name", { name: "relay_test" }, "name", /valid DNS name/],
     ["a VMID below 100", { vmid: "99" }, "vmid", /valid VM ID/],
+    ["no VMID at all", { vmid: undefined }, "vmid", /property is missing and it is not optional/],
     ["zero cores", { cores: "0" }, "cores", /minimum value of 1/],
     ["an oversized description", { description: "x".repeat(8193) }, "description", /8192/],
   ])("refuses %s", async (_what, change, param, message) => {
-    const form = { ...relayVm(9001), ...change };
+    const form = Object.fromEntries(Object.entries({ ...relayVm(9001), ...change }).filter(([, value]) => value !== undefined)) as Record<string, string>;
     const error = await refusal(double.api("POST", "/nodes/pve1/qemu", form));
     expect(error).toContain("400");
     expect(JSON.parse(error.slice(error.indexOf("{"))).errors[param]).toMatch(message);

@@ -98,6 +98,16 @@ describe("npm run verify-build", () => {
     }
   });
 
+  it("records the base's packages as Syft's SBOM of it lists them: the same names and versions", () => {
+    const record = JSON.parse(readFileSync(recordOf(published), "utf8"));
+    const sbom = JSON.parse(execFileSync("syft", ["scan", `dir:${join(debianBase(), "rootfs")}`, "--quiet", "-o", "syft-json"], { encoding: "utf8", env: { ...toolEnv(), SYFT_CHECK_FOR_APP_UPDATE: "false" }, maxBuffer: 256 * 1024 * 1024 }));
+    const fromSyft = new Set((sbom.artifacts as any[]).filter((a) => a.type === "deb").map((a) => `${a.name} ${a.version}`));
+    const recorded = new Set((record.build.base.packages as any[]).map((p) => `${p.name} ${p.version}`));
+    expect(fromSyft.size).toBeGreaterThan(50);
+    expect([...recorded].filter((p) => !fromSyft.has(p))).toEqual([]);
+    expect([...fromSyft].filter((p) => !recorded.has(p))).toEqual([]);
+  }, 300_000);
+
   it("rebuilds the image in another copy of the project from the published records alone, and finds it identical", async () => {
     const result = await verify(publishTo("downloaded"), "--signers", join(dir, "allowed_signers"), "--signer", SIGNER);
     const text = result.stdout + result.stderr;
