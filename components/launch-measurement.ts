@@ -1,6 +1,4 @@
 import * as pulumi from "@pulumi/pulumi";
-import { createHash } from "node:crypto";
-import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { stepResource } from "./step";
 
@@ -10,8 +8,9 @@ export interface LaunchMeasurementArgs {
   /** The relay's UKI, measured as the kernel of a measured direct boot, and its digest (a new UKI, a new measurement). */
   ukiPath: pulumi.Input<string>;
   ukiSha256: pulumi.Input<string>;
-  /** The AmdSevX64 OVMF the guest launches with. */
+  /** The AmdSevX64 OVMF the guest launches with, and its pinned SHA-256 (checked against the file at plan time). */
   ovmf: string;
+  ovmfSha256: string;
   vcpus: number;
   vcpuType: string;
   /** The guest policy the VM launches with (qemu-server's rule for its amd-sev settings). */
@@ -37,13 +36,12 @@ export class LaunchMeasurement extends pulumi.ComponentResource {
   constructor(name: string, args: LaunchMeasurementArgs, opts?: pulumi.ComponentResourceOptions) {
     super("diskless-relays:snp:LaunchMeasurement", name, {}, opts);
     this.path = join(args.artifactsDir, "relays", args.relay, `${args.imageDigest.slice(0, 12)}.snp.json`);
-    const ovmfSha256 = createHash("sha256").update(readFileSync(args.ovmf)).digest("hex");
     const measure = stepResource(
       `${name}-measure`,
       {
         step: "measure-launch",
         spec: { relay: args.relay, imageDigest: args.imageDigest, uki: args.ukiPath, ovmf: args.ovmf, vcpus: args.vcpus, vcpuType: args.vcpuType, policy: args.policy, iso: args.isoPath, out: this.path, ...(args.signingKey ? { signingKey: args.signingKey } : {}) },
-        triggers: [args.ukiSha256, ovmfSha256, args.vcpus, args.vcpuType, args.policy, args.signingKey ?? "unsigned"],
+        triggers: [args.ukiSha256, args.ovmfSha256, args.vcpus, args.vcpuType, args.policy, args.signingKey ?? "unsigned"],
         projectDir: args.projectDir,
       },
       { parent: this },

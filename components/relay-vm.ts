@@ -1,9 +1,7 @@
 import * as proxmoxve from "@muhlba91/pulumi-proxmoxve";
 import * as pulumi from "@pulumi/pulumi";
 import type { RelayConfig, StackConfig } from "../lib/config";
-import { createHash } from "node:crypto";
-import { readFileSync } from "node:fs";
-import { proxmoxSnpVm, snpFirmwareFileName, ukiFileName } from "../lib/proxmox-snp";
+import { snpAmdSev, snpFirmwareFileName, snpKvmArguments, ukiFileName } from "../lib/proxmox-snp";
 import { PROXMOX_ROOT_PASSWORD_ENV, PROXMOX_TOKEN_ENV } from "../lib/relay-targets";
 import { inProject } from "../lib/fleet";
 import type { RelayTarget } from "../lib/steps";
@@ -94,19 +92,17 @@ export class ProxmoxRelayVm extends pulumi.ComponentResource implements RelayVmT
     this.isoFileId = iso.id;
 
     const sev = relay.sev?.enabled ? relay.sev : undefined;
-    let snp: ReturnType<typeof proxmoxSnpVm>["amdSev"] | undefined;
     if (sev) {
-      const ovmfFile = inProject(args.projectDir, sev.ovmf!);
-      const firmwareFile = snpFirmwareFileName(createHash("sha256").update(readFileSync(ovmfFile)).digest("hex"));
+      // Named by its digest (pinned, and checked against the file at plan time): every SNP relay of a node boots the same file.
+      const firmwareFile = snpFirmwareFileName(sev.ovmfSha256!);
       const ukiName = pulumi.output(args.isoName).apply(ukiFileName);
-      // The firmware is named by its digest: every SNP relay of a node boots the same file.
-      const firmware = new proxmoxve.FileLegacy(`${name}-ovmf`, { nodeName: relay.node, datastoreId: args.datastore, contentType: "iso", sourceFile: { path: ovmfFile, fileName: firmwareFile } }, { parent: this, retainOnDelete: true });
-      const uki: proxmoxve.FileLegacy = new proxmoxve.FileLegacy(`${name}-uki`, { nodeName: relay.node, datastoreId: args.datastore, contentType: "iso", sourceFile: { path: args.ukiPath, fileName: ukiName } }, { parent: this, retainOnDelete: true });
-      const settings = { isoDir: args.isoDir, firmwareFile, allowSmt: sev.allowSmt, noDebug: sev.noDebug };
-      snp = proxmoxSnpVm({ ...settings, ukiFile: "uki.efi.img" }).amdSev;
-      // Through the uploads' ids: the VM is created only once both files are on the datastore.
+      const upload = (suffix: string, path: pulumi.Input<string>, fileName: pulumi.Input<string>) =>
+        new proxmoxve.FileLegacy(`${name}-${suffix}`, { nodeName: relay.node, datastoreId: args.datastore, contentType: "iso", sourceFile: { path, fileName } }, { parent: this, retainOnDelete: true });
+      const firmware = upload("ovmf", inProject(args.projectDir, sev.ovmf!), firmwareFile);
+      const uki = upload("uki", args.ukiPath, ukiName);
       this.ukiFileId = uki.id;
-      this.kvmArguments = pulumi.all([ukiName, firmware.id, uki.id]).apply(([ukiFile]) => proxmoxSnpVm({ ...settings, ukiFile }).kvmArguments);
+      // Through the uploads' ids: the VM is created only once both files are on the datastore.
+      this.kvmArguments = pulumi.all([ukiName, firmware.id, uki.id]).apply(([ukiFile]) => snpKvmArguments({ isoDir: args.isoDir, firmwareFile, ukiFile }));
     }
 
     this.machine = new proxmoxve.VmLegacy(
@@ -139,7 +135,7 @@ export class ProxmoxRelayVm extends pulumi.ComponentResource implements RelayVmT
         serialDevices: [{ device: "socket" }],
         vga: { type: "serial0" },
         agent: { enabled: false },
-        ...(snp ? { amdSev: snp, kvmArguments: this.kvmArguments! } : {}),
+        ...(sev ? { amdSev: snpAmdSev(sev), kvmArguments: this.kvmArguments! } : {}),
         started: true,
         onBoot: true,
         stopOnDestroy: true,
@@ -200,7 +196,6 @@ export function proxmoxTarget(config: StackConfig, projectDir: string): RelayTar
     rootPassword ? { endpoint: target.endpoint, username: "root@pam", password: rootPassword, insecure: !target.verifyTls } : { endpoint: target.endpoint, apiToken, insecure: !target.verifyTls },
   );
   const secrets: Record<string, pulumi.Input<string>> = { [PROXMOX_TOKEN_ENV]: apiToken, ...(rootPassword ? { [PROXMOX_ROOT_PASSWORD_ENV]: rootPassword } : {}) };
-  const firmwareOf = (relay: RelayConfig) => snpFirmwareFileName(createHash("sha256").update(readFileSync(inProject(projectDir, relay.sev!.ovmf!))).digest("hex"));
   return {
     spec: (relay) => ({
       kind: "proxmox",
@@ -209,7 +204,7 @@ export function proxmoxTarget(config: StackConfig, projectDir: string): RelayTar
       node: relay.node,
       vmId: relay.vmId,
       datastore: target.datastore,
-      ...(relay.sev?.enabled ? { snp: { isoDir: target.isoDir, firmwareFile: firmwareOf(relay), allowSmt: relay.sev.allowSmt, noDebug: relay.sev.noDebug } } : {}),
+      ...(relay.sev?.enabled ? { snp: { isoDir: target.isoDir, firmwareFile: snpFirmwareFileName(relay.sev.ovmfSha256!) } } : {}),
     }),
     secrets,
     createVm: (name, args, opts) =>

@@ -151,6 +151,7 @@ export class Relay extends pulumi.ComponentResource {
           ukiPath: this.image.ukiPath,
           ukiSha256: this.image.built.ukiSha256,
           ovmf: inProject(args.projectDir, sev.ovmf),
+          ovmfSha256: sev.ovmfSha256!,
           vcpus: plan.config.cores,
           vcpuType: sev.vcpuType ?? plan.config.cpuType,
           policy: qemuServerSnpPolicy(sev),

@@ -52,27 +52,22 @@ export function qemuServerSnpPolicy(settings: SnpLaunchSettings): string {
   return `0x${policy.toString(16)}`;
 }
 
-export interface ProxmoxSnpVm {
-  /** The provider's amdSev block. */
-  amdSev: { type: "snp"; noDebug: boolean; allowSmt: boolean; kernelHashes: true; noKeySharing: false };
-  /** The provider's kvmArguments (Proxmox VE's `args`). */
-  kvmArguments: string;
+/** The provider's amdSev block of an SNP relay: kernel hashes on, so QEMU fills the firmware's table with the UKI's hashes. */
+export function snpAmdSev(settings: SnpLaunchSettings) {
+  return { type: "snp" as const, noDebug: settings.noDebug, allowSmt: settings.allowSmt, kernelHashes: true as const, noKeySharing: false as const };
 }
 
 const SAFE_PATH = /^\/[A-Za-z0-9._/-]+$/;
 
-/** The VM settings of a measured direct boot: the firmware and the UKI from the ISO directory, kernel hashes on. */
-export function proxmoxSnpVm(input: SnpLaunchSettings & { isoDir: string; firmwareFile: string; ukiFile: string }): ProxmoxSnpVm {
+/** The provider's kvmArguments (Proxmox VE's `args`) of an SNP relay: the firmware and the UKI from the ISO directory. */
+export function snpKvmArguments(input: { isoDir: string; firmwareFile: string; ukiFile: string }): string {
   const path = (file: string) => {
     const full = `${input.isoDir.replace(/\/+$/, "")}/${file}`;
     // args is split like a shell would: a path must be one word, with nothing a shell word could mean.
     if (!SAFE_PATH.test(full)) throw new Error(`${full} is not a plain absolute path; it cannot go into the VM's args`);
     return full;
   };
-  return {
-    amdSev: { type: "snp", noDebug: input.noDebug, allowSmt: input.allowSmt, kernelHashes: true, noKeySharing: false },
-    kvmArguments: `-bios ${path(input.firmwareFile)} -kernel ${path(input.ukiFile)}`,
-  };
+  return `-bios ${path(input.firmwareFile)} -kernel ${path(input.ukiFile)}`;
 }
 
 /** Proxmox VE property strings: `a=1,b=2`, the first bare value being the default key. */

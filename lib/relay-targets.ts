@@ -8,7 +8,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { basename } from "node:path";
 import { consoleLogOf, runningPid, startLocalVm } from "./local-vm";
 import { bootIso, uploadIso, vmState, type ProxmoxConnection } from "./proxmox-api";
-import { proxmoxSnpVm, ukiFileName } from "./proxmox-snp";
+import { snpKvmArguments, ukiFileName } from "./proxmox-snp";
 import type { BuiltImage } from "./relay-build";
 import type { RelayTarget } from "./steps";
 
@@ -64,7 +64,7 @@ export function relayMachine(target: RelayTarget, env: NodeJS.ProcessEnv = proce
       if (snp) {
         const ukiFile = ukiFileName(basename(image.iso));
         await uploadIso(connection, target.node, target.datastore, image.uki, ukiFile);
-        args = proxmoxSnpVm({ ...snp, ukiFile }).kvmArguments;
+        args = snpKvmArguments({ ...snp, ukiFile });
       }
       await bootIso(connection, target.node, target.vmId, volid, args);
     },

@@ -74,7 +74,7 @@ export const relayTargetSpec = z.discriminatedUnion("kind", [
       datastore: z.string().regex(/^[a-z][a-z0-9_.-]*[a-z0-9]$/),
       /** SEV-SNP relays: the measured direct boot's firmware file in the node's ISO directory (lib/proxmox-snp.ts). */
       snp: z
-        .object({ isoDir: z.string().regex(/^\/[A-Za-z0-9._/-]+$/), firmwareFile: z.string().regex(/^[A-Za-z0-9._-]+$/), allowSmt: z.boolean(), noDebug: z.boolean() })
+        .object({ isoDir: z.string().regex(/^\/[A-Za-z0-9._/-]+$/), firmwareFile: z.string().regex(/^[A-Za-z0-9._-]+$/) })
         .strict()
         .optional(),
     })

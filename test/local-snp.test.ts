@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { localLaunchMeasurement, snpSocketOf, startSnpSimulator, stopSnpSimulator, ukiFromIso } from "../lib/local-snp";
 import { runningPid } from "../lib/local-vm";
-import { effectiveSnpLaunch, proxmoxSnpVm, qemuServerSnpCommand } from "../lib/proxmox-snp";
+import { effectiveSnpLaunch, qemuServerSnpCommand, snpKvmArguments } from "../lib/proxmox-snp";
 import { LOCAL_SNP_FIRMWARE, qemuRelayArgs, SNP_SERIAL_PORT, type QemuRelayMachine } from "../lib/qemu";
 import { vcpuSignatureForType } from "../lib/snp/vcpuTypes";
 import { parseAttestationReport, REPORT_SIZE } from "../lib/snp/report";
@@ -259,7 +259,7 @@ describe("start-local-vm with a simulated secure processor", () => {
     // this machine can run in place of the pinned AmdSevX64 build.
     const proxmox = effectiveSnpLaunch(
       qemuServerSnpCommand(
-        { bios: "ovmf", machine: "q35", cores: target.cores, sockets: 1, cpu: VCPU_TYPE, memory: String(target.memoryMiB), "amd-sev": "type=snp,allow-smt=0,kernel-hashes=1,no-debug=1,no-key-sharing=0", args: proxmoxSnpVm({ isoDir: "/var/lib/vz/template/iso", firmwareFile: "ovmf.img", ukiFile: "relay.efi.img", allowSmt: false, noDebug: true }).kvmArguments },
+        { bios: "ovmf", machine: "q35", cores: target.cores, sockets: 1, cpu: VCPU_TYPE, memory: String(target.memoryMiB), "amd-sev": "type=snp,allow-smt=0,kernel-hashes=1,no-debug=1,no-key-sharing=0", args: snpKvmArguments({ isoDir: "/var/lib/vz/template/iso", firmwareFile: "ovmf.img", ukiFile: "relay.efi.img" }) },
         { cbitpos: 51, reducedPhysBits: 1 },
       ),
     );

@@ -7,7 +7,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { effectiveSnpLaunch, proxmoxSnpVm, qemuServerSnpCommand, qemuServerSnpPolicy, snpFirmwareFileName, splitArgs, ukiFileName } from "../lib/proxmox-snp";
+import { effectiveSnpLaunch, qemuServerSnpCommand, qemuServerSnpPolicy, snpAmdSev, snpFirmwareFileName, snpKvmArguments, splitArgs, ukiFileName } from "../lib/proxmox-snp";
 
 const fixture = (name: string) => readFileSync(join(__dirname, "fixtures", "qemu-server", name), "utf8");
 
@@ -56,9 +56,9 @@ describe("the QEMU command line qemu-server makes of an SNP VM", () => {
   });
 
   it("appends args last, so a relay's -bios replaces Proxmox's firmware and -kernel boots the UKI with its hashes measured", () => {
-    const vm = proxmoxSnpVm({ isoDir: "/var/lib/vz/template/iso", firmwareFile: snpFirmwareFileName("ab".repeat(32)), ukiFile: ukiFileName("relay-X-0123456789ab-01234567.iso"), allowSmt: false, noDebug: true });
+    const args = snpKvmArguments({ isoDir: "/var/lib/vz/template/iso", firmwareFile: snpFirmwareFileName("ab".repeat(32)), ukiFile: ukiFileName("relay-X-0123456789ab-01234567.iso") });
     // The form bpg's provider sends (its CustomAMDSEV key order), as Proxmox VE stores it.
-    const config = { bios: "ovmf", machine: "q35", cores: 2, sockets: 1, cpu: "EPYC-v4", memory: "1024", "amd-sev": "type=snp,allow-smt=0,kernel-hashes=1,no-debug=1,no-key-sharing=0", args: vm.kvmArguments };
+    const config = { bios: "ovmf", machine: "q35", cores: 2, sockets: 1, cpu: "EPYC-v4", memory: "1024", "amd-sev": "type=snp,allow-smt=0,kernel-hashes=1,no-debug=1,no-key-sharing=0", args };
     const argv = qemuServerSnpCommand(config, { cbitpos: 51, reducedPhysBits: 1 });
     expect(argv.filter((arg) => arg === "-bios")).toHaveLength(2);
     expect(effectiveSnpLaunch(argv)).toEqual({
@@ -70,13 +70,13 @@ describe("the QEMU command line qemu-server makes of an SNP VM", () => {
       kernelHashes: true,
       confidentialGuest: true,
     });
-    expect(vm.amdSev).toEqual({ type: "snp", noDebug: true, allowSmt: false, kernelHashes: true, noKeySharing: false });
+    expect(snpAmdSev({ allowSmt: false, noDebug: true })).toEqual({ type: "snp", noDebug: true, allowSmt: false, kernelHashes: true, noKeySharing: false });
   });
 
   it("splits args as Text::ParseWords::shellwords does, and refuses paths a shell word could change", () => {
     expect(splitArgs(`-a 'b c' "d\\"e" f\\ g  `)).toEqual(["-a", "b c", 'd"e', "f g"]);
     expect(() => splitArgs("-a 'b")).toThrow(/unbalanced/);
-    expect(() => proxmoxSnpVm({ isoDir: "/var/lib/vz/template iso", firmwareFile: "f.img", ukiFile: "u.img", allowSmt: false, noDebug: true })).toThrow(/not a plain absolute path/);
+    expect(() => snpKvmArguments({ isoDir: "/var/lib/vz/template iso", firmwareFile: "f.img", ukiFile: "u.img" })).toThrow(/not a plain absolute path/);
   });
 
   it("refuses a config that is not an SNP guest, or not on OVMF, as qemu-server does", () => {
