@@ -26,8 +26,8 @@ while (($#)); do
 done
 mkdir -p "$dest/etc" "$dest/usr/bin" "$dest/bin" "$dest/lib/apk/db" "$dest/usr/share/tor"
 echo 'NAME="Alpine Linux"' >"$dest/etc/os-release"
-# apk's installed database: P: a package, F: a directory of it, R: a file in that directory.
-printf 'P:tor\nF:usr/bin\nR:tor\n\nP:openssh-server\nF:usr/sbin\nR:sshd\n' >"$dest/lib/apk/db/installed"
+# apk's installed database: C: its checksum, P: a package, V: its version, A: its architecture, F: a directory of it, R: a file in that directory.
+printf 'C:Q1tor0000000000000000000000000=\nP:tor\nV:0.4.8.21-r0\nA:x86_64\nF:usr/bin\nR:tor\n\nC:Q1ssh0000000000000000000000000=\nP:openssh-server\nV:10.2_p1-r0\nA:x86_64\nF:usr/sbin\nR:sshd\n' >"$dest/lib/apk/db/installed"
 mkdir -p "$dest/usr/sbin" && echo sshd >"$dest/usr/sbin/sshd"
 : >"$dest/usr/share/tor/geoip"
 if [[ $script == - ]]; then (cd "$dest" && sed 's|^cp /lib|cp lib|; s| /etc/| etc/|' | sh); fi
@@ -79,6 +79,15 @@ describe("images/alpine/build-base.sh", () => {
     expect(readFileSync(join(out, "rootfs/lib/apk/db/installed"), "utf8")).toContain("P:tor");
     expect(readFileSync(join(out, "uname"), "utf8").trim()).toBe("6.18.1-0-virt");
     for (const file of ["vmlinuz", "base.cpio.zst", "os-release", ".complete", "rootfs/init", "rootfs/etc/inittab"]) expect(existsSync(join(out, file)), file).toBe(true);
+  });
+
+  it("records the packages apk installed, with apk's checksums, and the date inside the base", () => {
+    const record = JSON.parse(readFileSync(join(out, "base.json"), "utf8"));
+    expect(record).toMatchObject({ flavour: "alpine", release: "v3.23", sourceDateEpoch: 1_767_225_600, kernel: "6.18.1-0-virt" });
+    expect(record.packages).toEqual([
+      { name: "openssh-server", version: "10.2_p1-r0", architecture: "x86_64", digest: "apk-Q1ssh0000000000000000000000000=" },
+      { name: "tor", version: "0.4.8.21-r0", architecture: "x86_64", digest: "apk-Q1tor0000000000000000000000000=" },
+    ]);
   });
 
   it("packs openssh-server's files, as apk's database lists them, in the SSH layer and not in the base layer", () => {

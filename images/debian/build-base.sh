@@ -34,7 +34,7 @@ rm -rf "$out" && mkdir -p "$out" && chmod 0700 "$out"
 # shellcheck disable=SC2016
 mmdebstrap --quiet --variant=essential \
   --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
-  --skip=cleanup/apt/cache \
+  --skip=cleanup/apt/cache --skip=essential/unlink \
   --customize-hook='printf "" >"$1/etc/resolv.conf"' \
   --customize-hook='echo relay >"$1/etc/hostname"' \
   --include="$packages" \
@@ -47,6 +47,10 @@ mmdebstrap --quiet --variant=essential \
 for deb in "$out"/rootfs/var/cache/apt/archives/*.deb; do
   printf '%s\t%s\t%s\t%s\n' "$(dpkg-deb -f "$deb" Package)" "$(dpkg-deb -f "$deb" Version)" "$(dpkg-deb -f "$deb" Architecture)" "$(sha256sum <"$deb" | cut -d' ' -f1)"
 done | LC_ALL=C sort >"$out/packages.tsv"
+# Every installed package must have its .deb's digest: none may go unrecorded.
+missing=$(LC_ALL=C comm -13 <(cut -f1 "$out/packages.tsv" | LC_ALL=C sort -u) \
+  <(dpkg-query --admindir="$out/rootfs/var/lib/dpkg" -W -f '${Package}\n' | LC_ALL=C sort -u))
+[[ -z $missing ]] || { echo "build-base: no .deb was kept for: ${missing//$'\n'/ }" >&2; exit 1; }
 rm -rf "$out/rootfs/var/cache/apt" && mkdir -p "$out/rootfs/var/cache/apt"
 
 # Host keys are per relay and come with the overlay.
