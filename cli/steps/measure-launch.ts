@@ -7,10 +7,15 @@
  */
 import { createHash } from "node:crypto";
 import { mkdirSync, readFileSync } from "node:fs";
-import { dirname } from "node:path";
+import { basename, dirname, isAbsolute, relative } from "node:path";
 import { expectedLaunchMeasurement } from "../../lib/snp/launchDigest";
 import { publishSigned } from "../../lib/signing";
 import type { StepSpec } from "../../lib/steps";
+
+const projectRelative = (file: string) => {
+  const inside = relative(process.cwd(), file);
+  return inside.startsWith("..") || isAbsolute(inside) ? basename(file) : inside;
+};
 
 export function measureLaunch(spec: StepSpec<"measure-launch">): void {
   const ovmf = readFileSync(spec.ovmf);
@@ -23,7 +28,8 @@ export function measureLaunch(spec: StepSpec<"measure-launch">): void {
     imageDigest: spec.imageDigest,
     uki: { sha256: sha256(kernel) },
     ...(spec.iso ? { iso: { sha256: sha256(readFileSync(spec.iso)) } } : {}),
-    ovmf: { file: spec.ovmf, sha256: sha256(ovmf) },
+    // Where the project keeps it (steps run in the project), never the build host's absolute path: verify-build finds it there, or takes --ovmf.
+    ovmf: { file: projectRelative(spec.ovmf), sha256: sha256(ovmf) },
     vcpus: spec.vcpus,
     vcpuType: spec.vcpuType,
     vmm: "QEMU",
