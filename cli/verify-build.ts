@@ -23,6 +23,7 @@ import { packageDifferences, readBaseRecord } from "../lib/base-record";
 import { relayAgentBinary } from "../lib/broker-agent";
 import { rebuildRecipe, unrebuildableReason, type BuildRecord } from "../lib/build-record";
 import { buildRelayImage } from "../lib/relay-build";
+import { withToolsOnPath } from "../lib/run";
 import { verifySignature } from "../lib/signing";
 import { expectedLaunchMeasurement } from "../lib/snp/launchDigest";
 import { buildBase } from "./steps/build-base";
@@ -172,6 +173,8 @@ export async function verifyBuild(argv: string[], projectDir = process.cwd()): P
 }
 
 if (require.main === module) {
+  // The builders (ukify, its stub, syft) are where scripts/setup.sh put them, whether or not scripts/env.sh was sourced.
+  process.env.PATH = withToolsOnPath().PATH;
   verifyBuild(process.argv.slice(2)).then(
     (code) => process.exit(code),
     (err: Error) => {
