@@ -14,6 +14,7 @@ import { cpSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { renderAgentConfig } from "../lib/broker-agent";
+import { toolsBin } from "../lib/run";
 import type { BuiltImage } from "../lib/relay-build";
 import { TEST_OVMF, TEST_OVMF_SHA256 } from "./support/broker";
 import { makeTestKeys } from "./support/fleet";
@@ -76,8 +77,10 @@ describe("npm run verify-build", () => {
     writeFileSync(snpFile, JSON.stringify(snp, null, 1) + "\n");
     return to;
   };
+  // A user's PATH: without the project's tool directory (npm run does not source scripts/env.sh).
+  const userPath = { PATH: (process.env.PATH ?? "").split(":").filter((dir) => dir !== toolsBin()).join(":") };
   const verify = (artifacts: string, ...args: string[]) =>
-    verifier.scriptAsync("cli/verify-build.ts", relay.name, built.imageDigest, "--artifacts", artifacts, "--ovmf", TEST_OVMF, ...args);
+    verifier.scriptAsyncWith(userPath, "cli/verify-build.ts", relay.name, built.imageDigest, "--artifacts", artifacts, "--ovmf", TEST_OVMF, ...args);
 
   it("builds the same recipe twice into the same UKI and ISO, byte for byte", () => {
     expect(built.ukiSha256).toBe(first.ukiSha256);

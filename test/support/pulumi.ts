@@ -93,7 +93,12 @@ export class TestProject {
 
   /** Like script, without blocking the test worker (a long script, e.g. a rebuild, would starve vitest's RPC). */
   scriptAsync(path: string, ...args: string[]): Promise<PulumiResult> {
-    return collect(spawn(join(this.dir, "node_modules/.bin/tsx"), [join(this.dir, path), ...args], { cwd: this.dir, env: this.env }));
+    return this.scriptAsyncWith({}, path, ...args);
+  }
+
+  /** Like scriptAsync, with environment variables changed (e.g. the PATH `npm run` gives a user who never sourced scripts/env.sh). */
+  scriptAsyncWith(env: Record<string, string>, path: string, ...args: string[]): Promise<PulumiResult> {
+    return collect(spawn(join(this.dir, "node_modules/.bin/tsx"), [join(this.dir, path), ...args], { cwd: this.dir, env: { ...this.env, ...env } }));
   }
 
   writeFile(path: string, content: string): void {
