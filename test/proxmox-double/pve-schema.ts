@@ -147,45 +147,34 @@ export const ROOT_ONLY = new Set(["args", "amd-sev"]);
 
 const unknown = "property is not defined in schema and the schema does not allow additional properties";
 
+/** Checks every parameter against its rule; `extra` holds the rules of the call's own parameters besides the config keys. */
+function checkParameters(form: Record<string, string>, extra: Record<string, (value: string) => string | undefined>): Problems {
+  const problems: Problems = {};
+  for (const [key, value] of Object.entries(form)) {
+    const rule = extra[key] ?? VM_CONFIG[key];
+    const problem = rule ? rule(value) : unknown;
+    if (problem) problems[key] = problem;
+  }
+  return problems;
+}
+
 /** POST /nodes/{node}/qemu. */
 export function checkVmCreate(form: Record<string, string>): Problems {
-  const problems: Problems = {};
+  const problems = checkParameters(form, { vmid: (v) => (/^[1-9][0-9]{2,8}$/.test(v) ? undefined : `value '${v}' does not look like a valid VM ID`), start: bool, pool: () => undefined });
   if (form.vmid === undefined) problems.vmid = "property is missing and it is not optional";
-  else if (!/^[1-9][0-9]{2,8}$/.test(form.vmid)) problems.vmid = `value '${form.vmid}' does not look like a valid VM ID`;
-  for (const [key, value] of Object.entries(form)) {
-    if (key === "vmid" || key === "start" || key === "pool") continue;
-    const rule = VM_CONFIG[key];
-    if (!rule) problems[key] = unknown;
-    else {
-      const problem = rule(value);
-      if (problem) problems[key] = problem;
-    }
-  }
   return problems;
 }
 
 /** PUT or POST /nodes/{node}/qemu/{vmid}/config: the config keys, plus digest, delete and (POST) background_delay. */
 export function checkVmUpdate(form: Record<string, string>, method: "PUT" | "POST"): Problems {
-  const problems: Problems = {};
-  for (const [key, value] of Object.entries(form)) {
-    if (key === "digest") {
-      if (!/^[a-f0-9]{40,64}$/i.test(value)) problems.digest = "value may only be 64 characters long";
-    } else if (key === "delete") {
-      const bad = value.split(/[,;\s]+/).filter(Boolean).find((k) => !VM_CONFIG[k]);
-      if (bad !== undefined) problems.delete = `invalid format - format error - ${bad}: not a configuration key`;
-    } else if (key === "background_delay" && method === "POST") {
-      const problem = int(1, 30)(value);
-      if (problem) problems[key] = problem;
-    } else {
-      const rule = VM_CONFIG[key];
-      if (!rule) problems[key] = unknown;
-      else {
-        const problem = rule(value);
-        if (problem) problems[key] = problem;
-      }
-    }
-  }
-  return problems;
+  return checkParameters(form, {
+    digest: (v) => (/^[a-f0-9]{40,64}$/i.test(v) ? undefined : "value may only be 64 characters long"),
+    delete: (v) => {
+      const bad = v.split(/[,;\s]+/).filter(Boolean).find((k) => !VM_CONFIG[k]);
+      return bad !== undefined ? `invalid format - format error - ${bad}: not a configuration key` : undefined;
+    },
+    ...(method === "POST" ? { background_delay: int(1, 30) } : {}),
+  });
 }
 
 /** POST …/status/{start,stop,shutdown,reboot,reset}: the parameters each takes. */
