@@ -19,11 +19,7 @@ const pidFile = (runDir: string) => join(runDir, "qemu.pid");
 /** An SNP relay's UKI, taken out of its ISO and booted as -kernel. */
 const UKI_FILE = "relay.efi";
 /** Beside the run directory, which a restart removes: the UKI waits there while the old VM stops. */
-const tmpUkiDir = (runDir: string) => {
-  const dir = `${runDir}.uki`;
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
-  return dir;
-};
+const ukiWaitDir = (runDir: string) => `${runDir}.uki`;
 export const consoleLogOf = (runDir: string) => join(runDir, "console.log");
 
 function alive(pid: number): boolean {
@@ -69,14 +65,15 @@ export async function startLocalVm(target: QemuTarget, iso: string, log: (line: 
   const { snp } = target;
   // Measured before anything is stopped: an ISO that cannot be measured leaves the running VM alone.
   // An SNP relay boots the UKI inside its ISO directly (-kernel), as on Proxmox VE; that very file is measured.
-  const uki = snp ? ukiFromIso(iso, join(tmpUkiDir(target.runDir), UKI_FILE)) : undefined;
+  if (snp) mkdirSync(ukiWaitDir(target.runDir), { recursive: true, mode: 0o700 });
+  const uki = snp ? ukiFromIso(iso, join(ukiWaitDir(target.runDir), UKI_FILE)) : undefined;
   const measurement = snp && uki ? ukiLaunchMeasurement({ ovmf: snp.ovmf, kernel: uki, vcpus: target.cores, vcpuType: snp.vcpuType }) : undefined;
   const cpuModel = snp ? localCpuModel(snp.vcpuType, qemuCpuModels()) : undefined;
   // A VM left over from an interrupted run would hold the forwarded ports.
   await stopLocalVm(target.runDir);
   mkdirSync(target.runDir, { recursive: true, mode: 0o700 });
-  if (snp) renameSync(join(tmpUkiDir(target.runDir), UKI_FILE), join(target.runDir, UKI_FILE));
-  rmSync(tmpUkiDir(target.runDir), { recursive: true, force: true });
+  if (snp) renameSync(join(ukiWaitDir(target.runDir), UKI_FILE), join(target.runDir, UKI_FILE));
+  rmSync(ukiWaitDir(target.runDir), { recursive: true, force: true });
   const varsFile = join(target.runDir, "OVMF_VARS.fd");
   copyFileSync(OVMF_VARS, varsFile);
   const { network } = target;
