@@ -56,7 +56,8 @@ export function deployFleet(
 
   const broker = resolveBroker(config, projectDir, fleet.testnet);
   const brokerParts = broker ? brokerImageParts(broker, relayAgentBinary()) : undefined;
-  const target = config.target === "qemu" ? qemuTarget(join(projectDir, ".runtime", options.stack), projectDir, fleet.testnet!, broker) : proxmoxTarget(config, projectDir);
+  const reach = { projectDir, stack: options.stack, testnet: fleet.testnet, broker };
+  const target = config.target === "qemu" ? qemuTarget(config, reach) : proxmoxTarget(config, reach);
   const flavour = config.image.flavour;
   const base = new BaseImage(flavour, { inputs: baseImageInputs(config.image, projectDir), projectDir, buildRoot: buildDir });
   const baseSbom = new BaseSbom(flavour, { baseDir: base.dir, baseDigest: base.digest, flavour, artifactsDir, projectDir });

@@ -1,10 +1,9 @@
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import { join } from "node:path";
-import type { ResolvedBroker } from "../lib/broker-endpoint";
-import { inProject } from "../lib/fleet";
+import type { StackConfig } from "../lib/config";
+import { relayTargetOf, type ReachContext } from "../lib/relay-reach";
 import type { RelayTarget } from "../lib/steps";
-import { tapName, type TestnetNetwork } from "../lib/testnet";
 import type { RelayTargetKind, RelayVmArgs, RelayVmTarget } from "./relay-vm";
 import { stepResource } from "./step";
 
@@ -54,26 +53,11 @@ export class LocalRelayVm extends pulumi.ComponentResource implements RelayVmTar
   }
 }
 
-/**
- * Relays under QEMU on this machine (the local stack), each on a tap device
- * of the testnet's bridge; run directories under <runtimeDir>/<relay>.
- */
-export function qemuTarget(runtimeDir: string, projectDir: string, testnet: TestnetNetwork, broker?: ResolvedBroker): RelayTargetKind {
+/** Relays under QEMU on this machine (the local stack), each on a tap device of the testnet's bridge (lib/relay-reach.ts). */
+export function qemuTarget(config: StackConfig, context: ReachContext): RelayTargetKind {
   return {
-    spec: (relay) => ({
-      kind: "qemu",
-      runDir: join(runtimeDir, relay.name),
-      mac: relay.mac.toLowerCase(),
-      memoryMiB: relay.memoryMiB,
-      cores: relay.cores,
-      network: { kind: "bridge", netns: testnet.netns, bridge: testnet.bridge, tap: tapName(relay.vmId) },
-      // Broker mode with simulated attestation: the secure processor SNP hardware would be, simulated beside QEMU
-      // (TEST ONLY), measuring the booted ISO with the relay's own SEV settings.
-      ...(broker?.simulatorDir && relay.sev?.enabled && relay.sev.ovmf
-        ? { snp: { simulatorDir: broker.simulatorDir, ovmf: inProject(projectDir, relay.sev.ovmf), vcpuType: relay.sev.vcpuType ?? relay.cpuType } }
-        : {}),
-    }),
+    spec: (relay) => relayTargetOf(config, relay, context),
     secrets: {},
-    createVm: (name, args, opts) => new LocalRelayVm(name, { ...args, projectDir }, opts),
+    createVm: (name, args, opts) => new LocalRelayVm(name, { ...args, projectDir: context.projectDir }, opts),
   };
 }

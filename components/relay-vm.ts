@@ -2,6 +2,7 @@ import * as proxmoxve from "@muhlba91/pulumi-proxmoxve";
 import * as pulumi from "@pulumi/pulumi";
 import type { RelayConfig, StackConfig } from "../lib/config";
 import { snpAmdSev, snpFirmwareFileName, snpKvmArguments, ukiFileName } from "../lib/proxmox-snp";
+import { relayTargetOf, type ReachContext } from "../lib/relay-reach";
 import { PROXMOX_ROOT_PASSWORD_ENV, PROXMOX_TOKEN_ENV } from "../lib/relay-targets";
 import { inProject } from "../lib/fleet";
 import type { RelayTarget } from "../lib/steps";
@@ -186,7 +187,8 @@ export class ProxmoxRelayVm extends pulumi.ComponentResource implements RelayVmT
 }
 
 /** Relays on Proxmox VE, through the proxmoxve provider. */
-export function proxmoxTarget(config: StackConfig, projectDir: string): RelayTargetKind {
+export function proxmoxTarget(config: StackConfig, context: ReachContext): RelayTargetKind {
+  const { projectDir } = context;
   const target = config.proxmox!;
   const apiToken = pulumi.secret(config.proxmoxApiToken!);
   const rootPassword = config.proxmoxRootPassword ? pulumi.secret(config.proxmoxRootPassword) : undefined;
@@ -197,15 +199,7 @@ export function proxmoxTarget(config: StackConfig, projectDir: string): RelayTar
   );
   const secrets: Record<string, pulumi.Input<string>> = { [PROXMOX_TOKEN_ENV]: apiToken, ...(rootPassword ? { [PROXMOX_ROOT_PASSWORD_ENV]: rootPassword } : {}) };
   return {
-    spec: (relay) => ({
-      kind: "proxmox",
-      endpoint: target.endpoint,
-      verifyTls: target.verifyTls,
-      node: relay.node,
-      vmId: relay.vmId,
-      datastore: target.datastore,
-      ...(relay.sev?.enabled ? { snp: { isoDir: target.isoDir, firmwareFile: snpFirmwareFileName(relay.sev.ovmfSha256!) } } : {}),
-    }),
+    spec: (relay) => relayTargetOf(config, relay, context),
     secrets,
     createVm: (name, args, opts) =>
       new ProxmoxRelayVm(name, { ...args, datastore: target.datastore, bridge: target.bridge, keepIsos: target.keepIsos, secrets, projectDir, isoDir: target.isoDir }, { ...opts, provider }),

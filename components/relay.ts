@@ -3,13 +3,13 @@ import { join } from "node:path";
 import { renderAgentConfig } from "../lib/broker-agent";
 import { brokerAdminSpec, type ResolvedBroker } from "../lib/broker-endpoint";
 import { BrokerEnrolment } from "./broker-enrolment";
-import { addressOf } from "../lib/addresses";
 import type { StackConfig } from "../lib/config";
 import { inProject, type PlannedRelay } from "../lib/fleet";
 import { relayImageDigest, relayImageInputs, relayImageTexts, type BrokerImageParts } from "../lib/image-inputs";
 import type { BaseImage } from "./base-image";
 import { LaunchMeasurement } from "./launch-measurement";
 import { qemuServerSnpPolicy } from "../lib/proxmox-snp";
+import { relayChannelOf } from "../lib/relay-reach";
 import { RelayImage } from "./relay-image";
 import { RelayRollout } from "./relay-rollout";
 import type { RelayTargetKind, RelayVmTarget } from "./relay-vm";
@@ -75,15 +75,7 @@ export class Relay extends pulumi.ComponentResource {
     const brokerWatch = broker
       ? { admin: brokerAdminSpec(broker), pushIntervalSeconds: broker.pushIntervalSeconds, attestation: broker.attestation, ...(launch ? { launch } : {}) }
       : undefined;
-    const channel = {
-      host: plan.config.sshHost ?? addressOf(plan.config.ipv4.address),
-      port: plan.config.sshPort ?? config.stateCollection.port,
-      user: config.stateCollection.user,
-      privateKeyFile: inProject(args.projectDir, config.stateCollection.privateKeyFile),
-      connectTimeoutSeconds: config.stateCollection.connectTimeoutSeconds,
-      // A relay on the local testnet's bridge is reached from inside its namespace.
-      ...(target.kind === "qemu" && target.network.kind === "bridge" ? { netns: target.network.netns } : {}),
-    };
+    const channel = relayChannelOf(config, plan.config, target, args.projectDir);
 
     const collection = new StateCollection(
       `${name}-state`,
