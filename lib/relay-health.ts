@@ -15,6 +15,10 @@ export interface HealthReport {
   /** From tor's DataDirectory/fingerprint: "Nickname FINGERPRINT". */
   rsaFingerprint?: string;
   ed25519Identity?: string;
+  /** tor's DataDirectory/keys/ed25519_signing_cert as the relay holds it (public), base64. */
+  signingCert?: Buffer;
+  /** tor's state LastRotatedOnionKey: "YYYY-MM-DD HH:MM:SS", UTC. */
+  onionKeyRotated?: string;
   listeningPorts: number[];
   /** Octal permission bits by path, e.g. "/etc" → 0o755. */
   modes: Record<string, number>;
@@ -68,6 +72,12 @@ export function parseHealthReport(text: string): HealthReport {
         break;
       case "fingerprint-ed25519":
         report.ed25519Identity = value.split(" ")[1];
+        break;
+      case "signing-cert":
+        if (/^[A-Za-z0-9+/]+=*$/.test(value)) report.signingCert = Buffer.from(value, "base64");
+        break;
+      case "onion-key-rotated":
+        if (/^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$/.test(value)) report.onionKeyRotated = value;
         break;
       case "tcp": {
         // A /proc/net/tcp{,6} line: sl local_address rem_address st …; LISTEN is st 0A.

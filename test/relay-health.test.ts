@@ -5,10 +5,11 @@
  * tor listening: the parser reads what the script really prints.
  */
 import { spawn, spawnSync } from "node:child_process";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { healthProblems, parseHealthReport, type HealthExpectation } from "../lib/relay-health";
+import { readSigningCert } from "../lib/tor-keys";
 import { repoRoot } from "./support/pulumi";
 import { freePort } from "./support/sshd";
 import { privateTmpDir } from "./support/tmp";
@@ -42,7 +43,7 @@ describe("the health answer of a relay running tor", () => {
     for (let i = 0; i < 60; i++) {
       text = spawnSync(script, { encoding: "utf8", env: { ...process.env, RELAY_ETC: etc, RELAY_TOR_DATA: data, RELAY_RUN: join(dir, "run") } }).stdout;
       const report = parseHealthReport(text);
-      if (/^fingerprint-ed25519 /m.test(text) && report.listeningPorts.includes(orPort) && report.resolverPids.length > 0) break;
+      if (/^fingerprint-ed25519 /m.test(text) && report.onionKeyRotated && report.listeningPorts.includes(orPort) && report.resolverPids.length > 0) break;
       await new Promise((resolve) => setTimeout(resolve, 500));
     }
   });
@@ -67,6 +68,17 @@ describe("the health answer of a relay running tor", () => {
     expect(report.listeningPorts).toContain(orPort);
     expect(report.modes).toMatchObject({ "/etc": 0o755, "/etc/resolv.conf": 0o644, "/etc/relay/unbound.conf": 0o644 });
     expect(report.log).toEqual(["line one", "line two"]);
+  });
+
+  it("carries the signing certificate tor holds and when tor last rotated its onion key", () => {
+    const report = parseHealthReport(text);
+    // The very bytes tor wrote, and a certificate tor made just now: valid for days, not expired.
+    expect(report.signingCert).toEqual(readFileSync(join(data, "keys", "ed25519_signing_cert")));
+    const expires = readSigningCert(report.signingCert!).expiresAt.getTime();
+    expect(expires).toBeGreaterThan(Date.now() + 86_400_000);
+    // A tor started without onion keys makes them at once and records that moment in its state.
+    const rotated = Date.parse(`${report.onionKeyRotated!.replace(" ", "T")}Z`);
+    expect(Math.abs(rotated - Date.now())).toBeLessThan(10 * 60_000);
   });
 
   it("is healthy exactly when image, fingerprints, ORPort and resolver access are right", () => {
