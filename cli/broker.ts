@@ -7,29 +7,18 @@
  * Options: --stack NAME (default: the selected stack). Reads the stack's
  * identity.broker.admin; exits non-zero when a relay needs attention.
  */
-import { execFileSync } from "node:child_process";
 import { parseArgs } from "node:util";
 import { attestationLog, brokerStatus, reenrollRelay, revokeRelay } from "../lib/broker-admin";
 import { brokerAdminEndpoint, resolveBroker } from "../lib/broker-endpoint";
-import { parseStackConfig, projectConfigObject } from "../lib/config";
 import { inProject } from "../lib/fleet";
 import { parseHealthReport } from "../lib/relay-health";
-import { withToolsOnPath } from "../lib/run";
+import { readStackConfig } from "../lib/stack-config";
 import { readNetwork } from "../lib/testnet-host";
-
-const PROJECT = "diskless-relays";
-
-/** The stack's configuration as the program sees it: `pulumi config --json`, objects as their JSON text. */
-function stackConfig(stack: string | undefined) {
-  const raw = JSON.parse(execFileSync("pulumi", ["config", "--json", ...(stack ? ["--stack", stack] : [])], { encoding: "utf8", env: withToolsOnPath() })) as Record<string, { value?: string; objectValue?: unknown }>;
-  const all = Object.fromEntries(Object.entries(raw).map(([key, entry]) => [key, entry.objectValue !== undefined ? JSON.stringify(entry.objectValue) : (entry.value ?? "")]));
-  return parseStackConfig(projectConfigObject(all, PROJECT));
-}
 
 async function main(): Promise<number> {
   const { values, positionals } = parseArgs({ allowPositionals: true, options: { stack: { type: "string" }, "keep-keys": { type: "boolean", default: false } } });
   const [command, relay] = positionals;
-  const config = stackConfig(values.stack);
+  const config = await readStackConfig(values.stack);
   const testnet = config.testnet ? readNetwork(inProject(process.cwd(), config.testnet.dir)) : undefined;
   const broker = resolveBroker(config, process.cwd(), testnet);
   if (!broker) throw new Error("identity.mode is not broker in this stack: its relays' keys are in their images");

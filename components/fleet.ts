@@ -2,7 +2,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import type { StackConfig } from "../lib/config";
-import { inProject, type PlannedRelay } from "../lib/fleet";
+import { inProject, stackBuildRoot, type PlannedRelay } from "../lib/fleet";
 import { baseImageInputs, brokerImageParts, RELAY_SCRIPT_PATHS, treeDigest } from "../lib/image-inputs";
 import { relayAgentBinary } from "../lib/broker-agent";
 import { rollingOrder } from "../lib/rollout";
@@ -50,7 +50,7 @@ export function deployFleet(
   const { projectDir } = options;
   // Build directories hold key material: private, and outside the state.
   const buildDir = inProject(projectDir, config.buildDir);
-  const buildRoot = join(buildDir, `${options.project}-${options.stack}`);
+  const buildRoot = stackBuildRoot(config, options.project, options.stack, projectDir);
   const artifactsDir = join(projectDir, "artifacts");
   if (!options.dryRun) mkdirSync(buildRoot, { recursive: true, mode: 0o700 });
 

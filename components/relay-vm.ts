@@ -2,7 +2,7 @@ import * as proxmoxve from "@muhlba91/pulumi-proxmoxve";
 import * as pulumi from "@pulumi/pulumi";
 import type { RelayConfig, StackConfig } from "../lib/config";
 import { snpAmdSev, snpFirmwareFileName, snpKvmArguments, ukiFileName } from "../lib/proxmox-snp";
-import { relayTargetOf, type ReachContext } from "../lib/relay-reach";
+import { relayTargetOf, vmDescription, type ReachContext } from "../lib/relay-reach";
 import { PROXMOX_ROOT_PASSWORD_ENV, PROXMOX_TOKEN_ENV } from "../lib/relay-targets";
 import { inProject } from "../lib/fleet";
 import type { RelayTarget } from "../lib/steps";
@@ -112,7 +112,7 @@ export class ProxmoxRelayVm extends pulumi.ComponentResource implements RelayVmT
         nodeName: relay.node,
         vmId: relay.vmId,
         name: relay.nickname.toLowerCase(),
-        description: pulumi.interpolate`diskless Tor relay ${relay.name} (${relay.nickname})\nimage ${args.imageDigest}\niso ${args.isoName}`,
+        description: pulumi.output(args.isoName).apply((isoName) => vmDescription(relay, args.imageDigest, isoName)),
         tags: relayTags(relay),
         bios: "ovmf",
         machine: "q35",

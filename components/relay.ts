@@ -1,10 +1,9 @@
 import * as pulumi from "@pulumi/pulumi";
-import { join } from "node:path";
 import { renderAgentConfig } from "../lib/broker-agent";
 import { brokerAdminSpec, type ResolvedBroker } from "../lib/broker-endpoint";
 import { BrokerEnrolment } from "./broker-enrolment";
 import type { StackConfig } from "../lib/config";
-import { inProject, type PlannedRelay } from "../lib/fleet";
+import { inProject, relayBuildDir, type PlannedRelay } from "../lib/fleet";
 import { relayImageDigest, relayImageInputs, relayImageTexts, type BrokerImageParts } from "../lib/image-inputs";
 import type { BaseImage } from "./base-image";
 import { LaunchMeasurement } from "./launch-measurement";
@@ -59,7 +58,7 @@ export class Relay extends pulumi.ComponentResource {
   constructor(name: string, args: RelayArgs, opts?: pulumi.ComponentResourceOptions) {
     super("diskless-relays:relay:Relay", name, {}, opts);
     const { plan, config } = args;
-    const relayDir = join(args.buildRoot, "relays", plan.config.name);
+    const relayDir = relayBuildDir(args.buildRoot, plan.config.name);
     const { broker } = args;
     const baseTexts = relayImageTexts(plan, config, args.collectorPublicKey, args.projectDir, broker !== undefined);
     // Broker mode: the agent, what it pins and where it finds the broker, instead of any key.

@@ -8,9 +8,8 @@
  */
 import { spawn } from "node:child_process";
 import { chmodSync, closeSync, copyFileSync, existsSync, lstatSync, mkdirSync, mkdtempSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { basename, dirname, join } from "node:path";
-import { runTool } from "./run";
+import { runTool, withPrivateTmpDir } from "./run";
 import { expectedLaunchMeasurement } from "./snp/launchDigest";
 import { VCPU_SIGNATURES, vcpuSignatureForType } from "./snp/vcpuTypes";
 
@@ -24,15 +23,6 @@ const simulatorPidFile = (runDir: string) => join(runDir, "snp-simulator.pid");
 /** The simulator's socket in a VM's run directory: QEMU's virtio-serial chardev connects to it. */
 export const snpSocketOf = (runDir: string) => join(runDir, "snp.sock");
 export const snpLogOf = (runDir: string) => join(runDir, "snp-simulator.log");
-
-function withPrivateTmpDir<T>(prefix: string, work: (dir: string) => T): T {
-  const dir = mkdtempSync(join(tmpdir(), `diskless-relays-${prefix}-`));
-  try {
-    return work(dir);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
 
 /**
  * Extracts the UKI the ISO boots into `outFile` (0600: outside broker mode

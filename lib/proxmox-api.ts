@@ -126,6 +126,11 @@ export async function vmState(connection: ProxmoxConnection, node: string, vmId:
   }
 }
 
+/** The VM's configuration as Proxmox VE holds it (GET …/config): description, ide2, args and the rest. */
+export async function vmConfig(connection: ProxmoxConnection, node: string, vmId: number): Promise<Record<string, unknown>> {
+  return ((await call(connection, "GET", `/nodes/${segment(node)}/qemu/${vmId}/config`)) ?? {}) as Record<string, unknown>;
+}
+
 /** Uploads an ISO to the datastore (content iso), as the provider's FileLegacy does. */
 export async function uploadIso(connection: ProxmoxConnection, node: string, datastore: string, file: string, name = basename(file)): Promise<string> {
   const boundary = `diskless-relays-${randomBytes(12).toString("hex")}`;

@@ -68,3 +68,15 @@ export function relayChannelOf(config: StackConfig, relay: RelayConfig, target: 
     ...(target.kind === "qemu" && target.network.kind === "bridge" ? { netns: target.network.netns } : {}),
   };
 }
+
+/**
+ * The VM's description on Proxmox VE: what the operator sees in its web
+ * interface, and how `npm run status` learns which image a VM was created with.
+ */
+export const vmDescription = (relay: Pick<RelayConfig, "name" | "nickname">, imageDigest: string, isoName: string) =>
+  `diskless Tor relay ${relay.name} (${relay.nickname})\nimage ${imageDigest}\niso ${isoName}`;
+
+/** The image digest in a VM description written by vmDescription; undefined for any other text. */
+export function imageDigestOfVmDescription(description: string): string | undefined {
+  return /^image ([0-9a-f]{64})$/m.exec(description)?.[1];
+}

@@ -4,7 +4,8 @@
  * I/O: spawns processes.
  */
 import { spawn, spawnSync, type SpawnSyncOptions } from "node:child_process";
-import { homedir } from "node:os";
+import { mkdtempSync, rmSync } from "node:fs";
+import { homedir, tmpdir } from "node:os";
 import { join } from "node:path";
 
 /** Where scripts/setup.sh puts the tools it builds (scripts/env.sh says the same): Pulumi, its plugins, syft, the key broker's programs. */
@@ -61,4 +62,14 @@ export function runToolStreaming(tool: string, args: string[], options: { cwd?: 
       status === 0 ? resolve() : reject(new ToolError(tool, status, output, `${options.what ?? tool} failed (exit status ${status}):\n${tail(output)}`)),
     );
   });
+}
+
+/** Runs `work` in a fresh directory only this user can read (mkdtemp makes it 0700), removed afterwards. */
+export function withPrivateTmpDir<T>(prefix: string, work: (dir: string) => T): T {
+  const dir = mkdtempSync(join(tmpdir(), `diskless-relays-${prefix}-`));
+  try {
+    return work(dir);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }

@@ -1,0 +1,115 @@
+/**
+ * Is my fleet healthy, and what is it running?
+ *   npm run status [-- --stack NAME] [--json]
+ * One line per relay: the image the stack wants and the one its machine
+ * runs, tor and its fingerprints (over the pinned channel: SSH to the relay
+ * in image mode, its attested pushes to the key broker in broker mode), the
+ * signing certificate's days left, the onion key's age, vulnerable packages
+ * (from the last `npm run vulns`) and the attestation verdict. Read-only:
+ * nothing is started, stopped, collected or written.
+ * Exit status: 0 when every relay is healthy, 1 when any needs attention,
+ * 2 when the status cannot be read (no stack, no deployment, a bad config).
+ * A Proxmox VE stack needs its passphrase in PULUMI_CONFIG_PASSPHRASE (to
+ * read the API token from its config) or the token in PROXMOX_API_TOKEN.
+ */
+import { parseArgs } from "node:util";
+import { brokerStatus, type BrokerRelayStatus } from "../lib/broker-admin";
+import { brokerAdminEndpoint, resolveBroker } from "../lib/broker-endpoint";
+import { judgeRelay, renderStatusTable, statusExitCode, type DesiredRelay, type RelayObservation } from "../lib/fleet-status";
+import { inProject, relayBuildDir, stackBuildRoot } from "../lib/fleet";
+import type { ProxmoxConnection } from "../lib/proxmox-api";
+import { relayChannelOf, relayTargetOf } from "../lib/relay-reach";
+import { PROXMOX_ROOT_PASSWORD_ENV, PROXMOX_TOKEN_ENV, proxmoxConnection } from "../lib/relay-targets";
+import { readStackConfig, readStackOutput, selectedStack } from "../lib/stack-config";
+import { askHealthOverSsh, brokerObservation, observeMachine, rollbackObservation } from "../lib/status-probe";
+import { readNetwork } from "../lib/testnet-host";
+
+const PROJECT = "diskless-relays";
+
+class CannotRead extends Error {}
+
+interface DeployedRelay {
+  nickname: string;
+  rsaFingerprint: string;
+  ed25519Identity: string;
+  signingCertExpiresAt: string;
+  imageDigest: string;
+}
+
+async function main(): Promise<number> {
+  const { values } = parseArgs({ options: { stack: { type: "string" }, json: { type: "boolean", default: false } } });
+  const projectDir = process.cwd();
+  const stack = values.stack ?? (await selectedStack());
+  const [config, outputs] = await Promise.all([readStackConfig(stack, { showSecrets: true }), readStackOutput(stack, "relayOutputs")]);
+  const deployed = (outputs ?? {}) as Record<string, DeployedRelay>;
+  if (outputs === undefined) throw new CannotRead(`stack ${stack} has no relayOutputs: it has not been deployed (pulumi up --stack ${stack})`);
+
+  const testnet = config.testnet ? readNetwork(inProject(projectDir, config.testnet.dir)) : undefined;
+  if (config.target === "qemu" && !testnet) throw new CannotRead("the local stack's private network is not running: npm start (or npm run testnet) starts it");
+  const broker = resolveBroker(config, projectDir, testnet);
+  const reach = { projectDir, stack, ...(testnet ? { testnet } : {}), ...(broker ? { broker } : {}) };
+  let proxmox: ProxmoxConnection | undefined;
+  if (config.target === "proxmox") {
+    const env = { ...process.env };
+    env[PROXMOX_TOKEN_ENV] ??= config.proxmoxApiToken;
+    if (config.proxmoxRootPassword) env[PROXMOX_ROOT_PASSWORD_ENV] ??= config.proxmoxRootPassword;
+    proxmox = proxmoxConnection(config.proxmox!, env);
+  }
+  // One question to the broker answers for every relay.
+  let brokerRelays: Map<string, BrokerRelayStatus> | undefined;
+  let brokerError: string | undefined;
+  if (broker) {
+    try {
+      brokerRelays = new Map((await brokerStatus(brokerAdminEndpoint(broker))).relays.map((r) => [r.relay, r]));
+    } catch (err) {
+      brokerError = `the key broker does not answer (${(err as Error).message})`;
+    }
+  }
+  const buildRoot = stackBuildRoot(config, PROJECT, stack, projectDir);
+  const now = Date.now();
+
+  const rows = await Promise.all(
+    config.relays.map(async (relay) => {
+      const out = deployed[relay.name];
+      const target = relayTargetOf(config, relay, reach);
+      const relayDir = relayBuildDir(buildRoot, relay.name);
+      const desired: DesiredRelay = {
+        relay: relay.name,
+        nickname: relay.nickname,
+        node: relay.node,
+        imageDigest: out?.imageDigest ?? "",
+        rsaFingerprint: out?.rsaFingerprint ?? "",
+        ed25519Identity: out?.ed25519Identity ?? "",
+        signingCertExpiresAt: out?.signingCertExpiresAt ?? new Date(0).toISOString(),
+        orPort: relay.orPort,
+        exit: relay.exit.enabled,
+        healthVia: broker ? "broker" : "ssh",
+        ...(broker ? { pushIntervalSeconds: broker.pushIntervalSeconds } : {}),
+        snp: relay.sev?.enabled === true,
+      };
+      const [machine, fromRelay] = await Promise.all([
+        observeMachine(target, proxmox),
+        broker
+          ? Promise.resolve(brokerError ? { health: { error: brokerError } } : brokerObservation(brokerRelays!.get(relay.name)))
+          : askHealthOverSsh(relayChannelOf(config, relay, target, projectDir), relayDir).then((health) => ({ health })),
+      ]);
+      const rolledBack = rollbackObservation(relayDir);
+      const seen: RelayObservation = { machine, ...fromRelay, ...(rolledBack ? { rolledBack } : {}) };
+      const row = judgeRelay(desired, seen, { now, certificate: config.certificate });
+      if (!out) row.attention.unshift(`it is in the stack's config but was never deployed: pulumi up --stack ${stack}`);
+      return row;
+    }),
+  );
+
+  if (values.json) process.stdout.write(JSON.stringify({ stack, time: new Date(now).toISOString(), relays: rows }, null, 2) + "\n");
+  else process.stdout.write(`stack ${stack}, ${new Date(now).toISOString()}\n\n${renderStatusTable(rows)}`);
+  return statusExitCode(rows);
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: Error) => {
+    console.error(`status: ${err.message}`);
+    process.exit(2);
+  },
+);

@@ -1,0 +1,48 @@
+/**
+ * A stack as the operator's commands see it, without running the program:
+ * its configuration (`pulumi config --json`, validated by the program's own
+ * schema) and its outputs (`pulumi stack output --json`). Read-only.
+ * I/O: runs the Pulumi CLI.
+ */
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
+import { parseStackConfig, projectConfigObject, type StackConfig } from "./config";
+import { withToolsOnPath } from "./run";
+
+const PROJECT = "diskless-relays";
+const run = promisify(execFile);
+
+async function pulumi(args: string[], stack: string | undefined): Promise<string> {
+  try {
+    const { stdout } = await run("pulumi", [...args, ...(stack ? ["--stack", stack] : [])], { encoding: "utf8", env: withToolsOnPath(), maxBuffer: 64 * 1024 * 1024 });
+    return stdout;
+  } catch (err) {
+    const stderr = String((err as { stderr?: string }).stderr ?? "").trim();
+    if (/passphrase must be set/.test(stderr)) {
+      throw new Error(`reading stack ${stack ?? "(selected)"} needs its passphrase: export PULUMI_CONFIG_PASSPHRASE (the local stack's is empty: export PULUMI_CONFIG_PASSPHRASE=)`);
+    }
+    throw new Error(`pulumi ${args.join(" ")}${stack ? ` --stack ${stack}` : ""} failed: ${stderr || (err as Error).message}`);
+  }
+}
+
+/**
+ * The stack's configuration as the program sees it, objects as their JSON
+ * text. With `showSecrets` (a Proxmox VE stack's API token), the stack's
+ * passphrase must be in PULUMI_CONFIG_PASSPHRASE, as for pulumi up.
+ */
+export async function readStackConfig(stack: string | undefined, options: { showSecrets?: boolean } = {}): Promise<StackConfig> {
+  const raw = JSON.parse(await pulumi(["config", "--json", ...(options.showSecrets ? ["--show-secrets"] : [])], stack)) as Record<string, { value?: string; objectValue?: unknown }>;
+  const all = Object.fromEntries(Object.entries(raw).map(([key, entry]) => [key, entry.objectValue !== undefined ? JSON.stringify(entry.objectValue) : (entry.value ?? "")]));
+  return parseStackConfig(projectConfigObject(all, PROJECT));
+}
+
+/** The name of the stack a command without --stack works on. */
+export async function selectedStack(): Promise<string> {
+  return (await pulumi(["stack", "--show-name"], undefined)).trim();
+}
+
+/** One output of the stack, as JSON; undefined when the stack has never been deployed. */
+export async function readStackOutput(stack: string | undefined, name: string): Promise<unknown> {
+  const outputs = JSON.parse(await pulumi(["stack", "output", "--json"], stack)) as Record<string, unknown>;
+  return outputs[name];
+}
