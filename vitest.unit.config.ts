@@ -15,6 +15,7 @@ export const UNIT_TESTS = [
   "test/keys-cli.test.ts",
   "test/rollout.test.ts",
   "test/relay-health.test.ts",
+  "test/fleet-status.test.ts",
   "test/unbound.test.ts",
   "test/graph.test.ts",
   "test/broker-graph.test.ts",

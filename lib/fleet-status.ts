@@ -35,7 +35,7 @@ export interface RelayObservation {
   /** The relay's own health answer, with our clock (seconds) when it was made. */
   health?: { report: HealthReport; at: number } | { error: string };
   /** Broker mode: the broker's last attestation verdict and its last refusal. */
-  attestation?: { verdict: string; time: string; reason?: string; refusedAt?: string; refusal?: string };
+  attestation?: { verdict: string; evidenceKind?: string; time: string; reason?: string; refusedAt?: string; refusal?: string };
   /** The build host's record of a rollback that left the relay on an older image. */
   rolledBack?: { imageDigest: string; failedImageDigest: string; at: string; reason: string };
   /** The last `npm run vulns` report for this relay, if it evaluated the image the relay runs. */
@@ -165,9 +165,13 @@ export function judgeRelay(desired: DesiredRelay, seen: RelayObservation, policy
 
   let attestation: RelayStatus["attestation"];
   if (seen.attestation) {
-    const { verdict, refusedAt, refusal } = seen.attestation;
+    const { verdict, evidenceKind, refusedAt, refusal } = seen.attestation;
     const refusedLast = refusedAt !== undefined && Date.parse(refusedAt) > Date.parse(seen.attestation.time || "1970-01-01T00:00:00Z");
-    attestation = { verdict: refusedLast ? `refused: ${refusal}` : verdict, level: refusedLast ? "error" : verdict === "accepted" || verdict === "ok" ? "ok" : "warn" };
+    // "released" (keys at boot) and "accepted" (a push) are the broker's two good verdicts.
+    const good = verdict === "released" || verdict === "accepted";
+    const shown = `${verdict}${evidenceKind ? ` (${evidenceKind})` : ""}`;
+    attestation = { verdict: refusedLast ? `refused: ${refusal}` : shown, level: refusedLast ? "error" : good ? "ok" : "warn" };
+    if (!refusedLast && !good) attention.push(`the key broker's last verdict on it: ${shown}`);
     if (refusedLast) attention.push(`the key broker refused it at ${refusedAt}: ${refusal}`);
   } else if (desired.snp && desired.healthVia === "broker") attention.push("the key broker has no attestation from it");
 

@@ -101,7 +101,8 @@ export function brokerObservation(status: BrokerRelayStatus | undefined): Pick<R
   const attestation =
     last || refusal
       ? {
-          verdict: last ? `${last.verdict} (${last.evidenceKind})` : "none",
+          verdict: last?.verdict ?? "none",
+          ...(last ? { evidenceKind: last.evidenceKind } : {}),
           time: last?.time ?? "",
           ...(last?.reason ? { reason: last.reason } : {}),
           ...(refusal ? { refusedAt: refusal.time, refusal: `${refusal.verdict}${refusal.reason ? ` (${refusal.reason})` : ""}` } : {}),

@@ -11,6 +11,7 @@ import { createHash } from "node:crypto";
 import { mkdirSync, readdirSync, readFileSync, statSync, symlinkSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { torSigningKeyExpiration } from "../lib/key-store";
 import { expectedLaunchMeasurement } from "../lib/snp/launchDigest";
 import { qemuServerSnpCommand, effectiveSnpLaunch } from "../lib/proxmox-snp";
 import { TEST_OVMF, TEST_OVMF_SHA256 } from "./support/broker";
@@ -159,6 +160,52 @@ describe("pulumi up against the Proxmox VE API double", () => {
     expect(resources).not.toMatch(/created|updated|replaced|deleted/);
     // Nothing ran: no collection, build, upload or health check appears at all.
     expect(result.stdout).not.toMatch(/collect(ed|ing)|building|upload|healthy/i);
+  }, 300_000);
+
+  it("npm run status: every relay healthy on the image the stack wants; a stopped VM needs attention; read-only", async () => {
+    const outputs = JSON.parse((await project.runAsync("stack", "output", "relayOutputs", "--json")).stdout);
+    const status = async () => {
+      const result = await project.scriptAsync("cli/status.ts", "--stack", project.stack, "--json");
+      let board: any;
+      try {
+        board = JSON.parse(result.stdout);
+      } catch {
+        throw new Error(`status printed no JSON (${result.status}):\n${result.stdout}\n${result.stderr}`);
+      }
+      return { status: result.status, rows: new Map<string, any>(board.relays.map((row: any) => [row.relay, row])) };
+    };
+    const before = double.requests().length;
+    const healthy = await status();
+    expect(healthy.status).toBe(0);
+    for (const relay of RELAYS) {
+      const row = healthy.rows.get(relay.name)!;
+      expect(row.attention).toEqual([]);
+      // What runs: the double's VM description (read here on its own) names the image the stack output wants.
+      const description = ((await double.api("GET", `/nodes/${relay.node}/qemu/${relay.vmId}/config`)) as { description: string }).description;
+      expect(description).toContain(`image ${outputs[relay.name].imageDigest}`);
+      expect(row).toMatchObject({ desiredImage: outputs[relay.name].imageDigest, runningImage: outputs[relay.name].imageDigest, machine: "running", tor: "up", fingerprint: "ok" });
+      // The certificate the relay holds, dated as tor itself dates it.
+      expect(row.signingCert).toMatchObject({ source: "relay", expiresAt: torSigningKeyExpiration(join(project.dir, KEY_STORE, relay.name)).toISOString(), level: "ok" });
+      expect(row.onionKey.ageDays).toBeGreaterThanOrEqual(0);
+      expect(row.onionKey.ageDays).toBeLessThan(1);
+    }
+    // Read-only: status wrote nothing to Proxmox VE.
+    expect(writes(double.requests().slice(before))).toEqual([]);
+
+    await double.waitForTask((await double.api("POST", "/nodes/pve1/qemu/9101/status/stop")) as string);
+    try {
+      const down = await status();
+      expect(down.status).toBe(1);
+      expect(down.rows.get("exit-1")).toMatchObject({ machine: "stopped", tor: "down" });
+      expect(down.rows.get("exit-1").attention).toContain("VM 9101 on pve1 is not running");
+      expect(down.rows.get("guard-1").attention).toEqual([]);
+      const table = await project.scriptAsync("cli/status.ts", "--stack", project.stack);
+      expect(table.status).toBe(1);
+      expect(table.stdout).toMatch(/^exit-1\s+pve1\s+[0-9a-f]{12}\s+\S+\s+stopped\s+down\s.*ATTENTION$/m);
+      expect(table.stdout).toMatch(/^guard-1\s+pve2\s+[0-9a-f]{12}\s+same\s+running\s+up\s+ok\s.*healthy$/m);
+    } finally {
+      await double.waitForTask((await double.api("POST", "/nodes/pve1/qemu/9101/status/start")) as string);
+    }
   }, 300_000);
 
   it("redeploys exactly the relay whose torrc changed, with the onion keys collected from it", async () => {
