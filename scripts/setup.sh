@@ -17,7 +17,17 @@ PROXMOXVE_VERSION=8.6.0           # = @muhlba91/pulumi-proxmoxve's pulumi.versio
 SYFT_VERSION=1.57.0
 SYSTEMD_BACKPORT=254.26-1~bpo12+1 # ukify and the EFI stub
 
-log() { printf '[setup] %s\n' "$*" >&2; }
+# The terminal gets one line per step (fd 3); everything the tools print goes
+# to a log file, whose path is shown when a step fails.
+exec 3>&2
+mkdir -p "$DISKLESS_RELAYS_CACHE"
+SETUP_LOG="$DISKLESS_RELAYS_CACHE/setup.log"
+: >"$SETUP_LOG"
+log() { printf '[setup] %s\n' "$*" >&3; }
+# A step says what it did (built, installed…) through this file: it runs in a subshell.
+STEP_NOTE_FILE=$(mktemp)
+trap 'rm -f "$STEP_NOTE_FILE"' EXIT
+note() { printf '%s' "$*" >"$STEP_NOTE_FILE"; }
 command -v go >/dev/null || { log "Go is needed to build the Pulumi CLI, its plugins and the key broker: install it (https://go.dev/doc/install) or put it on PATH"; exit 1; }
 export GOFLAGS=-mod=mod GOTOOLCHAIN=local
 export GOPROXY=${GOPROXY:-https://proxy.golang.org}
@@ -30,7 +40,8 @@ apt_packages() {
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q '^install ok installed$' || missing+=("$pkg")
   done
   if ((${#missing[@]})); then
-    log "installing from Debian: ${missing[*]}"
+    log "  installing from Debian: ${missing[*]}"
+    note "installed ${#missing[@]}"
     apt-get update -q >/dev/null
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
   fi
@@ -47,7 +58,7 @@ apt_packages() {
 ukify_from_backports() {
   local dir="$DISKLESS_RELAYS_CACHE/systemd-backports"
   if [[ ! -f "$dir/root/lib/systemd/ukify" || ! -f "$dir/root/usr/lib/systemd/boot/efi/linuxx64.efi.stub" ]]; then
-    log "unpacking ukify and the EFI stub from bookworm-backports"
+    note "unpacked from bookworm-backports"
     if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
       echo 'deb http://deb.debian.org/debian bookworm-backports main' >/etc/apt/sources.list.d/bookworm-backports.list
     fi
@@ -73,7 +84,8 @@ go_build() {
   shift 2
   local dest="$DISKLESS_RELAYS_CACHE/go/$name-$version"
   if [[ ! -x "$dest/$name" ]]; then
-    log "building $name $version from Go modules (first run only)"
+    log "  building $name $version from Go modules (first run only; its output goes to $SETUP_LOG)"
+    note "built"
     rm -rf "$dest.tmp" && mkdir -p "$dest.tmp"
     OUT="$dest.tmp" "$@" >&2
     rm -rf "$dest" && mv "$dest.tmp" "$dest"
@@ -82,7 +94,11 @@ go_build() {
 }
 
 # go_tool NAME VERSION BUILD-COMMAND...: go_build, then a link on PATH.
-go_tool() { ln -sfn "$(go_build "$@")" "$TOOLS_BIN/$1"; }
+go_tool() {
+  local binary
+  binary=$(go_build "$@")
+  ln -sfn "$binary" "$TOOLS_BIN/$1"
+}
 
 # The Node.js language host goes next to the CLI, where the CLI looks first.
 build_pulumi() {
@@ -103,7 +119,7 @@ pulumi_cli() {
   local existing
   existing=$(PATH=${PATH//"$TOOLS_BIN:"/} command -v pulumi || true)
   if [[ -n "$existing" ]] && "$existing" version 2>/dev/null | grep -Eq '^v3\.(2(4[89]|[5-9][0-9])|[3-9][0-9]{2})\.'; then
-    log "using the Pulumi CLI already on PATH: $existing ($("$existing" version))"
+    note "using $existing ($("$existing" version))"
     return
   fi
   go_tool pulumi "$PULUMI_VERSION-nodejs-$LANGUAGE_HOST_SDK_VERSION" build_pulumi
@@ -124,32 +140,71 @@ resource_plugin() {
   fi
   local binary
   binary=$(go_build "pulumi-resource-$name" "$version-$source_digest" "$build")
-  log "registering resource plugin $name $version (tools/$name @ $source_digest)"
+  log "  registering resource plugin $name $version (tools/$name @ $source_digest)"
   pulumi plugin rm resource "$name" "$version" --yes >/dev/null 2>&1 || true
   pulumi plugin install resource "$name" "$version" --file "$binary" >/dev/null
+  [[ -s $STEP_NOTE_FILE ]] || note "registered"
   echo "$source_digest" >"$installed/.diskless-relays-build"
 }
 
 # The key broker, the relay agent (copied into broker-mode images) and the SNP
 # simulator of the local stack, rebuilt when tools/broker changes.
 broker_tools() {
-  local source_digest dir
+  local source_digest binary dir
   source_digest=$(cd "$here/tools/broker" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-12)
-  dir=$(dirname "$(go_build key-broker "$source_digest" build_broker)")
+  binary=$(go_build key-broker "$source_digest" build_broker)
+  dir=$(dirname "$binary")
   for program in key-broker relay-agent snp-simulator; do ln -sfn "$dir/$program" "$TOOLS_BIN/$program"; done
 }
 
+npm_packages() {
+  cd "$here"
+  if [[ ! -d node_modules/@pulumi/pulumi ]] || ! npm ls --silent >/dev/null 2>&1; then
+    npm ci --no-audit --no-fund
+    note "installed"
+  fi
+}
+
+seconds_since() { awk -v start="$1" -v now="$(date +%s.%N)" 'BEGIN { printf "%.1fs", now - start }'; }
+
+# step LABEL COMMAND...: runs the command in this shell with its output in the
+# log, then prints one line: the label, what happened, how long it took.
+step() {
+  local label=$1 started status
+  shift
+  started=$(date +%s.%N)
+  : >"$STEP_NOTE_FILE"
+  printf '\n== %s\n' "$label" >>"$SETUP_LOG"
+  # In a subshell of its own, not under ||, so that set -e still stops the step at its first failure.
+  set +e
+  (set -e; "$@") >>"$SETUP_LOG" 2>&1
+  status=$?
+  set -e
+  if ((status != 0)); then
+    log "$label: FAILED after $(seconds_since "$started"). The last lines of $SETUP_LOG:"
+    tail -n 25 "$SETUP_LOG" | sed 's/^/    /' >&3
+    exit "$status"
+  fi
+  [[ -s $STEP_NOTE_FILE ]] || note "up to date"
+  log "$(printf '%-40s %7s  %s' "$label" "$(seconds_since "$started")" "$(cat "$STEP_NOTE_FILE")")"
+}
+
+disk_use() { du -shc "$@" 2>/dev/null | tail -n 1 | cut -f1 || true; }
+
 main() {
-  mkdir -p "$DISKLESS_RELAYS_CACHE" "$TOOLS_BIN"
-  apt_packages
-  ukify_from_backports
-  (cd "$here" && if [[ ! -d node_modules/@pulumi/pulumi ]] || ! npm ls --silent >/dev/null 2>&1; then log "installing npm packages"; npm ci --no-audit --no-fund >/dev/null; fi)
-  pulumi_cli
-  go_tool syft "$SYFT_VERSION" build_syft
-  resource_plugin command "$COMMAND_VERSION" build_command
-  resource_plugin proxmoxve "$PROXMOXVE_VERSION" build_proxmoxve
-  broker_tools
-  log "ready: $(pulumi version), $(syft version 2>/dev/null | awk '/^Version:/ {print "syft " $2}'), $(tor --version | head -n1 | cut -d' ' -f1-3)"
+  local started
+  started=$(date +%s.%N)
+  mkdir -p "$TOOLS_BIN"
+  step "Debian packages" apt_packages
+  step "ukify and the EFI stub" ukify_from_backports
+  step "npm packages" npm_packages
+  step "Pulumi CLI $PULUMI_VERSION" pulumi_cli
+  step "Syft $SYFT_VERSION" go_tool syft "$SYFT_VERSION" build_syft
+  step "command provider $COMMAND_VERSION" resource_plugin command "$COMMAND_VERSION" build_command
+  step "proxmoxve provider $PROXMOXVE_VERSION" resource_plugin proxmoxve "$PROXMOXVE_VERSION" build_proxmoxve
+  step "key broker, relay agent, SNP simulator" broker_tools
+  log "ready in $(seconds_since "$started"): $(pulumi version), $(syft version 2>/dev/null | awk '/^Version:/ {print "syft " $2}'), $(tor --version | head -n1 | cut -d' ' -f1-3)"
+  log "disk: tools $(disk_use "$DISKLESS_RELAYS_CACHE"), Go module and build caches $(disk_use "$(go env GOMODCACHE)" "$(go env GOCACHE)"), node_modules $(disk_use "$here/node_modules"); log $SETUP_LOG"
 }
 
 main "$@"
