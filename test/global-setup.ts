@@ -14,3 +14,6 @@ export default function setup(): void {
   debianBase();
   console.log(`[global setup] Debian base built in ${Math.round((Date.now() - started) / 1000)}s`);
 }
+
+// scripts/run-tests.sh runs it alone first, so that the two vitest processes find the base built.
+if (process.argv[1]?.endsWith("global-setup.ts")) setup();
