@@ -425,8 +425,40 @@ describe("the local stack on a private Tor network, end to end", () => {
     await expectFingerprints(0);
   }, 900_000);
 
+  it("npm run status: both relays healthy on the images their QEMU processes boot; a relay whose QEMU was killed is down, exit 1", async () => {
+    const outputs = JSON.parse((await project.runAsync("stack", "output", "relayOutputs", "--json")).stdout);
+    const board = async () => {
+      const result = await project.scriptAsync("cli/status.ts", "--stack", project.stack, "--json");
+      let parsed: any;
+      try {
+        parsed = JSON.parse(result.stdout);
+      } catch {
+        throw new Error(`status printed no JSON (${result.status}):\n${result.stdout}\n${result.stderr}`);
+      }
+      return { status: result.status, rows: new Map<string, any>(parsed.relays.map((row: any) => [row.relay, row])) };
+    };
+    const healthy = await board();
+    expect(healthy.status, JSON.stringify([...healthy.rows.values()], null, 1)).toBe(0);
+    for (const relay of RELAYS) {
+      const row = healthy.rows.get(relay.name)!;
+      // What runs, read here on its own: the ISO on the QEMU process's command line is the stack's image.
+      const cmdline = readFileSync(`/proc/${pidOf(relay.name)}/cmdline`, "utf8");
+      expect(cmdline).toContain(`relay-${relay.nickname}-${outputs[relay.name].imageDigest.slice(0, 12)}-`);
+      expect(row).toMatchObject({ desiredImage: outputs[relay.name].imageDigest, runningImage: outputs[relay.name].imageDigest, machine: "running", tor: "up", fingerprint: "ok", attention: [] });
+      expect(row.signingCert.source).toBe("relay");
+      expect(row.onionKey.ageDays).toBeGreaterThanOrEqual(0);
+    }
+
+    process.kill(pidOf("e2e-exit"), "SIGKILL");
+    const down = await board();
+    expect(down.status).toBe(1);
+    expect(down.rows.get("e2e-exit")).toMatchObject({ machine: "absent", tor: "down" });
+    expect(down.rows.get("e2e-exit").attention[0]).toBe(`the QEMU process of ${runDir("e2e-exit")} is absent`);
+    expect(down.rows.get("e2e-guard").attention).toEqual([]);
+  }, 300_000);
+
   it("leaves no process or runtime file behind after destroy", async () => {
-    const pids = RELAYS.map((relay) => pidOf(relay.name));
+    const pids = RELAYS.filter((relay) => existsSync(join(runDir(relay.name), "qemu.pid"))).map((relay) => pidOf(relay.name));
     const result = await project.runAsync("destroy", "--yes", "--skip-preview");
     expect(result.status, result.stdout + result.stderr).toBe(0);
     for (const pid of pids) expect(alive(pid)).toBe(false);
