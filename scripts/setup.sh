@@ -15,6 +15,7 @@ LANGUAGE_HOST_SDK_VERSION=3.68.0  # see tools/pulumi-language-nodejs/go.mod
 COMMAND_VERSION=1.2.1             # = @pulumi/command's pulumi.version
 PROXMOXVE_VERSION=8.6.0           # = @muhlba91/pulumi-proxmoxve's pulumi.version
 SYFT_VERSION=1.57.0
+ACTIONLINT_VERSION=1.7.12         # lints .github/workflows (scripts/check-shell.sh)
 SYSTEMD_BACKPORT=254.26-1~bpo12+1 # ukify and the EFI stub
 
 log() { printf '[setup] %s\n' "$*" >&2; }
@@ -97,6 +98,9 @@ build_broker() { bash "$here/tools/broker/build.sh" "$OUT" >/dev/null; }
 build_syft() {
   GOBIN="$OUT" go install -trimpath -ldflags "-s -w -X main.version=$SYFT_VERSION" "github.com/anchore/syft/cmd/syft@v$SYFT_VERSION"
 }
+build_actionlint() {
+  GOBIN="$OUT" go install -trimpath -ldflags "-s -w -X main.version=$ACTIONLINT_VERSION" "github.com/rhysd/actionlint/cmd/actionlint@v$ACTIONLINT_VERSION"
+}
 
 # A Pulumi installed the usual way is used as it is, with its own language host.
 pulumi_cli() {
@@ -146,6 +150,7 @@ main() {
   (cd "$here" && if [[ ! -d node_modules/@pulumi/pulumi ]] || ! npm ls --silent >/dev/null 2>&1; then log "installing npm packages"; npm ci --no-audit --no-fund >/dev/null; fi)
   pulumi_cli
   go_tool syft "$SYFT_VERSION" build_syft
+  go_tool actionlint "$ACTIONLINT_VERSION" build_actionlint
   resource_plugin command "$COMMAND_VERSION" build_command
   resource_plugin proxmoxve "$PROXMOXVE_VERSION" build_proxmoxve
   broker_tools
