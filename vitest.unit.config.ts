@@ -13,6 +13,7 @@ export const UNIT_TESTS = [
   "test/fleet.test.ts",
   "test/identity.test.ts",
   "test/keys-cli.test.ts",
+  "test/preview-summary.test.ts",
   "test/rollout.test.ts",
   "test/relay-health.test.ts",
   "test/unbound.test.ts",
