@@ -14,6 +14,7 @@ export const UNIT_TESTS = [
   "test/identity.test.ts",
   "test/keys-cli.test.ts",
   "test/preview-summary.test.ts",
+  "test/preview-record.test.ts",
   "test/rollout.test.ts",
   "test/relay-health.test.ts",
   "test/unbound.test.ts",

@@ -7,6 +7,7 @@ import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { PreviewRecord } from "./preview-record";
 import {
+  IDENTITY_FILES,
   KeyFileError,
   MASTER_SECRET_KEY_FILE,
   ed25519Identity,
@@ -81,10 +82,13 @@ export function loadRelayIdentity(relay: string, keysDir: string, nickname = "NI
     }
   };
 
-  const masterKey = checked("ed25519_master_id_public_key", () => readMasterPublicKey(read("ed25519_master_id_public_key")));
-  const cert = checked("ed25519_signing_cert", () => readSigningCert(read("ed25519_signing_cert")));
-  const signingPublic = record ? cert.signingKey : checked("ed25519_signing_secret_key", () => signingPublicKeyFromSecret(read("ed25519_signing_secret_key")));
-  const fingerprint = record ? record.rsaFingerprint : checked("secret_id_key", () => rsaFingerprint(read("secret_id_key")));
+  // Every file is read (a missing one named) before any is parsed.
+  const wanted = record ? IDENTITY_FILES.filter((file) => file !== "ed25519_signing_secret_key" && file !== "secret_id_key") : IDENTITY_FILES;
+  const files = Object.fromEntries(wanted.map((file) => [file, read(file)])) as Partial<Record<(typeof IDENTITY_FILES)[number], Buffer>>;
+  const masterKey = checked("ed25519_master_id_public_key", () => readMasterPublicKey(files.ed25519_master_id_public_key!));
+  const cert = checked("ed25519_signing_cert", () => readSigningCert(files.ed25519_signing_cert!));
+  const signingPublic = record ? cert.signingKey : checked("ed25519_signing_secret_key", () => signingPublicKeyFromSecret(files.ed25519_signing_secret_key!));
+  const fingerprint = record ? record.rsaFingerprint : checked("secret_id_key", () => rsaFingerprint(files.secret_id_key!));
 
   if (!cert.masterKey.equals(masterKey)) {
     throw new IdentityError(

@@ -144,7 +144,13 @@ export function renderPreviewComment(stack: string, summaries: RelaySummary[], r
   ].join("\n");
   const tail = "\n```\n\n</details>\n";
   // A fence inside the diff would end the block early.
-  let diff = rawDiff.replace(/```/g, "ʼʼʼ").trimEnd();
+  // The CLI's progress lines ("@ previewing update....") say nothing once it is done.
+  let diff = rawDiff
+    .split("\n")
+    .filter((line) => !line.startsWith("@ "))
+    .join("\n")
+    .replace(/```/g, "ʼʼʼ")
+    .trimEnd();
   const room = COMMENT_LIMIT - head.length - tail.length - 100;
   if (diff.length > room) diff = `${diff.slice(0, room)}\n… (cut: the whole diff is in the workflow run's log)`;
   return `${head}\n${diff}${tail}`;
