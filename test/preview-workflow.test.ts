@@ -16,7 +16,6 @@ import { join, relative } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { repoRoot, TestProject, toolEnv } from "./support/pulumi";
 
-// eslint-disable-next-line @typescript-eslint/no-require-imports
 const yaml = require("js-yaml") as { load(text: string): unknown };
 
 const PASSPHRASE = "diskless-relays-example"; // Pulumi.fremont.yaml's example passphrase (README)
@@ -239,5 +238,15 @@ describe("export-shipped follows the stack config", () => {
     rmSync(outside, { recursive: true, force: true });
     expect(result.status).toBe(1);
     expect(result.stderr.toString()).toMatch(/stateCollection\.privateKeyFile: .*collector\.pub is outside the project/);
+  });
+});
+
+describe("the workflow's key step", () => {
+  it("says what to do when RELAY_KEYS is not set (a pull request from a fork gets no secrets)", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "diskless-relays-nokeys-"));
+    const result = await runStep(dir, "The fleet's public key files and preview records", { RELAY_KEYS: "" });
+    rmSync(dir, { recursive: true, force: true });
+    expect(result.status).toBe(1);
+    expect(result.stderr).toMatch(/RELAY_KEYS is not set .*npm run --silent keys -- export-shipped --stack fremont \| base64 -w0/);
   });
 });
