@@ -17,7 +17,7 @@ function plan() {
     // Every key of the project's namespace, so a typo is reported. The token
     // is read raw to be validated; it is wrapped as a secret before use.
     const config = parseStackConfig(projectConfigObject(pulumi.runtime.allConfig(), pulumi.getProject()));
-    const fleet = planFleet(config, { projectDir, now: new Date(), needCollectionKey: !pulumi.runtime.isDryRun() });
+    const fleet = planFleet(config, { projectDir, now: new Date(), needCollectionKey: !pulumi.runtime.isDryRun(), allowPreviewRecords: pulumi.runtime.isDryRun() });
     return { config, fleet };
   } catch (err) {
     // A RunError prints its message alone, without a stack trace.

@@ -13,6 +13,8 @@ export const UNIT_TESTS = [
   "test/fleet.test.ts",
   "test/identity.test.ts",
   "test/keys-cli.test.ts",
+  "test/preview-summary.test.ts",
+  "test/preview-record.test.ts",
   "test/rollout.test.ts",
   "test/relay-health.test.ts",
   "test/fleet-status.test.ts",

@@ -4,27 +4,30 @@
  *   npm run keys -- renew (RELAY… | --all) [--lifetime 30d]
  *   npm run keys -- status [--json] [--warn-days 10]
  *   npm run keys -- family init NAME
- *   npm run --silent keys -- export-shipped > shipped.tar.gz
- * The store defaults to ./keys (override with --store DIR or DISKLESS_RELAYS_KEYS).
+ *   npm run --silent keys -- export-shipped --stack STACK > preview-keys.tar.gz
+ * The store defaults to ./keys (override with --store DIR or DISKLESS_RELAYS_KEYS);
+ * export-shipped finds every file where the stack's config puts it instead.
  */
 import { execFileSync } from "node:child_process";
-import { existsSync, readdirSync } from "node:fs";
-import { join } from "node:path";
+import { chmodSync, cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
 import { parseArgs } from "node:util";
 import { checkCertificateWindow, loadRelayIdentity } from "../lib/identity";
-import { IDENTITY_FILES } from "../lib/tor-keys";
+import { ConfigError } from "../lib/config";
+import { FleetError } from "../lib/fleet";
+import { BundleError, previewBundle } from "../lib/shipped-keys";
+import { readStackConfigFile } from "../lib/stack-file";
 import { familiesDir, initFamilyKey, initRelayKeys, listRelays, readRelayRecord, relayDir, renewSigningKey } from "../lib/key-store";
 
 class UsageError extends Error {}
-
-const SHIPPED_FILES = [...IDENTITY_FILES, "ssh_host_ed25519_key", "ssh_host_ed25519_key.pub", "relay.json"];
 
 const USAGE = `usage:
   npm run keys -- init RELAY --nickname NICK [--family NAME] [--lifetime 30d]
   npm run keys -- renew (RELAY... | --all) [--lifetime 30d]
   npm run keys -- status [--json] [--warn-days 10]
   npm run keys -- family init NAME
-  npm run --silent keys -- export-shipped > shipped.tar.gz
+  npm run --silent keys -- export-shipped --stack STACK > preview-keys.tar.gz
 options: --store DIR (default: ./keys or $DISKLESS_RELAYS_KEYS)`;
 
 function lifetimeDays(value: string | undefined): number {
@@ -46,6 +49,7 @@ function main(argv: string[]): number {
       all: { type: "boolean" },
       json: { type: "boolean" },
       "warn-days": { type: "string" },
+      stack: { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -134,13 +138,27 @@ function main(argv: string[]): number {
       return 0;
     }
     case "export-shipped": {
-      // What every image of the fleet carries anyway, for a previewing CI job;
-      // never a master secret key.
-      const files = listRelays(store).flatMap((relay) => SHIPPED_FILES.map((file) => join(relay, file)));
-      if (existsSync(join(store, "collector.pub"))) files.push("collector.pub");
-      if (existsSync(familiesDir(store))) files.push(...readdirSync(familiesDir(store)).filter((f) => f.endsWith(".secret_family_key")).map((f) => join("families", f)));
+      // What `pulumi preview` of the stack reads, for a host without private
+      // keys (a pull request's runner): public keys and certificates at the
+      // paths the config gives them, and per relay a preview record in place
+      // of its private key files. Never a private key.
+      if (!values.stack) throw new UsageError("export-shipped needs --stack STACK: the stack whose preview the bundle is for");
       if (process.stdout.isTTY) throw new UsageError("export-shipped writes a tar.gz to stdout: redirect it to a file or a pipe");
-      process.stdout.write(execFileSync("tar", ["-cz", "-C", store, ...files]));
+      const bundle = previewBundle(readStackConfigFile(".", values.stack), ".");
+      const staging = mkdtempSync(join(tmpdir(), "diskless-relays-export-"));
+      try {
+        chmodSync(staging, 0o700);
+        for (const file of bundle.files) cpSync(file, join(staging, file), { preserveTimestamps: true });
+        for (const { path, record } of bundle.records) {
+          mkdirSync(dirname(join(staging, path)), { recursive: true });
+          writeFileSync(join(staging, path), JSON.stringify(record, null, 2) + "\n", { mode: 0o600 });
+        }
+        const members = [...bundle.files, ...bundle.records.map((r) => r.path)].sort();
+        process.stdout.write(execFileSync("tar", ["-cz", "--owner=0", "--group=0", "--numeric-owner", "-C", staging, "--", ...members], { maxBuffer: 64 * 1024 * 1024 }));
+        for (const member of members) console.error(`export-shipped: ${member}`);
+      } finally {
+        rmSync(staging, { recursive: true, force: true });
+      }
       return 0;
     }
     default:
@@ -152,7 +170,10 @@ try {
   process.exitCode = main(process.argv.slice(2));
 } catch (err) {
   const error = err as Error & { code?: string };
-  if (error instanceof UsageError || error.code?.startsWith("ERR_PARSE_ARGS")) {
+  if (error instanceof ConfigError || error instanceof FleetError || error instanceof BundleError) {
+    console.error(`keys: export-shipped: ${error.message}`);
+    process.exitCode = 1;
+  } else if (error instanceof UsageError || error.code?.startsWith("ERR_PARSE_ARGS")) {
     if (error.message) console.error(`keys: ${error.message}`);
     console.error(USAGE);
     process.exitCode = 2;

@@ -9,6 +9,7 @@ import { isAbsolute, join } from "node:path";
 import type { ImageConfig, RelayConfig, StackConfig } from "./config";
 import { IdentityError, checkCertificateWindow, findSharedIdentities, loadRelayIdentity, type RelayIdentity } from "./identity";
 import { familyIdFromSecretKey, KeyFileError } from "./tor-keys";
+import { PREVIEW_RECORD_FILE, readPreviewRecord, type PreviewRecord } from "./preview-record";
 import { addressOf, inSubnet, parseAddress, parsePrefix } from "./addresses";
 import { TESTNET, networkSchema, type TestnetNetwork } from "./testnet";
 import { renderTorrcLines, type TorrcLine } from "./torrc";
@@ -21,6 +22,8 @@ export interface PlannedRelay {
   identity: RelayIdentity;
   /** The family key file that ships with this relay, if its family has one. */
   familyKeyFile?: string;
+  /** That family key's FamilyId. */
+  familyId?: string;
   torrc: string;
   /** The torrc's lines with the config field behind each. */
   torrcLines: TorrcLine[];
@@ -28,6 +31,11 @@ export interface PlannedRelay {
   sshHostPublicKey: string;
   /** For an exit: its resolver's unbound.conf. */
   resolverConf?: string;
+  /**
+   * Only in a preview on a host without the relay's private key files (a pull
+   * request's runner): the key-generation host's digests of them.
+   */
+  previewRecord?: PreviewRecord;
 }
 
 export class FleetError extends Error {
@@ -69,13 +77,28 @@ export function relayKeysDir(config: Pick<StackConfig, "keyStore">, relay: Relay
   return inProject(projectDir, relay.keysDir ?? join(config.keyStore, relay.name));
 }
 
+/** Where a family's key lives: in the key store's families/. */
+export function familyKeyPath(config: Pick<StackConfig, "keyStore">, family: string, projectDir: string): string {
+  return join(inProject(projectDir, config.keyStore), "families", `${family}.secret_family_key`);
+}
+
 /**
  * Reads every relay's identity and renders its torrc. Returns the plan and
  * the warnings to show; throws a FleetError listing every problem found.
  */
 export function planFleet(
   config: StackConfig,
-  options: { projectDir: string; now: Date; /** false for a preview, which collects nothing */ needCollectionKey?: boolean },
+  options: {
+    projectDir: string;
+    now: Date;
+    /** false for a preview, which collects nothing */
+    needCollectionKey?: boolean;
+    /**
+     * true for a preview, which builds nothing: a relay whose private key files
+     * are absent is planned from the preview record beside its public ones.
+     */
+    allowPreviewRecords?: boolean;
+  },
 ): { relays: PlannedRelay[]; warnings: string[]; collectorPublicKey: string; testnet?: TestnetNetwork } {
   const problems: string[] = [];
   const collectorKey = inProject(options.projectDir, config.stateCollection.privateKeyFile);
@@ -88,11 +111,8 @@ export function planFleet(
   const identities: RelayIdentity[] = [];
   const keysDirs = new Map<string, string>();
   const hostKeys = new Map<string, string>();
+  const records = new Map<string, PreviewRecord>();
 
-  if (config.image.signingKeyFile) {
-    const key = inProject(options.projectDir, config.image.signingKeyFile);
-    if (!existsSync(key)) problems.push(`image.signingKeyFile: ${key} is missing. Make it with \`ssh-keygen -t ed25519 -f ${config.image.signingKeyFile}\` and publish its .pub: volunteers check each image's record with it`);
-  }
   config.relays.forEach((relay, i) => {
     const sev = relay.sev;
     if (!sev?.enabled || !sev.ovmf || !sev.ovmfSha256) return;
@@ -111,23 +131,44 @@ export function planFleet(
     if (!/^ssh-ed25519 [A-Za-z0-9+/=]+$/.test(hostKey)) {
       problems.push(`relay ${relay.name}: ${hostKeyFile} is missing or not an ed25519 public key; the relay's SSH host key is made with its identity by \`npm run keys -- init ${relay.name}\``);
     } else hostKeys.set(relay.name, hostKey);
+    let record: PreviewRecord | undefined;
+    if (options.allowPreviewRecords && existsSync(join(keysDir, PREVIEW_RECORD_FILE)) && !existsSync(join(keysDir, "secret_id_key"))) {
+      try {
+        record = readPreviewRecord(relay.name, keysDir);
+        records.set(relay.name, record);
+      } catch (err) {
+        problems.push((err as Error).message);
+        continue;
+      }
+    }
     try {
-      const identity = loadRelayIdentity(relay.name, keysDir, relay.nickname);
+      const identity = loadRelayIdentity(relay.name, keysDir, relay.nickname, record);
       identities.push(identity);
       const status = checkCertificateWindow(identity, options.now, config.certificate);
       if (status.level === "error") problems.push(status.message);
       if (status.level === "warn") warnings.push(status.message);
     } catch (err) {
-      if (err instanceof IdentityError) problems.push(err.message);
-      else throw err;
+      if (!(err instanceof IdentityError)) throw err;
+      const runner = options.allowPreviewRecords && !record && !existsSync(err.file);
+      problems.push(runner ? `${err.message} (A preview on a host without private keys reads ${join(keysDir, PREVIEW_RECORD_FILE)} instead, made by \`npm run --silent keys -- export-shipped\`.)` : err.message);
     }
   }
   problems.push(...findSharedIdentities(identities));
 
+  // The signing key is needed by the build; a runner previewing from records has none, by design.
+  if (config.image.signingKeyFile && records.size === 0) {
+    const key = inProject(options.projectDir, config.image.signingKeyFile);
+    if (!existsSync(key)) problems.push(`image.signingKeyFile: ${key} is missing. Make it with \`ssh-keygen -t ed25519 -f ${config.image.signingKeyFile}\` and publish its .pub: volunteers check each image's record with it`);
+  }
+
   const familyIds = new Map<string, { file: string; familyId: string }>();
   for (const family of new Set(config.relays.flatMap((r) => (r.family ? [r.family] : [])))) {
-    const file = join(inProject(options.projectDir, config.keyStore), "families", `${family}.secret_family_key`);
-    if (!existsSync(file)) continue;
+    const file = familyKeyPath(config, family, options.projectDir);
+    const recorded = config.relays.map((relay) => (relay.family === family ? records.get(relay.name)?.familyId : undefined)).find((id) => id !== undefined);
+    if (!existsSync(file)) {
+      if (recorded) familyIds.set(family, { file, familyId: recorded });
+      continue;
+    }
     try {
       familyIds.set(family, { file, familyId: familyIdFromSecretKey(readFileSync(file), file) });
     } catch (err) {
@@ -168,7 +209,8 @@ export function planFleet(
       torrc,
       torrcLines,
       sshHostPublicKey: hostKeys.get(relay.name)!,
-      ...(familyKey ? { familyKeyFile: familyKey.file } : {}),
+      ...(familyKey ? { familyKeyFile: familyKey.file, familyId: familyKey.familyId } : {}),
+      ...(records.has(relay.name) ? { previewRecord: records.get(relay.name)! } : {}),
       ...(relay.exit.enabled
         ? { resolverConf: renderUnboundConf({ upstreams: relay.nameservers, rootTrustAnchor, ...(testnet ? { testnet: { zone: testnet.zone, dns: testnet.hostIPv4 } } : {}) }) }
         : {}),

@@ -5,6 +5,7 @@
  */
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import type { PreviewRecord } from "./preview-record";
 import {
   IDENTITY_FILES,
   KeyFileError,
@@ -43,9 +44,12 @@ export interface RelayIdentity {
 /**
  * Reads and cross-checks the identity files of one relay. Throws an
  * IdentityError for a missing, corrupt or mismatched file, or for a master
- * secret key among the files that would ship.
+ * secret key among the files that would ship. With a preview record (a
+ * preview without private keys), the private files are not read: the RSA
+ * fingerprint comes from the record, and the signing key was matched to its
+ * certificate on the key-generation host that made the record.
  */
-export function loadRelayIdentity(relay: string, keysDir: string, nickname = "NICKNAME"): RelayIdentity {
+export function loadRelayIdentity(relay: string, keysDir: string, nickname = "NICKNAME", record?: PreviewRecord): RelayIdentity {
   const where = (file: string) => join(keysDir, file);
   const read = (file: string): Buffer => {
     if (!existsSync(where(file))) {
@@ -78,11 +82,13 @@ export function loadRelayIdentity(relay: string, keysDir: string, nickname = "NI
     }
   };
 
-  const files = Object.fromEntries(IDENTITY_FILES.map((file) => [file, read(file)])) as Record<(typeof IDENTITY_FILES)[number], Buffer>;
-  const masterKey = checked("ed25519_master_id_public_key", () => readMasterPublicKey(files.ed25519_master_id_public_key));
-  const cert = checked("ed25519_signing_cert", () => readSigningCert(files.ed25519_signing_cert));
-  const signingPublic = checked("ed25519_signing_secret_key", () => signingPublicKeyFromSecret(files.ed25519_signing_secret_key));
-  const fingerprint = checked("secret_id_key", () => rsaFingerprint(files.secret_id_key));
+  // Every file is read (a missing one named) before any is parsed.
+  const wanted = record ? IDENTITY_FILES.filter((file) => file !== "ed25519_signing_secret_key" && file !== "secret_id_key") : IDENTITY_FILES;
+  const files = Object.fromEntries(wanted.map((file) => [file, read(file)])) as Partial<Record<(typeof IDENTITY_FILES)[number], Buffer>>;
+  const masterKey = checked("ed25519_master_id_public_key", () => readMasterPublicKey(files.ed25519_master_id_public_key!));
+  const cert = checked("ed25519_signing_cert", () => readSigningCert(files.ed25519_signing_cert!));
+  const signingPublic = record ? cert.signingKey : checked("ed25519_signing_secret_key", () => signingPublicKeyFromSecret(files.ed25519_signing_secret_key!));
+  const fingerprint = record ? record.rsaFingerprint : checked("secret_id_key", () => rsaFingerprint(files.secret_id_key!));
 
   if (!cert.masterKey.equals(masterKey)) {
     throw new IdentityError(

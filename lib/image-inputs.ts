@@ -10,6 +10,7 @@ import type { ResolvedBroker } from "./broker-endpoint";
 import type { ImageConfig, StackConfig } from "./config";
 import { inProject, TOR_RUNTIME, type PlannedRelay } from "./fleet";
 import { SSH_HOST_KEY_FILES } from "./image-layout";
+import type { KeyFileDigests } from "./preview-record";
 import { IDENTITY_FILES } from "./tor-keys";
 
 /** The command the collection key may run on a relay (its requests: export-state, health); pinned into its authorized_keys line. */
@@ -163,7 +164,7 @@ export function relayImageInputs(
   relayScripts: string,
   broker?: { parts: BrokerImageParts; agentConfigFacts: unknown },
 ) {
-  const fileDigest = (...files: string[]) => sha256(...files.map((file) => readFileSync(file)));
+  const digests = keyFileDigests(relay, texts);
   const common = {
     base: baseDigest,
     scripts: relayScripts,
@@ -171,7 +172,7 @@ export function relayImageInputs(
     network: sha256(texts.networkEnv),
     kernelCmdline: sha256(texts.kernelCmdline),
     resolver: texts.resolverConf ? sha256(texts.resolverConf) : "none",
-    secureBoot: texts.secureBoot ? fileDigest(texts.secureBoot.privateKeyFile, texts.secureBoot.certificateFile) : "unsigned",
+    secureBoot: digests.secureBoot(),
   };
   if (broker) {
     // No key is in the image: a new signing certificate is uploaded to the broker and rebuilds nothing.
@@ -188,9 +189,25 @@ export function relayImageInputs(
   return {
     ...common,
     collectionKey: sha256(texts.authorizedKeys ?? ""),
-    identityKeys: fileDigest(...IDENTITY_FILES.map((file) => join(relay.keysDir, file))),
-    sshHostKey: fileDigest(...SSH_HOST_KEY_FILES.map((file) => join(relay.keysDir, file))),
-    familyKey: relay.familyKeyFile ? fileDigest(relay.familyKeyFile) : "none",
+    identityKeys: digests.identityKeys(),
+    sshHostKey: digests.sshHostKey(),
+    familyKey: digests.familyKey(),
+  };
+}
+
+/**
+ * The image inputs that digest private key files, each read only when asked
+ * for (a broker-mode image digests no identity file). In a preview planned
+ * from a preview record, the key-generation host's digests of the same files.
+ */
+export function keyFileDigests(relay: Pick<PlannedRelay, "keysDir" | "familyKeyFile" | "previewRecord">, texts: Pick<RelayImageTexts, "secureBoot">): { [K in keyof KeyFileDigests]: () => string } {
+  const fileDigest = (...files: string[]) => sha256(...files.map((file) => readFileSync(file)));
+  const recorded = relay.previewRecord?.digests;
+  return {
+    identityKeys: () => recorded?.identityKeys ?? fileDigest(...IDENTITY_FILES.map((file) => join(relay.keysDir, file))),
+    sshHostKey: () => recorded?.sshHostKey ?? fileDigest(...SSH_HOST_KEY_FILES.map((file) => join(relay.keysDir, file))),
+    familyKey: () => recorded?.familyKey ?? (relay.familyKeyFile ? fileDigest(relay.familyKeyFile) : "none"),
+    secureBoot: () => recorded?.secureBoot ?? (texts.secureBoot ? fileDigest(texts.secureBoot.privateKeyFile, texts.secureBoot.certificateFile) : "unsigned"),
   };
 }
 export type RelayImageInputs = Record<string, string>;

@@ -15,6 +15,7 @@ LANGUAGE_HOST_SDK_VERSION=3.68.0  # see tools/pulumi-language-nodejs/go.mod
 COMMAND_VERSION=1.2.1             # = @pulumi/command's pulumi.version
 PROXMOXVE_VERSION=8.6.0           # = @muhlba91/pulumi-proxmoxve's pulumi.version
 SYFT_VERSION=1.57.0
+ACTIONLINT_VERSION=1.7.12         # lints .github/workflows (scripts/check-shell.sh)
 SYSTEMD_BACKPORT=254.26-1~bpo12+1 # ukify and the EFI stub
 
 # The terminal gets one line per step (fd 3); everything the tools print goes
@@ -113,6 +114,9 @@ build_broker() { bash "$here/tools/broker/build.sh" "$OUT" >/dev/null; }
 build_syft() {
   GOBIN="$OUT" go install -trimpath -ldflags "-s -w -X main.version=$SYFT_VERSION" "github.com/anchore/syft/cmd/syft@v$SYFT_VERSION"
 }
+build_actionlint() {
+  GOBIN="$OUT" go install -trimpath -ldflags "-s -w -X main.version=$ACTIONLINT_VERSION" "github.com/rhysd/actionlint/cmd/actionlint@v$ACTIONLINT_VERSION"
+}
 
 # A Pulumi installed the usual way is used as it is, with its own language host.
 pulumi_cli() {
@@ -200,6 +204,7 @@ main() {
   step "npm packages" npm_packages
   step "Pulumi CLI $PULUMI_VERSION" pulumi_cli
   step "Syft $SYFT_VERSION" go_tool syft "$SYFT_VERSION" build_syft
+  step "actionlint $ACTIONLINT_VERSION" go_tool actionlint "$ACTIONLINT_VERSION" build_actionlint
   step "command provider $COMMAND_VERSION" resource_plugin command "$COMMAND_VERSION" build_command
   step "proxmoxve provider $PROXMOXVE_VERSION" resource_plugin proxmoxve "$PROXMOXVE_VERSION" build_proxmoxve
   step "key broker, relay agent, SNP simulator" broker_tools
