@@ -15,6 +15,7 @@ LANGUAGE_HOST_SDK_VERSION=3.68.0  # see tools/pulumi-language-nodejs/go.mod
 COMMAND_VERSION=1.2.1             # = @pulumi/command's pulumi.version
 PROXMOXVE_VERSION=8.6.0           # = @muhlba91/pulumi-proxmoxve's pulumi.version
 SYFT_VERSION=1.57.0
+GRYPE_VERSION=0.121.2             # its go.mod requires syft 1.57.0, the SYFT_VERSION above
 SYSTEMD_BACKPORT=254.26-1~bpo12+1 # ukify and the EFI stub
 
 log() { printf '[setup] %s\n' "$*" >&2; }
@@ -97,6 +98,17 @@ build_broker() { bash "$here/tools/broker/build.sh" "$OUT" >/dev/null; }
 build_syft() {
   GOBIN="$OUT" go install -trimpath -ldflags "-s -w -X main.version=$SYFT_VERSION" "github.com/anchore/syft/cmd/syft@v$SYFT_VERSION"
 }
+build_grype() {
+  GOBIN="$OUT" go install -trimpath -ldflags "-s -w -X main.version=$GRYPE_VERSION" "github.com/anchore/grype/cmd/grype@v$GRYPE_VERSION"
+}
+build_vulndb() { (cd "$here/tools/vulndb" && go build -trimpath -ldflags "-s -w" -o "$OUT/vulndb" .); }
+
+# The tests' small grype databases (tools/vulndb), rebuilt when its source changes.
+vulndb_tool() {
+  local source_digest
+  source_digest=$(cd "$here/tools/vulndb" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-12)
+  go_tool vulndb "$source_digest" build_vulndb
+}
 
 # A Pulumi installed the usual way is used as it is, with its own language host.
 pulumi_cli() {
@@ -146,6 +158,8 @@ main() {
   (cd "$here" && if [[ ! -d node_modules/@pulumi/pulumi ]] || ! npm ls --silent >/dev/null 2>&1; then log "installing npm packages"; npm ci --no-audit --no-fund >/dev/null; fi)
   pulumi_cli
   go_tool syft "$SYFT_VERSION" build_syft
+  go_tool grype "$GRYPE_VERSION" build_grype
+  vulndb_tool
   resource_plugin command "$COMMAND_VERSION" build_command
   resource_plugin proxmoxve "$PROXMOXVE_VERSION" build_proxmoxve
   broker_tools
