@@ -26,6 +26,7 @@ export const UNIT_TESTS = [
   "test/broker-admin.test.ts",
   "test/proxmox-snp.test.ts",
   "test/proxmox-double.test.ts",
+  "test/vulns.test.ts",
   "test/snp/**/*.test.ts",
 ];
 

@@ -11,3 +11,7 @@ export PULUMI_SKIP_UPDATE_CHECK=true
 export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true
 export PULUMI_SKIP_CONFIRMATIONS=true
 export SYFT_CHECK_FOR_APP_UPDATE=false
+# Grype's database lives in the project's cache and changes only by `npm run vulns -- db import`.
+export GRYPE_DB_CACHE_DIR=${GRYPE_DB_CACHE_DIR:-$DISKLESS_RELAYS_CACHE/grype-db}
+export GRYPE_DB_AUTO_UPDATE=false
+export GRYPE_CHECK_FOR_APP_UPDATE=false

@@ -16,6 +16,7 @@ COMMAND_VERSION=1.2.1             # = @pulumi/command's pulumi.version
 PROXMOXVE_VERSION=8.6.0           # = @muhlba91/pulumi-proxmoxve's pulumi.version
 SYFT_VERSION=1.57.0
 ACTIONLINT_VERSION=1.7.12         # lints .github/workflows (scripts/check-shell.sh)
+GRYPE_VERSION=0.121.2             # its go.mod requires syft 1.57.0, the SYFT_VERSION above
 SYSTEMD_BACKPORT=254.26-1~bpo12+1 # ukify and the EFI stub
 
 # The terminal gets one line per step (fd 3); everything the tools print goes
@@ -117,6 +118,17 @@ build_syft() {
 build_actionlint() {
   GOBIN="$OUT" go install -trimpath -ldflags "-s -w -X main.version=$ACTIONLINT_VERSION" "github.com/rhysd/actionlint/cmd/actionlint@v$ACTIONLINT_VERSION"
 }
+build_grype() {
+  GOBIN="$OUT" go install -trimpath -ldflags "-s -w -X main.version=$GRYPE_VERSION" "github.com/anchore/grype/cmd/grype@v$GRYPE_VERSION"
+}
+build_vulndb() { (cd "$here/tools/vulndb" && go build -trimpath -ldflags "-s -w" -o "$OUT/vulndb" .); }
+
+# The tests' small grype databases (tools/vulndb), rebuilt when its source changes.
+vulndb_tool() {
+  local source_digest
+  source_digest=$(cd "$here/tools/vulndb" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-12)
+  go_tool vulndb "$source_digest" build_vulndb
+}
 
 # A Pulumi installed the usual way is used as it is, with its own language host.
 pulumi_cli() {
@@ -205,10 +217,12 @@ main() {
   step "Pulumi CLI $PULUMI_VERSION" pulumi_cli
   step "Syft $SYFT_VERSION" go_tool syft "$SYFT_VERSION" build_syft
   step "actionlint $ACTIONLINT_VERSION" go_tool actionlint "$ACTIONLINT_VERSION" build_actionlint
+  step "Grype $GRYPE_VERSION" go_tool grype "$GRYPE_VERSION" build_grype
+  step "vulndb (test databases for Grype)" vulndb_tool
   step "command provider $COMMAND_VERSION" resource_plugin command "$COMMAND_VERSION" build_command
   step "proxmoxve provider $PROXMOXVE_VERSION" resource_plugin proxmoxve "$PROXMOXVE_VERSION" build_proxmoxve
   step "key broker, relay agent, SNP simulator" broker_tools
-  log "ready in $(seconds_since "$started"): $(pulumi version), $(syft version 2>/dev/null | awk '/^Version:/ {print "syft " $2}'), $(tor --version | head -n1 | cut -d' ' -f1-3)"
+  log "ready in $(seconds_since "$started"): $(pulumi version), $(syft version 2>/dev/null | awk '/^Version:/ {print "syft " $2}'), $(grype version 2>/dev/null | awk '/^Version:/ {print "grype " $2}'), $(tor --version | head -n1 | cut -d' ' -f1-3)"
   log "disk: tools $(disk_use "$DISKLESS_RELAYS_CACHE"), Go module and build caches $(disk_use "$(go env GOMODCACHE)" "$(go env GOCACHE)"), node_modules $(disk_use "$here/node_modules"); log $SETUP_LOG"
 }
 

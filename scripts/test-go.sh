@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # go test for the project's Go tools (tools/command, tools/proxmoxve,
-# tools/broker), with the flags setup.sh builds them with, so the compiled
+# tools/broker, tools/vulndb), with the flags setup.sh builds them with, so the compiled
 # packages it cached are reused. Only packages with tests are tested: the proxmoxve plugin's main
 # package embeds files that its build (tools/proxmoxve/build.sh, run by
 # setup.sh) generates and git ignores, so a clone whose plugin setup found
@@ -10,7 +10,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=scripts/env.sh
 source "$here/scripts/env.sh"
 export GOTOOLCHAIN=local GOPROXY=${GOPROXY:-https://proxy.golang.org}
-for tool in command proxmoxve broker; do
+for tool in command proxmoxve broker vulndb; do
   echo "go test tools/$tool"
   (
     cd "$here/tools/$tool"
