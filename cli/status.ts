@@ -23,6 +23,7 @@ import { PROXMOX_ROOT_PASSWORD_ENV, PROXMOX_TOKEN_ENV, proxmoxConnection } from 
 import { readStackConfig, readStackOutput, selectedStack } from "../lib/stack-config";
 import { askHealthOverSsh, brokerObservation, observeMachine, rollbackObservation } from "../lib/status-probe";
 import { readNetwork } from "../lib/testnet-host";
+import { readVulnReport } from "../lib/vulns";
 
 const PROJECT = "diskless-relays";
 
@@ -66,6 +67,8 @@ async function main(): Promise<number> {
     }
   }
   const buildRoot = stackBuildRoot(config, PROJECT, stack, projectDir);
+  // The last `npm run vulns` of this stack; judged only against the image each relay runs.
+  const vulns = readVulnReport(projectDir, stack);
   const now = Date.now();
 
   const rows = await Promise.all(
@@ -94,7 +97,11 @@ async function main(): Promise<number> {
           : askHealthOverSsh(relayChannelOf(config, relay, target, projectDir), relayDir).then((health) => ({ health })),
       ]);
       const rolledBack = rollbackObservation(relayDir);
-      const seen: RelayObservation = { machine, ...fromRelay, ...(rolledBack ? { rolledBack } : {}) };
+      const evaluated = vulns?.relays[relay.name];
+      const vulnerabilities = evaluated
+        ? { imageDigest: evaluated.imageDigest, count: evaluated.matches.length, ...(evaluated.worst ? { worst: evaluated.worst } : {}), evaluatedAt: vulns!.generatedAt }
+        : undefined;
+      const seen: RelayObservation = { machine, ...fromRelay, ...(rolledBack ? { rolledBack } : {}), ...(vulnerabilities ? { vulnerabilities } : {}) };
       const row = judgeRelay(desired, seen, { now, certificate: config.certificate });
       if (!out) row.attention.unshift(`it is in the stack's config but was never deployed: pulumi up --stack ${stack}`);
       return row;
