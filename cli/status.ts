@@ -99,7 +99,7 @@ async function main(): Promise<number> {
       const rolledBack = rollbackObservation(relayDir);
       const evaluated = vulns?.relays[relay.name];
       const vulnerabilities = evaluated
-        ? { imageDigest: evaluated.imageDigest, count: evaluated.matches.length, ...(evaluated.worst ? { worst: evaluated.worst } : {}), evaluatedAt: vulns!.generatedAt }
+        ? { imageDigest: evaluated.imageDigest, count: new Set(evaluated.matches.map((match) => match.package)).size, ...(evaluated.worst ? { worst: evaluated.worst } : {}), evaluatedAt: vulns!.generatedAt }
         : undefined;
       const seen: RelayObservation = { machine, ...fromRelay, ...(rolledBack ? { rolledBack } : {}), ...(vulnerabilities ? { vulnerabilities } : {}) };
       const row = judgeRelay(desired, seen, { now, certificate: config.certificate });
