@@ -8,15 +8,18 @@
  * Every path the program is given holds spaces, quotes and $(…).
  */
 import { createHash } from "node:crypto";
-import { mkdirSync, readdirSync, readFileSync, statSync, symlinkSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { readBaseRecord } from "../lib/base-record";
 import { torSigningKeyExpiration } from "../lib/key-store";
+import { toolsBin } from "../lib/run";
 import { expectedLaunchMeasurement } from "../lib/snp/launchDigest";
 import { qemuServerSnpCommand, effectiveSnpLaunch } from "../lib/proxmox-snp";
 import { TEST_OVMF, TEST_OVMF_SHA256 } from "./support/broker";
 import { makeTestKeys, TEST_API_TOKEN, TEST_ROOT_PASSWORD, testStackConfig, type TestRelay } from "./support/fleet";
-import { BUILD_CACHE } from "./support/images";
+import { BUILD_CACHE, debianBase } from "./support/images";
 import { ProxmoxDoubleProcess, writes } from "./support/proxmox";
 import { TestProject } from "./support/pulumi";
 import { freePort } from "./support/sshd";
@@ -192,17 +195,33 @@ describe("pulumi up against the Proxmox VE API double", () => {
     // Read-only: status wrote nothing to Proxmox VE.
     expect(writes(double.requests().slice(before))).toEqual([]);
 
+    // The real npm run vulns over these very images' SBOMs, with a database (tools/vulndb) saying the installed tor is fixed in a later version.
+    const torVersion = readBaseRecord(debianBase()).packages.find((p) => p.name === "tor")!.version;
+    writeFileSync(join(scratch, "vulns.json"), JSON.stringify({ entries: [{ id: "CVE-2099-0001", distro: "debian:12", package: "tor", fixedIn: `${torVersion}.1`, severity: "high" }] }));
+    const grypeEnv = { GRYPE_DB_CACHE_DIR: join(scratch, "grype-db") };
+    const made = spawnSync(join(toolsBin(), "vulndb"), ["-spec", join(scratch, "vulns.json"), "-out", join(scratch, "vulndb")], { encoding: "utf8" });
+    expect(made.status, made.stderr).toBe(0);
+    expect((await project.scriptAsyncWith(grypeEnv, "cli/vulns.ts", "db", "import", made.stdout.trim())).status).toBe(0);
+    const scanned = await project.scriptAsyncWith(grypeEnv, "cli/vulns.ts", "--stack", project.stack, "--build-dir", buildDir);
+    expect(scanned.status, scanned.stdout + scanned.stderr).toBe(5);
+    const flagged = await status();
+    expect(flagged.status).toBe(1);
+    for (const relay of RELAYS) {
+      expect(flagged.rows.get(relay.name).vulnerable).toEqual({ count: 1, worst: "High", level: "warn" });
+      expect(flagged.rows.get(relay.name).attention).toEqual(["1 vulnerable package in its image (worst: High): npm run vulns says which, and the fixed versions"]);
+    }
+
     await double.waitForTask((await double.api("POST", "/nodes/pve1/qemu/9101/status/stop")) as string);
     try {
       const down = await status();
       expect(down.status).toBe(1);
       expect(down.rows.get("exit-1")).toMatchObject({ machine: "stopped", tor: "down" });
       expect(down.rows.get("exit-1").attention).toContain("VM 9101 on pve1 is not running");
-      expect(down.rows.get("guard-1").attention).toEqual([]);
+      expect(down.rows.get("guard-1").attention).toEqual([expect.stringMatching(/^1 vulnerable package in its image/)]);
       const table = await project.scriptAsync("cli/status.ts", "--stack", project.stack);
       expect(table.status).toBe(1);
       expect(table.stdout).toMatch(/^exit-1\s+pve1\s+[0-9a-f]{12}\s+\S+\s+stopped\s+down\s.*ATTENTION$/m);
-      expect(table.stdout).toMatch(/^guard-1\s+pve2\s+[0-9a-f]{12}\s+same\s+running\s+up\s+ok\s.*healthy$/m);
+      expect(table.stdout).toMatch(/^guard-1\s+pve2\s+[0-9a-f]{12}\s+same\s+running\s+up\s+ok\s+\d+\.\d\s+\d+\.\dd\s+1\s+-\s+ATTENTION$/m);
     } finally {
       await double.waitForTask((await double.api("POST", "/nodes/pve1/qemu/9101/status/start")) as string);
     }
