@@ -23,6 +23,8 @@ export const UNIT_TESTS = [
   "test/broker-admin.test.ts",
   "test/proxmox-snp.test.ts",
   "test/proxmox-double.test.ts",
+  "test/monitoring.test.ts",
+  "test/metrics-scrape.test.ts",
   "test/snp/**/*.test.ts",
 ];
 
