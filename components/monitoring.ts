@@ -15,7 +15,8 @@ export interface MonitoringArgs {
  * The fleet's Prometheus files (artifacts/monitoring/<stack>/: the scrape
  * job, its targets with each relay's labels, the alert rules), written on
  * `pulumi up` by the write-monitoring step and again whenever a relay's
- * MetricsPort, address or labels change. A preview writes nothing.
+ * MetricsPort, address or labels change; removed with the resource (the
+ * old files go before the new are written). A preview writes nothing.
  */
 export class Monitoring extends pulumi.ComponentResource {
   readonly dir: string;
@@ -28,12 +29,14 @@ export class Monitoring extends pulumi.ComponentResource {
       `${name}-write`,
       {
         step: "write-monitoring",
+        onDelete: "remove-monitoring",
         spec: { ...monitoring, outDir: this.dir },
         // The files are a function of the spec alone: any change rewrites them.
         triggers: [JSON.stringify(monitoring)],
         projectDir: args.projectDir,
       },
-      { parent: this },
+      // Replaced in place of the old: removing after writing would take the new files with it.
+      { parent: this, deleteBeforeReplace: true },
     );
     this.registerOutputs({ dir: this.dir });
   }

@@ -269,6 +269,7 @@ export const STEP_SPECS = {
   "write-relay-sbom": writeRelaySbomSpec,
   "measure-launch": measureLaunchSpec,
   "write-monitoring": writeMonitoringSpec,
+  "remove-monitoring": z.object({ outDir: path }).passthrough(),
   "start-local-vm": localVmSpec,
   "stop-local-vm": localVmSpec,
   "prune-isos": pruneIsosSpec,

@@ -150,6 +150,7 @@ describe("the fleet's resource graph", () => {
   it("writes the fleet's Prometheus files once, listing the relays with a MetricsPort and their labels", () => {
     const writes = commands().filter((c) => c.inputs.create === `${STEP_COMMAND} write-monitoring`);
     expect(writes.map((c) => c.name)).toEqual(["monitoring-write"]);
+    expect(writes[0]!.inputs.delete).toBe(`${STEP_COMMAND} remove-monitoring`);
     const spec = specOf(writes[0]!);
     expect(spec.outDir).toBe(join(process.cwd(), "artifacts", "monitoring", "graph"));
     expect(spec.stack).toBe("graph");

@@ -7,7 +7,7 @@
  * runs it.
  */
 import { execFileSync, spawnSync } from "node:child_process";
-import { copyFileSync, readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { parseStackConfig } from "../lib/config";
@@ -56,14 +56,15 @@ const FINGERPRINTS = ["1".repeat(40), "2".repeat(40), "3".repeat(40), "abcdef".r
 const planned = () => fleetConfig().relays.map((config, i) => ({ config, identity: { rsaFingerprint: FINGERPRINTS[i]! } }));
 
 /** Runs the write-monitoring step as a step resource does: the one command line, the spec as JSON in the environment. */
-function writeWithStep(spec: MonitoringSpec, outDir: string): string {
+function runStep(step: "write-monitoring" | "remove-monitoring", spec: MonitoringSpec, outDir: string): string {
   const [command, ...args] = STEP_COMMAND.split(" ");
-  return execFileSync(join(repoRoot, command!), [...args, "write-monitoring"], {
+  return execFileSync(join(repoRoot, command!), [...args, step], {
     cwd: repoRoot,
     encoding: "utf8",
-    env: { ...process.env, [STEP_SPEC_ENV]: encodeStepSpec("write-monitoring", { ...spec, outDir }) },
+    env: { ...process.env, [STEP_SPEC_ENV]: encodeStepSpec(step, { ...spec, outDir }) },
   });
 }
+const writeWithStep = (spec: MonitoringSpec, outDir: string) => runStep("write-monitoring", spec, outDir);
 
 describe("monitoringTargets", () => {
   it("scrapes each relay with metrics once, on IPv4 unless only IPv6 sources may scrape it", () => {
@@ -124,6 +125,21 @@ describe("the Prometheus files, as the step writes them", () => {
     writeWithStep(spec, broken);
     writeFileSync(join(broken, MONITORING_FILES.targets), renderScrapeTargets(spec).replace("[", "[{"));
     expect(promtool(["check", "config", MONITORING_FILES.config], broken).status).not.toBe(0);
+  }, 60_000);
+});
+
+describe("removing the files with the resource", () => {
+  it("removes what write-monitoring wrote, and nothing else", () => {
+    const dir = join(scratch, "removed");
+    const kept = join(scratch, "kept");
+    const spec: MonitoringSpec = { stack: "gone", targets: monitoringTargets(planned()) };
+    writeWithStep(spec, dir);
+    writeWithStep(spec, kept);
+    writeFileSync(join(kept, "operator-notes.txt"), "mine\n");
+    runStep("remove-monitoring", spec, dir);
+    runStep("remove-monitoring", spec, kept);
+    expect(existsSync(dir)).toBe(false);
+    expect(readdirSync(kept)).toEqual(["operator-notes.txt"]);
   }, 60_000);
 });
 
