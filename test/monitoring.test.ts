@@ -112,6 +112,8 @@ describe("the Prometheus files, as the step writes them", () => {
       exit: labels.exit,
       path: labels.__metrics_path__,
     }));
+    // promtool lists them in no fixed order.
+    targets.sort((a, b) => a.relay!.localeCompare(b.relay!));
     const base = { job: "diskless-relays-fremont", path: "/metrics" };
     expect(targets).toEqual([
       { ...base, instance: "198.51.100.11:9035", relay: "relay-1", nickname: "Relay1", fingerprint: "1".repeat(40), node: "pve1", exit: "true" },
