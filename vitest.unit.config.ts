@@ -27,6 +27,8 @@ export const UNIT_TESTS = [
   "test/proxmox-snp.test.ts",
   "test/proxmox-double.test.ts",
   "test/vulns.test.ts",
+  "test/monitoring.test.ts",
+  "test/metrics-scrape.test.ts",
   "test/snp/**/*.test.ts",
 ];
 

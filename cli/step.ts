@@ -12,6 +12,7 @@ import { buildImage, removeImage } from "./steps/build-relay-image";
 import { collectState, removeCollectedState } from "./steps/collect-state";
 import { startVm, stopVm } from "./steps/local-vm";
 import { measureLaunch } from "./steps/measure-launch";
+import { removeMonitoring, writeMonitoring } from "./steps/monitoring";
 import { pruneIsos } from "./steps/prune-isos";
 import { removeRollbackImage, rollOut } from "./steps/roll-out";
 import { scanBaseSbom, writeRelaySbom } from "./steps/sbom";
@@ -26,6 +27,8 @@ const HANDLERS: { [N in StepName]: (spec: StepSpec<N>) => Promise<void> | void }
   "scan-base-sbom": scanBaseSbom,
   "write-relay-sbom": writeRelaySbom,
   "measure-launch": measureLaunch,
+  "write-monitoring": writeMonitoring,
+  "remove-monitoring": removeMonitoring,
   "start-local-vm": startVm,
   "stop-local-vm": stopVm,
   "prune-isos": pruneIsos,

@@ -10,6 +10,7 @@ import type { TestnetNetwork } from "../lib/testnet";
 import { resolveBroker } from "../lib/broker-endpoint";
 import { BaseImage } from "./base-image";
 import { qemuTarget } from "./local-relay-vm";
+import { Monitoring } from "./monitoring";
 import { Relay } from "./relay";
 import { proxmoxTarget } from "./relay-vm";
 import { BaseSbom } from "./sbom";
@@ -82,6 +83,11 @@ export function deployFleet(
         after: after.map((name) => relays.get(name)!.rollout.gate),
       }),
     );
+  }
+
+  // Only a fleet that exposes a MetricsPort gets Prometheus files.
+  if (fleet.relays.some((planned) => planned.config.metrics)) {
+    new Monitoring("monitoring", { stack: options.stack, relays: fleet.relays, artifactsDir, projectDir });
   }
 
   return Object.fromEntries(

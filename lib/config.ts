@@ -10,7 +10,7 @@ import { DEFAULT_PROXMOX_ISO_DIR } from "./proxmox-snp";
 /** 2026-01-01T00:00:00Z: the date inside every image unless image.sourceDateEpoch says otherwise. */
 export const DEFAULT_SOURCE_DATE_EPOCH = 1_767_225_600;
 import { vcpuTypeNames } from "./snp/vcpuTypes";
-import { bandwidthProblem, freeTextProblem, parsePolicyRule, parseTorBandwidth } from "./tor-values";
+import { bandwidthProblem, DEFAULT_METRICS_PORT, freeTextProblem, parseMetricsSource, parsePolicyRule, parseTorBandwidth } from "./tor-values";
 
 /** tor's own rule for Nickname (src/core/or/or.h: MAX_NICKNAME_LEN). */
 const NICKNAME = /^[A-Za-z0-9]{1,19}$/;
@@ -153,6 +153,35 @@ const exitSchema = z
   })
   .strict();
 
+const metricsSource = z.string().superRefine((value, ctx) => {
+  const parsed = parseMetricsSource(value);
+  if ("problem" in parsed) ctx.addIssue({ code: z.ZodIssueCode.custom, message: parsed.problem });
+});
+
+/**
+ * A relay's MetricsPort, for a Prometheus server to scrape: tor listens on
+ * the relay's own address (IPv4 when a source is IPv4, IPv6 when one is
+ * IPv6) and answers only the sources in allowFrom (MetricsPortPolicy, then
+ * a final reject). Nothing listens unless this is set.
+ */
+const metricsSchema = z
+  .object({
+    /** The Prometheus server's address or network: one, or a list (e.g. its IPv4 and IPv6 addresses). */
+    allowFrom: z.union([metricsSource, z.array(metricsSource).min(1, "must list at least one address or network")]).transform((value) => (Array.isArray(value) ? value : [value])),
+    port: port.default(DEFAULT_METRICS_PORT),
+  })
+  .strict();
+export type MetricsConfig = z.output<typeof metricsSchema>;
+
+/**
+ * Settings an earlier version took, and what replaced them: a stack config
+ * that still has one is told how to move, not that the key is a typo.
+ */
+const RETIRED_RELAY_SETTINGS: Record<string, string> = {
+  metricsPort:
+    "was replaced by metrics: {allowFrom: PROMETHEUS_ADDRESS, port: PORT}; metricsPort bound MetricsPort to 127.0.0.1 inside the relay's VM, where nothing could scrape it. Move the port there and name the address your Prometheus server scrapes from",
+};
+
 const relaySchema = z
   .object({
     /** Pulumi resource name and key-store directory name; stable for the life of the relay. */
@@ -176,7 +205,8 @@ const relaySchema = z
     nameservers: z.array(ipAddress("any")).default([]),
     orPort: port.default(443),
     dirPort: port.optional(),
-    metricsPort: port.optional(),
+    /** This relay's MetricsPort; overrides the fleet's `metrics`, and `false` turns it off for this relay. */
+    metrics: z.union([z.literal(false), metricsSchema]).optional(),
     exit: exitSchema.default({ enabled: false, ipv6Exit: true }),
     contactInfo: freeText("must not be empty: tor operators are asked to publish a contact"),
     family: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, "must be a family name of letters, digits, _ and -").optional(),
@@ -370,10 +400,19 @@ export const stackConfigSchema = z
      */
     testnet: z.object({ dir: pathValue("the testnet's directory").default(".testnet") }).strict().optional(),
     identity: identitySchema.default({}),
+    /** Every relay's MetricsPort, unless a relay sets its own `metrics` (or `false`). */
+    metrics: metricsSchema.optional(),
     relays: z.array(relaySchema).min(1, "must list at least one relay"),
   })
   .strict()
-  .superRefine(checkFleet);
+  .superRefine(checkFleet)
+  // Each relay carries the metrics it runs with: the renderers read one place.
+  .transform((config) => ({ ...config, relays: config.relays.map((relay) => ({ ...relay, metrics: relayMetrics(config, relay) })) }));
+
+/** A relay's own metrics setting, else the fleet's; none when the relay says false. */
+function relayMetrics(config: { metrics?: MetricsConfig | undefined }, relay: { metrics?: MetricsConfig | false | undefined }): MetricsConfig | undefined {
+  return relay.metrics === false ? undefined : (relay.metrics ?? config.metrics);
+}
 
 export type StackConfig = z.infer<typeof stackConfigSchema>;
 export type RelayConfig = StackConfig["relays"][number];
@@ -389,6 +428,7 @@ function checkFleet(
     testnet?: unknown;
     identity: z.infer<typeof identitySchema>;
     stateCollection: { port: number };
+    metrics?: MetricsConfig | undefined;
     relays: z.infer<typeof relaySchema>[];
   },
   ctx: z.RefinementCtx,
@@ -472,7 +512,7 @@ function checkFleet(
     const ports: [string, number | undefined][] = [
       ["orPort", relay.orPort],
       ["dirPort", relay.dirPort],
-      ["metricsPort", relay.metricsPort],
+      ["metrics.port", relayMetrics(config, relay)?.port],
       ["sshPort", relay.sshPort ?? config.stateCollection.port],
     ];
     const byPort = new Map<number, string>();
@@ -482,6 +522,15 @@ function checkFleet(
       if (other) issue(["relays", index, field], `${value} is already the relay's ${other === "sshPort" && relay.sshPort === undefined ? "SSH port (stateCollection.port)" : other}; each service needs its own port`);
       else byPort.set(value, field);
     }
+
+    const metrics = relayMetrics(config, relay);
+    metrics?.allowFrom.forEach((source, i) => {
+      const parsed = parseMetricsSource(source);
+      if ("source" in parsed && parsed.source.family === 6 && !relay.ipv6) {
+        const from = relay.metrics ? "" : " (from the fleet's metrics.allowFrom)";
+        issue(["relays", index, "metrics", "allowFrom", i], `${source}${from} is IPv6, but the relay has no ipv6 address for its MetricsPort to listen on: give it one, or scrape it over IPv4`);
+      }
+    });
 
     if (relay.exit.enabled) {
       relay.nameservers.forEach((nameserver, i) => {
@@ -552,14 +601,30 @@ export function projectConfigObject(all: Record<string, string>, project: string
   return raw;
 }
 
+/**
+ * A value that may take one of several shapes (metrics: false or an object;
+ * allowFrom: one source or a list) is judged by the shape it has: the
+ * problems of that one branch, rather than zod's bare "Invalid input".
+ */
+function unionBranchIssues(issue: z.ZodIssue): z.ZodIssue[] {
+  if (issue.code !== z.ZodIssueCode.invalid_union) return [issue];
+  const typeMismatch = (inner: z.ZodIssue) =>
+    (inner.code === z.ZodIssueCode.invalid_type || inner.code === z.ZodIssueCode.invalid_literal) && inner.path.length === issue.path.length;
+  const matched = issue.unionErrors.map((error) => error.issues).filter((issues) => !issues.some(typeMismatch));
+  return matched.length === 1 ? matched[0]!.flatMap(unionBranchIssues) : [issue];
+}
+
 /** Validates raw stack config; throws a ConfigError naming every bad field. */
 export function parseStackConfig(raw: unknown): StackConfig {
   const result = stackConfigSchema.safeParse(raw);
   if (result.success) return result.data;
   throw new ConfigError(
-    result.error.issues.flatMap((issue) =>
+    result.error.issues.flatMap(unionBranchIssues).flatMap((issue) =>
       issue.code === z.ZodIssueCode.unrecognized_keys
-        ? issue.keys.map((key) => ({ path: formatConfigPath([...issue.path, key]), message: "is not a known setting (a typo?)" }))
+        ? issue.keys.map((key) => ({
+            path: formatConfigPath([...issue.path, key]),
+            message: (issue.path[0] === "relays" && issue.path.length === 2 && RETIRED_RELAY_SETTINGS[key]) || "is not a known setting (a typo?)",
+          }))
         : [{ path: formatConfigPath(issue.path) || "(config)", message: describeIssue(issue) }],
     ),
   );

@@ -7,6 +7,7 @@
  * No value is ever pasted into shell text. Pure: schemas and names only.
  */
 import { z } from "zod";
+import { monitoringSpecSchema } from "./monitoring";
 import { ONION_KEY_FILES } from "./tor-keys";
 
 /** Run from the project directory; the step name is its only argument. */
@@ -222,6 +223,9 @@ export const measureLaunchSpec = z
   })
   .strict();
 
+/** The fleet's Prometheus files: what to scrape (and with which labels), written into outDir. */
+export const writeMonitoringSpec = monitoringSpecSchema.extend({ outDir: path }).strict();
+
 export const localVmSpec = z.object({ target: relayTargetSpec, iso: path }).strict();
 
 export const pruneIsosSpec = z
@@ -264,6 +268,8 @@ export const STEP_SPECS = {
   "scan-base-sbom": scanBaseSbomSpec,
   "write-relay-sbom": writeRelaySbomSpec,
   "measure-launch": measureLaunchSpec,
+  "write-monitoring": writeMonitoringSpec,
+  "remove-monitoring": z.object({ outDir: path }).passthrough(),
   "start-local-vm": localVmSpec,
   "stop-local-vm": localVmSpec,
   "prune-isos": pruneIsosSpec,

@@ -5,7 +5,7 @@
  * judge; these rules catch what tor would accept but read differently from
  * what the operator wrote (a `#` ends a line, a trailing `\` joins the next).
  */
-import { parseAddress } from "./addresses";
+import { canonicalAddress, parseAddress } from "./addresses";
 
 /**
  * A free-text value on one torrc line. tor's config reader ends the value at
@@ -115,4 +115,45 @@ function parsePortRange(text: string): { from: number; to: number } | string {
   if (!match || from < 1 || to > 65535 || from > 65535) return `port "${text}" must be *, a port 1–65535 or a range like 6660-6669`;
   if (from > to) return `port range "${text}" runs backwards`;
   return { from, to };
+}
+
+/** tor's MetricsPort when the config names none: the port of the manual's own example (MetricsPort 1.2.3.4:9035). */
+export const DEFAULT_METRICS_PORT = 9035;
+
+export interface MetricsSource {
+  family: 4 | 6;
+  /** The entry as MetricsPortPolicy reads it: an address, or a network with its mask; IPv6 in brackets. */
+  policy: string;
+}
+
+/**
+ * One MetricsPortPolicy source, written as an address or ADDRESS/LENGTH.
+ * tor reads MetricsPortPolicy as an exit-policy entry (its manual), but
+ * `tor --verify-config` does not parse it: a malformed entry passes the
+ * check, and tor then dies at start ("Error parsing already-validated
+ * policy options"). So this is the only check before a relay boots, and it
+ * is strict: no host bits beyond the mask (tor would silently widen the
+ * network to NET/LENGTH), no /0 (that is everyone), no zone ids.
+ */
+export function parseMetricsSource(value: string): { source: MetricsSource } | { problem: string } {
+  const example = 'like "203.0.113.5", "203.0.113.0/24" or "2001:db8::5/128"';
+  const match = /^([^/]+?)(?:\/(\d{1,3}))?$/.exec(value);
+  const address = match ? parseAddress(match[1]!) : undefined;
+  if (!match || !address) {
+    const hint = value.includes("%") ? "; zone ids (%eth0) name an interface of one host" : value.startsWith("[") ? "; write IPv6 without brackets" : "";
+    return { problem: `must be the scraper's address or network, ${example}; got "${value}"${hint}` };
+  }
+  const bits = address.family === 4 ? 32 : 128;
+  const length = match[2] === undefined ? bits : Number(match[2]);
+  if (length > bits) return { problem: `"/${match[2]}" is not a prefix length for an IPv${address.family} address (1–${bits}); got "${value}"` };
+  if (length === 0) return { problem: `"${value}" is every address: the MetricsPort tells anyone who reads it about the relay's users' traffic, so name your Prometheus server's address or network` };
+  const hostBits = BigInt(bits - length);
+  const network = (address.value >> hostBits) << hostBits;
+  if (network !== address.value) {
+    const shown = canonicalAddress({ family: address.family, value: network });
+    return { problem: `"${value}" has bits set beyond its /${length} mask; tor would read it as ${shown}/${length}: write that, or the scraper's own address` };
+  }
+  const text = address.family === 6 ? `[${canonicalAddress(address)}]` : canonicalAddress(address);
+  // One host is written as the manual's example writes it: "MetricsPortPolicy accept 5.6.7.8".
+  return { source: { family: address.family, policy: length === bits ? text : `${text}/${length}` } };
 }

@@ -5,6 +5,7 @@
 import { addressOf } from "./addresses";
 import type { RelayConfig } from "./config";
 import { relayTestnetLines, type TestnetNetwork } from "./testnet";
+import { parseMetricsSource } from "./tor-values";
 
 /**
  * The Tor Project's reduced exit policy (community-team/relay wiki): the ports
@@ -82,9 +83,19 @@ export function renderTorrcLines(relay: RelayConfig, context: TorrcContext): Tor
     add(`RelayBandwidthRate ${relay.bandwidth.rate}`, "bandwidth.rate");
     add(`RelayBandwidthBurst ${relay.bandwidth.burst}`, "bandwidth.burst");
   }
-  if (relay.metricsPort !== undefined) {
-    add(`MetricsPort 127.0.0.1:${relay.metricsPort}`, "metricsPort");
-    add("MetricsPortPolicy accept 127.0.0.1", "metricsPort");
+  if (relay.metrics) {
+    // The config checked every source; tor's --verify-config does not read MetricsPortPolicy at all.
+    const sources = relay.metrics.allowFrom.map((value) => {
+      const parsed = parseMetricsSource(value);
+      if ("problem" in parsed) throw new Error(`relay ${relay.name}: metrics.allowFrom: ${parsed.problem}`);
+      return parsed.source;
+    });
+    // Listen only on the families the scraper comes from, on the relay's own address (never a wildcard).
+    if (sources.some((source) => source.family === 4)) add(`MetricsPort ${addressOf(relay.ipv4.address)}:${relay.metrics.port}`, "metrics.port");
+    if (relay.ipv6 && sources.some((source) => source.family === 6)) add(`MetricsPort [${addressOf(relay.ipv6.address)}]:${relay.metrics.port}`, "metrics.port");
+    sources.forEach((source, i) => add(`MetricsPortPolicy accept ${source.policy}`, `metrics.allowFrom[${i}]`));
+    // tor's default is already reject-all; said explicitly so that no later default can widen it.
+    add("MetricsPortPolicy reject *:*", "metrics.allowFrom");
   }
 
   const family = [...new Set(context.familyFingerprints.map((fp) => fp.toUpperCase()))].sort();

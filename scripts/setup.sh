@@ -36,7 +36,7 @@ export GOPROXY=${GOPROXY:-https://proxy.golang.org}
 
 apt_packages() {
   local wanted=(tor qemu-system-x86 ovmf mmdebstrap xorriso mtools dosfstools openssh-client
-    openssh-server python3 python3-pefile zstd cpio iproute2 debian-archive-keyring busybox openssl sbsigntool faketime shellcheck unbound dns-root-data)
+    openssh-server python3 python3-pefile zstd cpio iproute2 debian-archive-keyring busybox openssl sbsigntool faketime shellcheck unbound dns-root-data prometheus)
   local missing=()
   for pkg in "${wanted[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q '^install ok installed$' || missing+=("$pkg")
@@ -47,8 +47,9 @@ apt_packages() {
     apt-get update -q >/dev/null
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
   fi
-  # The packaged tor and unbound start system daemons; the project runs its own.
-  for daemon in tor unbound; do
+  # The packaged tor, unbound and prometheus start system daemons; the project runs its own
+  # (promtool, from the prometheus package, checks the generated monitoring files).
+  for daemon in tor unbound prometheus; do
     if command -v systemctl >/dev/null && systemctl is-active -q "$daemon" 2>/dev/null; then systemctl stop "$daemon" || true; fi
   done
 }

@@ -192,7 +192,22 @@ describe("parseStackConfig", () => {
     ],
     ["a multicast MAC", (c) => (c.relays[0].mac = "01:00:5E:00:00:01"), "relays[0].mac", /unicast/],
     ["the broadcast MAC", (c) => (c.relays[0].mac = "FF:FF:FF:FF:FF:FF"), "relays[0].mac", /unicast/],
-    ["an ORPort shared with the MetricsPort", (c) => (c.relays[1].metricsPort = 9001), "relays[1].metricsPort", /already the relay's orPort/],
+    ["an ORPort shared with the MetricsPort", (c) => (c.relays[1].metrics = { allowFrom: "203.0.113.5", port: 9001 }), "relays[1].metrics.port", /already the relay's orPort/],
+    ["a MetricsPort on the SSH port, from the fleet's default", (c) => (c.metrics = { allowFrom: "203.0.113.5", port: 22 }), "relays[0].sshPort", /22 is already the relay's metrics\.port/],
+
+    // Who may scrape the MetricsPort: tor's MetricsPortPolicy, which tor --verify-config does not check.
+    ["the retired metricsPort", (c) => (c.relays[1].metricsPort = 9035), "relays[1].metricsPort", /was replaced by metrics: \{allowFrom/],
+    ["a metrics source that is not an address", (c) => (c.relays[0].metrics = { allowFrom: "prometheus.example.net" }), "relays[0].metrics.allowFrom", /scraper's address or network/],
+    ["a metrics source with host bits beyond its mask", (c) => (c.relays[0].metrics = { allowFrom: "203.0.113.5/24" }), "relays[0].metrics.allowFrom", /tor would read it as 203\.0\.113\.0\/24/],
+    ["an IPv6 metrics source with host bits beyond its mask", (c) => (c.relays[0].metrics = { allowFrom: ["203.0.113.5", "2001:db8::5/64"] }), "relays[0].metrics.allowFrom[1]", /tor would read it as 2001:db8::\/64/],
+    ["a metrics source open to everyone", (c) => (c.metrics = { allowFrom: "0.0.0.0/0" }), "metrics.allowFrom", /every address/],
+    ["a metrics source with a prefix over 32", (c) => (c.relays[0].metrics = { allowFrom: "203.0.113.0/33" }), "relays[0].metrics.allowFrom", /prefix length for an IPv4 address/],
+    ["a bracketed IPv6 metrics source", (c) => (c.relays[0].metrics = { allowFrom: "[2001:db8::5]" }), "relays[0].metrics.allowFrom", /without brackets/],
+    ["a metrics source with a zone id", (c) => (c.relays[0].metrics = { allowFrom: "fe80::1%eth0" }), "relays[0].metrics.allowFrom", /zone ids/],
+    ["a metrics source that adds a torrc line", (c) => (c.relays[0].metrics = { allowFrom: "203.0.113.5\nExitPolicy accept *:*" }), "relays[0].metrics.allowFrom", /scraper's address/],
+    ["an empty list of metrics sources", (c) => (c.relays[0].metrics = { allowFrom: [] }), "relays[0].metrics.allowFrom", /at least one/],
+    ["an IPv6 metrics source for a relay without IPv6", (c) => (c.metrics = { allowFrom: ["2001:db8::5"] }), "relays[1].metrics.allowFrom[0]", /from the fleet's metrics\.allowFrom\) is IPv6, but the relay has no ipv6 address/],
+    ["a misspelled metrics setting", (c) => (c.relays[0].metrics = { allowFrom: "203.0.113.5", prot: 9035 }), "relays[0].metrics.prot", /not a known setting/],
     ["a DirPort shared with the ORPort", (c) => (c.relays[1].dirPort = 9001), "relays[1].dirPort", /already the relay's orPort/],
     ["an ORPort on the SSH port", (c) => (c.relays[1].orPort = 22), "relays[1].sshPort", /orPort/],
 
@@ -238,6 +253,18 @@ describe("parseStackConfig", () => {
       stateCollection: { privateKeyFile: "keys/coll ector/$(id)" },
     });
     expect(config.buildDir).toBe("/srv/relay build/$(touch pwned)");
+  });
+
+  it("exposes no MetricsPort by default; a fleet-wide metrics setting, a relay's own, and false", () => {
+    expect(parseStackConfig(validConfig()).relays.map((relay) => relay.metrics)).toEqual([undefined, undefined]);
+    const fleet = { ...validConfig(), metrics: { allowFrom: "203.0.113.5" } } as Config;
+    expect(parseStackConfig(fleet).relays.map((relay) => relay.metrics)).toEqual([
+      { allowFrom: ["203.0.113.5"], port: 9035 },
+      { allowFrom: ["203.0.113.5"], port: 9035 },
+    ]);
+    fleet.relays[0].metrics = { allowFrom: ["203.0.113.0/28", "2001:db8:1::/48"], port: 9100 };
+    fleet.relays[1].metrics = false;
+    expect(parseStackConfig(fleet).relays.map((relay) => relay.metrics)).toEqual([{ allowFrom: ["203.0.113.0/28", "2001:db8:1::/48"], port: 9100 }, undefined]);
   });
 
   it("lets an exit name no resolver: its own resolver then resolves from the root", () => {

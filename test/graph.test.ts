@@ -23,6 +23,7 @@ describe("the fleet's resource graph", () => {
   const index = (type: string, name: string) => registered.findIndex((r) => r.type === type && r.name === name);
   const find = (type: string, name: string) => registered[index(type, name)]!;
   const commands = () => registered.filter((r) => r.type === "command:local:Command");
+  let r1Fingerprint = "";
 
   beforeAll(async () => {
     for (const [name, nickname] of [["r1", "GraphRelayOne"], ["r2", "GraphRelayTwo"]] as const) initRelayKeys(join(dir, "keys"), name, { nickname });
@@ -43,10 +44,13 @@ describe("the fleet's resource graph", () => {
         mac: `BC:24:11:00:00:0${i + 1}`,
         ipv4: { address: `198.51.100.${10 + i}/24`, gateway: "198.51.100.1" },
         contactInfo: "x@example.net",
+        // r1 exposes its MetricsPort to a Prometheus server; r2 does not.
+        ...(name === "r1" ? { metrics: { allowFrom: "203.0.113.5" } } : {}),
         ...(name === "r2" ? { cpuType: "EPYC-v4", cores: 2, sev: { enabled: true, ovmf: TEST_OVMF, ovmfSha256: TEST_OVMF_SHA256 } } : {}),
       })),
     });
     const fleet = planFleet(config, { projectDir: dir, now: new Date() });
+    r1Fingerprint = fleet.relays[0]!.identity.rsaFingerprint;
     const { deployFleet } = await import("../components/fleet");
     const outputs = deployFleet(config, fleet, { projectDir: process.cwd(), project: "diskless-relays", stack: "graph", dryRun: true });
     await new Promise<void>((resolve) => pulumi.all(Object.values(outputs).flatMap((o) => [o.iso, o.vmId])).apply(() => resolve()));
@@ -141,5 +145,17 @@ describe("the fleet's resource graph", () => {
     const text = JSON.stringify(commands().map((c) => c.inputs));
     // Any PEM private key, or a tor secret-key header ("ed25519v1-secret", "c25519v1").
     expect(text).not.toMatch(/PRIVATE KEY|v1-secret|c25519v/);
+  });
+
+  it("writes the fleet's Prometheus files once, listing the relays with a MetricsPort and their labels", () => {
+    const writes = commands().filter((c) => c.inputs.create === `${STEP_COMMAND} write-monitoring`);
+    expect(writes.map((c) => c.name)).toEqual(["monitoring-write"]);
+    expect(writes[0]!.inputs.delete).toBe(`${STEP_COMMAND} remove-monitoring`);
+    const spec = specOf(writes[0]!);
+    expect(spec.outDir).toBe(join(process.cwd(), "artifacts", "monitoring", "graph"));
+    expect(spec.stack).toBe("graph");
+    expect(spec.targets).toEqual([
+      { relay: "r1", nickname: "GraphRelayOne", fingerprint: r1Fingerprint, node: "pve1", exit: false, host: "198.51.100.10", port: 9035 },
+    ]);
   });
 });

@@ -19,7 +19,8 @@ describe("pulumi preview of a fresh stack", () => {
     project = new TestProject("preview");
     makeTestKeys(project.dir, THREE_RELAYS);
     const { proxmox, ...rest } = testStackConfig(THREE_RELAYS);
-    project.configure({ proxmox, ...rest }, { proxmoxApiToken: TEST_API_TOKEN });
+    // Every relay's MetricsPort open to one Prometheus server: the fleet's monitoring files are planned too.
+    project.configure({ proxmox, ...rest, metrics: { allowFrom: "203.0.113.5" } }, { proxmoxApiToken: TEST_API_TOKEN });
     const preview = await project.preview();
     steps = preview.steps;
     output = preview.result.stdout + preview.result.stderr;
@@ -44,8 +45,9 @@ describe("pulumi preview of a fresh stack", () => {
     expect(count("proxmoxve:index/fileLegacy:FileLegacy")).toBe(3);
     expect(count("proxmoxve:index/vmLegacy:VmLegacy")).toBe(3);
     expect(count("diskless-relays:relay:RelayRollout")).toBe(3);
-    // base build + syft + per relay: collect, build, sbom write, rollout gate, iso prune
-    expect(count("command:local:Command")).toBe(2 + 3 * 5);
+    expect(count("diskless-relays:monitoring:Monitoring")).toBe(1);
+    // base build + syft + per relay: collect, build, sbom write, rollout gate, iso prune + the monitoring files
+    expect(count("command:local:Command")).toBe(2 + 3 * 5 + 1);
   });
 
   it("keeps the URN of every resource an earlier release made, so an existing stack sees no spurious replacement", () => {
@@ -101,7 +103,7 @@ describe("pulumi preview of a fresh stack", () => {
     expect(JSON.stringify(steps.map((s) => s.inputs))).not.toContain(project.dir);
   });
 
-  it("runs no command during preview: nothing was built or collected", () => {
+  it("runs no command during preview: nothing was built, collected or written", () => {
     expect(readdirSync(project.dir)).not.toContain("build");
     expect(readdirSync(project.dir)).not.toContain("artifacts");
   });

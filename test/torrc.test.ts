@@ -35,7 +35,9 @@ const variants: [string, Record<string, unknown>, Partial<TorrcContext>][] = [
   ["exit with its own policy, no IPv6 exit", { exit: { enabled: true, ipv6Exit: false, policy: ["reject *:25", "accept *:80", "accept *:443", "reject *:*"] } }, {}],
   ["exit on IPv4 only", { ipv6: undefined, exit: { enabled: true } }, {}],
   ["bandwidth limits", { bandwidth: { rate: "100 MBytes", burst: "125 MBytes" } }, {}],
-  ["MetricsPort on localhost and a DirPort", { metricsPort: 9035, dirPort: 9030 }, {}],
+  ["MetricsPort for one IPv4 scraper, and a DirPort", { metrics: { allowFrom: "203.0.113.5" }, dirPort: 9030 }, {}],
+  ["MetricsPort on IPv4 and IPv6 for two networks", { metrics: { allowFrom: ["203.0.113.0/24", "2001:db8:5::/48"], port: 9100 } }, {}],
+  ["MetricsPort on IPv6 only", { metrics: { allowFrom: "2001:db8::5" } }, {}],
   ["family by fingerprints and FamilyId", {}, { familyFingerprints: FAMILY, familyIds: ["+5zq3Fsbq7r9IcdiisT8hcoLI8RD9DIFVLWepJ/ESuw"] }],
 ];
 
@@ -96,9 +98,25 @@ describe("renderTorrc", () => {
     expect(torrc).toMatch(new RegExp(`^MyFamily \\$${FAMILY[1]},\\$${FAMILY[0]}$`, "m"));
   });
 
-  it("binds MetricsPort to localhost only", () => {
-    const torrc = renderTorrc(relay({ metricsPort: 9035 }), context("metrics"));
-    expect(torrc).toMatch(/^MetricsPort 127\.0\.0\.1:9035$/m);
-    expect(torrc).toMatch(/^MetricsPortPolicy accept 127\.0\.0\.1$/m);
+  it("has no MetricsPort unless metrics is set", () => {
+    expect(renderTorrc(relay({}), context("no-metrics"))).not.toMatch(/^MetricsPort/m);
+  });
+
+  // Expected text in the form of tor's manual (MetricsPort): "MetricsPort 1.2.3.4:9035" and
+  // "MetricsPortPolicy accept 5.6.7.8"; policy entries "have the same form as exit policies"
+  // (ExitPolicy: ADDR[/MASK], IPv6 addresses in brackets).
+  const metricsRows: [string, Record<string, unknown>, string[]][] = [
+    ["one IPv4 scraper, the default port", { allowFrom: "203.0.113.5" }, ["MetricsPort 198.51.100.11:9035", "MetricsPortPolicy accept 203.0.113.5", "MetricsPortPolicy reject *:*"]],
+    ["an IPv4 network", { allowFrom: ["203.0.113.0/24"], port: 9100 }, ["MetricsPort 198.51.100.11:9100", "MetricsPortPolicy accept 203.0.113.0/24", "MetricsPortPolicy reject *:*"]],
+    [
+      "an IPv4 scraper and an IPv6 network, spelled long",
+      { allowFrom: ["203.0.113.5", "2001:0db8:0005:0:0:0:0:0/48"] },
+      ["MetricsPort 198.51.100.11:9035", "MetricsPort [2001:db8::11]:9035", "MetricsPortPolicy accept 203.0.113.5", "MetricsPortPolicy accept [2001:db8:5::]/48", "MetricsPortPolicy reject *:*"],
+    ],
+    ["one IPv6 scraper: listens on IPv6 only", { allowFrom: "2001:db8::5" }, ["MetricsPort [2001:db8::11]:9035", "MetricsPortPolicy accept [2001:db8::5]", "MetricsPortPolicy reject *:*"]],
+  ];
+  it.each(metricsRows)("MetricsPort for %s: on the relay's own address, accepting only allowFrom, then a reject-all", (_what, metrics, expected) => {
+    const torrc = renderTorrc(relay({ metrics }), context("metrics"));
+    expect(torrc.split("\n").filter((line) => line.startsWith("MetricsPort"))).toEqual(expected);
   });
 });
