@@ -19,12 +19,15 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseRouterStatuses } from "../lib/consensus";
 import { MAX_CLOCK_SKEW_SECONDS } from "../lib/relay-health";
-import { torListFingerprint } from "../lib/key-store";
+import { torListFingerprint, torSigningKeyExpiration } from "../lib/key-store";
+import { MONITORING_FILES, TOR_SERIES } from "../lib/monitoring";
+import { DEFAULT_METRICS_PORT } from "../lib/tor-values";
 import type { StepSpec } from "../lib/steps";
 import { fetchThroughCircuit, SocksRefusal, TorControl } from "../lib/tor-control";
 import { TESTNET, tapName, type TestnetNetwork } from "../lib/testnet";
 import { startTestnet, stopTestnet } from "../lib/testnet-host";
 import { makeTestKeys } from "./support/fleet";
+import { parseMetricsText } from "./support/metrics";
 import { BUILD_CACHE, runStep, waitFor } from "./support/images";
 import { TestProject } from "./support/pulumi";
 import { privateTmpDir } from "./support/tmp";
@@ -159,6 +162,8 @@ describe("the local stack on a private Tor network, end to end", () => {
       testnet: { dir: testnetLocation.dir },
       image: { flavour: "debian", release: "bookworm" },
       stateCollection: { privateKeyFile: "keys/collector", connectTimeoutSeconds: 10 },
+      // Tor's MetricsPort on each relay's address, for a Prometheus server on the testnet host.
+      metrics: { allowFrom: TESTNET.hostIPv4 },
       // Sized for software emulation: a boot takes tens of seconds here.
       rollout: { healthTimeoutSeconds: 240 },
       relays: RELAYS.map((relay, i) => ({
@@ -225,6 +230,27 @@ describe("the local stack on a private Tor network, end to end", () => {
     // What the client needs to extend circuits to them follows the consensus.
     await control.waitForMicrodescriptors([exitFp(), guardFp()], 120_000);
   }, 300_000);
+
+  it("exposes tor's MetricsPort to the testnet host: every series the fleet's alert rules use is scraped from the booted relays, at the targets pulumi up wrote", async () => {
+    // What pulumi up wrote for Prometheus, checked by Prometheus's own promtool.
+    const dir = join(project.dir, "artifacts", "monitoring", project.stack);
+    const checked = spawnSync("promtool", ["check", "config", join(dir, MONITORING_FILES.config)], { encoding: "utf8" });
+    expect(checked.status, checked.stdout + checked.stderr).toBe(0);
+    const targets = JSON.parse(readFileSync(join(dir, MONITORING_FILES.targets), "utf8")) as { targets: string[]; labels: Record<string, string> }[];
+    expect(targets.map((t) => [t.labels.relay, t.targets[0], t.labels.fingerprint]).sort()).toEqual(
+      RELAYS.map((relay) => [relay.name, `10.77.0.${relay.host}:${DEFAULT_METRICS_PORT}`, fingerprints[relay.name].rsa]).sort(),
+    );
+    for (const target of targets) {
+      // From the testnet host's address, inside its namespace, as Prometheus there would.
+      const scraped = spawnSync("ip", ["netns", "exec", network.netns, "busybox", "wget", "-q", "-T", "20", "-O", "-", `http://${target.targets[0]}/metrics`], { encoding: "utf8" });
+      expect(scraped.status, scraped.stderr).toBe(0);
+      const series = parseMetricsText(scraped.stdout);
+      const wanted = target.labels.exit === "true" ? Object.values(TOR_SERIES) : Object.values(TOR_SERIES).filter((name) => !name.startsWith("tor_relay_exit_"));
+      for (const name of wanted) expect(series.has(name), `${target.labels.relay} exports no ${name}`).toBe(true);
+      // The certificate's expiry, as tor itself dates the relay's key.
+      expect(series.get(TOR_SERIES.signingCertExpiry)![0]!.value * 1000).toBe(torSigningKeyExpiration(join(project.dir, "keys", target.labels.relay!)).getTime());
+    }
+  }, 180_000);
 
   it("fetches http://web.testnet/ through the local exit, which resolves the name itself; a port outside its policy is refused", async () => {
     // Guard, an authority, the exit: a full three-hop circuit, extended by fingerprint.
