@@ -167,16 +167,7 @@ describe("pulumi up against the Proxmox VE API double", () => {
 
   it("npm run status: every relay healthy on the image the stack wants; a stopped VM needs attention; read-only", async () => {
     const outputs = JSON.parse((await project.runAsync("stack", "output", "relayOutputs", "--json")).stdout);
-    const status = async () => {
-      const result = await project.scriptAsync("cli/status.ts", "--stack", project.stack, "--json");
-      let board: any;
-      try {
-        board = JSON.parse(result.stdout);
-      } catch {
-        throw new Error(`status printed no JSON (${result.status}):\n${result.stdout}\n${result.stderr}`);
-      }
-      return { status: result.status, rows: new Map<string, any>(board.relays.map((row: any) => [row.relay, row])) };
-    };
+    const status = () => project.status();
     const before = double.requests().length;
     const healthy = await status();
     expect(healthy.status).toBe(0);

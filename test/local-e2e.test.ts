@@ -453,16 +453,7 @@ describe("the local stack on a private Tor network, end to end", () => {
 
   it("npm run status: both relays healthy on the images their QEMU processes boot; a relay whose QEMU was killed is down, exit 1", async () => {
     const outputs = JSON.parse((await project.runAsync("stack", "output", "relayOutputs", "--json")).stdout);
-    const board = async () => {
-      const result = await project.scriptAsync("cli/status.ts", "--stack", project.stack, "--json");
-      let parsed: any;
-      try {
-        parsed = JSON.parse(result.stdout);
-      } catch {
-        throw new Error(`status printed no JSON (${result.status}):\n${result.stdout}\n${result.stderr}`);
-      }
-      return { status: result.status, rows: new Map<string, any>(parsed.relays.map((row: any) => [row.relay, row])) };
-    };
+    const board = () => project.status();
     const healthy = await board();
     expect(healthy.status, JSON.stringify([...healthy.rows.values()], null, 1)).toBe(0);
     for (const relay of RELAYS) {

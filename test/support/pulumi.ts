@@ -101,6 +101,18 @@ export class TestProject {
     return collect(spawn(join(this.dir, "node_modules/.bin/tsx"), [join(this.dir, path), ...args], { cwd: this.dir, env: { ...this.env, ...env } }));
   }
 
+  /** `npm run status -- --stack STACK --json` in the project: its exit status and its rows by relay. */
+  async status(): Promise<{ status: number | null; rows: Map<string, any> }> {
+    const result = await this.scriptAsync("cli/status.ts", "--stack", this.stack, "--json");
+    let board: { relays: { relay: string }[] };
+    try {
+      board = JSON.parse(result.stdout);
+    } catch {
+      throw new Error(`status printed no JSON (${result.status}):\n${result.stdout}\n${result.stderr}`);
+    }
+    return { status: result.status, rows: new Map<string, any>(board.relays.map((row) => [row.relay, row])) };
+  }
+
   writeFile(path: string, content: string): void {
     writeFileSync(join(this.dir, path), content);
   }
