@@ -118,11 +118,11 @@ export function judgeRelay(desired: DesiredRelay, seen: RelayObservation, policy
   } else if (seen.health) attention.push(`no health answer: ${seen.health.error}`);
   else attention.push("no health answer");
 
-  const running = report?.image?.imageDigest ?? machine.imageDigest;
-  let tor: RelayStatus["tor"] = "unknown";
-  let fingerprint: RelayStatus["fingerprint"] = "unknown";
   // A stopped machine's last report says how it was, not how it is.
   const live = report && machine.state === "running" && attention.every((line) => !line.startsWith("its last health report"));
+  const running = (live ? report?.image?.imageDigest : undefined) ?? machine.imageDigest;
+  let tor: RelayStatus["tor"] = "unknown";
+  let fingerprint: RelayStatus["fingerprint"] = "unknown";
   if (report && live) {
     tor = report.torPids.length > 0 ? "up" : "down";
     if (report.rsaFingerprint !== undefined) {

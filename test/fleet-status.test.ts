@@ -104,6 +104,8 @@ describe("judging a relay", () => {
   it("calls a machine that is gone down, whatever its last report said", () => {
     const row = judgeRelay(desired(), { machine: { where: "the QEMU process of .runtime/local/r1", state: "absent" }, health: { report: parseHealthReport(answer()), at: NOW / 1000 - 10 } }, POLICY);
     expect(row).toMatchObject({ machine: "absent", tor: "down", fingerprint: "unknown" });
+    // Nothing runs: the image its last answer named is not what it runs now.
+    expect(row.runningImage).toBeUndefined();
     expect(row.attention[0]).toBe("the QEMU process of .runtime/local/r1 is absent");
     expect(statusExitCode([row])).toBe(1);
   });
