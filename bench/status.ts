@@ -7,7 +7,7 @@
  * Prints a table; reproduce with
  *   npm run bench:status [-- RELAYS [RUNS]]
  */
-import { execFileSync } from "node:child_process";
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type AddressInfo, type Server } from "node:net";
 import { cpus, tmpdir } from "node:os";
@@ -30,6 +30,7 @@ async function main() {
   let double: ProxmoxDoubleProcess | undefined;
   let project: TestProject | undefined;
   let orPortListener: Server | undefined;
+  let idleTor: ChildProcess | undefined;
   try {
     double = await ProxmoxDoubleProcess.start(scratch, TEST_API_TOKEN);
     project = new TestProject("bench");
@@ -43,7 +44,9 @@ async function main() {
     const config = testStackConfig(relays, { endpoint: double.endpoint }) as ReturnType<typeof testStackConfig> & Record<string, any>;
     config.stateCollection = { privateKeyFile: "keys/collector", port: 22, connectTimeoutSeconds: 5 };
     const outputs: Record<string, unknown> = {};
-    // Every stand-in shares this machine's sockets: one listener is every relay's ORPort.
+    // Every stand-in shares this machine's /proc and sockets: one idle tor is every relay's tor, one listener every ORPort.
+    mkdirSync(join(scratch, "idle-tor"), { mode: 0o700 });
+    idleTor = spawn("tor", ["-f", "/dev/null", "--defaults-torrc", "/dev/null", "--ignore-missing-torrc", "--DataDirectory", join(scratch, "idle-tor"), "--DisableNetwork", "1", "--SocksPort", "0", "--Log", "err stderr"], { stdio: "ignore" });
     orPortListener = createServer().listen(0, "127.0.0.1");
     await new Promise((resolve) => orPortListener!.once("listening", resolve));
     const orPort = (orPortListener.address() as AddressInfo).port;
@@ -100,6 +103,7 @@ async function main() {
   } finally {
     for (const sshd of sshds) sshd.stop();
     orPortListener?.close();
+    idleTor?.kill("SIGTERM");
     double?.stop();
     project?.destroy();
     rmSync(scratch, { recursive: true, force: true });
