@@ -227,6 +227,12 @@ describe("pulumi up against the Proxmox VE API double", () => {
     const replaced = preview.steps.filter((s) => s.op === "replace" || s.op === "create-replacement");
     expect(replaced.length).toBeGreaterThan(0);
     expect(replaced.every((s) => s.urn.includes("exit-1"))).toBe(true);
+    // The pull request comment of this very plan, made by the command the preview workflow runs.
+    writeFileSync(join(scratch, "preview.json"), JSON.stringify(preview.raw));
+    const comment = await project.scriptAsync("cli/preview-summary.ts", "--stack", project.stack, "--json", join(scratch, "preview.json"));
+    expect(comment.status, comment.stderr).toBe(0);
+    expect(comment.stdout).toContain("- exit-1: rebuild — torrc changed: ContactInfo\n");
+    expect(comment.stdout).toContain("- guard-1: unchanged\n");
 
     const result = await up();
     expect(result.status, result.stdout + result.stderr).toBe(0);
