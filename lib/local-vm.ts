@@ -22,10 +22,17 @@ const UKI_FILE = "relay.efi";
 const ukiWaitDir = (runDir: string) => `${runDir}.uki`;
 export const consoleLogOf = (runDir: string) => join(runDir, "console.log");
 
+/** Alive, and not a zombie: a killed QEMU stays in the process table until it is reaped, running nothing. */
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
+  } catch {
+    return false;
+  }
+  try {
+    // /proc/PID/stat: "pid (comm) STATE …"; comm may hold spaces and parentheses, so read after the last ")".
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
   } catch {
     return false;
   }
