@@ -231,7 +231,7 @@ describe("pulumi up against the Proxmox VE API double", () => {
     writeFileSync(join(scratch, "preview.json"), JSON.stringify(preview.raw));
     const comment = await project.scriptAsync("cli/preview-summary.ts", "--stack", project.stack, "--json", join(scratch, "preview.json"));
     expect(comment.status, comment.stderr).toBe(0);
-    expect(comment.stdout).toContain("- exit-1: rebuild — torrc changed: ContactInfo\n");
+    expect(comment.stdout).toContain("- exit-1: rebuild — torrc changed: ContactInfo; newly collected onion keys and state\n");
     expect(comment.stdout).toContain("- guard-1: unchanged\n");
 
     const result = await up();
