@@ -357,14 +357,16 @@ describe("the local stack on a private Tor network, end to end", () => {
   }, 900_000);
 
   it("stops the rollout at a relay that does not come back, leaves the later relay alone, and rolls the sick one back", async () => {
-    // Both images change; the exit (lower vmId) rolls first, and its new image's tor refuses to start.
+    // Both images change; the exit (lower vmId) rolls first, and its new image's tor refuses to start. relay-health may
+    // catch tor between its restarts (relay-tor relaunches it every few seconds), so the gate says either that tor is
+    // not running or that it never wrote its fingerprint nor opened its ORPort.
     const exitPid = pidOf("e2e-exit");
     config.image.kernelCmdline = "console=ttyS0 panic=10 quiet";
     project.configure(config);
     const result = await project.runAsyncWith({ DISKLESS_RELAYS_TEST_FAULT: "stop-tor:e2e-exit" }, "up", "--yes", "--skip-preview");
     const text = result.stdout + result.stderr;
     expect(result.status).not.toBe(0);
-    expect(text).toMatch(/relay e2e-exit did not come back healthy on image [0-9a-f]{12} within 360s \(the QEMU process of [^)]*\): .*tor is not running.*tor has not run for 90s while the relay answered/);
+    expect(text).toMatch(/relay e2e-exit did not come back healthy on image [0-9a-f]{12} within 360s \(the QEMU process of [^)]*\): .*(tor is not running.*tor has not run for 90s while the relay answered|tor has not written its fingerprint; nothing listens on its ORPort 9001)/);
     expect(text).toMatch(/console, last lines:/);
     expect(text).toMatch(/ROLLED BACK to image [0-9a-f]{12} with its current onion keys and state, and is healthy there/);
     expect(alive(exitPid)).toBe(false);
