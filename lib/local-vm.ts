@@ -23,7 +23,7 @@ const ukiWaitDir = (runDir: string) => `${runDir}.uki`;
 export const consoleLogOf = (runDir: string) => join(runDir, "console.log");
 
 /** Alive, and not a zombie: a killed QEMU stays in the process table until it is reaped, running nothing. */
-function alive(pid: number): boolean {
+export function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
   } catch {
