@@ -28,7 +28,7 @@ import { fetchThroughCircuit, SocksRefusal, TorControl } from "../lib/tor-contro
 import { TESTNET, tapName, type TestnetNetwork } from "../lib/testnet";
 import { startTestnet, stopTestnet } from "../lib/testnet-host";
 import { makeTestKeys } from "./support/fleet";
-import { parseMetricsText } from "./support/metrics";
+import { fetchMetricsTextInNetns, parseMetricsText } from "./support/metrics";
 import { BUILD_CACHE, runStep, waitFor } from "./support/images";
 import { TestProject } from "./support/pulumi";
 import { privateTmpDir } from "./support/tmp";
@@ -244,9 +244,13 @@ describe("the local stack on a private Tor network, end to end", () => {
     );
     for (const target of targets) {
       // From the testnet host's address, inside its namespace, as Prometheus there would.
-      const scraped = await project.commandAsync("ip", ["netns", "exec", network.netns, "busybox", "wget", "-q", "-T", "20", "-O", "-", `http://${target.targets[0]}/metrics`]);
-      expect(scraped.status, `${target.targets[0]}: ${scraped.stderr}`).toBe(0);
-      const series = parseMetricsText(scraped.stdout);
+      const relay = target.labels.relay as RelayName;
+      const scraped = await fetchMetricsTextInNetns(network.netns, `http://${target.targets[0]}/metrics`).catch((error: Error) => {
+        // What tor said about its listeners, to tell a port never opened from one closed to this source.
+        const listeners = consoleOf(relay)().split("\n").filter((line) => /Metrics|MetricsPort|listener/.test(line));
+        throw new Error(`${error.message}\n${relay}'s console:\n${listeners.join("\n")}`);
+      });
+      const series = parseMetricsText(scraped);
       const wanted = target.labels.exit === "true" ? Object.values(TOR_SERIES) : Object.values(TOR_SERIES).filter((name) => !name.startsWith("tor_relay_exit_"));
       for (const name of wanted) expect(series.has(name), `${target.labels.relay} exports no ${name}`).toBe(true);
       // The certificate's expiry, as tor itself dates the relay's key.

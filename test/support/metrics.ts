@@ -5,6 +5,7 @@
  * label values; # lines are comments, HELP and TYPE). For any tor: one on
  * this host, or a relay VM reached through its network.
  */
+import { spawn } from "node:child_process";
 import { request } from "node:http";
 
 export interface Sample {
@@ -34,6 +35,37 @@ export function fetchMetricsText(url: string, options: ScrapeOptions = {}): Prom
     req.on("timeout", () => req.destroy(new Error(`GET ${url}: no answer within ${options.timeoutMs ?? 10_000} ms`)));
     req.on("error", reject);
     req.end();
+  });
+}
+
+/**
+ * A GET from inside a network namespace (the testnet host's, where
+ * Prometheus would run), by node itself: unlike busybox wget, it says why a
+ * connection failed (refused, timed out) instead of crashing. The script is
+ * constant; the URL travels as an argument.
+ */
+const GET_SCRIPT = `
+const url = process.argv[1];
+const req = require("node:http").get(url, { timeout: Number(process.argv[2]) }, (res) => {
+  if (res.statusCode !== 200) { process.stderr.write("HTTP " + res.statusCode); process.exitCode = 1; }
+  res.pipe(process.stdout);
+});
+req.on("timeout", () => req.destroy(new Error("no answer within " + process.argv[2] + " ms")));
+req.on("error", (error) => { process.stderr.write(error.code ? error.code + ": " + error.message : error.message); process.exitCode = 1; });
+`;
+
+export function fetchMetricsTextInNetns(netns: string, url: string, timeoutMs = 20_000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn("ip", ["netns", "exec", netns, process.execPath, "-e", GET_SCRIPT, url, String(timeoutMs)], { stdio: ["ignore", "pipe", "pipe"] });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on("data", (chunk: Buffer) => out.push(chunk));
+    child.stderr.on("data", (chunk: Buffer) => err.push(chunk));
+    child.on("error", reject);
+    child.on("close", (status, signal) => {
+      if (status === 0) resolve(Buffer.concat(out).toString("utf8"));
+      else reject(new Error(`GET ${url} in network namespace ${netns}: ${Buffer.concat(err).toString("utf8").trim() || `exit ${status ?? signal}`}`));
+    });
   });
 }
 
