@@ -9,6 +9,7 @@
 import { spawn } from "node:child_process";
 import { chmodSync, closeSync, copyFileSync, existsSync, lstatSync, mkdirSync, mkdtempSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
+import { alive, commandLineOf } from "./pid-file";
 import { runTool, withPrivateTmpDir } from "./run";
 import { expectedLaunchMeasurement } from "./snp/launchDigest";
 import { VCPU_SIGNATURES, vcpuSignatureForType } from "./snp/vcpuTypes";
@@ -92,14 +93,6 @@ export function qemuCpuModels(): string[] {
     .flatMap((line) => /^x86 (\S+)/.exec(line)?.slice(1) ?? []);
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -191,12 +184,8 @@ export async function startSnpSimulator(options: SnpSimulatorOptions): Promise<n
 
 /** The running simulator's arguments, if `pid` is one (and not a process that reused its number). */
 function simulatorArgs(pid: number): string[] | undefined {
-  try {
-    const argv = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
-    return basename(argv[0] ?? "") === "snp-simulator" && argv[1] === "serve" ? argv : undefined;
-  } catch {
-    return undefined;
-  }
+  const argv = commandLineOf(pid);
+  return argv && basename(argv[0] ?? "") === "snp-simulator" && argv[1] === "serve" ? argv : undefined;
 }
 
 /** Stops the simulator of the VM in `runDir` (SIGTERM, then SIGKILL) and removes its socket and pid file. */

@@ -5,10 +5,11 @@
  * snp.sock, pid file and log, lib/local-snp.ts). I/O: starts and stops QEMU
  * and the simulator.
  */
-import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync } from "node:fs";
+import { copyFileSync, mkdirSync, readFileSync, renameSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { localCpuModel, qemuCpuModels, snpLogOf, snpSocketOf, startSnpSimulator, stopSnpSimulator, ukiFromIso, ukiLaunchMeasurement } from "./local-snp";
 import { ensureTap, inNetns } from "./netns";
+import { hasOption, ownedPid } from "./pid-file";
 import { LOCAL_SNP_FIRMWARE, OVMF_VARS, qemuRelayArgs } from "./qemu";
 import { runTool } from "./run";
 import type { RelayTarget } from "./steps";
@@ -22,27 +23,12 @@ const UKI_FILE = "relay.efi";
 const ukiWaitDir = (runDir: string) => `${runDir}.uki`;
 export const consoleLogOf = (runDir: string) => join(runDir, "console.log");
 
-/** Alive, and not a zombie: a killed QEMU stays in the process table until it is reaped, running nothing. */
-export function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  try {
-    // /proc/PID/stat: "pid (comm) STATE …"; comm may hold spaces and parentheses, so read after the last ")".
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
-  } catch {
-    return false;
-  }
-}
-
-/** The QEMU process running this relay, if any. */
+/**
+ * The QEMU process running this relay, if any: the pid in its pid file, while
+ * that process is the QEMU that wrote the file (lib/pid-file.ts says why).
+ */
 export function runningPid(runDir: string): number | undefined {
-  if (!existsSync(pidFile(runDir))) return undefined;
-  const pid = Number(readFileSync(pidFile(runDir), "utf8").trim());
-  return pid > 0 && alive(pid) ? pid : undefined;
+  return ownedPid(pidFile(runDir), (argv) => hasOption(argv, "-pidfile", pidFile(runDir)));
 }
 
 async function sleep(ms: number) {
@@ -54,8 +40,9 @@ export async function stopLocalVm(runDir: string): Promise<void> {
   const pid = runningPid(runDir);
   if (pid !== undefined) {
     process.kill(pid, "SIGTERM");
-    for (let i = 0; i < 100 && alive(pid); i++) await sleep(100);
-    if (alive(pid)) process.kill(pid, "SIGKILL");
+    const stillOurs = () => runningPid(runDir) === pid;
+    for (let i = 0; i < 100 && stillOurs(); i++) await sleep(100);
+    if (stillOurs()) process.kill(pid, "SIGKILL");
   }
   // After QEMU: the simulator waits for QEMU's connection to close before it exits.
   await stopSnpSimulator(runDir);

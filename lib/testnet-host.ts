@@ -9,6 +9,7 @@ import { spawn, spawnSync } from "node:child_process";
 import { chmodSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { ensureNetns, inNetns, netnsPids, removeNetns } from "./netns";
+import { hasOption, ownedPid } from "./pid-file";
 import { runTool } from "./run";
 import { TorControl } from "./tor-control";
 import { startTestnetBroker } from "./testnet-broker";
@@ -25,15 +26,6 @@ export const NETWORK_FILE = "network.json";
 const BROKER_DIR = "key-broker";
 const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms));
 
-function alive(pidFile: string): boolean {
-  if (!existsSync(pidFile)) return false;
-  const pid = Number(readFileSync(pidFile, "utf8").trim());
-  try {
-    return pid > 0 && (process.kill(pid, 0), true);
-  } catch {
-    return false;
-  }
-}
 
 /** An authority's keys, made once: its v3 identity (tor-gencert) and its relay identity (tor). */
 function authorityKeys(dir: string, index: number): Authority {
@@ -64,8 +56,9 @@ function authorityKeys(dir: string, index: number): Authority {
 
 /** Starts tor inside the namespace (it daemonizes); nothing happens if it already runs. */
 function startTor(location: TestnetLocation, dataDir: string, torrc: string): void {
-  if (alive(join(dataDir, "pid"))) return;
   const file = join(dataDir, "torrc");
+  // Running already: the pid tor wrote is a tor reading this torrc (a stale pid file names some other process).
+  if (ownedPid(join(dataDir, "pid"), (argv) => hasOption(argv, "-f", file)) !== undefined) return;
   writeFileSync(file, torrc, { mode: 0o600 });
   const [command, ...args] = inNetns(location.netns, ["tor", "-f", file, "--defaults-torrc", "/dev/null", "--hush"]);
   runTool(command!, args, { what: `starting tor in ${dataDir}` });
@@ -106,7 +99,7 @@ export async function startTestnet(location: TestnetLocation, projectDir: string
   startTor(location, join(dir, "client"), clientTorrc(join(dir, "client"), network));
 
   const services = join(dir, "services.pid");
-  if (!alive(services)) {
+  if (ownedPid(services, (argv) => argv.includes(join(dir, NETWORK_FILE))) === undefined) {
     const output = openSync(join(dir, "services.log"), "a");
     const [command, ...args] = inNetns(location.netns, [join(projectDir, "node_modules/.bin/tsx"), join(projectDir, "cli/testnet-services.ts"), join(dir, NETWORK_FILE)]);
     const child = spawn(command!, args, { detached: true, stdio: ["ignore", output, output] });

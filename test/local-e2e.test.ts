@@ -18,7 +18,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, symlinkSy
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseRouterStatuses } from "../lib/consensus";
-import { alive as qemuAlive } from "../lib/local-vm";
+import { alive as qemuAlive } from "../lib/pid-file";
 import { MAX_CLOCK_SKEW_SECONDS } from "../lib/relay-health";
 import { torListFingerprint, torSigningKeyExpiration } from "../lib/key-store";
 import { MONITORING_FILES, TOR_SERIES } from "../lib/monitoring";
