@@ -9,7 +9,7 @@ import { copyFileSync, mkdirSync, readFileSync, renameSync, rmSync } from "node:
 import { join } from "node:path";
 import { localCpuModel, qemuCpuModels, snpLogOf, snpSocketOf, startSnpSimulator, stopSnpSimulator, ukiFromIso, ukiLaunchMeasurement } from "./local-snp";
 import { ensureTap, inNetns } from "./netns";
-import { hasOption, ownedPid } from "./pid-file";
+import { holdsOpen, ownedPid } from "./pid-file";
 import { LOCAL_SNP_FIRMWARE, OVMF_VARS, qemuRelayArgs } from "./qemu";
 import { runTool } from "./run";
 import type { RelayTarget } from "./steps";
@@ -25,10 +25,11 @@ export const consoleLogOf = (runDir: string) => join(runDir, "console.log");
 
 /**
  * The QEMU process running this relay, if any: the pid in its pid file, while
- * that process is the QEMU that wrote the file (lib/pid-file.ts says why).
+ * that process is the QEMU that wrote the file and holds it open
+ * (lib/pid-file.ts says why).
  */
 export function runningPid(runDir: string): number | undefined {
-  return ownedPid(pidFile(runDir), (argv) => hasOption(argv, "-pidfile", pidFile(runDir)));
+  return ownedPid(pidFile(runDir), (_argv, pid) => holdsOpen(pid, pidFile(runDir)));
 }
 
 async function sleep(ms: number) {

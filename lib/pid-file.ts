@@ -9,7 +9,8 @@
  * relay's QEMU" by a stale number once killed an unrelated tor. A pid counts
  * as ours only while the process's own command line says so.
  */
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, readlinkSync } from "node:fs";
+import { resolve } from "node:path";
 
 /** Alive, and not a zombie: a killed process stays in the table until it is reaped, running nothing. */
 export function alive(pid: number): boolean {
@@ -38,15 +39,40 @@ export function commandLineOf(pid: number): string[] | undefined {
   }
 }
 
-/** The pid in `pidFile` while that process runs and `owns` recognises its command line; otherwise undefined. */
-export function ownedPid(pidFile: string, owns: (argv: string[]) => boolean): number | undefined {
+/**
+ * Whether the process has `path` open (an open file outlives its name:
+ * removed, it still counts). QEMU keeps its -pidfile open and locked for
+ * its whole life, which names it better than its command line can: it
+ * chdirs to / when it daemonizes, so a relative path there no longer says
+ * which file it meant.
+ */
+export function holdsOpen(pid: number, path: string): boolean {
+  const wanted = resolve(path);
+  let fds: string[];
+  try {
+    fds = readdirSync(`/proc/${pid}/fd`);
+  } catch {
+    return false;
+  }
+  return fds.some((fd) => {
+    try {
+      const target = readlinkSync(`/proc/${pid}/fd/${fd}`);
+      return target === wanted || target === `${wanted} (deleted)`;
+    } catch {
+      return false;
+    }
+  });
+}
+
+/** The pid in `pidFile` while that process runs and `owns` recognises it (by its command line, or its pid); otherwise undefined. */
+export function ownedPid(pidFile: string, owns: (argv: string[], pid: number) => boolean): number | undefined {
   if (!existsSync(pidFile)) return undefined;
   const text = readFileSync(pidFile, "utf8").trim();
   if (!/^[1-9]\d*$/.test(text)) return undefined;
   const pid = Number(text);
   if (!alive(pid)) return undefined;
   const argv = commandLineOf(pid);
-  return argv && owns(argv) ? pid : undefined;
+  return argv && owns(argv, pid) ? pid : undefined;
 }
 
 /** `argv` holds `flag value` as two consecutive arguments. */

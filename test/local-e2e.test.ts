@@ -18,7 +18,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, symlinkSy
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseRouterStatuses } from "../lib/consensus";
-import { alive as qemuAlive } from "../lib/pid-file";
+import { alive as processAlive, holdsOpen } from "../lib/pid-file";
 import { MAX_CLOCK_SKEW_SECONDS } from "../lib/relay-health";
 import { torListFingerprint, torSigningKeyExpiration } from "../lib/key-store";
 import { MONITORING_FILES, TOR_SERIES } from "../lib/monitoring";
@@ -52,7 +52,8 @@ describe("the local stack on a private Tor network, end to end", () => {
   const runDir = (relay: RelayName) => join(project.dir, ".runtime", project.stack, relay);
   const consoleOf = (relay: RelayName) => () => (existsSync(join(runDir(relay), "console.log")) ? readFileSync(join(runDir(relay), "console.log"), "latin1") : "");
   const pidOf = (relay: RelayName) => Number(readFileSync(join(runDir(relay), "qemu.pid"), "utf8"));
-  const alive = (pid: number) => spawnSync("kill", ["-0", String(pid)]).status === 0;
+  // That relay's QEMU runs as `pid`: alive, not a zombie, and not another process that reused the number.
+  const runs = (relay: RelayName, pid: number) => processAlive(pid) && holdsOpen(pid, join(runDir(relay), "qemu.pid"));
   const up = () => project.runAsync("up", "--yes", "--skip-preview");
   const setContact = (index: number, contact: string) => {
     config.relays[index].contactInfo = contact;
@@ -305,7 +306,7 @@ describe("the local stack on a private Tor network, end to end", () => {
       expect(result.status, result.stdout + result.stderr).toBe(0);
       expect(result.stdout).toMatch(/relay e2e-exit: collected .*keys\/secret_onion_key_ntor.*state/);
       expect(result.stdout).not.toMatch(/relay e2e-guard: collected/);
-      expect(alive(exitPid)).toBe(false);
+      expect(runs("e2e-exit", exitPid)).toBe(false);
       const page = await fetchThroughExit();
       expect(page.status).toBe(200);
       // No consensus came in between: the client still extends with the key it knew before.
@@ -321,7 +322,7 @@ describe("the local stack on a private Tor network, end to end", () => {
     expect(/^LastRotatedOnionKey (.+)$/m.exec(readFileSync(join(collected.out, "state"), "utf8"))![1]).toBe(before.lastRotated);
     // The other relay was not touched: the same QEMU process still runs it.
     expect(pidOf("e2e-guard")).toBe(before.guardPid);
-    expect(alive(before.guardPid)).toBe(true);
+    expect(runs("e2e-guard", before.guardPid)).toBe(true);
   }, 900_000);
 
   it("negative control: redeployed with fresh onion keys, the exit fails extensions until a consensus carries its new key", async () => {
@@ -374,10 +375,10 @@ describe("the local stack on a private Tor network, end to end", () => {
     expect(text).toMatch(/relay e2e-exit did not come back healthy on image [0-9a-f]{12} within 360s \(the QEMU process of [^)]*\): .*(tor is not running.*tor has not run for 90s while the relay answered|tor has not written its fingerprint; nothing listens on its ORPort 9001)/);
     expect(text).toMatch(/console, last lines:/);
     expect(text).toMatch(/ROLLED BACK to image [0-9a-f]{12} with its current onion keys and state, and is healthy there/);
-    expect(alive(exitPid)).toBe(false);
+    expect(runs("e2e-exit", exitPid)).toBe(false);
     // The later relay was not touched: the same QEMU process still runs it.
     expect(pidOf("e2e-guard")).toBe(before.guardPid);
-    expect(alive(before.guardPid)).toBe(true);
+    expect(runs("e2e-guard", before.guardPid)).toBe(true);
     // The sick relay is back, with the same identity and the same ntor onion key, and carries traffic.
     await expectFingerprints(0);
     const collected = collect(0, join(scratch, "after-rollback"));
@@ -417,7 +418,7 @@ describe("the local stack on a private Tor network, end to end", () => {
       expect(result.status).not.toBe(0);
       expect(result.stdout + result.stderr).toMatch(/relay e2e-guard: cannot collect onion keys and state over SSH from 10\.77\.0\.12:22/);
       expect(pidOf("e2e-guard")).toBe(before.guardPid);
-      expect(alive(before.guardPid)).toBe(true);
+      expect(runs("e2e-guard", before.guardPid)).toBe(true);
     } finally {
       link(1, "up");
     }
@@ -432,14 +433,14 @@ describe("the local stack on a private Tor network, end to end", () => {
       const failed = await up();
       expect(failed.status).not.toBe(0);
       expect(failed.stdout + failed.stderr).toMatch(/is not a finished base build/);
-      expect(alive(before.guardPid)).toBe(true);
+      expect(runs("e2e-guard", before.guardPid)).toBe(true);
       expect(pidOf("e2e-guard")).toBe(before.guardPid);
     } finally {
       renameSync(join(base, ".complete.hidden"), join(base, ".complete"));
     }
     const result = await up();
     expect(result.status, result.stdout + result.stderr).toBe(0);
-    expect(alive(before.guardPid)).toBe(false);
+    expect(runs("e2e-guard", before.guardPid)).toBe(false);
     await expectFingerprints(1);
   }, 900_000);
 
@@ -477,7 +478,7 @@ describe("the local stack on a private Tor network, end to end", () => {
     const killed = pidOf("e2e-exit");
     process.kill(killed, "SIGKILL");
     // Dead once it is gone or a zombie (what reaps it here may be slow), as status judges it.
-    await waitFor(() => (qemuAlive(killed) ? "" : "dead"), /dead/, 30);
+    await waitFor(() => (runs("e2e-exit", killed) ? "" : "dead"), /dead/, 30);
     const down = await board();
     expect(down.status).toBe(1);
     expect(down.rows.get("e2e-exit")).toMatchObject({ machine: "absent", tor: "down" });
@@ -486,10 +487,10 @@ describe("the local stack on a private Tor network, end to end", () => {
   }, 300_000);
 
   it("leaves no process or runtime file behind after destroy", async () => {
-    const pids = RELAYS.filter((relay) => existsSync(join(runDir(relay.name), "qemu.pid"))).map((relay) => pidOf(relay.name));
+    const pids = RELAYS.filter((relay) => existsSync(join(runDir(relay.name), "qemu.pid"))).map((relay) => [relay.name, pidOf(relay.name)] as const);
     const result = await project.runAsync("destroy", "--yes", "--skip-preview");
     expect(result.status, result.stdout + result.stderr).toBe(0);
-    for (const pid of pids) expect(alive(pid)).toBe(false);
+    for (const [relay, pid] of pids) expect(runs(relay, pid)).toBe(false);
     for (const relay of RELAYS) expect(existsSync(runDir(relay.name))).toBe(false);
     const relayDir = join(project.dir, "build", `diskless-relays-${project.stack}`, "relays", "e2e-exit");
     expect(existsSync(join(relayDir, "collected"))).toBe(false);

@@ -4,10 +4,10 @@
  * processes here: `sleep` stands in for whatever now holds the number.
  */
 import { spawn, spawnSync } from "node:child_process";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, readlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { runningPid, stopLocalVm } from "../lib/local-vm";
+import { runningPid, startLocalVm, stopLocalVm } from "../lib/local-vm";
 import { alive, commandLineOf, hasOption, ownedPid } from "../lib/pid-file";
 import { privateTmpDir } from "./support/tmp";
 
@@ -70,17 +70,28 @@ describe("a local relay's QEMU found by its pid file", () => {
     expect(alive(other)).toBe(true);
   });
 
-  it("is the process started with -pidfile naming that file: stopped with SIGTERM", async () => {
-    const runDir = join(privateTmpDir("local-vm"), "relay");
-    mkdirSync(runDir, { recursive: true });
-    // A process whose command line carries QEMU's -pidfile option stands in for QEMU (node -e keeps the rest of its argv).
-    const qemuLike = spawn(process.execPath, ["-e", "setTimeout(() => {}, 300000)", "-pidfile", join(runDir, "qemu.pid")], { stdio: "ignore", detached: true });
-    qemuLike.unref();
-    started.push(qemuLike.pid!);
-    writeFileSync(join(runDir, "qemu.pid"), `${qemuLike.pid}\n`);
-    expect(runningPid(runDir)).toBe(qemuLike.pid);
-    await stopLocalVm(runDir);
-    for (let i = 0; i < 100 && alive(qemuLike.pid!); i++) await new Promise((r) => setTimeout(r, 20));
-    expect(alive(qemuLike.pid!)).toBe(false);
-  });
+  it("is the real QEMU holding that pid file open, found again from another working directory, and stopped", async () => {
+    const dir = privateTmpDir("local-vm");
+    // The program names run directories relative to the project (projectDir "."); QEMU chdirs to / when it daemonizes.
+    const runDir = join(".runtime", "stack", "relay");
+    const iso = join(dir, "empty.iso");
+    writeFileSync(iso, Buffer.alloc(2048 * 16));
+    const cwd = process.cwd();
+    process.chdir(dir);
+    let pid: number;
+    try {
+      pid = await startLocalVm({ kind: "qemu", runDir, mac: "52:54:00:12:34:56", memoryMiB: 128, cores: 1, network: { kind: "user", forwards: [], guestAddress: "10.0.2.15" } }, iso);
+      started.push(pid);
+      expect(readlinkSync(`/proc/${pid}/cwd`)).toBe("/");
+      expect(runningPid(runDir)).toBe(pid);
+    } finally {
+      process.chdir(cwd);
+    }
+    // From elsewhere, by its absolute path, as the collection step and status may name it.
+    expect(runningPid(join(dir, runDir))).toBe(pid);
+    expect(runningPid(runDir)).toBeUndefined();
+    await stopLocalVm(join(dir, runDir));
+    for (let i = 0; i < 100 && alive(pid); i++) await new Promise((r) => setTimeout(r, 20));
+    expect(alive(pid)).toBe(false);
+  }, 60_000);
 });
