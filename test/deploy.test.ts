@@ -9,8 +9,8 @@
  */
 import { createHash } from "node:crypto";
 import { spawnSync } from "node:child_process";
-import { mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import { basename, dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readBaseRecord } from "../lib/base-record";
 import { torSigningKeyExpiration } from "../lib/key-store";
@@ -19,7 +19,7 @@ import { expectedLaunchMeasurement } from "../lib/snp/launchDigest";
 import { qemuServerSnpCommand, effectiveSnpLaunch } from "../lib/proxmox-snp";
 import { TEST_OVMF, TEST_OVMF_SHA256 } from "./support/broker";
 import { makeTestKeys, TEST_API_TOKEN, TEST_ROOT_PASSWORD, testStackConfig, type TestRelay } from "./support/fleet";
-import { BUILD_CACHE, debianBase } from "./support/images";
+import { BUILD_CACHE, debianBase, debianBaseDir, waitFor } from "./support/images";
 import { ProxmoxDoubleProcess, writes } from "./support/proxmox";
 import { TestProject } from "./support/pulumi";
 import { freePort } from "./support/sshd";
@@ -320,6 +320,52 @@ describe("pulumi up against the Proxmox VE API double", () => {
     const again = await up();
     expect(again.status, again.stdout + again.stderr).toBe(0);
     expect(again.stdout).toMatch(/relay exit-1: healthy on image [0-9a-f]{12}/);
+  }, 900_000);
+
+  it("leaves the relays alone when an image build fails midway, and the next up succeeds", async () => {
+    // The stack's base seen through a directory of this test's own without its finished-build marker, so the
+    // image build fails after collection; the shared base the other test files read stays whole.
+    const shared = debianBaseDir();
+    const unfinished = join(scratch, "unfinished-base", basename(shared));
+    mkdirSync(unfinished, { recursive: true });
+    for (const entry of readdirSync(shared)) if (entry !== ".complete") symlinkSync(join(shared, entry), join(unfinished, entry));
+    const baseLink = join(buildDir, "base");
+    rmSync(baseLink);
+    symlinkSync(dirname(unfinished), baseLink);
+    const before = double.requests().length;
+    config.relays[0]!.contactInfo = "email:build-fails[]example.net ciissversion:2";
+    project.configure(config, SECRETS);
+    try {
+      const failed = await up();
+      expect(failed.status).not.toBe(0);
+      expect(failed.stdout + failed.stderr).toMatch(/is not a finished base build; run pulumi up again to build it/);
+      // Nothing was uploaded and no VM was touched: the relay still runs the image it ran.
+      expect(writes(double.requests().slice(before)).map((r) => `${r.method} ${r.path}`)).toEqual([]);
+      expect(((await double.api("GET", "/nodes/pve1/qemu/9101/status/current")) as { status: string }).status).toBe("running");
+    } finally {
+      rmSync(baseLink);
+      symlinkSync(join(BUILD_CACHE, "base"), baseLink);
+    }
+    const again = await up();
+    expect(again.status, again.stdout + again.stderr).toBe(0);
+    expect(again.stdout).toMatch(/relay exit-1: healthy on image [0-9a-f]{12}/);
+  }, 900_000);
+
+  it("converges after a pulumi up interrupted during an image build", async () => {
+    config.relays[0]!.contactInfo = "email:interrupted[]example.net ciissversion:2";
+    project.configure(config, SECRETS);
+    const child = project.spawn("up", "--yes", "--skip-preview");
+    let output = "";
+    child.stdout.on("data", (chunk: Buffer) => (output += chunk.toString()));
+    await waitFor(() => output, /exit-1-image-build creating/, 300);
+    child.kill("SIGINT");
+    await new Promise((resolve) => child.on("close", resolve));
+
+    const result = await up();
+    expect(result.status, result.stdout + result.stderr).toBe(0);
+    expect(result.stdout).toMatch(/relay exit-1: healthy on image [0-9a-f]{12}/);
+    const after = await project.preview();
+    expect(after.steps.filter((s) => s.op !== "same").map((s) => `${s.op} ${s.urn}`)).toEqual([]);
   }, 900_000);
 
   it("keeps every private key byte out of the stack's state and the logs", async () => {

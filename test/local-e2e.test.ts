@@ -10,11 +10,12 @@
  * traffic right after it is back and before any new consensus; with fresh
  * onion keys (the negative control) extensions to it fail until a consensus
  * carries its new key. A relay that does not come back stops the rollout and
- * is rolled back; faults stop a redeploy without touching the running relay,
- * and an interrupted run converges on the next one.
+ * is rolled back; an unreachable relay stops its redeploy without being
+ * touched. (A build that fails midway and an interrupted run are shown
+ * against the Proxmox VE double, test/deploy.test.ts: they need no booted VM.)
  */
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, symlinkSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseRouterStatuses } from "../lib/consensus";
@@ -411,6 +412,7 @@ describe("the local stack on a private Tor network, end to end", () => {
   }, 900_000);
 
   it("refuses to redeploy a relay whose SSH server cannot be reached, and leaves it running", async () => {
+    const contact = config.relays[1].contactInfo;
     link(1, "down");
     try {
       setContact(1, "e2e-unreachable@example.net");
@@ -421,44 +423,10 @@ describe("the local stack on a private Tor network, end to end", () => {
       expect(runs("e2e-guard", before.guardPid)).toBe(true);
     } finally {
       link(1, "up");
+      // Back to what runs: the refused change stays unapplied.
+      setContact(1, contact);
     }
   }, 600_000);
-
-  it("leaves the old VM alone when a build step fails midway, and the next up succeeds", async () => {
-    const relativeBase = (await project.runAsync("stack", "export")).stdout.match(/\b(build\/base\/debian-[0-9a-f]{12})\b/)?.[1];
-    expect(relativeBase, "the base build directory in the stack state").toBeDefined();
-    const base = join(project.dir, relativeBase!);
-    renameSync(join(base, ".complete"), join(base, ".complete.hidden"));
-    try {
-      const failed = await up();
-      expect(failed.status).not.toBe(0);
-      expect(failed.stdout + failed.stderr).toMatch(/is not a finished base build/);
-      expect(runs("e2e-guard", before.guardPid)).toBe(true);
-      expect(pidOf("e2e-guard")).toBe(before.guardPid);
-    } finally {
-      renameSync(join(base, ".complete.hidden"), join(base, ".complete"));
-    }
-    const result = await up();
-    expect(result.status, result.stdout + result.stderr).toBe(0);
-    expect(runs("e2e-guard", before.guardPid)).toBe(false);
-    await expectFingerprints(1);
-  }, 900_000);
-
-  it("converges after a pulumi up interrupted during a build", async () => {
-    setContact(0, "e2e-interrupted@example.net");
-    const child = project.spawn("up", "--yes", "--skip-preview");
-    let output = "";
-    child.stdout.on("data", (chunk: Buffer) => (output += chunk.toString()));
-    await waitFor(() => output, /e2e-exit-image-build creating/, 300);
-    child.kill("SIGINT");
-    await new Promise((resolve) => child.on("close", resolve));
-
-    const result = await up();
-    expect(result.status, result.stdout + result.stderr).toBe(0);
-    const after = await project.preview();
-    expect(after.steps.filter((s) => s.op !== "same").map((s) => `${s.op} ${s.urn}`)).toEqual([]);
-    await expectFingerprints(0);
-  }, 900_000);
 
   it("npm run status: both relays healthy on the images their QEMU processes boot; a relay whose QEMU was killed is down, exit 1", async () => {
     const outputs = JSON.parse((await project.runAsync("stack", "output", "relayOutputs", "--json")).stdout);
