@@ -93,7 +93,6 @@ export function qemuCpuModels(): string[] {
     .flatMap((line) => /^x86 (\S+)/.exec(line)?.slice(1) ?? []);
 }
 
-
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 const isSocket = (path: string) => {

@@ -7,7 +7,8 @@
  * a host reboot, a QEMU killed by hand), and with Linux's default 32768 pids
  * the number comes round again within minutes on a busy host. Stopping "the
  * relay's QEMU" by a stale number once killed an unrelated tor. A pid counts
- * as ours only while the process's own command line says so.
+ * as ours only while the process itself shows it: by its command line, or by
+ * a file it holds open.
  */
 import { existsSync, readdirSync, readFileSync, readlinkSync } from "node:fs";
 import { resolve } from "node:path";

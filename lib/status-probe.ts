@@ -13,6 +13,7 @@ import type { BrokerRelayStatus } from "./broker-admin";
 import type { RelayObservation } from "./fleet-status";
 import { ISO_LABEL_FILE } from "./image-layout";
 import { runningPid } from "./local-vm";
+import { commandLineOf } from "./pid-file";
 import { vmConfig, vmState, type ProxmoxConnection } from "./proxmox-api";
 import { askRelay } from "./relay-channel";
 import { imageDigestOfVmDescription } from "./relay-reach";
@@ -55,12 +56,8 @@ export async function observeMachine(target: RelayTarget, proxmox?: ProxmoxConne
     const where = `the QEMU process of ${target.runDir}`;
     const pid = runningPid(target.runDir);
     if (pid === undefined) return { where, state: "absent" };
-    let argv: string[] = [];
-    try {
-      argv = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
-    } catch {
-      return { where, state: "absent" };
-    }
+    const argv = commandLineOf(pid);
+    if (!argv) return { where, state: "absent" };
     const iso = cdromOfQemuCommandLine(argv);
     const imageDigest = iso ? imageOfIso(iso) : undefined;
     return { where: `${where} (pid ${pid})`, state: "running", ...(imageDigest ? { imageDigest } : {}) };
