@@ -9,8 +9,9 @@
  * nothing is started, stopped, collected or written.
  * Exit status: 0 when every relay is healthy, 1 when any needs attention,
  * 2 when the status cannot be read (no stack, no deployment, a bad config).
- * A Proxmox VE stack needs its passphrase in PULUMI_CONFIG_PASSPHRASE (to
- * read the API token from its config) or the token in PROXMOX_API_TOKEN.
+ * A stack with a passphrase needs it in PULUMI_CONFIG_PASSPHRASE, as for
+ * pulumi up; unset, it is taken to be empty, which the local stack's is.
+ * A read-only token in PROXMOX_API_TOKEN takes the place of the stack's.
  */
 import { parseArgs } from "node:util";
 import { brokerStatus, type BrokerRelayStatus } from "../lib/broker-admin";

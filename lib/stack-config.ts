@@ -13,13 +13,17 @@ const PROJECT = "diskless-relays";
 const run = promisify(execFile);
 
 async function pulumi(args: string[], stack: string | undefined): Promise<string> {
+  const env = withToolsOnPath();
+  // Unset, the passphrase is taken to be empty, as npm start and local:down take it: the local stack's is, and
+  // a stack with a passphrase of its own refuses an empty one ("incorrect passphrase", answered below).
+  if (env.PULUMI_CONFIG_PASSPHRASE === undefined && env.PULUMI_CONFIG_PASSPHRASE_FILE === undefined) env.PULUMI_CONFIG_PASSPHRASE = "";
   try {
-    const { stdout } = await run("pulumi", [...args, ...(stack ? ["--stack", stack] : [])], { encoding: "utf8", env: withToolsOnPath(), maxBuffer: 64 * 1024 * 1024 });
+    const { stdout } = await run("pulumi", [...args, ...(stack ? ["--stack", stack] : [])], { encoding: "utf8", env, maxBuffer: 64 * 1024 * 1024 });
     return stdout;
   } catch (err) {
     const stderr = String((err as { stderr?: string }).stderr ?? "").trim();
-    if (/passphrase must be set/.test(stderr)) {
-      throw new Error(`reading stack ${stack ?? "(selected)"} needs its passphrase: export PULUMI_CONFIG_PASSPHRASE (the local stack's is empty: export PULUMI_CONFIG_PASSPHRASE=)`);
+    if (/passphrase must be set|incorrect passphrase/.test(stderr)) {
+      throw new Error(`reading stack ${stack ?? "(selected)"} needs its passphrase: export PULUMI_CONFIG_PASSPHRASE (or PULUMI_CONFIG_PASSPHRASE_FILE) as for pulumi up`);
     }
     throw new Error(`pulumi ${args.join(" ")}${stack ? ` --stack ${stack}` : ""} failed: ${stderr || (err as Error).message}`);
   }
