@@ -29,6 +29,14 @@ pulumi stack select local --create --non-interactive >/dev/null
 # Returns once every relay is healthy on its image.
 pulumi up --yes --stack local
 
+# What runs now, as the operator's board shows it: an up without changes does
+# not restart a relay whose QEMU died since the last one.
+echo
+if ! npm run --silent status -- --stack local; then
+  echo "npm start: a relay needs attention (above). One whose QEMU is gone comes back with" >&2
+  echo "  npm run local:down && npm start   (its onion keys and state wait in the key broker)" >&2
+  exit 1
+fi
 echo
 for name in local-exit local-guard; do
   grep -a "fingerprint is" ".runtime/local/$name/console.log" | sed "s/^/  $name: /"
