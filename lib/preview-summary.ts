@@ -80,22 +80,19 @@ export interface RelaySummary {
 export function summarizePreview(steps: PreviewJsonStep[], currentTorrcs: Record<string, string> = {}): RelaySummary[] {
   const relays = steps.filter((step) => typeOf(step.urn) === "diskless-relays:relay:Relay");
   // A preview of a stack with state leaves unchanged components out of its steps: the config's relays count too.
-  const componentOp = new Map(relays.map((step) => [nameOf(step.urn), step.op]));
-  const ordered = [...new Set([...relays.map((step) => nameOf(step.urn)), ...Object.keys(currentTorrcs)])];
-  const names = [...ordered].sort((a, b) => b.length - a.length);
+  const componentOps = new Map(relays.map((step) => [nameOf(step.urn), step.op]));
+  const relayNames = [...new Set([...componentOps.keys(), ...Object.keys(currentTorrcs)])];
+  const names = [...relayNames].sort((a, b) => b.length - a.length);
   // A relay's resources are named RELAY-…; the longest relay name that prefixes one owns it (fmt-exit-10 is not fmt-exit-1).
   const ownerOf = (step: PreviewJsonStep) => (step.urn.includes("diskless-relays:relay:Relay$") ? names.find((name) => nameOf(step.urn).startsWith(`${name}-`)) : undefined);
-  const seen = new Set<string>();
   const summaries: RelaySummary[] = [];
-  for (const relay of ordered) {
-    if (seen.has(relay)) continue;
-    seen.add(relay);
-    const component = { op: componentOp.get(relay) ?? "same" };
+  for (const relay of relayNames) {
+    const componentOp = componentOps.get(relay) ?? "same";
     const own = steps.filter((step) => ownerOf(step) === relay);
     const build = own.filter((step) => nameOf(step.urn) === `${relay}-image-build`);
     const reasons: string[] = [];
-    let action = PLAIN_OP[component.op] ?? component.op;
-    if (component.op === "create" || component.op === "delete") {
+    let action = PLAIN_OP[componentOp] ?? componentOp;
+    if (componentOp === "create" || componentOp === "delete") {
       // A relay that is new or removed needs no further reason.
     } else if (build.some((step) => REPLACING.has(step.op))) {
       action = "rebuild";

@@ -26,7 +26,6 @@ export const NETWORK_FILE = "network.json";
 const BROKER_DIR = "key-broker";
 const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms));
 
-
 /** An authority's keys, made once: its v3 identity (tor-gencert) and its relay identity (tor). */
 function authorityKeys(dir: string, index: number): Authority {
   const nickname = `testauth${index + 1}`;

@@ -113,11 +113,6 @@ export class TestProject {
     return { status: result.status, rows: new Map<string, any>(board.relays.map((row) => [row.relay, row])) };
   }
 
-  /** Any command, with the project's tool environment, without blocking the test worker. */
-  commandAsync(command: string, args: string[]): Promise<PulumiResult> {
-    return collect(spawn(command, args, { cwd: this.dir, env: this.env }));
-  }
-
   writeFile(path: string, content: string): void {
     writeFileSync(join(this.dir, path), content);
   }
