@@ -313,12 +313,16 @@ describe("parseStackConfig", () => {
 
   it("never echoes the API token in its message", () => {
     const token = "root@pam!x=not a valid secret";
+    // The refusal itself is asserted outside any catch: a parse that passed would fail here.
+    let refusal: unknown;
     try {
       parseStackConfig({ ...validConfig(), proxmoxApiToken: token });
-      expect.unreachable();
     } catch (err) {
-      expect((err as Error).message).not.toContain("not a valid secret");
+      refusal = err;
     }
+    expect(refusal).toBeInstanceOf(ConfigError);
+    expect((refusal as ConfigError).problems.map((p) => p.path)).toEqual(["proxmoxApiToken"]);
+    expect((refusal as Error).message).not.toContain("not a valid secret");
   });
 });
 
