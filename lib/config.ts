@@ -203,13 +203,13 @@ const relaySchema = z
     /** Pulumi resource name and key-store directory name; stable for the life of the relay. */
     name: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, "must be lower-case letters, digits and dashes, starting with a letter or digit"),
     nickname: z.string().regex(NICKNAME, "must be 1–19 characters of A–Z, a–z and 0–9 (tor's Nickname rule)"),
-    node: z.string().regex(HOSTNAME, "must name a Proxmox VE node (a host name)"),
+    node: z.string().regex(HOSTNAME, "must name a Proxmox VE node (a host name, beginning with a letter or digit)"),
     vmId: z.number().int().min(100, "must be a Proxmox VMID, 100–999999999").max(999_999_999, "must be a Proxmox VMID, 100–999999999"),
     mac: z.string().superRefine((value, ctx) => {
       const problem = macProblem(value);
       if (problem) ctx.addIssue({ code: z.ZodIssueCode.custom, message: problem });
     }),
-    bridge: z.string().regex(BRIDGE, "must be a network bridge name like vmbr0").optional(),
+    bridge: z.string().regex(BRIDGE, "must be a network bridge name like vmbr0 (beginning with a letter, digit or _)").optional(),
     vlan: z.number().int().min(1, "must be a VLAN tag, 1–4094").max(4094, "must be a VLAN tag, 1–4094").optional(),
     ipv4: ipv4Schema,
     ipv6: ipv6Schema.optional(),
@@ -238,7 +238,7 @@ const relaySchema = z
       })
       .optional(),
     /** The vCPU model; for SEV-SNP it is part of the launch measurement. */
-    cpuType: z.string().regex(CPU_MODEL, "must be a QEMU/Proxmox CPU model like x86-64-v2-AES or EPYC-v4").default("x86-64-v2-AES"),
+    cpuType: z.string().regex(CPU_MODEL, "must be a QEMU/Proxmox CPU model like x86-64-v2-AES or EPYC-v4 (beginning with a letter or digit)").default("x86-64-v2-AES"),
     memoryMiB: z.number().int().min(MIN_RELAY_MEMORY_MIB, `must be at least ${MIN_RELAY_MEMORY_MIB} MiB: the root filesystem lives in RAM`).default(1024),
     cores: z.number().int().min(1, "must be at least 1").max(128, "must be at most 128").default(2),
     /** The relay's key directory, relative to the project or absolute. Defaults to <keyStore>/<name>. */
@@ -263,7 +263,7 @@ const relaySchema = z
         /** The OVMF file's SHA-256: the firmware a published measurement is for, pinned (preview refuses any other file). */
         ovmfSha256: z.string().regex(/^[0-9a-f]{64}$/, "must be the OVMF file's SHA-256 (64 lowercase hex digits, as sha256sum prints it)").optional(),
         /** The vCPU model for the measurement; defaults to cpuType. */
-        vcpuType: z.string().regex(CPU_MODEL, "must be a vCPU model name like EPYC-v4").optional(),
+        vcpuType: z.string().regex(CPU_MODEL, "must be a vCPU model name like EPYC-v4 (beginning with a letter or digit)").optional(),
       })
       .strict()
       .optional(),
@@ -277,9 +277,9 @@ const proxmoxSchema = z
       .url("must be a URL like https://pve.example.net:8006")
       .refine((value) => value.startsWith("https://"), "must use https: the Proxmox VE API only answers over TLS"),
     verifyTls: z.boolean().default(true),
-    nodes: z.array(z.string().regex(HOSTNAME, "must be a Proxmox VE node name")).min(1, "must list at least one node"),
-    datastore: z.string().regex(STORAGE_ID, "must name the Proxmox VE datastore that holds ISO images (a storage id like local or iso-store)"),
-    bridge: z.string().regex(BRIDGE, "must name the default network bridge, like vmbr0"),
+    nodes: z.array(z.string().regex(HOSTNAME, "must be a Proxmox VE node name (a host name, beginning with a letter or digit)")).min(1, "must list at least one node"),
+    datastore: z.string().regex(STORAGE_ID, "must name the Proxmox VE datastore that holds ISO images (a storage id like local or iso-store, beginning with a letter)"),
+    bridge: z.string().regex(BRIDGE, "must name the default network bridge, like vmbr0 (beginning with a letter, digit or _)"),
     /**
      * The datastore's ISO directory on the nodes (local: /var/lib/vz/template/iso).
      * SEV-SNP relays boot their UKI and firmware from there by path (the VM's args).
@@ -315,7 +315,7 @@ const imageSchema = z
 
 const stateCollectionSchema = z
   .object({
-    user: z.string().regex(/^[a-z_][a-z0-9_-]*$/, "must be a user name").default("root"),
+    user: z.string().regex(/^[a-z_][a-z0-9_-]*$/, "must be a user name (beginning with a lower-case letter or _)").default("root"),
     privateKeyFile: pathValue("the collection key's private key file"),
     port: port.default(22),
     connectTimeoutSeconds: z.number().int().min(1).max(300).default(15),
