@@ -31,6 +31,7 @@ export const UNIT_TESTS = [
   "test/vulns.test.ts",
   "test/monitoring.test.ts",
   "test/metrics-scrape.test.ts",
+  "test/option-injection.test.ts",
   "test/snp/**/*.test.ts",
 ];
 

@@ -14,6 +14,7 @@ import { inProject } from "../lib/fleet";
 import { parseHealthReport } from "../lib/relay-health";
 import { readStackConfig } from "../lib/stack-config";
 import { readNetwork } from "../lib/testnet-host";
+import { shellQuote } from "../lib/shell-quote";
 
 async function main(): Promise<number> {
   const { values, positionals } = parseArgs({ allowPositionals: true, options: { stack: { type: "string" }, "keep-keys": { type: "boolean", default: false } } });
@@ -58,7 +59,7 @@ async function main(): Promise<number> {
     }
     case "revoke":
       await revokeRelay(endpoint, needRelay());
-      console.log(`relay ${relay}: revoked; the broker releases nothing to it and accepts nothing from it until npm run broker -- reenroll ${relay}`);
+      console.log(`relay ${relay}: revoked; the broker releases nothing to it and accepts nothing from it until npm run broker -- reenroll ${shellQuote(needRelay())}`);
       return 0;
     case "reenroll":
       await reenrollRelay(endpoint, needRelay(), values["keep-keys"]!);

@@ -25,6 +25,7 @@ import { readStackConfig, readStackOutput, selectedStack } from "../lib/stack-co
 import { askHealthOverSsh, brokerObservation, observeMachine, rollbackObservation } from "../lib/status-probe";
 import { readNetwork } from "../lib/testnet-host";
 import { readVulnReport } from "../lib/vulns";
+import { shellQuote } from "../lib/shell-quote";
 
 const PROJECT = "diskless-relays";
 
@@ -44,7 +45,7 @@ async function main(): Promise<number> {
   const stack = values.stack ?? (await selectedStack());
   const [config, outputs] = await Promise.all([readStackConfig(stack, { showSecrets: true }), readStackOutput(stack, "relayOutputs")]);
   const deployed = (outputs ?? {}) as Record<string, DeployedRelay>;
-  if (outputs === undefined) throw new CannotRead(`stack ${stack} has no relayOutputs: it has not been deployed (pulumi up --stack ${stack})`);
+  if (outputs === undefined) throw new CannotRead(`stack ${stack} has no relayOutputs: it has not been deployed (pulumi up --stack ${shellQuote(stack)})`);
 
   const testnet = config.testnet ? readNetwork(inProject(projectDir, config.testnet.dir)) : undefined;
   if (config.target === "qemu" && !testnet) throw new CannotRead("the local stack's private network is not running: npm start (or npm run testnet) starts it");
@@ -104,7 +105,7 @@ async function main(): Promise<number> {
         : undefined;
       const seen: RelayObservation = { machine, ...fromRelay, ...(rolledBack ? { rolledBack } : {}), ...(vulnerabilities ? { vulnerabilities } : {}) };
       const row = judgeRelay(desired, seen, { now, certificate: config.certificate });
-      if (!out) row.attention.unshift(`it is in the stack's config but was never deployed: pulumi up --stack ${stack}`);
+      if (!out) row.attention.unshift(`it is in the stack's config but was never deployed: pulumi up --stack ${shellQuote(stack)}`);
       return row;
     }),
   );

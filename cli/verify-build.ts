@@ -23,6 +23,7 @@ import { packageDifferences, readBaseRecord } from "../lib/base-record";
 import { relayAgentBinary } from "../lib/broker-agent";
 import { rebuildRecipe, unrebuildableReason, type BuildRecord } from "../lib/build-record";
 import { buildRelayImage } from "../lib/relay-build";
+import { parseStepSpec } from "../lib/steps";
 import { withToolsOnPath } from "../lib/run";
 import { verifySignature } from "../lib/signing";
 import { expectedLaunchMeasurement } from "../lib/snp/launchDigest";
@@ -73,7 +74,8 @@ function findRecord(dir: string, relay: string, digest: string | undefined): str
  */
 function missingFromMirror(record: BuildRecord): string[] | undefined {
   if (record.base.flavour !== "debian") return undefined;
-  const result = spawnSync("apt-cache", ["show", "--no-all-versions", ...record.base.packages.map((p) => `${p.name}=${p.version}`)], { encoding: "utf8", maxBuffer: 64 * 1024 * 1024 });
+  // "--": a published record is not trusted; none of its package names may become an apt option.
+  const result = spawnSync("apt-cache", ["show", "--no-all-versions", "--", ...record.base.packages.map((p) => `${p.name}=${p.version}`)], { encoding: "utf8", maxBuffer: 64 * 1024 * 1024 });
   if (result.error || result.status !== 0) return undefined;
   // apt-cache prints a stanza per version it knows, and nothing for one it does not.
   const served = new Map<string, string>();
@@ -145,7 +147,8 @@ export async function verifyBuild(argv: string[], projectDir = process.cwd()): P
     const baseDir = join(work, "base");
     const { flavour, release, geoip, extraPackages, torUser, sourceDateEpoch } = record.base;
     console.log(`rebuilding the ${flavour} ${release} base (SOURCE_DATE_EPOCH ${sourceDateEpoch}) in ${baseDir}`);
-    await buildBase({ flavour, release, geoip, extraPackages, torUser, sourceDateEpoch, dir: baseDir });
+    // The record comes from elsewhere: its values pass the same schemas as the program's own steps before any tool sees them.
+    await buildBase(parseStepSpec("build-base", { flavour, release, geoip, extraPackages, torUser, sourceDateEpoch, dir: baseDir }));
     const rebuiltBase = readBaseRecord(baseDir);
     const differences = packageDifferences(record.base.packages, rebuiltBase.packages);
     if (differences.length > 0) throw new Unverifiable(`the mirror served other packages than the build's, so nothing can be compared:\n  ${differences.join("\n  ")}`);
@@ -153,7 +156,7 @@ export async function verifyBuild(argv: string[], projectDir = process.cwd()): P
     for (const [layer, sha] of Object.entries(record.base.layers)) ok = verdict(layer, sha, rebuiltBase.layers[layer] ?? "(not made)") && ok;
 
     const outDir = join(work, "image");
-    const built = buildRelayImage(rebuildRecipe(record, { baseDir, outDir, agentBinary: agent }), projectDir);
+    const built = buildRelayImage(parseStepSpec("build-relay-image", rebuildRecipe(record, { baseDir, outDir, agentBinary: agent })), projectDir);
     ok = verdict("uki", published.uki.sha256, built.ukiSha256) && ok;
     ok = verdict("iso", published.iso.sha256, built.isoSha256) && ok;
     if (snp) {

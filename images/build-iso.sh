@@ -6,7 +6,8 @@
 # Reproducible: every date in the ISO and its EFI system partition is
 # SOURCE_DATE_EPOCH (default 0), so the same UKI and label give the same bytes.
 set -euo pipefail
-uki=$1 label=$2 iso=$3
+# Absolute paths: none of them can be read as an option by cp, stat or xorriso.
+uki=$(realpath -m -- "$1") label=$(realpath -m -- "$2") iso=$(realpath -m -- "$3")
 umask 077
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-0}
 work=$(mktemp -d)

@@ -5,7 +5,7 @@
 # modes the image needs (lib/image-layout.ts decides both). Reproducible:
 # fixed mtimes (SOURCE_DATE_EPOCH, default 0), sorted names, no inode numbers.
 set -euo pipefail
-staging=$(realpath -m "$1") out=$(realpath -m "$2")
+staging=$(realpath -m -- "$1") out=$(realpath -m -- "$2")
 umask 077
 epoch=${SOURCE_DATE_EPOCH:-0}
 cd "$staging"

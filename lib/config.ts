@@ -11,6 +11,7 @@ import { DEFAULT_PROXMOX_ISO_DIR } from "./proxmox-snp";
 export const DEFAULT_SOURCE_DATE_EPOCH = 1_767_225_600;
 import { vcpuTypeNames } from "./snp/vcpuTypes";
 import { bandwidthProblem, DEFAULT_METRICS_PORT, freeTextProblem, parseMetricsSource, parsePolicyRule, parseTorBandwidth } from "./tor-values";
+import { CPU_MODEL, firstNonAscii, PACKAGE, PATH_OPTION_MESSAGE, pathLooksLikeOption, RELEASE, stringsIn } from "./plain-values";
 
 /** tor's own rule for Nickname (src/core/or/or.h: MAX_NICKNAME_LEN). */
 const NICKNAME = /^[A-Za-z0-9]{1,19}$/;
@@ -19,8 +20,8 @@ const API_TOKEN = /^\S+@\S+!\S+=([a-zA-Z0-9-]+)$/;
 const HOSTNAME = /^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
 /** Proxmox VE's storage identifier format (pve-storage-id). */
 const STORAGE_ID = /^[a-z][a-z0-9_.-]*[a-z0-9]$/;
-/** A Linux network interface name, as Proxmox bridges are (vmbr0). */
-const BRIDGE = /^[A-Za-z0-9_.-]{1,15}$/;
+/** A Linux network interface name, as Proxmox bridges are (vmbr0); never beginning with "-", which a tool would read as an option. */
+const BRIDGE = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}$/;
 
 /**
  * The big public resolvers an exit must not send its users' lookups to: one
@@ -43,13 +44,21 @@ const bigResolverOperator = new Map(
   Object.entries(BIG_PUBLIC_RESOLVERS).flatMap(([operator, addresses]) => addresses.map((address) => [canonicalAddress(parseAddress(address)!), operator] as const)),
 );
 
-/** Path-like values reach tools as single arguments, never through a shell; they still must be one line. */
+/**
+ * Path-like values reach tools as single arguments, never through a shell;
+ * they still must be one line. They stay relative to the project as written
+ * (resource inputs hold them so, and a preview in another checkout shows no
+ * change), so rather than made absolute, a path that would reach a tool as
+ * an option (beginning with "-") is refused. Any other character may stay:
+ * a path is never written into a line-oriented file.
+ */
 const pathValue = (what: string) =>
   z
     .string()
     .min(1, `must name ${what}`)
     // eslint-disable-next-line no-control-regex
-    .refine((value) => !/[\u0000-\u001f\u007f]/.test(value), "must be a path on one line: no newlines or other control characters");
+    .refine((value) => !/[\u0000-\u001f\u007f]/.test(value), "must be a path on one line: no newlines or other control characters")
+    .refine((value) => !pathLooksLikeOption(value), PATH_OPTION_MESSAGE);
 
 const freeText = (minMessage: string) =>
   z
@@ -127,6 +136,13 @@ const kernelCmdline = z.string().superRefine((value, ctx) => {
   const problem = (message: string) => ctx.addIssue({ code: z.ZodIssueCode.custom, message });
   // eslint-disable-next-line no-control-regex
   if (/[\u0000-\u001f\u007f]/.test(value)) return problem("must be one line: no newlines or other control characters");
+  // Checked before splitting: the kernel splits at bytes this split would not (lib/cmdline.c: isspace, where 0xA0 is a space).
+  const nonAscii = firstNonAscii(value);
+  if (nonAscii) {
+    return problem(
+      `must be printable ASCII (space to ~); it has ${nonAscii}. The kernel reads byte 0xA0 (part of U+00A0 and of many other characters in UTF-8) as a space, so a parameter hidden in one word would take effect`,
+    );
+  }
   if (/["']/.test(value)) return problem("must not contain quotes: the kernel reads a quoted span as one parameter, which hides what it sets");
   const tokens = value.split(" ").filter(Boolean);
   const init = tokens.find((token) => /^(rd)?init=/.test(token));
@@ -187,13 +203,13 @@ const relaySchema = z
     /** Pulumi resource name and key-store directory name; stable for the life of the relay. */
     name: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, "must be lower-case letters, digits and dashes, starting with a letter or digit"),
     nickname: z.string().regex(NICKNAME, "must be 1–19 characters of A–Z, a–z and 0–9 (tor's Nickname rule)"),
-    node: z.string().regex(HOSTNAME, "must name a Proxmox VE node (a host name)"),
+    node: z.string().regex(HOSTNAME, "must name a Proxmox VE node (a host name, beginning with a letter or digit)"),
     vmId: z.number().int().min(100, "must be a Proxmox VMID, 100–999999999").max(999_999_999, "must be a Proxmox VMID, 100–999999999"),
     mac: z.string().superRefine((value, ctx) => {
       const problem = macProblem(value);
       if (problem) ctx.addIssue({ code: z.ZodIssueCode.custom, message: problem });
     }),
-    bridge: z.string().regex(BRIDGE, "must be a network bridge name like vmbr0").optional(),
+    bridge: z.string().regex(BRIDGE, "must be a network bridge name like vmbr0 (beginning with a letter, digit or _)").optional(),
     vlan: z.number().int().min(1, "must be a VLAN tag, 1–4094").max(4094, "must be a VLAN tag, 1–4094").optional(),
     ipv4: ipv4Schema,
     ipv6: ipv6Schema.optional(),
@@ -209,7 +225,7 @@ const relaySchema = z
     metrics: z.union([z.literal(false), metricsSchema]).optional(),
     exit: exitSchema.default({ enabled: false, ipv6Exit: true }),
     contactInfo: freeText("must not be empty: tor operators are asked to publish a contact"),
-    family: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, "must be a family name of letters, digits, _ and -").optional(),
+    family: z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$/, "must be a family name of letters, digits, _ and -, not beginning with -").optional(),
     bandwidth: z
       .object({ rate: torBandwidth, burst: torBandwidth })
       .strict()
@@ -222,7 +238,7 @@ const relaySchema = z
       })
       .optional(),
     /** The vCPU model; for SEV-SNP it is part of the launch measurement. */
-    cpuType: z.string().regex(/^[A-Za-z0-9._-]+$/, "must be a QEMU/Proxmox CPU model like x86-64-v2-AES or EPYC-v4").default("x86-64-v2-AES"),
+    cpuType: z.string().regex(CPU_MODEL, "must be a QEMU/Proxmox CPU model like x86-64-v2-AES or EPYC-v4 (beginning with a letter or digit)").default("x86-64-v2-AES"),
     memoryMiB: z.number().int().min(MIN_RELAY_MEMORY_MIB, `must be at least ${MIN_RELAY_MEMORY_MIB} MiB: the root filesystem lives in RAM`).default(1024),
     cores: z.number().int().min(1, "must be at least 1").max(128, "must be at most 128").default(2),
     /** The relay's key directory, relative to the project or absolute. Defaults to <keyStore>/<name>. */
@@ -247,7 +263,7 @@ const relaySchema = z
         /** The OVMF file's SHA-256: the firmware a published measurement is for, pinned (preview refuses any other file). */
         ovmfSha256: z.string().regex(/^[0-9a-f]{64}$/, "must be the OVMF file's SHA-256 (64 lowercase hex digits, as sha256sum prints it)").optional(),
         /** The vCPU model for the measurement; defaults to cpuType. */
-        vcpuType: z.string().regex(/^[A-Za-z0-9._-]+$/, "must be a vCPU model name like EPYC-v4").optional(),
+        vcpuType: z.string().regex(CPU_MODEL, "must be a vCPU model name like EPYC-v4 (beginning with a letter or digit)").optional(),
       })
       .strict()
       .optional(),
@@ -261,9 +277,9 @@ const proxmoxSchema = z
       .url("must be a URL like https://pve.example.net:8006")
       .refine((value) => value.startsWith("https://"), "must use https: the Proxmox VE API only answers over TLS"),
     verifyTls: z.boolean().default(true),
-    nodes: z.array(z.string().regex(HOSTNAME, "must be a Proxmox VE node name")).min(1, "must list at least one node"),
-    datastore: z.string().regex(STORAGE_ID, "must name the Proxmox VE datastore that holds ISO images (a storage id like local or iso-store)"),
-    bridge: z.string().regex(BRIDGE, "must name the default network bridge, like vmbr0"),
+    nodes: z.array(z.string().regex(HOSTNAME, "must be a Proxmox VE node name (a host name, beginning with a letter or digit)")).min(1, "must list at least one node"),
+    datastore: z.string().regex(STORAGE_ID, "must name the Proxmox VE datastore that holds ISO images (a storage id like local or iso-store, beginning with a letter)"),
+    bridge: z.string().regex(BRIDGE, "must name the default network bridge, like vmbr0 (beginning with a letter, digit or _)"),
     /**
      * The datastore's ISO directory on the nodes (local: /var/lib/vz/template/iso).
      * SEV-SNP relays boot their UKI and firmware from there by path (the VM's args).
@@ -279,8 +295,8 @@ const imageSchema = z
     /** debian: built and booted by the tests. alpine: EXPERIMENTAL, never built here (its mirrors are unreachable). */
     flavour: z.enum(["alpine", "debian"]).default("debian"),
     /** Alpine branch (v3.23, edge) or Debian suite (bookworm). */
-    release: z.string().regex(/^[a-z0-9.-]+$/, "must be a release or branch name like v3.23 or bookworm").optional(),
-    extraPackages: z.array(z.string().regex(/^[a-z0-9][a-z0-9+.-]*$/, "must be a package name")).default([]),
+    release: z.string().regex(RELEASE, "must be a release or branch name like v3.23 or bookworm: lower-case letters, digits, . and -, beginning with a letter or digit (mmdebstrap would read a leading - as an option)").optional(),
+    extraPackages: z.array(z.string().regex(PACKAGE, "must be a package name: lower-case letters, digits, + . and -, beginning with a letter or digit and not ending in - (apt reads a trailing - as remove)")).default([]),
     kernelCmdline: kernelCmdline.default("console=ttyS0 panic=10"),
     /** Include tor's GeoIP databases: +2.7 MB compressed, +25 MB RAM once unpacked. */
     geoip: z.boolean().default(false),
@@ -299,7 +315,7 @@ const imageSchema = z
 
 const stateCollectionSchema = z
   .object({
-    user: z.string().regex(/^[a-z_][a-z0-9_-]*$/, "must be a user name").default("root"),
+    user: z.string().regex(/^[a-z_][a-z0-9_-]*$/, "must be a user name (beginning with a lower-case letter or _)").default("root"),
     privateKeyFile: pathValue("the collection key's private key file"),
     port: port.default(22),
     connectTimeoutSeconds: z.number().int().min(1).max(300).default(15),
@@ -614,18 +630,47 @@ function unionBranchIssues(issue: z.ZodIssue): z.ZodIssue[] {
   return matched.length === 1 ? matched[0]!.flatMap(unionBranchIssues) : [issue];
 }
 
+/**
+ * The settings that may hold characters beyond printable ASCII: free text tor
+ * itself accepts and reads with ASCII-only separators (ContactInfo), paths
+ * (argument vectors only, never written into a file of the relay) and the
+ * secrets (the provider's API calls). Every other string reaches a
+ * line-oriented reader: the kernel, tor, unbound, the relay's boot scripts.
+ */
+const NOT_ONLY_ASCII = [
+  /^relays\[\d+\]\.contactInfo$/,
+  /^(keyStore|buildDir|stateCollection\.privateKeyFile|testnet\.dir|image\.signingKeyFile|image\.secureBoot\.(privateKeyFile|certificateFile))$/,
+  /^relays\[\d+\]\.(keysDir|sev\.ovmf)$/,
+  /^identity\.broker\.(caFile|admin\.socket|admin\.tokenFile)$/,
+  /^(proxmoxApiToken|proxmoxRootPassword)$/,
+];
+
+/** Every string setting outside NOT_ONLY_ASCII that holds a character beyond printable ASCII. */
+function nonAsciiProblems(raw: unknown): { path: string; message: string }[] {
+  return stringsIn(raw).flatMap(({ path, value }) => {
+    const where = formatConfigPath(path);
+    const found = firstNonAscii(value);
+    if (!found || NOT_ONLY_ASCII.some((pattern) => pattern.test(where))) return [];
+    return [{ path: where, message: `must be printable ASCII (space to ~); it has ${found}. The relay's kernel, tor, unbound and boot scripts split at bytes the config's checks do not, so the value could mean something else there` }];
+  });
+}
+
 /** Validates raw stack config; throws a ConfigError naming every bad field. */
 export function parseStackConfig(raw: unknown): StackConfig {
   const result = stackConfigSchema.safeParse(raw);
-  if (result.success) return result.data;
-  throw new ConfigError(
-    result.error.issues.flatMap(unionBranchIssues).flatMap((issue) =>
-      issue.code === z.ZodIssueCode.unrecognized_keys
-        ? issue.keys.map((key) => ({
-            path: formatConfigPath([...issue.path, key]),
-            message: (issue.path[0] === "relays" && issue.path.length === 2 && RETIRED_RELAY_SETTINGS[key]) || "is not a known setting (a typo?)",
-          }))
-        : [{ path: formatConfigPath(issue.path) || "(config)", message: describeIssue(issue) }],
-    ),
-  );
+  const nonAscii = nonAsciiProblems(raw);
+  if (result.success && nonAscii.length === 0) return result.data;
+  const problems = result.success
+    ? []
+    : result.error.issues.flatMap(unionBranchIssues).flatMap((issue) =>
+        issue.code === z.ZodIssueCode.unrecognized_keys
+          ? issue.keys.map((key) => ({
+              path: formatConfigPath([...issue.path, key]),
+              message: (issue.path[0] === "relays" && issue.path.length === 2 && RETIRED_RELAY_SETTINGS[key]) || "is not a known setting (a typo?)",
+            }))
+          : [{ path: formatConfigPath(issue.path) || "(config)", message: describeIssue(issue) }],
+      );
+  // A field the schema refused already is named once, with the schema's own words.
+  const named = new Set(problems.map((problem) => problem.path));
+  throw new ConfigError([...problems, ...nonAscii.filter((problem) => !named.has(problem.path))]);
 }

@@ -6,6 +6,7 @@
  */
 import { healthProblems, type HealthReport } from "./relay-health";
 import { readSigningCert } from "./tor-keys";
+import { shellQuote } from "./shell-quote";
 
 /** What the stack says a relay is (its config and the stack's relayOutputs). */
 export interface DesiredRelay {
@@ -91,7 +92,7 @@ function certificate(desired: DesiredRelay, report: HealthReport | undefined, po
   }
   const daysLeft = (Date.parse(expiresAt) - policy.now) / DAY_MS;
   const level: Level = daysLeft < policy.certificate.errorDays ? "error" : daysLeft < policy.certificate.warnDays ? "warn" : "ok";
-  const renew = `renew it on the key-generation host (npm run keys -- renew ${desired.relay}) and run pulumi up`;
+  const renew = `renew it on the key-generation host (npm run keys -- renew ${shellQuote(desired.relay)}) and run pulumi up`;
   const problem =
     daysLeft <= 0
       ? `its signing certificate expired at ${expiresAt}: tor stops using it; ${renew}`

@@ -15,6 +15,7 @@ import { TESTNET, networkSchema, type TestnetNetwork } from "./testnet";
 import { renderTorrcLines, type TorrcLine } from "./torrc";
 import { renderUnboundConf } from "./unbound";
 import { verifyTorrcsWithTor } from "./torrc-check";
+import { shellQuote } from "./shell-quote";
 
 export interface PlannedRelay {
   config: RelayConfig;
@@ -102,7 +103,7 @@ export function planFleet(
 ): { relays: PlannedRelay[]; warnings: string[]; collectorPublicKey: string; testnet?: TestnetNetwork } {
   const problems: string[] = [];
   const collectorKey = inProject(options.projectDir, config.stateCollection.privateKeyFile);
-  const makeIt = `Make the collection key with \`ssh-keygen -t ed25519 -N "" -f ${config.stateCollection.privateKeyFile}\``;
+  const makeIt = `Make the collection key with \`ssh-keygen -t ed25519 -N '' -f ${shellQuote(config.stateCollection.privateKeyFile)}\``;
   let collectorPublicKey = "";
   if (!existsSync(`${collectorKey}.pub`)) problems.push(`stateCollection.privateKeyFile: ${collectorKey}.pub is missing. ${makeIt}`);
   else collectorPublicKey = readFileSync(`${collectorKey}.pub`, "utf8").trim();
@@ -120,7 +121,7 @@ export function planFleet(
     if (!existsSync(file)) return void problems.push(`relays[${i}].sev.ovmf: ${file} is missing; the launch measurement of relay ${relay.name} is computed from it`);
     const actual = createHash("sha256").update(readFileSync(file)).digest("hex");
     // A firmware nobody pinned would publish a measurement for a launch nobody reviewed.
-    if (actual !== sev.ovmfSha256) problems.push(`relays[${i}].sev.ovmfSha256: ${file} has SHA-256 ${actual}, not the pinned ${sev.ovmfSha256}. If this firmware is the one to launch, pin it: pulumi config set --path 'relays[${i}].sev.ovmfSha256' ${actual}`);
+    if (actual !== sev.ovmfSha256) problems.push(`relays[${i}].sev.ovmfSha256: ${file} has SHA-256 ${actual}, not the pinned ${sev.ovmfSha256}. If this firmware is the one to launch, pin it: pulumi config set --path ${shellQuote(`relays[${i}].sev.ovmfSha256`)} ${shellQuote(actual)}`);
   });
 
   for (const relay of config.relays) {
@@ -129,7 +130,7 @@ export function planFleet(
     const hostKeyFile = join(keysDir, "ssh_host_ed25519_key.pub");
     const hostKey = existsSync(hostKeyFile) ? readFileSync(hostKeyFile, "utf8").trim().split(/\s+/).slice(0, 2).join(" ") : "";
     if (!/^ssh-ed25519 [A-Za-z0-9+/=]+$/.test(hostKey)) {
-      problems.push(`relay ${relay.name}: ${hostKeyFile} is missing or not an ed25519 public key; the relay's SSH host key is made with its identity by \`npm run keys -- init ${relay.name}\``);
+      problems.push(`relay ${relay.name}: ${hostKeyFile} is missing or not an ed25519 public key; the relay's SSH host key is made with its identity by \`npm run keys -- init ${shellQuote(relay.name)}\``);
     } else hostKeys.set(relay.name, hostKey);
     let record: PreviewRecord | undefined;
     if (options.allowPreviewRecords && existsSync(join(keysDir, PREVIEW_RECORD_FILE)) && !existsSync(join(keysDir, "secret_id_key"))) {
@@ -158,7 +159,7 @@ export function planFleet(
   // The signing key is needed by the build; a runner previewing from records has none, by design.
   if (config.image.signingKeyFile && records.size === 0) {
     const key = inProject(options.projectDir, config.image.signingKeyFile);
-    if (!existsSync(key)) problems.push(`image.signingKeyFile: ${key} is missing. Make it with \`ssh-keygen -t ed25519 -f ${config.image.signingKeyFile}\` and publish its .pub: volunteers check each image's record with it`);
+    if (!existsSync(key)) problems.push(`image.signingKeyFile: ${key} is missing. Make it with \`ssh-keygen -t ed25519 -f ${shellQuote(config.image.signingKeyFile)}\` and publish its .pub: volunteers check each image's record with it`);
   }
 
   const familyIds = new Map<string, { file: string; familyId: string }>();
@@ -172,7 +173,7 @@ export function planFleet(
     try {
       familyIds.set(family, { file, familyId: familyIdFromSecretKey(readFileSync(file), file) });
     } catch (err) {
-      if (err instanceof KeyFileError) problems.push(`family ${family}: ${err.message}. Re-create it with \`npm run keys -- family init ${family}\` on the key-generation host`);
+      if (err instanceof KeyFileError) problems.push(`family ${family}: ${err.message}. Re-create it with \`npm run keys -- family init ${shellQuote(family)}\` on the key-generation host`);
       else throw err;
     }
   }

@@ -11,7 +11,7 @@
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
-import { dirname, join, relative } from "node:path";
+import { dirname, join, relative, resolve } from "node:path";
 import { readRunningRecord } from "./rollout-records";
 import { toolsBin, withToolsOnPath } from "./run";
 import { chooseImage, matchesInImage, parseGrypeOutput, relaySbomRecordSchema, VULN_REPORT_SCHEMA, vulnReportFile, worstSeverity, type SbomRecordFile, type VulnReport } from "./vulns";
@@ -67,7 +67,8 @@ export function dbProblem(status: DbStatus): string {
 /** `grype db import ARCHIVE`, then the database's status. */
 export function dbImport(archive: string, env: NodeJS.ProcessEnv = grypeEnv()): DbStatus {
   if (!existsSync(archive)) throw new Error(`${archive}: no such file; give the path of a grype v6 database archive (vulnerability-db_v6…tar.gz/.tar.zst)`);
-  const result = grype(["db", "import", archive], env);
+  // Absolute: an archive path is never read as an option.
+  const result = grype(["db", "import", resolve(archive)], env);
   if (result.status !== 0) throw new Error(`grype db import ${archive} failed (exit status ${result.status}):\n${result.stderr.trim()}`);
   return dbStatus(env);
 }

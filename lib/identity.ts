@@ -6,6 +6,7 @@
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { PreviewRecord } from "./preview-record";
+import { shellQuote } from "./shell-quote";
 import {
   IDENTITY_FILES,
   KeyFileError,
@@ -57,7 +58,7 @@ export function loadRelayIdentity(relay: string, keysDir: string, nickname = "NI
         relay,
         where(file),
         "is missing",
-        `Create the relay's keys on the key-generation host with \`npm run keys -- init ${relay} --nickname ${nickname}\`, or point relays[].keysDir at them`,
+        `Create the relay's keys on the key-generation host with \`npm run keys -- init ${shellQuote(relay)} --nickname ${shellQuote(nickname)}\`, or point relays[].keysDir at them`,
       );
     }
     const bytes = readFileSync(where(file));
@@ -95,7 +96,7 @@ export function loadRelayIdentity(relay: string, keysDir: string, nickname = "NI
       relay,
       where("ed25519_signing_cert"),
       `was signed by master key ${ed25519Identity(cert.masterKey)}, not by this relay's ${ed25519Identity(masterKey)}`,
-      `Renew it from this relay's master key with \`npm run keys -- renew ${relay}\``,
+      `Renew it from this relay's master key with \`npm run keys -- renew ${shellQuote(relay)}\``,
     );
   }
   if (!cert.signingKey.equals(signingPublic)) {
@@ -103,7 +104,7 @@ export function loadRelayIdentity(relay: string, keysDir: string, nickname = "NI
       relay,
       where("ed25519_signing_secret_key"),
       "does not match the key certified by ed25519_signing_cert",
-      `Copy both files from the same \`npm run keys -- renew ${relay}\` run`,
+      `Copy both files from the same \`npm run keys -- renew ${shellQuote(relay)}\` run`,
     );
   }
 
@@ -140,7 +141,7 @@ export function checkCertificateWindow(
   const daysLeft = (identity.signingCertExpiresAt.getTime() - now.getTime()) / DAY_MS;
   const file = join(identity.keysDir, "ed25519_signing_cert");
   const expiry = identity.signingCertExpiresAt.toISOString();
-  const renew = `Renew it on the key-generation host with \`npm run keys -- renew ${identity.relay}\`, then run pulumi again`;
+  const renew = `Renew it on the key-generation host with \`npm run keys -- renew ${shellQuote(identity.relay)}\`, then run pulumi again`;
   if (daysLeft <= 0) {
     return { level: "error", daysLeft, message: `relay ${identity.relay}: ${file} expired at ${expiry}; tor refuses to start with it. ${renew}` };
   }
@@ -168,7 +169,7 @@ export function findSharedIdentities(identities: RelayIdentity[]): string[] {
   for (const identity of identities) {
     for (const key of [`RSA fingerprint ${identity.rsaFingerprint}`, `ed25519 identity ${identity.ed25519Identity}`]) {
       const other = byKey.get(key);
-      if (other) problems.push(`relays ${other} and ${identity.relay} have the same ${key}: each relay needs its own keys (npm run keys -- init ${identity.relay})`);
+      if (other) problems.push(`relays ${other} and ${identity.relay} have the same ${key}: each relay needs its own keys (npm run keys -- init ${shellQuote(identity.relay)})`);
       else byKey.set(key, identity.relay);
     }
   }

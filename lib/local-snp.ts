@@ -8,7 +8,7 @@
  */
 import { spawn } from "node:child_process";
 import { chmodSync, closeSync, copyFileSync, existsSync, lstatSync, mkdirSync, mkdtempSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
-import { basename, dirname, join } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import { alive, commandLineOf } from "./pid-file";
 import { runTool, withPrivateTmpDir } from "./run";
 import { expectedLaunchMeasurement } from "./snp/launchDigest";
@@ -36,7 +36,8 @@ export function ukiFromIso(iso: string, outFile: string): Buffer {
   return withPrivateTmpDir("uki-from-iso", (dir) => {
     const esp = join(dir, "esp.img");
     const uki = join(dir, "uki.efi");
-    runTool("xorriso", ["-osirrox", "on", "-indev", iso, "-extract", ISO_ESP_PATH, esp], { what: `extracting ${ISO_ESP_PATH} from ${iso}` });
+    // Absolute: xorriso gives some relative addresses a meaning of their own (stdio:, mmc:).
+    runTool("xorriso", ["-osirrox", "on", "-indev", resolve(iso), "-extract", ISO_ESP_PATH, esp], { what: `extracting ${ISO_ESP_PATH} from ${iso}` });
     if (!existsSync(esp)) throw new Error(`${iso} has no ${ISO_ESP_PATH}: not an ISO made by images/build-iso.sh`);
     // -n: never ask before overwriting a Unix file (there is none in the fresh directory anyway).
     runTool("mcopy", ["-n", "-i", esp, ESP_UKI_PATH, uki], { what: `copying ${ESP_UKI_PATH} out of the ISO's EFI system partition` });

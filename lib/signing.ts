@@ -10,6 +10,7 @@ import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 import { runTool } from "./run";
+import { shellQuote } from "./shell-quote";
 
 /** The signature namespace: a signature made for anything else never verifies as an image record's. */
 export const SIGNATURE_NAMESPACE = "diskless-relays-image";
@@ -17,9 +18,10 @@ export const signatureOf = (file: string) => `${file}.sig`;
 
 /** Signs `file` with the private key `keyFile`, writing `file`.sig. */
 export function signFile(keyFile: string, file: string): string {
-  if (!existsSync(keyFile)) throw new Error(`image.signingKeyFile: ${keyFile} is missing; make it with ssh-keygen -t ed25519 -f ${keyFile}, and publish its .pub`);
+  if (!existsSync(keyFile)) throw new Error(`image.signingKeyFile: ${keyFile} is missing; make it with ssh-keygen -t ed25519 -f ${shellQuote(keyFile)}, and publish its .pub`);
   rmSync(signatureOf(file), { force: true });
-  runTool("ssh-keygen", ["-q", "-Y", "sign", "-f", keyFile, "-n", SIGNATURE_NAMESPACE, file], { what: `signing ${file}` });
+  // "--": the file to sign is never read as an option, whatever its name.
+  runTool("ssh-keygen", ["-q", "-Y", "sign", "-f", keyFile, "-n", SIGNATURE_NAMESPACE, "--", file], { what: `signing ${file}` });
   // ssh-keygen writes FILE.sig itself; checked, so that a silent failure cannot publish an unsigned record.
   if (!existsSync(signatureOf(file))) throw new Error(`ssh-keygen wrote no signature for ${file}`);
   return signatureOf(file);

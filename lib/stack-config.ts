@@ -18,7 +18,8 @@ async function pulumi(args: string[], stack: string | undefined): Promise<string
   // a stack with a passphrase of its own refuses an empty one ("incorrect passphrase", answered below).
   if (env.PULUMI_CONFIG_PASSPHRASE === undefined && env.PULUMI_CONFIG_PASSPHRASE_FILE === undefined) env.PULUMI_CONFIG_PASSPHRASE = "";
   try {
-    const { stdout } = await run("pulumi", [...args, ...(stack ? ["--stack", stack] : [])], { encoding: "utf8", env, maxBuffer: 64 * 1024 * 1024 });
+    // --stack=NAME: the name is the flag's value, whatever it begins with.
+    const { stdout } = await run("pulumi", [...args, ...(stack ? [`--stack=${stack}`] : [])], { encoding: "utf8", env, maxBuffer: 64 * 1024 * 1024 });
     return stdout;
   } catch (err) {
     const stderr = String((err as { stderr?: string }).stderr ?? "").trim();

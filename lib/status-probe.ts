@@ -8,7 +8,7 @@
  * I/O: /proc and xorriso (QEMU), HTTPS (Proxmox VE, the key broker), ssh.
  */
 import { existsSync, readFileSync } from "node:fs";
-import { basename, join } from "node:path";
+import { basename, join, resolve } from "node:path";
 import type { BrokerRelayStatus } from "./broker-admin";
 import type { RelayObservation } from "./fleet-status";
 import { ISO_LABEL_FILE } from "./image-layout";
@@ -40,7 +40,8 @@ function imageOfIso(iso: string): string | undefined {
     try {
       return withPrivateTmpDir("status-label", (dir) => {
         const out = join(dir, ISO_LABEL_FILE);
-        runTool("xorriso", ["-osirrox", "on", "-indev", iso, "-extract", `/${ISO_LABEL_FILE}`, out], { what: `reading ${ISO_LABEL_FILE} of ${iso}` });
+        // Absolute: xorriso gives some relative addresses a meaning of their own (stdio:, mmc:).
+        runTool("xorriso", ["-osirrox", "on", "-indev", resolve(iso), "-extract", `/${ISO_LABEL_FILE}`, out], { what: `reading ${ISO_LABEL_FILE} of ${iso}` });
         const digest = (JSON.parse(readFileSync(out, "utf8")) as { imageDigest?: unknown }).imageDigest;
         return typeof digest === "string" && /^[0-9a-f]{64}$/.test(digest) ? digest : undefined;
       });

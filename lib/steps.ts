@@ -8,20 +8,42 @@
  */
 import { z } from "zod";
 import { monitoringSpecSchema } from "./monitoring";
+import { CPU_MODEL, PACKAGE, PATH_OPTION_MESSAGE, pathLooksLikeOption, PRINTABLE_ASCII, PRINTABLE_ASCII_LINES, RELEASE } from "./plain-values";
 import { ONION_KEY_FILES } from "./tor-keys";
 
 /** Run from the project directory; the step name is its only argument. */
 export const STEP_COMMAND = "node_modules/.bin/tsx cli/step.ts";
 export const STEP_SPEC_ENV = "DISKLESS_RELAYS_STEP";
 
-/** A path handed to a tool as one argument: any characters but control characters. */
-// eslint-disable-next-line no-control-regex
-const path = z.string().min(1).regex(/^[^\u0000-\u001f\u007f]+$/, "must be a path on one line");
+/** A path handed to a tool as one argument: any characters but control characters, and never read as an option. */
+const path = z
+  .string()
+  .min(1)
+  // eslint-disable-next-line no-control-regex
+  .regex(/^[^\u0000-\u001f\u007f]+$/, "must be a path on one line")
+  .refine((value) => !pathLooksLikeOption(value), PATH_OPTION_MESSAGE);
 const name = z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/);
 const nickname = z.string().regex(/^[A-Za-z0-9]{1,19}$/);
 const digest = z.string().regex(/^[0-9a-f]{64}$/);
 const port = z.number().int().min(1).max(65535);
-const host = z.string().regex(/^[A-Za-z0-9.:-]+$/, "must be a host name or an IP address");
+const host = z.string().regex(/^[A-Za-z0-9:][A-Za-z0-9.:-]*$/, "must be a host name or an IP address");
+const cpuModel = z.string().regex(CPU_MODEL, "must be a vCPU model name");
+/** A Proxmox VE node and storage id, as the stack config allows them: never read as an option, never a path. */
+const proxmoxNode = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9.-]*$/);
+const proxmoxStorage = z.string().regex(/^[a-z][a-z0-9_.-]*[a-z0-9]$/);
+/** What a line-oriented reader gets: printable ASCII lines. */
+const asciiLines = z.string().regex(PRINTABLE_ASCII_LINES, "must be lines of printable ASCII");
+/**
+ * A torrc: printable ASCII, but for the ContactInfo line, free text that tor
+ * itself accepts in any UTF-8 (its config parser splits at ASCII only).
+ */
+const torrcText = z
+  .string()
+  .min(1)
+  .refine(
+    (text) => text.split("\n").every((line) => PRINTABLE_ASCII.test(line) || (line.startsWith("ContactInfo ") && !/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/.test(line))),
+    "must be lines of printable ASCII (only ContactInfo may hold other characters)",
+  );
 
 /** How the build host reaches a running relay: SSH with a pinned host key and the restricted collection key. */
 export const relayChannelSpec = z
@@ -60,7 +82,7 @@ export const relayTargetSpec = z.discriminatedUnion("kind", [
        * test-only chain in simulatorDir (made on first use; its ark-ask.pem is what a broker is told to trust).
        */
       snp: z
-        .object({ simulatorDir: path, ovmf: path, vcpuType: z.string().regex(/^[A-Za-z0-9._-]+$/), policy: z.string().regex(/^(0x)?[0-9a-fA-F]{1,16}$/).optional() })
+        .object({ simulatorDir: path, ovmf: path, vcpuType: cpuModel, policy: z.string().regex(/^(0x)?[0-9a-fA-F]{1,16}$/).optional() })
         .strict()
         .optional(),
     })
@@ -70,12 +92,12 @@ export const relayTargetSpec = z.discriminatedUnion("kind", [
       kind: z.literal("proxmox"),
       endpoint: z.string().url(),
       verifyTls: z.boolean(),
-      node: z.string().regex(/^[A-Za-z0-9.-]+$/),
+      node: proxmoxNode,
       vmId: z.number().int().min(100),
-      datastore: z.string().regex(/^[a-z][a-z0-9_.-]*[a-z0-9]$/),
+      datastore: proxmoxStorage,
       /** SEV-SNP relays: the measured direct boot's firmware file in the node's ISO directory (lib/proxmox-snp.ts). */
       snp: z
-        .object({ isoDir: z.string().regex(/^\/[A-Za-z0-9._/-]+$/), firmwareFile: z.string().regex(/^[A-Za-z0-9._-]+$/) })
+        .object({ isoDir: z.string().regex(/^\/[A-Za-z0-9._/-]+$/), firmwareFile: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/) })
         .strict()
         .optional(),
     })
@@ -86,9 +108,9 @@ export type RelayTarget = z.infer<typeof relayTargetSpec>;
 export const buildBaseSpec = z
   .object({
     flavour: z.enum(["alpine", "debian"]),
-    release: z.string().regex(/^[a-z0-9.-]+$/),
+    release: z.string().regex(RELEASE, "must be a release name, never beginning with -"),
     geoip: z.boolean(),
-    extraPackages: z.array(z.string().regex(/^[a-z0-9][a-z0-9+.-]*$/)),
+    extraPackages: z.array(z.string().regex(PACKAGE, "must be a package name, never beginning or ending with -")),
     /** The user tor drops to in this flavour. */
     torUser: z.string().regex(/^[a-z_][a-z0-9_-]*$/),
     /** SOURCE_DATE_EPOCH: every date inside the base. */
@@ -113,11 +135,12 @@ export const relayRecipeSpec = z
     familyKeyFile: path.optional(),
     collectedDir: path,
     outDir: path,
-    torrc: z.string().min(1),
-    networkEnv: z.string().min(1),
+    torrc: torrcText,
+    networkEnv: asciiLines.min(1),
     authorizedKeys: z.string().regex(/^restrict,command="[^"]+" ssh-(ed25519|rsa) [A-Za-z0-9+/=]+\n$/).optional(),
-    kernelCmdline: z.string(),
-    resolverConf: z.string().optional(),
+    /** The kernel splits its command line at bytes such as 0xA0 too: printable ASCII only. */
+    kernelCmdline: z.string().regex(PRINTABLE_ASCII, "must be printable ASCII"),
+    resolverConf: asciiLines.optional(),
     secureBoot: z.object({ privateKeyFile: path, certificateFile: path }).strict().optional(),
     /**
      * Broker mode: the image carries the agent and its configuration (public
@@ -126,7 +149,7 @@ export const relayRecipeSpec = z
     broker: z
       .object({
         agentBinary: path,
-        agentConfig: z.string().min(2),
+        agentConfig: asciiLines.min(2),
         caPem: z.string().optional(),
         /** attestation "none": the build makes a fresh single-use boot token for this image; only its SHA-256 leaves the build. */
         bootToken: z.boolean().optional(),
@@ -145,7 +168,7 @@ export const brokerAdminSpec = z.union([
 export type BrokerAdminSpec = z.infer<typeof brokerAdminSpec>;
 
 /** What an SEV-SNP launch of the image is measured with (lib/snp): the firmware, the vCPU count and model. */
-export const launchSpec = z.object({ ovmf: path, vcpus: z.number().int().min(1), vcpuType: z.string().regex(/^[A-Za-z0-9._-]+$/) }).strict();
+export const launchSpec = z.object({ ovmf: path, vcpus: z.number().int().min(1), vcpuType: cpuModel }).strict();
 
 /** Broker mode: upload the relay's shipped keys (and, moving from image mode, the onion keys collected from it). */
 export const uploadRelayKeysSpec = z
@@ -213,7 +236,7 @@ export const measureLaunchSpec = z
     uki: path,
     ovmf: path,
     vcpus: z.number().int().min(1),
-    vcpuType: z.string().regex(/^[A-Za-z0-9._-]+$/),
+    vcpuType: cpuModel,
     /** Guest policy, 0x-hex, as qemu-server sets it for the relay's amd-sev settings. */
     policy: z.string().regex(/^0x[0-9a-f]{1,16}$/),
     /** The image's ISO, whose digest the document names too. */
@@ -232,8 +255,8 @@ export const pruneIsosSpec = z
   .object({
     endpoint: z.string().url(),
     verifyTls: z.boolean(),
-    node: z.string(),
-    datastore: z.string(),
+    node: proxmoxNode,
+    datastore: proxmoxStorage,
     nickname,
     keep: z.number().int().min(0),
     currentVolid: z.string(),

@@ -9,6 +9,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
+import { shellQuote } from "./shell-quote";
 
 /** grype's severities, least to most severe. */
 export const SEVERITIES = ["Unknown", "Negligible", "Low", "Medium", "High", "Critical"] as const;
@@ -199,7 +200,7 @@ export function readVulnReport(projectDir: string, stack: string): VulnReport | 
   if (!existsSync(file)) return undefined;
   const report = JSON.parse(readFileSync(file, "utf8")) as Partial<VulnReport>;
   if (report.schema !== VULN_REPORT_SCHEMA || typeof report.relays !== "object" || report.relays === null) {
-    throw new Error(`${file} is not a vulnerability report (${VULN_REPORT_SCHEMA}); run npm run vulns -- --stack ${stack} again`);
+    throw new Error(`${file} is not a vulnerability report (${VULN_REPORT_SCHEMA}); run npm run vulns -- --stack ${shellQuote(stack)} again`);
   }
   return report as VulnReport;
 }

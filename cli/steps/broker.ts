@@ -13,6 +13,7 @@ import { loadRelayIdentity } from "../../lib/identity";
 import { readBuiltImage, type BuiltImage } from "../../lib/relay-build";
 import type { BrokerAdminSpec, StepSpec } from "../../lib/steps";
 import { IDENTITY_FILES, ONION_KEY_FILES } from "../../lib/tor-keys";
+import { shellQuote } from "../../lib/shell-quote";
 import { StepFailure } from "./failure";
 
 export function adminEndpoint(spec: BrokerAdminSpec): BrokerAdminEndpoint {
@@ -25,7 +26,7 @@ export function shippedFiles(spec: StepSpec<"upload-relay-keys">): Record<string
   const files: Record<string, Buffer> = {};
   for (const file of IDENTITY_FILES) {
     const path = join(spec.keysDir, file);
-    if (!existsSync(path)) throw new StepFailure(`relay ${spec.relay}: ${path} is missing; the broker cannot be given the relay's identity. Make it on the key-generation host (npm run keys -- init ${spec.relay}).`);
+    if (!existsSync(path)) throw new StepFailure(`relay ${spec.relay}: ${path} is missing; the broker cannot be given the relay's identity. Make it on the key-generation host (npm run keys -- init ${shellQuote(spec.relay)}).`);
     files[`keys/${file}`] = readFileSync(path);
   }
   if (spec.familyKeyFile) files[`keys/${basename(spec.familyKeyFile)}`] = readFileSync(spec.familyKeyFile);
@@ -66,7 +67,7 @@ export async function uploadKeys(spec: StepSpec<"upload-relay-keys">): Promise<v
 
 /** The broker keeps a relay's keys when the relay leaves the stack: only revoke ends them (npm run broker -- revoke). */
 export function forgetKeys(spec: StepSpec<"forget-relay-keys">): void {
-  console.log(`relay ${spec.relay}: no longer deployed by this stack; the key broker keeps its keys (npm run broker -- revoke ${spec.relay} ends them)`);
+  console.log(`relay ${spec.relay}: no longer deployed by this stack; the key broker keeps its keys (npm run broker -- revoke ${shellQuote(spec.relay)} ends them)`);
 }
 
 /** What the broker is told to expect from this image: its launch measurement, or its boot token's SHA-256. */

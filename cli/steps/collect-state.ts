@@ -18,6 +18,7 @@ import { readRunningRecord } from "../../lib/rollout-records";
 import { relayMachine } from "../../lib/relay-targets";
 import type { StepSpec } from "../../lib/steps";
 import { adminEndpoint } from "./broker";
+import { shellQuote } from "../../lib/shell-quote";
 import { StepFailure } from "./failure";
 
 export const collectedDir = (relayDir: string, imageDigest: string) => join(relayDir, "collected", imageDigest.slice(0, 12));
@@ -59,7 +60,7 @@ async function brokerHoldsCurrentKeys(spec: StepSpec<"collect-state">, state: "r
   } catch (err) {
     throw new StepFailure(`relay ${spec.relay}: cannot ask the key broker whether it holds the relay's current onion keys: ${(err as Error).message}. Nothing was changed.`);
   }
-  if (status?.revoked) throw new StepFailure(`relay ${spec.relay}: it is revoked at the key broker; a new image would get nothing. Re-enrol it first (npm run broker -- reenroll ${spec.relay}). Nothing was changed.`);
+  if (status?.revoked) throw new StepFailure(`relay ${spec.relay}: it is revoked at the key broker; a new image would get nothing. Re-enrol it first (npm run broker -- reenroll ${shellQuote(spec.relay)}). Nothing was changed.`);
   const lastPush = status?.lastPush ? new Date(status.lastPush) : undefined;
   const age = lastPush ? Math.round((Date.now() - lastPush.getTime()) / 1000) : undefined;
   // A relay that pushes runs a broker-mode image, whatever this host last recorded (an interrupted rollout).

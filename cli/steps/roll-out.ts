@@ -17,6 +17,7 @@ import { clearRollbackRecord, readRollbackRecord, readRunningRecord, writeRollba
 import { relayRecipeSpec, type RelayChannel, type StepSpec } from "../../lib/steps";
 import { brokerStatus, registerImage, type BrokerAdminEndpoint } from "../../lib/broker-admin";
 import { adminEndpoint, imageRegistration } from "./broker";
+import { shellQuote } from "../../lib/shell-quote";
 import { StepFailure } from "./failure";
 
 type Spec = StepSpec<"roll-out">;
@@ -150,7 +151,7 @@ export async function rollOut(spec: Spec): Promise<void> {
         `relay ${spec.relay}: still on its rollback image ${short(rolledBack.imageDigest)} since ${rolledBack.at}: image ${short(image.imageDigest)} ` +
           `did not come back (${rolledBack.reason}). Nothing was changed, and the relays after it in the rollout were not touched.\n` +
           `Fix the cause in the stack config and run pulumi up again. To retry image ${short(image.imageDigest)} as it is, with the onion keys the relay has now, ` +
-          `run pulumi up --replace with the URN of this relay's state collection (pulumi stack --show-urns | grep ${spec.relay}-state-collect).`,
+          `run pulumi up --replace with the URN of this relay's state collection (pulumi stack --show-urns | grep -F -- ${shellQuote(`${spec.relay}-state-collect`)}).`,
       );
     }
   }

@@ -8,7 +8,7 @@
 # a reachable Alpine mirror (ALPINE_MIRROR). Unreleased alpine-make-rootfs
 # can exit 0 on failure, so every output is checked after it runs.
 set -euo pipefail
-out=$(realpath -m "$1") branch=$2 geoip=$3 tor_user=$4
+out=$(realpath -m -- "$1") branch=$2 geoip=$3 tor_user=$4
 shift 4
 here=$(cd "$(dirname "$0")/.." && pwd)
 umask 022
@@ -20,9 +20,11 @@ packages="busybox musl tor openssh-server libcap2 unbound dnssec-root"
 for extra in "$@"; do packages+=" $extra"; done
 
 # Keep the package database where Syft finds it: the tool deletes /lib/apk
-# when apk-tools is not in the root.
-"$make_rootfs" --branch "$branch" --mirror-uri "$mirror" --packages "$packages" \
-  --script-chroot "$out/rootfs" - <<'CHROOT'
+# when apk-tools is not in the root. Values as --option=value and the
+# destination after "--" (alpine-make-rootfs parses with getopt): none can
+# be read as an option.
+"$make_rootfs" --branch="$branch" --mirror-uri="$mirror" --packages="$packages" \
+  --script-chroot -- "$out/rootfs" - <<'CHROOT'
 cp /lib/apk/db/installed /etc/apk-installed
 CHROOT
 mkdir -p "$out/rootfs/lib/apk/db" && mv "$out/rootfs/etc/apk-installed" "$out/rootfs/lib/apk/db/installed"
@@ -30,7 +32,7 @@ test -x "$out/rootfs/usr/bin/tor" || { echo "alpine-make-rootfs produced no tor"
 
 mkdir -p "$out/kernel-root/etc/mkinitfs"
 echo 'disable_trigger=yes' >"$out/kernel-root/etc/mkinitfs/mkinitfs.conf"
-"$make_rootfs" --branch "$branch" --mirror-uri "$mirror" --packages "linux-virt" "$out/kernel-root"
+"$make_rootfs" --branch="$branch" --mirror-uri="$mirror" --packages=linux-virt -- "$out/kernel-root"
 test -f "$out/kernel-root/boot/vmlinuz-virt" || { echo "linux-virt produced no kernel" >&2; exit 1; }
 kernel=$(basename "$(ls -d "$out"/kernel-root/lib/modules/*)")
 mkdir -p "$out/rootfs/lib/modules"

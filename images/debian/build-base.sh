@@ -9,7 +9,7 @@
 # tree). Reproducible: with the same SOURCE_DATE_EPOCH and the same packages
 # from the mirror, every output is the same, byte for byte, on any host.
 set -euo pipefail
-out=$(realpath -m "$1") release=$2 geoip=$3 tor_user=$4
+out=$(realpath -m -- "$1") release=$2 geoip=$3 tor_user=$4
 shift 4
 here=$(cd "$(dirname "$0")/.." && pwd)
 # The base holds no secrets and tor must read its files after dropping root;
@@ -31,6 +31,9 @@ rm -rf "$out" && mkdir -p "$out" && chmod 0700 "$out"
 # hostname (which mmdebstrap copies in) are replaced: the relay writes its own
 # at boot, and the base must not depend on the build host. ($1 is the hook's
 # argument, expanded by mmdebstrap's shell, not this one.)
+# The release and the target follow "--": a release such as "--setup-hook"
+# would otherwise be an option, whose value (the target path) mmdebstrap runs
+# with sh -c.
 # shellcheck disable=SC2016
 mmdebstrap --quiet --variant=essential \
   --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
@@ -41,7 +44,7 @@ mmdebstrap --quiet --variant=essential \
   --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
   --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/locale/*' \
   --dpkgopt='path-exclude=/usr/share/info/*' \
-  "$release" "$out/rootfs" >"$out/mmdebstrap.log" 2>&1 || { tail -n 40 "$out/mmdebstrap.log" >&2; exit 1; }
+  -- "$release" "$out/rootfs" >"$out/mmdebstrap.log" 2>&1 || { tail -n 40 "$out/mmdebstrap.log" >&2; exit 1; }
 
 # What the mirror served: every installed package with its .deb's digest.
 for deb in "$out"/rootfs/var/cache/apt/archives/*.deb; do

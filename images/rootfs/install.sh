@@ -2,7 +2,7 @@
 # Installs the relay's init and service scripts into a base root filesystem.
 #   install.sh ROOTFS TOR_USER
 set -euo pipefail
-rootfs=$1 tor_user=$2
+rootfs=$(realpath -m -- "$1") tor_user=$2
 files=$(cd "$(dirname "$0")" && pwd)/files
 
 cp -a "$files/." "$rootfs/"
