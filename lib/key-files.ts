@@ -42,7 +42,7 @@ export function readGuardedFile(file: string, options: { root: string; secret: b
   }
   if (options.secret && (stat.mode & 0o077) !== 0) {
     return {
-      problem: `is a private key readable or writable by others (mode ${(stat.mode & 0o777).toString(8).padStart(4, "0")}): make it private to its owner (chmod 600), and check who may have read it`,
+      problem: `is secret, but others may read or write it (mode ${(stat.mode & 0o777).toString(8).padStart(4, "0")}): make it private to its owner (chmod 600), and ask who may have read it`,
       missing: false,
     };
   }

@@ -30,7 +30,7 @@ const subjectOf = (cert: X509Certificate) => cert.subject.replace(/\n/g, ", ");
 
 /**
  * The broker's CA bundle: PEM CERTIFICATE blocks only, each a valid X.509
- * certificate, in its validity period. A certificate that is not a CA is
+ * certificate, not expired. A certificate that is not a CA is
  * trusted by the relay's agent only as the broker's own certificate, never as
  * the issuer of another, hence a warning.
  */
@@ -44,7 +44,7 @@ export function checkCaBundle(text: string, now: Date): { problems: string[]; wa
   const strayKey = !blocks.some((b) => b.label.includes("PRIVATE KEY")) && /PRIVATE KEY/.test(text);
   if (strayKey) problems.push("holds private key material: it would ship in every image as the CA. The CA file holds the CA's certificate (-----BEGIN CERTIFICATE-----) and nothing else");
   else if (blocks.length === 0) problems.push("holds no PEM certificate (-----BEGIN CERTIFICATE-----): name the file of the CA certificate that signed the broker's TLS certificate");
-  else if (outside) problems.push("holds text outside its PEM blocks; keep only the -----BEGIN CERTIFICATE----- blocks, so that nothing else ships in every image as the CA");
+  else if (outside && problems.length === 0) problems.push("holds text outside its PEM blocks; keep only the -----BEGIN CERTIFICATE----- blocks, so that nothing else ships in every image as the CA");
   blocks
     .filter((b) => b.label === "CERTIFICATE")
     .forEach((block, i) => {
@@ -55,7 +55,6 @@ export function checkCaBundle(text: string, now: Date): { problems: string[]; wa
         return void problems.push(`holds a certificate (the ${ordinal(i)}) that is not a valid X.509 certificate`);
       }
       if (new Date(cert.validTo).getTime() <= now.getTime()) problems.push(`holds a certificate (${subjectOf(cert)}) that expired at ${new Date(cert.validTo).toISOString()}: relays would refuse the broker`);
-      else if (new Date(cert.validFrom).getTime() > now.getTime()) problems.push(`holds a certificate (${subjectOf(cert)}) that is valid only from ${new Date(cert.validFrom).toISOString()}`);
       if (!cert.ca) warnings.push(`holds a certificate (${subjectOf(cert)}) that is not a CA (basicConstraints CA:TRUE): relays trust it only as the broker's own certificate, not as the issuer of one`);
     });
   return { problems, warnings };
