@@ -2,6 +2,9 @@
  * Everything the program must know about the fleet before it registers a
  * single resource: each relay's identity, the checks on it, and its torrc.
  * A problem with any relay stops the whole run here, so nothing changes.
+ * Every file that enters an image (or signs one) is read and judged here.
+ * I/O: reads key files, certificates and the testnet's network.json; runs
+ * tor --verify-config (lib/torrc-check.ts).
  */
 import { createHash, type KeyObject } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";

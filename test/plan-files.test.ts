@@ -230,6 +230,17 @@ describe("planFleet reads the Secure Boot key and certificate before anything is
   });
 });
 
+describe("planFleet reads the image signing key as what it is", () => {
+  it("refuses one that others may read, and one that is no OpenSSH private key, naming image.signingKeyFile", () => {
+    const key = join(projectDir, "signing");
+    execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", key]);
+    expect(plan({}, { image: { signingKeyFile: "signing" } })).toEqual([]);
+    chmodSync(key, 0o644);
+    expect(plan({}, { image: { signingKeyFile: "signing" } })).toEqual([expect.stringMatching(/^image\.signingKeyFile: .*signing is secret, but others may read or write it \(mode 0644\)/)]);
+    expect(plan({}, { image: { signingKeyFile: "keys/r/secret_id_key" } })).toEqual([expect.stringMatching(/^image\.signingKeyFile: .*secret_id_key is not an OpenSSH private key/)]);
+  });
+});
+
 describe("planFleet reads the broker's CA as PEM certificates and nothing else", () => {
   const broker = (caFile: string) => ({ identity: { mode: "broker", broker: { ...BROKER, caFile } } });
 
