@@ -35,14 +35,15 @@ describe("pulumi preview refuses before registering anything", () => {
   async function preview(config: Record<string, unknown>, secrets: Record<string, string> = { proxmoxApiToken: TEST_API_TOKEN }): Promise<{ result: PulumiResult; text: string; steps: any[] }> {
     project.configure(config, secrets);
     const result = await project.runAsync("preview", "--json");
-    const text = result.stdout + result.stderr;
-    let steps: any[] = [];
+    let json: { steps?: any[]; diagnostics?: { message: string }[] };
     try {
-      steps = JSON.parse(result.stdout).steps ?? [];
+      json = JSON.parse(result.stdout);
     } catch {
-      throw new Error(`pulumi preview printed no JSON (${result.status}):\n${text}`);
+      throw new Error(`pulumi preview printed no JSON (${result.status}):\n${result.stdout}${result.stderr}`);
     }
-    return { result, text, steps };
+    // What the operator reads: the diagnostics' own text, beside anything printed outside the JSON.
+    const text = [...(json.diagnostics ?? []).map((d) => d.message), result.stderr].join("\n");
+    return { result, text, steps: json.steps ?? [] };
   }
 
   /** Refused, naming the field; no stack trace; no step but the stack's own. */
