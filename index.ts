@@ -4,6 +4,7 @@
  * fleet (components/fleet.ts).
  */
 import * as pulumi from "@pulumi/pulumi";
+import * as runtimeConfig from "@pulumi/pulumi/runtime/config";
 import { deployFleet } from "./components/fleet";
 import { ConfigError, parseStackConfig, projectConfigObject } from "./lib/config";
 import { FleetError, planFleet } from "./lib/fleet";
@@ -12,11 +13,23 @@ import { FleetError, planFleet } from "./lib/fleet";
 // path handed to a resource is relative to it (see inProject).
 const projectDir = ".";
 
+/**
+ * The project's settings Pulumi holds as secrets (short names). The SDK's
+ * isConfigSecret is internal: without it the credentials' check cannot run,
+ * so the program stops rather than pass a plaintext token unseen.
+ */
+function secretSettings(all: Record<string, string>, project: string): Set<string> {
+  const isConfigSecret = (runtimeConfig as unknown as { isConfigSecret?: (key: string) => boolean }).isConfigSecret;
+  if (typeof isConfigSecret !== "function") throw new pulumi.RunError("this @pulumi/pulumi cannot tell which settings are secrets (runtime/config isConfigSecret); install the version package-lock.json pins");
+  return new Set(Object.keys(all).filter((key) => key.startsWith(`${project}:`) && isConfigSecret(key)).map((key) => key.slice(project.length + 1)));
+}
+
 function plan() {
   try {
     // Every key of the project's namespace, so a typo is reported. The token
     // is read raw to be validated; it is wrapped as a secret before use.
-    const config = parseStackConfig(projectConfigObject(pulumi.runtime.allConfig(), pulumi.getProject()));
+    const all = pulumi.runtime.allConfig();
+    const config = parseStackConfig(projectConfigObject(all, pulumi.getProject()), { secretKeys: secretSettings(all, pulumi.getProject()) });
     const fleet = planFleet(config, { projectDir, now: new Date(), needCollectionKey: !pulumi.runtime.isDryRun(), allowPreviewRecords: pulumi.runtime.isDryRun() });
     return { config, fleet };
   } catch (err) {

@@ -11,6 +11,8 @@ export const UNIT_TESTS = [
   "test/torrc.test.ts",
   "test/torrc-check.test.ts",
   "test/fleet.test.ts",
+  "test/plan-files.test.ts",
+  "test/config-settings.test.ts",
   "test/identity.test.ts",
   "test/keys-cli.test.ts",
   "test/preview-summary.test.ts",

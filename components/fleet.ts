@@ -45,7 +45,7 @@ export interface RelayOutputs {
  */
 export function deployFleet(
   config: StackConfig,
-  fleet: { relays: PlannedRelay[]; collectorPublicKey: string; testnet?: TestnetNetwork },
+  fleet: { relays: PlannedRelay[]; collectorPublicKey: string; testnet?: TestnetNetwork; brokerCaPem?: string },
   options: DeployFleetOptions,
 ): Record<string, RelayOutputs> {
   const { projectDir } = options;
@@ -56,7 +56,7 @@ export function deployFleet(
   if (!options.dryRun) mkdirSync(buildRoot, { recursive: true, mode: 0o700 });
 
   const broker = resolveBroker(config, projectDir, fleet.testnet);
-  const brokerParts = broker ? brokerImageParts(broker, relayAgentBinary()) : undefined;
+  const brokerParts = broker ? brokerImageParts(broker, relayAgentBinary(), fleet.brokerCaPem) : undefined;
   const reach = { projectDir, stack: options.stack, testnet: fleet.testnet, broker };
   const target = config.target === "qemu" ? qemuTarget(config, reach) : proxmoxTarget(config, reach);
   const flavour = config.image.flavour;

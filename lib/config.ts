@@ -71,6 +71,8 @@ const freeText = (minMessage: string) =>
 
 /** The RAM root filesystem plus tor needs this much; less and the relay is OOM-killed while unpacking. */
 export const MIN_RELAY_MEMORY_MIB = 512;
+/** Proxmox VE's limit on a VM's memory (qemu-server's MAX_MEM, 4 TiB); the local target's QEMU is held to the same. */
+export const MAX_RELAY_MEMORY_MIB = 4_194_304;
 
 const torBandwidth = z.string().superRefine((value, ctx) => {
   const problem = bandwidthProblem(value);
@@ -80,6 +82,35 @@ const torBandwidth = z.string().superRefine((value, ctx) => {
 const port = z.number().int().min(1, "must be a TCP port, 1–65535").max(65535, "must be a TCP port, 1–65535");
 
 const ZONE_ID = "; zone ids (%eth0) name an interface of one host and have no place in a relay's config";
+
+/**
+ * The host of a URL when it always means "this machine": localhost (and
+ * *.localhost), 127.0.0.0/8, ::1, and 0.0.0.0/8 or ::, which connect to this
+ * machine too, also spelled IPv4-mapped (::ffff:127.0.0.1). The URL parser
+ * canonicalises other IPv4 spellings first (127.1, 0x7f.0.0.1, 2130706433).
+ */
+export function loopbackHostOf(url: string): string | undefined {
+  let host: string;
+  try {
+    host = new URL(url).hostname.toLowerCase();
+  } catch {
+    return undefined;
+  }
+  const bare = host.replace(/^\[(.*)\]$/, "$1").replace(/\.$/, "");
+  if (bare === "localhost" || bare.endsWith(".localhost")) return host;
+  const address = parseAddress(bare);
+  if (!address) return undefined;
+  let v4: bigint | undefined = address.family === 4 ? address.value : undefined;
+  if (address.family === 6) {
+    if (address.value === 0n || address.value === 1n) return host;
+    // IPv4-mapped (::ffff:0:0/96) and the deprecated IPv4-compatible (::/96) forms.
+    const high = address.value >> 32n;
+    if (high === 0xffffn || high === 0n) v4 = address.value & 0xffffffffn;
+  }
+  if (v4 === undefined) return undefined;
+  const first = v4 >> 24n;
+  return first === 127n || first === 0n ? host : undefined;
+}
 
 function cidr(family: 4 | 6) {
   return z.string().superRefine((value, ctx) => {
@@ -239,7 +270,12 @@ const relaySchema = z
       .optional(),
     /** The vCPU model; for SEV-SNP it is part of the launch measurement. */
     cpuType: z.string().regex(CPU_MODEL, "must be a QEMU/Proxmox CPU model like x86-64-v2-AES or EPYC-v4 (beginning with a letter or digit)").default("x86-64-v2-AES"),
-    memoryMiB: z.number().int().min(MIN_RELAY_MEMORY_MIB, `must be at least ${MIN_RELAY_MEMORY_MIB} MiB: the root filesystem lives in RAM`).default(1024),
+    memoryMiB: z
+      .number()
+      .int()
+      .min(MIN_RELAY_MEMORY_MIB, `must be at least ${MIN_RELAY_MEMORY_MIB} MiB: the root filesystem lives in RAM`)
+      .max(MAX_RELAY_MEMORY_MIB, `must be at most ${MAX_RELAY_MEMORY_MIB} MiB (4 TiB), the most Proxmox VE gives a VM`)
+      .default(1024),
     cores: z.number().int().min(1, "must be at least 1").max(128, "must be at most 128").default(2),
     /** The relay's key directory, relative to the project or absolute. Defaults to <keyStore>/<name>. */
     keysDir: pathValue("the relay's key directory").optional(),
@@ -394,7 +430,8 @@ const identitySchema = z
     if (value.mode === "broker" && !value.broker) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["broker"], message: "is required when mode is broker: the broker's url, signingPublicKey, pushRecipient and attestation" });
   });
 
-export const stackConfigSchema = z
+/** The stack config's settings, before the rules that tie them together. */
+const stackConfigObject = z
   .object({
     /** Where relays run: Proxmox VE, or QEMU on this machine (the local stack). */
     target: z.enum(["proxmox", "qemu"]).default("proxmox"),
@@ -420,7 +457,9 @@ export const stackConfigSchema = z
     metrics: metricsSchema.optional(),
     relays: z.array(relaySchema).min(1, "must list at least one relay"),
   })
-  .strict()
+  .strict();
+
+export const stackConfigSchema = stackConfigObject
   .superRefine(checkFleet)
   // Each relay carries the metrics it runs with: the renderers read one place.
   .transform((config) => ({ ...config, relays: config.relays.map((relay) => ({ ...relay, metrics: relayMetrics(config, relay) })) }));
@@ -462,6 +501,13 @@ function checkFleet(
   }
   if (broker?.allowSimulatedAttestation && broker.attestation !== "snp") {
     issue(["identity", "broker", "allowSimulatedAttestation"], 'only applies with attestation: "snp"');
+  }
+  const loopback = broker?.url ? loopbackHostOf(broker.url) : undefined;
+  if (loopback && config.target !== "qemu") {
+    issue(
+      ["identity", "broker", "url"],
+      `is on ${loopback}, which every relay reads as itself: each would ask its own VM for its keys. Give the broker's address as the relays reach it over the network; a loopback broker is for the local stack (target qemu) only`,
+    );
   }
   if (broker && !(config.target === "qemu" && config.testnet)) {
     const why = {
@@ -509,6 +555,7 @@ function checkFleet(
     const parsed = parseAddress(addressOf(prefix));
     return parsed ? canonicalAddress(parsed) : addressOf(prefix);
   };
+  const reportedClashes = new Set<string>();
   config.relays.forEach((relay, index) => {
     unique("name", relay.name, relay.name, index, ["name"]);
     unique("nickname", relay.nickname.toLowerCase(), relay.nickname, index, ["nickname"]);
@@ -524,19 +571,34 @@ function checkFleet(
       issue(["relays", index, "node"], `"${relay.node}" is not one of proxmox.nodes (${config.proxmox.nodes.join(", ")})`);
     }
 
-    // Every port the relay listens on is its own: two services cannot share one.
-    const ports: [string, number | undefined][] = [
-      ["orPort", relay.orPort],
-      ["dirPort", relay.dirPort],
-      ["metrics.port", relayMetrics(config, relay)?.port],
-      ["sshPort", relay.sshPort ?? config.stateCollection.port],
+    // Every port the relay listens on is its own: two services cannot share one. A clash is
+    // reported on the field that holds the value: the relay's own where it set one, and the
+    // other port is named by the field it comes from (the fleet's, for an inherited one).
+    const metricsPort = relayMetrics(config, relay)?.port;
+    const ports: { path: (string | number)[]; value: number | undefined; inherited: boolean; what: string }[] = [
+      { path: ["relays", index, "orPort"], value: relay.orPort, inherited: false, what: "the relay's orPort" },
+      { path: ["relays", index, "dirPort"], value: relay.dirPort, inherited: false, what: "the relay's dirPort" },
+      relay.metrics
+        ? { path: ["relays", index, "metrics", "port"], value: metricsPort, inherited: false, what: "the relay's metrics.port" }
+        : { path: ["metrics", "port"], value: metricsPort, inherited: true, what: "metrics.port (the fleet's MetricsPort)" },
+      relay.sshPort !== undefined
+        ? { path: ["relays", index, "sshPort"], value: relay.sshPort, inherited: false, what: "the relay's sshPort" }
+        : { path: ["stateCollection", "port"], value: config.stateCollection.port, inherited: true, what: "stateCollection.port (the fleet's SSH port)" },
     ];
-    const byPort = new Map<number, string>();
-    for (const [field, value] of ports) {
-      if (value === undefined) continue;
-      const other = byPort.get(value);
-      if (other) issue(["relays", index, field], `${value} is already the relay's ${other === "sshPort" && relay.sshPort === undefined ? "SSH port (stateCollection.port)" : other}; each service needs its own port`);
-      else byPort.set(value, field);
+    const byPort = new Map<number, (typeof ports)[number]>();
+    for (const port of ports) {
+      if (port.value === undefined) continue;
+      const other = byPort.get(port.value);
+      if (!other) {
+        byPort.set(port.value, port);
+        continue;
+      }
+      // The relay's own field is the one to change; two fleet-wide ones clash for every relay, reported once.
+      const [reported, holder] = port.inherited && !other.inherited ? [other, port] : [port, other];
+      const message = `${port.value} is already ${holder.what}; each service needs its own port`;
+      const key = `${formatConfigPath(reported.path)}\u0000${message}`;
+      if (!reportedClashes.has(key)) issue(reported.path, message);
+      reportedClashes.add(key);
     }
 
     const metrics = relayMetrics(config, relay);
@@ -592,6 +654,10 @@ export class ConfigError extends Error {
 
 function describeIssue(issue: z.ZodIssue): string {
   if (issue.code === z.ZodIssueCode.invalid_type && issue.received === "undefined") return "is required";
+  // YAML reads an unquoted 12 or true as a number or a boolean: quoting keeps it text.
+  if (issue.code === z.ZodIssueCode.invalid_type && issue.expected === "string" && (issue.received === "number" || issue.received === "boolean")) {
+    return `must be text, got a ${issue.received}: quote the value in the stack's YAML (e.g. "12") so that it stays text`;
+  }
   if (issue.code === z.ZodIssueCode.invalid_type) return `must be ${issue.expected}, got ${issue.received}`;
   return issue.message;
 }
@@ -606,15 +672,54 @@ export function projectConfigObject(all: Record<string, string>, project: string
   for (const [fullKey, value] of Object.entries(all)) {
     if (!fullKey.startsWith(`${project}:`)) continue;
     const key = fullKey.slice(project.length + 1);
+    // Pulumi hands a plain value over as its text: a setting that is text stays that text,
+    // even when it looks like a number or a boolean (keyStore: "1234", buildDir: "true").
+    if (TEXT_SETTINGS.has(key)) {
+      raw[key] = value;
+      continue;
+    }
     try {
       raw[key] = JSON.parse(value);
     } catch {
       raw[key] = value;
     }
   }
-  // The token and the password are strings whatever they look like; JSON.parse must not reshape them.
-  for (const key of ["proxmoxApiToken", "proxmoxRootPassword"]) if (typeof all[`${project}:${key}`] === "string") raw[key] = all[`${project}:${key}`];
   return raw;
+}
+
+/** The schema under optional, default and refinements: what kind of value a setting takes. */
+function baseSchema(schema: z.ZodTypeAny): z.ZodTypeAny {
+  if (schema instanceof z.ZodOptional || schema instanceof z.ZodDefault) return baseSchema(schema._def.innerType);
+  if (schema instanceof z.ZodEffects) return baseSchema(schema._def.schema);
+  return schema;
+}
+
+/** The top-level settings whose value is text (paths, names, the credentials). */
+const TEXT_SETTINGS: ReadonlySet<string> = new Set(
+  Object.entries(stackConfigObject.shape)
+    .filter(([, schema]) => {
+      const base = baseSchema(schema);
+      return base instanceof z.ZodString || base instanceof z.ZodEnum;
+    })
+    .map(([key]) => key),
+);
+
+/** The settings that are credentials: Pulumi must hold them encrypted, and show them as [secret]. */
+export const CREDENTIAL_SETTINGS = ["proxmoxApiToken", "proxmoxRootPassword"] as const;
+
+/**
+ * A credential stored in plain text sits unencrypted in Pulumi.STACK.yaml and
+ * in every preview's config. `secretKeys`: the settings Pulumi holds as
+ * secrets (short names, without the project's prefix).
+ */
+function plaintextCredentials(raw: unknown, secretKeys: ReadonlySet<string>): { path: string; message: string }[] {
+  if (!raw || typeof raw !== "object") return [];
+  return CREDENTIAL_SETTINGS.filter((key) => (raw as Record<string, unknown>)[key] !== undefined && !secretKeys.has(key)).map((key) => ({
+    path: key,
+    message:
+      `is stored in plain text, so Pulumi keeps it unencrypted in the stack's Pulumi.STACK.yaml and shows it in previews. ` +
+      `Make it a secret: run \`pulumi config set --secret ${key}\`; it asks for the value, which so stays out of your shell's history`,
+  }));
 }
 
 /**
@@ -655,12 +760,17 @@ function nonAsciiProblems(raw: unknown): { path: string; message: string }[] {
   });
 }
 
-/** Validates raw stack config; throws a ConfigError naming every bad field. */
-export function parseStackConfig(raw: unknown): StackConfig {
+/**
+ * Validates raw stack config; throws a ConfigError naming every bad field.
+ * With `secretKeys` (the settings Pulumi holds as secrets), a credential in
+ * plain text is one of them.
+ */
+export function parseStackConfig(raw: unknown, options: { secretKeys?: ReadonlySet<string> } = {}): StackConfig {
   const result = stackConfigSchema.safeParse(raw);
   const nonAscii = nonAsciiProblems(raw);
-  if (result.success && nonAscii.length === 0) return result.data;
-  const problems = result.success
+  const credentials = options.secretKeys ? plaintextCredentials(raw, options.secretKeys) : [];
+  if (result.success && nonAscii.length === 0 && credentials.length === 0) return result.data;
+  const schemaProblems = result.success
     ? []
     : result.error.issues.flatMap(unionBranchIssues).flatMap((issue) =>
         issue.code === z.ZodIssueCode.unrecognized_keys
@@ -671,6 +781,6 @@ export function parseStackConfig(raw: unknown): StackConfig {
           : [{ path: formatConfigPath(issue.path) || "(config)", message: describeIssue(issue) }],
       );
   // A field the schema refused already is named once, with the schema's own words.
-  const named = new Set(problems.map((problem) => problem.path));
-  throw new ConfigError([...problems, ...nonAscii.filter((problem) => !named.has(problem.path))]);
+  const named = new Set(schemaProblems.map((problem) => problem.path));
+  throw new ConfigError([...credentials, ...schemaProblems, ...nonAscii.filter((problem) => !named.has(problem.path))]);
 }

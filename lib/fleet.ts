@@ -2,10 +2,17 @@
  * Everything the program must know about the fleet before it registers a
  * single resource: each relay's identity, the checks on it, and its torrc.
  * A problem with any relay stops the whole run here, so nothing changes.
+ * Every file that enters an image (or signs one) is read and judged here.
+ * I/O: reads key files, certificates and the testnet's network.json; runs
+ * tor --verify-config (lib/torrc-check.ts).
  */
-import { createHash } from "node:crypto";
+import { createHash, type KeyObject } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
-import { isAbsolute, join } from "node:path";
+import { dirname, isAbsolute, join } from "node:path";
+import { resolveBroker } from "./broker-endpoint";
+import { readGuardedFile } from "./key-files";
+import { checkCaBundle, checkSecureBootCertificate, readSecureBootKey } from "./pem";
+import { parseSshPrivateKey, parseSshPublicKey } from "./ssh-keys";
 import type { ImageConfig, RelayConfig, StackConfig } from "./config";
 import { IdentityError, checkCertificateWindow, findSharedIdentities, loadRelayIdentity, type RelayIdentity } from "./identity";
 import { familyIdFromSecretKey, KeyFileError } from "./tor-keys";
@@ -100,15 +107,10 @@ export function planFleet(
      */
     allowPreviewRecords?: boolean;
   },
-): { relays: PlannedRelay[]; warnings: string[]; collectorPublicKey: string; testnet?: TestnetNetwork } {
+): { relays: PlannedRelay[]; warnings: string[]; collectorPublicKey: string; testnet?: TestnetNetwork; brokerCaPem?: string } {
   const problems: string[] = [];
-  const collectorKey = inProject(options.projectDir, config.stateCollection.privateKeyFile);
-  const makeIt = `Make the collection key with \`ssh-keygen -t ed25519 -N '' -f ${shellQuote(config.stateCollection.privateKeyFile)}\``;
-  let collectorPublicKey = "";
-  if (!existsSync(`${collectorKey}.pub`)) problems.push(`stateCollection.privateKeyFile: ${collectorKey}.pub is missing. ${makeIt}`);
-  else collectorPublicKey = readFileSync(`${collectorKey}.pub`, "utf8").trim();
-  if ((options.needCollectionKey ?? true) && !existsSync(collectorKey)) problems.push(`stateCollection.privateKeyFile: ${collectorKey} is missing. ${makeIt}`);
   const warnings: string[] = [];
+  const collectorPublicKey = checkCollectionKey(config, options, problems);
   const identities: RelayIdentity[] = [];
   const keysDirs = new Map<string, string>();
   const hostKeys = new Map<string, string>();
@@ -124,24 +126,25 @@ export function planFleet(
     if (actual !== sev.ovmfSha256) problems.push(`relays[${i}].sev.ovmfSha256: ${file} has SHA-256 ${actual}, not the pinned ${sev.ovmfSha256}. If this firmware is the one to launch, pin it: pulumi config set --path ${shellQuote(`relays[${i}].sev.ovmfSha256`)} ${shellQuote(actual)}`);
   });
 
-  for (const relay of config.relays) {
+  config.relays.forEach((relay, index) => {
     const keysDir = relayKeysDir(config, relay, options.projectDir);
     keysDirs.set(relay.name, keysDir);
-    const hostKeyFile = join(keysDir, "ssh_host_ed25519_key.pub");
-    const hostKey = existsSync(hostKeyFile) ? readFileSync(hostKeyFile, "utf8").trim().split(/\s+/).slice(0, 2).join(" ") : "";
-    if (!/^ssh-ed25519 [A-Za-z0-9+/=]+$/.test(hostKey)) {
-      problems.push(`relay ${relay.name}: ${hostKeyFile} is missing or not an ed25519 public key; the relay's SSH host key is made with its identity by \`npm run keys -- init ${shellQuote(relay.name)}\``);
-    } else hostKeys.set(relay.name, hostKey);
+    // Problems with a relay's key files name the setting that says where they are.
+    const field = relay.keysDir !== undefined ? `relays[${index}].keysDir` : "keyStore";
+    const problem = (message: string) => problems.push(`${field}: ${message}`);
     let record: PreviewRecord | undefined;
     if (options.allowPreviewRecords && existsSync(join(keysDir, PREVIEW_RECORD_FILE)) && !existsSync(join(keysDir, "secret_id_key"))) {
       try {
         record = readPreviewRecord(relay.name, keysDir);
         records.set(relay.name, record);
       } catch (err) {
-        problems.push((err as Error).message);
-        continue;
+        return void problem((err as Error).message);
       }
     }
+    // A broker-mode image has no SSH server: its private host key stays out. A runner has only the public half.
+    const hostKey = checkSshHostKey(relay.name, keysDir, { withPrivate: config.identity.mode === "image" && !record });
+    if ("problem" in hostKey) problem(hostKey.problem);
+    else hostKeys.set(relay.name, hostKey.line);
     try {
       const identity = loadRelayIdentity(relay.name, keysDir, relay.nickname, record);
       identities.push(identity);
@@ -151,34 +154,36 @@ export function planFleet(
     } catch (err) {
       if (!(err instanceof IdentityError)) throw err;
       const runner = options.allowPreviewRecords && !record && !existsSync(err.file);
-      problems.push(runner ? `${err.message} (A preview on a host without private keys reads ${join(keysDir, PREVIEW_RECORD_FILE)} instead, made by \`npm run --silent keys -- export-shipped\`.)` : err.message);
+      problem(runner ? `${err.message} (A preview on a host without private keys reads ${join(keysDir, PREVIEW_RECORD_FILE)} instead, made by \`npm run --silent keys -- export-shipped\`.)` : err.message);
     }
-  }
+  });
   problems.push(...findSharedIdentities(identities));
 
-  // The signing key is needed by the build; a runner previewing from records has none, by design.
-  if (config.image.signingKeyFile && records.size === 0) {
-    const key = inProject(options.projectDir, config.image.signingKeyFile);
-    if (!existsSync(key)) problems.push(`image.signingKeyFile: ${key} is missing. Make it with \`ssh-keygen -t ed25519 -f ${shellQuote(config.image.signingKeyFile)}\` and publish its .pub: volunteers check each image's record with it`);
-  }
+  // The signing keys are needed by the build; a runner previewing from records has none, by design.
+  if (config.image.signingKeyFile && records.size === 0) checkImageSigningKey(config.image.signingKeyFile, options.projectDir, problems);
+  if (config.image.secureBoot && records.size < config.relays.length) checkSecureBoot(config.image.secureBoot, options.projectDir, problems);
 
   const familyIds = new Map<string, { file: string; familyId: string }>();
   for (const family of new Set(config.relays.flatMap((r) => (r.family ? [r.family] : [])))) {
     const file = familyKeyPath(config, family, options.projectDir);
+    const field = `relays[${config.relays.findIndex((relay) => relay.family === family)}].family`;
     const recorded = config.relays.map((relay) => (relay.family === family ? records.get(relay.name)?.familyId : undefined)).find((id) => id !== undefined);
-    if (!existsSync(file)) {
-      if (recorded) familyIds.set(family, { file, familyId: recorded });
+    const got = readGuardedFile(file, { root: inProject(options.projectDir, config.keyStore), secret: true });
+    if ("problem" in got) {
+      if (!got.missing) problems.push(`${field}: family ${family}: ${file} ${got.problem}`);
+      else if (recorded) familyIds.set(family, { file, familyId: recorded });
       continue;
     }
     try {
-      familyIds.set(family, { file, familyId: familyIdFromSecretKey(readFileSync(file), file) });
+      familyIds.set(family, { file, familyId: familyIdFromSecretKey(got.bytes, file) });
     } catch (err) {
-      if (err instanceof KeyFileError) problems.push(`family ${family}: ${err.message}. Re-create it with \`npm run keys -- family init ${shellQuote(family)}\` on the key-generation host`);
+      if (err instanceof KeyFileError) problems.push(`${field}: family ${family}: ${err.message}. Re-create it with \`npm run keys -- family init ${shellQuote(family)}\` on the key-generation host`);
       else throw err;
     }
   }
 
   const testnet = config.testnet ? readTestnet(config.testnet.dir, options.projectDir, problems) : undefined;
+  const brokerCaPem = checkBrokerCa(config, options, testnet, problems, warnings);
   if (testnet) {
     const bridge = parsePrefix(`${TESTNET.hostIPv4}/${TESTNET.ipv4Prefix}`)!;
     config.relays.forEach((relay, index) => {
@@ -220,7 +225,110 @@ export function planFleet(
   // tor judges every torrc before anything is registered.
   const refusals = verifyTorrcsWithTor(relays.map((relay, index) => ({ index, relay: relay.config.name, lines: relay.torrcLines })));
   if (refusals.length > 0) throw new FleetError(refusals);
-  return { relays, warnings, collectorPublicKey, ...(testnet ? { testnet } : {}) };
+  return { relays, warnings, collectorPublicKey, ...(testnet ? { testnet } : {}), ...(brokerCaPem !== undefined ? { brokerCaPem } : {}) };
+}
+
+/**
+ * The collection key: its .pub goes into every image-mode image (the
+ * authorized_keys line), so it must be one OpenSSH public key and nothing
+ * else; the private key, where it is needed or present, must be the .pub's.
+ * Returns the public key line ("ssh-ed25519 AAAA…"), or "" after a problem.
+ */
+function checkCollectionKey(config: StackConfig, options: { projectDir: string; needCollectionKey?: boolean }, problems: string[]): string {
+  const field = "stateCollection.privateKeyFile";
+  const key = inProject(options.projectDir, config.stateCollection.privateKeyFile);
+  const root = dirname(key);
+  const makeIt = `Make the collection key with \`ssh-keygen -t ed25519 -N '' -f ${shellQuote(config.stateCollection.privateKeyFile)}\``;
+  const refuse = (message: string) => {
+    problems.push(`${field}: ${message}`);
+    return "";
+  };
+  const pub = readGuardedFile(`${key}.pub`, { root, secret: false });
+  if ("problem" in pub) return refuse(`${key}.pub ${pub.problem}.${pub.missing ? ` ${makeIt}` : ""}`);
+  const parsed = parseSshPublicKey(pub.bytes.toString("utf8"), ["ssh-ed25519", "ssh-rsa"]);
+  if ("problem" in parsed) return refuse(`${key}.pub ${parsed.problem}; it becomes the relays' authorized_keys line. ${makeIt}`);
+  // A preview collects nothing: the private key is checked where it is, and needed only to collect.
+  if (!(options.needCollectionKey ?? true) && !existsSync(key)) return parsed.key.line;
+  const secret = readGuardedFile(key, { root, secret: true });
+  if ("problem" in secret) return refuse(`${key} ${secret.problem}.${secret.missing ? ` ${makeIt}` : ""}`);
+  const facts = parseSshPrivateKey(secret.bytes.toString("latin1"));
+  if ("problem" in facts) problems.push(`${field}: ${key} ${facts.problem}. ${makeIt}`);
+  else if (!facts.facts.publicBlob.equals(parsed.key.blob)) problems.push(`${field}: ${key} is not the private key of ${key}.pub: the relays would refuse the collector. Put the pair back together, or make a new one: ${makeIt}`);
+  return parsed.key.line;
+}
+
+/**
+ * A relay's SSH host key: the .pub is pinned by the build host and ships; in
+ * image mode the private key ships too, and must be the .pub's, unencrypted
+ * (sshd reads it at boot, with no one to ask for a passphrase).
+ */
+function checkSshHostKey(relay: string, keysDir: string, options: { withPrivate: boolean }): { line: string } | { problem: string } {
+  const makeIt = `the relay's SSH host key is made with its identity by \`npm run keys -- init ${shellQuote(relay)}\``;
+  const pubFile = join(keysDir, "ssh_host_ed25519_key.pub");
+  const pub = readGuardedFile(pubFile, { root: keysDir, secret: false });
+  if ("problem" in pub) return { problem: `relay ${relay}: ${pubFile} ${pub.problem}; ${makeIt}` };
+  const parsed = parseSshPublicKey(pub.bytes.toString("utf8"), ["ssh-ed25519"]);
+  if ("problem" in parsed) return { problem: `relay ${relay}: ${pubFile} ${parsed.problem}; ${makeIt}` };
+  if (!options.withPrivate) return { line: parsed.key.line };
+  const file = join(keysDir, "ssh_host_ed25519_key");
+  const secret = readGuardedFile(file, { root: keysDir, secret: true });
+  if ("problem" in secret) return { problem: `relay ${relay}: ${file} ${secret.problem}; it ships in the relay's image (its SSH server's host key): ${makeIt}` };
+  const facts = parseSshPrivateKey(secret.bytes.toString("latin1"));
+  if ("problem" in facts) return { problem: `relay ${relay}: ${file} ${facts.problem}; ${makeIt}` };
+  if (facts.facts.encrypted) return { problem: `relay ${relay}: ${file} is encrypted: the relay's sshd reads it at boot, with no one to type a passphrase; ${makeIt}` };
+  if (!facts.facts.publicBlob.equals(parsed.key.blob)) return { problem: `relay ${relay}: ${file} is not the private key of ${pubFile}: the build host pins the .pub, and the relay would answer with another key` };
+  return { line: parsed.key.line };
+}
+
+/** The operator's image signing key (ssh-keygen -Y sign): an OpenSSH private key, private to its owner (ssh-keygen refuses it otherwise). */
+function checkImageSigningKey(path: string, projectDir: string, problems: string[]): void {
+  const key = inProject(projectDir, path);
+  const got = readGuardedFile(key, { root: dirname(key), secret: true });
+  const makeIt = `Make it with \`ssh-keygen -t ed25519 -f ${shellQuote(path)}\` and publish its .pub: volunteers check each image's record with it`;
+  if ("problem" in got) return void problems.push(`image.signingKeyFile: ${key} ${got.problem}.${got.missing ? ` ${makeIt}` : ""}`);
+  const facts = parseSshPrivateKey(got.bytes.toString("latin1"));
+  if ("problem" in facts) problems.push(`image.signingKeyFile: ${key} ${facts.problem}. ${makeIt}`);
+}
+
+/** The Secure Boot db key and certificate each UKI is signed with (sbsign): a matching pair, the certificate with nothing secret in it. */
+function checkSecureBoot(secureBoot: NonNullable<ImageConfig["secureBoot"]>, projectDir: string, problems: string[]): void {
+  const keyFile = inProject(projectDir, secureBoot.privateKeyFile);
+  const certFile = inProject(projectDir, secureBoot.certificateFile);
+  let key: KeyObject | undefined;
+  const keyRead = readGuardedFile(keyFile, { root: dirname(keyFile), secret: true });
+  if ("problem" in keyRead) problems.push(`image.secureBoot.privateKeyFile: ${keyFile} ${keyRead.problem}; every UKI is signed with it`);
+  else {
+    const parsed = readSecureBootKey(keyRead.bytes.toString("latin1"));
+    if ("problem" in parsed) problems.push(`image.secureBoot.privateKeyFile: ${keyFile} ${parsed.problem}`);
+    else key = parsed.key;
+  }
+  const certRead = readGuardedFile(certFile, { root: dirname(certFile), secret: false });
+  if ("problem" in certRead) return void problems.push(`image.secureBoot.certificateFile: ${certFile} ${certRead.problem}; every UKI is signed with it`);
+  const certProblem = checkSecureBootCertificate(certRead.bytes.toString("latin1"), key);
+  if (certProblem) problems.push(`image.secureBoot.certificateFile: ${certFile} ${certProblem}`);
+}
+
+/**
+ * Broker mode: the CA every image pins (the config's identity.broker.caFile,
+ * or the testnet broker's). Returns its text, which the images carry as it is.
+ */
+function checkBrokerCa(config: StackConfig, options: { projectDir: string; now: Date }, testnet: TestnetNetwork | undefined, problems: string[], warnings: string[]): string | undefined {
+  let broker: ReturnType<typeof resolveBroker>;
+  try {
+    broker = resolveBroker(config, options.projectDir, testnet);
+  } catch {
+    // Only a stack without its testnet leaves a field unresolved; that is reported already.
+    return undefined;
+  }
+  if (!broker?.caFile) return undefined;
+  const field = config.identity.broker?.caFile ? "identity.broker.caFile" : "testnet.dir (its broker's CA)";
+  const got = readGuardedFile(broker.caFile, { root: dirname(broker.caFile), secret: false });
+  if ("problem" in got) return void problems.push(`${field}: ${broker.caFile} ${got.problem}; every image pins it as the broker's CA`);
+  const text = got.bytes.toString("utf8");
+  const checked = checkCaBundle(text, options.now);
+  problems.push(...checked.problems.map((problem) => `${field}: ${broker.caFile} ${problem}`));
+  warnings.push(...checked.warnings.map((warning) => `${field}: ${broker.caFile} ${warning}`));
+  return checked.problems.length === 0 ? text : undefined;
 }
 
 /** The local testnet's network.json, as `npm run testnet` wrote it. */
@@ -230,7 +338,13 @@ function readTestnet(dir: string, projectDir: string, problems: string[]): Testn
     problems.push(`testnet.dir: ${file} is missing: start the private Tor network first with \`npm run testnet\``);
     return undefined;
   }
-  const parsed = networkSchema.safeParse(JSON.parse(readFileSync(file, "utf8")));
+  let json: unknown;
+  try {
+    json = JSON.parse(readFileSync(file, "utf8"));
+  } catch {
+    json = undefined;
+  }
+  const parsed = networkSchema.safeParse(json);
   if (!parsed.success) problems.push(`testnet.dir: ${file} is not a testnet description; run \`npm run testnet -- down\` and \`npm run testnet\` again`);
   return parsed.success ? parsed.data : undefined;
 }

@@ -1,14 +1,16 @@
 /**
  * A relay's identity as read from its key directory, and the checks that must
  * pass before an image carrying it is built. Errors name the relay, the file
- * and the command that fixes it.
+ * and the command that fixes it. I/O: reads the key files (lib/key-files.ts).
  */
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
+import { readGuardedFile } from "./key-files";
 import type { PreviewRecord } from "./preview-record";
 import { shellQuote } from "./shell-quote";
 import {
   IDENTITY_FILES,
+  PUBLIC_IDENTITY_FILES,
   KeyFileError,
   MASTER_SECRET_KEY_FILE,
   ed25519Identity,
@@ -52,16 +54,15 @@ export interface RelayIdentity {
  */
 export function loadRelayIdentity(relay: string, keysDir: string, nickname = "NICKNAME", record?: PreviewRecord): RelayIdentity {
   const where = (file: string) => join(keysDir, file);
-  const read = (file: string): Buffer => {
-    if (!existsSync(where(file))) {
-      throw new IdentityError(
-        relay,
-        where(file),
-        "is missing",
-        `Create the relay's keys on the key-generation host with \`npm run keys -- init ${shellQuote(relay)} --nickname ${shellQuote(nickname)}\`, or point relays[].keysDir at them`,
-      );
+  const read = (file: (typeof IDENTITY_FILES)[number]): Buffer => {
+    const got = readGuardedFile(where(file), { root: keysDir, secret: !PUBLIC_IDENTITY_FILES.has(file) });
+    if ("problem" in got) {
+      const fix = got.missing
+        ? `Create the relay's keys on the key-generation host with \`npm run keys -- init ${shellQuote(relay)} --nickname ${shellQuote(nickname)}\`, or point relays[].keysDir at them`
+        : "Every file of a relay's identity ships in its image (or goes to the key broker): it is checked before anything is built";
+      throw new IdentityError(relay, where(file), got.problem, fix);
     }
-    const bytes = readFileSync(where(file));
+    const bytes = got.bytes;
     if (isMasterSecretKey(bytes)) {
       throw new IdentityError(
         relay,
@@ -111,7 +112,11 @@ export function loadRelayIdentity(relay: string, keysDir: string, nickname = "NI
   const familyKeys = readdirSync(keysDir)
     .filter((file) => file.endsWith(".secret_family_key"))
     .sort()
-    .map((file) => ({ file, familyId: checked(file, () => familyIdFromSecretKey(readFileSync(where(file)), file)) }));
+    .map((file) => {
+      const got = readGuardedFile(where(file), { root: keysDir, secret: true });
+      if ("problem" in got) throw new IdentityError(relay, where(file), got.problem, "A family key beside a relay's keys is read as one of its keys");
+      return { file, familyId: checked(file, () => familyIdFromSecretKey(got.bytes, file)) };
+    });
 
   return {
     relay,

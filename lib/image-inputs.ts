@@ -123,12 +123,15 @@ export interface BrokerImageParts {
   bootToken?: boolean;
 }
 
-/** What every broker-mode image of a stack carries instead of keys. Reads the agent binary and the broker's CA. */
-export function brokerImageParts(broker: Pick<ResolvedBroker, "caFile" | "attestation">, agentBinary: string): BrokerImageParts {
+/**
+ * What every broker-mode image of a stack carries instead of keys. Reads the
+ * agent binary; the broker's CA comes as planFleet read and checked it.
+ */
+export function brokerImageParts(broker: Pick<ResolvedBroker, "attestation">, agentBinary: string, caPem: string | undefined): BrokerImageParts {
   return {
     agentBinary,
     agentSha256: createHash("sha256").update(readFileSync(agentBinary)).digest("hex"),
-    ...(broker.caFile ? { caPem: readFileSync(broker.caFile, "utf8") } : {}),
+    ...(caPem !== undefined ? { caPem } : {}),
     ...(broker.attestation === "none" ? { bootToken: true } : {}),
   };
 }

@@ -7,7 +7,7 @@
  * I/O: reads keys, writes the private build directory, runs the scripts.
  */
 import { createHash, randomBytes } from "node:crypto";
-import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, copyFileSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { basename, join, relative } from "node:path";
 import { DIRECTORY_CACHE_FILE_MODE, ISO_LABEL_FILE, isoFileName, KEY_FILE_MODE, OVERLAY_DIRS, OVERLAY_FILES, overlayDirectoryCachePath, overlayKeyPath, overlaySshPath, SSH_HOST_KEY_FILES, sshFileMode } from "./image-layout";
 import { readBaseRecord } from "./base-record";
@@ -62,6 +62,8 @@ function stageOverlay(recipe: RelayRecipe, staging: string, options: { extraTorr
   if (recipe.resolverConf) write(OVERLAY_FILES.resolverConf, recipe.resolverConf);
   const copy = (from: string, to: string, mode: number) => {
     if (!existsSync(from)) throw new Error(`${from} is missing; the image of this relay cannot be built without it`);
+    // Checked at plan time too (lib/key-files.ts); a link made since would ship whatever it points to.
+    if (to !== OVERLAY_FILES.agent.path && !lstatSync(from).isFile()) throw new Error(`${from} is not a regular file (a symbolic link?); refusing to build an image with it`);
     copyFileSync(from, at(to));
     chmodSync(at(to), mode);
   };

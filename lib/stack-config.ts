@@ -36,9 +36,10 @@ async function pulumi(args: string[], stack: string | undefined): Promise<string
  * passphrase must be in PULUMI_CONFIG_PASSPHRASE, as for pulumi up.
  */
 export async function readStackConfig(stack: string | undefined, options: { showSecrets?: boolean } = {}): Promise<StackConfig> {
-  const raw = JSON.parse(await pulumi(["config", "--json", ...(options.showSecrets ? ["--show-secrets"] : [])], stack)) as Record<string, { value?: string; objectValue?: unknown }>;
+  const raw = JSON.parse(await pulumi(["config", "--json", ...(options.showSecrets ? ["--show-secrets"] : [])], stack)) as Record<string, { value?: string; objectValue?: unknown; secret?: boolean }>;
   const all = Object.fromEntries(Object.entries(raw).map(([key, entry]) => [key, entry.objectValue !== undefined ? JSON.stringify(entry.objectValue) : (entry.value ?? "")]));
-  return parseStackConfig(projectConfigObject(all, PROJECT));
+  const secretKeys = new Set(Object.entries(raw).filter(([key, entry]) => entry.secret && key.startsWith(`${PROJECT}:`)).map(([key]) => key.slice(PROJECT.length + 1)));
+  return parseStackConfig(projectConfigObject(all, PROJECT), { secretKeys });
 }
 
 /** The name of the stack a command without --stack works on. */

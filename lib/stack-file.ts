@@ -36,10 +36,13 @@ export function readStackConfigFile(projectDir: string, stack: string): StackCon
     if (decl && typeof decl === "object" && "default" in decl) all[key.includes(":") ? key : `${name}:${key}`] = JSON.stringify(decl.default);
   }
   const stackFile = readYaml(join(projectDir, `Pulumi.${stack}.yaml`));
+  const secretKeys = new Set<string>();
   for (const [key, value] of Object.entries((stackFile.config ?? {}) as Record<string, unknown>)) {
     const short = key.slice(name.length + 1);
-    if (value && typeof value === "object" && "secure" in value) all[key] = SECRET_STAND_INS[short] ?? "unread";
-    else all[key] = typeof value === "string" ? value : JSON.stringify(value);
+    if (value && typeof value === "object" && "secure" in value) {
+      all[key] = SECRET_STAND_INS[short] ?? "unread";
+      secretKeys.add(short);
+    } else all[key] = typeof value === "string" ? value : JSON.stringify(value);
   }
-  return parseStackConfig(projectConfigObject(all, name));
+  return parseStackConfig(projectConfigObject(all, name), { secretKeys });
 }

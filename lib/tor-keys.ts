@@ -27,6 +27,9 @@ export const IDENTITY_FILES = [
 ] as const;
 export type IdentityFile = (typeof IDENTITY_FILES)[number];
 
+/** The identity files anyone may see: the rest are secret (private to their owner, and 0600 in the image). */
+export const PUBLIC_IDENTITY_FILES: ReadonlySet<IdentityFile> = new Set<IdentityFile>(["ed25519_master_id_public_key", "ed25519_signing_cert"]);
+
 /** Never leaves the key-generation host. */
 export const MASTER_SECRET_KEY_FILE = "ed25519_master_id_secret_key";
 
@@ -45,6 +48,11 @@ export function readTaggedHeader(file: string, bytes: Buffer, expectedSize: numb
 }
 
 function expectHeader(file: string, bytes: Buffer, size: number, tag: string, type: string): Buffer {
+  // A secret where a public file belongs would ship as public: say so, whatever its size.
+  const found = /^== ([a-z0-9-]+): ([a-z0-9-]+) ==/.exec(bytes.subarray(0, HEADER_LEN).toString("latin1"));
+  if (found && !tag.includes("secret") && found[1]!.includes("secret")) {
+    throw new KeyFileError(file, `holds a secret key (header "${found[1]}: ${found[2]}") where a public file belongs: it would ship as public`);
+  }
   const header = readTaggedHeader(file, bytes, size);
   if (header.tag !== tag || header.type !== type) {
     const what =

@@ -193,7 +193,7 @@ describe("parseStackConfig", () => {
     ["a multicast MAC", (c) => (c.relays[0].mac = "01:00:5E:00:00:01"), "relays[0].mac", /unicast/],
     ["the broadcast MAC", (c) => (c.relays[0].mac = "FF:FF:FF:FF:FF:FF"), "relays[0].mac", /unicast/],
     ["an ORPort shared with the MetricsPort", (c) => (c.relays[1].metrics = { allowFrom: "203.0.113.5", port: 9001 }), "relays[1].metrics.port", /already the relay's orPort/],
-    ["a MetricsPort on the SSH port, from the fleet's default", (c) => (c.metrics = { allowFrom: "203.0.113.5", port: 22 }), "relays[0].sshPort", /22 is already the relay's metrics\.port/],
+    ["a MetricsPort on the SSH port, from the fleet's default", (c) => (c.metrics = { allowFrom: "203.0.113.5", port: 22 }), "stateCollection.port", /22 is already metrics\.port \(the fleet's MetricsPort\)/],
 
     // Who may scrape the MetricsPort: tor's MetricsPortPolicy, which tor --verify-config does not check.
     ["the retired metricsPort", (c) => (c.relays[1].metricsPort = 9035), "relays[1].metricsPort", /was replaced by metrics: \{allowFrom/],
@@ -209,7 +209,7 @@ describe("parseStackConfig", () => {
     ["an IPv6 metrics source for a relay without IPv6", (c) => (c.metrics = { allowFrom: ["2001:db8::5"] }), "relays[1].metrics.allowFrom[0]", /from the fleet's metrics\.allowFrom\) is IPv6, but the relay has no ipv6 address/],
     ["a misspelled metrics setting", (c) => (c.relays[0].metrics = { allowFrom: "203.0.113.5", prot: 9035 }), "relays[0].metrics.prot", /not a known setting/],
     ["a DirPort shared with the ORPort", (c) => (c.relays[1].dirPort = 9001), "relays[1].dirPort", /already the relay's orPort/],
-    ["an ORPort on the SSH port", (c) => (c.relays[1].orPort = 22), "relays[1].sshPort", /orPort/],
+    ["an ORPort on the SSH port", (c) => (c.relays[1].orPort = 22), "relays[1].orPort", /22 is already stateCollection\.port \(the fleet's SSH port\)/],
 
     // The kernel command line cannot take over the relay's boot.
     ["init= on the kernel command line", (c) => (c.image = { kernelCmdline: "console=ttyS0 init=/bin/sh" }), "image.kernelCmdline", /must not set init=/],

@@ -110,7 +110,7 @@ describe("planFleet", () => {
     }
     expect(error).toBeInstanceOf(FleetError);
     expect(error!.problems).toHaveLength(6);
-    expect(error!.problems[0]).toMatch(/relay missing: .*keys\/missing\/ssh_host_ed25519_key\.pub is missing or not an ed25519 public key/);
+    expect(error!.problems[0]).toMatch(/relay missing: .*keys\/missing\/ssh_host_ed25519_key\.pub is missing; .*npm run keys -- init missing/);
     expect(error!.problems[1]).toMatch(/relay missing: .*keys\/missing\/ed25519_master_id_public_key is missing/);
     expect(error!.problems[2]).toMatch(/relay broken: .*broken\/ssh_host_ed25519_key\.pub is missing/);
     expect(error!.problems[3]).toMatch(/relay broken: .*broken\/ed25519_signing_secret_key is missing/);

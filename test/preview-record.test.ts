@@ -83,7 +83,7 @@ describe("a preview from preview records", () => {
       error = err;
     }
     expect(error).toBeInstanceOf(FleetError);
-    expect((error as FleetError).problems).toEqual([expect.stringMatching(/^relay exit-a: .*keys\/exit-a\/preview-record\.json was made from other key files .*export-shipped --stack STACK/)]);
+    expect((error as FleetError).problems).toEqual([expect.stringMatching(/^keyStore: relay exit-a: .*keys\/exit-a\/preview-record\.json was made from other key files .*export-shipped --stack STACK/)]);
     // Exported again, it plans as the key host does.
     unpack(runner);
     expect(imageInputs(runner, { allowPreviewRecords: true })).toEqual(imageInputs(keyHost));
