@@ -32,6 +32,9 @@ export const UNIT_TESTS = [
   "test/monitoring.test.ts",
   "test/metrics-scrape.test.ts",
   "test/snp/**/*.test.ts",
+  "test/exit-policy.test.ts",
+  "test/address-rules.test.ts",
+  "test/descriptor-size.test.ts",
 ];
 
 export default defineConfig({

@@ -112,7 +112,8 @@ function regionRepresentatives(family: Family, networks: ParsedPrefix[]): bigint
   const out = new Set<bigint>();
   for (const outer of bounds) {
     const inner = bounds.filter((b) => b.first >= outer.first && b.last <= outer.last && !(b.first === outer.first && b.last === outer.last));
-    const candidates = [outer.first, outer.last, ...inner.flatMap((b) => [b.first - 1n, b.last + 1n])];
+    // Just past an inner network first: a readable example (1.0.0.0 rather than 255.255.255.255).
+    const candidates = [...inner.flatMap((b) => [b.last + 1n, b.first - 1n]), outer.first, outer.last];
     const free = candidates.find((c) => c >= outer.first && c <= outer.last && !inner.some((b) => c >= b.first && c <= b.last));
     if (free !== undefined) out.add(free);
   }

@@ -9,8 +9,8 @@
  * the control protocol is not. I/O: temporary files, tor processes, unix
  * sockets.
  *
- * stdin:  {"tor": "tor", "timeoutMs": 20000, "probes": [{"lines": [...], "queries": [...], "files": {"keys/x": "<base64>"}}]}
- * stdout: [{"answers": {"exit-policy/full": "..."}, "log": "..."} | {"error": "...", "log": "..."}]
+ * stdin:  {"tor": "tor", "timeoutMs": 20000, "probes": [{"lines": [...], "queries": [...], "files": {"keys/x": "<base64>"}, "stopOnLog": "regex", "commands": ["..."]}]}
+ * stdout: [{"answers": {"exit-policy/full": "..."}, "replies": ["250 OK"], "log": "..."} | {"error": "...", "log": "..."}]
  */
 "use strict";
 const { spawn } = require("node:child_process");
@@ -77,7 +77,6 @@ function infoValue(key, lines) {
 }
 
 async function probe(tor, spec, deadline) {
-  const t0 = Date.now(); const mark = (what) => process.env.PROBE_TIMING && process.stderr.write(`${what} ${Date.now() - t0}\n`);
   const dir = mkdtempSync(join(tmpdir(), "diskless-relays-probe-"));
   const dataDirectory = join(dir, "data");
   const socketPath = join(dir, "control");
@@ -117,7 +116,7 @@ async function probe(tor, spec, deadline) {
       if (Date.now() > deadline) throw new Error("tor did not open its control socket in time");
       await sleep(5);
     }
-    mark("socket"); const control = await controlConnection(socketPath);
+    const control = await controlConnection(socketPath);
     try {
       const auth = await control.command("AUTHENTICATE");
       if (auth.status !== "250") throw new Error(`tor refused AUTHENTICATE: ${auth.lines.join(" ")}`);
@@ -133,13 +132,22 @@ async function probe(tor, spec, deadline) {
             break;
           }
           // 551: tor has not built its descriptor yet (keys, then the descriptor, come after the control socket).
+          // A log line the caller named means it never will (e.g. an address tor refuses to publish).
+          const refused = spec.stopOnLog && new RegExp(spec.stopOnLog).exec(log);
+          if (refused) return { error: `tor logged "${refused[0]}"`, log };
           if (reply.status !== "551" || Date.now() > deadline) {
             return { error: `GETINFO ${key}: ${reply.status} ${reply.lines.join(" ")}`, log };
           }
           await sleep(10);
         }
       }
-      mark("answers"); return { answers, log };
+      // Raw commands after that (e.g. "+POSTDESCRIPTOR ...\r\n<body>\r\n."), each answered as "STATUS text".
+      const replies = [];
+      for (const command of spec.commands || []) {
+        const reply = await control.command(command);
+        replies.push(`${reply.status} ${reply.lines.join("\n")}`);
+      }
+      return { answers, replies, log };
     } finally {
       control.close();
     }
@@ -150,12 +158,13 @@ async function probe(tor, spec, deadline) {
       child.kill("SIGTERM");
       await new Promise((resolve) => child.once("close", resolve));
     }
-    mark("stopped"); rmSync(dir, { recursive: true, force: true });
+    rmSync(dir, { recursive: true, force: true });
   }
 }
 
 async function main() {
   const request = JSON.parse(readFileSync(0, "utf8"));
+  // One deadline for all: the probes run side by side.
   const deadline = Date.now() + request.timeoutMs;
   const results = await Promise.all(request.probes.map((spec) => probe(request.tor, spec, deadline)));
   process.stdout.write(JSON.stringify(results));
