@@ -29,6 +29,7 @@ export type RangeKind =
   | "nat64"
   | "discard"
   | "teredo"
+  | "6to4"
   | "not-global";
 
 export interface SpecialRange {
@@ -59,7 +60,7 @@ const range = (prefix: string, kind: RangeKind, what: string, torInternal = fals
  * unicast. The most specific range that holds an address describes it.
  */
 export const SPECIAL_RANGES: readonly SpecialRange[] = [
-  range("0.0.0.0/8", "unspecified", 'an unspecified ("this network") address, RFC 1122', true),
+  range("0.0.0.0/8", "unspecified", "an unspecified address, RFC 1122", true),
   range("10.0.0.0/8", "private", "a private address, RFC 1918", true),
   range("100.64.0.0/10", "shared", "a carrier-grade NAT (shared) address, RFC 6598", true),
   range("127.0.0.0/8", "loopback", "a loopback address, RFC 1122", true),
@@ -87,6 +88,7 @@ export const SPECIAL_RANGES: readonly SpecialRange[] = [
   range("2001::/32", "teredo", "a Teredo tunnel address, RFC 4380"),
   range("2001:2::/48", "benchmarking", "a benchmarking address, RFC 5180"),
   range("2001:db8::/32", "documentation", "a documentation address, RFC 3849"),
+  range("2002::/16", "6to4", "a 6to4 address, RFC 3056"),
   range("3fff::/20", "documentation", "a documentation address, RFC 9637"),
   range("fc00::/7", "unique-local", "a unique local address, RFC 4193", true),
   range("fe80::/10", "link-local", "a link-local address, RFC 4291", true),
@@ -115,16 +117,18 @@ export function specialRange(address: ParsedAddress): SpecialRange | undefined {
 export interface EmbeddedIPv4 {
   how: string;
   ipv4: ParsedAddress;
+  /** One of several readings of the same address (a NAT64 local-use prefix, whose length its operator chooses). */
+  ambiguous?: boolean;
 }
 
 const v4 = (value: bigint): ParsedAddress => ({ family: 4, value: value & 0xffffffffn });
 const bitsAt = (value: bigint, from: number, length: number) => (value >> BigInt(128 - from - length)) & ((1n << BigInt(length)) - 1n);
-const TRANSLATIONS: { prefix: ParsedPrefix; how: string; extract: (value: bigint) => bigint }[] = [
+const TRANSLATIONS: { prefix: ParsedPrefix; how: string; extract: (value: bigint) => bigint; ambiguous?: boolean }[] = [
   { prefix: parsePrefix("::ffff:0:0/96")!, how: "IPv4-mapped", extract: (value) => value },
   { prefix: parsePrefix("64:ff9b::/96")!, how: "NAT64 (64:ff9b::/96)", extract: (value) => value },
   // The local-use prefix is cut by its operator: /96 (the IPv4 address last) is usual, /48 keeps it in bits 48–63 and 72–87 (RFC 6052 §2.2).
-  { prefix: parsePrefix("64:ff9b:1::/48")!, how: "NAT64 (64:ff9b:1::/48, as a /96)", extract: (value) => value },
-  { prefix: parsePrefix("64:ff9b:1::/48")!, how: "NAT64 (64:ff9b:1::/48, as a /48)", extract: (value) => (bitsAt(value, 48, 16) << 16n) | bitsAt(value, 72, 16) },
+  { prefix: parsePrefix("64:ff9b:1::/48")!, how: "NAT64 (64:ff9b:1::/48, as a /96)", extract: (value) => value, ambiguous: true },
+  { prefix: parsePrefix("64:ff9b:1::/48")!, how: "NAT64 (64:ff9b:1::/48, as a /48)", extract: (value) => (bitsAt(value, 48, 16) << 16n) | bitsAt(value, 72, 16), ambiguous: true },
   { prefix: parsePrefix("2002::/16")!, how: "6to4", extract: (value) => bitsAt(value, 16, 32) },
   // A Teredo address ends in its client's IPv4 address, every bit inverted (RFC 4380 §4).
   { prefix: parsePrefix("2001::/32")!, how: "Teredo", extract: (value) => ~value },
@@ -137,15 +141,20 @@ const TRANSLATIONS: { prefix: ParsedPrefix; how: string; extract: (value: bigint
  */
 export function embeddedIPv4(address: ParsedAddress): EmbeddedIPv4[] {
   if (address.family !== 6) return [];
-  const found = TRANSLATIONS.filter((t) => holds(t.prefix, address)).map((t) => ({ how: t.how, ipv4: v4(t.extract(address.value)) }));
+  const found: EmbeddedIPv4[] = TRANSLATIONS.filter((t) => holds(t.prefix, address)).map((t) => ({ how: t.how, ipv4: v4(t.extract(address.value)), ...(t.ambiguous ? { ambiguous: true } : {}) }));
   // ::a.b.c.d, except :: and ::1, which are IPv6's own unspecified and loopback addresses.
   if (address.value >> 32n === 0n && address.value > 1n) found.push({ how: "IPv4-compatible", ipv4: v4(address.value) });
   return found;
 }
 
-/** The address and every IPv4 address it stands for, each with how it was written. */
-function readings(address: ParsedAddress): { how?: string; address: ParsedAddress }[] {
-  return [{ address }, ...embeddedIPv4(address).map((e) => ({ how: e.how, address: e.ipv4 }))];
+/**
+ * The address and every IPv4 address it stands for, each with how it was
+ * written. `certain`: only the readings that do not depend on a prefix
+ * length the address does not tell.
+ */
+function readings(address: ParsedAddress, certain = false): { how?: string; address: ParsedAddress }[] {
+  const embedded = embeddedIPv4(address).filter((e) => !(certain && e.ambiguous));
+  return [{ address }, ...embedded.map((e) => ({ how: e.how, address: e.ipv4 }))];
 }
 
 const spelled = (how: string | undefined, address: ParsedAddress) => (how ? ` (${canonicalAddress(address)}, written ${how})` : "");
@@ -174,6 +183,7 @@ export function unpublishableReason(address: ParsedAddress): string | undefined 
     nat64: "a translator's range: traffic to it goes to an IPv4 host, not to the relay",
     discard: "everything sent there is dropped",
     teredo: "a tunnel address derived from a NAT mapping, which changes; clients could not reach the relay reliably",
+    "6to4": "reachable only through the public 6to4 relays, which RFC 7526 retired; clients could not reach the relay reliably",
     "not-global": "no registry hands out addresses there",
   };
   return `${shown} is ${special.description}: ${why[special.kind] ?? "not a public address"}; tor's directory authorities would list a relay nobody can reach. Give the relay its public address`;
@@ -192,7 +202,8 @@ export function documentationRange(address: ParsedAddress): SpecialRange | undef
  * and a non-exit runs no resolver of its own.
  */
 export function resolverProblem(address: ParsedAddress, exit: boolean): string | undefined {
-  for (const { how, address: reached } of readings(address)) {
+  // Refusals stand on certain readings only; the big-resolver rule below takes every reading.
+  for (const { how, address: reached } of readings(address, true)) {
     const kind = specialRange(reached)?.kind;
     const at = `${canonicalAddress(address)}${spelled(how, reached)}`;
     if (kind === "loopback") {
@@ -238,6 +249,9 @@ const OWN_NETWORKS = SPECIAL_RANGES.filter((entry) => OWN_NETWORK_KINDS.has(entr
 
 /** The part of a prefix outside the own-network ranges, as a count of addresses (0: wholly private or documentation). */
 function publicPart(prefix: ParsedPrefix): bigint {
+  // An IPv4-mapped network is the IPv4 network it spells.
+  const mapped = parsePrefix("::ffff:0:0/96")!;
+  if (prefix.family === 6 && prefix.prefixLength >= 96 && holds(mapped, prefix)) return publicPart({ family: 4, value: prefix.value & 0xffffffffn, prefixLength: prefix.prefixLength - 96 });
   const inside = OWN_NETWORKS.filter((own) => own.family === prefix.family).flatMap((own) => {
     const a = prefixBounds(own);
     const b = prefixBounds(prefix);

@@ -116,7 +116,16 @@ async function probe(tor, spec, deadline) {
       if (Date.now() > deadline) throw new Error("tor did not open its control socket in time");
       await sleep(5);
     }
-    const control = await controlConnection(socketPath);
+    // tor binds the socket a moment before it listens on it: a refused connection is tried again.
+    let control;
+    while (!control) {
+      try {
+        control = await controlConnection(socketPath);
+      } catch (err) {
+        if (err.code !== "ECONNREFUSED" || gone || Date.now() > deadline) throw err;
+        await sleep(5);
+      }
+    }
     try {
       const auth = await control.command("AUTHENTICATE");
       if (auth.status !== "250") throw new Error(`tor refused AUTHENTICATE: ${auth.lines.join(" ")}`);

@@ -11,16 +11,16 @@ import { descriptorSizeBound, MAX_DESCRIPTOR_UPLOAD_SIZE } from "../lib/descript
 import { initFamilyKey } from "../lib/key-store";
 import { checkPublication, probeLines } from "../lib/publication";
 import { probeTor } from "../lib/tor-probe";
-import { renderTorrcLines, type TorrcLine } from "../lib/torrc";
+import { renderTorrcLines, type TorrcContext, type TorrcLine } from "../lib/torrc";
 import { validRelayConfig } from "./support/fleet";
 import { privateTmpDir } from "./support/tmp";
 
-const CONTEXT = { dataDirectory: "/var/lib/tor", familyFingerprints: [], familyIds: [], sandbox: false };
+const CONTEXT: TorrcContext = { dataDirectory: "/var/lib/tor", familyFingerprints: [], familyIds: [], sandbox: false };
 const store = privateTmpDir("descriptor-size");
 /** What tor's run-time values (uptime, bandwidth, platform, protocols) may add beyond today's: the bound's margin, and no more. */
 const SLACK = 400;
 
-const torrcOf = (overrides: Record<string, unknown>, context: Partial<typeof CONTEXT> & { familyIds?: string[]; familyFingerprints?: string[] } = {}): TorrcLine[] =>
+const torrcOf = (overrides: Record<string, unknown>, context: Partial<TorrcContext> = {}): TorrcLine[] =>
   renderTorrcLines(validRelayConfig(overrides), { ...CONTEXT, ...context });
 
 describe("the descriptor size bound", () => {
@@ -108,8 +108,8 @@ describe("the descriptor size bound", () => {
     expect(descriptorSizeBound(torrc.map((line) => line.text)).bytes).toBe(MAX_DESCRIPTOR_UPLOAD_SIZE);
     expect(checkPublication([{ index: 0, config: validRelayConfig(), torrcLines: torrc }], { target: "proxmox" }).problems).toEqual([]);
     expect(checkPublication([{ index: 0, config: validRelayConfig(), torrcLines: fill(MAX_DESCRIPTOR_UPLOAD_SIZE - base + 1) }], { target: "proxmox" }).problems).toHaveLength(1);
-    const [result] = probeTor([{ lines: probeLines(torrc), queries: ["dir/server/authority"] }]);
-    if ("error" in result!) throw new Error(result.error);
+    const result = probeTor([{ lines: probeLines(torrc), queries: ["dir/server/authority"] }])[0]!;
+    if ("error" in result) throw new Error(result.error);
     const size = Buffer.byteLength(result.answers["dir/server/authority"]!, "utf8") + 1;
     expect(size).toBeLessThanOrEqual(MAX_DESCRIPTOR_UPLOAD_SIZE);
     expect(size).toBeGreaterThan(MAX_DESCRIPTOR_UPLOAD_SIZE - SLACK);

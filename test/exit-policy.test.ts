@@ -10,10 +10,10 @@ import { ConfigError, parseStackConfig, type RelayConfig } from "../lib/config";
 import { acceptedBeyondListed, catchAllProblems, parseTorPolicy } from "../lib/exit-policy";
 import { checkPublication, listedEntries, probeLines } from "../lib/publication";
 import { probeTor } from "../lib/tor-probe";
-import { REDUCED_EXIT_POLICY, renderTorrcLines, type TorrcLine } from "../lib/torrc";
+import { REDUCED_EXIT_POLICY, renderTorrcLines, type TorrcContext, type TorrcLine } from "../lib/torrc";
 import { validRelayConfig } from "./support/fleet";
 
-const CONTEXT = { dataDirectory: "/var/lib/tor", familyFingerprints: [], familyIds: [], sandbox: false };
+const CONTEXT: TorrcContext = { dataDirectory: "/var/lib/tor", familyFingerprints: [], familyIds: [], sandbox: false };
 
 /** An exit's torrc as the program renders it, with `policy` as its ExitPolicy lines whatever the config would say of them. */
 function exitTorrc(policy: string[] | undefined, overrides: Record<string, unknown> = {}): TorrcLine[] {
@@ -130,8 +130,8 @@ describe("exit policies", () => {
     const { problems, notes } = checkPublication([{ index: 0, config: relay, torrcLines: torrc }], { target: "proxmox" });
     expect(problems).toEqual([]);
     // tor's summary of its IPv6 policy (policy_summarize), from the descriptor it builds.
-    const [described] = probeTor([{ lines: probeLines(torrc), queries: ["dir/server/authority"] }]);
-    if ("error" in described!) throw new Error(described.error);
+    const described = probeTor([{ lines: probeLines(torrc), queries: ["dir/server/authority"] }])[0]!;
+    if ("error" in described) throw new Error(described.error);
     const summary = /^ipv6-policy accept (.*)$/m.exec(described.answers["dir/server/authority"]!)![1]!;
     expect(notes).toEqual([`relay r1 (relays[0]) exits to IPv4 and IPv6 ports ${summary.split(",").join(", ")} (tor ${/^platform Tor (\S+)/m.exec(described.answers["dir/server/authority"]!)![1]}'s effective exit policy)`]);
   }, 60_000);
