@@ -4,10 +4,10 @@
  * DataDirectory (0700, removed afterwards), asks its control socket the
  * GETINFO keys it was given (e.g. exit-policy/full, dir/server/authority)
  * as soon as tor has built its descriptor, and stops it. All probes run in
- * parallel. Plain JavaScript run as its own node process
- * (lib/tor-probe.ts calls it synchronously): planFleet is synchronous, and
- * the control protocol is not. I/O: temporary files, tor processes, unix
- * sockets.
+ * parallel. Plain JavaScript, run in a worker thread that lib/tor-probe.ts
+ * waits for synchronously (planFleet is synchronous, tor's control
+ * protocol is not), or by hand with the request on stdin. I/O: temporary
+ * files, tor processes, unix sockets.
  *
  * stdin:  {"tor": "tor", "timeoutMs": 20000, "probes": [{"lines": [...], "queries": [...], "files": {"keys/x": "<base64>"}, "stopOnLog": "regex", "commands": ["..."]}]}
  * stdout: [{"answers": {"exit-policy/full": "..."}, "replies": ["250 OK"], "log": "..."} | {"error": "...", "log": "..."}]
@@ -171,15 +171,32 @@ async function probe(tor, spec, deadline) {
   }
 }
 
-async function main() {
-  const request = JSON.parse(readFileSync(0, "utf8"));
+async function run(request) {
   // One deadline for all: the probes run side by side.
   const deadline = Date.now() + request.timeoutMs;
-  const results = await Promise.all(request.probes.map((spec) => probe(request.tor, spec, deadline)));
-  process.stdout.write(JSON.stringify(results));
+  return Promise.all(request.probes.map((spec) => probe(request.tor, spec, deadline)));
 }
 
-main().catch((err) => {
-  process.stderr.write(`${err.stack || err}\n`);
-  process.exit(1);
-});
+const { isMainThread, workerData } = require("node:worker_threads");
+if (isMainThread) {
+  // Run by hand: the request on stdin, the results on stdout.
+  run(JSON.parse(readFileSync(0, "utf8"))).then(
+    (results) => process.stdout.write(JSON.stringify(results)),
+    (err) => {
+      process.stderr.write(`${err.stack || err}\n`);
+      process.exit(1);
+    },
+  );
+} else {
+  // As lib/tor-probe.ts runs it: a worker thread whose caller waits on `signal` (Atomics), then reads `port`.
+  const { request, port, signal } = workerData;
+  const finish = (message) => {
+    port.postMessage(message);
+    Atomics.store(signal, 0, 1);
+    Atomics.notify(signal, 0);
+  };
+  run(request).then(
+    (results) => finish({ results }),
+    (err) => finish({ failure: String((err && err.stack) || err) }),
+  );
+}

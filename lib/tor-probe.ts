@@ -3,12 +3,12 @@
  * probe starts one tor offline (DisableNetwork 1) with a private temporary
  * DataDirectory, asks it GETINFO keys once it has built its descriptor,
  * and stops it; all probes of a call run side by side. The work is done by
- * lib/tor-probe.cjs in a node child process, because the plan is
- * synchronous and tor's control protocol is not. I/O: a node process, tor
- * processes, temporary files (removed).
+ * lib/tor-probe.cjs in a worker thread this one waits for, because the plan
+ * is synchronous and tor's control protocol is not. I/O: tor processes,
+ * temporary files (removed), unix sockets.
  */
-import { spawnSync } from "node:child_process";
 import { join } from "node:path";
+import { MessageChannel, receiveMessageOnPort, Worker } from "node:worker_threads";
 
 export interface TorProbeRequest {
   /** torrc lines; the probe adds DataDirectory, ControlSocket, DisableNetwork 1, PublishServerDescriptor 0, SocksPort 0 and Log. */
@@ -31,25 +31,29 @@ export class TorProbeError extends Error {}
 export function probeTor(requests: TorProbeRequest[], options: { torBinary?: string; timeoutMs?: number } = {}): TorProbeResult[] {
   if (requests.length === 0) return [];
   const timeoutMs = options.timeoutMs ?? 30_000;
-  const input = JSON.stringify({
+  const request = {
     tor: options.torBinary ?? "tor",
     timeoutMs,
-    probes: requests.map((request) => ({
-      lines: request.lines,
-      queries: request.queries,
-      files: Object.fromEntries(Object.entries(request.files ?? {}).map(([name, content]) => [name, content.toString("base64")])),
-      ...(request.stopOnLog ? { stopOnLog: request.stopOnLog } : {}),
-      ...(request.commands ? { commands: request.commands } : {}),
+    probes: requests.map((r) => ({
+      lines: r.lines,
+      queries: r.queries,
+      files: Object.fromEntries(Object.entries(r.files ?? {}).map(([name, content]) => [name, content.toString("base64")])),
+      ...(r.stopOnLog ? { stopOnLog: r.stopOnLog } : {}),
+      ...(r.commands ? { commands: r.commands } : {}),
     })),
-  });
-  const result = spawnSync(process.execPath, [join(__dirname, "tor-probe.cjs")], {
-    input,
-    encoding: "utf8",
+  };
+  // A worker thread, not a process: no second node to start. This thread sleeps on `signal` until the worker is done.
+  const signal = new Int32Array(new SharedArrayBuffer(4));
+  const { port1, port2 } = new MessageChannel();
+  const worker = new Worker(join(__dirname, "tor-probe.cjs"), { workerData: { request, port: port2, signal }, transferList: [port2] });
+  try {
     // The probe's own deadline comes first; this one only catches a probe that hangs.
-    timeout: timeoutMs + 15_000,
-    maxBuffer: 64 * 1024 * 1024,
-  });
-  if (result.error) throw new TorProbeError(`cannot run the tor probe (${result.error.message})`);
-  if (result.status !== 0) throw new TorProbeError(`the tor probe failed: ${result.stderr.trim() || `exit status ${result.status}`}`);
-  return JSON.parse(result.stdout) as TorProbeResult[];
+    if (Atomics.wait(signal, 0, 0, timeoutMs + 15_000) === "timed-out") throw new TorProbeError(`the tor probe did not finish in ${(timeoutMs + 15_000) / 1000} s`);
+    const reply = receiveMessageOnPort(port1)?.message as { results?: TorProbeResult[]; failure?: string } | undefined;
+    if (!reply?.results) throw new TorProbeError(`the tor probe failed: ${reply?.failure ?? "no answer"}`);
+    return reply.results;
+  } finally {
+    port1.close();
+    void worker.terminate();
+  }
 }
