@@ -373,11 +373,11 @@ export function subnetAddressProblem(prefix: ParsedPrefix): string | undefined {
 }
 
 /**
- * Why a relay's gateway cannot route its traffic, or undefined. It must be
- * one router's unicast address: not unspecified, loopback, multicast,
- * reserved or broadcast, nor an IPv4-mapped spelling. On the relay's own
- * subnet, an IPv4 gateway must not be the network or broadcast address (a
- * /31 or /32 has none). An IPv6 gateway at the subnet's all-zero host
+ * Why a relay's gateway cannot route its traffic, or undefined. Off the
+ * relay's subnet (onLink) it must be one router's unicast address: not
+ * unspecified, loopback, multicast, reserved or broadcast, nor an
+ * IPv4-mapped spelling. On the relay's own subnet, an IPv4 gateway must not
+ * be the network or broadcast address (a /31 or /32 has none). An IPv6 gateway at the subnet's all-zero host
  * address is allowed: that is the Subnet-Router anycast address, which
  * every router on the link must answer (RFC 4291 §2.6.1), so it does reach
  * a router, and some providers hand it out.
@@ -386,7 +386,10 @@ export function gatewayProblem(gateway: ParsedAddress, subnet: ParsedPrefix): st
   const shown = canonicalAddress(gateway);
   const special = specialRange(gateway);
   const refused: RangeKind[] = ["unspecified", "loopback", "multicast", "reserved", "broadcast", "ipv4-mapped", "ipv4-compatible", "discard"];
-  if (special && refused.includes(special.kind)) return `${shown} is ${special.description}, not a router's address on the relay's link`;
+  // On the relay's own subnet the gateway shares the relay's range, whatever that is (where the relay may
+  // stand is judged on its own address); off it (onLink), it must be a router's unicast address.
+  const onSubnet = gateway.family === subnet.family && holds({ ...subnet, value: prefixBounds(subnet).first }, gateway);
+  if (!onSubnet && special && refused.includes(special.kind)) return `${shown} is ${special.description}, not a router's address on the relay's link`;
   if (gateway.family === 4 && subnet.family === 4 && subnet.prefixLength <= 30) {
     const { first, last } = prefixBounds(subnet);
     if (gateway.value === first) return `${shown} is the network address of the relay's subnet ${formatPrefix(subnet)}, not a router's: name the router's own address`;

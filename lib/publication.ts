@@ -12,7 +12,7 @@ import type { RelayConfig } from "./config";
 import { descriptorSizeBound, MAX_DESCRIPTOR_UPLOAD_SIZE } from "./descriptor-size";
 import { acceptedBeyondListed, FAMILIES, formatPorts, openPorts, parseTorPolicy, ruleEntries, type PolicyEntry } from "./exit-policy";
 import { parsePolicyRule } from "./tor-values";
-import { probeTor, type TorProbeResult } from "./tor-probe";
+import { probeTor, TorProbeError, type TorProbeResult } from "./tor-probe";
 import type { TorrcLine } from "./torrc";
 
 export interface PublicationInput {
@@ -119,11 +119,15 @@ export function checkPublication(relays: PublicationInput[], options: Publicatio
   // Exit policies, as tor itself computes them: all exits at once.
   const exits = relays.filter((relay) => relay.config.exit.enabled);
   let results: TorProbeResult[] = [];
-  if (exits.length > 0) {
+  try {
     results = probeTor(
       exits.map((relay) => ({ lines: probeLines(relay.torrcLines), queries: ["exit-policy/full"] })),
       options.torBinary ? { torBinary: options.torBinary } : {},
     );
+  } catch (err) {
+    if (!(err instanceof TorProbeError)) throw err;
+    problems.push(`relays: tor could not compute the exits' policies (${err.message}); install tor on this build host with the set-up command`);
+    return { problems, warnings, notes };
   }
   exits.forEach((relay, i) => {
     const who = `relays[${relay.index}]`;

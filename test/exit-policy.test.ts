@@ -16,8 +16,8 @@ import { validRelayConfig } from "./support/fleet";
 const CONTEXT: TorrcContext = { dataDirectory: "/var/lib/tor", familyFingerprints: [], familyIds: [], sandbox: false };
 
 /** An exit's torrc as the program renders it, with `policy` as its ExitPolicy lines whatever the config would say of them. */
-function exitTorrc(policy: string[] | undefined, overrides: Record<string, unknown> = {}): TorrcLine[] {
-  const lines = renderTorrcLines(validRelayConfig({ exit: { enabled: true }, ...overrides }), CONTEXT);
+function exitTorrc(policy: string[] | undefined, extra: string[] = []): TorrcLine[] {
+  const lines = [...renderTorrcLines(validRelayConfig({ exit: { enabled: true } }), CONTEXT), ...extra.map((text) => ({ text }))];
   if (!policy) return lines;
   const first = lines.findIndex((line) => line.text.startsWith("ExitPolicy "));
   const rest = lines.filter((line) => !line.text.startsWith("ExitPolicy "));
@@ -48,7 +48,7 @@ function torSpelling(rule: string): string[] {
  * Policies of the issue's kind, with what the config says of each. Every
  * one also runs through tor below, whose verdict must agree.
  */
-const CASES: { name: string; policy: string[] | undefined; refused: boolean }[] = [
+const CASES: { name: string; policy: string[] | undefined; extra?: string[]; refused: boolean }[] = [
   { name: "the issue's example: one accept, no catch-all", policy: ["accept *:443"], refused: true },
   { name: "a list that ends in an accept", policy: ["reject *:25", "accept *:80"], refused: true },
   { name: "an IPv4 catch-all only (IPv6Exit 1)", policy: ["accept *:443", "reject *4:*"], refused: true },
@@ -63,19 +63,23 @@ const CASES: { name: string; policy: string[] | undefined; refused: boolean }[] 
   { name: "an accept of private networks (tor rejects them first anyway)", policy: ["accept private:*", "accept *:443", "reject *:*"], refused: false },
   { name: "one network, all ports", policy: ["accept 198.51.100.0/24:*", "reject *:*"], refused: false },
   { name: "an open exit, said explicitly", policy: ["accept *:*"], refused: false },
+  // The local testnet's exits (ExitPolicyRejectPrivate 0): tor lets private networks through, as far as the entries say.
+  { name: "ExitPolicyRejectPrivate 0 and a port for everyone", policy: ["accept *:80", "reject *:*"], extra: ["ExitPolicyRejectPrivate 0"], refused: false },
+  { name: "ExitPolicyRejectPrivate 0 and one private network", policy: ["accept 10.0.0.0/8:*", "reject *:*"], extra: ["ExitPolicyRejectPrivate 0"], refused: false },
+  { name: "ExitPolicyRejectPrivate 0 and no catch-all", policy: ["accept private:*"], extra: ["ExitPolicyRejectPrivate 0"], refused: true },
 ];
 
 describe("exit policies", () => {
   const effective = new Map<string, string>();
   beforeAll(() => {
-    const results = probeTor(CASES.map((c) => ({ lines: probeLines(exitTorrc(c.policy)), queries: ["exit-policy/full"] })));
+    const results = probeTor(CASES.map((c) => ({ lines: probeLines(exitTorrc(c.policy, c.extra)), queries: ["exit-policy/full"] })));
     results.forEach((result, i) => {
       if ("error" in result) throw new Error(`tor could not compute ${CASES[i]!.name}: ${result.error}\n${result.log}`);
       effective.set(CASES[i]!.name, result.answers["exit-policy/full"]!);
     });
   }, 120_000);
 
-  it.each(CASES)("$name: the config's verdict is tor's", ({ name, policy, refused }) => {
+  it.each(CASES)("$name: the config's verdict is tor's", ({ name, policy, extra, refused }) => {
     const tor = effective.get(name)!;
     const lines = tor.split("\n");
     const listed = (policy ?? REDUCED_EXIT_POLICY).flatMap(torSpelling);
@@ -84,7 +88,7 @@ describe("exit policies", () => {
     expect(foreignAccepts.length > 0, `tor's effective policy:\n${tor}`).toBe(refused);
     if (policy) expect(configVerdict(policy).length > 0, configVerdict(policy).join("\n")).toBe(refused);
     // The effect check, which preview runs on whatever reaches tor, reaches the same verdict.
-    expect(acceptedBeyondListed(parseTorPolicy(tor), listedEntries(exitTorrc(policy))).length > 0).toBe(refused);
+    expect(acceptedBeyondListed(parseTorPolicy(tor), listedEntries(exitTorrc(policy, extra))).length > 0).toBe(refused);
   });
 
   it("refuses the issue's example at parse time, naming the field and asking for a catch-all", () => {
