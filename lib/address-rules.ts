@@ -40,9 +40,10 @@ export interface SpecialRange {
   /**
    * tor's tor_addr_is_internal() (src/lib/net/address.c) holds it internal:
    * directory authorities refuse a descriptor with such an address
-   * (dirserv_router_has_valid_address, src/feature/dirauth/process_descs.c)
-   * and a relay using the default authorities will not publish it
-   * (address_can_be_used, src/app/config/resolve_addr.c).
+   * (dirserv_router_has_valid_address, src/feature/dirauth/process_descs.c:
+   * "Rejected: Address is a private address."), and a relay using the
+   * default authorities does not even build a descriptor for such an IPv4
+   * address (address_can_be_used, src/app/config/resolve_addr.c).
    */
   torInternal: boolean;
 }
@@ -169,7 +170,7 @@ export function unpublishableReason(address: ParsedAddress): string | undefined 
   if (!special || special.kind === "documentation") return undefined;
   const shown = canonicalAddress(address);
   if (special.torInternal) {
-    return `${shown} is ${special.description}; tor with the default directory authorities never publishes a relay there (tor_addr_is_internal: the authorities refuse the descriptor, and the relay will not use the address). Give the relay its public address`;
+    return `${shown} is ${special.description}; tor with the default directory authorities never publishes a relay there (tor_addr_is_internal: the authorities refuse its descriptor as "a private address"). Give the relay its public address`;
   }
   const why: Partial<Record<RangeKind, string>> = {
     multicast: "no TCP connection reaches it, and tor clients never extend a circuit to one (extend_info_addr_is_allowed)",
