@@ -4,9 +4,12 @@
  * dir/server/authority returns the relay's own signed descriptor). The
  * bound must never be below tor's size, and not far above it.
  */
-import { readFileSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { request } from "node:http";
+import { createServer } from "node:net";
 import { join } from "node:path";
-import { beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { descriptorSizeBound, MAX_DESCRIPTOR_UPLOAD_SIZE } from "../lib/descriptor-size";
 import { initFamilyKey } from "../lib/key-store";
 import { checkPublication, probeLines } from "../lib/publication";
@@ -59,8 +62,8 @@ describe("the descriptor size bound", () => {
     );
     results.forEach((result, i) => {
       if ("error" in result) throw new Error(`tor built no descriptor for ${cases[i]!.name}: ${result.error}\n${result.log}`);
-      // The control protocol's data block drops the descriptor's final newline.
-      const descriptor = `${result.answers["dir/server/authority"]!}\n`;
+      const descriptor = result.answers["dir/server/authority"]!;
+      expect(descriptor.endsWith("\n-----END SIGNATURE-----\n")).toBe(true);
       descriptors.set(cases[i]!.name, descriptor);
       actual.set(cases[i]!.name, Buffer.byteLength(descriptor, "utf8"));
     });
@@ -101,7 +104,7 @@ describe("the descriptor size bound", () => {
     expect(Number(/ContactInfo takes (\d+) bytes/.exec(problems[0]!)![1])).toBe(contactLine.length);
   });
 
-  it("passes the longest contact whose bound fits, and tor's descriptor for it fits too", () => {
+  it("passes the longest contact whose bound fits, and tor's descriptor for it fits too", async () => {
     const fill = (n: number) => torrcOf({ contactInfo: `email:abuse[]example.net x${"x".repeat(n)}` });
     const base = descriptorSizeBound(fill(0).map((line) => line.text)).bytes;
     const torrc = fill(MAX_DESCRIPTOR_UPLOAD_SIZE - base);
@@ -110,8 +113,86 @@ describe("the descriptor size bound", () => {
     expect(checkPublication([{ index: 0, config: validRelayConfig(), torrcLines: fill(MAX_DESCRIPTOR_UPLOAD_SIZE - base + 1) }], { target: "proxmox" }).problems).toHaveLength(1);
     const result = probeTor([{ lines: probeLines(torrc), queries: ["dir/server/authority"] }])[0]!;
     if ("error" in result) throw new Error(result.error);
-    const size = Buffer.byteLength(result.answers["dir/server/authority"]!, "utf8") + 1;
+    const size = Buffer.byteLength(result.answers["dir/server/authority"]!, "utf8");
     expect(size).toBeLessThanOrEqual(MAX_DESCRIPTOR_UPLOAD_SIZE);
     expect(size).toBeGreaterThan(MAX_DESCRIPTOR_UPLOAD_SIZE - SLACK);
+    // A real authority takes it.
+    expect(await authority.upload(result.answers["dir/server/authority"]!)).toBe("200");
+  }, 60_000);
+
+  it("holds the limit against a real directory authority: 20000 bytes are taken, 20001 and the 25 kB contact's are dropped", async () => {
+    // Descriptors of exactly 20000 and 20001 bytes: the contact grows the descriptor byte for byte.
+    const probe = (n: number) => {
+      const result = probeTor([{ lines: probeLines(torrcOf({ contactInfo: `email:abuse[]example.net x${"x".repeat(n)}` })), queries: ["dir/server/authority"] }])[0]!;
+      if ("error" in result) throw new Error(result.error);
+      return result.answers["dir/server/authority"]!;
+    };
+    const base = Buffer.byteLength(probe(0), "utf8");
+    const [atLimit, overLimit] = probeTor(
+      [MAX_DESCRIPTOR_UPLOAD_SIZE, MAX_DESCRIPTOR_UPLOAD_SIZE + 1].map((size) => ({
+        lines: probeLines(torrcOf({ contactInfo: `email:abuse[]example.net x${"x".repeat(size - base)}` })),
+        queries: ["dir/server/authority"],
+      })),
+    ).map((result) => ("error" in result ? "" : result.answers["dir/server/authority"]!));
+    expect([Buffer.byteLength(atLimit!), Buffer.byteLength(overLimit!)]).toEqual([MAX_DESCRIPTOR_UPLOAD_SIZE, MAX_DESCRIPTOR_UPLOAD_SIZE + 1]);
+    expect(await authority.upload(atLimit!)).toBe("200");
+    expect(await authority.upload(overLimit!)).toBe("400 Router descriptor was too large.");
+    expect(await authority.upload(descriptors.get("the issue's 25 kB contact")!)).toBe("400 Router descriptor was too large.");
+    for (const c of cases.filter((c) => actual.get(c.name)! <= MAX_DESCRIPTOR_UPLOAD_SIZE)) expect(await authority.upload(descriptors.get(c.name)!), c.name).toBe("200");
   }, 60_000);
 });
+
+/**
+ * tor as a bridge authority on 127.0.0.1: it runs the directory
+ * authorities' upload code (dirserv_add_descriptor). Its only other
+ * authority is a stand-in on 127.0.0.1:1, so it reaches nothing outside.
+ */
+const authority = (() => {
+  let ready: Promise<number> | undefined;
+  let stop = () => {};
+  const freePort = () =>
+    new Promise<number>((resolve) => {
+      const server = createServer();
+      server.listen(0, "127.0.0.1", () => {
+        const { port } = server.address() as { port: number };
+        server.close(() => resolve(port));
+      });
+    });
+  async function start(): Promise<number> {
+    const dir = privateTmpDir("authority");
+    mkdirSync(join(dir, "data"), { mode: 0o700 });
+    const [orPort, dirPort] = [await freePort(), await freePort()];
+    const torrc = [
+      "Nickname SizeAuthority", "ContactInfo authority@example.net", "Address 127.0.0.1", `ORPort 127.0.0.1:${orPort}`, `DirPort 127.0.0.1:${dirPort}`,
+      "AuthoritativeDirectory 1", "BridgeAuthoritativeDir 1", "AssumeReachable 1", "ExitRelay 0", "SocksPort 0", `DataDirectory ${join(dir, "data")}`, "Log notice stdout",
+      `DirAuthority nowhere orport=1 no-v2 v3ident=${"0".repeat(40)} 127.0.0.1:1 ${"0".repeat(40)}`,
+    ];
+    writeFileSync(join(dir, "torrc"), torrc.join("\n") + "\n", { mode: 0o600 });
+    const tor = spawn("tor", ["-f", join(dir, "torrc"), "--defaults-torrc", "/dev/null"], { stdio: ["ignore", "pipe", "pipe"] });
+    stop = () => void tor.kill("SIGTERM");
+    let log = "";
+    await new Promise<void>((resolve, reject) => {
+      tor.stdout.on("data", (chunk: Buffer) => {
+        log += chunk.toString();
+        if (/Opened Directory listener/.test(log)) resolve();
+      });
+      tor.on("exit", () => reject(new Error(`the authority stopped:\n${log}`)));
+    });
+    return dirPort;
+  }
+  afterAll(() => stop());
+  return {
+    /** Uploads a descriptor as a relay does; "200", or the status and tor's reason. */
+    async upload(descriptor: string): Promise<string> {
+      const port = await (ready ??= start());
+      return new Promise((resolve, reject) => {
+        const post = request({ host: "127.0.0.1", port, method: "POST", path: "/tor/", headers: { "Content-Length": Buffer.byteLength(descriptor) } }, (res) => {
+          res.resume();
+          resolve(res.statusCode === 200 ? "200" : `${res.statusCode} ${res.statusMessage}`);
+        });
+        post.on("error", reject);
+        post.end(descriptor);
+      });
+    },
+  };
+})();
