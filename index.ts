@@ -41,6 +41,8 @@ function plan() {
 
 const { config, fleet } = plan();
 for (const warning of fleet.warnings) pulumi.log.warn(warning);
+// What tor makes of each exit's policy, one line each.
+for (const note of fleet.notes) pulumi.log.info(note);
 
 /** Public facts about each relay; no key material. */
 export const relayOutputs = deployFleet(config, fleet, { projectDir, project: pulumi.getProject(), stack: pulumi.getStack(), dryRun: pulumi.runtime.isDryRun() });

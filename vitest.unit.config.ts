@@ -35,6 +35,9 @@ export const UNIT_TESTS = [
   "test/metrics-scrape.test.ts",
   "test/option-injection.test.ts",
   "test/snp/**/*.test.ts",
+  "test/exit-policy.test.ts",
+  "test/address-rules.test.ts",
+  "test/descriptor-size.test.ts",
 ];
 
 export default defineConfig({

@@ -1,7 +1,9 @@
 /**
  * What checking the fleet costs before anything is registered: planFleet
- * reads and cross-checks every relay's keys and runs each rendered torrc
- * through `tor --verify-config`. Prints a table; reproduce with
+ * reads and cross-checks every relay's keys, runs each rendered torrc
+ * through `tor --verify-config`, and has tor compute each exit's effective
+ * exit policy (one offline tor per exit, side by side). Prints a table;
+ * reproduce with
  *   npm run bench:plan
  */
 import { execFileSync } from "node:child_process";
@@ -12,6 +14,7 @@ import { parseStackConfig } from "../lib/config";
 import { planFleet } from "../lib/fleet";
 import { initRelayKeys } from "../lib/key-store";
 import { verifyTorrcsWithTor } from "../lib/torrc-check";
+import { checkPublication } from "../lib/publication";
 
 const seconds = (start: bigint) => Number(process.hrtime.bigint() - start) / 1e9;
 const RUNS = 5;
@@ -46,6 +49,7 @@ function main() {
       const config = fleetConfig(count);
       const plans: number[] = [];
       const checks: number[] = [];
+      const policies: number[] = [];
       for (let run = 0; run < RUNS; run++) {
         let start = process.hrtime.bigint();
         const fleet = planFleet(config, { projectDir: work, now: new Date() });
@@ -53,10 +57,15 @@ function main() {
         start = process.hrtime.bigint();
         verifyTorrcsWithTor(fleet.relays.map((relay, index) => ({ index, relay: relay.config.name, lines: relay.torrcLines })));
         checks.push(seconds(start));
+        start = process.hrtime.bigint();
+        checkPublication(fleet.relays.map((relay, index) => ({ index, config: relay.config, torrcLines: relay.torrcLines })), { target: config.target });
+        policies.push(seconds(start));
       }
+      const exits = config.relays.filter((relay) => relay.exit.enabled).length;
       const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
-      rows.push([`planFleet, ${count} relay${count === 1 ? "" : "s"} (keys, torrc, tor --verify-config)`, `${(median(plans) * 1000).toFixed(0)} ms`]);
+      rows.push([`planFleet, ${count} relay${count === 1 ? "" : "s"} (keys, torrc, tor --verify-config, exit policies)`, `${(median(plans) * 1000).toFixed(0)} ms`]);
       rows.push([`  of which tor --verify-config, ${count} torrc${count === 1 ? "" : "s"}`, `${(median(checks) * 1000).toFixed(0)} ms (${((median(checks) * 1000) / count).toFixed(0)} ms each)`]);
+      rows.push([`  of which tor's effective exit policies, ${exits} exit${exits === 1 ? "" : "s"} side by side`, `${(median(policies) * 1000).toFixed(0)} ms`]);
     }
     const width = Math.max(...rows.map(([k]) => k.length));
     console.log(`diskless-relays plan benchmark (${new Date().toISOString()}, ${cpus().length} cores, median of ${RUNS})`);

@@ -109,3 +109,36 @@ export function macProblem(mac: string): string | undefined {
   if (/^(00:){5}00$/.test(mac)) return "must not be all zeros";
   return undefined;
 }
+
+/** Address width of a family, in bits. */
+export const familyBits = (family: 4 | 6): number => (family === 4 ? 32 : 128);
+
+/** The first and last address of a prefix (host bits of its value ignored). */
+export function prefixBounds(prefix: ParsedPrefix): { first: bigint; last: bigint } {
+  const hostBits = BigInt(familyBits(prefix.family) - prefix.prefixLength);
+  const first = (prefix.value >> hostBits) << hostBits;
+  return { first, last: first + (1n << hostBits) - 1n };
+}
+
+/** Whether every address of `inner` lies in `outer`. */
+export function prefixContains(outer: ParsedPrefix, inner: ParsedPrefix): boolean {
+  return outer.family === inner.family && outer.prefixLength <= inner.prefixLength && inSubnet(inner, outer);
+}
+
+/** "198.51.100.0/24", "2001:db8::/32": the network with its host bits cleared. */
+export function formatPrefix(prefix: ParsedPrefix): string {
+  return `${canonicalAddress({ family: prefix.family, value: prefixBounds(prefix).first })}/${prefix.prefixLength}`;
+}
+
+/** How many addresses the prefixes cover together, each address counted once however many prefixes hold it. */
+export function unionSize(prefixes: ParsedPrefix[]): bigint {
+  const ranges = prefixes.map(prefixBounds).sort((a, b) => (a.first < b.first ? -1 : a.first > b.first ? 1 : 0));
+  let total = 0n;
+  let end = -1n;
+  for (const { first, last } of ranges) {
+    if (last <= end) continue;
+    total += last - (first > end ? first : end + 1n) + 1n;
+    end = last;
+  }
+  return total;
+}

@@ -4,7 +4,9 @@
  * by path, before a single resource is registered.
  */
 import { z } from "zod";
-import { addressOf, canonicalAddress, inSubnet, isIPv6LinkLocal, macProblem, parseAddress, parsePrefix } from "./addresses";
+import { addressOf, canonicalAddress, familyBits, inSubnet, isIPv6LinkLocal, macProblem, parseAddress, parsePrefix } from "./addresses";
+import { allowListProblems, gatewayProblem, resolverOperator, resolverProblem, subnetAddressProblem } from "./address-rules";
+import { catchAllProblems } from "./exit-policy";
 import { DEFAULT_PROXMOX_ISO_DIR } from "./proxmox-snp";
 
 /** 2026-01-01T00:00:00Z: the date inside every image unless image.sourceDateEpoch says otherwise. */
@@ -147,8 +149,13 @@ function addressing(family: 4 | 6) {
       const prefix = parsePrefix(value.address);
       const gateway = parseAddress(value.gateway);
       if (!prefix || !gateway || gateway.family !== prefix.family) return;
+      const ownProblem = subnetAddressProblem(prefix);
+      if (ownProblem) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["address"], message: ownProblem });
+      const gatewayIssue = gatewayProblem(gateway, prefix);
       if (gateway.value === prefix.value) {
         ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["gateway"], message: `is the relay's own address ${value.gateway}` });
+      } else if (gatewayIssue) {
+        ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["gateway"], message: gatewayIssue });
       } else if (!value.onLink && !isIPv6LinkLocal(gateway) && !inSubnet(gateway, prefix)) {
         ctx.addIssue({
           code: z.ZodIssueCode.custom,
@@ -195,6 +202,9 @@ const exitSchema = z
         }),
       )
       .min(1, 'must list at least one entry, ending with "reject *:*" or "accept *:*"')
+      .superRefine((policy, ctx) => {
+        for (const problem of catchAllProblems(policy)) ctx.addIssue({ code: z.ZodIssueCode.custom, path: problem.index === undefined ? [] : [problem.index], message: problem.message });
+      })
       .optional(),
     ipv6Exit: z.boolean().default(true),
   })
@@ -216,8 +226,23 @@ const metricsSchema = z
     /** The Prometheus server's address or network: one, or a list (e.g. its IPv4 and IPv6 addresses). */
     allowFrom: z.union([metricsSource, z.array(metricsSource).min(1, "must list at least one address or network")]).transform((value) => (Array.isArray(value) ? value : [value])),
     port: port.default(DEFAULT_METRICS_PORT),
+    /** allowFrom may hold networks (not just addresses) of public space: the operator says they are theirs. */
+    allowPublicRanges: z.boolean().optional(),
   })
-  .strict();
+  .strict()
+  .superRefine((metrics, ctx) => {
+    // The list is judged as a whole: many narrow entries can add up to everyone.
+    const entries = metrics.allowFrom.flatMap((text) => {
+      const address = parseAddress(text.split("/")[0]!);
+      const prefix = address && parsePrefix(text.includes("/") ? text : `${text}/${familyBits(address.family)}`);
+      return prefix ? [{ text, prefix }] : [];
+    });
+    if (entries.length !== metrics.allowFrom.length) return;
+    for (const problem of allowListProblems(entries, { allowPublicRanges: metrics.allowPublicRanges ?? false, flag: "allowPublicRanges" })) {
+      const path = problem.index === undefined || metrics.allowFrom.length === 1 ? ["allowFrom"] : ["allowFrom", problem.index];
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path, message: problem.message });
+    }
+  });
 export type MetricsConfig = z.output<typeof metricsSchema>;
 
 /**
@@ -610,18 +635,28 @@ function checkFleet(
       }
     });
 
-    if (relay.exit.enabled) {
-      relay.nameservers.forEach((nameserver, i) => {
-        const parsed = parseAddress(nameserver);
-        const operator = parsed && bigResolverOperator.get(canonicalAddress(parsed));
-        if (operator) {
-          issue(
-            ["relays", index, "nameservers", i],
-            `${nameserver} is ${operator}'s public resolver: an exit must not hand its users' lookups to one of the big public DNS operators (they would see a large share of Tor's exit DNS traffic). Name your own resolvers, or none: the exit's own resolver then resolves from the root`,
-          );
-        }
-      });
-    }
+    // Nameservers are judged by what they reach, however written (::ffff:8.8.8.8 is 8.8.8.8).
+    const ownAddresses = [relay.ipv4.address, relay.ipv6?.address].flatMap((prefix) => (prefix ? [canonical(prefix)] : []));
+    relay.nameservers.forEach((nameserver, i) => {
+      const parsed = parseAddress(nameserver);
+      if (!parsed) return;
+      const problem = resolverProblem(parsed, relay.exit.enabled);
+      if (problem) return issue(["relays", index, "nameservers", i], problem);
+      if (ownAddresses.includes(canonicalAddress(parsed))) {
+        return issue(
+          ["relays", index, "nameservers", i],
+          `${nameserver} is the relay's own address, where no resolver listens${relay.exit.enabled ? " (the exit's own resolver answers on 127.0.0.1 only, and these are its upstreams)" : " (only exits run a resolver of their own)"}. Name a resolver on another host`,
+        );
+      }
+      const big = relay.exit.enabled ? resolverOperator(parsed, bigResolverOperator) : undefined;
+      if (big) {
+        const written = big.how ? ` (${big.reached}, written ${big.how})` : "";
+        issue(
+          ["relays", index, "nameservers", i],
+          `${nameserver}${written} is ${big.operator}'s public resolver: an exit must not hand its users' lookups to one of the big public DNS operators (they would see a large share of Tor's exit DNS traffic). Name your own resolvers, or none: the exit's own resolver then resolves from the root`,
+        );
+      }
+    });
     if (relay.sev?.enabled && !relay.sev.ovmf) {
       issue(["relays", index, "sev", "ovmf"], "is required when SEV-SNP is enabled: the AmdSevX64 OVMF file the expected launch measurement is computed for");
     }

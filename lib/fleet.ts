@@ -23,6 +23,7 @@ import { renderTorrcLines, type TorrcLine } from "./torrc";
 import { renderUnboundConf } from "./unbound";
 import { verifyTorrcsWithTor } from "./torrc-check";
 import { shellQuote } from "./shell-quote";
+import { checkPublication } from "./publication";
 
 export interface PlannedRelay {
   config: RelayConfig;
@@ -106,8 +107,10 @@ export function planFleet(
      * are absent is planned from the preview record beside its public ones.
      */
     allowPreviewRecords?: boolean;
+    /** Tests and benchmarks that boot the images under QEMU here: test-network addresses pass (lib/publication.ts). */
+    localBoot?: boolean;
   },
-): { relays: PlannedRelay[]; warnings: string[]; collectorPublicKey: string; testnet?: TestnetNetwork; brokerCaPem?: string } {
+): { relays: PlannedRelay[]; warnings: string[]; notes: string[]; collectorPublicKey: string; testnet?: TestnetNetwork; brokerCaPem?: string } {
   const problems: string[] = [];
   const warnings: string[] = [];
   const collectorPublicKey = checkCollectionKey(config, options, problems);
@@ -225,7 +228,17 @@ export function planFleet(
   // tor judges every torrc before anything is registered.
   const refusals = verifyTorrcsWithTor(relays.map((relay, index) => ({ index, relay: relay.config.name, lines: relay.torrcLines })));
   if (refusals.length > 0) throw new FleetError(refusals);
-  return { relays, warnings, collectorPublicKey, ...(testnet ? { testnet } : {}), ...(brokerCaPem !== undefined ? { brokerCaPem } : {}) };
+  // Then what the network would see of each: publishable addresses, descriptor size, each exit's effective policy.
+  const published = checkPublication(relays.map((relay, index) => ({ index, config: relay.config, torrcLines: relay.torrcLines })), { target: config.target, localBoot: options.localBoot ?? false });
+  if (published.problems.length > 0) throw new FleetError(published.problems);
+  return {
+    relays,
+    warnings: [...warnings, ...published.warnings],
+    notes: published.notes,
+    collectorPublicKey,
+    ...(testnet ? { testnet } : {}),
+    ...(brokerCaPem !== undefined ? { brokerCaPem } : {}),
+  };
 }
 
 /**

@@ -85,8 +85,10 @@ describe("planFleet", () => {
     initRelayKeys(dir, "soon", { nickname: "SoonRelay" }, 30);
     renewSigningKey(dir, "soon", 6);
     const { warnings } = planFleet(config([{ name: "soon", nickname: "SoonRelay", keysDir: relayDir(dir, "soon") }]), { projectDir, now });
-    expect(warnings).toHaveLength(1);
+    // The certificate's warning, then the one for the documentation address the fixture uses (lib/publication.ts).
+    expect(warnings).toHaveLength(2);
     expect(warnings[0]).toMatch(/relay soon: .*expires at .* in \d\.\d days/);
+    expect(warnings[1]).toMatch(/relay soon: relays\[0\]\.ipv4\.address 198\.51\.100\.10 is a documentation address/);
   });
 
   it("reports every broken relay at once", () => {

@@ -62,7 +62,8 @@ export function buildRelayIso(
   extra: (imageDigest: string) => Partial<RelayRecipe> = () => ({}),
 ): BuiltImage {
   const config = parseStackConfig(minimalConfig([relayConfig], image));
-  const fleet = planFleet(config, { projectDir, now: new Date() });
+  // The image boots under QEMU here, on a test network's (private) addresses.
+  const fleet = planFleet(config, { projectDir, now: new Date(), localBoot: true });
   const planned = fleet.relays[0]!;
   const texts = relayImageTexts(planned, config, fleet.collectorPublicKey, projectDir);
   const imageDigest = relayImageDigest(relayImageInputs(planned, "test-base", texts, treeDigest(repoRoot, RELAY_SCRIPT_PATHS)));
