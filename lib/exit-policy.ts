@@ -3,7 +3,7 @@
  * policy is judged by what it lets through rather than by its text: the
  * config's entries must end every family's list explicitly (else tor
  * appends its default policy, which accepts nearly everything), and tor's
- * effective policy (GETINFO exit-policy/full, lib/relay-effects.ts) must
+ * effective policy (GETINFO exit-policy/full, lib/publication.ts) must
  * accept nothing that no `accept` entry of the config lists. Pure: no I/O.
  */
 import { canonicalAddress, familyBits, parseAddress, parsePrefix, prefixBounds, type ParsedPrefix } from "./addresses";
@@ -18,7 +18,7 @@ export const TOR_PRIVATE_NETS: readonly string[] = [
   "::/8", "fc00::/7", "fe80::/10", "fec0::/10", "ff00::/8", "::/127",
 ];
 
-/** tor's DEFAULT_EXIT_POLICY (src/core/or/policies.h): what tor appends after the last entry of ExitPolicy. */
+/** tor's DEFAULT_EXIT_POLICY (src/core/or/policies.c): what tor appends after the last entry of ExitPolicy. */
 export const TOR_DEFAULT_EXIT_POLICY: readonly string[] = [
   "reject *:25", "reject *:119", "reject *:135-139", "reject *:445", "reject *:563", "reject *:1214",
   "reject *:4661-4666", "reject *:6346-6429", "reject *:6699", "reject *:6881-6999", "accept *:*",

@@ -9,7 +9,7 @@
  * protocol is not), or by hand with the request on stdin. I/O: temporary
  * files, tor processes, unix sockets.
  *
- * stdin:  {"tor": "tor", "timeoutMs": 20000, "probes": [{"lines": [...], "queries": [...], "files": {"keys/x": "<base64>"}, "stopOnLog": "regex", "commands": ["..."]}]}
+ * stdin:  {"tor": "tor", "timeoutMs": 20000, "probes": [{"lines": [...], "queries": [...], "files": {"keys/x": "<base64>"}, "commands": ["..."]}]}
  * stdout: [{"answers": {"exit-policy/full": "..."}, "replies": ["250 OK"], "log": "..."} | {"error": "...", "log": "..."}]
  */
 "use strict";
@@ -81,6 +81,7 @@ async function probe(tor, spec, deadline) {
   const dataDirectory = join(dir, "data");
   const socketPath = join(dir, "control");
   let child;
+  let spawnError;
   let log = "";
   try {
     mkdirSync(dataDirectory, { mode: 0o700 });
@@ -105,7 +106,6 @@ async function probe(tor, spec, deadline) {
     const exited = new Promise((resolve) => child.on("close", (code) => resolve(code)));
     child.stdout.on("data", (chunk) => (log += chunk));
     child.stderr.on("data", (chunk) => (log += chunk));
-    let spawnError;
     child.on("error", (err) => (spawnError = err));
     let gone = false;
     exited.then(() => (gone = true));
@@ -141,9 +141,6 @@ async function probe(tor, spec, deadline) {
             break;
           }
           // 551: tor has not built its descriptor yet (keys, then the descriptor, come after the control socket).
-          // A log line the caller named means it never will (e.g. an address tor refuses to publish).
-          const refused = spec.stopOnLog && new RegExp(spec.stopOnLog).exec(log);
-          if (refused) return { error: `tor logged "${refused[0]}"`, log };
           if (reply.status !== "551" || Date.now() > deadline) {
             return { error: `GETINFO ${key}: ${reply.status} ${reply.lines.join(" ")}`, log };
           }
@@ -163,7 +160,7 @@ async function probe(tor, spec, deadline) {
   } catch (err) {
     return { error: err.message, log };
   } finally {
-    if (child && child.exitCode === null && child.signalCode === null) {
+    if (child && !spawnError && child.exitCode === null && child.signalCode === null) {
       child.kill("SIGTERM");
       await new Promise((resolve) => child.once("close", resolve));
     }

@@ -17,8 +17,6 @@ export interface TorProbeRequest {
   queries: string[];
   /** Files to place in the DataDirectory before tor starts (e.g. "keys/NAME.secret_family_key"). */
   files?: Record<string, Buffer>;
-  /** A log line (regular expression) after which tor will never answer: the probe stops there with an error. */
-  stopOnLog?: string;
   /** Control commands sent after the queries, as written (a multi-line one starts with "+" and ends with "\r\n."). */
   commands?: string[];
 }
@@ -38,7 +36,6 @@ export function probeTor(requests: TorProbeRequest[], options: { torBinary?: str
       lines: r.lines,
       queries: r.queries,
       files: Object.fromEntries(Object.entries(r.files ?? {}).map(([name, content]) => [name, content.toString("base64")])),
-      ...(r.stopOnLog ? { stopOnLog: r.stopOnLog } : {}),
       ...(r.commands ? { commands: r.commands } : {}),
     })),
   };

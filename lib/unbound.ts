@@ -6,6 +6,21 @@
  * the local testnet, the testnet's zone is resolved through the testnet's
  * DNS and marked insecure (it has no signatures to validate). Pure.
  */
+import { canonicalAddress, parseAddress } from "./addresses";
+import { embeddedIPv4 } from "./address-rules";
+
+/**
+ * An upstream as unbound should dial it: an IPv4-mapped address
+ * (::ffff:a.b.c.d) as the IPv4 address it spells, so that unbound reaches
+ * it over IPv4 as the operator means (the config judges it as that address
+ * too); every other address in its canonical spelling.
+ */
+export function upstreamAddress(text: string): string {
+  const parsed = parseAddress(text);
+  if (!parsed) return text;
+  const mapped = embeddedIPv4(parsed).find((e) => e.how === "IPv4-mapped");
+  return canonicalAddress(mapped ? mapped.ipv4 : parsed);
+}
 
 export interface ResolverConfig {
   /** Forwarders; empty: full recursion from the root. */
@@ -46,7 +61,7 @@ export function renderUnboundConf(config: ResolverConfig): string {
     lines.push(`  domain-insecure: "${config.testnet.zone}"`, "forward-zone:", `  name: "${config.testnet.zone}"`, `  forward-addr: ${config.testnet.dns}`);
   }
   if (config.upstreams.length > 0) {
-    lines.push("forward-zone:", '  name: "."', ...config.upstreams.map((address) => `  forward-addr: ${address}`));
+    lines.push("forward-zone:", '  name: "."', ...config.upstreams.map((address) => `  forward-addr: ${upstreamAddress(address)}`));
   }
   return lines.join("\n") + "\n";
 }
