@@ -191,7 +191,7 @@ describe("planFleet reads the collection key as what it is", () => {
       execFileSync("ssh-keygen", ["-q", "-t", "ecdsa", "-N", "", "-f", file]);
       writeFileSync(`${file}.pub`, readFileSync(`${file}.pub`, "utf8").replace(/^ecdsa-sha2-nistp256/, "ssh-ed25519"));
     });
-    expect(plan({}, mislabelled)).toEqual([expect.stringMatching(/mislabelled\.pub its key data is of type "ecdsa-sha2-nistp256", not the "ssh-ed25519" its line names/)]);
+    expect(plan({}, mislabelled)).toEqual([expect.stringMatching(/mislabelled\.pub holds key data of type "ecdsa-sha2-nistp256", not the "ssh-ed25519" its line names/)]);
   });
 
   it("refuses a .pub that is not the private key's, where the private key is needed", () => {
