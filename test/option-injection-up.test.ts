@@ -18,7 +18,7 @@ import { privateTmpDir } from "./support/tmp";
 const RELAYS: TestRelay[] = [{ name: "exit-1", nickname: "InjectExitOne", node: "pve1", vmId: 9101, exit: true }];
 const script = (name: string) => join(repoRoot, "images", name);
 
-describe("the image scripts hand every value to their tools as a value", () => {
+describe("the image scripts hand every value to their tools as a value", { timeout: 900_000 }, () => {
   const scratch = privateTmpDir("inject-scripts");
 
   it.each(["--setup-hook", "--dry-run"])("build-base.sh gives mmdebstrap the release %s as its suite: no hook runs, nothing appears outside the build directory", (release) => {
@@ -72,7 +72,7 @@ describe("the image scripts hand every value to their tools as a value", () => {
   });
 });
 
-describe("pulumi up with a release that is an option and a build directory that is a command", () => {
+describe("pulumi up with a release that is an option and a build directory that is a command", { timeout: 600_000 }, () => {
   let project: TestProject;
   const scratch = privateTmpDir("inject-up");
   const marker = join(scratch, "marker");

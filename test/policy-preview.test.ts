@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { makeTestKeys, TEST_API_TOKEN, testStackConfig, THREE_RELAYS } from "./support/fleet";
 import { TestProject } from "./support/pulumi";
 
-describe("pulumi preview judges settings by their effect", () => {
+describe("pulumi preview judges settings by their effect", { timeout: 600_000 }, () => {
   let project: TestProject;
   beforeAll(() => {
     project = new TestProject("effects");

@@ -20,7 +20,8 @@ const BROKER = {
   attestation: "none",
 };
 
-describe("pulumi preview refuses before registering anything", () => {
+// Each case runs up to three real previews; sized for a busy machine with a cold cache (120 s was seen to be too little).
+describe("pulumi preview refuses before registering anything", { timeout: 600_000 }, () => {
   let project: TestProject;
   beforeAll(() => {
     project = new TestProject("refusals");
@@ -132,7 +133,7 @@ describe("pulumi preview refuses before registering anything", () => {
   });
 });
 
-describe("pulumi preview of a valid stack with secret credentials", () => {
+describe("pulumi preview of a valid stack with secret credentials", { timeout: 600_000 }, () => {
   let project: TestProject;
   beforeAll(() => {
     project = new TestProject("credentials");
@@ -154,7 +155,7 @@ describe("pulumi preview of a valid stack with secret credentials", () => {
   });
 });
 
-describe("pulumi preview keeps text settings as text", () => {
+describe("pulumi preview keeps text settings as text", { timeout: 600_000 }, () => {
   let project: TestProject;
   beforeAll(() => {
     project = new TestProject("text");
