@@ -68,7 +68,7 @@ export function readSecureBootKey(text: string): { key: KeyObject } | { problem:
   const keys = blocks.filter((b) => b.label.endsWith("PRIVATE KEY"));
   // PKCS#8 says so in its label, the older PEM forms in a Proc-Type header.
   if (keys.some((b) => b.label === "ENCRYPTED PRIVATE KEY" || /^Proc-Type: 4,ENCRYPTED$/m.test(b.text))) return { problem: "is an encrypted private key: sbsign cannot ask for its passphrase; give it the unencrypted key (on the build host only)" };
-  if (keys.length !== 1) return { problem: `holds ${keys.length} PEM private keys; it must hold the db key (-----BEGIN PRIVATE KEY-----) alone` };
+  if (keys.length !== 1) return { problem: `holds ${keys.length} PEM private keys; it must hold the db key alone (one PEM "PRIVATE KEY" block)` };
   try {
     return { key: createPrivateKey({ key: keys[0]!.text, format: "pem" }) };
   } catch {
