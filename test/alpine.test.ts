@@ -20,10 +20,12 @@ const calls = join(dir, "calls.log");
 const STAND_IN = `#!/usr/bin/env bash
 set -euo pipefail
 printf '%s\\n' "$*" >>${calls}
-dest="" ; script=""
-while (($#)); do
-  case $1 in --branch|--mirror-uri|--packages) shift 2 ;; --script-chroot) shift ;; *) if [[ -z $dest ]]; then dest=$1; else script=$1; fi; shift ;; esac
-done
+# The real tool parses its options with util-linux getopt (so --opt=value and
+# a "--" before the positionals both work); the stand-in parses them the same way.
+eval set -- "$(getopt -n alpine-make-rootfs -o b:m:p:s -l branch:,mirror-uri:,packages:,script-chroot -- "$@")"
+while [[ $1 != -- ]]; do case $1 in -b|--branch|-m|--mirror-uri|-p|--packages) shift 2 ;; *) shift ;; esac; done
+shift
+dest=$1 script=\${2:-}
 mkdir -p "$dest/etc" "$dest/usr/bin" "$dest/bin" "$dest/lib/apk/db" "$dest/usr/share/tor"
 echo 'NAME="Alpine Linux"' >"$dest/etc/os-release"
 # apk's installed database: C: its checksum, P: a package, V: its version, A: its architecture, F: a directory of it, R: a file in that directory.
@@ -66,11 +68,11 @@ describe("images/alpine/build-base.sh", () => {
   });
 
   it("runs alpine-make-rootfs for the relay root with the branch, mirror, packages and chroot script", () => {
-    expect(lines[0]).toBe(`--branch v3.23 --mirror-uri https://mirror.example/alpine --packages busybox musl tor openssh-server libcap2 unbound dnssec-root htop --script-chroot ${out}/rootfs -`);
+    expect(lines[0]).toBe(`--branch=v3.23 --mirror-uri=https://mirror.example/alpine --packages=busybox musl tor openssh-server libcap2 unbound dnssec-root htop --script-chroot -- ${out}/rootfs -`);
   });
 
   it("installs the kernel into a separate staging root, with mkinitfs's trigger disabled", () => {
-    expect(lines[1]).toBe(`--branch v3.23 --mirror-uri https://mirror.example/alpine --packages linux-virt ${out}/kernel-root`);
+    expect(lines[1]).toBe(`--branch=v3.23 --mirror-uri=https://mirror.example/alpine --packages=linux-virt -- ${out}/kernel-root`);
     expect(lines).toHaveLength(2);
     expect(existsSync(join(out, "kernel-root"))).toBe(false);
   });
