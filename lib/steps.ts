@@ -118,6 +118,10 @@ export const relayRecipeSpec = z
     authorizedKeys: z.string().regex(/^restrict,command="[^"]+" ssh-(ed25519|rsa) [A-Za-z0-9+/=]+\n$/).optional(),
     kernelCmdline: z.string(),
     resolverConf: z.string().optional(),
+    /** An exit's notice page; served on port 80 (relay-notice). */
+    exitNotice: z.string().optional(),
+    /** Applied at boot before tor starts (relay-hardening); lib/hardening.ts renders it. */
+    hardening: z.object({ ruleset: z.string().optional(), sysctls: z.string(), openFiles: z.number().int().min(1) }).strict().optional(),
     secureBoot: z.object({ privateKeyFile: path, certificateFile: path }).strict().optional(),
     /**
      * Broker mode: the image carries the agent and its configuration (public

@@ -168,7 +168,7 @@ describe("judging a relay", () => {
     const ok = judgeRelay(desired(), running({ cert: longCert, rotated: torTime(Date.now() - 86_400_000) }, Date.now() / 1000), { ...POLICY, now: Date.now() });
     const down = judgeRelay(desired({ relay: "r2", nickname: "RelayTwo" }), { machine: { where: "VM 9102 on pve1", state: "stopped" } }, POLICY);
     const table = renderStatusTable([ok, down]);
-    expect(table.split("\n")[0]).toMatch(/^RELAY\s+NODE\s+IMAGE \(STACK\)\s+RUNNING\s+MACHINE\s+TOR\s+FINGERPRINT\s+CERT DAYS\s+ONION KEY\s+VULNS\s+ATTESTATION\s+STATE$/);
+    expect(table.split("\n")[0]).toMatch(/^RELAY\s+NODE\s+IMAGE \(STACK\)\s+RUNNING\s+MACHINE\s+TOR\s+FINGERPRINT\s+CERT DAYS\s+ONION KEY\s+VULNS\s+ATTESTATION\s+DROPPED\s+STATE$/);
     expect(table).toMatch(/^r1\s+pve1\s+111111111111\s+same\s+running\s+up\s+ok\s+\d+\.\d\s+\d+\.\dd\s+-\s+-\s+healthy$/m);
     expect(table).toMatch(/^r2\s+pve1\s+111111111111\s+\?\s+stopped\s+down\s+unknown\s.*ATTENTION$/m);
     expect(table).toContain("r2 (RelayTwo) needs attention:\n  - VM 9102 on pve1 is not running\n  - no health answer");
