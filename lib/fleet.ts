@@ -198,7 +198,8 @@ export function planFleet(
   config.relays.forEach((relay, index) => {
     if (!relay.exit.enabled || !relay.exit.notice.enabled) return;
     const own = relay.exit.notice.file;
-    const file = own ? inProject(options.projectDir, own) : join(options.projectDir, EXIT_NOTICE_TEMPLATE);
+    // The Tor Project's page is part of this program, wherever the project's config lives.
+    const file = own ? inProject(options.projectDir, own) : join(__dirname, "..", EXIT_NOTICE_TEMPLATE);
     const field = `relays[${index}].exit.notice.file`;
     if (!existsSync(file)) return void problems.push(own ? `${field}: ${file} is missing` : `relay ${relay.name}: the Tor Project's exit notice ${file} is missing from this checkout`);
     const stat = statSync(file);
