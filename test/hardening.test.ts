@@ -107,7 +107,7 @@ describe("the limits in a kernel, under a flood", () => {
     const result = spawnSync("ip", ["netns", "exec", relayNs, "nft", "-f", write(renderNftRuleset(input)!)], { encoding: "utf8" });
     expect(result.status, result.stderr).toBe(0);
   };
-  const flood = (from: string, host: string, port: number, burst: number) => floodInNetns(sourceNs, { from, host, port, burst, trickle: 0, intervalMs: 0, connectTimeoutMs: 3000 });
+  const flood = (from: string, host: string, port: number, burst: number) => floodInNetns(sourceNs, { from, host, port, burst, trickle: 0, intervalMs: 0, connectTimeoutMs: 1500 });
 
   beforeAll(async () => {
     ip("netns", "add", relayNs);
@@ -158,7 +158,7 @@ describe("the limits in a kernel, under a flood", () => {
     expect(await flood("fd99::2", "fd99::1", 443, 6)).toMatchObject({ connected: 4, timedOut: 2 });
     // Another address of the same /64 shares its budget; it is spent while that flood's connections are open.
     const [same, other] = await Promise.all([
-      floodInNetns(sourceNs, { from: "fd99::2", host: "fd99::1", port: 443, burst: 4, trickle: 2, intervalMs: 500, connectTimeoutMs: 3000 }).then(() =>
+      floodInNetns(sourceNs, { from: "fd99::2", host: "fd99::1", port: 443, burst: 4, trickle: 2, intervalMs: 500, connectTimeoutMs: 1500 }).then(() =>
         undefined,
       ),
       (async () => {
