@@ -36,7 +36,8 @@
  *   under busybox init would otherwise get the kernel's default of 1024.
  * - Enkidu-6/tor-ddos (update scripts): ip_local_port_range 10000–65000, so
  *   that an exit's many outgoing connections to one destination do not run
- *   out of source ports (the kernel's default range has 28 232).
+ *   out of source ports (the kernel's default range has 28 232); ours ends
+ *   at 65001, as the kernel asks for a start and end of different parity.
  */
 
 /** The limit on one port, per source address (an IPv4 address or an IPv6 prefix). */
@@ -195,7 +196,7 @@ export function renderSysctls(input: HardeningInput): string {
     ["net.core.somaxconn", String(size)],
   ];
   // An exit opens a connection per stream: more source ports (Enkidu-6/tor-ddos).
-  if (input.exit) settings.push(["net.ipv4.ip_local_port_range", "10000 65000"]);
+  if (input.exit) settings.push(["net.ipv4.ip_local_port_range", "10000 65001"]);
   return settings.map(([key, value]) => `${key} ${value}`).join("\n") + "\n";
 }
 

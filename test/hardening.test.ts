@@ -82,7 +82,7 @@ describe("the rendered hardening", () => {
       "net.ipv4.tcp_syncookies 1",
       "net.ipv4.tcp_max_syn_backlog 524288",
       "net.core.somaxconn 524288",
-      "net.ipv4.ip_local_port_range 10000 65000",
+      "net.ipv4.ip_local_port_range 10000 65001",
     ]);
     expect(renderHardening(exitInput({ exit: false })).sysctls).not.toContain("ip_local_port_range");
   });
