@@ -141,6 +141,10 @@ export const relayRecipeSpec = z
     /** The kernel splits its command line at bytes such as 0xA0 too: printable ASCII only. */
     kernelCmdline: z.string().regex(PRINTABLE_ASCII, "must be printable ASCII"),
     resolverConf: asciiLines.optional(),
+    /** An exit's notice page; served on port 80 (relay-notice). HTML as the operator wrote it: httpd serves its bytes. */
+    exitNotice: z.string().optional(),
+    /** Applied at boot before tor starts (relay-hardening); lib/hardening.ts renders it. */
+    hardening: z.object({ ruleset: asciiLines.optional(), sysctls: asciiLines, openFiles: z.number().int().min(1) }).strict().optional(),
     secureBoot: z.object({ privateKeyFile: path, certificateFile: path }).strict().optional(),
     /**
      * Broker mode: the image carries the agent and its configuration (public
