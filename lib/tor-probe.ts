@@ -25,9 +25,11 @@ export type TorProbeResult = { answers: Record<string, string>; replies: string[
 
 export class TorProbeError extends Error {}
 
-/** Runs the probes; one result per request, in order. Throws a TorProbeError only when the probe itself cannot run. */
-export function probeTor(requests: TorProbeRequest[], options: { torBinary?: string; timeoutMs?: number } = {}): TorProbeResult[] {
-  if (requests.length === 0) return [];
+type ProbeOptions = { torBinary?: string; timeoutMs?: number };
+type Reply = { results?: TorProbeResult[]; failure?: string } | undefined;
+
+/** Starts the worker on the requests; the caller waits for `port`'s one message, or on `signal`. */
+function startProbe(requests: TorProbeRequest[], options: ProbeOptions) {
   const timeoutMs = options.timeoutMs ?? 30_000;
   const request = {
     tor: options.torBinary ?? "tor",
@@ -39,18 +41,43 @@ export function probeTor(requests: TorProbeRequest[], options: { torBinary?: str
       ...(r.commands ? { commands: r.commands } : {}),
     })),
   };
-  // A worker thread, not a process: no second node to start. This thread sleeps on `signal` until the worker is done.
+  // A worker thread, not a process: no second node to start.
   const signal = new Int32Array(new SharedArrayBuffer(4));
   const { port1, port2 } = new MessageChannel();
   const worker = new Worker(join(__dirname, "tor-probe.cjs"), { workerData: { request, port: port2, signal }, transferList: [port2] });
-  try {
-    // The probe's own deadline comes first; this one only catches a probe that hangs.
-    if (Atomics.wait(signal, 0, 0, timeoutMs + 15_000) === "timed-out") throw new TorProbeError(`the tor probe did not finish in ${(timeoutMs + 15_000) / 1000} s`);
-    const reply = receiveMessageOnPort(port1)?.message as { results?: TorProbeResult[]; failure?: string } | undefined;
-    if (!reply?.results) throw new TorProbeError(`the tor probe failed: ${reply?.failure ?? "no answer"}`);
-    return reply.results;
-  } finally {
+  // The probe's own deadline comes first; this one only catches a probe that hangs.
+  const limitMs = timeoutMs + 15_000;
+  const finish = (reply: Reply): TorProbeResult[] => {
     port1.close();
     void worker.terminate();
-  }
+    if (!reply?.results) throw new TorProbeError(`the tor probe failed: ${reply?.failure ?? `no answer in ${limitMs / 1000} s`}`);
+    return reply.results;
+  };
+  return { signal, port: port1, limitMs, finish };
+}
+
+/**
+ * Runs the probes; one result per request, in order. Synchronous: this
+ * thread sleeps until the worker is done (the plan is synchronous). Throws
+ * a TorProbeError only when the probe itself cannot run.
+ */
+export function probeTor(requests: TorProbeRequest[], options: ProbeOptions = {}): TorProbeResult[] {
+  if (requests.length === 0) return [];
+  const probe = startProbe(requests, options);
+  const done = Atomics.wait(probe.signal, 0, 0, probe.limitMs) !== "timed-out";
+  return probe.finish(done ? (receiveMessageOnPort(probe.port)?.message as Reply) : undefined);
+}
+
+/** probeTor for callers with an event loop to keep turning (tests running many tors). */
+export async function probeTorAsync(requests: TorProbeRequest[], options: ProbeOptions = {}): Promise<TorProbeResult[]> {
+  if (requests.length === 0) return [];
+  const probe = startProbe(requests, options);
+  const reply = await new Promise<Reply>((resolve) => {
+    const timer = setTimeout(() => resolve(undefined), probe.limitMs);
+    probe.port.once("message", (message: Reply) => {
+      clearTimeout(timer);
+      resolve(message);
+    });
+  });
+  return probe.finish(reply);
 }

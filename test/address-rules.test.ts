@@ -16,7 +16,7 @@ import { FleetError, planFleet } from "../lib/fleet";
 import { initRelayKeys } from "../lib/key-store";
 import { checkPublication } from "../lib/publication";
 import { readStackConfigFile } from "../lib/stack-file";
-import { probeTor } from "../lib/tor-probe";
+import { probeTorAsync } from "../lib/tor-probe";
 import { renderTorrcLines, type TorrcContext } from "../lib/torrc";
 import { renderUnboundConf } from "../lib/unbound";
 import { validRelayConfig } from "./support/fleet";
@@ -182,14 +182,14 @@ describe("addresses tor will never publish", () => {
   const PUBLIC_V6 = ["2a01:4f8::1", "2600::1"];
   const verdicts = new Map<string, string>();
 
-  beforeAll(() => {
+  beforeAll(async () => {
     // Each relay's descriptor, as tor builds it for that address (AssumeReachable: tor builds it whatever the address)...
     // Every internal range tor knows; of the others, a few (each probe is a tor).
     const relays: [string, string | undefined][] = [
       ...[...INTERNAL_V4, ...BEYOND_TOR_V4.slice(0, 2), ...PUBLIC_V4].map((v4): [string, undefined] => [v4, undefined]),
       ...[...INTERNAL_V6, ...BEYOND_TOR_V6.slice(0, 2), "2002:808:808::1", ...PUBLIC_V6].map((v6): [string, string] => ["93.184.216.34", v6]),
     ];
-    const built = probeTor(
+    const built = await probeTorAsync(
       relays.map(([v4, v6]) => ({
         lines: ["Nickname AddressTest", "ContactInfo x@example.net", `Address ${v4}`, `ORPort ${v4}:443`, ...(v6 ? [`Address ${v6}`, `ORPort [${v6}]:443`] : []), "ExitRelay 0", "AssumeReachable 1"],
         queries: ["dir/server/authority"],
@@ -200,13 +200,13 @@ describe("addresses tor will never publish", () => {
       return result.answers["dir/server/authority"]!;
     });
     // ...posted to a bridge authority, whose directory-authority code (dirserv_router_has_valid_address) takes or refuses each.
-    const authority = probeTor([
+    const authority = (await probeTorAsync([
       {
         lines: ["Nickname BridgeAuthority", "ContactInfo x@example.net", "Address 93.184.216.35", "ORPort 93.184.216.35:443", "DirPort 93.184.216.35:80", "AuthoritativeDirectory 1", "BridgeAuthoritativeDir 1", "ExitRelay 0", "AssumeReachable 1"],
         queries: [],
         commands: descriptors.map((descriptor) => `+POSTDESCRIPTOR purpose=bridge cache=no\r\n${descriptor}\r\n.`),
       },
-    ])[0]!;
+    ]))[0]!;
     if ("error" in authority) throw new Error(`the bridge authority did not run: ${authority.error}\n${authority.log}`);
     relays.forEach(([v4, v6], i) => verdicts.set(v6 ?? v4, authority.replies[i]!));
   }, 120_000);

@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { descriptorSizeBound, MAX_DESCRIPTOR_UPLOAD_SIZE } from "../lib/descriptor-size";
 import { initFamilyKey } from "../lib/key-store";
 import { checkPublication, probeLines } from "../lib/publication";
-import { probeTor } from "../lib/tor-probe";
+import { probeTorAsync } from "../lib/tor-probe";
 import { renderTorrcLines, type TorrcContext, type TorrcLine } from "../lib/torrc";
 import { validRelayConfig } from "./support/fleet";
 import { privateTmpDir } from "./support/tmp";
@@ -33,7 +33,7 @@ describe("the descriptor size bound", () => {
   const actual = new Map<string, number>();
   const descriptors = new Map<string, string>();
 
-  beforeAll(() => {
+  beforeAll(async () => {
     familyId = initFamilyKey(store, "sizes");
     familyKey = readFileSync(join(store, "families", "sizes.secret_family_key"));
     const members = Array.from({ length: 8 }, (_, i) => `${i}`.repeat(40).toUpperCase());
@@ -52,7 +52,7 @@ describe("the descriptor size bound", () => {
       { name: "a contact of multi-byte characters", torrc: torrcOf({ contactInfo: `email:abuse[]example.net ${"é€".repeat(2000)}` }) },
       { name: "the issue's 25 kB contact", torrc: torrcOf({ contactInfo: `email:abuse[]example.net ${"x".repeat(25_000)}` }) },
     );
-    const results = probeTor(
+    const results = await probeTorAsync(
       cases.map((c) => ({
         // The probe runs without the family key unless given one; this one has it, so tor writes the family-cert.
         lines: [...probeLines(c.torrc), ...(c.family ? [`FamilyId ${familyId}`] : [])],
@@ -111,7 +111,7 @@ describe("the descriptor size bound", () => {
     expect(descriptorSizeBound(torrc.map((line) => line.text)).bytes).toBe(MAX_DESCRIPTOR_UPLOAD_SIZE);
     expect(checkPublication([{ index: 0, config: validRelayConfig(), torrcLines: torrc }], { target: "proxmox" }).problems).toEqual([]);
     expect(checkPublication([{ index: 0, config: validRelayConfig(), torrcLines: fill(MAX_DESCRIPTOR_UPLOAD_SIZE - base + 1) }], { target: "proxmox" }).problems).toHaveLength(1);
-    const result = probeTor([{ lines: probeLines(torrc), queries: ["dir/server/authority"] }])[0]!;
+    const result = (await probeTorAsync([{ lines: probeLines(torrc), queries: ["dir/server/authority"] }]))[0]!;
     if ("error" in result) throw new Error(result.error);
     const size = Buffer.byteLength(result.answers["dir/server/authority"]!, "utf8");
     expect(size).toBeLessThanOrEqual(MAX_DESCRIPTOR_UPLOAD_SIZE);
@@ -122,18 +122,18 @@ describe("the descriptor size bound", () => {
 
   it("holds the limit against a real directory authority: 20000 bytes are taken, 20001 and the 25 kB contact's are dropped", async () => {
     // Descriptors of exactly 20000 and 20001 bytes: the contact grows the descriptor byte for byte.
-    const probe = (n: number) => {
-      const result = probeTor([{ lines: probeLines(torrcOf({ contactInfo: `email:abuse[]example.net x${"x".repeat(n)}` })), queries: ["dir/server/authority"] }])[0]!;
+    const probe = async (n: number) => {
+      const result = (await probeTorAsync([{ lines: probeLines(torrcOf({ contactInfo: `email:abuse[]example.net x${"x".repeat(n)}` })), queries: ["dir/server/authority"] }]))[0]!;
       if ("error" in result) throw new Error(result.error);
       return result.answers["dir/server/authority"]!;
     };
-    const base = Buffer.byteLength(probe(0), "utf8");
-    const [atLimit, overLimit] = probeTor(
+    const base = Buffer.byteLength(await probe(0), "utf8");
+    const [atLimit, overLimit] = (await probeTorAsync(
       [MAX_DESCRIPTOR_UPLOAD_SIZE, MAX_DESCRIPTOR_UPLOAD_SIZE + 1].map((size) => ({
         lines: probeLines(torrcOf({ contactInfo: `email:abuse[]example.net x${"x".repeat(size - base)}` })),
         queries: ["dir/server/authority"],
       })),
-    ).map((result) => ("error" in result ? "" : result.answers["dir/server/authority"]!));
+    )).map((result) => ("error" in result ? "" : result.answers["dir/server/authority"]!));
     expect([Buffer.byteLength(atLimit!), Buffer.byteLength(overLimit!)]).toEqual([MAX_DESCRIPTOR_UPLOAD_SIZE, MAX_DESCRIPTOR_UPLOAD_SIZE + 1]);
     expect(await authority.upload(atLimit!)).toBe("200");
     expect(await authority.upload(overLimit!)).toBe("400 Router descriptor was too large.");

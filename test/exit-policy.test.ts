@@ -9,7 +9,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { ConfigError, parseStackConfig, type RelayConfig } from "../lib/config";
 import { acceptedBeyondListed, catchAllProblems, parseTorPolicy } from "../lib/exit-policy";
 import { checkPublication, listedEntries, probeLines } from "../lib/publication";
-import { probeTor } from "../lib/tor-probe";
+import { probeTorAsync } from "../lib/tor-probe";
 import { REDUCED_EXIT_POLICY, renderTorrcLines, type TorrcContext, type TorrcLine } from "../lib/torrc";
 import { validRelayConfig } from "./support/fleet";
 
@@ -71,8 +71,8 @@ const CASES: { name: string; policy: string[] | undefined; extra?: string[]; ref
 
 describe("exit policies", () => {
   const effective = new Map<string, string>();
-  beforeAll(() => {
-    const results = probeTor(CASES.map((c) => ({ lines: probeLines(exitTorrc(c.policy, c.extra)), queries: ["exit-policy/full"] })));
+  beforeAll(async () => {
+    const results = await probeTorAsync(CASES.map((c) => ({ lines: probeLines(exitTorrc(c.policy, c.extra)), queries: ["exit-policy/full"] })));
     results.forEach((result, i) => {
       if ("error" in result) throw new Error(`tor could not compute ${CASES[i]!.name}: ${result.error}\n${result.log}`);
       effective.set(CASES[i]!.name, result.answers["exit-policy/full"]!);
@@ -128,13 +128,13 @@ describe("exit policies", () => {
     expect(notes).toHaveLength(1);
   });
 
-  it("shows each exit's open ports in one line, the ports tor's own summary lists", () => {
+  it("shows each exit's open ports in one line, the ports tor's own summary lists", async () => {
     const relay = validRelayConfig({ exit: { enabled: true } });
     const torrc = exitTorrc(undefined);
     const { problems, notes } = checkPublication([{ index: 0, config: relay, torrcLines: torrc }], { target: "proxmox" });
     expect(problems).toEqual([]);
     // tor's summary of its IPv6 policy (policy_summarize), from the descriptor it builds.
-    const described = probeTor([{ lines: probeLines(torrc), queries: ["dir/server/authority"] }])[0]!;
+    const described = (await probeTorAsync([{ lines: probeLines(torrc), queries: ["dir/server/authority"] }]))[0]!;
     if ("error" in described) throw new Error(described.error);
     const summary = /^ipv6-policy accept (.*)$/m.exec(described.answers["dir/server/authority"]!)![1]!;
     expect(notes).toEqual([`relay r1 (relays[0]) exits to IPv4 and IPv6 ports ${summary.split(",").join(", ")} (tor ${/^platform Tor (\S+)/m.exec(described.answers["dir/server/authority"]!)![1]}'s effective exit policy)`]);
