@@ -150,9 +150,11 @@ export function planFleet(
         return void problem((err as Error).message);
       }
     }
+    // A preview on a host without private keys (a pull request's runner) plans from the record instead.
+    const recordHint = ` (A preview on a host without private keys reads ${join(keysDir, PREVIEW_RECORD_FILE)} instead, made by \`npm run --silent keys -- export-shipped\`.)`;
     // A broker-mode image has no SSH server: its private host key stays out. A runner has only the public half.
     const hostKey = checkSshHostKey(relay.name, keysDir, { withPrivate: config.identity.mode === "image" && !record });
-    if ("problem" in hostKey) problem(hostKey.problem);
+    if ("problem" in hostKey) problem(hostKey.problem + (options.allowPreviewRecords && hostKey.missingPrivate ? recordHint : ""));
     else hostKeys.set(relay.name, hostKey.line);
     try {
       const identity = loadRelayIdentity(relay.name, keysDir, relay.nickname, record);
@@ -163,7 +165,7 @@ export function planFleet(
     } catch (err) {
       if (!(err instanceof IdentityError)) throw err;
       const runner = options.allowPreviewRecords && !record && !existsSync(err.file);
-      problem(runner ? `${err.message} (A preview on a host without private keys reads ${join(keysDir, PREVIEW_RECORD_FILE)} instead, made by \`npm run --silent keys -- export-shipped\`.)` : err.message);
+      problem(runner ? `${err.message}${recordHint}` : err.message);
     }
   });
   problems.push(...findSharedIdentities(identities));
@@ -311,7 +313,7 @@ function checkCollectionKey(config: StackConfig, options: { projectDir: string; 
  * image mode the private key ships too, and must be the .pub's, unencrypted
  * (sshd reads it at boot, with no one to ask for a passphrase).
  */
-function checkSshHostKey(relay: string, keysDir: string, options: { withPrivate: boolean }): { line: string } | { problem: string } {
+function checkSshHostKey(relay: string, keysDir: string, options: { withPrivate: boolean }): { line: string } | { problem: string; missingPrivate?: boolean } {
   const makeIt = `the relay's SSH host key is made with its identity by \`npm run keys -- init ${shellQuote(relay)}\``;
   const pubFile = join(keysDir, "ssh_host_ed25519_key.pub");
   const pub = readGuardedFile(pubFile, { root: keysDir, secret: false });
@@ -321,7 +323,7 @@ function checkSshHostKey(relay: string, keysDir: string, options: { withPrivate:
   if (!options.withPrivate) return { line: parsed.key.line };
   const file = join(keysDir, "ssh_host_ed25519_key");
   const secret = readGuardedFile(file, { root: keysDir, secret: true });
-  if ("problem" in secret) return { problem: `relay ${relay}: ${file} ${secret.problem}; it ships in the relay's image (its SSH server's host key): ${makeIt}` };
+  if ("problem" in secret) return { problem: `relay ${relay}: ${file} ${secret.problem}; it ships in the relay's image (its SSH server's host key): ${makeIt}`, missingPrivate: secret.missing };
   const facts = parseSshPrivateKey(secret.bytes.toString("latin1"));
   if ("problem" in facts) return { problem: `relay ${relay}: ${file} ${facts.problem}; ${makeIt}` };
   if (facts.facts.encrypted) return { problem: `relay ${relay}: ${file} is encrypted: the relay's sshd reads it at boot, with no one to type a passphrase; ${makeIt}` };
