@@ -10,6 +10,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DEFAULT_NOTICE_LIMIT, DEFAULT_ORPORT_LIMIT, defaultConntrackMax, droppedOverLimits, ipv6PrefixMask, LIMIT_COUNTERS, parseNftCounters, renderHardening, renderNftRuleset, type HardeningInput } from "../lib/hardening";
+import { relayRecipeSpec } from "../lib/steps";
 import { floodInNetns } from "./support/flood";
 import { privateTmpDir } from "./support/tmp";
 
@@ -62,6 +63,16 @@ describe("the rendered hardening", () => {
     const { perSource: _off, ...unlimited } = exitInput();
     expect(renderNftRuleset(unlimited)).toBeUndefined();
     expect(renderHardening(unlimited).ruleset).toBeUndefined();
+  });
+
+  it("renders what the image build's step schema accepts, for an exit and a guard", () => {
+    // The recipe is checked on both sides of the step (lib/steps.ts): a ruleset it refused would stop every pulumi up.
+    const hardening = relayRecipeSpec.shape.hardening.unwrap();
+    for (const input of [exitInput(), exitInput({ exit: false, perSource: { orPort: DEFAULT_ORPORT_LIMIT, ipv6SourcePrefix: 64 } })]) {
+      const rendered = renderHardening(input);
+      expect(rendered.ruleset).toBeDefined();
+      expect(hardening.safeParse(rendered).error?.issues).toBeUndefined();
+    }
   });
 
   it("writes IPv6 prefix masks as nft reads them", () => {
