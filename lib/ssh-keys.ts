@@ -50,14 +50,14 @@ class WireReader {
 function blobProblem(type: string, blob: Buffer): string | undefined {
   const reader = new WireReader(blob);
   const blobType = reader.string()?.toString("latin1");
-  if (blobType !== type) return `its key data is of type "${blobType ?? "nothing"}", not the "${type}" its line names`;
+  if (blobType !== type) return `holds key data of type "${blobType ?? "nothing"}", not the "${type}" its line names`;
   if (type === "ssh-ed25519") {
     const key = reader.string();
-    if (key?.length !== 32 || !reader.done) return "its key data is not a 32-byte ed25519 key";
+    if (key?.length !== 32 || !reader.done) return "holds key data that is not a 32-byte ed25519 key";
   } else {
     const e = reader.string();
     const n = reader.string();
-    if (!e || !n || !reader.done) return "its key data is not an RSA public key";
+    if (!e || !n || !reader.done) return "holds key data that is not an RSA public key";
     if ((n.length - (n[0] === 0 ? 1 : 0)) * 8 < 2048) return "is an RSA key under 2048 bits";
   }
   return undefined;

@@ -33,7 +33,8 @@ export function readStackConfigFile(projectDir: string, stack: string): StackCon
   const all: Record<string, string> = {};
   // The project's declared defaults, then the stack's own values, as Pulumi layers them.
   for (const [key, decl] of Object.entries((project.config ?? {}) as Record<string, { default?: unknown }>)) {
-    if (decl && typeof decl === "object" && "default" in decl) all[key.includes(":") ? key : `${name}:${key}`] = JSON.stringify(decl.default);
+    // As Pulumi hands them over: text as it is, anything else as JSON.
+    if (decl && typeof decl === "object" && "default" in decl) all[key.includes(":") ? key : `${name}:${key}`] = typeof decl.default === "string" ? decl.default : JSON.stringify(decl.default);
   }
   const stackFile = readYaml(join(projectDir, `Pulumi.${stack}.yaml`));
   const secretKeys = new Set<string>();

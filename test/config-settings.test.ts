@@ -4,8 +4,12 @@
  * loopback outside the local stack, credentials are secrets, and a port clash
  * names the field that holds the port.
  */
+import { copyFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { ConfigError, loopbackHostOf, parseStackConfig, projectConfigObject } from "../lib/config";
+import { readStackConfigFile } from "../lib/stack-file";
+import { privateTmpDir } from "./support/tmp";
 
 const TOKEN = "pulumi@pve!ci=0a1b2c3d-0000-4000-8000-000000000000";
 
@@ -194,5 +198,30 @@ describe("a port clash names the field that holds the port", () => {
     expect(withRelay((relay) => (relay.orPort = 9035), { metrics: { allowFrom: "203.0.113.5", port: 9035 } })).toEqual([
       "relays[0].orPort: 9035 is already metrics.port (the fleet's MetricsPort); each service needs its own port",
     ]);
+  });
+});
+
+describe("a stack's config read from its files (keys -- export-shipped)", () => {
+  const dir = privateTmpDir("stack-file");
+  copyFileSync(join(__dirname, "..", "Pulumi.yaml"), join(dir, "Pulumi.yaml"));
+  /** Pulumi.s.yaml with `config` as YAML (JSON is YAML) and the API token as Pulumi writes a secret, or in plain text. */
+  const write = (config: Record<string, unknown>, token: "secure" | "plain") => {
+    const { proxmoxApiToken, ...rest } = config;
+    const entries: Record<string, unknown> = Object.fromEntries(Object.entries(rest).map(([key, value]) => [`diskless-relays:${key}`, value]));
+    entries["diskless-relays:proxmoxApiToken"] = token === "secure" ? { secure: "v1:AAAA:BBBB" } : proxmoxApiToken;
+    writeFileSync(join(dir, "Pulumi.s.yaml"), `config: ${JSON.stringify(entries)}\n`);
+  };
+
+  it("takes the project's text defaults as text and a text keyStore as written", () => {
+    write({ ...validConfig(), keyStore: "1234" }, "secure");
+    const config = readStackConfigFile(dir, "s");
+    expect(config.target).toBe("proxmox");
+    expect(config.buildDir).toBe("build");
+    expect(config.keyStore).toBe("1234");
+  });
+
+  it("refuses an API token stored in plain text", () => {
+    write(validConfig(), "plain");
+    expect(() => readStackConfigFile(dir, "s")).toThrow(/proxmoxApiToken: is stored in plain text/);
   });
 });

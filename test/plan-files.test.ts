@@ -5,12 +5,13 @@
  * its own directory, and never a secret where a public file belongs.
  */
 import { execFileSync } from "node:child_process";
-import { chmodSync, copyFileSync, cpSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, copyFileSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { parseStackConfig } from "../lib/config";
 import { FleetError, planFleet } from "../lib/fleet";
 import { initFamilyKey, initRelayKeys, relayDir } from "../lib/key-store";
+import { buildRelayImage } from "../lib/relay-build";
 import { privateTmpDir } from "./support/tmp";
 
 const projectDir = privateTmpDir("plan-files");
@@ -190,7 +191,7 @@ describe("planFleet reads the collection key as what it is", () => {
       execFileSync("ssh-keygen", ["-q", "-t", "ecdsa", "-N", "", "-f", file]);
       writeFileSync(`${file}.pub`, readFileSync(`${file}.pub`, "utf8").replace(/^ecdsa-sha2-nistp256/, "ssh-ed25519"));
     });
-    expect(plan({}, mislabelled)).toEqual([expect.stringMatching(/mislabelled\.pub its key data is of type "ecdsa-sha2-nistp256", not the "ssh-ed25519" its line names/)]);
+    expect(plan({}, mislabelled)).toEqual([expect.stringMatching(/mislabelled\.pub holds key data of type "ecdsa-sha2-nistp256", not the "ssh-ed25519" its line names/)]);
   });
 
   it("refuses a .pub that is not the private key's, where the private key is needed", () => {
@@ -283,5 +284,24 @@ describe("planFleet reads the broker's CA as PEM certificates and nothing else",
     const { cert } = certificate("linked-ca");
     symlinkSync(cert, join(projectDir, "ca-link.pem"));
     expect(plan({}, broker("ca-link.pem"))).toEqual([expect.stringMatching(/^identity\.broker\.caFile: .*ca-link\.pem is a symbolic link/)]);
+  });
+});
+
+describe("the image build itself", () => {
+  it("refuses a key file that became a symbolic link after the plan, and leaves no staged key behind", () => {
+    const keysDir = keysCopy();
+    rmSync(join(keysDir, "secret_id_key"));
+    symlinkSync(join(relayDir(store, "other"), "secret_id_key"), join(keysDir, "secret_id_key"));
+    // The build stops while staging the overlay: a base that claims to be finished is all it looks at first.
+    const baseDir = join(projectDir, "fake-base");
+    mkdirSync(baseDir);
+    writeFileSync(join(baseDir, ".complete"), "");
+    const outDir = join(projectDir, "fake-out");
+    const recipe = {
+      relay: "r", nickname: "PlanFiles", imageDigest: "0".repeat(64), baseDir, keysDir, collectedDir: join(projectDir, "no-collection"), outDir,
+      torrc: "Nickname PlanFiles\n", networkEnv: "RELAY_NICKNAME=PlanFiles\n", authorizedKeys: `restrict,command="/usr/local/sbin/relay-collector" ${readFileSync(join(store, "collector.pub"), "utf8").split(" ").slice(0, 2).join(" ")}\n`, kernelCmdline: "console=ttyS0",
+    };
+    expect(() => buildRelayImage(recipe, projectDir)).toThrow(/secret_id_key is not a regular file \(a symbolic link\?\); refusing to build an image with it/);
+    expect(existsSync(outDir) ? readdirSync(outDir) : []).toEqual([]);
   });
 });

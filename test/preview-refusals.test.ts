@@ -97,7 +97,7 @@ describe("pulumi preview refuses before registering anything", () => {
     await expectRefused({ ...config, stateCollection: { ...config.stateCollection, privateKeyFile: "keys/ecdsa" } }, /stateCollection\.privateKeyFile: \S*keys\/ecdsa\.pub is a "ecdsa-sha2-nistp256" key, not an ssh-ed25519/);
     execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", keys("junk")]);
     writeFileSync(keys("junk.pub"), "ssh-ed25519 bm90IGEga2V5\n");
-    await expectRefused({ ...config, stateCollection: { ...config.stateCollection, privateKeyFile: "keys/junk" } }, /stateCollection\.privateKeyFile: \S*keys\/junk\.pub its key data is of type/);
+    await expectRefused({ ...config, stateCollection: { ...config.stateCollection, privateKeyFile: "keys/junk" } }, /stateCollection\.privateKeyFile: \S*keys\/junk\.pub holds key data of type/);
   });
 
   it("on a missing broker CA, and on a key file or the admin token given as the CA, naming identity.broker.caFile", async () => {
