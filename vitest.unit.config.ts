@@ -23,6 +23,8 @@ export const UNIT_TESTS = [
   "test/pid-file.test.ts",
   "test/stack-config.test.ts",
   "test/unbound.test.ts",
+  "test/hardening.test.ts",
+  "test/exit-notice.test.ts",
   "test/graph.test.ts",
   "test/broker-graph.test.ts",
   "test/collect-state.test.ts",

@@ -26,6 +26,8 @@ export interface BuildRecord {
     networkEnv: string;
     kernelCmdline: string;
     resolverConf?: string;
+    exitNotice?: string;
+    hardening?: RelayRecipe["hardening"];
     /** Image mode: the collection key's authorized_keys line (public); the image also carries keys. */
     authorizedKeys?: string;
     broker?: { agentSha256: string; agentConfig: string; caPem?: string; bootToken: boolean };
@@ -46,6 +48,8 @@ export function buildRecordOf(recipe: RelayRecipe, base: BaseRecord): BuildRecor
       networkEnv: recipe.networkEnv,
       kernelCmdline: recipe.kernelCmdline,
       ...(recipe.resolverConf !== undefined ? { resolverConf: recipe.resolverConf } : {}),
+      ...(recipe.exitNotice !== undefined ? { exitNotice: recipe.exitNotice } : {}),
+      ...(recipe.hardening !== undefined ? { hardening: recipe.hardening } : {}),
       ...(recipe.authorizedKeys !== undefined ? { authorizedKeys: recipe.authorizedKeys } : {}),
       ...(broker
         ? {
@@ -90,6 +94,8 @@ export function rebuildRecipe(record: BuildRecord, where: { baseDir: string; out
     networkEnv: recipe.networkEnv,
     kernelCmdline: recipe.kernelCmdline,
     ...(recipe.resolverConf !== undefined ? { resolverConf: recipe.resolverConf } : {}),
+    ...(recipe.exitNotice !== undefined ? { exitNotice: recipe.exitNotice } : {}),
+    ...(recipe.hardening !== undefined ? { hardening: recipe.hardening } : {}),
     broker: { agentBinary: where.agentBinary, agentConfig: broker.agentConfig, ...(broker.caPem !== undefined ? { caPem: broker.caPem } : {}) },
   };
 }

@@ -12,6 +12,7 @@ import { DEFAULT_PROXMOX_ISO_DIR } from "./proxmox-snp";
 /** 2026-01-01T00:00:00Z: the date inside every image unless image.sourceDateEpoch says otherwise. */
 export const DEFAULT_SOURCE_DATE_EPOCH = 1_767_225_600;
 import { vcpuTypeNames } from "./snp/vcpuTypes";
+import { CONNTRACK_ENTRY_BYTES, CONNTRACK_MAX_RAM_SHARE, defaultConntrackMax, EXIT_NOTICE_PORT, DEFAULT_IPV6_SOURCE_PREFIX, DEFAULT_NOTICE_LIMIT, DEFAULT_OPEN_FILES, DEFAULT_ORPORT_LIMIT, MAX_OPEN_FILES, MIN_CONNECTIONS_PER_SOURCE, type PerSourceLimit } from "./hardening";
 import { bandwidthProblem, DEFAULT_METRICS_PORT, freeTextProblem, parseMetricsSource, parsePolicyRule, parseTorBandwidth } from "./tor-values";
 import { CPU_MODEL, firstNonAscii, PACKAGE, PATH_OPTION_MESSAGE, pathLooksLikeOption, RELEASE, stringsIn } from "./plain-values";
 
@@ -207,6 +208,54 @@ const exitSchema = z
       })
       .optional(),
     ipv6Exit: z.boolean().default(true),
+    /**
+     * The exit notice on port 80 of the exit's addresses (lib/exit-notice.ts):
+     * the Tor Project's page with the relay's contact, or the operator's own
+     * HTML file (checked at preview: a regular file, UTF-8, at most 64 KiB).
+     * On by default for exits.
+     */
+    notice: z
+      .object({ enabled: z.boolean().default(true), file: pathValue("the exit notice's HTML file").optional() })
+      .strict()
+      .default({}),
+  })
+  .strict();
+
+const perSourceLimit = (defaults: PerSourceLimit) =>
+  z
+    .object({
+      connections: z
+        .number()
+        .int()
+        .min(MIN_CONNECTIONS_PER_SOURCE, `must be at least ${MIN_CONNECTIONS_PER_SOURCE}: tor allows up to 4 relays per IPv4 address, and each may hold a connection`)
+        .max(65_536, "must be at most 65536"),
+      newPerMinute: z
+        .number()
+        .int()
+        .min(MIN_CONNECTIONS_PER_SOURCE, `must be at least ${MIN_CONNECTIONS_PER_SOURCE}: tor allows up to 4 relays per IPv4 address, and each reconnects after a restart`)
+        .max(60_000, "must be at most 60000"),
+    })
+    .strict()
+    .default(defaults);
+
+/**
+ * Exit hardening (lib/hardening.ts, after torutils and Tor's relay guides):
+ * connection limits per source address on the ORPort and the exit notice's
+ * port, the conntrack table's size and tor's open-file limit. The defaults
+ * suit several relays behind one address.
+ */
+const limitsSchema = z
+  .object({
+    /** The per-source connection limits (nftables); false leaves the relay's ports unfiltered. */
+    enabled: z.boolean().default(true),
+    orPort: perSourceLimit(DEFAULT_ORPORT_LIMIT),
+    exitNotice: perSourceLimit(DEFAULT_NOTICE_LIMIT),
+    /** An IPv6 source is this prefix of its address (torutils: a /64). */
+    ipv6SourcePrefix: z.number().int().min(32, "must be 32–128").max(128, "must be 32–128").default(DEFAULT_IPV6_SOURCE_PREFIX),
+    /** nf_conntrack_max; by default sized by memoryMiB as torutils does. */
+    conntrackMax: z.number().int().min(65_536, "must be at least 65536: a fast exit tracks more than 100k connections").max(2 ** 24, "must be at most 16777216").optional(),
+    /** tor's open-file limit (RLIMIT_NOFILE). */
+    openFiles: z.number().int().min(4096, "must be at least 4096").max(MAX_OPEN_FILES, `must be at most ${MAX_OPEN_FILES} (the kernel's fs.nr_open)`).default(DEFAULT_OPEN_FILES),
   })
   .strict();
 
@@ -280,6 +329,7 @@ const relaySchema = z
     /** This relay's MetricsPort; overrides the fleet's `metrics`, and `false` turns it off for this relay. */
     metrics: z.union([z.literal(false), metricsSchema]).optional(),
     exit: exitSchema.default({ enabled: false, ipv6Exit: true }),
+    limits: limitsSchema.default({}),
     contactInfo: freeText("must not be empty: tor operators are asked to publish a contact"),
     family: z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$/, "must be a family name of letters, digits, _ and -, not beginning with -").optional(),
     bandwidth: z
@@ -609,6 +659,7 @@ function checkFleet(
       relay.sshPort !== undefined
         ? { path: ["relays", index, "sshPort"], value: relay.sshPort, inherited: false, what: "the relay's sshPort" }
         : { path: ["stateCollection", "port"], value: config.stateCollection.port, inherited: true, what: "stateCollection.port (the fleet's SSH port)" },
+      { path: ["relays", index, "exit", "notice"], value: relay.exit.enabled && relay.exit.notice.enabled ? EXIT_NOTICE_PORT : undefined, inherited: false, what: "the exit notice's port (exit.notice)" },
     ];
     const byPort = new Map<number, (typeof ports)[number]>();
     for (const port of ports) {
@@ -657,6 +708,16 @@ function checkFleet(
         );
       }
     });
+    if (!relay.exit.enabled && relay.exit.notice.file) {
+      issue(["relays", index, "exit", "notice", "file"], "is set, but the relay is not an exit: only an exit serves a notice on port 80");
+    }
+    const conntrackMax = relay.limits.conntrackMax;
+    if (conntrackMax !== undefined && conntrackMax * CONNTRACK_ENTRY_BYTES > relay.memoryMiB * 1024 * 1024 * CONNTRACK_MAX_RAM_SHARE) {
+      issue(
+        ["relays", index, "limits", "conntrackMax"],
+        `${conntrackMax} entries take up to ${Math.ceil((conntrackMax * CONNTRACK_ENTRY_BYTES) / 1024 / 1024)} MiB, more than a quarter of the relay's ${relay.memoryMiB} MiB, where its root filesystem lives too: lower it or raise memoryMiB (the default, ${defaultConntrackMax(relay.memoryMiB)}, follows torutils' sizing by RAM)`,
+      );
+    }
     if (relay.sev?.enabled && !relay.sev.ovmf) {
       issue(["relays", index, "sev", "ovmf"], "is required when SEV-SNP is enabled: the AmdSevX64 OVMF file the expected launch measurement is computed for");
     }
@@ -780,7 +841,7 @@ function unionBranchIssues(issue: z.ZodIssue): z.ZodIssue[] {
 const NOT_ONLY_ASCII = [
   /^relays\[\d+\]\.contactInfo$/,
   /^(keyStore|buildDir|stateCollection\.privateKeyFile|testnet\.dir|image\.signingKeyFile|image\.secureBoot\.(privateKeyFile|certificateFile))$/,
-  /^relays\[\d+\]\.(keysDir|sev\.ovmf)$/,
+  /^relays\[\d+\]\.(keysDir|sev\.ovmf|exit\.notice\.file)$/,
   /^identity\.broker\.(caFile|admin\.socket|admin\.tokenFile)$/,
   /^(proxmoxApiToken|proxmoxRootPassword)$/,
 ];

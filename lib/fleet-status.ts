@@ -4,6 +4,7 @@
  * gathered elsewhere (lib/status-probe.ts); here they are judged and
  * rendered. Pure.
  */
+import { droppedOverLimits, type LimitCounter } from "./hardening";
 import { healthProblems, type HealthReport } from "./relay-health";
 import { readSigningCert } from "./tor-keys";
 import { shellQuote } from "./shell-quote";
@@ -67,6 +68,8 @@ export interface RelayStatus {
   onionKey?: { rotatedAt: string; ageDays: number; level: Level };
   vulnerable?: { count: number; worst?: string; level: Level };
   attestation?: { verdict: string; level: Level };
+  /** Its connection limits' counters since boot, and the connection attempts they dropped (a flood shows here). */
+  limits?: { dropped: number; counters: LimitCounter[] };
   /** Why the relay needs the operator; empty when it does not. */
   attention: string[];
 }
@@ -190,6 +193,7 @@ export function judgeRelay(desired: DesiredRelay, seen: RelayObservation, policy
     ...(onionKey ? { onionKey } : {}),
     ...(vulnerable ? { vulnerable } : {}),
     ...(attestation ? { attestation } : {}),
+    ...(live && report?.limits ? { limits: { dropped: droppedOverLimits(report.limits), counters: report.limits } } : {}),
     attention: [...new Set(attention)],
   };
 }
@@ -199,7 +203,7 @@ export const statusExitCode = (rows: RelayStatus[]) => (rows.some((row) => row.a
 
 /** The board: one line per relay, then what needs attention, relay by relay. */
 export function renderStatusTable(rows: RelayStatus[]): string {
-  const header = ["RELAY", "NODE", "IMAGE (STACK)", "RUNNING", "MACHINE", "TOR", "FINGERPRINT", "CERT DAYS", "ONION KEY", "VULNS", "ATTESTATION", "STATE"];
+  const header = ["RELAY", "NODE", "IMAGE (STACK)", "RUNNING", "MACHINE", "TOR", "FINGERPRINT", "CERT DAYS", "ONION KEY", "VULNS", "ATTESTATION", "DROPPED", "STATE"];
   const lines = rows.map((row) => [
     row.relay,
     row.node,
@@ -212,6 +216,7 @@ export function renderStatusTable(rows: RelayStatus[]): string {
     row.onionKey ? `${row.onionKey.ageDays.toFixed(1)}d` : "?",
     row.vulnerable ? String(row.vulnerable.count) : "-",
     row.attestation?.verdict ?? "-",
+    row.limits ? String(row.limits.dropped) : "-",
     row.attention.length === 0 ? "healthy" : "ATTENTION",
   ]);
   const widths = header.map((title, i) => Math.max(title.length, ...lines.map((line) => line[i]!.length)));
@@ -220,6 +225,7 @@ export function renderStatusTable(rows: RelayStatus[]): string {
   const notes: string[] = [];
   if (rows.some((row) => row.signingCert.source === "deployed")) notes.push("* certificate as deployed: the relay did not show its own");
   if (rows.some((row) => !row.vulnerable)) notes.push("VULNS -: not evaluated for the image it runs (npm run vulns)");
+  if (rows.some((row) => row.limits)) notes.push("DROPPED: connection attempts over the per-source limits since the relay booted (limits in the stack config)");
   if (notes.length > 0) out.push("", ...notes);
   for (const row of rows.filter((r) => r.attention.length > 0)) {
     out.push("", `${row.relay} (${row.nickname}) needs attention:`, ...row.attention.map((line) => `  - ${line}`));

@@ -21,6 +21,8 @@ import { addressOf, inSubnet, parseAddress, parsePrefix } from "./addresses";
 import { TESTNET, networkSchema, type TestnetNetwork } from "./testnet";
 import { renderTorrcLines, type TorrcLine } from "./torrc";
 import { renderUnboundConf } from "./unbound";
+import { EXIT_NOTICE_TEMPLATE, exitNoticeFileProblem, renderExitNotice } from "./exit-notice";
+import { defaultConntrackMax, renderHardening, type Hardening } from "./hardening";
 import { verifyTorrcsWithTor } from "./torrc-check";
 import { shellQuote } from "./shell-quote";
 import { checkPublication } from "./publication";
@@ -40,6 +42,10 @@ export interface PlannedRelay {
   sshHostPublicKey: string;
   /** For an exit: its resolver's unbound.conf. */
   resolverConf?: string;
+  /** For an exit that serves its notice: the page, filled in (lib/exit-notice.ts). */
+  exitNotice?: string;
+  /** Its connection limits, kernel settings and open-file limit (lib/hardening.ts). */
+  hardening: Hardening;
   /**
    * Only in a preview on a host without the relay's private key files (a pull
    * request's runner): the key-generation host's digests of them.
@@ -198,6 +204,25 @@ export function planFleet(
     });
   }
 
+  // Each exit's notice page: the Tor Project's, or the operator's own file, read once here.
+  const notices = new Map<string, string>();
+  config.relays.forEach((relay, index) => {
+    if (!relay.exit.enabled || !relay.exit.notice.enabled) return;
+    const own = relay.exit.notice.file;
+    // The Tor Project's page is part of this program, wherever the project's config lives.
+    const file = own ? inProject(options.projectDir, own) : join(__dirname, "..", EXIT_NOTICE_TEMPLATE);
+    const field = `relays[${index}].exit.notice.file`;
+    if (!existsSync(file)) return void problems.push(own ? `${field}: ${file} is missing` : `relay ${relay.name}: the Tor Project's exit notice ${file} is missing from this checkout`);
+    // The page is served to anyone: a link could publish whatever it points to, a key store's secrets included.
+    const got = readGuardedFile(file, { root: dirname(file), secret: false });
+    if ("problem" in got) return void problems.push(`${field}: ${file} ${got.problem}`);
+    const bytes = got.bytes;
+    const problem = exitNoticeFileProblem({ isFile: true, size: bytes.length, bytes });
+    if (problem) return void problems.push(`${field}: ${file} ${problem}`);
+    const addresses = [addressOf(relay.ipv4.address), ...(relay.ipv6 ? [addressOf(relay.ipv6.address)] : [])];
+    notices.set(relay.name, renderExitNotice(bytes!.toString("utf8"), { contactInfo: relay.contactInfo, addresses }));
+  });
+
   if (problems.length > 0) throw new FleetError(problems);
 
   const byName = new Map(identities.map((identity) => [identity.relay, identity]));
@@ -213,6 +238,15 @@ export function planFleet(
       ...(testnet ? { testnet } : {}),
     });
     const torrc = torrcLines.map((line) => line.text).join("\n") + "\n";
+    const notice = notices.get(relay.name);
+    const { limits } = relay;
+    const hardening = renderHardening({
+      orPort: relay.orPort,
+      exit: relay.exit.enabled,
+      conntrackMax: limits.conntrackMax ?? defaultConntrackMax(relay.memoryMiB),
+      openFiles: limits.openFiles,
+      ...(limits.enabled ? { perSource: { orPort: limits.orPort, ...(notice ? { notice: limits.exitNotice } : {}), ipv6SourcePrefix: limits.ipv6SourcePrefix } } : {}),
+    });
     return {
       config: relay,
       keysDir: keysDirs.get(relay.name)!,
@@ -220,6 +254,8 @@ export function planFleet(
       torrc,
       torrcLines,
       sshHostPublicKey: hostKeys.get(relay.name)!,
+      hardening,
+      ...(notice ? { exitNotice: notice } : {}),
       ...(familyKey ? { familyKeyFile: familyKey.file, familyId: familyKey.familyId } : {}),
       ...(records.has(relay.name) ? { previewRecord: records.get(relay.name)! } : {}),
       ...(relay.exit.enabled

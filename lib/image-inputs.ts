@@ -9,6 +9,7 @@ import { join, relative } from "node:path";
 import type { ResolvedBroker } from "./broker-endpoint";
 import type { ImageConfig, StackConfig } from "./config";
 import { inProject, TOR_RUNTIME, type PlannedRelay } from "./fleet";
+import type { Hardening } from "./hardening";
 import { SSH_HOST_KEY_FILES } from "./image-layout";
 import type { KeyFileDigests } from "./preview-record";
 import { IDENTITY_FILES } from "./tor-keys";
@@ -104,6 +105,10 @@ export interface RelayImageTexts {
   kernelCmdline: string;
   /** An exit's resolver configuration (unbound.conf). */
   resolverConf?: string;
+  /** An exit's notice page (lib/exit-notice.ts). */
+  exitNotice?: string;
+  /** Connection limits, kernel settings and tor's open-file limit (lib/hardening.ts). */
+  hardening?: Hardening;
   secureBoot?: { privateKeyFile: string; certificateFile: string };
   /** Broker mode: the agent, its configuration and the broker's CA instead of any key (lib/steps.ts relayRecipeSpec). */
   broker?: { agentBinary: string; agentConfig: string; caPem?: string; bootToken?: boolean };
@@ -150,6 +155,8 @@ export function relayImageTexts(
     ...(brokerMode ? {} : { authorizedKeys: authorizedKeysLine(collectorPublicKey) + "\n" }),
     kernelCmdline: config.image.kernelCmdline,
     ...(relay.resolverConf ? { resolverConf: relay.resolverConf } : {}),
+    ...(relay.exitNotice ? { exitNotice: relay.exitNotice } : {}),
+    hardening: relay.hardening,
     ...(secureBoot ? { secureBoot: { privateKeyFile: inProject(projectDir, secureBoot.privateKeyFile), certificateFile: inProject(projectDir, secureBoot.certificateFile) } } : {}),
   };
 }
@@ -175,6 +182,8 @@ export function relayImageInputs(
     network: sha256(texts.networkEnv),
     kernelCmdline: sha256(texts.kernelCmdline),
     resolver: texts.resolverConf ? sha256(texts.resolverConf) : "none",
+    exitNotice: texts.exitNotice ? sha256(texts.exitNotice) : "none",
+    hardening: texts.hardening ? sha256(JSON.stringify(texts.hardening)) : "none",
     secureBoot: digests.secureBoot(),
   };
   if (broker) {

@@ -18,6 +18,8 @@ export const OVERLAY_DIRS: readonly { path: string; mode: number }[] = [
   { path: "etc/relay/keys", mode: 0o700 },
   { path: "etc/ssh", mode: 0o755 },
   { path: "etc/relay/dircache", mode: 0o755 },
+  /** An exit's notice, served by an unprivileged busybox httpd: world-readable. */
+  { path: "etc/relay/exit-notice", mode: 0o755 },
   { path: "usr", mode: 0o755 },
   { path: "usr/local", mode: 0o755 },
   { path: "usr/local/sbin", mode: 0o755 },
@@ -34,6 +36,12 @@ export const OVERLAY_FILES = {
   state: { path: "etc/relay/state", mode: 0o600 },
   /** An exit's resolver configuration: readable by the unbound user. */
   resolverConf: { path: "etc/relay/unbound.conf", mode: 0o644 },
+  /** An exit's notice page (relay-notice serves the directory as user nobody). */
+  exitNotice: { path: "etc/relay/exit-notice/index.html", mode: 0o644 },
+  /** The per-source connection limits (nft -f), the kernel settings ("key value") and tor's open-file limit: relay-hardening applies them. */
+  nftRuleset: { path: "etc/relay/nftables.conf", mode: 0o644 },
+  sysctls: { path: "etc/relay/sysctl.conf", mode: 0o644 },
+  openFiles: { path: "etc/relay/open-files", mode: 0o644 },
   /** Broker mode: the agent that fetches the keys into RAM, its configuration (public facts) and the broker's CA. */
   agent: { path: "usr/local/sbin/relay-agent", mode: 0o755 },
   agentConfig: { path: "etc/relay/broker.json", mode: 0o644 },

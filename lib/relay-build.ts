@@ -60,6 +60,12 @@ function stageOverlay(recipe: RelayRecipe, staging: string, options: { extraTorr
   write(OVERLAY_FILES.networkEnv, recipe.networkEnv);
   write(OVERLAY_FILES.imageLabel, imageLabel(recipe));
   if (recipe.resolverConf) write(OVERLAY_FILES.resolverConf, recipe.resolverConf);
+  if (recipe.exitNotice) write(OVERLAY_FILES.exitNotice, recipe.exitNotice);
+  if (recipe.hardening) {
+    if (recipe.hardening.ruleset) write(OVERLAY_FILES.nftRuleset, recipe.hardening.ruleset);
+    write(OVERLAY_FILES.sysctls, recipe.hardening.sysctls);
+    write(OVERLAY_FILES.openFiles, `${recipe.hardening.openFiles}\n`);
+  }
   const copy = (from: string, to: string, mode: number) => {
     if (!existsSync(from)) throw new Error(`${from} is missing; the image of this relay cannot be built without it`);
     // Checked at plan time too (lib/key-files.ts); a link made since would ship whatever it points to.

@@ -2,9 +2,11 @@
  * A relay's answer to "health" (images/rootfs/files/usr/local/sbin/relay-health),
  * read and judged. Healthy means: it runs the image we deployed, its clock
  * agrees with ours, tor is running with the relay's fingerprints, its ORPort
- * is listening, and an exit's own resolver runs with a configuration it and
- * tor can read. Pure.
+ * is listening, an exit's own resolver runs with a configuration it and
+ * tor can read, and the connection limits its image carries are loaded
+ * (their counters are part of the answer). Pure.
  */
+import { parseNftCounters, type LimitCounter } from "./hardening";
 
 export interface HealthReport {
   image?: { relay: string; nickname: string; imageDigest: string };
@@ -24,6 +26,10 @@ export interface HealthReport {
   modes: Record<string, number>;
   /** The last lines of tor's log. */
   log: string[];
+  /** The image carries connection limits (lib/hardening.ts). */
+  limitsExpected: boolean;
+  /** Their counters, when they are loaded. */
+  limits?: LimitCounter[];
 }
 
 export interface HealthExpectation {
@@ -45,7 +51,7 @@ export const MAX_CLOCK_SKEW_SECONDS = 60;
 
 /** Reads the relay's "key value" lines; unknown keys are ignored, so older images still parse. */
 export function parseHealthReport(text: string): HealthReport {
-  const report: HealthReport = { torPids: [], resolverPids: [], listeningPorts: [], modes: {}, log: [] };
+  const report: HealthReport = { torPids: [], resolverPids: [], listeningPorts: [], modes: {}, log: [], limitsExpected: false };
   for (const line of text.split("\n")) {
     const space = line.indexOf(" ");
     const key = space < 0 ? line : line.slice(0, space);
@@ -94,6 +100,15 @@ export function parseHealthReport(text: string): HealthReport {
       case "log":
         report.log.push(value);
         break;
+      case "limits": {
+        report.limitsExpected = true;
+        const counters = parseNftCounters(value);
+        if (counters && counters.length > 0) report.limits = counters;
+        break;
+      }
+      case "limits-missing":
+        report.limitsExpected = true;
+        break;
     }
   }
   report.listeningPorts = [...new Set(report.listeningPorts)].sort((a, b) => a - b);
@@ -118,6 +133,7 @@ export function healthProblems(report: HealthReport, expected: HealthExpectation
     problems.push(`tor runs with ed25519 identity ${report.ed25519Identity}, not the relay's ${expected.ed25519Identity}`);
   }
   if (!report.listeningPorts.includes(expected.orPort)) problems.push(`nothing listens on its ORPort ${expected.orPort}`);
+  if (report.limitsExpected && !report.limits) problems.push("its connection limits are not loaded (nftables lists none of their counters): relay-hardening failed at boot, and its console says why");
   if (expected.exit) {
     const etc = report.modes["/etc"];
     const resolv = report.modes["/etc/resolv.conf"];

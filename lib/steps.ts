@@ -33,6 +33,8 @@ const proxmoxNode = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9.-]*$/);
 const proxmoxStorage = z.string().regex(/^[a-z][a-z0-9_.-]*[a-z0-9]$/);
 /** What a line-oriented reader gets: printable ASCII lines. */
 const asciiLines = z.string().regex(PRINTABLE_ASCII_LINES, "must be lines of printable ASCII");
+/** An nftables ruleset: printable ASCII lines, indented with tabs as nft itself writes them. */
+const nftRuleset = z.string().regex(/^([\t\x20-\x7e]*\n)*$/, "must be lines of printable ASCII and tabs");
 /**
  * A torrc: printable ASCII, but for the ContactInfo line, free text that tor
  * itself accepts in any UTF-8 (its config parser splits at ASCII only).
@@ -141,6 +143,10 @@ export const relayRecipeSpec = z
     /** The kernel splits its command line at bytes such as 0xA0 too: printable ASCII only. */
     kernelCmdline: z.string().regex(PRINTABLE_ASCII, "must be printable ASCII"),
     resolverConf: asciiLines.optional(),
+    /** An exit's notice page; served on port 80 (relay-notice). HTML as the operator wrote it: httpd serves its bytes. */
+    exitNotice: z.string().optional(),
+    /** Applied at boot before tor starts (relay-hardening); lib/hardening.ts renders it. */
+    hardening: z.object({ ruleset: nftRuleset.optional(), sysctls: asciiLines, openFiles: z.number().int().min(1) }).strict().optional(),
     secureBoot: z.object({ privateKeyFile: path, certificateFile: path }).strict().optional(),
     /**
      * Broker mode: the image carries the agent and its configuration (public

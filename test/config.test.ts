@@ -76,6 +76,26 @@ describe("parseStackConfig", () => {
     expect(config.certificate).toEqual({ errorDays: 2, warnDays: 10 });
     expect(config.rollout).toEqual({ maxParallel: 1, healthTimeoutSeconds: 600, rollback: true });
     expect(config.identity).toEqual({ mode: "image" });
+    // Exits serve their notice, and every relay gets torutils' per-source limits, unless the config says otherwise.
+    expect(config.relays[0]!.exit.notice).toEqual({ enabled: true });
+    expect(config.relays[1]!.limits).toEqual({
+      enabled: true,
+      orPort: { connections: 8, newPerMinute: 8 },
+      exitNotice: { connections: 8, newPerMinute: 60 },
+      ipv6SourcePrefix: 64,
+      openFiles: 65536,
+    });
+  });
+
+  it("takes per-relay limits and turns an exit's notice off", () => {
+    const raw = validConfig() as Config;
+    raw.relays[0].exit = { enabled: true, notice: { enabled: false } };
+    raw.relays[0].orPort = 80;
+    raw.relays[0].memoryMiB = 4096;
+    raw.relays[0].limits = { enabled: false, conntrackMax: 2 ** 21, openFiles: 200_000, orPort: { connections: 16, newPerMinute: 30 } };
+    const relay = parseStackConfig(raw).relays[0]!;
+    expect(relay.exit.notice.enabled).toBe(false);
+    expect(relay.limits).toMatchObject({ enabled: false, conntrackMax: 2 ** 21, openFiles: 200_000, orPort: { connections: 16, newPerMinute: 30 }, exitNotice: { connections: 8, newPerMinute: 60 } });
   });
 
   it("accepts a broker with token attestation on Proxmox VE, and a loopback broker on the local stack", () => {
@@ -236,6 +256,16 @@ describe("parseStackConfig", () => {
     ["a newline in keysDir", (c) => (c.relays[0].keysDir = "keys/x\n"), "relays[0].keysDir", /one line/],
     ["a newline in the collection key path", (c) => (c.stateCollection = { privateKeyFile: "k\n" }), "stateCollection.privateKeyFile", /one line/],
     ["a health timeout too short to boot", (c) => (c.rollout = { healthTimeoutSeconds: 5 }), "rollout.healthTimeoutSeconds", /at least 30/],
+    // Exit notice and hardening.
+    ["a newline in the exit notice's file", (c) => (c.relays[0].exit.notice = { file: "notice.html\nx" }), "relays[0].exit.notice.file", /one line/],
+    ["an exit notice file on a non-exit", (c) => (c.relays[1].exit = { enabled: false, notice: { file: "notice.html" } }), "relays[1].exit.notice.file", /not an exit/],
+    ["an exit notice on the ORPort's port", (c) => (c.relays[0].orPort = 80), "relays[0].exit.notice", /80 is already the relay's orPort/],
+    ["a per-source ORPort limit below 4 relays", (c) => (c.relays[1].limits = { orPort: { connections: 2, newPerMinute: 8 } }), "relays[1].limits.orPort.connections", /at least 4: tor allows up to 4 relays per IPv4 address/],
+    ["a per-source rate below 4 relays", (c) => (c.relays[0].limits = { exitNotice: { connections: 8, newPerMinute: 1 } }), "relays[0].limits.exitNotice.newPerMinute", /at least 4/],
+    ["an unknown limit", (c) => (c.relays[0].limits = { orPort: { connections: 8, newPerMinute: 8, burst: 3 } }), "relays[0].limits.orPort.burst", /not a known setting/],
+    ["an IPv6 source prefix shorter than /32", (c) => (c.relays[0].limits = { ipv6SourcePrefix: 16 }), "relays[0].limits.ipv6SourcePrefix", /32–128/],
+    ["a conntrack table over a quarter of the RAM", (c) => (c.relays[0].limits = { conntrackMax: 2 ** 21 }), "relays[0].limits.conntrackMax", /more than a quarter of the relay's 1024 MiB.*default, 262144/],
+    ["an open-file limit over fs.nr_open", (c) => (c.relays[0].limits = { openFiles: 2 ** 21 }), "relays[0].limits.openFiles", /at most 1048576/],
   ];
 
   it.each(cases)("rejects %s, naming the field", (_what, mutate, path, rule) => {

@@ -44,7 +44,7 @@ describe("the descriptor size bound", () => {
         name: "an exit with narrow entries, a DirPort and a 5 kB contact",
         torrc: torrcOf({
           exit: { enabled: true, policy: ["reject 198.51.100.0/24:*", "accept [2001:db8::]/32:80", "accept 203.0.113.7:8000-8100", "accept *:443", "reject *:*"] },
-          dirPort: 80,
+          dirPort: 8080,
           contactInfo: `email:abuse[]example.net ${"x".repeat(5000)}`,
         }),
       },

@@ -164,12 +164,28 @@ describe("judging a relay", () => {
     expect(judgeRelay(snp, running(), POLICY).attention).toEqual(["the key broker has no attestation from it"]);
   });
 
+  it("shows the connection attempts its per-source limits dropped, and limits the image has but did not load as attention", () => {
+    const counters = (packets: number[]) =>
+      `limits ${JSON.stringify({ nftables: [{ metainfo: { version: "1.0.6" } }, ...["invalid_dropped", "orport_over_rate", "orport_over_connections"].map((name, i) => ({ counter: { family: "inet", name, table: "diskless_relay", handle: i + 2, packets: packets[i], bytes: 60 * packets[i]! } })), { counter: { family: "inet", name: "orport_over_rate", table: "someone_else", handle: 2, packets: 1000, bytes: 1 } }] })}\n`;
+    const observed = (extra: string): RelayObservation => ({ machine: { where: "VM 9101 on pve1", state: "running", imageDigest: IMAGE }, health: { report: parseHealthReport(answer() + extra), at: NOW / 1000 } });
+    const row = judgeRelay(desired(), observed(counters([5, 40, 2])), POLICY);
+    // Invalid packets are not connection attempts; another table's counters are not the relay's.
+    expect(row.limits?.dropped).toBe(42);
+    expect(row.attention).toEqual([]);
+    const table = renderStatusTable([row]);
+    expect(table).toMatch(/\s42\s+healthy$/m);
+    expect(table).toContain("DROPPED: connection attempts over the per-source limits since the relay booted");
+    const missing = judgeRelay(desired(), observed("limits-missing\n"), POLICY);
+    expect(missing.limits).toBeUndefined();
+    expect(missing.attention).toEqual(["its connection limits are not loaded (nftables lists none of their counters): relay-hardening failed at boot, and its console says why"]);
+  });
+
   it("renders one line per relay, then what needs attention", () => {
     const ok = judgeRelay(desired(), running({ cert: longCert, rotated: torTime(Date.now() - 86_400_000) }, Date.now() / 1000), { ...POLICY, now: Date.now() });
     const down = judgeRelay(desired({ relay: "r2", nickname: "RelayTwo" }), { machine: { where: "VM 9102 on pve1", state: "stopped" } }, POLICY);
     const table = renderStatusTable([ok, down]);
-    expect(table.split("\n")[0]).toMatch(/^RELAY\s+NODE\s+IMAGE \(STACK\)\s+RUNNING\s+MACHINE\s+TOR\s+FINGERPRINT\s+CERT DAYS\s+ONION KEY\s+VULNS\s+ATTESTATION\s+STATE$/);
-    expect(table).toMatch(/^r1\s+pve1\s+111111111111\s+same\s+running\s+up\s+ok\s+\d+\.\d\s+\d+\.\dd\s+-\s+-\s+healthy$/m);
+    expect(table.split("\n")[0]).toMatch(/^RELAY\s+NODE\s+IMAGE \(STACK\)\s+RUNNING\s+MACHINE\s+TOR\s+FINGERPRINT\s+CERT DAYS\s+ONION KEY\s+VULNS\s+ATTESTATION\s+DROPPED\s+STATE$/);
+    expect(table).toMatch(/^r1\s+pve1\s+111111111111\s+same\s+running\s+up\s+ok\s+\d+\.\d\s+\d+\.\dd\s+-\s+-\s+-\s+healthy$/m);
     expect(table).toMatch(/^r2\s+pve1\s+111111111111\s+\?\s+stopped\s+down\s+unknown\s.*ATTENTION$/m);
     expect(table).toContain("r2 (RelayTwo) needs attention:\n  - VM 9102 on pve1 is not running\n  - no health answer");
     expect(statusExitCode([ok, down])).toBe(1);

@@ -1,5 +1,5 @@
 import { execFileSync } from "node:child_process";
-import { chmodSync, copyFileSync, mkdirSync } from "node:fs";
+import { chmodSync, copyFileSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { parseStackConfig } from "../lib/config";
@@ -55,6 +55,35 @@ describe("planFleet", () => {
     expect(a!.familyKeyFile).toBe(join(store, "families", "fleet.secret_family_key"));
     expect(c!.torrc).not.toMatch(/MyFamily|FamilyId/);
     expect(c!.familyKeyFile).toBeUndefined();
+  });
+
+  it("fills each exit's notice with its contact and addresses, or takes the operator's own file; a guard has none; every exit has its limits", () => {
+    writeFileSync(join(projectDir, "notice.html"), "<p>Abuse: FIXME_YOUR_EMAIL_ADDRESS at FIXME_DNS_NAME</p>\n");
+    const { relays } = planFleet(
+      config([
+        { name: "exit-a", nickname: "ExitA", exit: { enabled: true }, contactInfo: "Ops <abuse@example.net>", ipv6: { address: "2001:db8::10/64", gateway: "2001:db8::1" } },
+        { name: "exit-b", nickname: "ExitB", exit: { enabled: true, notice: { file: "notice.html" } } },
+        { name: "guard-c", nickname: "GuardC" },
+      ]),
+      { projectDir, now },
+    );
+    const [a, b, c] = relays;
+    expect(a!.exitNotice).toContain('<a href="mailto:abuse@example.net">maintainer</a> (Ops &lt;abuse@example.net&gt;)');
+    expect(a!.exitNotice).toContain("198.51.100.10 or 2001:db8::10");
+    expect(b!.exitNotice).toBe("<p>Abuse: abuse@example.net at 198.51.100.11</p>\n");
+    expect(c!.exitNotice).toBeUndefined();
+    expect(a!.hardening.ruleset).toContain("tcp dport 80 ");
+    expect(c!.hardening.ruleset).not.toContain("tcp dport 80 ");
+    expect(c!.hardening.ruleset).toContain("tcp dport 443 ");
+  });
+
+  it("refuses an operator's notice that is missing, a directory or not UTF-8, naming the field", () => {
+    mkdirSync(join(projectDir, "notice-dir"), { recursive: true });
+    writeFileSync(join(projectDir, "latin1.html"), Buffer.from([0x3c, 0x70, 0x3e, 0xe9, 0x3c, 0x2f, 0x70, 0x3e]));
+    const plan = (file: string) => () => planFleet(config([{ name: "exit-a", nickname: "ExitA", exit: { enabled: true, notice: { file } } }]), { projectDir, now });
+    expect(plan("absent.html")).toThrow(/relays\[0\]\.exit\.notice\.file: .*absent\.html is missing/);
+    expect(plan("notice-dir")).toThrow(/relays\[0\]\.exit\.notice\.file: .*notice-dir is not a regular file/);
+    expect(plan("latin1.html")).toThrow(/relays\[0\]\.exit\.notice\.file: .*latin1\.html is not UTF-8 text/);
   });
 
   it("stops an SEV-SNP relay whose OVMF file is not the one its config pins, and says how to pin it", () => {

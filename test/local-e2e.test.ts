@@ -29,6 +29,7 @@ import { fetchThroughCircuit, SocksRefusal, TorControl } from "../lib/tor-contro
 import { TESTNET, tapName, type TestnetNetwork } from "../lib/testnet";
 import { startTestnet, stopTestnet } from "../lib/testnet-host";
 import { makeTestKeys } from "./support/fleet";
+import { floodInNetns } from "./support/flood";
 import { fetchMetricsTextInNetns, parseMetricsText } from "./support/metrics";
 import { BUILD_CACHE, runStep, waitFor } from "./support/images";
 import { TestProject } from "./support/pulumi";
@@ -272,6 +273,50 @@ describe("the local stack on a private Tor network, end to end", () => {
     expect((refused as SocksRefusal).reason).toMatch(/REMOTE_REASON=EXITPOLICY/);
     await control.closeCircuit(circuit);
   }, 180_000);
+
+  it("serves the Tor Project's exit notice with the exit's contact on port 80 of its IPv4 and IPv6 addresses; the guard serves nothing there", async () => {
+    for (const address of ["10.77.0.11", "[fd77:77::11]"]) {
+      // From the testnet host, as someone who looks up the address behind an abuse report.
+      const page = await fetchMetricsTextInNetns(network.netns, `http://${address}/`);
+      expect(page).toContain("<h1>This is a Tor Exit Router</h1>");
+      expect(page).toContain('<a href="mailto:e2e@example.net">maintainer</a> (e2e@example.net)');
+      expect(page).toContain("10.77.0.11 or fd77:77::11");
+      expect(page).not.toContain("FIXME_");
+    }
+    for (const address of ["10.77.0.12", "[fd77:77::12]"]) {
+      const refused = await fetchMetricsTextInNetns(network.netns, `http://${address}/`, 10_000).catch((error: Error) => error);
+      expect(refused, `the guard answered on port 80 of ${address}`).toBeInstanceOf(Error);
+      expect((refused as Error).message).toMatch(/ECONNREFUSED/);
+    }
+  }, 120_000);
+
+  it("drops a flood from one testnet address beyond the per-source limit, counts it on the status board, and still carries a page through guard → exit meanwhile", async () => {
+    // An address of the testnet's own, on its bridge: neither an authority nor the client, whose connections must not be limited.
+    const flooder = "10.77.0.250";
+    spawnSync("ip", ["-n", network.netns, "addr", "add", `${flooder}/24`, "dev", network.bridge]);
+    try {
+      // 40 connection attempts to the exit's ORPort at once, then one every 250 ms for 30 s, each held open: over
+      // both the rate (8 a minute, burst 8) and the count (8 at once) that the exit allows one source by default.
+      const flood = floodInNetns(network.netns, { from: flooder, host: "10.77.0.11", port: 9001, burst: 40, trickle: 120, intervalMs: 250, connectTimeoutMs: 3000 });
+      await new Promise((resolve) => setTimeout(resolve, 2000));
+      const page = await fetchThroughExit();
+      expect(page.status).toBe(200);
+      const flooded = await flood;
+      console.log(`flood from ${flooder}: ${JSON.stringify(flooded)}`);
+      expect(flooded.attempts).toBe(160);
+      expect(flooded.connected).toBeGreaterThan(0);
+      expect(flooded.connected).toBeLessThanOrEqual(8 + 5);
+      expect(flooded.timedOut).toBeGreaterThanOrEqual(160 - 13);
+      // The exit's own health answer counts what its limits dropped, and the status board shows it.
+      const board = await project.status();
+      const exit = board.rows.get("e2e-exit");
+      expect(exit.limits?.dropped, JSON.stringify(exit)).toBeGreaterThanOrEqual(flooded.timedOut);
+      expect(exit.attention).toEqual([]);
+      expect(board.rows.get("e2e-guard").limits?.dropped).toBe(0);
+    } finally {
+      spawnSync("ip", ["-n", network.netns, "addr", "del", `${flooder}/24`, "dev", network.bridge]);
+    }
+  }, 300_000);
 
   let before: { ntor: Buffer; lastRotated: string; guardPid: number };
 

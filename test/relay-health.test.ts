@@ -8,6 +8,7 @@ import { spawn, spawnSync } from "node:child_process";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { DEFAULT_NOTICE_LIMIT, DEFAULT_ORPORT_LIMIT, LIMIT_COUNTERS, renderNftRuleset } from "../lib/hardening";
 import { healthProblems, parseHealthReport, type HealthExpectation } from "../lib/relay-health";
 import { readSigningCert } from "../lib/tor-keys";
 import { repoRoot } from "./support/pulumi";
@@ -99,5 +100,44 @@ describe("the health answer of a relay running tor", () => {
 
   it("reads an answer that is not one: nothing is healthy", () => {
     expect(healthProblems(parseHealthReport("garbage\nimage {not json\n"), expected()).length).toBeGreaterThanOrEqual(3);
+  });
+});
+
+/**
+ * The connection limits' counters: the script run in a network namespace of
+ * its own (unshare -n), where the rendered ruleset is loaded by the real nft,
+ * or is not.
+ */
+describe("the health answer's connection limits", () => {
+  const dir = privateTmpDir("health-limits");
+  const etc = join(dir, "etc");
+  const script = join(repoRoot, "images/rootfs/files/usr/local/sbin/relay-health");
+  beforeAll(() => {
+    mkdirSync(join(etc, "relay"), { recursive: true, mode: 0o755 });
+    writeFileSync(join(etc, "relay", "nftables.conf"), renderNftRuleset({ orPort: 9001, exit: true, conntrackMax: 65_536, openFiles: 65_536, perSource: { orPort: DEFAULT_ORPORT_LIMIT, notice: DEFAULT_NOTICE_LIMIT, ipv6SourcePrefix: 64 } })!);
+  });
+  /** The answer in a fresh network namespace, after `before` ran there. */
+  const answer = (before: string) =>
+    spawnSync("unshare", ["-n", "sh", "-c", `${before} && exec "$0"`, script], { encoding: "utf8", env: { ...process.env, RELAY_ETC: etc, RELAY_TOR_DATA: join(dir, "none"), RELAY_RUN: join(dir, "none") } });
+  const healthyOtherwise: HealthExpectation = { imageDigest: DIGEST, rsaFingerprint: "0".repeat(40), ed25519Identity: "x", orPort: 9001, exit: false };
+
+  it("carries every counter of the loaded limits, at zero after boot", () => {
+    const result = answer(`nft -f ${JSON.stringify(join(etc, "relay", "nftables.conf"))}`);
+    expect(result.status, result.stderr).toBe(0);
+    const report = parseHealthReport(result.stdout);
+    expect(report.limitsExpected).toBe(true);
+    expect(report.limits?.map((counter) => counter.name).sort()).toEqual(Object.values(LIMIT_COUNTERS).sort());
+    expect(report.limits?.every((counter) => counter.packets === 0)).toBe(true);
+    expect(healthProblems(report, healthyOtherwise).filter((problem) => problem.includes("connection limits"))).toEqual([]);
+  });
+
+  it("says so when the image has limits but none are loaded", () => {
+    const result = answer("true");
+    expect(result.status, result.stderr).toBe(0);
+    const report = parseHealthReport(result.stdout);
+    expect(report.limits).toBeUndefined();
+    expect(healthProblems(report, healthyOtherwise)).toContain("its connection limits are not loaded (nftables lists none of their counters): relay-hardening failed at boot, and its console says why");
+    // An image without limits (older, or limits.enabled false) is not asked for them.
+    expect(parseHealthReport("tor 1\n").limitsExpected).toBe(false);
   });
 });

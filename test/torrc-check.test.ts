@@ -41,7 +41,7 @@ describe("verifyTorrcsWithTor", () => {
 
   it("names the policy entry tor refuses, and the burst below the rate", () => {
     const problems = verifyTorrcsWithTor([
-      { index: 0, relay: "open", lines: renderTorrcLines(unchecked({ exit: { enabled: true, ipv6Exit: true, policy: ["accept *:80", "accept *:99999", "reject *:*"] } }), context) },
+      { index: 0, relay: "open", lines: renderTorrcLines(unchecked({ exit: { enabled: true, ipv6Exit: true, notice: { enabled: true }, policy: ["accept *:80", "accept *:99999", "reject *:*"] } }), context) },
       { index: 1, relay: "bursty", lines: renderTorrcLines(unchecked({ bandwidth: { rate: "100 MBytes", burst: "10 MBytes" } }), context) },
     ]);
     expect(problems[0]).toMatch(/^relays\[0\]\.exit\.policy\[1\] \(relay open\): .*Malformed policy 'accept \*:99999'/);

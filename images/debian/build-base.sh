@@ -18,8 +18,9 @@ umask 022
 
 # tiny-initramfs satisfies the kernel's initramfs-tool dependency without
 # udev; usr-is-merged keeps usrmerge (and with it perl) out of the image.
-# unbound and the root trust anchor (dns-root-data) are the exits' resolver.
-packages="usr-is-merged,tiny-initramfs,busybox,tor,openssh-server,unbound,dns-root-data,linux-image-cloud-amd64"
+# unbound and the root trust anchor (dns-root-data) are the exits' resolver;
+# nftables loads the per-source connection limits (lib/hardening.ts).
+packages="usr-is-merged,tiny-initramfs,busybox,tor,openssh-server,unbound,dns-root-data,nftables,linux-image-cloud-amd64"
 if [[ $geoip == yes ]]; then packages+=",tor-geoipdb"; fi
 for extra in "$@"; do packages+=",$extra"; done
 
