@@ -6,8 +6,9 @@
 #   pack-initrd.sh ROOTFS KERNEL GEOIP(yes|no) OUT.cpio.zst SSH_LIST SSH_OUT.cpio.zst
 set -euo pipefail
 rootfs=$(realpath -m "$1") kernel=$2 geoip=$3 out=$(realpath -m "$4") ssh_list=$(realpath -m "$5") ssh_out=$(realpath -m "$6")
-# The virtio PCI transport, NIC, console and RNG; everything else a relay VM uses is built into the kernel.
-wanted_modules="virtio_pci virtio_net virtio_console virtio_rng"
+# The virtio PCI transport, NIC, console and RNG, and the ACPI power button with the event device
+# busybox acpid reads it from (relay-acpid); everything else a relay VM uses is built into the kernel.
+wanted_modules="virtio_pci virtio_net virtio_console virtio_rng button evdev"
 epoch=${SOURCE_DATE_EPOCH:-0}
 
 moddir=usr/lib/modules/$kernel
