@@ -5,12 +5,12 @@
  * is stopped first and at once (SIGTERM: a relay given SIGINT waits
  * ShutdownWaitLength), the agent only once tor has exited (its last push then
  * carries the state tor wrote on its way out), and the script waits for that
- * push, within bounds. It runs in a PID namespace of its own: killall finds
- * processes by name, and this machine's other tor processes are not its to
- * signal.
+ * push, within bounds. It runs with the PATH busybox init gives it, in PID
+ * and mount namespaces of its own: killall finds processes by name, and this
+ * machine's other tor processes are not its to signal.
  */
 import { spawnSync } from "node:child_process";
-import { chmodSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { repoRoot } from "./support/pulumi";
@@ -33,24 +33,29 @@ function shutDown(names: { name: string; seconds: number }[]) {
   const dir = privateTmpDir("relay-shutdown");
   const log = join(dir, "signals.log");
   writeFileSync(log, "");
-  // The image's killall is busybox's (images/rootfs/install.sh).
-  symlinkSync("/bin/busybox", join(dir, "killall"));
+  // The image's killall is busybox's in /usr/local/bin (images/rootfs/install.sh): here too, in this mount namespace only.
+  mkdirSync(join(dir, "local-bin"));
+  symlinkSync("/bin/busybox", join(dir, "local-bin", "killall"));
   for (const { name, seconds } of names) standIn(dir, name, seconds, log);
   const driver = join(dir, "driver");
   writeFileSync(
     driver,
     [
+      `mount --bind ${join(dir, "local-bin")} /usr/local/bin`,
+      // The image has no other killall (this machine's psmisc one is hidden).
+      "if [ -e /usr/bin/killall ]; then mount --bind /dev/null /usr/bin/killall; fi",
       ...names.map(({ name }) => `${join(dir, name)} &`),
       "sleep 0.3",
       "began=$(date +%s.%N)",
       `busybox sh ${SCRIPT}`,
       `echo "script ended $(date +%s.%N) began $began" >>${log}`,
-      "wait",
+      // No wait: when this shell, the namespace's first process, ends, the kernel kills what is left in it.
     ].join("\n") + "\n",
   );
-  const result = spawnSync("unshare", ["--pid", "--fork", "--mount-proc", "busybox", "sh", driver], {
+  const result = spawnSync("unshare", ["--pid", "--fork", "--kill-child", "--mount-proc", "busybox", "sh", driver], {
     encoding: "utf8",
-    env: { PATH: `${dir}:/usr/bin:/bin`, RELAY_CONSOLE: join(dir, "console") },
+    // The PATH busybox init gives the programs it runs: the script must find killall itself.
+    env: { PATH: "/sbin:/usr/sbin:/bin:/usr/bin", RELAY_CONSOLE: join(dir, "console") },
     timeout: 120_000,
   });
   const lines = readFileSync(log, "utf8").trim().split("\n").filter(Boolean).map((line) => line.split(" "));
