@@ -166,7 +166,13 @@ async function main() {
   const modes: Mode[] = asked.length > 0 ? (asked as Mode[]) : ["image", "broker"];
   const work = mkdtempSync(join(tmpdir(), "diskless-relays-bench-redeploy-"));
   const location = { dir: join(work, "testnet"), netns: `drbench-${process.pid}` };
+  // Each row is printed as it comes too: a run cut short still leaves its numbers.
   const rows: [string, string][] = [];
+  const push = rows.push.bind(rows);
+  rows.push = (...items: [string, string][]) => {
+    for (const [key, value] of items) console.log(`# ${key}: ${value}`);
+    return push(...items);
+  };
   try {
     debianBase();
     const start = now();
