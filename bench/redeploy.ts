@@ -148,7 +148,17 @@ async function benchMode(mode: Mode, testnetDir: string, network: TestnetNetwork
     rows.push([`  the new VM started → first page through it`, `${(firstAfter.ended - newStarted).toFixed(1)} s`]);
     rows.push([
       `  circuits that failed once the new VM ran`,
-      failedAfter.length === 0 ? "none" : `${failedAfter.length}: ${[...new Set(failedAfter.map((a) => a.reason))].join(" | ")}`,
+      failedAfter.length === 0
+        ? "none"
+        : `${failedAfter.length}, by tor's reason: ${Object.entries(
+            failedAfter.reduce<Record<string, number>>((counts, a) => {
+              const why = /REMOTE_REASON=(\S+)/.exec(a.reason ?? "")?.[1] ?? /REASON=(\S+)/.exec(a.reason ?? "")?.[1] ?? (/not built within/.test(a.reason ?? "") ? "timeout" : (a.reason ?? "?"));
+              counts[why] = (counts[why] ?? 0) + 1;
+              return counts;
+            }, {}),
+          )
+            .map(([why, n]) => `${why} ${n}`)
+            .join(", ")} (CONNECTFAILED: nothing listens yet while the new VM boots)`,
     ]);
     rows.push([
       `  of them, failed first extensions over the guard's old channel`,
