@@ -21,6 +21,7 @@ export const UNIT_TESTS = [
   "test/relay-health.test.ts",
   "test/fleet-status.test.ts",
   "test/pid-file.test.ts",
+  "test/relay-shutdown.test.ts",
   "test/stack-config.test.ts",
   "test/unbound.test.ts",
   "test/hardening.test.ts",

@@ -1,6 +1,8 @@
 import * as proxmoxve from "@muhlba91/pulumi-proxmoxve";
 import * as pulumi from "@pulumi/pulumi";
 import type { RelayConfig, StackConfig } from "../lib/config";
+import { proxmoxRngs } from "../lib/proxmox-rng";
+import { CLEAN_SHUTDOWN_SECONDS } from "../lib/qemu";
 import { snpAmdSev, snpFirmwareFileName, snpKvmArguments, ukiFileName } from "../lib/proxmox-snp";
 import { relayTargetOf, vmDescription, type ReachContext } from "../lib/relay-reach";
 import { PROXMOX_ROOT_PASSWORD_ENV, PROXMOX_TOKEN_ENV } from "../lib/relay-targets";
@@ -137,9 +139,15 @@ export class ProxmoxRelayVm extends pulumi.ComponentResource implements RelayVmT
         vga: { type: "serial0" },
         agent: { enabled: false },
         ...(sev ? { amdSev: snpAmdSev(sev), kvmArguments: this.kvmArguments! } : {}),
+        // A hardware RNG from the host's /dev/urandom (rng0), as the local stack's QEMU has it.
+        rngs: proxmoxRngs(),
         started: true,
         onBoot: true,
-        stopOnDestroy: true,
+        // Replaced or destroyed, the VM is shut down, not stopped: an ACPI shutdown (the relay stops tor,
+        // whose connections close, and its agent pushes once more), with qemu-server's hard stop
+        // (forceStop) only after this timeout.
+        stopOnDestroy: false,
+        timeoutShutdownVm: CLEAN_SHUTDOWN_SECONDS,
         purgeOnDestroy: true,
       },
       {

@@ -4,7 +4,7 @@
  */
 import { existsSync, lstatSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { DIRECTORY_CACHE_FILES, RELAY_EXPORT_FILES } from "./steps";
+import { DIRECTORY_CACHE_FILES, MAX_DIRECTORY_DOCUMENT_BYTES, RELAY_EXPORT_FILES } from "./steps";
 import { checkNtorKey, checkRsaOnionKey, KeyFileError } from "./tor-keys";
 
 export interface CollectedSummary {
@@ -13,8 +13,6 @@ export interface CollectedSummary {
 }
 
 const EXPECTED = new Set(["keys", ...RELAY_EXPORT_FILES]);
-/** The public network's microdescriptor consensus is about 3 MB; room for growth, not for abuse. */
-const MAX_DIRECTORY_DOCUMENT_BYTES = 32 * 1024 * 1024;
 
 /**
  * A relay is not trusted to send only what it should: a symlink in its

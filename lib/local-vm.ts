@@ -3,14 +3,16 @@
  * (lib/qemu.ts), one run directory each (qemu.pid, console.log, monitor.sock,
  * the firmware's variables; with a simulated SEV-SNP secure processor, its
  * snp.sock, pid file and log, lib/local-snp.ts). I/O: starts and stops QEMU
- * and the simulator.
+ * (a clean ACPI shutdown first, as Proxmox VE's shutdown does) and the
+ * simulator.
  */
-import { copyFileSync, mkdirSync, readFileSync, renameSync, rmSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync } from "node:fs";
+import { createConnection } from "node:net";
 import { join } from "node:path";
 import { localCpuModel, qemuCpuModels, snpLogOf, snpSocketOf, startSnpSimulator, stopSnpSimulator, ukiFromIso, ukiLaunchMeasurement } from "./local-snp";
 import { ensureTap, inNetns } from "./netns";
 import { holdsOpen, ownedPid } from "./pid-file";
-import { LOCAL_SNP_FIRMWARE, OVMF_VARS, qemuRelayArgs } from "./qemu";
+import { CLEAN_SHUTDOWN_SECONDS, LOCAL_SNP_FIRMWARE, OVMF_VARS, qemuRelayArgs } from "./qemu";
 import { runTool } from "./run";
 import type { RelayTarget } from "./steps";
 
@@ -36,18 +38,64 @@ async function sleep(ms: number) {
   await new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-/** Stops the relay's QEMU (SIGTERM, then SIGKILL), then its simulated secure processor if it has one, and removes its run directory. */
-export async function stopLocalVm(runDir: string): Promise<void> {
+const monitorOf = (runDir: string) => join(runDir, "monitor.sock");
+
+/** One HMP command over a VM's monitor socket; the text QEMU answers. */
+export function monitorCommand(socket: string, command: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const connection = createConnection(socket);
+    let output = "";
+    let sent = false;
+    connection.setEncoding("utf8");
+    connection.on("data", (chunk: string) => {
+      output += chunk;
+      // The banner's prompt, then the command's echo and output, then the next prompt.
+      const prompts = output.split("(qemu)").length - 1;
+      if (prompts === 1 && !sent) {
+        sent = true;
+        connection.write(command + "\n");
+      }
+      if (prompts >= 2) connection.end();
+    });
+    connection.on("end", () => resolve(output));
+    connection.on("error", reject);
+    setTimeout(() => connection.destroy(new Error(`no answer to ${command} within 10 s:\n${output}`)), 10_000).unref();
+  });
+}
+
+export interface StopOptions {
+  /** How long the guest gets to power off on the ACPI power button before QEMU is stopped hard. */
+  cleanShutdownSeconds?: number;
+}
+
+/**
+ * Stops the relay's QEMU, then its simulated secure processor if it has one,
+ * and removes its run directory. First the ACPI power button (the monitor's
+ * system_powerdown), as Proxmox VE's shutdown presses it: the relay stops tor,
+ * whose connections close, and its agent pushes once more, then it powers off
+ * and QEMU exits. A guest that has not powered off within the timeout is
+ * stopped hard (SIGTERM, then SIGKILL). Says which it was.
+ */
+export async function stopLocalVm(runDir: string, options: StopOptions = {}): Promise<"clean" | "hard" | "not running"> {
   const pid = runningPid(runDir);
+  let how: "clean" | "hard" | "not running" = "not running";
   if (pid !== undefined) {
-    process.kill(pid, "SIGTERM");
     const stillOurs = () => runningPid(runDir) === pid;
-    for (let i = 0; i < 100 && stillOurs(); i++) await sleep(100);
-    if (stillOurs()) process.kill(pid, "SIGKILL");
+    const seconds = options.cleanShutdownSeconds ?? CLEAN_SHUTDOWN_SECONDS;
+    const pressed = existsSync(monitorOf(runDir)) && (await monitorCommand(monitorOf(runDir), "system_powerdown").then(() => true, () => false));
+    if (pressed) for (let i = 0; i < seconds * 10 && stillOurs(); i++) await sleep(100);
+    how = "clean";
+    if (stillOurs()) {
+      how = "hard";
+      process.kill(pid, "SIGTERM");
+      for (let i = 0; i < 100 && stillOurs(); i++) await sleep(100);
+      if (stillOurs()) process.kill(pid, "SIGKILL");
+    }
   }
   // After QEMU: the simulator waits for QEMU's connection to close before it exits.
   await stopSnpSimulator(runDir);
   rmSync(runDir, { recursive: true, force: true });
+  return how;
 }
 
 /**
@@ -65,7 +113,8 @@ export async function startLocalVm(target: QemuTarget, iso: string, log: (line: 
   const measurement = snp && uki ? ukiLaunchMeasurement({ ovmf: snp.ovmf, kernel: uki, vcpus: target.cores, vcpuType: snp.vcpuType }) : undefined;
   const cpuModel = snp ? localCpuModel(snp.vcpuType, qemuCpuModels()) : undefined;
   // A VM left over from an interrupted run would hold the forwarded ports.
-  await stopLocalVm(target.runDir);
+  const stopped = await stopLocalVm(target.runDir);
+  if (stopped !== "not running") log(`the VM that ran here was stopped (${stopped === "clean" ? "powered off on the ACPI power button" : `hard: it had not powered off within ${CLEAN_SHUTDOWN_SECONDS} s`})`);
   mkdirSync(target.runDir, { recursive: true, mode: 0o700 });
   if (snp) renameSync(join(ukiWaitDir(target.runDir), UKI_FILE), join(target.runDir, UKI_FILE));
   rmSync(ukiWaitDir(target.runDir), { recursive: true, force: true });
@@ -87,7 +136,7 @@ export async function startLocalVm(target: QemuTarget, iso: string, log: (line: 
     mac: target.mac,
     network: network.kind === "bridge" ? { kind: "tap", ifname: network.tap } : { kind: "user", hostForwards: network.forwards, guestAddress: network.guestAddress },
     serialLog: consoleLogOf(target.runDir),
-    monitorSocket: join(target.runDir, "monitor.sock"),
+    monitorSocket: monitorOf(target.runDir),
     pidFile: pidFile(target.runDir),
     snpReportSocket,
     ...(snp && cpuModel ? { directBoot: { firmware: LOCAL_SNP_FIRMWARE, kernel: join(target.runDir, UKI_FILE), cpuModel } } : {}),

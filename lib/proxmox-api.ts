@@ -11,6 +11,7 @@ import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { request } from "node:https";
 import { basename } from "node:path";
+import { CLEAN_SHUTDOWN_SECONDS } from "./qemu";
 
 export interface ProxmoxConnection {
   endpoint: string;
@@ -145,8 +146,20 @@ export async function uploadIso(connection: ProxmoxConnection, node: string, dat
 }
 
 /**
+ * Powers the VM off as the provider's VM delete does (its stopOnDestroy
+ * false): an ACPI shutdown, which the relay honours (tor stops at once, its
+ * agent pushes once more), and qemu-server's hard stop only if the VM is
+ * still up after `timeoutSeconds` (forceStop).
+ */
+export async function shutdownVm(connection: ProxmoxConnection, node: string, vmId: number, timeoutSeconds = CLEAN_SHUTDOWN_SECONDS): Promise<void> {
+  const upid = await call(connection, "POST", `/nodes/${segment(node)}/qemu/${vmId}/status/shutdown`, { form: { forceStop: "1", timeout: String(timeoutSeconds) } });
+  await waitForTask(connection, upid, timeoutSeconds + 60);
+}
+
+/**
  * Boots another ISO on the VM: its CD-ROM (ide2) changed, then a stop and a
  * start, because Proxmox VE applies a CD-ROM change live without a reboot.
+ * The stop is a clean shutdown (shutdownVm).
  * An SNP relay's `args` (its measured -kernel) change with it.
  */
 export async function bootIso(connection: ProxmoxConnection, node: string, vmId: number, volid: string, args?: string): Promise<void> {
@@ -154,7 +167,7 @@ export async function bootIso(connection: ProxmoxConnection, node: string, vmId:
   // The config's digest: Proxmox VE refuses the change if someone else changed the VM since it was read.
   const { digest } = (await call(connection, "GET", `${vm}/config`)) as { digest?: string };
   await call(connection, "PUT", `${vm}/config`, { form: { ide2: `${volid},media=cdrom`, ...(args !== undefined ? { args } : {}), ...(digest ? { digest } : {}) } });
-  if ((await vmState(connection, node, vmId)) === "running") await waitForTask(connection, await call(connection, "POST", `${vm}/status/stop`, { form: {} }));
+  if ((await vmState(connection, node, vmId)) === "running") await shutdownVm(connection, node, vmId);
   await waitForTask(connection, await call(connection, "POST", `${vm}/status/start`, { form: {} }));
 }
 

@@ -132,6 +132,9 @@ export type PveVmConfig = Record<string, string | number>;
  * config_to_command makes of an SNP VM's config, in its order: firmware,
  * vCPUs, CPU model, memory, the SEV object, the machine, then `args`.
  * Devices (disks, NICs, serial) are left out: SNP measures none of them.
+ * The one exception is rng0 (RNG.pm print_rng_*_commandline), modelled to
+ * show that the RNG every relay has adds an -object that changes no part of
+ * the launch.
  */
 export function qemuServerSnpCommand(config: PveVmConfig, host: SevHostCapabilities): string[] {
   const amdSevText = config["amd-sev"];
@@ -158,8 +161,17 @@ export function qemuServerSnpCommand(config: PveVmConfig, host: SevHostCapabilit
     "-m", String(Number(memory.current)),
     "-object", sevObject,
     "-machine", `type=${machineType},confidential-guest-support=sev0`,
+    ...(typeof config.rng0 === "string" ? qemuServerRng(config.rng0) : []),
     ...(typeof config.args === "string" && config.args.trim() ? splitArgs(config.args) : []),
   ];
+}
+
+/** qemu-server's RNG object and device for an rng0 value (without the PCI address, which the model leaves out). */
+function qemuServerRng(value: string): string[] {
+  const rng = parsePropertyString(value, "source");
+  const maxBytes = rng.max_bytes ?? "1024";
+  const limiter = maxBytes !== "0" ? `,max-bytes=${maxBytes},period=${rng.period ?? "1000"}` : "";
+  return ["-object", `rng-random,filename=${rng.source},id=rng0`, "-device", `virtio-rng-pci,rng=rng0${limiter}`];
 }
 
 /** What an SNP launch measures, read from a QEMU command line as QEMU reads it (the last -bios, -kernel, -append win). */

@@ -6,6 +6,7 @@
  * test, QEMU's user-mode network with forwarded ports. With a simulated
  * SEV-SNP secure processor (lib/local-snp.ts), a virtio-serial port named
  * org.diskless-relays.snp carries the guest agent's report requests to it.
+ * A virtio RNG as Proxmox VE's rng0 makes it (lib/proxmox-rng.ts).
  *
  * An SEV-SNP relay boots as Proxmox VE launches it (lib/proxmox-snp.ts):
  * the firmware as -bios, the UKI as -kernel, `-smp N,sockets=1,cores=N,maxcpus=N`
@@ -13,6 +14,8 @@
  * with a firmware this machine can run in its place (LOCAL_SNP_FIRMWARE:
  * Debian's OVMF; the pinned AmdSevX64 build needs an SEV host). Pure.
  */
+
+import { RELAY_RNG, type RelayRng } from "./proxmox-rng";
 
 /** The virtio-serial port the guest's relay-agent reads reports from (/dev/virtio-ports/NAME). */
 export const SNP_SERIAL_PORT = "org.diskless-relays.snp";
@@ -45,8 +48,20 @@ export interface QemuRelayMachine {
   directBoot?: { firmware: string; kernel: string; cpuModel: string };
 }
 
+/**
+ * How long a relay VM gets to power off on the ACPI power button before it is
+ * stopped hard, on either target: relay-shutdown gives tor 15 s to exit and
+ * the agent's last push 35 s.
+ */
+export const CLEAN_SHUTDOWN_SECONDS = 60;
+
 /** QEMU splits option values at commas; a literal comma in a path is written twice. */
 export const qemuPath = (path: string) => path.replaceAll(",", ",,");
+
+/** QEMU's -object and -device for a relay's RNG, with qemu-server's defaults for what rng0 leaves out. */
+export function qemuRngArgs(rng: RelayRng): string[] {
+  return ["-object", `rng-random,filename=${rng.source},id=rng0`, "-device", `virtio-rng-pci,rng=rng0,max-bytes=${rng.maxBytes},period=${rng.period}`];
+}
 
 export function qemuRelayArgs(machine: QemuRelayMachine): string[] {
   const { network } = machine;
@@ -87,6 +102,9 @@ export function qemuRelayArgs(machine: QemuRelayMachine): string[] {
           "-device", `virtserialport,bus=vser0.0,chardev=snp,name=${SNP_SERIAL_PORT}`,
         ]
       : []),
+    // A virtio RNG fed from the host's /dev/urandom (the image loads virtio_rng), as Proxmox VE's rng0
+    // makes it (lib/proxmox-rng.ts): last, so the devices before it keep their PCI slots.
+    ...qemuRngArgs(RELAY_RNG),
     "-serial", `file:${qemuPath(machine.serialLog)}`,
     "-display", "none",
     "-monitor", machine.monitorSocket ? `unix:${qemuPath(machine.monitorSocket)},server,nowait` : "none",

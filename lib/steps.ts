@@ -344,6 +344,14 @@ export const DIRECTORY_CACHE_FILES = {
   "cached-consensus": "network-status-version 3",
   "cached-microdesc-consensus": "network-status-version 3 microdesc",
 } as const;
+export type DirectoryCacheFile = keyof typeof DIRECTORY_CACHE_FILES;
+
+/**
+ * The most one directory document may be, in either identity mode. The
+ * public network's consensuses are about 3 MB each (2026): room for growth,
+ * not for abuse. A larger one is left behind (the relay fetches it anew).
+ */
+export const MAX_DIRECTORY_DOCUMENT_BYTES = 8 * 1024 * 1024;
 
 /** What a relay hands over before a rebuild, relative to tor's DataDirectory: onion keys, state and directory documents. */
 export const RELAY_EXPORT_FILES: readonly string[] = [...ONION_KEY_FILES.map((file) => `keys/${file}`), "state", ...Object.keys(DIRECTORY_CACHE_FILES)];

@@ -7,7 +7,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=scripts/env.sh
 source scripts/env.sh
 mapfile -t bash_scripts < <(git ls-files '*.sh' .ci/run)
-mapfile -t relay_scripts < <(git ls-files images/rootfs/files/init 'images/rootfs/files/usr/local/sbin/*')
+mapfile -t relay_scripts < <(git ls-files images/rootfs/files/init 'images/rootfs/files/usr/local/sbin/*' 'images/rootfs/files/etc/acpi/*')
 shellcheck --external-sources "${bash_scripts[@]}"
 shellcheck --shell=sh "${relay_scripts[@]}"
 echo "shellcheck: ${#bash_scripts[@]} bash scripts and ${#relay_scripts[@]} relay scripts are clean"

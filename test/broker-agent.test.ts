@@ -4,10 +4,12 @@
  * agent applies at boot (tools/broker/internal/agent/config.go).
  */
 import { spawnSync } from "node:child_process";
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { renderAgentConfig } from "../lib/broker-agent";
+import { BROKER_FILE_SET_PATH, brokerFileSet, renderBrokerFileSet } from "../lib/broker-files";
+import { RELAY_EXPORT_FILES } from "../lib/steps";
 import { parseStackConfig } from "../lib/config";
 import { toolEnv } from "./support/pulumi";
 import { privateTmpDir } from "./support/tmp";
@@ -63,5 +65,19 @@ describe("the agent configuration of a broker-mode image", () => {
       const agent = check(renderAgentConfig({ relay: "exit-1", imageDigest: DIGEST, broker: { ...BROKER, url }, withCa: false }));
       expect(agent.status === 0, `${url}: schema ${schemaAccepts}, agent ${agent.stderr}`).toBe(schemaAccepts);
     }
+  });
+});
+
+describe("the key broker's file set", () => {
+  it("is the one lib renders, embedded as data where the Go code reads it", () => {
+    const embedded = readFileSync(join(__dirname, "..", BROKER_FILE_SET_PATH), "utf8");
+    expect(embedded, "run `npx tsx cli/broker-files.ts` and rebuild the broker (scripts/setup.sh)").toBe(renderBrokerFileSet());
+  });
+
+  it("lets a broker-mode relay push what an image-mode relay hands over: onion keys, state and directory documents", () => {
+    const set = brokerFileSet();
+    expect([...set.mutable].sort()).toEqual([...RELAY_EXPORT_FILES].sort());
+    expect(set.mutable).toEqual(expect.arrayContaining(["cached-certs", "cached-microdesc-consensus", "keys/secret_onion_key_ntor", "state"]));
+    expect(set.identity.filter((file) => set.mutable.includes(file))).toEqual([]);
   });
 });

@@ -114,6 +114,13 @@ describe("the fleet's resource graph", () => {
     expect(vm.inputs).toMatchObject({ bios: "ovmf", machine: "q35", vmId: 9100, started: true });
   });
 
+  it("gives the VM a virtio RNG from the host's /dev/urandom, and replaces it by an ACPI shutdown with the hard stop only after a timeout", () => {
+    const vm = find("proxmoxve:index/vmLegacy:VmLegacy", "r1-vm");
+    expect(vm.inputs.rngs).toEqual([{ source: "/dev/urandom", maxBytes: 1024, period: 1000 }]);
+    // stopOnDestroy false: the provider's delete asks for status/shutdown with forceStop and this timeout.
+    expect(vm.inputs).toMatchObject({ stopOnDestroy: false, timeoutShutdownVm: 60 });
+  });
+
   it("boots an SNP relay measured: its UKI and the pinned firmware uploaded before the VM, launched by args with kernel hashes", () => {
     const order = [
       index("proxmoxve:index/fileLegacy:FileLegacy", "r2-vm-ovmf"),

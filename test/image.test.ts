@@ -2,20 +2,23 @@
  * The real image pipeline: a Debian base by mmdebstrap, a relay overlay, a
  * UKI by ukify, an El Torito ISO, SBOMs by Syft; then the ISO booted under
  * QEMU + OVMF from an IDE CD-ROM on a q35 machine, where tor must print the
- * fingerprints tor gives for the relay's keys, and its SSH server must hand
- * over its state to the real collector.
+ * fingerprints tor gives for the relay's keys, its SSH server must hand
+ * over its state to the real collector, and the ACPI power button must power
+ * it off cleanly.
  */
 import { execFileSync, spawnSync } from "node:child_process";
 import { mkdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { torListFingerprint } from "../lib/key-store";
+import { runningPid } from "../lib/local-vm";
+import { CLEAN_SHUTDOWN_SECONDS } from "../lib/qemu";
 import type { BuiltImage } from "../lib/relay-build";
 import { askRelay } from "../lib/relay-channel";
 import { healthProblems, parseHealthReport } from "../lib/relay-health";
 import { checkNtorKey } from "../lib/tor-keys";
 import { makeTestKeys } from "./support/fleet";
-import { bootIso, buildRelayIso, debianBase, qemuTargetFor, runStep, waitFor } from "./support/images";
+import { bootIso, buildRelayIso, debianBase, hmp, qemuTargetFor, runStep, waitFor } from "./support/images";
 import { toolEnv } from "./support/pulumi";
 import { freePort } from "./support/sshd";
 import { privateTmpDir } from "./support/tmp";
@@ -143,6 +146,20 @@ describe("the Debian relay image", () => {
       // tor made these onion keys on first boot inside the VM; the collector validated them.
       const out = join(relayDir, "collected", built.imageDigest.slice(0, 12));
       expect(() => checkNtorKey(readFileSync(join(out, "keys", "secret_onion_key_ntor")))).not.toThrow();
+    }, 120_000);
+
+    it("powers off on the ACPI power button, as a redeploy presses it: tor stopped at once with SIGTERM, then the VM ends, long before the hard stop", async () => {
+      const began = Date.now();
+      await hmp(join(target.runDir, "monitor.sock"), "system_powerdown");
+      await waitFor(vm.console, /relay-shutdown: done/, CLEAN_SHUTDOWN_SECONDS);
+      const text = vm.console();
+      expect(text).toMatch(/relay-acpid: power button pressed/);
+      // tor's own word that it took SIGTERM: a relay exits at once on it, closing its connections.
+      expect(text).toMatch(/relay-shutdown: stopping tor[\s\S]*Catching signal TERM, exiting cleanly/);
+      expect(text).not.toMatch(/tor still runs after/);
+      for (let i = 0; i < 300 && runningPid(target.runDir) !== undefined; i++) await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(runningPid(target.runDir)).toBeUndefined();
+      expect(Date.now() - began).toBeLessThan(CLEAN_SHUTDOWN_SECONDS * 1000);
     }, 120_000);
   });
 });

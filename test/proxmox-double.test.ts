@@ -38,6 +38,7 @@ describe("the Proxmox VE double", () => {
     ostype: "l26",
     onboot: "1",
     description: "diskless Tor relay",
+    rng0: "source=/dev/urandom,max_bytes=1024,period=1000",
   });
   const refusal = (promise: Promise<unknown>) => promise.then(() => "accepted", (err: Error) => err.message);
 
@@ -69,11 +70,32 @@ describe("the Proxmox VE double", () => {
     ["no VMID at all", { vmid: undefined }, "vmid", /property is missing and it is not optional/],
     ["zero cores", { cores: "0" }, "cores", /minimum value of 1/],
     ["an oversized description", { description: "x".repeat(8193) }, "description", /8192/],
+    ["rng0 from a source RNG.pm does not list", { rng0: "source=/dev/zero" }, "rng0", /enumeration/],
+    ["rng0 without a source", { rng0: "max_bytes=1024" }, "rng0", /source: property is missing/],
+    ["rng0 with a rate that is no integer", { rng0: "/dev/urandom,max_bytes=1k" }, "rng0", /max_bytes: type check \('integer'\) failed/],
+    ["rng0 with an option RNG.pm lacks", { rng0: "/dev/urandom,rate=5" }, "rng0", /rate: property is not defined/],
   ])("refuses %s", async (_what, change, param, message) => {
     const form = Object.fromEntries(Object.entries({ ...relayVm(9001), ...change }).filter(([, value]) => value !== undefined)) as Record<string, string>;
     const error = await refusal(double.api("POST", "/nodes/pve1/qemu", form));
     expect(error).toContain("400");
     expect(JSON.parse(error.slice(error.indexOf("{"))).errors[param]).toMatch(message);
+  });
+
+  it("shuts a VM down with forceStop and a timeout, as the provider's delete and the rollback's restart ask, and refuses malformed values", async () => {
+    expect(await refusal(double.api("POST", "/nodes/pve1/qemu", relayVm(9010)))).toBe("accepted");
+    await double.waitForTask((await double.api("POST", "/nodes/pve1/qemu/9010/status/start")) as string);
+    expect(await refusal(double.api("POST", "/nodes/pve1/qemu/9010/status/shutdown", { forceStop: "1", timeout: "-1" }))).toMatch(/400/);
+    expect(await refusal(double.api("POST", "/nodes/pve1/qemu/9010/status/shutdown", { forceStop: "maybe", timeout: "60" }))).toMatch(/400/);
+    expect(await refusal(double.api("POST", "/nodes/pve1/qemu/9010/status/shutdown", { force: "1" }))).toMatch(/400/);
+    expect(await vmState(token(), "pve1", 9010)).toBe("running");
+    const before = double.requests().length;
+    await bootIso(token(), "pve1", 9010, "local:iso/relay-Test-000000000000-00000000.iso");
+    const calls = double.requests().slice(before).filter((r) => r.method === "POST" && r.path.includes("/status/"));
+    expect(calls.map((r) => [r.path, r.form])).toEqual([
+      ["/nodes/pve1/qemu/9010/status/shutdown", { forceStop: "1", timeout: "60" }],
+      ["/nodes/pve1/qemu/9010/status/start", {}],
+    ]);
+    expect(await vmState(token(), "pve1", 9010)).toBe("running");
   });
 
   it("refuses a VM whose CD-ROM names an ISO the storage does not hold", async () => {

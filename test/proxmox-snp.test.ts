@@ -7,6 +7,8 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { proxmoxRngs } from "../lib/proxmox-rng";
+import { qemuRelayArgs } from "../lib/qemu";
 import { effectiveSnpLaunch, qemuServerSnpCommand, qemuServerSnpPolicy, snpAmdSev, snpFirmwareFileName, snpKvmArguments, splitArgs, ukiFileName } from "../lib/proxmox-snp";
 
 const fixture = (name: string) => readFileSync(join(__dirname, "fixtures", "qemu-server", name), "utf8");
@@ -71,6 +73,26 @@ describe("the QEMU command line qemu-server makes of an SNP VM", () => {
       confidentialGuest: true,
     });
     expect(snpAmdSev({ allowSmt: false, noDebug: true })).toEqual({ type: "snp", noDebug: true, allowSmt: false, kernelHashes: true, noKeySharing: false });
+  });
+
+  it("keeps the launch the same with the RNG every relay has (rng0), which adds a device SNP does not measure", () => {
+    const args = snpKvmArguments({ isoDir: "/var/lib/vz/template/iso", firmwareFile: snpFirmwareFileName("ab".repeat(32)), ukiFile: ukiFileName("relay-X-0123456789ab-01234567.iso") });
+    const config = { bios: "ovmf", machine: "q35", cores: 2, sockets: 1, cpu: "EPYC-v4", memory: "1024", "amd-sev": "type=snp,allow-smt=0,kernel-hashes=1,no-debug=1,no-key-sharing=0", args };
+    const without = qemuServerSnpCommand(config, { cbitpos: 51, reducedPhysBits: 1 });
+    const withRng = qemuServerSnpCommand({ ...config, rng0: "source=/dev/urandom,max_bytes=1024,period=1000" }, { cbitpos: 51, reducedPhysBits: 1 });
+    expect(effectiveSnpLaunch(withRng)).toEqual(effectiveSnpLaunch(without));
+    // RNG.pm's object and device (print_rng_object_commandline, print_rng_device_commandline).
+    expect(valueOf(withRng, "-object")).toContain("rng-random,filename=/dev/urandom,id=rng0");
+    expect(valueOf(withRng, "-device")).toEqual(["virtio-rng-pci,rng=rng0,max-bytes=1024,period=1000"]);
+  });
+
+  it("gives the local stack's QEMU the RNG qemu-server makes of a relay's rng0 (RNG.pm), and Proxmox VE that rng0", () => {
+    const argv = qemuRelayArgs({ iso: "/b/r.iso", varsFile: "/r/vars.fd", memoryMiB: 512, cores: 1, mac: "52:54:00:00:00:01", network: { kind: "tap", ifname: "tap0" }, serialLog: "/r/c.log" });
+    expect(valueOf(argv, "-object")).toEqual(["rng-random,filename=/dev/urandom,id=rng0"]);
+    expect(valueOf(argv, "-device").filter((device) => device.startsWith("virtio-rng-pci"))).toEqual(["virtio-rng-pci,rng=rng0,max-bytes=1024,period=1000"]);
+    // The device after the NIC: the NIC keeps its PCI slot.
+    expect(argv.findIndex((arg) => arg.startsWith("virtio-rng-pci"))).toBeGreaterThan(argv.findIndex((arg) => arg.startsWith("virtio-net-pci")));
+    expect(proxmoxRngs()).toEqual([{ source: "/dev/urandom", maxBytes: 1024, period: 1000 }]);
   });
 
   it("splits args as Text::ParseWords::shellwords does, and refuses paths a shell word could change", () => {

@@ -1,5 +1,6 @@
 /** The local stack's relay machine: QEMU booting the relay's ISO, with its simulated SEV-SNP secure processor if the target has one (lib/local-vm.ts). */
 import { startLocalVm, stopLocalVm } from "../../lib/local-vm";
+import { CLEAN_SHUTDOWN_SECONDS } from "../../lib/qemu";
 import type { StepSpec } from "../../lib/steps";
 import { StepFailure } from "./failure";
 
@@ -11,6 +12,7 @@ export async function startVm(spec: StepSpec<"start-local-vm">): Promise<void> {
 
 export async function stopVm(spec: StepSpec<"stop-local-vm">): Promise<void> {
   if (spec.target.kind !== "qemu") throw new StepFailure("stop-local-vm needs a qemu target");
-  await stopLocalVm(spec.target.runDir);
-  console.log(`stopped ${spec.target.runDir}`);
+  const how = await stopLocalVm(spec.target.runDir);
+  const said = { clean: "powered off on the ACPI power button", hard: `stopped hard: it had not powered off within ${CLEAN_SHUTDOWN_SECONDS} s`, "not running": "was not running" }[how];
+  console.log(`${spec.target.runDir}: ${said}`);
 }

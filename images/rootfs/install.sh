@@ -6,7 +6,7 @@ rootfs=$(realpath -m -- "$1") tor_user=$2
 files=$(cd "$(dirname "$0")" && pwd)/files
 
 cp -a "$files/." "$rootfs/"
-chmod 0755 "$rootfs/init" "$rootfs"/usr/local/sbin/relay-*
+chmod 0755 "$rootfs/init" "$rootfs"/usr/local/sbin/relay-* "$rootfs/etc/acpi/PWRF/00000080"
 echo "$tor_user" >"$rootfs/etc/relay/tor-user"
 # Debian's busybox installs no applet links; provide the few the scripts use
 # where the distribution has no binary of that name.

@@ -6,11 +6,12 @@
 #   pack-initrd.sh ROOTFS KERNEL GEOIP(yes|no) OUT.cpio.zst SSH_LIST SSH_OUT.cpio.zst
 set -euo pipefail
 rootfs=$(realpath -m -- "$1") kernel=$2 geoip=$3 out=$(realpath -m -- "$4") ssh_list=$(realpath -m -- "$5") ssh_out=$(realpath -m -- "$6")
-# The virtio PCI transport, NIC, console and RNG; conntrack and the nftables
-# expressions the connection limits use (relay-hardening: ct, limit, ct count,
-# and objref for named counters; sets, counters and payload matches are part
-# of nf_tables). Everything else a relay VM uses is built into the kernel.
-wanted_modules="virtio_pci virtio_net virtio_console virtio_rng"
+# The virtio PCI transport, NIC, console and RNG; the ACPI power button with the
+# event device busybox acpid reads it from (relay-acpid); conntrack and the
+# nftables expressions the connection limits use (relay-hardening: ct, limit,
+# ct count, and objref for named counters; sets, counters and payload matches
+# are part of nf_tables). Everything else a relay VM uses is built into the kernel.
+wanted_modules="virtio_pci virtio_net virtio_console virtio_rng button evdev"
 wanted_modules+=" nf_conntrack nf_tables nft_ct nft_limit nft_connlimit nft_objref"
 epoch=${SOURCE_DATE_EPOCH:-0}
 

@@ -5,8 +5,12 @@
  * Read from the sources of Proxmox VE 9.2 (not run against a node):
  *  - qemu-server e6352be (9.2.6): PVE/QemuServer.pm $confdesc, PVE/QemuServer/
  *    CPUConfig.pm ($sev_fmt, $cpu_fmt), Network.pm ($net_fmt), Drive.pm,
- *    PVE/API2/Qemu.pm (create_vm, update_vm, check_vm_modify_config_perm:
- *    `args` and `amd-sev` are root@pam's alone, and an API token never is);
+ *    RNG.pm ($rng_fmt: rng0's source /dev/urandom, /dev/random or
+ *    /dev/hwrng, integer max_bytes and period), PVE/API2/Qemu.pm (create_vm,
+ *    update_vm, check_vm_modify_config_perm: `args` and `amd-sev` are
+ *    root@pam's alone, and an API token never is; vm_shutdown's and
+ *    vm_stop's parameters: timeout an integer from 0, forceStop, keepActive,
+ *    skiplock and overrule-shutdown booleans);
  *  - pve-common f665029: JSONSchema.pm (pve-vmid, dns-name, pve-tag-list,
  *    "property is not defined in schema and the schema does not allow
  *    additional properties");
@@ -127,6 +131,8 @@ export const VM_CONFIG: Record<string, (value: string) => string | undefined> = 
   onboot: bool,
   ostype: enumOf("other", "wxp", "w2k", "w2k3", "w2k8", "wvista", "win7", "win8", "win10", "win11", "l24", "l26", "solaris"),
   protection: bool,
+  // RNG.pm $rng_fmt: source is the default key and required; the integers have no bounds there.
+  rng0: (value) => propertyString(value, "source", { source: enumOf("/dev/urandom", "/dev/random", "/dev/hwrng"), max_bytes: int(-Number.MAX_SAFE_INTEGER), period: int(-Number.MAX_SAFE_INTEGER) }, ["source"]),
   scsihw: enumOf("lsi", "lsi53c810", "virtio-scsi-pci", "virtio-scsi-single", "megasas", "pvscsi"),
   sockets: int(1),
   tablet: bool,
@@ -185,6 +191,29 @@ export const STATUS_PARAMS: Record<string, string[]> = {
   reboot: ["timeout"],
   reset: ["skiplock"],
 };
+
+/** The rules of the status calls' parameters whose values the double checks (Qemu.pm vm_shutdown, vm_stop). */
+const STATUS_PARAM_RULES: Record<string, (value: string) => string | undefined> = {
+  timeout: int(0),
+  forceStop: bool,
+  keepActive: bool,
+  skiplock: bool,
+  "overrule-shutdown": bool,
+};
+
+/** POST …/status/{action}: unknown parameters, and malformed values of those above. */
+export function checkStatusCall(action: string, form: Record<string, string>): Problems {
+  const allowed = STATUS_PARAMS[action] ?? [];
+  const problems: Problems = {};
+  for (const [key, value] of Object.entries(form)) {
+    if (!allowed.includes(key)) problems[key] = unknown;
+    else {
+      const problem = STATUS_PARAM_RULES[key]?.(value);
+      if (problem) problems[key] = problem;
+    }
+  }
+  return problems;
+}
 
 /** POST /nodes/{node}/storage/{storage}/upload (pve-storage Status.pm upload). */
 export function checkUpload(form: Record<string, string>, filename: string | undefined): Problems {

@@ -8,7 +8,8 @@
  *
  * It refuses what Proxmox VE 9.2 refuses, as read in its sources (the rules
  * and where they come from: ./pve-schema.ts): unknown parameters, malformed
- * values (net0, ide2, amd-sev, tags, boot, name, …), a stale config digest,
+ * values (net0, ide2, amd-sev, rng0, tags, boot, name, status calls' timeout
+ * and forceStop, …), a stale config digest,
  * a missing ISO volume, `args` or `amd-sev` set by anyone but root@pam with a
  * ticket, uploads of other content types or extensions. Tasks run for
  * --task-seconds (default 1) and can be made to fail (failNext below). A
@@ -35,7 +36,7 @@ import { join } from "node:path";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { createServer } from "node:https";
 import { parseArgs } from "node:util";
-import { checkUpload, checkVmCreate, checkVmUpdate, ROOT_ONLY, STATUS_PARAMS, storedFileName, type Problems } from "./pve-schema";
+import { checkStatusCall, checkUpload, checkVmCreate, checkVmUpdate, ROOT_ONLY, storedFileName, type Problems } from "./pve-schema";
 
 export interface RecordedRequest {
   method: string;
@@ -315,8 +316,7 @@ export class ProxmoxDouble {
       case "POST /nodes/*/qemu/*/status/reset": {
         const vm = this.vm(Number(segments[3]), segments[1]);
         const action = segments[5]!;
-        const allowed = STATUS_PARAMS[action]!;
-        refuseParameters(Object.fromEntries(Object.keys(form).filter((key) => !allowed.includes(key)).map((key) => [key, "property is not defined in schema and the schema does not allow additional properties"])));
+        refuseParameters(checkStatusCall(action, form));
         const stopping = action === "stop" || action === "shutdown";
         if (!stopping && action !== "start" && vm.status !== "running") throw new ApiError(500, `VM ${vm.vmid} not running`);
         return this.task(vm.node, `qm${action}`, String(vm.vmid), () => {

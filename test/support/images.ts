@@ -1,5 +1,4 @@
 /** Real image builds and boots for tests, sharing the Debian base the way the program does. */
-import { createConnection } from "node:net";
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -7,7 +6,7 @@ import { join } from "node:path";
 import { parseStackConfig } from "../../lib/config";
 import { planFleet } from "../../lib/fleet";
 import { baseImageDigest, baseImageInputs, relayImageDigest, relayImageInputs, relayImageTexts, RELAY_SCRIPT_PATHS, treeDigest } from "../../lib/image-inputs";
-import { startLocalVm, stopLocalVm } from "../../lib/local-vm";
+import { monitorCommand, startLocalVm, stopLocalVm } from "../../lib/local-vm";
 import { buildRelayImage, type BuiltImage } from "../../lib/relay-build";
 import { encodeStepSpec, STEP_SPEC_ENV, type RelayRecipe, type RelayTarget, type StepName, type StepSpec } from "../../lib/steps";
 import { repoRoot, toolEnv } from "./pulumi";
@@ -130,24 +129,4 @@ export async function waitFor(read: () => string, pattern: RegExp, seconds: numb
 }
 
 /** One HMP command over the VM's monitor socket; the text QEMU answers. */
-export function hmp(socket: string, command: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const connection = createConnection(socket);
-    let output = "";
-    let sent = false;
-    connection.setEncoding("utf8");
-    connection.on("data", (chunk: string) => {
-      output += chunk;
-      // The banner's prompt, then the command's echo and output, then the next prompt.
-      const prompts = output.split("(qemu)").length - 1;
-      if (prompts === 1 && !sent) {
-        sent = true;
-        connection.write(command + "\n");
-      }
-      if (prompts >= 2) connection.end();
-    });
-    connection.on("end", () => resolve(output));
-    connection.on("error", reject);
-    setTimeout(() => connection.destroy(new Error(`no answer to ${command} within 10 s:\n${output}`)), 10_000).unref();
-  });
-}
+export const hmp = monitorCommand;

@@ -276,11 +276,14 @@ func (a *Agent) fetchOnce(ctx context.Context) error {
 
 // Push sends the current onion keys and state once.
 func (a *Agent) Push(ctx context.Context) error {
-	files, err := ReadMutableFiles(a.cfg.TorDataDir)
+	files, skipped, err := ReadMutableFiles(a.cfg.TorDataDir)
 	if err != nil {
 		return err
 	}
 	defer wipeFiles(files)
+	for _, s := range skipped {
+		a.log.Printf("push: left out %s", s)
+	}
 	if len(files) == 0 {
 		return fmt.Errorf("nothing to push: no onion key or state in %s", a.cfg.TorDataDir)
 	}

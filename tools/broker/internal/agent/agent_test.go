@@ -310,13 +310,58 @@ func TestInstallFilesSafety(t *testing.T) {
 	// Push reads refuse a symlinked state file.
 	_ = os.Remove(filepath.Join(dir, "state"))
 	_ = os.Symlink("/etc/hostname", filepath.Join(dir, "state"))
-	if _, err := ReadMutableFiles(dir); err == nil || !strings.Contains(err.Error(), "symlink") {
+	if _, _, err := ReadMutableFiles(dir); err == nil || !strings.Contains(err.Error(), "symlink") {
 		t.Errorf("symlinked state: %v", err)
 	}
 	_ = os.Remove(filepath.Join(dir, "state"))
-	files, err := ReadMutableFiles(dir)
-	if err != nil || len(files) != 1 || string(files["keys/secret_onion_key"]) != "k" {
-		t.Errorf("read %v %v", files, err)
+	files, skipped, err := ReadMutableFiles(dir)
+	if err != nil || len(files) != 1 || string(files["keys/secret_onion_key"]) != "k" || len(skipped) != 0 {
+		t.Errorf("read %v %v %v", files, skipped, err)
+	}
+}
+
+// Directory documents travel with the keys; one that is too large, or is not
+// what its name says, is left behind and the keys still go.
+func TestReadMutableFilesCarriesDirectoryDocuments(t *testing.T) {
+	dir := t.TempDir()
+	_ = os.MkdirAll(filepath.Join(dir, "keys"), 0o700)
+	write := func(name string, data []byte) {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("keys/secret_onion_key_ntor", []byte("k"))
+	write("cached-microdesc-consensus", []byte("network-status-version 3 microdesc\nvote-status consensus\n"))
+	write("cached-certs", []byte("dir-key-certificate-version 3\n"))
+	// Larger than a key may be, within a directory document's bound.
+	big := append([]byte("network-status-version 3\n"), make([]byte, 2*protocol.MaxFileSize)...)
+	write("cached-consensus", big)
+	files, skipped, err := ReadMutableFiles(dir)
+	if err != nil || len(skipped) != 0 {
+		t.Fatalf("read: %v %v", skipped, err)
+	}
+	for _, name := range []string{"keys/secret_onion_key_ntor", "cached-microdesc-consensus", "cached-certs", "cached-consensus"} {
+		if _, ok := files[name]; !ok {
+			t.Errorf("%s not read", name)
+		}
+	}
+	write("cached-consensus", make([]byte, protocol.MaxDirectoryFileSize+1))
+	write("cached-certs", []byte("<html>not a certificate\n"))
+	files, skipped, err = ReadMutableFiles(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := files["cached-consensus"]; ok {
+		t.Error("an oversized consensus was read")
+	}
+	if _, ok := files["cached-certs"]; ok {
+		t.Error("a file that is no certificate was read as cached-certs")
+	}
+	if len(skipped) != 2 || !strings.HasPrefix(skipped[0], "cached-certs") || !strings.HasPrefix(skipped[1], "cached-consensus") {
+		t.Errorf("skipped = %q", skipped)
+	}
+	if _, ok := files["keys/secret_onion_key_ntor"]; !ok {
+		t.Error("the onion key did not go with the rest")
 	}
 }
 

@@ -78,25 +78,36 @@ func InstallFiles(dir string, files protocol.Files, uid, gid int) error {
 	return fsutil.SyncDir(dir)
 }
 
-// ReadMutableFiles reads the onion keys (with .old when present) and state
-// from the tor data directory. Symlinks and non-regular files are refused.
-func ReadMutableFiles(dir string) (protocol.Files, error) {
-	files := protocol.Files{}
+// ReadMutableFiles reads the onion keys (with .old when present), state and
+// directory documents from the tor data directory. Symlinks and non-regular
+// files are refused. A directory document that is too large, or that tor has
+// not written whole, is left behind and named in skipped: the next boot
+// fetches it anew, and the keys still go.
+func ReadMutableFiles(dir string) (files protocol.Files, skipped []string, err error) {
+	files = protocol.Files{}
 	for _, name := range protocol.MutableFiles {
 		p := filepath.Join(dir, filepath.FromSlash(name))
-		data, err := readRegular(p, protocol.MaxFileSize)
+		data, err := readRegular(p, protocol.MaxSizeOf(name))
 		if errors.Is(err, os.ErrNotExist) {
 			continue
 		}
 		if err != nil {
-			return nil, err
+			if protocol.IsDirectoryDocument(name) {
+				skipped = append(skipped, fmt.Sprintf("%s (%v)", name, err))
+				continue
+			}
+			return nil, nil, err
+		}
+		if protocol.IsDirectoryDocument(name) && protocol.CheckFiles(protocol.Files{name: data}, nil) != nil {
+			skipped = append(skipped, name+" (not a directory document)")
+			continue
 		}
 		files[name] = data
 	}
 	if err := protocol.CheckFiles(files, protocol.IsMutableFile); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return files, nil
+	return files, skipped, nil
 }
 
 func readRegular(p string, limit int) ([]byte, error) {

@@ -374,7 +374,10 @@ func (s *Server) attestLocked(now time.Time, relay string, req *protocol.AttestR
 		}
 	}
 	if err := protocol.CheckFiles(pp.Files, protocol.IsMutableFile); err != nil {
-		return nil, refuse(CodePushTooLarge, "%v", err)
+		if errors.Is(err, protocol.ErrTooLarge) {
+			return nil, refuse(CodePushTooLarge, "%v", err)
+		}
+		return nil, refuse(CodePushBadFile, "%v", err)
 	}
 	stored, err := s.st.LoadBundle(relay)
 	if err != nil {

@@ -433,6 +433,11 @@ func TestPushThenBootReturnsPushedKeys(t *testing.T) {
 		"keys/secret_onion_key.old":      files["keys/secret_onion_key"],
 		"keys/secret_onion_key_ntor.old": files["keys/secret_onion_key_ntor"],
 		"state":                          randBytes(t, 700),
+		// The directory documents tor cached: the next boot knows the
+		// network at once. A consensus is larger than any key, and than
+		// a whole bundle could once be.
+		"cached-certs":               append([]byte("dir-key-certificate-version 3\n"), randBytes(t, 4000)...),
+		"cached-microdesc-consensus": append([]byte("network-status-version 3 microdesc\n"), randBytes(t, 300<<10)...),
 	}
 	for n, d := range rotated {
 		if err := os.WriteFile(filepath.Join(torDir, n), d, 0o600); err != nil {
@@ -526,6 +531,9 @@ func TestPushRefusals(t *testing.T) {
 		{"unknown file", protocol.Files{"torrc": []byte("x")}, relay, broker.CodePushBadFile},
 		{"empty", protocol.Files{}, relay, broker.CodePushEmpty},
 		{"too large", protocol.Files{"state": make([]byte, protocol.MaxFileSize+1)}, relay, broker.CodePushTooLarge},
+		{"directory document too large", protocol.Files{"cached-consensus": append([]byte("network-status-version 3\n"), make([]byte, protocol.MaxDirectoryFileSize)...)}, relay, broker.CodePushTooLarge},
+		{"not a directory document", protocol.Files{"cached-certs": []byte("#!/bin/sh\n")}, relay, broker.CodePushBadFile},
+		{"directory file outside the list", protocol.Files{"cached-descriptors": []byte("router x\n")}, relay, broker.CodePushBadFile},
 		{"other relay in payload", protocol.Files{"state": []byte("x")}, "relay-zzz", broker.CodePayloadRelay},
 	}
 	for _, c := range cases {

@@ -12,11 +12,14 @@ package protocol
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"crypto/sha512"
+	_ "embed"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash"
@@ -58,29 +61,72 @@ const (
 	MaxCertTableSize  = 64 << 10
 	MaxTokenSize      = 256
 	MinTokenSize      = 16
-	MaxFileSize       = 64 << 10  // any one file of a bundle
-	MaxBundleSize     = 256 << 10 // all files of a bundle together
-	MaxPayloadSize    = 512 << 10 // age ciphertext of a pushed bundle
-	MaxRequestSize    = 1 << 20   // any JSON request body
+	MaxFileSize       = 64 << 10 // any one key file, family key or state of a bundle
 	ChallengeLifetime = 60 * time.Second
+	// keyRoom bounds the keys, family keys and state of a bundle together.
+	keyRoom = 1 << 20
 )
 
-// Identity files: shipped by the operator through the admin upload, never
-// accepted from a push, and all required in a boot release.
-var IdentityFiles = []string{
-	"keys/ed25519_master_id_public_key",
-	"keys/ed25519_signing_secret_key",
-	"keys/ed25519_signing_cert",
-	"keys/secret_id_key",
+// The file set, as lib/broker-files.ts renders it: the one list of each kind
+// lives in the TypeScript that also builds the images, and reaches the
+// broker and the agent as this data.
+//
+//go:embed files.json
+var fileSetJSON []byte
+
+// DirectoryDocument is a public directory document tor keeps in its
+// DataDirectory (a consensus, the authorities' certificates). A relay pushes
+// its current ones so that its next boot knows the network at once.
+type DirectoryDocument struct {
+	Name      string `json:"name"`
+	FirstLine string `json:"firstLine"`
 }
 
-// MutableFiles: the onion keys and tor's state file, which a relay may push.
-var MutableFiles = []string{
-	"keys/secret_onion_key",
-	"keys/secret_onion_key_ntor",
-	"keys/secret_onion_key.old",
-	"keys/secret_onion_key_ntor.old",
-	"state",
+var (
+	// IdentityFiles: shipped by the operator through the admin upload,
+	// never accepted from a push, and all required in a boot release.
+	IdentityFiles []string
+	// MutableFiles: the onion keys, tor's state file and the directory
+	// documents, which a relay may push.
+	MutableFiles []string
+	// DirectoryDocuments: the mutable files that are directory documents.
+	DirectoryDocuments []DirectoryDocument
+	// MaxDirectoryFileSize bounds one directory document.
+	MaxDirectoryFileSize int
+	// MaxBundleSize bounds all files of a bundle together: room for the
+	// keys and state, and for every directory document at its bound.
+	MaxBundleSize int
+	// MaxPayloadSize bounds the age ciphertext of a pushed bundle (its JSON
+	// carries the files in base64: 4/3 of their size).
+	MaxPayloadSize int
+	// MaxRequestSize bounds any JSON request or answer body (the payload or
+	// bundle ciphertext in base64 again).
+	MaxRequestSize int64
+)
+
+func init() {
+	var set struct {
+		Source                    string              `json:"source"`
+		Identity                  []string            `json:"identity"`
+		Mutable                   []string            `json:"mutable"`
+		DirectoryDocuments        []DirectoryDocument `json:"directoryDocuments"`
+		MaxDirectoryDocumentBytes int                 `json:"maxDirectoryDocumentBytes"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(fileSetJSON))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&set); err != nil || len(set.Identity) == 0 || len(set.Mutable) == 0 || set.MaxDirectoryDocumentBytes <= 0 {
+		panic(fmt.Sprintf("protocol: files.json is not a file set (%v)", err))
+	}
+	for _, d := range set.DirectoryDocuments {
+		if !contains(set.Mutable, d.Name) || d.FirstLine == "" {
+			panic(fmt.Sprintf("protocol: files.json: directory document %q is not a mutable file with a first line", d.Name))
+		}
+	}
+	IdentityFiles, MutableFiles, DirectoryDocuments = set.Identity, set.Mutable, set.DirectoryDocuments
+	MaxDirectoryFileSize = set.MaxDirectoryDocumentBytes
+	MaxBundleSize = keyRoom + len(DirectoryDocuments)*MaxDirectoryFileSize
+	MaxPayloadSize = MaxBundleSize/3*4 + 64<<10
+	MaxRequestSize = int64(MaxPayloadSize/3*4 + 64<<10)
 }
 
 // A family key (tor 0.4.9's FamilyId): tor finds every *.secret_family_key in
@@ -122,6 +168,30 @@ func IsShippedFile(name string) bool { return IsIdentityFile(name) || IsFamilyKe
 // IsMutableFile reports whether name is one of MutableFiles.
 func IsMutableFile(name string) bool { return contains(MutableFiles, name) }
 
+// directoryDocument returns the directory document called name, if it is one.
+func directoryDocument(name string) (DirectoryDocument, bool) {
+	for _, d := range DirectoryDocuments {
+		if d.Name == name {
+			return d, true
+		}
+	}
+	return DirectoryDocument{}, false
+}
+
+// IsDirectoryDocument reports whether name is one of DirectoryDocuments.
+func IsDirectoryDocument(name string) bool {
+	_, ok := directoryDocument(name)
+	return ok
+}
+
+// MaxSizeOf is the most a bundle file called name may be.
+func MaxSizeOf(name string) int {
+	if IsDirectoryDocument(name) {
+		return MaxDirectoryFileSize
+	}
+	return MaxFileSize
+}
+
 // IsBundleFile reports whether name may appear in a bundle at all. The check
 // is an exact match against a fixed list, so "../x", "keys/../state",
 // "/state" or "keys//secret_id_key" are all refused.
@@ -154,7 +224,8 @@ func (f Files) Names() []string {
 var ErrTooLarge = errors.New("too large")
 
 // CheckFiles checks every name against the allowed list (and, if allowed is
-// non-nil, against that narrower predicate) and the size limits.
+// non-nil, against that narrower predicate), the size limits, and that each
+// directory document starts as its kind does.
 func CheckFiles(f Files, allowed func(string) bool) error {
 	total := 0
 	for _, name := range f.Names() {
@@ -164,8 +235,11 @@ func CheckFiles(f Files, allowed func(string) bool) error {
 		if allowed != nil && !allowed(name) {
 			return fmt.Errorf("file %q may not be set this way", name)
 		}
-		if len(f[name]) > MaxFileSize {
-			return fmt.Errorf("file %q: %w (%d bytes, limit %d)", name, ErrTooLarge, len(f[name]), MaxFileSize)
+		if limit := MaxSizeOf(name); len(f[name]) > limit {
+			return fmt.Errorf("file %q: %w (%d bytes, limit %d)", name, ErrTooLarge, len(f[name]), limit)
+		}
+		if d, ok := directoryDocument(name); ok && !startsWithLine(f[name], d.FirstLine) {
+			return fmt.Errorf("file %q does not start with %q: not a tor directory document", name, d.FirstLine)
 		}
 		total += len(f[name])
 	}
@@ -173,6 +247,13 @@ func CheckFiles(f Files, allowed func(string) bool) error {
 		return fmt.Errorf("bundle: %w (%d bytes, limit %d)", ErrTooLarge, total, MaxBundleSize)
 	}
 	return nil
+}
+
+// startsWithLine reports whether data's first line is line, or line followed
+// by a space and more (tor's keyword lines take arguments).
+func startsWithLine(data []byte, line string) bool {
+	first, _, _ := bytes.Cut(data, []byte("\n"))
+	return string(first) == line || bytes.HasPrefix(first, []byte(line+" "))
 }
 
 // MissingIdentityFiles returns the identity files absent from f.

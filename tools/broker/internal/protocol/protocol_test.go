@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -72,7 +73,7 @@ func TestBundleFileNames(t *testing.T) {
 		}
 	}
 	for _, n := range []string{"", "keys", "keys/", "../state", "/state", "./state", "keys/../state", "keys//secret_id_key",
-		"keys/secret_id_key/", "keys/ed25519_master_id_secret_key", "torrc", "state\x00", "KEYS/secret_id_key", "keys\\secret_id_key", "cached-consensus",
+		"keys/secret_id_key/", "keys/ed25519_master_id_secret_key", "torrc", "state\x00", "KEYS/secret_id_key", "keys\\secret_id_key", "cached-descriptors", "cached-microdescs",
 		"keys/.secret_family_key", "keys/../x.secret_family_key", "x.secret_family_key", "keys/a.b.secret_family_key", "keys/ops.secret_family_key.old"} {
 		if IsBundleFile(n) {
 			t.Errorf("%q allowed", n)
@@ -101,11 +102,21 @@ func TestCheckFiles(t *testing.T) {
 	if err := CheckFiles(Files{"state": make([]byte, MaxFileSize+1)}, nil); !errors.Is(err, ErrTooLarge) {
 		t.Errorf("oversized file: %v", err)
 	}
-	big := Files{}
+	// Every listed file at its bound fits; family keys beyond the keys' room do not.
+	full := Files{}
 	for _, n := range append(append([]string{}, IdentityFiles...), MutableFiles...) {
-		big[n] = make([]byte, MaxFileSize)
+		full[n] = make([]byte, MaxSizeOf(n))
+		if d, ok := directoryDocument(n); ok {
+			copy(full[n], d.FirstLine+"\n")
+		}
 	}
-	if err := CheckFiles(big, nil); !errors.Is(err, ErrTooLarge) {
+	if err := CheckFiles(full, nil); err != nil {
+		t.Errorf("a bundle of files each at its bound: %v", err)
+	}
+	for i := 0; i < keyRoom/MaxFileSize; i++ {
+		full[fmt.Sprintf("keys/f%d.secret_family_key", i)] = make([]byte, MaxFileSize)
+	}
+	if err := CheckFiles(full, nil); !errors.Is(err, ErrTooLarge) {
 		t.Errorf("oversized bundle: %v", err)
 	}
 	if m := MissingIdentityFiles(ok); len(m) != 3 {
@@ -133,5 +144,34 @@ func TestValidation(t *testing.T) {
 	}
 	if _, err := ParseMeasurement(strings.Repeat("ab", 47)); err == nil {
 		t.Error("short measurement accepted")
+	}
+}
+
+// The directory documents a relay pushes: larger than a key may be, within
+// their own bound, and each must start as its kind does.
+func TestDirectoryDocuments(t *testing.T) {
+	for _, n := range []string{"cached-certs", "cached-consensus", "cached-microdesc-consensus"} {
+		if !IsDirectoryDocument(n) || !IsMutableFile(n) || IsShippedFile(n) {
+			t.Errorf("%s: directory %v, mutable %v, shipped %v", n, IsDirectoryDocument(n), IsMutableFile(n), IsShippedFile(n))
+		}
+	}
+	if IsDirectoryDocument("state") || IsDirectoryDocument("cached-descriptors") || IsBundleFile("cached-descriptors") {
+		t.Error("a file that is not in the list counts as a directory document")
+	}
+	consensus := append([]byte("network-status-version 3 microdesc\n"), make([]byte, 2*MaxFileSize)...)
+	if err := CheckFiles(Files{"cached-microdesc-consensus": consensus}, IsMutableFile); err != nil {
+		t.Errorf("a consensus larger than a key: %v", err)
+	}
+	if err := CheckFiles(Files{"cached-microdesc-consensus": make([]byte, MaxDirectoryFileSize+1)}, nil); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("oversized consensus: %v", err)
+	}
+	if err := CheckFiles(Files{"cached-certs": []byte("network-status-version 3\n")}, nil); err == nil || !strings.Contains(err.Error(), "dir-key-certificate-version 3") {
+		t.Errorf("a consensus sent as cached-certs: %v", err)
+	}
+	if err := CheckFiles(Files{"cached-certs": []byte("dir-key-certificate-version 3\r\n")}, nil); err == nil {
+		t.Error("a first line with a stray byte accepted")
+	}
+	if MaxPayloadSize < MaxBundleSize*4/3 || MaxRequestSize < int64(MaxPayloadSize)*4/3 {
+		t.Errorf("limits do not nest: bundle %d, payload %d, request %d", MaxBundleSize, MaxPayloadSize, MaxRequestSize)
 	}
 }
