@@ -26,6 +26,7 @@ import { buildRelayImage } from "../lib/relay-build";
 import { withToolsOnPath } from "../lib/run";
 import { verifySignature } from "../lib/signing";
 import { expectedLaunchMeasurement } from "../lib/snp/launchDigest";
+import { aptSourceLines, canonicalSet } from "../lib/package-index";
 import { buildBase } from "./steps/build-base";
 
 const USAGE = "usage: npm run verify-build -- RELAY [IMAGE_DIGEST] [--artifacts DIR] [--signers FILE --signer ID] [--ovmf FILE] [--keep]";
@@ -145,7 +146,10 @@ export async function verifyBuild(argv: string[], projectDir = process.cwd()): P
     const baseDir = join(work, "base");
     const { flavour, release, geoip, extraPackages, torUser, sourceDateEpoch } = record.base;
     console.log(`rebuilding the ${flavour} ${release} base (SOURCE_DATE_EPOCH ${sourceDateEpoch}) in ${baseDir}`);
-    await buildBase({ flavour, release, geoip, extraPackages, torUser, sourceDateEpoch, dir: baseDir });
+    // The same sources, and the same package set: a mirror that has moved on stops the rebuild with the packages that differ.
+    const sources = flavour === "debian" ? (record.base.sources ?? aptSourceLines([{ uri: "http://deb.debian.org/debian", suites: [release], components: ["main"] }])) : undefined;
+    const packages = flavour === "debian" ? canonicalSet(record.base.packages) : undefined;
+    await buildBase({ flavour, release, geoip, extraPackages, torUser, sourceDateEpoch, dir: baseDir, ...(sources ? { sources } : {}), ...(packages ? { packages } : {}) });
     const rebuiltBase = readBaseRecord(baseDir);
     const differences = packageDifferences(record.base.packages, rebuiltBase.packages);
     if (differences.length > 0) throw new Unverifiable(`the mirror served other packages than the build's, so nothing can be compared:\n  ${differences.join("\n  ")}`);

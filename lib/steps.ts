@@ -94,6 +94,10 @@ export const buildBaseSpec = z
     /** SOURCE_DATE_EPOCH: every date inside the base. */
     sourceDateEpoch: z.number().int().min(86_400),
     dir: path,
+    /** Debian: the one-line apt sources (lib/package-index.ts aptSourceLines). */
+    sources: z.array(z.string().regex(/^deb [^\n]+$/)).optional(),
+    /** Debian: the package set preview resolved ("name version architecture"); a base that installs another is refused. */
+    packages: z.array(z.string().regex(/^\S+ \S+ \S+$/)).optional(),
   })
   .strict();
 
