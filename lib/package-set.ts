@@ -256,7 +256,7 @@ export interface BasePackagePlan {
   packages: string[];
   /** Held by the stack's lock file. */
   held?: { file: string; resolvedAt: string };
-  /** What the mirror serves now, when it could be asked (or its last answer, when that is what the base uses). */
+  /** What the mirror serves now, when it could be asked. */
   mirror?: Resolution;
   /** Held: what a lift would change. */
   pending: PackageChange[];
@@ -312,7 +312,6 @@ export function planBasePackages(config: Pick<StackConfig, "image">, options: { 
     return {
       request,
       packages: last.packages,
-      mirror: last,
       pending: [],
       warnings: [`image.mirrors: ${describeUnreachable(result.unreachable)}: cannot be reached; using the package set resolved at ${last.resolvedAt}`],
     };
@@ -352,9 +351,14 @@ export function writeMirrorRecord(buildRoot: string, record: MirrorRecord): void
 
 export const readMirrorRecord = (buildRoot: string) => readJson<MirrorRecord>(join(buildRoot, MIRROR_RECORD));
 
-/** Updates waiting for a relay: the packages the mirror serves in another version than its running base has. */
-export function pendingUpdates(relayDir: string, mirror: MirrorRecord | undefined): { changes: PackageChange[]; asOf: string } | undefined {
+/**
+ * Updates waiting for a relay: the packages the mirror served at the last
+ * plan in another version than the base of the image it was last found
+ * healthy on (running.json). Undefined when either is unknown on this host.
+ */
+export function pendingUpdates(relayDir: string, mirror: MirrorRecord | undefined): { imageDigest: string; changes: PackageChange[]; asOf: string } | undefined {
+  const imageDigest = readRunningRecord(relayDir)?.imageDigest;
   const running = runningBasePackages(relayDir);
-  if (!running || !mirror) return undefined;
-  return { changes: packageChanges(running, mirror.packages), asOf: mirror.resolvedAt };
+  if (!imageDigest || !running || !mirror) return undefined;
+  return { imageDigest, changes: packageChanges(running, mirror.packages), asOf: mirror.resolvedAt };
 }
