@@ -16,7 +16,7 @@
  *
  * I/O: fetches InRelease files over HTTP (in a child process, so the Pulumi
  * program stays synchronous), runs apt-get, reads and writes the cache
- * (DISKLESS_RELAYS_PACKAGE_CACHE, default ~/.cache/diskless-relays/package-sets),
+ * (DISKLESS_RELAYS_PACKAGE_CACHE, default $DISKLESS_RELAYS_CACHE/package-sets),
  * the stack's lock file, the relays' running records and base records, and
  * <buildRoot>/mirror-packages.json.
  */
@@ -71,8 +71,9 @@ export interface Resolution {
   indexKey: string;
 }
 
+/** The project's cache (as lib/run.ts toolsBin and scripts/env.sh name it), or DISKLESS_RELAYS_PACKAGE_CACHE. */
 export const packageCacheDir = (env: NodeJS.ProcessEnv = process.env) =>
-  env.DISKLESS_RELAYS_PACKAGE_CACHE ?? join(env.XDG_CACHE_HOME ?? join(homedir(), ".cache"), "diskless-relays", "package-sets");
+  env.DISKLESS_RELAYS_PACKAGE_CACHE ?? join(env.DISKLESS_RELAYS_CACHE ?? join(env.XDG_CACHE_HOME ?? join(homedir(), ".cache"), "diskless-relays"), "package-sets");
 
 const sha256 = (text: string) => createHash("sha256").update(text).digest("hex");
 
