@@ -173,6 +173,9 @@ function readJson<T>(file: string): T | undefined {
   return existsSync(file) ? (JSON.parse(readFileSync(file, "utf8")) as T) : undefined;
 }
 
+/** The private apt configuration a resolution of this request left on this host (for apt-get download of its packages). */
+export const aptConfigOf = (request: PackageSetRequest, cacheDir = packageCacheDir()) => join(requestDir(request, cacheDir), "apt", "apt.conf");
+
 /** The last resolution of this request on this host, whatever the mirror serves now. */
 export const lastResolution = (request: PackageSetRequest, cacheDir = packageCacheDir()) => readJson<Resolution>(join(requestDir(request, cacheDir), "last.json"));
 

@@ -7,9 +7,13 @@
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
-import { chmodSync, copyFileSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
 import { gzipSync } from "node:zlib";
+import { parseStackConfig } from "../../lib/config";
+import { aptConfigOf, planBasePackages } from "../../lib/package-set";
+import { BUILD_CACHE, minimalConfig } from "./images";
+import { repoRoot } from "./pulumi";
 
 function run(command: string, args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv; input?: string } = {}): string {
   const result = spawnSync(command, args, { encoding: "utf8", maxBuffer: 256 << 20, ...options });
@@ -130,4 +134,28 @@ server.listen(0, "127.0.0.1", () => process.stdout.write(server.address().port +
     child.once("exit", (code) => reject(new Error(`the mirror's server exited (${code})`)));
   });
   return { url: `http://127.0.0.1:${port}`, stop: () => child.kill(), child };
+}
+
+/**
+ * The real .debs of the Debian base's closure as Debian's mirrors serve it
+ * now (the set preview resolves for the default mirrors), downloaded once per
+ * set by apt-get download into the tests' build cache.
+ */
+export function realBaseDebs(): { debs: string[]; packages: string[] } {
+  const config = parseStackConfig(minimalConfig());
+  const plan = planBasePackages(config, { projectDir: repoRoot, stack: "test-base", release: "bookworm", now: new Date() })!;
+  const dir = join(BUILD_CACHE, "mirror-debs", createHash("sha256").update(plan.packages.join("\n")).digest("hex").slice(0, 12));
+  if (!existsSync(join(dir, ".complete"))) {
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(dir, { recursive: true });
+    const wanted = plan.packages.map((line) => {
+      const [name, version, arch] = line.split(" ");
+      return `${name}:${arch}=${version}`;
+    });
+    run("apt-get", ["-q", "download", "--", ...wanted], { cwd: dir, env: { ...process.env, APT_CONFIG: aptConfigOf(plan.request) } });
+    writeFileSync(join(dir, ".complete"), "");
+  }
+  const debs = readdirSync(dir).filter((file) => file.endsWith(".deb")).map((file) => join(dir, file));
+  if (debs.length !== plan.packages.length) throw new Error(`${dir} holds ${debs.length} .debs for ${plan.packages.length} packages`);
+  return { debs, packages: plan.packages };
 }
