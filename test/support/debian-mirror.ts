@@ -27,6 +27,9 @@ export interface MirrorKey {
   gnupgHome: string;
 }
 
+/** gpg starts an agent for its secret keys; it is ended after each use, so no test leaves one behind. */
+const stopAgent = (gnupgHome: string) => run("gpgconf", ["--kill", "gpg-agent"], { env: { ...process.env, GNUPGHOME: gnupgHome } });
+
 /** A throwaway signing key, in its own GNUPGHOME. */
 export function makeMirrorKey(dir: string): MirrorKey {
   const gnupgHome = join(dir, "gnupg");
@@ -35,6 +38,7 @@ export function makeMirrorKey(dir: string): MirrorKey {
   run("gpg", ["--batch", "--quiet", "--pinentry-mode", "loopback", "--passphrase", "", "--quick-gen-key", "Test Mirror <mirror@example.net>", "ed25519", "sign", "never"], { env });
   const keyring = join(dir, "mirror-keyring.gpg");
   run("gpg", ["--batch", "--quiet", "--output", keyring, "--export", "mirror@example.net"], { env });
+  stopAgent(gnupgHome);
   return { keyring, gnupgHome };
 }
 
@@ -106,6 +110,7 @@ export function writeMirror(dir: string, suite: string, debs: string[], key: Mir
   run("gpg", ["--batch", "--quiet", "--yes", "--pinentry-mode", "loopback", "--passphrase", "", "--local-user", "mirror@example.net", "--clearsign", "--output", join(dir, "dists", suite, "InRelease"), join(dir, "dists", suite, "Release")], {
     env: { ...process.env, GNUPGHOME: key.gnupgHome },
   });
+  stopAgent(key.gnupgHome);
   // apt's sandbox user reads the mirror through HTTP; the files need no more than the owner's rights.
   for (const entry of readdirSync(pool)) chmodSync(join(pool, entry), statSync(join(pool, entry)).mode | 0o444);
 }
