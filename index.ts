@@ -38,7 +38,7 @@ if (basePackages) {
   // Per relay whose running image this host built: the packages its next image changes.
   const buildRoot = stackBuildRoot(config, pulumi.getProject(), pulumi.getStack(), projectDir);
   const relays = fleet.relays.map((planned) => ({ name: planned.config.name, relayDir: relayBuildDir(buildRoot, planned.config.name) }));
-  for (const line of relayPackageChanges(relays, basePackages.packages)) pulumi.log.info(line);
+  for (const line of relayPackageChanges(relays, basePackages.packages, projectDir)) pulumi.log.info(line);
   if (basePackages.mirror) writeMirrorRecord(buildRoot, { resolvedAt: basePackages.mirror.resolvedAt, sources: basePackages.request.sources, packages: basePackages.mirror.packages });
 }
 

@@ -108,7 +108,7 @@ async function main(): Promise<number> {
       const vulnerabilities = evaluated
         ? { imageDigest: evaluated.imageDigest, count: new Set(evaluated.matches.map((match) => match.package)).size, ...(evaluated.worst ? { worst: evaluated.worst } : {}), evaluatedAt: vulns!.generatedAt }
         : undefined;
-      const waiting = pendingUpdates(relayDir, mirror);
+      const waiting = pendingUpdates(relayDir, mirror, projectDir);
       const updates = waiting ? { imageDigest: waiting.imageDigest, count: waiting.changes.length, changes: describeChanges(waiting.changes), asOf: waiting.asOf } : undefined;
       const seen: RelayObservation = { machine, ...fromRelay, ...(rolledBack ? { rolledBack } : {}), ...(vulnerabilities ? { vulnerabilities } : {}), ...(updates ? { updates } : {}) };
       const row = judgeRelay(desired, seen, { now, certificate: config.certificate });

@@ -156,7 +156,7 @@ export function evaluateStack(options: EvaluateOptions): VulnReport {
     report.grypeVersion = scan.grypeVersion;
     const matches = matchesInImage(scan.matches, record.withoutBasePackages);
     const worst = worstSeverity(matches) ?? null;
-    const waiting = pendingUpdates(join(relaysDir, relay), mirror);
+    const waiting = pendingUpdates(join(relaysDir, relay), mirror, options.projectDir);
     report.relays[relay] = {
       imageDigest: choice.imageDigest,
       imageSource: choice.source,

@@ -243,7 +243,11 @@ export function resolvePackageSet(request: PackageSetRequest, options: { project
   const key = currentIndexKey(request);
   if ("unreachable" in key) return key;
   const cached = readJson<Resolution>(join(dir, "sets", `${key.indexKey}.json`));
-  if (cached) return { ...cached, fromCache: true };
+  if (cached) {
+    // The fallback for an unreachable mirror is the answer given last, also when it came from the cache.
+    if (lastResolution(request, options.cacheDir)?.indexKey !== cached.indexKey) writeJson(join(dir, "last.json"), cached);
+    return { ...cached, fromCache: true };
+  }
   mkdirSync(join(dir, "sets"), { recursive: true });
   const resolution: Resolution = { packages: aptResolve(request, options.projectDir, dir), resolvedAt: options.now.toISOString(), indexKey: key.indexKey };
   writeJson(join(dir, "sets", `${key.indexKey}.json`), resolution);
@@ -323,18 +327,22 @@ export function planBasePackages(config: Pick<StackConfig, "image">, options: { 
   return { request, packages: result.packages, mirror: result, pending: [], warnings: [] };
 }
 
-/** The base packages a relay's running image was built with, from the build host's records; undefined when unknown. */
-export function runningBasePackages(relayDir: string): string[] | undefined {
+/**
+ * The base packages a relay's running image was built with, from the build
+ * host's records (the recipe names its base directory, relative to the
+ * project); undefined when unknown.
+ */
+export function runningBasePackages(relayDir: string, projectDir: string): string[] | undefined {
   const running = readRunningRecord(relayDir);
-  const baseDir = running?.recipe.baseDir;
+  const baseDir = running?.recipe.baseDir === undefined ? undefined : resolve(projectDir, running.recipe.baseDir);
   if (!baseDir || !existsSync(join(baseDir, "base.json"))) return undefined;
   return canonicalSet(readBaseRecord(baseDir).packages);
 }
 
 /** Per relay whose running image this host knows: "RELAY: base: tor a → b" for a plan that changes its base's packages. */
-export function relayPackageChanges(relays: { name: string; relayDir: string }[], packages: string[]): string[] {
+export function relayPackageChanges(relays: { name: string; relayDir: string }[], packages: string[], projectDir: string): string[] {
   return relays.flatMap(({ name, relayDir }) => {
-    const before = runningBasePackages(relayDir);
+    const before = runningBasePackages(relayDir, projectDir);
     const changes = before ? packageChanges(before, packages) : [];
     return changes.length > 0 ? [`${name}: base: ${describeChanges(changes, 12)}`] : [];
   });
@@ -360,9 +368,9 @@ export const readMirrorRecord = (buildRoot: string) => readJson<MirrorRecord>(jo
  * plan in another version than the base of the image it was last found
  * healthy on (running.json). Undefined when either is unknown on this host.
  */
-export function pendingUpdates(relayDir: string, mirror: MirrorRecord | undefined): { imageDigest: string; changes: PackageChange[]; asOf: string } | undefined {
+export function pendingUpdates(relayDir: string, mirror: MirrorRecord | undefined, projectDir: string): { imageDigest: string; changes: PackageChange[]; asOf: string } | undefined {
   const imageDigest = readRunningRecord(relayDir)?.imageDigest;
-  const running = runningBasePackages(relayDir);
+  const running = runningBasePackages(relayDir, projectDir);
   if (!imageDigest || !running || !mirror) return undefined;
   return { imageDigest, changes: packageChanges(running, mirror.packages), asOf: mirror.resolvedAt };
 }
