@@ -24,7 +24,7 @@ import { toolsBin } from "../lib/run";
 import type { StepSpec } from "../lib/steps";
 import { TESTNET, tapName, type TestnetNetwork } from "../lib/testnet";
 import { startTestnet, stopTestnet } from "../lib/testnet-host";
-import { makeMirrorKey, realBaseDebs, reversionDeb, serveMirror, writeMirror, type MirrorKey } from "./support/debian-mirror";
+import { realBaseDebs, reversionDeb, serveMirror, UPDATES_MIRROR, updatesMirrorKey, writeMirror, type MirrorKey } from "./support/debian-mirror";
 import { makeTestKeys } from "./support/fleet";
 import { BUILD_CACHE, runStep, waitFor } from "./support/images";
 import { TestProject } from "./support/pulumi";
@@ -40,7 +40,7 @@ const NEW_TOR = "0.4.9.12-0+deb12u1";
 describe("a Debian update on the mirror reaches every relay of the local stack", () => {
   const scratch = privateTmpDir("updates");
   const testnetLocation = { dir: join(scratch, "testnet"), netns: `drupd-${process.pid}` };
-  const mirror = join(scratch, "mirror");
+  const mirror = join(UPDATES_MIRROR.dir, "mirror");
   let network: TestnetNetwork;
   let project: TestProject;
   let server: Awaited<ReturnType<typeof serveMirror>>;
@@ -106,9 +106,11 @@ describe("a Debian update on the mirror reaches every relay of the local stack",
   beforeAll(async () => {
     const real = realBaseDebs();
     oldTor = real.packages.find((line) => line.startsWith("tor "))!.split(" ")[1]!;
-    key = makeMirrorKey(scratch);
+    // The mirror as Debian serves the base today: its old pool (a newer tor from an earlier run) goes first.
+    key = updatesMirrorKey();
+    rmSync(mirror, { recursive: true, force: true });
     writeMirror(mirror, "bookworm", real.debs, key);
-    server = await serveMirror(mirror);
+    server = await serveMirror(mirror, UPDATES_MIRROR.port);
     // Resolutions of this file's own (the project's engine and CLIs inherit it).
     process.env.DISKLESS_RELAYS_PACKAGE_CACHE = join(scratch, "package-cache");
 
@@ -154,7 +156,6 @@ describe("a Debian update on the mirror reaches every relay of the local stack",
     project?.destroy();
     server?.stop();
     if (network) await stopTestnet(testnetLocation);
-    rmSync(mirror, { recursive: true, force: true });
   }, 600_000);
 
   let ntorBefore: Buffer[];

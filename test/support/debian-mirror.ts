@@ -115,8 +115,26 @@ export function writeMirror(dir: string, suite: string, debs: string[], key: Mir
   for (const entry of readdirSync(pool)) chmodSync(join(pool, entry), statSync(join(pool, entry)).mode | 0o444);
 }
 
-/** A static HTTP server on 127.0.0.1 for `dir`, in a child process (so a test's synchronous waits do not stall it). */
-export async function serveMirror(dir: string): Promise<{ url: string; stop: () => void; child: ChildProcess }> {
+/**
+ * The VM test's mirror: a fixed place, key and port, so that the bases built
+ * from it (named after their sources and packages) are built once per
+ * machine and package set, as the tests' default base is.
+ */
+export const UPDATES_MIRROR = { dir: join(BUILD_CACHE, "updates-mirror"), port: 39_401 };
+
+/** The VM test mirror's key, made on first use. */
+export function updatesMirrorKey(): MirrorKey {
+  const keyring = join(UPDATES_MIRROR.dir, "mirror-keyring.gpg");
+  if (!existsSync(keyring)) {
+    rmSync(join(UPDATES_MIRROR.dir, "gnupg"), { recursive: true, force: true });
+    mkdirSync(UPDATES_MIRROR.dir, { recursive: true, mode: 0o700 });
+    return makeMirrorKey(UPDATES_MIRROR.dir);
+  }
+  return { keyring, gnupgHome: join(UPDATES_MIRROR.dir, "gnupg") };
+}
+
+/** A static HTTP server on 127.0.0.1 (on `port`, or any free one) for `dir`, in a child process (so a test's synchronous waits do not stall it). */
+export async function serveMirror(dir: string, port = 0): Promise<{ url: string; stop: () => void; child: ChildProcess }> {
   const script = `
 const http = require("http"), fs = require("fs"), path = require("path");
 const root = process.argv[1];
@@ -131,14 +149,14 @@ const server = http.createServer((req, res) => {
     fs.createReadStream(file).pipe(res);
   });
 });
-server.listen(0, "127.0.0.1", () => process.stdout.write(server.address().port + "\\n"));
+server.listen(Number(process.argv[2]), "127.0.0.1", () => process.stdout.write(server.address().port + "\\n"));
 `;
-  const child = spawn(process.execPath, ["-e", script, dir], { stdio: ["ignore", "pipe", "inherit"] });
-  const port = await new Promise<number>((resolve, reject) => {
+  const child = spawn(process.execPath, ["-e", script, dir, String(port)], { stdio: ["ignore", "pipe", "inherit"] });
+  const listening = await new Promise<number>((resolve, reject) => {
     child.stdout!.once("data", (data: Buffer) => resolve(Number(data.toString().trim())));
     child.once("exit", (code) => reject(new Error(`the mirror's server exited (${code})`)));
   });
-  return { url: `http://127.0.0.1:${port}`, stop: () => child.kill(), child };
+  return { url: `http://127.0.0.1:${listening}`, stop: () => child.kill(), child };
 }
 
 /**
