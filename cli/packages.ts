@@ -50,7 +50,7 @@ function main(): number {
     console.log(`the mirror serves ${now.packages.length} packages for stack ${stack}'s base (resolved ${now.resolvedAt})`);
     if (!held) console.log(`not held: the next pulumi up deploys them`);
     else {
-      console.log(`held by ${lockFileName(stack)} (resolved ${held.resolvedAt}); ${pending.length === 0 ? "no update pending" : `${pending.length} updates pending:`}`);
+      console.log(`held by ${lockFileName(stack)} (resolved ${held.resolvedAt}); ${pending.length === 0 ? "no update pending" : `${pending.length} update${pending.length === 1 ? "" : "s"} pending:`}`);
       for (const change of pending) console.log(`  ${describeChange(change)}`);
     }
     return pending.length > 0 ? 1 : 0;

@@ -44,7 +44,7 @@ function printReport(report: VulnReport, now: Date): void {
   for (const [relay, result] of Object.entries(report.relays)) {
     const image = `image ${result.imageDigest.slice(0, 12)}${result.imageSource === "latest-built" ? " (newest built; never found healthy)" : ""}`;
     if (result.updates && result.updates.changes.length > 0) {
-      console.log(`${relay}: FIXES WAITING: its image lacks ${result.updates.changes.length} package updates the mirror serves (as of ${result.updates.asOf}); pulumi up deploys them (a held stack: npm run packages -- update first)`);
+      console.log(`${relay}: FIXES WAITING: its image lacks ${result.updates.changes.length} package update${result.updates.changes.length === 1 ? "" : "s"} the mirror serves (as of ${result.updates.asOf}); pulumi up deploys them (a held stack: npm run packages -- update first)`);
       for (const change of result.updates.changes) console.log(`  ${change}`);
     }
     if (result.matches.length === 0) {

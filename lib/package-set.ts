@@ -294,7 +294,6 @@ export function planBasePackages(config: Pick<StackConfig, "image">, options: { 
   const lock = readLock(options.projectDir, options.stack);
   const file = lockFileName(options.stack);
   const lift = `npm run packages -- update --stack ${options.stack}`;
-  const result = resolvePackageSet(request, options);
   if (lock) {
     const sameRequest = JSON.stringify(lock.sources) === JSON.stringify(request.sources) && JSON.stringify(lock.request) === JSON.stringify(request.include);
     if (!sameRequest) {
@@ -303,13 +302,23 @@ export function planBasePackages(config: Pick<StackConfig, "image">, options: { 
       );
     }
     const held = { file, resolvedAt: lock.resolvedAt };
+    // A held base does not depend on the mirror: a mirror that cannot be asked only leaves the pending updates unknown.
+    let result: ResolveResult;
+    try {
+      result = resolvePackageSet(request, options);
+    } catch (err) {
+      if (!(err instanceof PackageSetError)) throw err;
+      result = { unreachable: [{ uri: "image.mirrors", url: "apt", error: err.message }] };
+    }
     if ("unreachable" in result) {
-      return { request, packages: lock.packages, held, pending: [], warnings: [`base packages held by ${file} (resolved ${lock.resolvedAt}); cannot check for pending updates: image.mirrors cannot be reached: ${describeUnreachable(result.unreachable)}`] };
+      return { request, packages: lock.packages, held, pending: [], warnings: [`base packages held by ${file} (resolved ${lock.resolvedAt}); cannot check for pending updates: ${describeUnreachable(result.unreachable)}`] };
     }
     const pending = packageChanges(lock.packages, result.packages);
-    const warnings = pending.length > 0 ? [`base packages held by ${file} (resolved ${lock.resolvedAt}): ${pending.length} updates pending, not deployed: ${describeChanges(pending)}; lift with ${lift}`] : [];
+    const count = `${pending.length} update${pending.length === 1 ? "" : "s"}`;
+    const warnings = pending.length > 0 ? [`base packages held by ${file} (resolved ${lock.resolvedAt}): ${count} pending, not deployed: ${describeChanges(pending)}; lift with ${lift}`] : [];
     return { request, packages: lock.packages, held, mirror: result, pending, warnings };
   }
+  const result = resolvePackageSet(request, options);
   if ("unreachable" in result) {
     const last = lastResolution(request, options.cacheDir);
     if (!last) {

@@ -106,7 +106,7 @@ describe("the base's package set", () => {
     expect(result.packages).toEqual(held);
     expect(result.held).toEqual({ file: "Pulumi.held.packages.lock", resolvedAt: lock.resolvedAt });
     expect(result.warnings).toEqual([
-      "base packages held by Pulumi.held.packages.lock (resolved 2026-12-01T00:00:00.000Z): 1 updates pending, not deployed: tor 0.4.9.11-1 → 0.4.9.12-1; lift with npm run packages -- update --stack held",
+      "base packages held by Pulumi.held.packages.lock (resolved 2026-12-01T00:00:00.000Z): 1 update pending, not deployed: tor 0.4.9.11-1 → 0.4.9.12-1; lift with npm run packages -- update --stack held",
     ]);
     // A lock made for other sources is not silently applied to these.
     writeFileSync(join(projectDir, lockFileName("other")), renderLock("other", { ...lock, sources: ["deb http://deb.debian.org/debian bookworm main"] }));

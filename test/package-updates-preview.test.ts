@@ -78,11 +78,11 @@ describe("pulumi preview of a base from a local Debian mirror", () => {
     expect(held.result.status, held.result.stderr).toBe(0);
     expect(basePackages(held.steps)).toEqual(real.packages);
     expect(warnings(held.raw)).toContain(
-      `base packages held by Pulumi.updates.packages.lock (resolved ${/# resolved (.*)/.exec(readFileSync(join(project.dir, "Pulumi.updates.packages.lock"), "utf8"))![1]}): 1 updates pending, not deployed: tor ${version} → ${newTor}; lift with npm run packages -- update --stack updates`,
+      `base packages held by Pulumi.updates.packages.lock (resolved ${/# resolved (.*)/.exec(readFileSync(join(project.dir, "Pulumi.updates.packages.lock"), "utf8"))![1]}): 1 update pending, not deployed: tor ${version} → ${newTor}; lift with npm run packages -- update --stack updates`,
     );
     const shown = project.script("cli/packages.ts", "show", "--stack", project.stack);
     expect(shown.status).toBe(1);
-    expect(shown.stdout).toContain(`1 updates pending:\n  tor ${version} → ${newTor}`);
+    expect(shown.stdout).toContain(`1 update pending:\n  tor ${version} → ${newTor}`);
 
     // Lifted on purpose: the lock now holds the new tor, and the base is another.
     const lifted = project.script("cli/packages.ts", "update", "--stack", project.stack);

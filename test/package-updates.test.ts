@@ -182,7 +182,7 @@ describe("a Debian update on the mirror reaches every relay of the local stack",
     const preview = await project.runAsync("preview", "--diff");
     expect(preview.status, preview.stderr).toBe(0);
     expect(preview.stdout).toContain(`base packages held by Pulumi.updates.packages.lock`);
-    expect(preview.stdout).toContain(`1 updates pending, not deployed: tor ${oldTor} → ${NEW_TOR}`);
+    expect(preview.stdout).toContain(`1 update pending, not deployed: tor ${oldTor} → ${NEW_TOR}`);
     const { steps } = await project.preview();
     expect(steps.filter((step) => step.op !== "same" && step.op !== "read").map((step) => step.urn)).toEqual([]);
   }, 600_000);
@@ -201,7 +201,7 @@ describe("a Debian update on the mirror reaches every relay of the local stack",
     for (const relay of RELAYS) expect(board.rows.get(relay.name).updates).toMatchObject({ count: 1, changes: `tor ${oldTor} → ${NEW_TOR}`, level: "warn" });
     const scanned = await vulns();
     expect(scanned.status).toBe(5);
-    for (const relay of RELAYS) expect(scanned.stdout).toContain(`${relay.name}: FIXES WAITING: its image lacks 1 package updates`);
+    for (const relay of RELAYS) expect(scanned.stdout).toContain(`${relay.name}: FIXES WAITING: its image lacks 1 package update`);
     expect(scanned.stdout).toContain(`tor ${oldTor} → ${NEW_TOR}`);
   }, 600_000);
 
