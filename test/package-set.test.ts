@@ -86,9 +86,13 @@ describe("the base's package set", () => {
 
   it("names an unreachable mirror; after one resolution it warns which set it uses and when it was resolved", async () => {
     const other = await serveMirror(mirrorDir);
-    const first = plan(other.url, "s", "offline");
-    other.stop();
-    await new Promise((resolve) => other.child.once("exit", resolve));
+    let first: ReturnType<typeof plan>;
+    try {
+      first = plan(other.url, "s", "offline");
+    } finally {
+      other.stop();
+      await new Promise((resolve) => other.child.once("exit", resolve));
+    }
     const offline = plan(other.url, "s", "offline");
     expect(offline.packages).toEqual(first.packages);
     expect(offline.warnings).toEqual([expect.stringContaining(`image.mirrors: ${other.url} (`)]);
