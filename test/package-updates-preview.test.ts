@@ -59,7 +59,7 @@ describe("pulumi preview of a base from a local Debian mirror", () => {
     expect(result.status, result.stderr).toBe(0);
     expect(basePackages(steps)).toEqual(real.packages);
     expect((baseBuild(steps).inputs.triggers as { sources: string[] }[])[0]!.sources).toEqual([`deb [signed-by=${key.keyring}] ${server.url} bookworm main`]);
-  });
+  }, 600_000);
 
   it("changes the base's digest when the mirror gains a newer tor, and a held stack keeps its base and says what waits", async () => {
     const before = await project.preview();
@@ -97,7 +97,7 @@ describe("pulumi preview of a base from a local Debian mirror", () => {
     // Unlocked, the stack follows the mirror: the same set as the lifted lock.
     expect(project.script("cli/packages.ts", "unlock", "--stack", project.stack).status).toBe(0);
     expect(basePackages((await project.preview()).steps)).toEqual(basePackages(after.steps));
-  });
+  }, 1_200_000);
 
   it("stops with the mirror's name when it cannot be reached and was never resolved", async () => {
     server.stop();
@@ -115,5 +115,5 @@ describe("pulumi preview of a base from a local Debian mirror", () => {
     } finally {
       fresh.destroy();
     }
-  });
+  }, 600_000);
 });
