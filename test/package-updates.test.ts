@@ -180,11 +180,12 @@ describe("a Debian update on the mirror reaches every relay of the local stack",
     const torDeb = realBaseDebs().debs.find((deb) => deb.includes("/tor_"))!;
     rmSync(join(mirror, "pool/main", torDeb.split("/").at(-1)!));
     writeMirror(mirror, "bookworm", [reversionDeb(torDeb, NEW_TOR, scratch)], key);
-    const preview = await project.runAsync("preview", "--diff");
-    expect(preview.status, preview.stderr).toBe(0);
-    expect(preview.stdout).toContain(`base packages held by Pulumi.updates.packages.lock`);
-    expect(preview.stdout).toContain(`1 update pending, not deployed: tor ${oldTor} → ${NEW_TOR}`);
-    const { steps } = await project.preview();
+    const { steps, raw, result } = await project.preview();
+    expect(result.status, result.stderr).toBe(0);
+    // The engine's warnings, without its colour markup (<{%reset%}>).
+    const warnings = (raw.diagnostics ?? []).filter((d: any) => d.severity === "warning").map((d: any) => String(d.message).replace(/<\{%[a-z]*%\}>/g, "")).join("\n");
+    expect(warnings).toContain(`base packages held by Pulumi.updates.packages.lock`);
+    expect(warnings).toContain(`1 update pending, not deployed: tor ${oldTor} → ${NEW_TOR}`);
     expect(steps.filter((step) => step.op !== "same" && step.op !== "read").map((step) => step.urn)).toEqual([]);
   }, 600_000);
 
@@ -195,7 +196,8 @@ describe("a Debian update on the mirror reaches every relay of the local stack",
     expect(preview.status, preview.stderr).toBe(0);
     for (const relay of RELAYS) expect(preview.stdout).toContain(`${relay.name}: base: tor ${oldTor} → ${NEW_TOR}`);
     const json = await project.preview();
-    const lines = summarizePreview(json.raw.steps).map((summary) => summary.line);
+    // A preview of a stack with state leaves unchanged components out: the relays are named, as cli/preview-summary.ts names them.
+    const lines = summarizePreview(json.raw.steps, Object.fromEntries(RELAYS.map((relay) => [relay.name, ""]))).map((summary) => summary.line);
     for (const relay of RELAYS) expect(lines.find((line) => line.startsWith(`${relay.name}: `))).toMatch(new RegExp(`^${relay.name}: rebuild — base: tor ${oldTor.replace(/[.+]/g, "\\$&")} → ${NEW_TOR.replace(/[.+]/g, "\\$&")}(;|$)`));
 
     const board = await project.status();
