@@ -1,13 +1,16 @@
 /**
  * The Pulumi program: read and check the stack config and every relay's keys
- * and torrc (nothing is registered if any of it is wrong), then deploy the
- * fleet (components/fleet.ts).
+ * and torrc (nothing is registered if any of it is wrong), resolve the
+ * Debian base's package set from its mirrors (or the stack's lock file),
+ * then deploy the fleet (components/fleet.ts).
  */
 import * as pulumi from "@pulumi/pulumi";
 import * as runtimeConfig from "@pulumi/pulumi/runtime/config";
 import { deployFleet } from "./components/fleet";
 import { ConfigError, parseStackConfig, projectConfigObject } from "./lib/config";
-import { FleetError, planFleet } from "./lib/fleet";
+import { FleetError, planFleet, relayBuildDir, stackBuildRoot } from "./lib/fleet";
+import { DEFAULT_RELEASE } from "./lib/image-inputs";
+import { PackageSetError, planBasePackages, relayPackageChanges, writeMirrorRecord } from "./lib/package-set";
 
 // Pulumi runs the program and its plugins in the project directory; every
 // path handed to a resource is relative to it (see inProject).
@@ -30,19 +33,33 @@ function plan() {
     // is read raw to be validated; it is wrapped as a secret before use.
     const all = pulumi.runtime.allConfig();
     const config = parseStackConfig(projectConfigObject(all, pulumi.getProject()), { secretKeys: secretSettings(all, pulumi.getProject()) });
-    const fleet = planFleet(config, { projectDir, now: new Date(), needCollectionKey: !pulumi.runtime.isDryRun(), allowPreviewRecords: pulumi.runtime.isDryRun() });
-    return { config, fleet };
+    const now = new Date();
+    const fleet = planFleet(config, { projectDir, now, needCollectionKey: !pulumi.runtime.isDryRun(), allowPreviewRecords: pulumi.runtime.isDryRun() });
+    const release = config.image.release ?? DEFAULT_RELEASE[config.image.flavour];
+    const basePackages = planBasePackages(config, { projectDir, stack: pulumi.getStack(), release, now });
+    return { config, fleet, basePackages };
   } catch (err) {
     // A RunError prints its message alone, without a stack trace.
-    if (err instanceof ConfigError || err instanceof FleetError) throw new pulumi.RunError(err.message);
+    if (err instanceof ConfigError || err instanceof FleetError || err instanceof PackageSetError) throw new pulumi.RunError(err.message);
     throw err;
   }
 }
 
-const { config, fleet } = plan();
-for (const warning of fleet.warnings) pulumi.log.warn(warning);
+const { config, fleet, basePackages } = plan();
+for (const warning of [...fleet.warnings, ...(basePackages?.warnings ?? [])]) pulumi.log.warn(warning);
 // What tor makes of each exit's policy, one line each.
 for (const note of fleet.notes) pulumi.log.info(note);
+if (basePackages) {
+  // Per relay whose running image this host built: the packages its next image changes.
+  const buildRoot = stackBuildRoot(config, pulumi.getProject(), pulumi.getStack(), projectDir);
+  const relays = fleet.relays.map((planned) => ({ name: planned.config.name, relayDir: relayBuildDir(buildRoot, planned.config.name) }));
+  for (const line of relayPackageChanges(relays, basePackages.packages, projectDir)) pulumi.log.info(line);
+  if (basePackages.mirror) writeMirrorRecord(buildRoot, { resolvedAt: basePackages.mirror.resolvedAt, sources: basePackages.request.sources, packages: basePackages.mirror.packages });
+}
 
 /** Public facts about each relay; no key material. */
-export const relayOutputs = deployFleet(config, fleet, { projectDir, project: pulumi.getProject(), stack: pulumi.getStack(), dryRun: pulumi.runtime.isDryRun() });
+export const relayOutputs = deployFleet(
+  config,
+  { ...fleet, ...(basePackages ? { basePackages: { sources: basePackages.request.sources, packages: basePackages.packages } } : {}) },
+  { projectDir, project: pulumi.getProject(), stack: pulumi.getStack(), dryRun: pulumi.runtime.isDryRun() },
+);

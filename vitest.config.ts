@@ -7,7 +7,7 @@ import { defineConfig } from "vitest/config";
  * own timeouts, sized for a cold cache.
  */
 /** The files that boot relays under QEMU: each keeps a core busy emulating, so they never run together. */
-export const VM_TESTS = ["test/local-e2e.test.ts", "test/broker-deploy.test.ts", "test/broker-boot.test.ts", "test/local-snp.test.ts", "test/image.test.ts"];
+export const VM_TESTS = ["test/local-e2e.test.ts", "test/package-updates.test.ts", "test/broker-deploy.test.ts", "test/broker-boot.test.ts", "test/local-snp.test.ts", "test/image.test.ts"];
 
 export default defineConfig({
   test: {

@@ -34,6 +34,7 @@ export const UNIT_TESTS = [
   "test/proxmox-snp.test.ts",
   "test/proxmox-double.test.ts",
   "test/vulns.test.ts",
+  "test/package-index.test.ts",
   "test/monitoring.test.ts",
   "test/metrics-scrape.test.ts",
   "test/option-injection.test.ts",

@@ -5,12 +5,11 @@
  *   npm run bench:images -- --cached  (reuses the test suite's cached base)
  */
 import { execFileSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync, statSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
-import { baseImageDigest, baseImageInputs } from "../lib/image-inputs";
-import { parseStackConfig } from "../lib/config";
-import { buildRelayIso, debianBase, minimalConfig } from "../test/support/images";
+import { baseImageDigest } from "../lib/image-inputs";
+import { buildRelayIso, debianBase, debianBaseInputs } from "../test/support/images";
 import { makeTestKeys } from "../test/support/fleet";
 import { repoRoot, toolEnv } from "../test/support/pulumi";
 
@@ -26,11 +25,13 @@ function main() {
     if (cached) {
       base = debianBase();
     } else {
-      const inputs = baseImageInputs(parseStackConfig(minimalConfig()).image, repoRoot);
+      const inputs = debianBaseInputs();
       base = join(work, "base", `debian-${baseImageDigest(inputs).slice(0, 12)}`);
       mkdirSync(join(work, "base"), { mode: 0o700 });
+      const sources = join(work, "base", "sources.list");
+      writeFileSync(sources, inputs.sources!.join("\n") + "\n");
       const start = process.hrtime.bigint();
-      execFileSync("bash", [join(repoRoot, "images/debian/build-base.sh"), base, inputs.release, "no", inputs.torUser], { stdio: "ignore", env: toolEnv() });
+      execFileSync("bash", [join(repoRoot, "images/debian/build-base.sh"), base, inputs.release, "no", inputs.torUser], { stdio: "ignore", env: { ...toolEnv(), APT_SOURCES: sources } });
       baseSeconds = seconds(start);
     }
 

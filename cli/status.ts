@@ -5,7 +5,9 @@
  * runs, tor and its fingerprints (over the pinned channel: SSH to the relay
  * in image mode, its attested pushes to the key broker in broker mode), the
  * signing certificate's days left, the onion key's age, vulnerable packages
- * (from the last `npm run vulns`) and the attestation verdict. Read-only:
+ * (from the last `npm run vulns`), package updates its image lacks (what the
+ * mirror served at the last preview or up on this host) and the attestation
+ * verdict. Read-only:
  * nothing is started, stopped, collected or written.
  * Exit status: 0 when every relay is healthy, 1 when any needs attention,
  * 2 when the status cannot be read (no stack, no deployment, a bad config).
@@ -26,6 +28,8 @@ import { askHealthOverSsh, brokerObservation, observeMachine, rollbackObservatio
 import { readNetwork } from "../lib/testnet-host";
 import { readVulnReport } from "../lib/vulns";
 import { shellQuote } from "../lib/shell-quote";
+import { describeChanges } from "../lib/package-index";
+import { pendingUpdates, readMirrorRecord } from "../lib/package-set";
 
 const PROJECT = "diskless-relays";
 
@@ -71,6 +75,8 @@ async function main(): Promise<number> {
   const buildRoot = stackBuildRoot(config, PROJECT, stack, projectDir);
   // The last `npm run vulns` of this stack; judged only against the image each relay runs.
   const vulns = readVulnReport(projectDir, stack);
+  // What the mirror served at this host's last preview or up of the stack: fixes waiting for each relay's running image.
+  const mirror = readMirrorRecord(buildRoot);
   const now = Date.now();
 
   const rows = await Promise.all(
@@ -103,7 +109,9 @@ async function main(): Promise<number> {
       const vulnerabilities = evaluated
         ? { imageDigest: evaluated.imageDigest, count: new Set(evaluated.matches.map((match) => match.package)).size, ...(evaluated.worst ? { worst: evaluated.worst } : {}), evaluatedAt: vulns!.generatedAt }
         : undefined;
-      const seen: RelayObservation = { machine, ...fromRelay, ...(rolledBack ? { rolledBack } : {}), ...(vulnerabilities ? { vulnerabilities } : {}) };
+      const waiting = pendingUpdates(relayDir, mirror, projectDir);
+      const updates = waiting ? { imageDigest: waiting.imageDigest, count: waiting.changes.length, changes: describeChanges(waiting.changes), asOf: waiting.asOf } : undefined;
+      const seen: RelayObservation = { machine, ...fromRelay, ...(rolledBack ? { rolledBack } : {}), ...(vulnerabilities ? { vulnerabilities } : {}), ...(updates ? { updates } : {}) };
       const row = judgeRelay(desired, seen, { now, certificate: config.certificate });
       if (!out) row.attention.unshift(`it is in the stack's config but was never deployed: pulumi up --stack ${shellQuote(stack)}`);
       return row;

@@ -27,6 +27,7 @@ import { parseStepSpec } from "../lib/steps";
 import { withToolsOnPath } from "../lib/run";
 import { verifySignature } from "../lib/signing";
 import { expectedLaunchMeasurement } from "../lib/snp/launchDigest";
+import { aptSourceLines, canonicalSet } from "../lib/package-index";
 import { buildBase } from "./steps/build-base";
 
 const USAGE = "usage: npm run verify-build -- RELAY [IMAGE_DIGEST] [--artifacts DIR] [--signers FILE --signer ID] [--ovmf FILE] [--keep]";
@@ -147,8 +148,11 @@ export async function verifyBuild(argv: string[], projectDir = process.cwd()): P
     const baseDir = join(work, "base");
     const { flavour, release, geoip, extraPackages, torUser, sourceDateEpoch } = record.base;
     console.log(`rebuilding the ${flavour} ${release} base (SOURCE_DATE_EPOCH ${sourceDateEpoch}) in ${baseDir}`);
+    // The same sources, and the same package set: a mirror that has moved on stops the rebuild with the packages that differ.
+    const sources = flavour === "debian" ? (record.base.sources ?? aptSourceLines([{ uri: "http://deb.debian.org/debian", suites: [release], components: ["main"] }])) : undefined;
+    const packages = flavour === "debian" ? canonicalSet(record.base.packages) : undefined;
     // The record comes from elsewhere: its values pass the same schemas as the program's own steps before any tool sees them.
-    await buildBase(parseStepSpec("build-base", { flavour, release, geoip, extraPackages, torUser, sourceDateEpoch, dir: baseDir }));
+    await buildBase(parseStepSpec("build-base", { flavour, release, geoip, extraPackages, torUser, sourceDateEpoch, dir: baseDir, ...(sources ? { sources } : {}), ...(packages ? { packages } : {}) }));
     const rebuiltBase = readBaseRecord(baseDir);
     const differences = packageDifferences(record.base.packages, rebuiltBase.packages);
     if (differences.length > 0) throw new Unverifiable(`the mirror served other packages than the build's, so nothing can be compared:\n  ${differences.join("\n  ")}`);

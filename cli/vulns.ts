@@ -5,7 +5,9 @@
  *   npm run vulns [-- --stack NAME] [--json] [--build-dir DIR] [--artifacts DIR]
  * The last form judges, for each relay the stack has built on this host, the
  * Syft JSON SBOM of the image it runs (running.json; a relay never found
- * healthy: its newest built image), lists what needs patching, writes
+ * healthy: its newest built image), lists what needs patching and the
+ * package updates the mirror serves that the image lacks (as of the stack's
+ * last preview or up on this host), writes
  * artifacts/vulns/<stack>.json and exits with the worst severity found
  * (lib/vulns.ts, EXIT_STATUS: 0 none, 1 error, 2 negligible/unknown, 3 low,
  * 4 medium, 5 high, 6 critical).
@@ -41,6 +43,10 @@ function printReport(report: VulnReport, now: Date): void {
   console.log(`grype ${report.grypeVersion}, database built ${report.database.built} (${describeAge(report.database.built, now)}), schema ${report.database.schema}`);
   for (const [relay, result] of Object.entries(report.relays)) {
     const image = `image ${result.imageDigest.slice(0, 12)}${result.imageSource === "latest-built" ? " (newest built; never found healthy)" : ""}`;
+    if (result.updates && result.updates.changes.length > 0) {
+      console.log(`${relay}: FIXES WAITING: its image lacks ${result.updates.changes.length} package update${result.updates.changes.length === 1 ? "" : "s"} the mirror serves (as of ${result.updates.asOf}); pulumi up deploys them (a held stack: npm run packages -- update first)`);
+      for (const change of result.updates.changes) console.log(`  ${change}`);
+    }
     if (result.matches.length === 0) {
       console.log(`${relay}: nothing known, ${image}`);
       continue;

@@ -25,10 +25,11 @@ export class BaseImage extends pulumi.ComponentResource {
     super("diskless-relays:image:BaseImage", name, {}, opts);
     this.digest = baseImageDigest(args.inputs);
     const dir = join(args.buildRoot, "base", `${args.inputs.flavour}-${this.digest.slice(0, 12)}`);
-    const { flavour, release, geoip, extraPackages, torUser, sourceDateEpoch } = args.inputs;
+    const { flavour, release, geoip, extraPackages, torUser, sourceDateEpoch, sources, packages } = args.inputs;
+    const spec = { flavour, release, geoip, extraPackages, torUser, sourceDateEpoch, dir, ...(sources ? { sources } : {}), ...(packages ? { packages } : {}) };
     const build = stepResource(
       `${name}-build`,
-      { step: "build-base", spec: { flavour, release, geoip, extraPackages, torUser, sourceDateEpoch, dir }, triggers: [args.inputs], projectDir: args.projectDir, logging: "stdoutAndStderr" },
+      { step: "build-base", spec, triggers: [args.inputs], projectDir: args.projectDir, logging: "stdoutAndStderr" },
       { parent: this },
     );
     this.dir = build.stdout.apply(() => dir);

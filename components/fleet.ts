@@ -45,7 +45,7 @@ export interface RelayOutputs {
  */
 export function deployFleet(
   config: StackConfig,
-  fleet: { relays: PlannedRelay[]; collectorPublicKey: string; testnet?: TestnetNetwork; brokerCaPem?: string },
+  fleet: { relays: PlannedRelay[]; collectorPublicKey: string; testnet?: TestnetNetwork; brokerCaPem?: string; basePackages?: { sources: string[]; packages: string[] } },
   options: DeployFleetOptions,
 ): Record<string, RelayOutputs> {
   const { projectDir } = options;
@@ -60,7 +60,7 @@ export function deployFleet(
   const reach = { projectDir, stack: options.stack, testnet: fleet.testnet, broker };
   const target = config.target === "qemu" ? qemuTarget(config, reach) : proxmoxTarget(config, reach);
   const flavour = config.image.flavour;
-  const base = new BaseImage(flavour, { inputs: baseImageInputs(config.image, projectDir), projectDir, buildRoot: buildDir });
+  const base = new BaseImage(flavour, { inputs: baseImageInputs(config.image, projectDir, fleet.basePackages), projectDir, buildRoot: buildDir });
   const baseSbom = new BaseSbom(flavour, { baseDir: base.dir, baseDigest: base.digest, flavour, artifactsDir, projectDir });
   const relayScripts = treeDigest(projectDir, RELAY_SCRIPT_PATHS);
 

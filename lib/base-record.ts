@@ -30,6 +30,8 @@ export interface BaseRecord {
   extraPackages: string[];
   torUser: string;
   sourceDateEpoch: number;
+  /** Debian: the apt sources it was built from (one-line entries); records before these were kept came from the release alone. */
+  sources?: string[];
   kernel: string;
   layers: Record<string, string>;
   packages: BasePackage[];
@@ -66,7 +68,7 @@ const sha256File = (file: string) => createHash("sha256").update(readFileSync(fi
 
 /** Writes base.json into a finished base build directory. */
 export function writeBaseRecord(spec: StepSpec<"build-base">): BaseRecord {
-  const { flavour, release, geoip, extraPackages, torUser, sourceDateEpoch, dir } = spec;
+  const { flavour, release, geoip, extraPackages, torUser, sourceDateEpoch, sources, dir } = spec;
   const record: BaseRecord = {
     schema: "diskless-relays/base/v1",
     flavour,
@@ -75,6 +77,7 @@ export function writeBaseRecord(spec: StepSpec<"build-base">): BaseRecord {
     extraPackages,
     torUser,
     sourceDateEpoch,
+    ...(sources ? { sources } : {}),
     kernel: readFileSync(join(dir, "uname"), "utf8").trim(),
     layers: Object.fromEntries(BASE_LAYERS.map((layer) => [layer, sha256File(join(dir, layer))])),
     packages: parsePackageList(readFileSync(join(dir, "packages.tsv"), "utf8")),

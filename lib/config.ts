@@ -401,6 +401,22 @@ const proxmoxSchema = z
   })
   .strict();
 
+/**
+ * One apt source of the Debian base: a mirror URI, its suites and
+ * components. Every value ends up in an apt sources line (mmdebstrap's
+ * MIRROR argument and the preview's private apt), so none may hold a space,
+ * a bracket or a leading '-'.
+ */
+const aptSourceSchema = z
+  .object({
+    uri: z.string().regex(/^https?:\/\/[A-Za-z0-9._~:/@%+-]+$/, "must be an http:// or https:// mirror URI of letters, digits and . _ ~ : / @ % + -, like http://deb.debian.org/debian"),
+    suites: z.array(z.string().regex(/^[a-z0-9][a-z0-9.+-]*$/, "must be a suite like bookworm or bookworm-security")).min(1, "must list at least one suite"),
+    components: z.array(z.string().regex(/^[a-z][a-z0-9-]*$/, "must be a component like main or non-free-firmware")).min(1, "must list at least one component").default(["main"]),
+    /** The keyring (OpenPGP, binary or armored) that signs this mirror's Release files; default: the host's apt keyrings. */
+    signedBy: z.string().regex(/^[A-Za-z0-9._/+][A-Za-z0-9._/+-]*$/, "must be a keyring path of letters, digits and . _ / + - (no spaces), not starting with '-'").optional(),
+  })
+  .strict();
+
 const imageSchema = z
   .object({
     /** debian: built and booted by the tests. alpine: EXPERIMENTAL, never built here (its mirrors are unreachable). */
@@ -408,6 +424,12 @@ const imageSchema = z
     /** Alpine branch (v3.23, edge) or Debian suite (bookworm). */
     release: z.string().regex(RELEASE, "must be a release or branch name like v3.23 or bookworm: lower-case letters, digits, . and -, beginning with a letter or digit (mmdebstrap would read a leading - as an option)").optional(),
     extraPackages: z.array(z.string().regex(PACKAGE, "must be a package name: lower-case letters, digits, + . and -, beginning with a letter or digit and not ending in - (apt reads a trailing - as remove)")).default([]),
+    /**
+     * Debian only: the apt sources the base is built from and its package
+     * set resolved against. Default: the release, its -updates and its
+     * -security suites on deb.debian.org (lib/package-index.ts defaultMirrors).
+     */
+    mirrors: z.array(aptSourceSchema).min(1, "must list at least one apt source (or leave image.mirrors out for Debian's own)").optional(),
     kernelCmdline: kernelCmdline.default("console=ttyS0 panic=10"),
     /** Include tor's GeoIP databases: +2.7 MB compressed, +25 MB RAM once unpacked. */
     geoip: z.boolean().default(false),
@@ -422,7 +444,8 @@ const imageSchema = z
     /** Sign each UKI for Secure Boot (sbsign) with this key and certificate (PEM files). */
     secureBoot: z.object({ privateKeyFile: pathValue("the db key (PEM)"), certificateFile: pathValue("the db certificate (PEM)") }).strict().optional(),
   })
-  .strict();
+  .strict()
+  .refine((image) => image.mirrors === undefined || image.flavour === "debian", { message: "only the debian flavour is built from apt mirrors (Alpine's comes from ALPINE_MIRROR)", path: ["mirrors"] });
 
 const stateCollectionSchema = z
   .object({

@@ -42,6 +42,11 @@ export interface RelayObservation {
   rolledBack?: { imageDigest: string; failedImageDigest: string; at: string; reason: string };
   /** The last `npm run vulns` report for this relay, if it evaluated the image the relay runs. */
   vulnerabilities?: { imageDigest: string; count: number; worst?: string; evaluatedAt: string };
+  /**
+   * Package updates the mirror served at the last plan on this host that the
+   * base of this image lacks (lib/package-set.ts pendingUpdates): "tor a → b, …".
+   */
+  updates?: { imageDigest: string; count: number; changes: string; asOf: string };
 }
 
 export interface StatusPolicy {
@@ -67,6 +72,8 @@ export interface RelayStatus {
   signingCert: { expiresAt: string; daysLeft: number; level: Level; source: "relay" | "deployed" };
   onionKey?: { rotatedAt: string; ageDays: number; level: Level };
   vulnerable?: { count: number; worst?: string; level: Level };
+  /** Package updates waiting on the mirror for the image it runs. */
+  updates?: { count: number; changes: string; asOf: string; level: Level };
   attestation?: { verdict: string; level: Level };
   /** Its connection limits' counters since boot, and the connection attempts they dropped (a flood shows here). */
   limits?: { dropped: number; counters: LimitCounter[] };
@@ -167,6 +174,13 @@ export function judgeRelay(desired: DesiredRelay, seen: RelayObservation, policy
     if (vulns.count > 0) attention.push(`${vulns.count} vulnerable package${vulns.count === 1 ? "" : "s"} in its image${vulns.worst ? ` (worst: ${vulns.worst})` : ""}: npm run vulns says which, and the fixed versions`);
   }
 
+  let updates: RelayStatus["updates"];
+  if (seen.updates && running && seen.updates.imageDigest === running) {
+    const { count, changes, asOf } = seen.updates;
+    updates = { count, changes, asOf, level: count > 0 ? "warn" : "ok" };
+    if (count > 0) attention.push(`fixes waiting: its image lacks ${count} package update${count === 1 ? "" : "s"} the mirror serves (as of ${asOf}): ${changes}; pulumi up deploys them (a held stack: npm run packages -- update first)`);
+  }
+
   let attestation: RelayStatus["attestation"];
   if (seen.attestation) {
     const { verdict, evidenceKind, refusedAt, refusal } = seen.attestation;
@@ -192,6 +206,7 @@ export function judgeRelay(desired: DesiredRelay, seen: RelayObservation, policy
     signingCert: cert.status,
     ...(onionKey ? { onionKey } : {}),
     ...(vulnerable ? { vulnerable } : {}),
+    ...(updates ? { updates } : {}),
     ...(attestation ? { attestation } : {}),
     ...(live && report?.limits ? { limits: { dropped: droppedOverLimits(report.limits), counters: report.limits } } : {}),
     attention: [...new Set(attention)],

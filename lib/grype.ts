@@ -8,6 +8,8 @@
  * I/O: runs grype, reads running.json and the SBOMs under artifacts/,
  * writes <artifacts>/vulns/<stack>.json.
  */
+import { describeChange } from "./package-index";
+import { pendingUpdates, readMirrorRecord } from "./package-set";
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
@@ -123,6 +125,8 @@ export function evaluateStack(options: EvaluateOptions): VulnReport {
     .map((entry) => entry.name)
     .sort();
   const problems: string[] = [];
+  // What the mirror served at the stack's last preview or up on this host.
+  const mirror = readMirrorRecord(options.buildRoot);
   const report: VulnReport = {
     schema: VULN_REPORT_SCHEMA,
     stack: options.stack,
@@ -153,6 +157,7 @@ export function evaluateStack(options: EvaluateOptions): VulnReport {
     report.grypeVersion = scan.grypeVersion;
     const matches = matchesInImage(scan.matches, record.withoutBasePackages);
     const worst = worstSeverity(matches) ?? null;
+    const waiting = pendingUpdates(join(relaysDir, relay), mirror, options.projectDir);
     report.relays[relay] = {
       imageDigest: choice.imageDigest,
       imageSource: choice.source,
@@ -160,6 +165,7 @@ export function evaluateStack(options: EvaluateOptions): VulnReport {
       syftJson: relative(options.projectDir, syftJson),
       matches,
       worst,
+      ...(waiting && waiting.imageDigest === choice.imageDigest ? { updates: { asOf: waiting.asOf, changes: waiting.changes.map(describeChange) } } : {}),
     };
   }
   if (problems.length > 0) throw new Error(problems.join("\n"));

@@ -50,11 +50,22 @@ export interface BaseImageInputs {
   scripts: string;
   /** The date inside the base and every image built on it (SOURCE_DATE_EPOCH). */
   sourceDateEpoch: number;
+  /** Debian: the apt sources the base is built from (lib/package-index.ts aptSourceLines). */
+  sources?: string[];
+  /**
+   * Debian: every package the base installs, "name version architecture",
+   * sorted: what the mirror serves now or what the stack's lock file holds
+   * (lib/package-set.ts planBasePackages). A Debian update changes it, and
+   * with it every relay image.
+   */
+  packages?: string[];
 }
 
 export const DEFAULT_RELEASE: Record<ImageConfig["flavour"], string> = { alpine: "v3.23", debian: "bookworm" };
 
-export function baseImageInputs(image: ImageConfig, projectDir: string): BaseImageInputs {
+/** `packageSet`: the Debian base's sources and resolved packages (lib/package-set.ts planBasePackages); none for Alpine. */
+export function baseImageInputs(image: ImageConfig, projectDir: string, packageSet?: { sources: string[]; packages: string[] }): BaseImageInputs {
+  if (image.flavour === "debian" && !packageSet) throw new Error("the Debian base's inputs need its resolved package set (lib/package-set.ts planBasePackages)");
   return {
     flavour: image.flavour,
     release: image.release ?? DEFAULT_RELEASE[image.flavour],
@@ -63,6 +74,7 @@ export function baseImageInputs(image: ImageConfig, projectDir: string): BaseIma
     torUser: TOR_RUNTIME[image.flavour].user,
     scripts: treeDigest(projectDir, [`images/${image.flavour}`, "images/rootfs"]),
     sourceDateEpoch: image.sourceDateEpoch,
+    ...(packageSet ? { sources: packageSet.sources, packages: packageSet.packages } : {}),
   };
 }
 

@@ -6,6 +6,7 @@
  * build step's triggers, so the summary says what the engine decided on.
  * Pure: it reads the preview's data and the torrcs handed to it.
  */
+import { describeChanges, packageChanges } from "./package-index";
 import { STEP_SPEC_ENV } from "./steps";
 
 /** A step of `pulumi preview --json`, as far as the summary reads it. */
@@ -63,6 +64,25 @@ export function changedTorrcOptions(before: string, after: string): string[] {
   return [...new Set(changed.map((line) => line.split(/\s+/)[0]!))];
 }
 
+/** The packages a base build step's triggers name (lib/image-inputs.ts BaseImageInputs.packages), when the preview knows them. */
+function basePackagesOf(inputs: Record<string, unknown> | undefined): string[] | undefined {
+  const triggers = inputs?.triggers;
+  const packages = Array.isArray(triggers) ? (triggers[0] as { packages?: unknown } | undefined)?.packages : undefined;
+  return Array.isArray(packages) && packages.every((p) => typeof p === "string") ? (packages as string[]) : undefined;
+}
+
+/**
+ * What a rebuilt base changes in its package set ("tor 0.4.9.11-1 →
+ * 0.4.9.12-1, …"), from the base build step's old and new triggers; undefined
+ * when the base is not rebuilt or its packages did not change.
+ */
+export function basePackageChanges(steps: PreviewJsonStep[]): string | undefined {
+  const build = steps.find((step) => step.urn.includes("diskless-relays:image:BaseImage$") && REPLACING.has(step.op) && basePackagesOf(step.oldState?.inputs) && basePackagesOf(step.newState?.inputs));
+  if (!build) return undefined;
+  const changes = packageChanges(basePackagesOf(build.oldState?.inputs)!, basePackagesOf(build.newState?.inputs)!);
+  return changes.length > 0 ? describeChanges(changes, 12) : undefined;
+}
+
 export interface RelaySummary {
   relay: string;
   /** new, rebuild, update, unchanged, removed */
@@ -86,6 +106,7 @@ export function summarizePreview(steps: PreviewJsonStep[], currentTorrcs: Record
   // A relay's resources are named RELAY-…; the longest relay name that prefixes one owns it (fmt-exit-10 is not fmt-exit-1).
   const ownerOf = (step: PreviewJsonStep) => (step.urn.includes("diskless-relays:relay:Relay$") ? names.find((name) => nameOf(step.urn).startsWith(`${name}-`)) : undefined);
   const summaries: RelaySummary[] = [];
+  const packages = basePackageChanges(steps);
   for (const relay of relayNames) {
     const componentOp = componentOps.get(relay) ?? "same";
     const own = steps.filter((step) => ownerOf(step) === relay);
@@ -104,7 +125,8 @@ export function summarizePreview(steps: PreviewJsonStep[], currentTorrcs: Record
           const after = build.map((step) => torrcOfBuildStep(step.newState?.inputs)).find((t) => t !== undefined) ?? currentTorrcs[relay];
           const options = before !== undefined && after !== undefined ? changedTorrcOptions(before, after) : [];
           reasons.push(options.length > 0 ? `${reason}: ${options.join(", ")}` : reason);
-        } else reasons.push(reason);
+        } else if (input === "base" && packages) reasons.push(`base: ${packages}`);
+        else reasons.push(reason);
       }
       if ([...keys].some((key) => key === "triggers[1]" || key.startsWith("triggers[1]."))) reasons.push("newly collected onion keys and state");
       if (reasons.length === 0) reasons.push("image inputs changed");

@@ -118,6 +118,10 @@ export const buildBaseSpec = z
     /** SOURCE_DATE_EPOCH: every date inside the base. */
     sourceDateEpoch: z.number().int().min(86_400),
     dir: path,
+    /** Debian: the one-line apt sources (lib/package-index.ts aptSourceLines). */
+    sources: z.array(z.string().regex(/^deb (\[signed-by=[A-Za-z0-9._/+][A-Za-z0-9._/+-]*\] )?https?:\/\/[A-Za-z0-9._~:/@%+-]+ [a-z0-9][a-z0-9.+-]*( [a-z][a-z0-9-]*)+$/, "must be a one-line apt source: deb [[signed-by=KEYRING]] URI SUITE COMPONENT…")).optional(),
+    /** Debian: the package set preview resolved ("name version architecture"); a base that installs another is refused. */
+    packages: z.array(z.string().regex(/^[a-z0-9][a-z0-9+.-]* [A-Za-z0-9.+~:-]+ [a-z0-9-]+$/, "must be NAME VERSION ARCHITECTURE as apt names them")).optional(),
   })
   .strict();
 

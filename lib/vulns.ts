@@ -182,6 +182,12 @@ export interface VulnReport {
       syftJson: string;
       matches: VulnMatch[];
       worst: Severity | null;
+      /**
+       * Package updates the mirror served at the stack's last preview or up
+       * on this host that the base of the judged image lacks, "tor a → b";
+       * absent when unknown (lib/package-set.ts pendingUpdates).
+       */
+      updates?: { asOf: string; changes: string[] };
     }
   >;
   worst: Severity | null;

@@ -36,7 +36,8 @@ export GOPROXY=${GOPROXY:-https://proxy.golang.org}
 
 apt_packages() {
   local wanted=(tor qemu-system-x86 ovmf mmdebstrap xorriso mtools dosfstools openssh-client
-    openssh-server python3 python3-pefile zstd cpio iproute2 debian-archive-keyring busybox openssl sbsigntool faketime shellcheck unbound dns-root-data prometheus nftables)
+    openssh-server python3 python3-pefile zstd cpio iproute2 debian-archive-keyring busybox openssl sbsigntool faketime shellcheck unbound dns-root-data prometheus nftables
+    dpkg-dev gnupg)
   local missing=()
   for pkg in "${wanted[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q '^install ok installed$' || missing+=("$pkg")

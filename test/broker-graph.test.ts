@@ -58,7 +58,9 @@ describe("the fleet's resource graph in broker mode", () => {
     });
     const fleet = planFleet(config, { projectDir: dir, now: new Date() });
     const { deployFleet } = await import("../components/fleet");
-    const outputs = deployFleet(config, fleet, { projectDir: process.cwd(), project: "diskless-relays", stack: "broker-graph", dryRun: true });
+    // A fixed package set: the graph does not depend on what Debian serves today.
+    const basePackages = { sources: ["deb http://deb.debian.org/debian bookworm main"], packages: ["tor 0.4.9.11-1 amd64"] };
+    const outputs = deployFleet(config, { ...fleet, basePackages }, { projectDir: process.cwd(), project: "diskless-relays", stack: "broker-graph", dryRun: true });
     await new Promise<void>((resolve) => pulumi.all(Object.values(outputs).flatMap((o) => [o.iso, o.vmId])).apply(() => resolve()));
     for (let i = 0; i < 50 && index("r2-rollout-gate") < 0; i++) await new Promise((resolve) => setTimeout(resolve, 100));
   });

@@ -153,6 +153,17 @@ describe("judging a relay", () => {
     expect(stale.attention).toEqual([]);
   });
 
+  it("says when the mirror serves package updates the running image lacks, only for the image the relay runs", () => {
+    const seen = { ...running(), updates: { imageDigest: IMAGE, count: 1, changes: "tor 0.4.9.11-1 → 0.4.9.12-1", asOf: "2026-12-01T11:00:00.000Z" } };
+    const row = judgeRelay(desired(), seen, POLICY);
+    expect(row.updates).toEqual({ count: 1, changes: "tor 0.4.9.11-1 → 0.4.9.12-1", asOf: "2026-12-01T11:00:00.000Z", level: "warn" });
+    expect(row.attention).toEqual([
+      "fixes waiting: its image lacks 1 package update the mirror serves (as of 2026-12-01T11:00:00.000Z): tor 0.4.9.11-1 → 0.4.9.12-1; pulumi up deploys them (a held stack: npm run packages -- update first)",
+    ]);
+    expect(judgeRelay(desired(), { ...seen, updates: { ...seen.updates, count: 0, changes: "" } }, POLICY).attention).toEqual([]);
+    expect(judgeRelay(desired(), { ...seen, updates: { ...seen.updates, imageDigest: OTHER } }, POLICY).updates).toBeUndefined();
+  });
+
   it("shows the broker's attestation verdict, and a refusal after it as an error", () => {
     const snp = desired({ healthVia: "broker", pushIntervalSeconds: 30, snp: true });
     const accepted = { ...running(), attestation: { verdict: "accepted", evidenceKind: "snp", time: "2026-12-01T11:59:30Z" } };

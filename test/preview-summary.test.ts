@@ -49,6 +49,19 @@ describe("summarizePreview", () => {
     expect(summarizePreview(steps)[0]!.line).toBe("fmt-exit-2: rebuild — torrc changed; base image changed; identity keys changed (a renewed signing certificate?)");
   });
 
+  it("names the packages a rebuilt base changes, for every relay it rebuilds", () => {
+    const baseBuild: PreviewJsonStep = {
+      op: "replace",
+      urn: urn("diskless-relays:image:BaseImage$command:local:Command", "debian-build"),
+      oldState: { inputs: { triggers: [{ packages: ["libc6 2.36-9 amd64", "tor 0.4.9.11-1 amd64"] }] } },
+      newState: { inputs: { triggers: [{ packages: ["libc6 2.36-9 amd64", "tor 0.4.9.12-1 amd64"] }] } },
+      detailedDiff: { "triggers[0].packages[1]": { kind: "update-replace" } },
+    };
+    const rebuilt = (relay: string): PreviewJsonStep => ({ op: "replace", urn: buildUrn(relay), detailedDiff: { "triggers[0].base": { kind: "update-replace" } } });
+    const steps = [baseBuild, relayStep("fmt-exit-1"), rebuilt("fmt-exit-1"), relayStep("fmt-guard-1"), rebuilt("fmt-guard-1")];
+    expect(summarizePreview(steps).map((s) => s.line)).toEqual(["fmt-exit-1: rebuild — base: tor 0.4.9.11-1 → 0.4.9.12-1", "fmt-guard-1: rebuild — base: tor 0.4.9.11-1 → 0.4.9.12-1"]);
+  });
+
   it("tells a VM change without a rebuild, a new relay and a removed one", () => {
     const steps: PreviewJsonStep[] = [
       relayStep("fmt-guard-1"),

@@ -13,12 +13,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readBaseRecord } from "../lib/base-record";
-import { parseStackConfig } from "../lib/config";
-import { baseImageDigest, baseImageInputs } from "../lib/image-inputs";
+import { baseImageDigest } from "../lib/image-inputs";
 import { toolsBin } from "../lib/run";
 import { EXIT_STATUS, readVulnReport, type VulnReport } from "../lib/vulns";
 import { encodeStepSpec, STEP_SPEC_ENV } from "../lib/steps";
-import { debianBase, minimalConfig } from "./support/images";
+import { debianBase, debianBaseInputs } from "./support/images";
 import { repoRoot, toolEnv } from "./support/pulumi";
 
 const STACK = "vulnstest";
@@ -55,9 +54,10 @@ describe("npm run vulns with the real grype", () => {
   };
 
   beforeAll(async () => {
-    const base = debianBase();
+    const inputs = debianBaseInputs();
+    const base = debianBase(inputs);
     installed = new Map(readBaseRecord(base).packages.map((p) => [p.name, p.version]));
-    const baseDigest = baseImageDigest(baseImageInputs(parseStackConfig(minimalConfig()).image, repoRoot));
+    const baseDigest = baseImageDigest(inputs);
     const stem = join(artifacts, "sbom", `base-debian-${baseDigest.slice(0, 12)}`);
     // The program's own step, as the build runs it.
     const scanned = await run(join(repoRoot, "node_modules/.bin/tsx"), [join(repoRoot, "cli/step.ts"), "scan-base-sbom"], {

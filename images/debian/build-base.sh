@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the shared Debian base of every relay image.
-#   build-base.sh OUT RELEASE GEOIP(yes|no) TOR_USER [EXTRA_PACKAGE...]
+#   APT_SOURCES=FILE build-base.sh OUT RELEASE GEOIP(yes|no) TOR_USER [EXTRA_PACKAGE...]
 # Writes OUT/rootfs (the tree Syft inventories), OUT/vmlinuz, OUT/base.cpio.zst
 # (the RAM root, without /boot and with only the modules a VM needs),
 # OUT/ssh.cpio.zst (the SSH server, which only image-mode relays carry),
@@ -16,13 +16,16 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 # only the output directory itself is private.
 umask 022
 
-# tiny-initramfs satisfies the kernel's initramfs-tool dependency without
-# udev; usr-is-merged keeps usrmerge (and with it perl) out of the image.
-# unbound and the root trust anchor (dns-root-data) are the exits' resolver;
-# nftables loads the per-source connection limits (lib/hardening.ts).
-packages="usr-is-merged,tiny-initramfs,busybox,tor,openssh-server,unbound,dns-root-data,nftables,linux-image-cloud-amd64"
+# The package list is data shared with the preview (base-packages); the
+# geoip and extra packages come after it, in the order lib/package-index.ts
+# basePackageRequest gives them.
+packages=$(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$here/debian/base-packages" | paste -sd, -)
 if [[ $geoip == yes ]]; then packages+=",tor-geoipdb"; fi
 for extra in "$@"; do packages+=",$extra"; done
+# The apt sources, one-line entries (lib/package-index.ts aptSourceLines):
+# each is one MIRROR argument of mmdebstrap, data after its SUITE and TARGET.
+[[ -n ${APT_SOURCES:-} && -s $APT_SOURCES ]] || { echo "build-base: APT_SOURCES must name a file of apt source lines (image.mirrors)" >&2; exit 1; }
+mapfile -t mirrors <"$APT_SOURCES"
 
 [[ -n ${SOURCE_DATE_EPOCH:-} ]] || { echo "build-base: SOURCE_DATE_EPOCH must be set: it is part of the base's recorded inputs" >&2; exit 1; }
 export SOURCE_DATE_EPOCH
@@ -45,7 +48,7 @@ mmdebstrap --quiet --variant=essential \
   --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
   --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/locale/*' \
   --dpkgopt='path-exclude=/usr/share/info/*' \
-  -- "$release" "$out/rootfs" >"$out/mmdebstrap.log" 2>&1 || { tail -n 40 "$out/mmdebstrap.log" >&2; exit 1; }
+  -- "$release" "$out/rootfs" "${mirrors[@]}" >"$out/mmdebstrap.log" 2>&1 || { tail -n 40 "$out/mmdebstrap.log" >&2; exit 1; }
 
 # What the mirror served: every installed package with its .deb's digest.
 for deb in "$out"/rootfs/var/cache/apt/archives/*.deb; do

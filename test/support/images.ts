@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseStackConfig } from "../../lib/config";
 import { planFleet } from "../../lib/fleet";
+import { planBasePackages } from "../../lib/package-set";
 import { baseImageDigest, baseImageInputs, relayImageDigest, relayImageInputs, relayImageTexts, RELAY_SCRIPT_PATHS, treeDigest } from "../../lib/image-inputs";
 import { monitorCommand, startLocalVm, stopLocalVm } from "../../lib/local-vm";
 import { buildRelayImage, type BuiltImage } from "../../lib/relay-build";
@@ -14,19 +15,29 @@ import { repoRoot, toolEnv } from "./pulumi";
 /** Shared by test runs so the Debian base is built once per machine (test/global-setup.ts builds it). */
 export const BUILD_CACHE = join(tmpdir(), "diskless-relays-test-build");
 
-/** Where the Debian base of the current scripts is, built or not. */
-export function debianBaseDir(): string {
-  const inputs = baseImageInputs(parseStackConfig(minimalConfig()).image, repoRoot);
+/**
+ * The inputs of the tests' Debian base, as the program plans them: its
+ * package set is what Debian's mirrors serve now (lib/package-set.ts), so a
+ * Debian update gives the tests a new base, as it gives the relays one.
+ */
+export function debianBaseInputs(image: Record<string, unknown> = {}) {
+  const config = parseStackConfig(minimalConfig(undefined, image));
+  const plan = planBasePackages(config, { projectDir: repoRoot, stack: "test-base", release: config.image.release ?? "bookworm", now: new Date() })!;
+  return baseImageInputs(config.image, repoRoot, { sources: plan.request.sources, packages: plan.packages });
+}
+
+/** Where the Debian base of the current scripts and packages is, built or not. */
+export function debianBaseDir(inputs = debianBaseInputs()): string {
   return join(BUILD_CACHE, "base", `debian-${baseImageDigest(inputs).slice(0, 12)}`);
 }
 
 /** The Debian base, built by the real step unless already built for these inputs. */
-export function debianBase(): string {
-  const dir = debianBaseDir();
+export function debianBase(inputs = debianBaseInputs()): string {
+  const dir = debianBaseDir(inputs);
   if (!existsSync(join(dir, ".complete"))) {
-    const inputs = baseImageInputs(parseStackConfig(minimalConfig()).image, repoRoot);
     mkdirSync(join(BUILD_CACHE, "base"), { recursive: true, mode: 0o700 });
-    const result = runStep("build-base", { flavour: "debian", release: inputs.release, geoip: false, extraPackages: [], torUser: inputs.torUser, sourceDateEpoch: inputs.sourceDateEpoch, dir });
+    const { release, geoip, extraPackages, torUser, sourceDateEpoch, sources, packages } = inputs;
+    const result = runStep("build-base", { flavour: "debian", release, geoip, extraPackages, torUser, sourceDateEpoch, dir, sources, packages });
     if (result.status !== 0) throw new Error(`building the Debian base failed:\n${result.stdout}\n${result.stderr}`);
   }
   return dir;
