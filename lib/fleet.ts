@@ -19,6 +19,7 @@ import { familyIdFromSecretKey, KeyFileError } from "./tor-keys";
 import { PREVIEW_RECORD_FILE, readPreviewRecord, type PreviewRecord } from "./preview-record";
 import { addressOf, inSubnet, parseAddress, parsePrefix } from "./addresses";
 import { TESTNET, networkSchema, type TestnetNetwork } from "./testnet";
+import { authorityAddresses, PUBLIC_AUTHORITIES } from "./tor-authorities";
 import { renderTorrcLines, type TorrcLine } from "./torrc";
 import { renderUnboundConf } from "./unbound";
 import { EXIT_NOTICE_TEMPLATE, exitNoticeFileProblem, renderExitNotice } from "./exit-notice";
@@ -245,7 +246,7 @@ export function planFleet(
       exit: relay.exit.enabled,
       conntrackMax: limits.conntrackMax ?? defaultConntrackMax(relay.memoryMiB),
       openFiles: limits.openFiles,
-      ...(limits.enabled ? { perSource: { orPort: limits.orPort, ...(notice ? { notice: limits.exitNotice } : {}), ipv6SourcePrefix: limits.ipv6SourcePrefix } } : {}),
+      ...(limits.enabled ? { perSource: { orPort: limits.orPort, ...(notice ? { notice: limits.exitNotice } : {}), ipv6SourcePrefix: limits.ipv6SourcePrefix, exempt: authorityAddresses(testnet ? testnet.authorities : PUBLIC_AUTHORITIES) } } : {}),
     });
     return {
       config: relay,

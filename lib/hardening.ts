@@ -18,11 +18,12 @@
  *   above: "40 MiB per hash, 75 MiB for conntrack" at 256 Ki), with
  *   nf_conntrack_buckets, tcp_max_syn_backlog and somaxconn raised to the
  *   same size and tcp_syncookies on (setSysctlValues).
- *   Unlike torutils, an excess connection is dropped but its source is not
- *   put on a 24-hour block list: torutils exempts the directory authorities
- *   from that list by fetching their addresses at run time, which an
- *   immutable image cannot do, and a blocked authority would take the relay
- *   out of the consensus.
+ *   Like torutils, the directory authorities are exempt from every limit
+ *   (its "trusted" set): a limited authority cannot test the relay's
+ *   reachability, and the relay leaves the consensus. Their addresses are
+ *   in the image (lib/tor-authorities.ts, tor's own list), not fetched at
+ *   run time. Unlike torutils, an excess connection is dropped but its
+ *   source is not put on a 24-hour block list that would outlive the flood.
  * - Tor's relay requirements (community.torproject.org/relay/relays-requirements):
  *   a non-exit handles at least 7000 concurrent connections, a fast exit more
  *   than 100k, which is what the conntrack table and the open-file limit are
@@ -39,6 +40,8 @@
  *   out of source ports (the kernel's default range has 28 232); ours ends
  *   at 65001, as the kernel asks for a start and end of different parity.
  */
+
+import { isIP, isIPv4, isIPv6 } from "node:net";
 
 /** The limit on one port, per source address (an IPv4 address or an IPv6 prefix). */
 export interface PerSourceLimit {
@@ -99,6 +102,13 @@ export interface HardeningInput {
     /** Only for an exit that serves its notice. */
     notice?: PerSourceLimit;
     ipv6SourcePrefix: number;
+    /**
+     * Sources the limits never apply to: the directory authorities the relay
+     * reports to (lib/tor-authorities.ts, or the testnet's). torutils exempts
+     * them too: a limited authority cannot test reachability, and the relay
+     * leaves the consensus.
+     */
+    exempt: string[];
   };
   conntrackMax: number;
   openFiles: number;
@@ -148,6 +158,18 @@ function portRules(lines: string[], what: "orport" | "notice", port: number, lim
   return rules;
 }
 
+/** The authorities' addresses pass before any limit is looked at. */
+function exemptRules(addresses: string[]): string[] {
+  // Addresses only, as nft reads them: anything else would be ruleset text.
+  for (const address of addresses) if (!isIP(address)) throw new Error(`an exempt source must be an IPv4 or IPv6 address, not ${JSON.stringify(address)}`);
+  const v4 = addresses.filter((address) => isIPv4(address));
+  const v6 = addresses.filter((address) => isIPv6(address));
+  return [
+    ...(v4.length > 0 ? [`\t\tip saddr { ${v4.join(", ")} } accept`] : []),
+    ...(v6.length > 0 ? [`\t\tip6 saddr { ${v6.join(", ")} } accept`] : []),
+  ];
+}
+
 /** The nftables ruleset: loaded atomically, replacing an older copy of the table (nft -f). */
 export function renderNftRuleset(input: HardeningInput): string | undefined {
   const perSource = input.perSource;
@@ -177,6 +199,7 @@ export function renderNftRuleset(input: HardeningInput): string | undefined {
     `\t\tct state invalid counter name "${LIMIT_COUNTERS.invalid}" drop`,
     // torutils: a NEW TCP connection starts with a SYN.
     `\t\ttcp flags & (fin|syn|rst|ack) != syn ct state new counter name "${LIMIT_COUNTERS.invalid}" drop`,
+    ...exemptRules(perSource.exempt),
     ...rules,
     "\t}",
     "}",

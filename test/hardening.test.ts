@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DEFAULT_NOTICE_LIMIT, DEFAULT_ORPORT_LIMIT, defaultConntrackMax, droppedOverLimits, ipv6PrefixMask, LIMIT_COUNTERS, parseNftCounters, renderHardening, renderNftRuleset, type HardeningInput } from "../lib/hardening";
 import { relayRecipeSpec } from "../lib/steps";
+import { authorityAddresses, PUBLIC_AUTHORITIES } from "../lib/tor-authorities";
 import { floodInNetns } from "./support/flood";
 import { privateTmpDir } from "./support/tmp";
 
@@ -29,7 +30,7 @@ const exitInput = (overrides: Partial<HardeningInput> = {}): HardeningInput => (
   exit: true,
   conntrackMax: defaultConntrackMax(1024),
   openFiles: 65_536,
-  perSource: { orPort: DEFAULT_ORPORT_LIMIT, notice: DEFAULT_NOTICE_LIMIT, ipv6SourcePrefix: 64 },
+  perSource: { orPort: DEFAULT_ORPORT_LIMIT, notice: DEFAULT_NOTICE_LIMIT, ipv6SourcePrefix: 64, exempt: authorityAddresses(PUBLIC_AUTHORITIES) },
   ...overrides,
 });
 
@@ -37,13 +38,28 @@ describe("the rendered hardening", () => {
   it("is a ruleset nft accepts, for an exit with its notice, a non-exit and other IPv6 source prefixes", () => {
     const inputs = [
       exitInput(),
-      exitInput({ exit: false, orPort: 9001, perSource: { orPort: { connections: 4, newPerMinute: 4 }, ipv6SourcePrefix: 64 } }),
-      ...[32, 48, 56, 127, 128].map((prefix) => exitInput({ perSource: { orPort: DEFAULT_ORPORT_LIMIT, notice: DEFAULT_NOTICE_LIMIT, ipv6SourcePrefix: prefix } })),
+      exitInput({ exit: false, orPort: 9001, perSource: { orPort: { connections: 4, newPerMinute: 4 }, ipv6SourcePrefix: 64, exempt: [] } }),
+      ...[32, 48, 56, 127, 128].map((prefix) => exitInput({ perSource: { orPort: DEFAULT_ORPORT_LIMIT, notice: DEFAULT_NOTICE_LIMIT, ipv6SourcePrefix: prefix, exempt: [] } })),
     ];
     for (const input of inputs) {
       const ruleset = renderNftRuleset(input)!;
       const result = nftCheck(ruleset);
       expect(result.status, `${result.stderr}\n${ruleset}`).toBe(0);
+    }
+  });
+
+  it("lets the directory authorities in before any limit, on IPv4 and IPv6, and refuses to render anything but an address there", () => {
+    const ruleset = renderNftRuleset(exitInput())!;
+    const lines = ruleset.split("\n").map((line) => line.trim());
+    const v4 = lines.findIndex((line) => line.startsWith("ip saddr { 128.31.0.39, "));
+    const v6 = lines.findIndex((line) => line.startsWith("ip6 saddr { 2a02:16a8:662:2203::1, "));
+    const firstLimit = lines.findIndex((line) => line.includes("limit rate over"));
+    expect(v4).toBeGreaterThan(0);
+    expect(v6).toBeGreaterThan(0);
+    expect(lines[v4]).toMatch(/ accept$/);
+    expect(Math.max(v4, v6)).toBeLessThan(firstLimit);
+    for (const bad of ["10.0.0.1 } accept; drop", "example.org", "10.0.0.0/8", ""]) {
+      expect(() => renderNftRuleset(exitInput({ perSource: { orPort: DEFAULT_ORPORT_LIMIT, ipv6SourcePrefix: 64, exempt: [bad] } }))).toThrow(/an exempt source must be an IPv4 or IPv6 address/);
     }
   });
 
@@ -57,7 +73,7 @@ describe("the rendered hardening", () => {
     expect(exit).toMatch(/tcp dport 443 ct state new update @orport_rate_v4 \{ ip saddr limit rate over 8\/minute burst 8 packets \}/);
     expect(exit).toMatch(/tcp dport 443 ct state new add @orport_connections_v6 \{ ip6 saddr & ffff:ffff:ffff:ffff:: ct count over 8 \}/);
     expect(exit).toMatch(/tcp dport 80 ct state new add @notice_connections_v4 /);
-    const guard = renderNftRuleset(exitInput({ exit: false, perSource: { orPort: DEFAULT_ORPORT_LIMIT, ipv6SourcePrefix: 64 } }))!;
+    const guard = renderNftRuleset(exitInput({ exit: false, perSource: { orPort: DEFAULT_ORPORT_LIMIT, ipv6SourcePrefix: 64, exempt: [] } }))!;
     expect(guard).not.toMatch(/dport 80\b/);
     expect(guard).not.toContain(LIMIT_COUNTERS.noticeRate);
     const { perSource: _off, ...unlimited } = exitInput();
@@ -68,7 +84,7 @@ describe("the rendered hardening", () => {
   it("renders what the image build's step schema accepts, for an exit and a guard", () => {
     // The recipe is checked on both sides of the step (lib/steps.ts): a ruleset it refused would stop every pulumi up.
     const hardening = relayRecipeSpec.shape.hardening.unwrap();
-    for (const input of [exitInput(), exitInput({ exit: false, perSource: { orPort: DEFAULT_ORPORT_LIMIT, ipv6SourcePrefix: 64 } })]) {
+    for (const input of [exitInput(), exitInput({ exit: false, perSource: { orPort: DEFAULT_ORPORT_LIMIT, ipv6SourcePrefix: 64, exempt: [] } })]) {
       const rendered = renderHardening(input);
       expect(rendered.ruleset).toBeDefined();
       expect(hardening.safeParse(rendered).error?.issues).toBeUndefined();
@@ -159,8 +175,17 @@ describe("the limits in a kernel, under a flood", () => {
     expect(await flood("10.99.0.2", "10.99.0.1", 80, 1)).toMatchObject({ connected: 1 });
   }, 60_000);
 
+  it("never limits an exempt source (a directory authority): its whole burst connects, and nothing is counted", async () => {
+    load(exitInput({ perSource: { orPort: DEFAULT_ORPORT_LIMIT, ipv6SourcePrefix: 64, exempt: ["10.99.0.3", "fd99:0:0:1::2"] } }));
+    expect(await flood("10.99.0.3", "10.99.0.1", 443, 20)).toMatchObject({ attempts: 20, connected: 20 });
+    expect(await flood("fd99:0:0:1::2", "fd99::1", 443, 20)).toMatchObject({ attempts: 20, connected: 20 });
+    expect(droppedOverLimits(counters())).toBe(0);
+    // Negative control: its neighbour is not exempt, and is limited as before.
+    expect(await flood("10.99.0.2", "10.99.0.1", 443, 12)).toMatchObject({ connected: 8, timedOut: 4 });
+  }, 60_000);
+
   it("caps concurrent connections from one source even under the rate limit, an IPv6 /64 being one source", async () => {
-    load(exitInput({ perSource: { orPort: { connections: 4, newPerMinute: 600 }, ipv6SourcePrefix: 64 } }));
+    load(exitInput({ perSource: { orPort: { connections: 4, newPerMinute: 600 }, ipv6SourcePrefix: 64, exempt: [] } }));
     const v4 = await flood("10.99.0.2", "10.99.0.1", 443, 10);
     expect(v4).toMatchObject({ connected: 4, timedOut: 6 });
     expect(packets(LIMIT_COUNTERS.orPortConnections)).toBeGreaterThanOrEqual(6);

@@ -114,7 +114,7 @@ describe("the health answer's connection limits", () => {
   const script = join(repoRoot, "images/rootfs/files/usr/local/sbin/relay-health");
   beforeAll(() => {
     mkdirSync(join(etc, "relay"), { recursive: true, mode: 0o755 });
-    writeFileSync(join(etc, "relay", "nftables.conf"), renderNftRuleset({ orPort: 9001, exit: true, conntrackMax: 65_536, openFiles: 65_536, perSource: { orPort: DEFAULT_ORPORT_LIMIT, notice: DEFAULT_NOTICE_LIMIT, ipv6SourcePrefix: 64 } })!);
+    writeFileSync(join(etc, "relay", "nftables.conf"), renderNftRuleset({ orPort: 9001, exit: true, conntrackMax: 65_536, openFiles: 65_536, perSource: { orPort: DEFAULT_ORPORT_LIMIT, notice: DEFAULT_NOTICE_LIMIT, ipv6SourcePrefix: 64, exempt: [] } })!);
   });
   /** The answer in a fresh network namespace, after `before` ran there. */
   const answer = (before: string) =>
