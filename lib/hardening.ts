@@ -88,6 +88,7 @@ export const NFT_TABLE = "diskless_relay";
 /** The named counters of the ruleset, by what they count. */
 export const LIMIT_COUNTERS = {
   invalid: "invalid_dropped",
+  notSyn: "not_syn_reset",
   orPortConnections: "orport_over_connections",
   orPortRate: "orport_over_rate",
   noticeConnections: "notice_over_connections",
@@ -182,7 +183,7 @@ export function renderNftRuleset(input: HardeningInput): string | undefined {
     `delete table inet ${NFT_TABLE}`,
     `table inet ${NFT_TABLE} {`,
   ];
-  const counters: string[] = [LIMIT_COUNTERS.invalid, LIMIT_COUNTERS.orPortRate, LIMIT_COUNTERS.orPortConnections];
+  const counters: string[] = [LIMIT_COUNTERS.invalid, LIMIT_COUNTERS.notSyn, LIMIT_COUNTERS.orPortRate, LIMIT_COUNTERS.orPortConnections];
   if (perSource.notice) counters.push(LIMIT_COUNTERS.noticeRate, LIMIT_COUNTERS.noticeConnections);
   for (const counter of counters) lines.push(`\tcounter ${counter} {`, "\t}");
   const rules = portRules(lines, "orport", input.orPort, perSource.orPort, mask, input.conntrackMax, { rate: LIMIT_COUNTERS.orPortRate, connections: LIMIT_COUNTERS.orPortConnections });
@@ -197,8 +198,14 @@ export function renderNftRuleset(input: HardeningInput): string | undefined {
     // torutils: never touch established connections.
     "\t\tct state established,related accept",
     `\t\tct state invalid counter name "${LIMIT_COUNTERS.invalid}" drop`,
-    // torutils: a NEW TCP connection starts with a SYN.
-    `\t\ttcp flags & (fin|syn|rst|ack) != syn ct state new counter name "${LIMIT_COUNTERS.invalid}" drop`,
+    // torutils: a NEW TCP connection starts with a SYN. Unlike torutils, the
+    // rest is answered with a reset, as the kernel would answer it without a
+    // filter: it is mostly a peer's packet of a connection this VM never had,
+    // such as a channel to the relay's last VM stopped hard. Dropped, that
+    // peer waits minutes for TCP to give up, and its circuits through the
+    // relay hang; reset, it reconnects at once. A reset is never larger
+    // than the packet it answers, and none answers a reset.
+    `\t\ttcp flags & (fin|syn|rst|ack) != syn ct state new counter name "${LIMIT_COUNTERS.notSyn}" reject with tcp reset`,
     ...exemptRules(perSource.exempt),
     ...rules,
     "\t}",

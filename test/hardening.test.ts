@@ -206,3 +206,70 @@ describe("the limits in a kernel, under a flood", () => {
     expect(other).toMatchObject({ connected: 1 });
   }, 60_000);
 });
+
+/**
+ * A peer that still holds a connection the relay's VM never had (a channel to
+ * the relay's previous VM, stopped hard) sends a packet that conntrack sees
+ * as new and not a SYN. Established here before the ruleset is loaded, so
+ * conntrack never saw its handshake: the same packet, from the kernel's side.
+ */
+describe("a stale peer's packet", () => {
+  const relayNs = `drsr-${process.pid}`;
+  const peerNs = `drsp-${process.pid}`;
+  const ip = (...args: string[]) => {
+    const result = spawnSync("ip", args, { encoding: "utf8" });
+    if (result.status !== 0) throw new Error(`ip ${args.join(" ")}: ${result.stderr}`);
+  };
+  let listener: ChildProcess | undefined;
+  // Connects, loads the ruleset into the relay's namespace, then writes again and says what became of the connection.
+  const PEER = `
+const net = require("node:net");
+const { execFileSync } = require("node:child_process");
+const [relayNs, ruleset] = process.argv.slice(1);
+const socket = net.connect({ host: "10.98.0.1", port: 443 }, () => {
+  socket.write("a");
+  setTimeout(() => {
+    execFileSync("ip", ["netns", "exec", relayNs, "nft", "-f", ruleset]);
+    socket.write("b");
+    setTimeout(() => { process.stdout.write("hung"); process.exit(0); }, 6000);
+  }, 300);
+});
+socket.on("error", (err) => { process.stdout.write(err.code); process.exit(0); });
+`;
+  const peer = (ruleset: string) => {
+    ip("netns", "exec", relayNs, "nft", "flush", "ruleset");
+    return spawnSync("ip", ["netns", "exec", peerNs, process.execPath, "-e", PEER, relayNs, write(ruleset)], { encoding: "utf8", timeout: 30_000 }).stdout;
+  };
+
+  beforeAll(async () => {
+    ip("netns", "add", relayNs);
+    ip("netns", "add", peerNs);
+    ip("-n", relayNs, "link", "set", "lo", "up");
+    ip("-n", relayNs, "link", "add", "relay0", "type", "veth", "peer", "name", "peer0", "netns", peerNs);
+    ip("-n", relayNs, "addr", "add", "10.98.0.1/24", "dev", "relay0");
+    ip("-n", peerNs, "addr", "add", "10.98.0.2/24", "dev", "peer0");
+    ip("-n", relayNs, "link", "set", "relay0", "up");
+    ip("-n", peerNs, "link", "set", "peer0", "up");
+    listener = spawn("ip", ["netns", "exec", relayNs, process.execPath, "-e", `require("node:net").createServer((s) => s.on("data", () => {})).listen(443)`], { stdio: "ignore" });
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+  });
+
+  afterAll(() => {
+    listener?.kill("SIGKILL");
+    spawnSync("ip", ["netns", "del", relayNs]);
+    spawnSync("ip", ["netns", "del", peerNs]);
+  });
+
+  it("is answered with a reset, so the peer reconnects at once instead of waiting for TCP to give up", () => {
+    expect(peer(renderNftRuleset(exitInput())!)).toBe("ECONNRESET");
+    const listed = spawnSync("ip", ["netns", "exec", relayNs, "nft", "-j", "list", "counters"], { encoding: "utf8" });
+    expect(parseNftCounters(listed.stdout)!.find((counter) => counter.name === LIMIT_COUNTERS.notSyn)?.packets).toBeGreaterThanOrEqual(1);
+  }, 60_000);
+
+  it("negative control: torutils' drop of the same packet leaves the peer hanging", () => {
+    const dropping = renderNftRuleset(exitInput())!.replace(/(!= syn ct state new counter name "[a-z_]+") reject with tcp reset/, "$1 drop");
+    expect(dropping).not.toContain("reject");
+    expect(peer(dropping)).toBe("hung");
+  }, 60_000);
+});
+

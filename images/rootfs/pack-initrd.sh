@@ -9,10 +9,11 @@ rootfs=$(realpath -m -- "$1") kernel=$2 geoip=$3 out=$(realpath -m -- "$4") ssh_
 # The virtio PCI transport, NIC, console and RNG; the ACPI power button with the
 # event device busybox acpid reads it from (relay-acpid); conntrack and the
 # nftables expressions the connection limits use (relay-hardening: ct, limit,
-# ct count, and objref for named counters; sets, counters and payload matches
-# are part of nf_tables). Everything else a relay VM uses is built into the kernel.
+# ct count, objref for named counters, reject_inet for the stale peer's reset;
+# sets, counters and payload matches are part of nf_tables). Everything else a
+# relay VM uses is built into the kernel.
 wanted_modules="virtio_pci virtio_net virtio_console virtio_rng button evdev"
-wanted_modules+=" nf_conntrack nf_tables nft_ct nft_limit nft_connlimit nft_objref"
+wanted_modules+=" nf_conntrack nf_tables nft_ct nft_limit nft_connlimit nft_objref nft_reject_inet"
 epoch=${SOURCE_DATE_EPOCH:-0}
 
 moddir=usr/lib/modules/$kernel
