@@ -10,20 +10,22 @@
  * That costs seconds, so the answer is cached under the hashes of the
  * Packages indexes each suite's InRelease lists: a preview fetches only the
  * InRelease files (tens of kilobytes) and, while no index changed, reads the
- * cached answer. A forged InRelease can at most make a preview answer from
- * an older verified resolution; the build (mmdebstrap, which verifies) then
- * refuses a base whose packages differ from it (cli/steps/build-base.ts).
+ * cached answer. Each InRelease is verified first, as apt would (gpgv
+ * against the source's keyrings, and its Valid-Until), so a forged or
+ * replayed one cannot point the preview at an old answer; the build
+ * (mmdebstrap, which verifies too) refuses a base whose packages differ
+ * from the preview's (cli/steps/build-base.ts).
  *
  * I/O: fetches InRelease files over HTTP (in a child process, so the Pulumi
- * program stays synchronous), runs apt-get, reads and writes the cache
+ * program stays synchronous), runs gpgv (and gpg --dearmor) and apt-get, reads and writes the cache
  * (DISKLESS_RELAYS_PACKAGE_CACHE, default $DISKLESS_RELAYS_CACHE/package-sets),
  * the stack's lock file, the relays' running records and base records, and
  * <buildRoot>/mirror-packages.json.
  */
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
-import { homedir } from "node:os";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { homedir, tmpdir } from "node:os";
 import { isAbsolute, join, resolve } from "node:path";
 import { readBaseRecord } from "./base-record";
 import type { StackConfig } from "./config";
@@ -143,16 +145,85 @@ function fetchTexts(urls: string[]): ({ url: string; text: string } | { url: str
   return JSON.parse(child.stdout) as ({ url: string; text: string } | { url: string; error: string })[];
 }
 
+/** The keyrings apt trusts for a source: its signed-by, else the host's (mmdebstrap's default too). */
+function sourceKeyrings(signedBy: string | undefined): string[] {
+  if (signedBy) return [signedBy];
+  const legacy = "/etc/apt/trusted.gpg";
+  const parts = "/etc/apt/trusted.gpg.d";
+  return [
+    ...(existsSync(legacy) && statSync(legacy).size > 0 ? [legacy] : []),
+    ...(existsSync(parts) ? readdirSync(parts).filter((name) => /\.(gpg|asc)$/.test(name)).sort().map((name) => join(parts, name)) : []),
+  ];
+}
+
+/**
+ * The cache is keyed by what InRelease lists, so a preview trusts the
+ * InRelease it fetched only as apt would: signed by one of the source's
+ * keyrings (gpgv, armored keyrings dearmored first as apt does, in a private
+ * directory that is also gpgv's home, so no other keyring counts) and not
+ * past its Valid-Until. Without that, a forged or replayed InRelease could
+ * point the preview at an old cached answer and keep a fix off the relays.
+ */
+function checkInReleases(files: { text: string; url: string; keyrings: string[]; trusted: string }[], now: Date): void {
+  const work = mkdtempSync(join(tmpdir(), "diskless-relays-inrelease-"));
+  try {
+    const dearmored = new Map<string, string>();
+    const binary = (keyring: string) => {
+      if (!existsSync(keyring)) throw new PackageSetError(`image.mirrors: the keyring ${keyring} does not exist; set signedBy to the mirror's keyring`);
+      if (!readFileSync(keyring).subarray(0, 64).toString("latin1").includes("-----BEGIN PGP")) return keyring;
+      if (!dearmored.has(keyring)) {
+        const out = join(work, `keyring-${dearmored.size}.gpg`);
+        const result = spawnSync("gpg", ["--batch", "--quiet", "--homedir", work, "--output", out, "--dearmor", "--", keyring], { encoding: "utf8" });
+        if (result.status !== 0) throw new PackageSetError(`image.mirrors: the keyring ${keyring} cannot be read: ${(result.error?.message ?? result.stderr).trim()}`);
+        dearmored.set(keyring, out);
+      }
+      return dearmored.get(keyring)!;
+    };
+    files.forEach((file, i) => {
+      const inRelease = join(work, `InRelease-${i}`);
+      writeFileSync(inRelease, file.text);
+      const keyrings = file.keyrings.map(binary);
+      const verify = spawnSync("gpgv", ["--homedir", work, ...keyrings.flatMap((keyring) => ["--keyring", keyring]), "--", inRelease], { encoding: "utf8" });
+      if (verify.error) throw new PackageSetError(`checking the mirror's signature needs gpgv: ${verify.error.message}`);
+      if (verify.status !== 0) {
+        const said = verify.stderr.trim().split("\n").filter((line) => /BAD|Can't check|no signature|No public key|not a detached|invalid/i.test(line)).join("; ") || `gpgv exited ${verify.status}`;
+        throw new PackageSetError(
+          `image.mirrors: ${file.url} is not signed by a key of ${file.trusted} (${said}); nothing is resolved from it. If the mirror's key is another, give its keyring as image.mirrors[].signedBy`,
+        );
+      }
+      const validUntil = parseRelease(file.text).validUntil;
+      if (validUntil !== undefined) {
+        const until = Date.parse(validUntil.replace(/ UTC$/, " GMT"));
+        if (!Number.isFinite(until)) throw new PackageSetError(`image.mirrors: ${file.url} has a Valid-Until apt cannot read either: ${JSON.stringify(validUntil)}`);
+        if (until < now.getTime()) {
+          throw new PackageSetError(`image.mirrors: ${file.url} expired at ${validUntil} (its Valid-Until): the mirror serves stale indexes, or someone replays old ones; use another mirror`);
+        }
+      }
+    });
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
 /**
  * The hashes of every Packages index the request depends on, from each
  * suite's InRelease; or the mirrors that could not be reached.
  */
-export function currentIndexKey(request: PackageSetRequest): { indexKey: string } | { unreachable: Unreachable[] } {
+export function currentIndexKey(request: PackageSetRequest, options: { projectDir: string; now: Date }): { indexKey: string } | { unreachable: Unreachable[] } {
   const sources = request.sources.map(parseSourceLine);
   const urls = sources.map((source) => `${source.uri}/dists/${source.suite}/InRelease`);
   const results = fetchTexts(urls);
   const unreachable = results.flatMap((result, i) => ("error" in result ? [{ uri: sources[i]!.uri, url: result.url, error: result.error }] : []));
   if (unreachable.length > 0) return { unreachable };
+  const texts = results.map((result) => (result as { text: string }).text);
+  checkInReleases(
+    texts.map((text, i) => {
+      const line = absoluteSourceLines([request.sources[i]!], options.projectDir)[0]!;
+      const signedBy = /\[signed-by=([^\]\s]+)\]/.exec(line)?.[1];
+      return { text, url: urls[i]!, keyrings: sourceKeyrings(signedBy), trusted: signedBy ?? "this host's apt keyrings (/etc/apt/trusted.gpg, /etc/apt/trusted.gpg.d)" };
+    }),
+    options.now,
+  );
   const parts = results.map((result, i) => {
     const source = sources[i]!;
     const hashes = packagesIndexHashes(parseRelease((result as { text: string }).text), source.components, request.architecture);
@@ -240,7 +311,7 @@ export type ResolveResult = (Resolution & { fromCache: boolean }) | { unreachabl
  */
 export function resolvePackageSet(request: PackageSetRequest, options: { projectDir: string; now: Date; cacheDir?: string }): ResolveResult {
   const dir = requestDir(request, options.cacheDir ?? packageCacheDir());
-  const key = currentIndexKey(request);
+  const key = currentIndexKey(request, options);
   if ("unreachable" in key) return key;
   const cached = readJson<Resolution>(join(dir, "sets", `${key.indexKey}.json`));
   if (cached) {

@@ -4,7 +4,7 @@
  * unreachable mirror and a held set do. The mirror's packages are real .debs
  * made by dpkg-deb; the expected sets are what this test put on the mirror.
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -68,6 +68,29 @@ describe("the base's package set", () => {
     expect(resolvePackageSet(...request(server.url))).toMatchObject({ fromCache: true });
   });
 
+  it("trusts an InRelease only as apt does: signed by the source's keyring, unaltered, and not past its Valid-Until", () => {
+    const [req, options] = request(server.url, "trust");
+    expect(resolvePackageSet(req, options)).toMatchObject({ fromCache: false });
+    const inRelease = join(mirrorDir, "dists/bookworm/InRelease");
+    const good = readFileSync(inRelease, "utf8");
+    try {
+      // Signed by another key: refused, naming the index and the keyring, though the cache holds an answer for these very hashes.
+      writeMirror(mirrorDir, "bookworm", [], makeMirrorKey(join(dir, "other-key")));
+      expect(() => resolvePackageSet(req, options)).toThrow(new RegExp(`image\\.mirrors: ${server.url}/dists/bookworm/InRelease is not signed by a key of ${key.keyring}`));
+      // Altered after signing (an index hash changed): refused.
+      writeFileSync(inRelease, good.replace(/^( [0-9a-f]{64}) /m, (_, hash: string) => ` ${hash.slice(0, -1)}${hash.endsWith("0") ? "1" : "0"} `));
+      expect(() => resolvePackageSet(req, options)).toThrow(/is not signed by a key of .*BAD signature/);
+      // Validly signed, but expired: an old index replayed.
+      writeMirror(mirrorDir, "bookworm", [], key, new Date(Date.now() - 10 * 86_400_000), new Date(Date.now() - 3 * 86_400_000));
+      expect(() => resolvePackageSet(req, options)).toThrow(/InRelease expired at .* \(its Valid-Until\): the mirror serves stale indexes, or someone replays old ones/);
+      // Negative control: the same index with a Valid-Until ahead is answered, from the cache.
+      writeMirror(mirrorDir, "bookworm", [], key, new Date(), new Date(Date.now() + 7 * 86_400_000));
+      expect(resolvePackageSet(req, options)).toMatchObject({ fromCache: true });
+    } finally {
+      writeMirror(mirrorDir, "bookworm", [], key);
+    }
+  });
+
   it("changes when the mirror gains a newer tor, and the change names it", () => {
     const [req, options] = request(server.url, "update");
     const before = resolvePackageSet(req, options);
@@ -81,7 +104,9 @@ describe("the base's package set", () => {
 
   it("refuses a mirror signed by a key apt does not trust", () => {
     const unsigned = parseStackConfig(minimalConfig(undefined, { mirrors: [{ uri: server.url, suites: ["bookworm"] }] }));
-    expect(() => planBasePackages(unsigned, { projectDir, stack: "s", release: "bookworm", now: new Date(), cacheDir: join(dir, "untrusted") })).toThrow(/image\.mirrors: apt-get update failed:[\s\S]*(NO_PUBKEY|not signed|signature)/);
+    expect(() => planBasePackages(unsigned, { projectDir, stack: "s", release: "bookworm", now: new Date(), cacheDir: join(dir, "untrusted") })).toThrow(
+      /image\.mirrors: http:\S+\/dists\/bookworm\/InRelease is not signed by a key of this host's apt keyrings \(\/etc\/apt\/trusted\.gpg, \/etc\/apt\/trusted\.gpg\.d\) \(.*No public key.*\); nothing is resolved from it/,
+    );
   });
 
   it("names an unreachable mirror; after one resolution it warns which set it uses and when it was resolved", async () => {

@@ -78,7 +78,7 @@ export function reversionDeb(deb: string, version: string, outDir: string): stri
  * copies `debs` into its pool (a package's file replaces one of the same name),
  * indexes the whole pool, and signs dists/SUITE/InRelease.
  */
-export function writeMirror(dir: string, suite: string, debs: string[], key: MirrorKey, date = new Date()): void {
+export function writeMirror(dir: string, suite: string, debs: string[], key: MirrorKey, date = new Date(), validUntil?: Date): void {
   const pool = join(dir, "pool/main");
   mkdirSync(pool, { recursive: true });
   for (const deb of debs) copyFileSync(deb, join(pool, basename(deb)));
@@ -97,6 +97,7 @@ export function writeMirror(dir: string, suite: string, debs: string[], key: Mir
     `Suite: ${suite}`,
     `Codename: ${suite}`,
     `Date: ${date.toUTCString().replace("GMT", "UTC")}`,
+    ...(validUntil ? [`Valid-Until: ${validUntil.toUTCString().replace("GMT", "UTC")}`] : []),
     "Architectures: amd64",
     "Components: main",
     "Description: a local test mirror",
