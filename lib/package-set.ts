@@ -213,7 +213,9 @@ export function currentIndexKey(request: PackageSetRequest, options: { projectDi
   const sources = request.sources.map(parseSourceLine);
   const urls = sources.map((source) => `${source.uri}/dists/${source.suite}/InRelease`);
   const results = fetchTexts(urls);
-  const unreachable = results.flatMap((result, i) => ("error" in result ? [{ uri: sources[i]!.uri, url: result.url, error: result.error }] : []));
+  // A 404 is an answer: the mirror has no such suite, which is usually image.release or image.mirrors mistyped.
+  const why = (error: string, suite: string) => (/^HTTP 404\b/.test(error) ? `${error}: the mirror has no suite ${suite}; check image.release and image.mirrors` : error);
+  const unreachable = results.flatMap((result, i) => ("error" in result ? [{ uri: sources[i]!.uri, url: result.url, error: why(result.error, sources[i]!.suite) }] : []));
   if (unreachable.length > 0) return { unreachable };
   const texts = results.map((result) => (result as { text: string }).text);
   checkInReleases(
@@ -413,8 +415,9 @@ export function planBasePackages(config: Pick<StackConfig, "image">, options: { 
  * project); undefined when unknown.
  */
 export function runningBasePackages(relayDir: string, projectDir: string): string[] | undefined {
-  const running = readRunningRecord(relayDir);
-  const baseDir = running?.recipe.baseDir === undefined ? undefined : resolve(projectDir, running.recipe.baseDir);
+  // A record written before running records carried the recipe has none: its base is unknown, not an error.
+  const recorded: unknown = (readRunningRecord(relayDir) as { recipe?: { baseDir?: unknown } } | undefined)?.recipe?.baseDir;
+  const baseDir = typeof recorded === "string" ? resolve(projectDir, recorded) : undefined;
   if (!baseDir || !existsSync(join(baseDir, "base.json"))) return undefined;
   return canonicalSet(readBaseRecord(baseDir).packages);
 }

@@ -125,6 +125,12 @@ describe("the base's package set", () => {
     expect(() => plan(other.url, "s", "never")).toThrow(new RegExp(`image\\.mirrors: ${other.url.replace(/\./g, "\\.")} \\(.*the mirror cannot be reached, and this host never resolved`));
   });
 
+  it("says a suite the mirror does not carry is missing, not that the mirror is down", () => {
+    const [req, options] = request(server.url, "nosuch");
+    const result = resolvePackageSet({ ...req, sources: req.sources.map((line) => line.replace(" bookworm ", " bookwrom ")) }, options);
+    expect(result).toEqual({ unreachable: [expect.objectContaining({ error: "HTTP 404 Not Found: the mirror has no suite bookwrom; check image.release and image.mirrors" })] });
+  });
+
   it("holds a stack on its lock file: the held set is the base's, and preview says what updates wait", () => {
     // The mirror now serves tor 0.4.9.12-1 (the test before added it); the lock holds 0.4.9.11-1.
     const followed = plan(server.url, "held", "lock");
