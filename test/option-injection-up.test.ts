@@ -27,9 +27,12 @@ describe("the image scripts hand every value to their tools as a value", { timeo
     const marker = join(dir, "marker");
     // The issue's build directory: as a hook, mmdebstrap's sh -c would run the touch in it.
     const out = join(dir, `b;touch ${marker};#`);
+    // The apt sources as the plan would write them for that release (lib/package-index.ts aptSourceLines), had its check been bypassed.
+    const sources = join(scratch, `sources ${release}`);
+    writeFileSync(sources, `deb http://deb.debian.org/debian ${release} main\n`);
     const result = spawnSync("bash", [script("debian/build-base.sh"), out, release, "no", "debian-tor"], {
       encoding: "utf8",
-      env: { ...process.env, SOURCE_DATE_EPOCH: "1767225600" },
+      env: { ...process.env, SOURCE_DATE_EPOCH: "1767225600", APT_SOURCES: sources },
       timeout: 300_000,
     });
     // No suite of that name: mmdebstrap stops at its apt update, having written the suite into the tree's sources.
