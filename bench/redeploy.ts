@@ -10,9 +10,11 @@
  *    "healthy after N s"), and whether the gap is within one boot plus 10 s;
  *  - how the old VM stopped (the ACPI power button, or hard after a timeout),
  *    and the last page's distance to the old VM's end;
- *  - the circuits that failed once the new VM ran, with tor's reasons: a
- *    guard that still held a channel to a VM stopped hard fails the first
- *    extension to the new one (REMOTE_REASON=CHANNEL_CLOSED).
+ *  - the circuits that failed once the new VM ran, with tor's reasons.
+ *    CHANNEL_CLOSED is counted apart: a guard that still held a channel to
+ *    a VM stopped hard fails its next extension with it, but so does a guard
+ *    that cannot yet connect to a VM still booting, so the count alone does
+ *    not say which.
  * Also the testnet's start-up time and how long new relays take to enter its
  * consensus. Prints a table; reproduce with
  *   npm run bench:redeploy            (both modes)
@@ -161,7 +163,7 @@ async function benchMode(mode: Mode, testnetDir: string, network: TestnetNetwork
             .join(", ")} (CONNECTFAILED: nothing listens yet while the new VM boots)`,
     ]);
     rows.push([
-      `  of them, failed first extensions over the guard's old channel`,
+      `  of them, CHANNEL_CLOSED (the guard lost its channel to the exit, or could not open one yet)`,
       String(failedAfter.filter((a) => /CHANNEL_CLOSED/.test(a.reason ?? "")).length),
     ]);
   } finally {
