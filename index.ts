@@ -7,10 +7,10 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as runtimeConfig from "@pulumi/pulumi/runtime/config";
 import { deployFleet } from "./components/fleet";
-import { ConfigError, parseStackConfig, projectConfigObject } from "./lib/config";
-import { FleetError, planFleet, relayBuildDir, stackBuildRoot } from "./lib/fleet";
-import { DEFAULT_RELEASE } from "./lib/image-inputs";
-import { PackageSetError, planBasePackages, relayPackageChanges, writeMirrorRecord } from "./lib/package-set";
+import { ConfigError, parseStackConfig, projectConfigObject } from "./lib/config/config";
+import { FleetError, planFleet, relayBuildDir, stackBuildRoot } from "./lib/plan/fleet";
+import { DEFAULT_RELEASE } from "./lib/plan/image-inputs";
+import { PackageSetError, planBasePackages, relayPackageChanges, writeMirrorRecord } from "./lib/image/package-set";
 
 // Pulumi runs the program and its plugins in the project directory; every
 // path handed to a resource is relative to it (see inProject).

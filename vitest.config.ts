@@ -6,12 +6,9 @@ import { defineConfig } from "vitest/config";
  * the global set-up, never inside a test's time limit. Slow tests set their
  * own timeouts, sized for a cold cache.
  */
-/** The files that boot relays under QEMU: each keeps a core busy emulating, so they never run together. */
-export const VM_TESTS = ["test/local-e2e.test.ts", "test/package-updates.test.ts", "test/broker-deploy.test.ts", "test/broker-boot.test.ts", "test/local-snp.test.ts", "test/image.test.ts"];
-
 export default defineConfig({
   test: {
-    globalSetup: ["test/global-setup.ts"],
+    globalSetup: ["test/support/global-setup.ts"],
     testTimeout: 120_000,
     hookTimeout: 600_000,
     reporters: ["default"],
@@ -19,8 +16,10 @@ export default defineConfig({
     // a plain `vitest run` runs every file one at a time.
     fileParallelism: false,
     projects: [
-      { extends: true, test: { name: "vm", include: VM_TESTS } },
-      { extends: true, test: { name: "other", include: ["test/**/*.test.ts"], exclude: VM_TESTS } },
+      // test/vm boots relays under QEMU: each file keeps a core busy emulating, so they never run together.
+      { extends: true, test: { name: "vm", include: ["test/vm/**/*.test.ts"] } },
+      // test/unit, test/engine (the Pulumi engine, the Proxmox VE double) and test/image (image builds, no VM).
+      { extends: true, test: { name: "other", include: ["test/{unit,engine,image}/**/*.test.ts"] } },
     ],
   },
 });

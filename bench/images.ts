@@ -8,7 +8,7 @@ import { execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
-import { baseImageDigest } from "../lib/image-inputs";
+import { baseImageDigest } from "../lib/plan/image-inputs";
 import { buildRelayIso, debianBase, debianBaseInputs } from "../test/support/images";
 import { makeTestKeys } from "../test/support/fleet";
 import { repoRoot, toolEnv } from "../test/support/pulumi";

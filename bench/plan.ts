@@ -12,12 +12,12 @@ import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
-import { parseStackConfig } from "../lib/config";
-import { planFleet } from "../lib/fleet";
-import { planBasePackages } from "../lib/package-set";
-import { initRelayKeys } from "../lib/key-store";
-import { verifyTorrcsWithTor } from "../lib/torrc-check";
-import { checkPublication } from "../lib/publication";
+import { parseStackConfig } from "../lib/config/config";
+import { planFleet } from "../lib/plan/fleet";
+import { planBasePackages } from "../lib/image/package-set";
+import { initRelayKeys } from "../lib/tor/key-store";
+import { verifyTorrcsWithTor } from "../lib/render/torrc-check";
+import { checkPublication } from "../lib/plan/publication";
 
 const seconds = (start: bigint) => Number(process.hrtime.bigint() - start) / 1e9;
 const RUNS = 5;

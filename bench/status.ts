@@ -12,9 +12,9 @@ import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSy
 import { createServer, type AddressInfo, type Server } from "node:net";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
-import { initRelayKeys } from "../lib/key-store";
-import { relayBuildDir } from "../lib/fleet";
-import { vmDescription } from "../lib/relay-reach";
+import { initRelayKeys } from "../lib/tor/key-store";
+import { relayBuildDir } from "../lib/plan/fleet";
+import { vmDescription } from "../lib/deploy/relay-reach";
 import { TEST_API_TOKEN, testStackConfig, type TestRelay } from "../test/support/fleet";
 import { ProxmoxDoubleProcess } from "../test/support/proxmox";
 import { TestProject } from "../test/support/pulumi";

@@ -1,5 +1,5 @@
 /**
- * The key broker, from the operator's chair (lib/broker-admin.ts):
+ * The key broker, from the operator's chair (lib/broker/broker-admin.ts):
  *   npm run broker -- status                     per relay: revoked, images and measurements, last attestation, last push, stale
  *   npm run broker -- revoke RELAY               after a seizure: the relay gets nothing, ever, until re-enrolled
  *   npm run broker -- reenroll RELAY [--keep-keys]
@@ -8,13 +8,13 @@
  * identity.broker.admin; exits non-zero when a relay needs attention.
  */
 import { parseArgs } from "node:util";
-import { attestationLog, brokerStatus, reenrollRelay, revokeRelay } from "../lib/broker-admin";
-import { brokerAdminEndpoint, resolveBroker } from "../lib/broker-endpoint";
-import { inProject } from "../lib/fleet";
-import { parseHealthReport } from "../lib/relay-health";
-import { readStackConfig } from "../lib/stack-config";
-import { readNetwork } from "../lib/testnet-host";
-import { shellQuote } from "../lib/shell-quote";
+import { attestationLog, brokerStatus, reenrollRelay, revokeRelay } from "../lib/broker/broker-admin";
+import { brokerAdminEndpoint, resolveBroker } from "../lib/broker/broker-endpoint";
+import { inProject } from "../lib/core/paths";
+import { parseHealthReport } from "../lib/ops/relay-health";
+import { readStackConfig } from "../lib/config/stack-config";
+import { readNetwork } from "../lib/testnet/testnet-host";
+import { shellQuote } from "../lib/core/shell-quote";
 
 async function main(): Promise<number> {
   const { values, positionals } = parseArgs({ allowPositionals: true, options: { stack: { type: "string" }, "keep-keys": { type: "boolean", default: false } } });

@@ -13,12 +13,12 @@ import { chmodSync, cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { parseArgs } from "node:util";
-import { checkCertificateWindow, loadRelayIdentity } from "../lib/identity";
-import { ConfigError } from "../lib/config";
-import { FleetError } from "../lib/fleet";
-import { BundleError, previewBundle } from "../lib/shipped-keys";
-import { readStackConfigFile } from "../lib/stack-file";
-import { familiesDir, initFamilyKey, initRelayKeys, listRelays, readRelayRecord, relayDir, renewSigningKey } from "../lib/key-store";
+import { checkCertificateWindow, loadRelayIdentity } from "../lib/plan/identity";
+import { ConfigError } from "../lib/config/config";
+import { FleetError } from "../lib/plan/fleet";
+import { BundleError, previewBundle } from "../lib/plan/shipped-keys";
+import { readStackConfigFile } from "../lib/config/stack-file";
+import { familiesDir, initFamilyKey, initRelayKeys, listRelays, readRelayRecord, relayDir, renewSigningKey } from "../lib/tor/key-store";
 
 class UsageError extends Error {}
 

@@ -13,11 +13,11 @@
 import { existsSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { ConfigError } from "../lib/config";
-import { DEFAULT_RELEASE } from "../lib/image-inputs";
-import { describeChange, lockFileName, packageChanges, renderLock } from "../lib/package-index";
-import { packageSetRequest, PackageSetError, readLock, resolvePackageSet, type Resolution } from "../lib/package-set";
-import { readStackConfigFile } from "../lib/stack-file";
+import { ConfigError } from "../lib/config/config";
+import { DEFAULT_RELEASE } from "../lib/plan/image-inputs";
+import { describeChange, lockFileName, packageChanges, renderLock } from "../lib/image/package-index";
+import { packageSetRequest, PackageSetError, readLock, resolvePackageSet, type Resolution } from "../lib/image/package-set";
+import { readStackConfigFile } from "../lib/config/stack-file";
 
 const USAGE = "usage: npm run packages -- show|lock|update|unlock --stack NAME";
 const projectDir = resolve(__dirname, "..");

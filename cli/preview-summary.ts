@@ -7,9 +7,9 @@
  */
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { planFleet } from "../lib/fleet";
-import { renderPreviewComment, summarizePreview, type PreviewJsonStep } from "../lib/preview-summary";
-import { readStackConfigFile } from "../lib/stack-file";
+import { planFleet } from "../lib/plan/fleet";
+import { renderPreviewComment, summarizePreview, type PreviewJsonStep } from "../lib/ops/preview-summary";
+import { readStackConfigFile } from "../lib/config/stack-file";
 
 const USAGE = "usage: npm run --silent preview:summary -- --stack STACK --json preview.json [--diff preview.txt]";
 

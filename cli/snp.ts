@@ -5,8 +5,8 @@
  * Exit codes: 0 success, 1 failure (a check failed, or the inputs cannot be measured), 2 usage error.
  */
 import { readFileSync } from "node:fs";
-import { snpLaunchDigest } from "../lib/snp/launchDigest";
-import { vcpuTypeNames } from "../lib/snp/vcpuTypes";
+import { snpLaunchDigest } from "../lib/snp/launch-digest";
+import { vcpuTypeNames } from "../lib/snp/vcpu-types";
 import { verifyAttestationReport } from "../lib/snp/verify";
 import type { VmmType } from "../lib/snp/vmsa";
 

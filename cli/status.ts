@@ -16,20 +16,21 @@
  * A read-only token in PROXMOX_API_TOKEN takes the place of the stack's.
  */
 import { parseArgs } from "node:util";
-import { brokerStatus, type BrokerRelayStatus } from "../lib/broker-admin";
-import { brokerAdminEndpoint, resolveBroker } from "../lib/broker-endpoint";
-import { judgeRelay, renderStatusTable, statusExitCode, type DesiredRelay, type RelayObservation } from "../lib/fleet-status";
-import { inProject, relayBuildDir, stackBuildRoot } from "../lib/fleet";
-import type { ProxmoxConnection } from "../lib/proxmox-api";
-import { relayChannelOf, relayTargetOf } from "../lib/relay-reach";
-import { PROXMOX_ROOT_PASSWORD_ENV, PROXMOX_TOKEN_ENV, proxmoxConnection } from "../lib/relay-targets";
-import { readStackConfig, readStackOutput, selectedStack } from "../lib/stack-config";
-import { askHealthOverSsh, brokerObservation, observeMachine, rollbackObservation } from "../lib/status-probe";
-import { readNetwork } from "../lib/testnet-host";
-import { readVulnReport } from "../lib/vulns";
-import { shellQuote } from "../lib/shell-quote";
-import { describeChanges } from "../lib/package-index";
-import { pendingUpdates, readMirrorRecord } from "../lib/package-set";
+import { brokerStatus, type BrokerRelayStatus } from "../lib/broker/broker-admin";
+import { brokerAdminEndpoint, resolveBroker } from "../lib/broker/broker-endpoint";
+import { judgeRelay, renderStatusTable, statusExitCode, type DesiredRelay, type RelayObservation } from "../lib/ops/fleet-status";
+import { relayBuildDir, stackBuildRoot } from "../lib/plan/fleet";
+import { inProject } from "../lib/core/paths";
+import type { ProxmoxConnection } from "../lib/proxmox/proxmox-api";
+import { relayChannelOf, relayTargetOf } from "../lib/deploy/relay-reach";
+import { PROXMOX_ROOT_PASSWORD_ENV, PROXMOX_TOKEN_ENV, proxmoxConnection } from "../lib/deploy/relay-targets";
+import { readStackConfig, readStackOutput, selectedStack } from "../lib/config/stack-config";
+import { askHealthOverSsh, brokerObservation, observeMachine, rollbackObservation } from "../lib/ops/status-probe";
+import { readNetwork } from "../lib/testnet/testnet-host";
+import { readVulnReport } from "../lib/ops/vulns";
+import { shellQuote } from "../lib/core/shell-quote";
+import { describeChanges } from "../lib/image/package-index";
+import { pendingUpdates, readMirrorRecord } from "../lib/image/package-set";
 
 const PROJECT = "diskless-relays";
 

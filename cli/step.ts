@@ -2,10 +2,10 @@
  * The one entry point every step resource runs:
  *   node_modules/.bin/tsx cli/step.ts STEP
  * with its spec as JSON in $DISKLESS_RELAYS_STEP, validated against the
- * step's schema (lib/steps.ts) before anything happens. The command line is
+ * step's schema (lib/steps/steps.ts) before anything happens. The command line is
  * constant; values never pass through a shell.
  */
-import { parseStepSpec, STEP_SPEC_ENV, STEP_SPECS, type StepName, type StepSpec } from "../lib/steps";
+import { parseStepSpec, STEP_SPEC_ENV, STEP_SPECS, type StepName, type StepSpec } from "../lib/steps/steps";
 import { buildBase } from "./steps/build-base";
 import { forgetKeys, registerImageStep, retireImageStep, uploadKeys } from "./steps/broker";
 import { buildImage, removeImage } from "./steps/build-relay-image";
@@ -16,7 +16,7 @@ import { removeMonitoring, writeMonitoring } from "./steps/monitoring";
 import { pruneIsos } from "./steps/prune-isos";
 import { removeRollbackImage, rollOut } from "./steps/roll-out";
 import { scanBaseSbom, writeRelaySbom } from "./steps/sbom";
-import { StepFailure } from "./steps/failure";
+import { StepFailure } from "../lib/steps/step-failure";
 
 const HANDLERS: { [N in StepName]: (spec: StepSpec<N>) => Promise<void> | void } = {
   "build-base": buildBase,

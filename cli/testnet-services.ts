@@ -8,8 +8,8 @@
 import { createSocket } from "node:dgram";
 import { readFileSync } from "node:fs";
 import { createServer } from "node:http";
-import { answerQuery } from "../lib/dns-zone";
-import { networkSchema, TESTNET } from "../lib/testnet";
+import { answerQuery } from "../lib/render/dns-zone";
+import { networkSchema, TESTNET } from "../lib/config/testnet";
 
 const network = networkSchema.parse(JSON.parse(readFileSync(process.argv[2]!, "utf8")));
 const records = {

@@ -1,5 +1,5 @@
 /**
- * The private Tor network on this machine (lib/testnet.ts, lib/testnet-host.ts):
+ * The private Tor network on this machine (lib/config/testnet.ts, lib/testnet/testnet-host.ts):
  *   npm run testnet [-- up]            start it (idempotent): namespace, bridge, 3 authorities, a client, web and DNS
  *   npm run testnet -- status          the relays in the client's consensus, with their flags
  *   npm run testnet -- fetch [HOST[:PORT]] [--via NICK,NICK,…]
@@ -8,10 +8,10 @@
  * Options: --dir DIR (default .testnet), --netns NAME (default diskless-relays).
  */
 import { parseArgs } from "node:util";
-import { parseRouterStatuses } from "../lib/consensus";
-import { fetchThroughCircuit, TorControl } from "../lib/tor-control";
-import { TESTNET } from "../lib/testnet";
-import { readNetwork, startTestnet, stopTestnet } from "../lib/testnet-host";
+import { parseRouterStatuses } from "../lib/tor/consensus";
+import { fetchThroughCircuit, TorControl } from "../lib/tor/tor-control";
+import { TESTNET } from "../lib/config/testnet";
+import { readNetwork, startTestnet, stopTestnet } from "../lib/testnet/testnet-host";
 
 async function main(): Promise<number> {
   const { values, positionals } = parseArgs({

@@ -2,7 +2,7 @@
  * npm run verify-build -- RELAY [IMAGE_DIGEST] [--artifacts DIR] [--signers FILE --signer ID] [--ovmf FILE] [--keep]
  *
  * Rebuilds a relay image from its published record (artifacts/relays/RELAY/
- * DIGEST12.json, lib/build-record.ts) in a fresh directory, with this
+ * DIGEST12.json, lib/image/build-record.ts) in a fresh directory, with this
  * machine's tools and mirror, then compares what it built with what was
  * published: the base's packages and layers, the UKI, the ISO and, for an
  * SEV-SNP relay, the launch measurement (DIGEST12.snp.json). With --signers,
@@ -19,15 +19,15 @@ import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { basename, isAbsolute, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { packageDifferences, readBaseRecord } from "../lib/base-record";
-import { relayAgentBinary } from "../lib/broker-agent";
-import { rebuildRecipe, unrebuildableReason, type BuildRecord } from "../lib/build-record";
-import { buildRelayImage } from "../lib/relay-build";
-import { parseStepSpec } from "../lib/steps";
-import { withToolsOnPath } from "../lib/run";
-import { verifySignature } from "../lib/signing";
-import { expectedLaunchMeasurement } from "../lib/snp/launchDigest";
-import { aptSourceLines, canonicalSet } from "../lib/package-index";
+import { packageDifferences, readBaseRecord } from "../lib/image/base-record";
+import { relayAgentBinary } from "../lib/broker/broker-agent";
+import { rebuildRecipe, unrebuildableReason, type BuildRecord } from "../lib/image/build-record";
+import { buildRelayImage } from "../lib/image/relay-build";
+import { parseStepSpec } from "../lib/steps/steps";
+import { withToolsOnPath } from "../lib/core/paths";
+import { verifySignature } from "../lib/image/signing";
+import { expectedLaunchMeasurement } from "../lib/snp/launch-digest";
+import { aptSourceLines, canonicalSet } from "../lib/image/package-index";
 import { buildBase } from "./steps/build-base";
 
 const USAGE = "usage: npm run verify-build -- RELAY [IMAGE_DIGEST] [--artifacts DIR] [--signers FILE --signer ID] [--ovmf FILE] [--keep]";

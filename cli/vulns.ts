@@ -9,14 +9,14 @@
  * package updates the mirror serves that the image lacks (as of the stack's
  * last preview or up on this host), writes
  * artifacts/vulns/<stack>.json and exits with the worst severity found
- * (lib/vulns.ts, EXIT_STATUS: 0 none, 1 error, 2 negligible/unknown, 3 low,
+ * (lib/ops/vulns.ts, EXIT_STATUS: 0 none, 1 error, 2 negligible/unknown, 3 low,
  * 4 medium, 5 high, 6 critical).
  */
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { dbImport, dbProblem, dbStatus, evaluateStack, writeVulnReport } from "../lib/grype";
-import { checkStackName, describeAge, EXIT_STATUS, exitStatusOf, type VulnReport } from "../lib/vulns";
+import { dbImport, dbProblem, dbStatus, evaluateStack, writeVulnReport } from "../lib/ops/grype";
+import { checkStackName, describeAge, EXIT_STATUS, exitStatusOf, type VulnReport } from "../lib/ops/vulns";
 
 const USAGE = "usage: npm run vulns -- db import ARCHIVE | db status | [--stack NAME] [--json] [--build-dir DIR] [--artifacts DIR]";
 const projectDir = resolve(__dirname, "..");

@@ -1,6 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
 import { join } from "node:path";
-import { baseImageDigest, type BaseImageInputs } from "../lib/image-inputs";
+import { baseImageDigest, type BaseImageInputs } from "../lib/plan/image-inputs";
 import { stepResource } from "./step";
 
 export interface BaseImageArgs {

@@ -1,6 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
-import type { PlannedRelay } from "../lib/fleet";
-import type { BrokerAdminSpec, StepSpec } from "../lib/steps";
+import type { PlannedRelay } from "../lib/plan/fleet";
+import type { BrokerAdminSpec, StepSpec } from "../lib/steps/steps";
 import { stepResource } from "./step";
 
 export interface BrokerEnrolmentArgs {

@@ -1,9 +1,9 @@
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import { join } from "node:path";
-import type { StackConfig } from "../lib/config";
-import { relayTargetOf, type ReachContext } from "../lib/relay-reach";
-import type { RelayTarget } from "../lib/steps";
+import type { StackConfig } from "../lib/config/config";
+import { relayTargetOf, type ReachContext } from "../lib/deploy/relay-reach";
+import type { RelayTarget } from "../lib/steps/steps";
 import type { RelayTargetKind, RelayVmArgs, RelayVmTarget } from "./relay-vm";
 import { stepResource } from "./step";
 
@@ -53,7 +53,7 @@ export class LocalRelayVm extends pulumi.ComponentResource implements RelayVmTar
   }
 }
 
-/** Relays under QEMU on this machine (the local stack), each on a tap device of the testnet's bridge (lib/relay-reach.ts). */
+/** Relays under QEMU on this machine (the local stack), each on a tap device of the testnet's bridge (lib/deploy/relay-reach.ts). */
 export function qemuTarget(config: StackConfig, context: ReachContext): RelayTargetKind {
   return {
     spec: (relay) => relayTargetOf(config, relay, context),

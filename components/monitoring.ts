@@ -1,7 +1,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { join } from "node:path";
-import type { PlannedRelay } from "../lib/fleet";
-import { monitoringTargets, type MonitoringSpec } from "../lib/monitoring";
+import type { PlannedRelay } from "../lib/plan/fleet";
+import { monitoringTargets, type MonitoringSpec } from "../lib/render/monitoring";
 import { stepResource } from "./step";
 
 export interface MonitoringArgs {

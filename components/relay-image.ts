@@ -1,9 +1,9 @@
 import * as pulumi from "@pulumi/pulumi";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
-import type { PlannedRelay } from "../lib/fleet";
-import { relayImageDigest, type RelayImageInputs, type RelayImageTexts } from "../lib/image-inputs";
-import type { BuiltImage } from "../lib/relay-build";
+import type { PlannedRelay } from "../lib/plan/fleet";
+import { relayImageDigest, type RelayImageInputs, type RelayImageTexts } from "../lib/plan/image-inputs";
+import type { BuiltImage } from "../lib/image/relay-build";
 import { stepResource } from "./step";
 
 export interface RelayImageArgs {
@@ -29,7 +29,7 @@ export type BuiltImageSummary = Pick<BuiltImage, "isoName" | "iso" | "uki" | "fi
  * One relay's bootable image: its overlay (torrc, keys, collected state),
  * packed with the shared base into a UKI by ukify, wrapped in an EFI ISO
  * whose name carries its content digest. Built by the build-relay-image step
- * from a recipe (lib/steps.ts) that is kept beside the image.
+ * from a recipe (lib/steps/steps.ts) that is kept beside the image.
  */
 export class RelayImage extends pulumi.ComponentResource {
   readonly imageDigest: string;

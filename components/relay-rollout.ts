@@ -1,6 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
-import type { PlannedRelay } from "../lib/fleet";
-import type { RelayChannel, RelayTarget, StepSpec } from "../lib/steps";
+import type { PlannedRelay } from "../lib/plan/fleet";
+import type { RelayChannel, RelayTarget, StepSpec } from "../lib/steps/steps";
 import type { RelayVmTarget } from "./relay-vm";
 import { stepResource } from "./step";
 

@@ -1,13 +1,13 @@
 import * as proxmoxve from "@muhlba91/pulumi-proxmoxve";
 import * as pulumi from "@pulumi/pulumi";
-import type { RelayConfig, StackConfig } from "../lib/config";
-import { proxmoxRngs } from "../lib/proxmox-rng";
-import { CLEAN_SHUTDOWN_SECONDS } from "../lib/qemu";
-import { snpAmdSev, snpFirmwareFileName, snpKvmArguments, ukiFileName } from "../lib/proxmox-snp";
-import { relayTargetOf, vmDescription, type ReachContext } from "../lib/relay-reach";
-import { PROXMOX_ROOT_PASSWORD_ENV, PROXMOX_TOKEN_ENV } from "../lib/relay-targets";
-import { inProject } from "../lib/fleet";
-import type { RelayTarget } from "../lib/steps";
+import type { RelayConfig, StackConfig } from "../lib/config/config";
+import { proxmoxRngs } from "../lib/render/vm-rng";
+import { CLEAN_SHUTDOWN_SECONDS } from "../lib/local/qemu";
+import { snpAmdSev, snpFirmwareFileName, snpKvmArguments, ukiFileName } from "../lib/proxmox/proxmox-snp";
+import { relayTargetOf, vmDescription, type ReachContext } from "../lib/deploy/relay-reach";
+import { PROXMOX_ROOT_PASSWORD_ENV, PROXMOX_TOKEN_ENV } from "../lib/deploy/relay-targets";
+import { inProject } from "../lib/core/paths";
+import type { RelayTarget } from "../lib/steps/steps";
 import { stepResource } from "./step";
 
 /** What every relay VM target (Proxmox VE, or QEMU for the local stack) takes. */
@@ -34,7 +34,7 @@ export interface RelayVmTarget {
 
 /** Where relays run, as the components and the steps need it. */
 export interface RelayTargetKind {
-  /** The target as the steps see it (lib/steps.ts). */
+  /** The target as the steps see it (lib/steps/steps.ts). */
   spec(relay: RelayConfig): RelayTarget;
   /** Secrets the steps need to reach the target, each in its own environment variable. */
   secrets: Record<string, pulumi.Input<string>>;
@@ -60,7 +60,7 @@ export interface ProxmoxRelayVmArgs extends RelayVmArgs {
  * A new image replaces the VM (Proxmox applies a CD-ROM change live without
  * rebooting, so changing it in place would keep the old image running).
  *
- * An SEV-SNP relay boots the same image measured (lib/proxmox-snp.ts): its
+ * An SEV-SNP relay boots the same image measured (lib/proxmox/proxmox-snp.ts): its
  * UKI and the pinned AmdSevX64 OVMF are uploaded as ISO content (.img names,
  * the only other extension Proxmox VE's ISO upload takes) and the VM's args
  * launch them as QEMU's -bios and -kernel with kernel hashes on. The ISO

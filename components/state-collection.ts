@@ -1,6 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
 import { join } from "node:path";
-import type { RelayChannel, RelayTarget, StepSpec } from "../lib/steps";
+import type { RelayChannel, RelayTarget, StepSpec } from "../lib/steps/steps";
 import { stepResource } from "./step";
 
 export interface StateCollectionArgs {

@@ -2,12 +2,12 @@
  * A step resource: a `command.local.Command` that runs one constant command
  * line (`cli/step.ts STEP`) in the project directory, with its spec as JSON
  * in the environment, validated here against the schema the step validates
- * it with again (lib/steps.ts). Secrets travel in their own environment
+ * it with again (lib/steps/steps.ts). Secrets travel in their own environment
  * variables, never in the spec.
  */
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
-import { encodeStepSpec, STEP_SPEC_ENV, stepCommandLine, type StepName, type StepSpec } from "../lib/steps";
+import { encodeStepSpec, STEP_SPEC_ENV, stepCommandLine, type StepName, type StepSpec } from "../lib/steps/steps";
 
 export interface StepArgs<N extends StepName> {
   step: N;

@@ -1,25 +1,19 @@
 /**
- * Broker mode's steps (tools/broker's admin API, lib/broker-admin.ts):
+ * Broker mode's steps (tools/broker's admin API, lib/broker/broker-admin.ts):
  * upload a relay's shipped keys, and register each new image so that the
  * broker releases the keys to it, then retire it once it is superseded.
  * Print names and digests only, never key bytes.
  */
 import { existsSync, readFileSync } from "node:fs";
 import { basename, join } from "node:path";
-import { registerImage, retireImage, uploadRelayKeys, BrokerAdminError, type BrokerAdminEndpoint } from "../../lib/broker-admin";
-import { brokerAdminEndpoint } from "../../lib/broker-endpoint";
-import { expectedLaunchMeasurement } from "../../lib/snp/launchDigest";
-import { loadRelayIdentity } from "../../lib/identity";
-import { readBuiltImage, type BuiltImage } from "../../lib/relay-build";
-import type { BrokerAdminSpec, StepSpec } from "../../lib/steps";
-import { IDENTITY_FILES, ONION_KEY_FILES } from "../../lib/tor-keys";
-import { shellQuote } from "../../lib/shell-quote";
-import { StepFailure } from "./failure";
-
-export function adminEndpoint(spec: BrokerAdminSpec): BrokerAdminEndpoint {
-  if ("socket" in spec) return brokerAdminEndpoint({ admin: spec });
-  return brokerAdminEndpoint({ admin: { url: spec.url, tokenFile: spec.tokenFile }, ...(spec.caFile ? { caFile: spec.caFile } : {}) });
-}
+import { registerImage, retireImage, uploadRelayKeys, BrokerAdminError } from "../../lib/broker/broker-admin";
+import { adminEndpoint, imageRegistration } from "../../lib/broker/image-registration";
+import { loadRelayIdentity } from "../../lib/plan/identity";
+import { readBuiltImage } from "../../lib/image/relay-build";
+import type { StepSpec } from "../../lib/steps/steps";
+import { IDENTITY_FILES, ONION_KEY_FILES } from "../../lib/tor/tor-keys";
+import { shellQuote } from "../../lib/core/shell-quote";
+import { StepFailure } from "../../lib/steps/step-failure";
 
 /** The files the broker holds for a relay, named as in tor's DataDirectory, read from the key store (and a collection). */
 export function shippedFiles(spec: StepSpec<"upload-relay-keys">): Record<string, Buffer> {
@@ -68,18 +62,6 @@ export async function uploadKeys(spec: StepSpec<"upload-relay-keys">): Promise<v
 /** The broker keeps a relay's keys when the relay leaves the stack: only revoke ends them (npm run broker -- revoke). */
 export function forgetKeys(spec: StepSpec<"forget-relay-keys">): void {
   console.log(`relay ${spec.relay}: no longer deployed by this stack; the key broker keeps its keys (npm run broker -- revoke ${shellQuote(spec.relay)} ends them)`);
-}
-
-/** What the broker is told to expect from this image: its launch measurement, or its boot token's SHA-256. */
-export function imageRegistration(spec: Pick<StepSpec<"register-image">, "relay" | "attestation" | "launch">, built: BuiltImage) {
-  if (spec.attestation === "none") {
-    if (!built.bootTokenSha256) throw new StepFailure(`relay ${spec.relay}: image ${built.imageDigest.slice(0, 12)} carries no boot token; rebuild it`);
-    return { imageDigest: built.imageDigest, attestation: "none" as const, tokenSha256: built.bootTokenSha256 };
-  }
-  if (!spec.launch) throw new StepFailure(`relay ${spec.relay}: attestation snp needs the relay's SEV-SNP launch (sev.ovmf, cores, sev.vcpuType)`);
-  // The value measure-launch publishes for this image: the built UKI with the relay's firmware and vCPUs.
-  const measurement = expectedLaunchMeasurement({ ovmf: readFileSync(spec.launch.ovmf), kernel: readFileSync(built.uki), vcpus: spec.launch.vcpus, vcpuType: spec.launch.vcpuType });
-  return { imageDigest: built.imageDigest, attestation: "snp" as const, measurements: [measurement] };
 }
 
 export async function registerImageStep(spec: StepSpec<"register-image">): Promise<void> {

@@ -1,11 +1,11 @@
 /** The shared base of every relay of a flavour: built once per digest of its inputs, then reused. */
 import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
-import { BASE_RECORD, writeBaseRecord } from "../../lib/base-record";
-import { canonicalSet, describeChanges, packageChanges } from "../../lib/package-index";
-import { absoluteSourceLines } from "../../lib/package-set";
-import { runToolStreaming } from "../../lib/run";
-import type { StepSpec } from "../../lib/steps";
+import { BASE_RECORD, writeBaseRecord } from "../../lib/image/base-record";
+import { canonicalSet, describeChanges, packageChanges } from "../../lib/image/package-index";
+import { absoluteSourceLines } from "../../lib/image/package-set";
+import { runToolStreaming } from "../../lib/core/run";
+import type { StepSpec } from "../../lib/steps/steps";
 
 export async function buildBase(spec: StepSpec<"build-base">): Promise<void> {
   if (existsSync(join(spec.dir, ".complete")) && existsSync(join(spec.dir, BASE_RECORD))) {

@@ -1,7 +1,7 @@
-/** One relay's image from its recipe (lib/relay-build.ts); prints its outputs as one JSON line, never key bytes. */
+/** One relay's image from its recipe (lib/image/relay-build.ts); prints its outputs as one JSON line, never key bytes. */
 import { rmSync } from "node:fs";
-import { buildRelayImage } from "../../lib/relay-build";
-import type { StepSpec } from "../../lib/steps";
+import { buildRelayImage } from "../../lib/image/relay-build";
+import type { StepSpec } from "../../lib/steps/steps";
 
 /**
  * Test-only fault for the rollout tests: DISKLESS_RELAYS_TEST_FAULT=stop-tor:RELAY

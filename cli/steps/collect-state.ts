@@ -11,15 +11,15 @@
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { brokerStatus } from "../../lib/broker-admin";
-import { validateCollectedState } from "../../lib/collected-state";
-import { askRelay } from "../../lib/relay-channel";
-import { readRunningRecord } from "../../lib/rollout-records";
-import { relayMachine } from "../../lib/relay-targets";
-import type { StepSpec } from "../../lib/steps";
-import { adminEndpoint } from "./broker";
-import { shellQuote } from "../../lib/shell-quote";
-import { StepFailure } from "./failure";
+import { brokerStatus } from "../../lib/broker/broker-admin";
+import { validateCollectedState } from "../../lib/image/collected-state";
+import { askRelay } from "../../lib/deploy/relay-channel";
+import { readRunningRecord } from "../../lib/steps/rollout-records";
+import { relayMachine } from "../../lib/deploy/relay-targets";
+import type { StepSpec } from "../../lib/steps/steps";
+import { adminEndpoint } from "../../lib/broker/image-registration";
+import { shellQuote } from "../../lib/core/shell-quote";
+import { StepFailure } from "../../lib/steps/step-failure";
 
 export const collectedDir = (relayDir: string, imageDigest: string) => join(relayDir, "collected", imageDigest.slice(0, 12));
 

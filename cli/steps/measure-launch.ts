@@ -8,9 +8,9 @@
 import { createHash } from "node:crypto";
 import { mkdirSync, readFileSync } from "node:fs";
 import { basename, dirname, isAbsolute, relative } from "node:path";
-import { expectedLaunchMeasurement } from "../../lib/snp/launchDigest";
-import { publishSigned } from "../../lib/signing";
-import type { StepSpec } from "../../lib/steps";
+import { expectedLaunchMeasurement } from "../../lib/snp/launch-digest";
+import { publishSigned } from "../../lib/image/signing";
+import type { StepSpec } from "../../lib/steps/steps";
 
 const projectRelative = (file: string) => {
   const inside = relative(process.cwd(), file);

@@ -1,7 +1,7 @@
 /**
  * Writes the fleet's Prometheus files into artifacts/monitoring/<stack>/:
  * prometheus.yml (the scrape job), targets.json (the relays, with their
- * labels) and rules.yml (the alert rules), rendered by lib/monitoring.ts
+ * labels) and rules.yml (the alert rules), rendered by lib/render/monitoring.ts
  * from the spec. Each file is replaced whole (written beside, then renamed),
  * so a Prometheus server watching the directory never reads half a file.
  * When the fleet no longer exposes a MetricsPort, the files go: stale
@@ -9,8 +9,8 @@
  */
 import { mkdirSync, renameSync, rmdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { MONITORING_FILES, renderAlertRules, renderPrometheusConfig, renderScrapeTargets } from "../../lib/monitoring";
-import type { StepSpec } from "../../lib/steps";
+import { MONITORING_FILES, renderAlertRules, renderPrometheusConfig, renderScrapeTargets } from "../../lib/render/monitoring";
+import type { StepSpec } from "../../lib/steps/steps";
 
 export function writeMonitoring(spec: StepSpec<"write-monitoring">): void {
   const { outDir, ...monitoring } = spec;

@@ -4,11 +4,11 @@
  * comes in the spec, the credentials in the environment, never on a command
  * line.
  */
-import { deleteVolume, isosToPrune, listIsos } from "../../lib/proxmox-api";
-import { isoPrefix } from "../../lib/image-layout";
-import { proxmoxConnection } from "../../lib/relay-targets";
-import type { StepSpec } from "../../lib/steps";
-import { StepFailure } from "./failure";
+import { deleteVolume, isosToPrune, listIsos } from "../../lib/proxmox/proxmox-api";
+import { isoPrefix } from "../../lib/image/image-layout";
+import { proxmoxConnection } from "../../lib/deploy/relay-targets";
+import type { StepSpec } from "../../lib/steps/steps";
+import { StepFailure } from "../../lib/steps/step-failure";
 
 export async function pruneIsos(spec: StepSpec<"prune-isos">): Promise<void> {
   let connection;

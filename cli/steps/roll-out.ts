@@ -1,6 +1,6 @@
 /**
  * The rollout gate after a relay's VM was replaced: wait until the relay is
- * healthy on the new image (lib/relay-health.ts), over the same pinned
+ * healthy on the new image (lib/ops/relay-health.ts), over the same pinned
  * channel as collection. Later relays wait for this step, so a relay that
  * does not come back stops the rollout. Unless rollout.rollback is false, it
  * is put back on its last healthy image, rebuilt with the onion keys and
@@ -9,16 +9,16 @@
  */
 import { mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { buildRelayImage, readBuiltImage, RECIPE_RECORD, type BuiltImage } from "../../lib/relay-build";
-import { askRelay } from "../../lib/relay-channel";
-import { healthProblems, parseHealthReport, type HealthExpectation, type HealthReport } from "../../lib/relay-health";
-import { relayMachine, type RelayMachine } from "../../lib/relay-targets";
-import { clearRollbackRecord, readRollbackRecord, readRunningRecord, writeRollbackRecord, writeRunningRecord } from "../../lib/rollout-records";
-import { relayRecipeSpec, type RelayChannel, type StepSpec } from "../../lib/steps";
-import { brokerStatus, registerImage, type BrokerAdminEndpoint } from "../../lib/broker-admin";
-import { adminEndpoint, imageRegistration } from "./broker";
-import { shellQuote } from "../../lib/shell-quote";
-import { StepFailure } from "./failure";
+import { buildRelayImage, readBuiltImage, RECIPE_RECORD, type BuiltImage } from "../../lib/image/relay-build";
+import { askRelay } from "../../lib/deploy/relay-channel";
+import { healthProblems, parseHealthReport, type HealthExpectation, type HealthReport } from "../../lib/ops/relay-health";
+import { relayMachine, type RelayMachine } from "../../lib/deploy/relay-targets";
+import { clearRollbackRecord, readRollbackRecord, readRunningRecord, writeRollbackRecord, writeRunningRecord } from "../../lib/steps/rollout-records";
+import { relayRecipeSpec, type RelayChannel, type StepSpec } from "../../lib/steps/steps";
+import { brokerStatus, registerImage, type BrokerAdminEndpoint } from "../../lib/broker/broker-admin";
+import { adminEndpoint, imageRegistration } from "../../lib/broker/image-registration";
+import { shellQuote } from "../../lib/core/shell-quote";
+import { StepFailure } from "../../lib/steps/step-failure";
 
 type Spec = StepSpec<"roll-out">;
 

@@ -2,12 +2,12 @@
 import { createHash } from "node:crypto";
 import { mkdirSync, readFileSync, statSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
-import { readBaseRecord } from "../../lib/base-record";
-import { buildRecordOf } from "../../lib/build-record";
-import { readBuiltImage, RECIPE_RECORD } from "../../lib/relay-build";
-import { publishSigned } from "../../lib/signing";
-import { runTool } from "../../lib/run";
-import { relayRecipeSpec, type StepSpec } from "../../lib/steps";
+import { readBaseRecord } from "../../lib/image/base-record";
+import { buildRecordOf } from "../../lib/image/build-record";
+import { readBuiltImage, RECIPE_RECORD } from "../../lib/image/relay-build";
+import { publishSigned } from "../../lib/image/signing";
+import { runTool } from "../../lib/core/run";
+import { relayRecipeSpec, type StepSpec } from "../../lib/steps/steps";
 
 const sha256 = (file: string) => createHash("sha256").update(readFileSync(file)).digest("hex");
 
@@ -25,7 +25,7 @@ export function scanBaseSbom(spec: StepSpec<"scan-base-sbom">): void {
 /**
  * A relay image's SBOM artifact: the base SBOMs it stands on (by digest), the
  * overlay's file list (paths, modes and digests; never bytes), and the build
- * record anyone can rebuild a key-free image from (lib/build-record.ts).
+ * record anyone can rebuild a key-free image from (lib/image/build-record.ts).
  * Signed with the operator's key when the stack names one.
  */
 export function writeRelaySbom(spec: StepSpec<"write-relay-sbom">): void {

@@ -17,12 +17,12 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 umask 022
 
 # The package list is data shared with the preview (base-packages); the
-# geoip and extra packages come after it, in the order lib/package-index.ts
+# geoip and extra packages come after it, in the order lib/image/package-index.ts
 # basePackageRequest gives them.
 packages=$(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$here/debian/base-packages" | paste -sd, -)
 if [[ $geoip == yes ]]; then packages+=",tor-geoipdb"; fi
 for extra in "$@"; do packages+=",$extra"; done
-# The apt sources, one-line entries (lib/package-index.ts aptSourceLines):
+# The apt sources, one-line entries (lib/image/package-index.ts aptSourceLines):
 # each is one MIRROR argument of mmdebstrap, data after its SUITE and TARGET.
 [[ -n ${APT_SOURCES:-} && -s $APT_SOURCES ]] || { echo "build-base: APT_SOURCES must name a file of apt source lines (image.mirrors)" >&2; exit 1; }
 mapfile -t mirrors <"$APT_SOURCES"

@@ -2,6 +2,7 @@
  * Just enough DER to take AMD's certificates apart: Node's X509Certificate
  * exposes neither the to-be-signed bytes, the signature parameters nor
  * private extensions, and the verifier needs all three.
+ * Pure: bytes in, values out.
  */
 
 export const DER_TAG = {

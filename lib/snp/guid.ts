@@ -1,6 +1,7 @@
 /**
  * EFI GUIDs as firmware stores them: the first three groups little-endian,
  * the last two as plain bytes (the "mixed-endian" layout of RFC 4122 GUIDs on x86).
+ * Pure: bytes in, values out.
  */
 
 const GUID_TEXT = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;

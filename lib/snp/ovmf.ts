@@ -3,6 +3,7 @@
  * the GUIDed footer table just below the reset vector, the SEV metadata
  * section list it points to, the SEV-ES reset block (where APs start) and the
  * location of the kernel-hashes table.
+ * Pure: bytes in, values out.
  */
 import { guidFromBytes } from "./guid";
 

@@ -2,6 +2,7 @@
  * The SEV-SNP ATTESTATION_REPORT structure (SNP firmware ABI, "ATTESTATION_REPORT"),
  * versions 2 and later. Later versions only fill fields that were reserved before,
  * so one parser serves them all.
+ * Pure: bytes in, values out.
  */
 
 export const REPORT_SIZE = 1184;

@@ -3,6 +3,7 @@
  * the caller's expectations. Every check runs and reports on its own so an
  * operator sees all that is wrong at once; any check that cannot get the data
  * it needs fails rather than being skipped.
+ * Pure: bytes in, values out.
  */
 import { verify as verifySignature } from "node:crypto";
 import {
@@ -18,7 +19,7 @@ import {
   vcekHardwareId,
   vcekPatchLevel,
   verifyIssuedBy,
-} from "./amdCerts";
+} from "./amd-certs";
 import {
   AttestationReport,
   parseAttestationReport,

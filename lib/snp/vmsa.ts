@@ -2,6 +2,7 @@
  * Initial VMSA pages (the encrypted register state of each vCPU) as the
  * hypervisor hands them to the PSP. Offsets follow the SEV-ES save area in
  * AMD APM vol. 2, table B-4; only the fields a VMM sets at reset are written.
+ * Pure: bytes in, values out.
  */
 import { PAGE_SIZE } from "./ovmf";
 

@@ -9,22 +9,22 @@
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { brokerStatus, registerImage, uploadRelayKeys, type BrokerAdminEndpoint } from "../../lib/broker-admin";
-import { renderAgentConfig } from "../../lib/broker-agent";
-import type { ResolvedBroker } from "../../lib/broker-endpoint";
-import { keyBrokerServeArgs, prepareBrokerFiles } from "../../lib/testnet-broker";
-import { ensureNetns, netnsPids, removeNetns } from "../../lib/netns";
-import type { BuiltImage } from "../../lib/relay-build";
-import type { RelayTarget } from "../../lib/steps";
-import { IDENTITY_FILES } from "../../lib/tor-keys";
-import { fixturePath } from "../snp/fixtures";
+import { brokerStatus, registerImage, uploadRelayKeys, type BrokerAdminEndpoint } from "../../lib/broker/broker-admin";
+import { renderAgentConfig } from "../../lib/broker/broker-agent";
+import type { ResolvedBroker } from "../../lib/broker/broker-endpoint";
+import { keyBrokerServeArgs, prepareBrokerFiles } from "../../lib/testnet/testnet-broker";
+import { ensureNetns, netnsPids, removeNetns } from "../../lib/local/netns";
+import type { BuiltImage } from "../../lib/image/relay-build";
+import type { RelayTarget } from "../../lib/steps/steps";
+import { IDENTITY_FILES } from "../../lib/tor/tor-keys";
+import { fixturePath } from "./snp-fixtures";
 import { buildRelayIso, runStep } from "./images";
 import { toolEnv } from "./pulumi";
 
 export const BROKER_IP = "10.77.0.1";
-/** The public AmdSevX64 OVMF description measurements are computed with (test/snp/fixtures/VECTORS.md). */
+/** The public AmdSevX64 OVMF description measurements are computed with (test/fixtures/snp/VECTORS.md). */
 export const TEST_OVMF = fixturePath("ovmf_AmdSev_suffix.bin");
-/** Its SHA-256 as `sha256sum test/snp/fixtures/ovmf_AmdSev_suffix.bin` prints it: the pin relays' sev.ovmfSha256 carries. */
+/** Its SHA-256 as `sha256sum test/fixtures/snp/ovmf_AmdSev_suffix.bin` prints it: the pin relays' sev.ovmfSha256 carries. */
 export const TEST_OVMF_SHA256 = "8f765dfabc127fc0a938a0744a3103ec15864d7d794eb4c398aa976b6d6ab16c";
 
 function tool(command: string, args: string[]): string {
@@ -48,7 +48,7 @@ export interface TestBroker {
 
 export async function startTestBroker(dir: string, netns: string): Promise<TestBroker> {
   ensureNetns(netns, "br0", `${BROKER_IP}/24`, "fd77:77::1/64");
-  // The same files and command line as the local stack's broker (lib/testnet-broker.ts), in the test's own namespace.
+  // The same files and command line as the local stack's broker (lib/testnet/testnet-broker.ts), in the test's own namespace.
   const files = prepareBrokerFiles(dir, BROKER_IP);
   const { simulatorDir, adminSocket } = files;
   let log = "";

@@ -10,8 +10,8 @@ import { createHash } from "node:crypto";
 import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
 import { gzipSync } from "node:zlib";
-import { parseStackConfig } from "../../lib/config";
-import { aptConfigOf, planBasePackages } from "../../lib/package-set";
+import { parseStackConfig } from "../../lib/config/config";
+import { aptConfigOf, planBasePackages } from "../../lib/image/package-set";
 import { BUILD_CACHE, minimalConfig } from "./images";
 import { repoRoot } from "./pulumi";
 

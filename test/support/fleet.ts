@@ -4,8 +4,8 @@
  */
 import { execFileSync } from "node:child_process";
 import { join } from "node:path";
-import { parseStackConfig, type RelayConfig } from "../../lib/config";
-import { initRelayKeys } from "../../lib/key-store";
+import { parseStackConfig, type RelayConfig } from "../../lib/config/config";
+import { initRelayKeys } from "../../lib/tor/key-store";
 
 export interface TestRelay {
   name: string;

@@ -6,7 +6,7 @@
  * Call before the program's components are imported.
  */
 import * as pulumi from "@pulumi/pulumi";
-import { STEP_SPEC_ENV } from "../../lib/steps";
+import { STEP_SPEC_ENV } from "../../lib/steps/steps";
 
 export interface Registered {
   type: string;

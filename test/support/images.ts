@@ -3,21 +3,21 @@ import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { parseStackConfig } from "../../lib/config";
-import { planFleet } from "../../lib/fleet";
-import { planBasePackages } from "../../lib/package-set";
-import { baseImageDigest, baseImageInputs, relayImageDigest, relayImageInputs, relayImageTexts, RELAY_SCRIPT_PATHS, treeDigest } from "../../lib/image-inputs";
-import { monitorCommand, startLocalVm, stopLocalVm } from "../../lib/local-vm";
-import { buildRelayImage, type BuiltImage } from "../../lib/relay-build";
-import { encodeStepSpec, STEP_SPEC_ENV, type RelayRecipe, type RelayTarget, type StepName, type StepSpec } from "../../lib/steps";
+import { parseStackConfig } from "../../lib/config/config";
+import { planFleet } from "../../lib/plan/fleet";
+import { planBasePackages } from "../../lib/image/package-set";
+import { baseImageDigest, baseImageInputs, relayImageDigest, relayImageInputs, relayImageTexts, RELAY_SCRIPT_PATHS, treeDigest } from "../../lib/plan/image-inputs";
+import { monitorCommand, startLocalVm, stopLocalVm } from "../../lib/local/local-vm";
+import { buildRelayImage, type BuiltImage } from "../../lib/image/relay-build";
+import { encodeStepSpec, STEP_SPEC_ENV, type RelayRecipe, type RelayTarget, type StepName, type StepSpec } from "../../lib/steps/steps";
 import { repoRoot, toolEnv } from "./pulumi";
 
-/** Shared by test runs so the Debian base is built once per machine (test/global-setup.ts builds it). */
+/** Shared by test runs so the Debian base is built once per machine (test/support/global-setup.ts builds it). */
 export const BUILD_CACHE = join(tmpdir(), "diskless-relays-test-build");
 
 /**
  * The inputs of the tests' Debian base, as the program plans them: its
- * package set is what Debian's mirrors serve now (lib/package-set.ts), so a
+ * package set is what Debian's mirrors serve now (lib/image/package-set.ts), so a
  * Debian update gives the tests a new base, as it gives the relays one.
  */
 export function debianBaseInputs(image: Record<string, unknown> = {}) {

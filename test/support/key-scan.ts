@@ -6,7 +6,7 @@
  */
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { IDENTITY_FILES, ONION_KEY_FILES } from "../../lib/tor-keys";
+import { IDENTITY_FILES, ONION_KEY_FILES } from "../../lib/tor/tor-keys";
 
 /** The secret part of each key file, as tor stores it (a 32-byte header, then the key) or, for PEM, its base64 body. */
 export function secrets(keysDir: string): Map<string, Buffer> {

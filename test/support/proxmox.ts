@@ -1,9 +1,9 @@
-/** Runs the Proxmox VE API double (test/proxmox-double) as its own process, over HTTPS. */
+/** Runs the Proxmox VE API double (test/support/proxmox-double) as its own process, over HTTPS. */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { request } from "node:https";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import type { RecordedRequest } from "../proxmox-double/server";
+import type { RecordedRequest } from "./proxmox-double/server";
 import { repoRoot } from "./pulumi";
 
 export class ProxmoxDoubleProcess {
@@ -82,7 +82,7 @@ export class ProxmoxDoubleProcess {
     execFileSync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
       "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", key, "-out", cert], { stdio: "ignore" });
     const log = join(dir, "requests.jsonl");
-    const child = spawn(join(repoRoot, "node_modules/.bin/tsx"), [join(repoRoot, "test/proxmox-double/server.ts"), "--cert", cert, "--key", key, "--log", log, "--token", token,
+    const child = spawn(join(repoRoot, "node_modules/.bin/tsx"), [join(repoRoot, "test/support/proxmox-double/server.ts"), "--cert", cert, "--key", key, "--log", log, "--token", token,
       ...(options.boot ? ["--datastore-dir", join(dir, "datastore"), "--boot-dir", join(dir, "boot")] : []),
       ...(options.rootPassword ? ["--root-password", options.rootPassword] : []),
       ...(options.taskSeconds !== undefined ? ["--task-seconds", String(options.taskSeconds)] : [])], {

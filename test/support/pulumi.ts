@@ -8,7 +8,7 @@ import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symli
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
-import { withToolsOnPath } from "../../lib/run";
+import { withToolsOnPath } from "../../lib/core/paths";
 
 export const repoRoot = join(__dirname, "..", "..");
 const PROGRAM_FILES = ["Pulumi.yaml", "index.ts", "package.json", "tsconfig.json", "lib", "components", "images", "cli"];

@@ -4,15 +4,15 @@
  * and ORPort are real), and a real sshd answering the relay's own requests
  * (relay-collector → relay-health, relay-export-state) from relay-like
  * directories. Its /etc/relay/image is written by the double when the VM
- * "boots" an ISO (test/proxmox-double), so the rollout gate sees which image
+ * "boots" an ISO (test/support/proxmox-double), so the rollout gate sees which image
  * the VM was given. An exit's stand-in also runs a real unbound, as an exit
  * runs its own resolver. Only 127.0.0.1 is ever contacted.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { chmodSync, copyFileSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { RELAY_EXPORT_FILES } from "../../lib/steps";
-import { IDENTITY_FILES, ONION_KEY_FILES } from "../../lib/tor-keys";
+import { RELAY_EXPORT_FILES } from "../../lib/steps/steps";
+import { IDENTITY_FILES, ONION_KEY_FILES } from "../../lib/tor/tor-keys";
 import { freePort, RelaySshd } from "./sshd";
 
 export interface StandInOptions {
@@ -47,7 +47,7 @@ export class StandInRelay {
     }
     mkdirSync(join(options.etc, "relay"), { recursive: true });
     chmodSync(options.etc, 0o755);
-    // What every relay image carries in /etc/relay besides its label (lib/relay-build.ts writes the same list).
+    // What every relay image carries in /etc/relay besides its label (lib/image/relay-build.ts writes the same list).
     writeFileSync(join(options.etc, "relay", "export.list"), RELAY_EXPORT_FILES.join("\n") + "\n");
     writeFileSync(join(options.etc, "resolv.conf"), "nameserver 127.0.0.1\n", { mode: 0o644 });
     const sshd = await RelaySshd.start(join(options.dir, "sshd"), join(options.keysDir, "ssh_host_ed25519_key"), options.collectorPublicKey, { etc: options.etc, torData, run });

@@ -67,7 +67,7 @@ const (
 	keyRoom = 1 << 20
 )
 
-// The file set, as lib/broker-files.ts renders it: the one list of each kind
+// The file set, as lib/image/broker-files.ts renders it: the one list of each kind
 // lives in the TypeScript that also builds the images, and reaches the
 // broker and the agent as this data.
 //

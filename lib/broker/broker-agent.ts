@@ -1,0 +1,64 @@
+/**
+ * Broker mode: the configuration a relay image's agent (tools/broker,
+ * relay-agent) reads at boot, rendered from the stack config as data. Public
+ * facts only: who the relay is, which image it runs, where the broker is and
+ * the keys that pin it. The agent validates it again with its own rules
+ * (unknown fields refused). Pure: no I/O (relayAgentBinary only names a path).
+ */
+import { join } from "node:path";
+import type { ResolvedBroker } from "./broker-endpoint";
+import { OVERLAY_FILES } from "../image/image-layout";
+import { SNP_SERIAL_PORT } from "../local/qemu";
+import { toolsBin } from "../core/paths";
+
+/** The agent every broker-mode image carries, as scripts/setup.sh builds it (go build -trimpath: the same source and Go release give the same bytes). */
+export const relayAgentBinary = () => join(toolsBin(), "relay-agent");
+
+type BrokerConfig = Pick<ResolvedBroker, "url" | "signingPublicKey" | "pushRecipient" | "attestation" | "allowSimulatedAttestation" | "pushIntervalSeconds">;
+
+/** The image's health report (images/rootfs/files/usr/local/sbin/relay-health), the same one SSH's forced command answers. */
+export const HEALTH_COMMAND_IN_IMAGE = "/usr/local/sbin/relay-health";
+
+/** Where the image carries the broker's CA. */
+export const BROKER_CA_IN_IMAGE = `/${OVERLAY_FILES.brokerCa.path}`;
+
+/** tor's DataDirectory in every flavour's image; relay-tor hands it to tor's user once the keys are in. */
+export const TOR_DATA_DIR = "/var/lib/tor";
+
+/** Where a token-mode image keeps its boot token (root only, 0600). */
+export const BOOT_TOKEN_IN_IMAGE = `/${OVERLAY_FILES.bootToken.path}`;
+
+export interface AgentConfigInput {
+  relay: string;
+  imageDigest: string;
+  broker: BrokerConfig;
+  /** Whether the image carries the broker's CA (an https broker with a private CA). */
+  withCa: boolean;
+}
+
+/** The report source in the guest: the simulator's port locally, the SEV guest device on hardware. */
+export function reportSource(broker: BrokerConfig): string {
+  return broker.allowSimulatedAttestation ? `serial:/dev/virtio-ports/${SNP_SERIAL_PORT}` : "sev-guest";
+}
+
+export function renderAgentConfig(input: AgentConfigInput): string {
+  const { broker } = input;
+  const config = {
+    relay: input.relay,
+    imageDigest: input.imageDigest,
+    brokerUrl: broker.url,
+    brokerSigningPublicKey: broker.signingPublicKey,
+    pushRecipient: broker.pushRecipient,
+    attestation: broker.attestation,
+    ...(broker.attestation === "snp" ? { reportSource: reportSource(broker) } : { tokenFile: BOOT_TOKEN_IN_IMAGE }),
+    torDataDir: TOR_DATA_DIR,
+    // The agent writes as root; relay-tor gives the directory to tor's user (named per flavour) before tor starts.
+    torUser: 0,
+    torGroup: 0,
+    pushIntervalSeconds: broker.pushIntervalSeconds,
+    ...(input.withCa ? { brokerCaFile: BROKER_CA_IN_IMAGE } : {}),
+    // Each push carries the relay's health report: the rollout gate reads it from the broker, no SSH needed.
+    healthCommand: HEALTH_COMMAND_IN_IMAGE,
+  };
+  return JSON.stringify(config, null, 1) + "\n";
+}

@@ -1,0 +1,214 @@
+/**
+ * A measured direct boot of a relay's UKI on Proxmox VE, and the QEMU command
+ * line Proxmox VE makes of it. Pure functions.
+ *
+ * Proxmox VE's own SEV-SNP firmware (OVMF_SEV_4M.fd, built from
+ * OvmfPkgX64.dsc) has no kernel-hashes table and measures nothing it boots.
+ * So an SNP relay's VM names, in `args`, an AmdSevX64 OVMF and the UKI, both
+ * uploaded to the datastore's ISO directory, and sets
+ * `amd-sev: type=snp,kernel-hashes=1,no-debug=1`: QEMU then puts the UKI's
+ * hashes into the firmware's table, and the launch measurement covers it.
+ *
+ * How Proxmox VE turns the VM config into QEMU arguments, as read in
+ * proxmox/qemu-server at e6352be (9.2.6, 2026-08-17) and first shipped with
+ * SNP in qemu-server 8.3.10 (PVE 8.4):
+ *  - `PVE/QemuServer/OVMF.pm` print_ovmf_commandline: an SNP guest gets
+ *    `-bios /usr/share/pve-edk2-firmware//OVMF_SEV_4M.fd`, no pflash, no EFI disk;
+ *  - `PVE/QemuServer.pm` config_to_command: `-smp N,sockets=S,cores=C,maxcpus=N`,
+ *    `-cpu MODEL,enforce,…`, `-m MiB`, then among the devices
+ *    `-object sev-snp-guest,id=sev0,cbitpos=C,reduced-phys-bits=R,policy=P[,kernel-hashes=on]`
+ *    (CPUConfig.pm get_amd_sev_object), `-machine …,confidential-guest-support=sev0`,
+ *    and last of all `args`, split like a shell would (PVE::Tools::split_args,
+ *    Text::ParseWords::shellwords) without a shell;
+ *  - policy: bit 17 always, bit 16 unless allow-smt=0, bit 19 unless no-debug=1;
+ *  - only root@pam, logged in with its password, may set `args` or `amd-sev`
+ *    (PVE/API2/Qemu.pm check_vm_modify_config_perm: API tokens, even
+ *    root@pam's, are refused with "only root can set 'args' config").
+ * QEMU keeps the last `-bios` (system/vl.c puts it into the machine's
+ * "firmware" property), so the firmware in `args` replaces Proxmox's.
+ * Not run on SNP hardware: no such host is reachable from here.
+ */
+
+/** The SNP firmware qemu-server launches unless `args` names another. */
+export const PROXMOX_SNP_FIRMWARE = "/usr/share/pve-edk2-firmware//OVMF_SEV_4M.fd";
+
+/** The AmdSevX64 OVMF on the datastore: named by its digest, shared by every SNP relay of a node. */
+export const snpFirmwareFileName = (ovmfSha256: string) => `ovmf-amdsev-${ovmfSha256.slice(0, 16)}.img`;
+/** A relay's UKI on the datastore: Proxmox VE's upload takes only .iso and .img names for ISO content. */
+export const ukiFileName = (isoName: string) => isoName.replace(/\.iso$/, ".efi.img");
+
+export interface SnpLaunchSettings {
+  allowSmt: boolean;
+  noDebug: boolean;
+}
+
+/** The guest policy qemu-server sets for `amd-sev: type=snp` (CPUConfig.pm get_amd_sev_object), as 0x-hex. */
+export function qemuServerSnpPolicy(settings: SnpLaunchSettings): string {
+  let policy = 1 << 17;
+  if (settings.allowSmt) policy |= 1 << 16;
+  if (!settings.noDebug) policy |= 1 << 19;
+  return `0x${policy.toString(16)}`;
+}
+
+/** The provider's amdSev block of an SNP relay: kernel hashes on, so QEMU fills the firmware's table with the UKI's hashes. */
+export function snpAmdSev(settings: SnpLaunchSettings) {
+  return { type: "snp" as const, noDebug: settings.noDebug, allowSmt: settings.allowSmt, kernelHashes: true as const, noKeySharing: false as const };
+}
+
+const SAFE_PATH = /^\/[A-Za-z0-9._/-]+$/;
+
+/** The provider's kvmArguments (Proxmox VE's `args`) of an SNP relay: the firmware and the UKI from the ISO directory. */
+export function snpKvmArguments(input: { isoDir: string; firmwareFile: string; ukiFile: string }): string {
+  const path = (file: string) => {
+    const full = `${input.isoDir.replace(/\/+$/, "")}/${file}`;
+    // args is split like a shell would: a path must be one word, with nothing a shell word could mean.
+    if (!SAFE_PATH.test(full)) throw new Error(`${full} is not a plain absolute path; it cannot go into the VM's args`);
+    return full;
+  };
+  return `-bios ${path(input.firmwareFile)} -kernel ${path(input.ukiFile)}`;
+}
+
+/** Proxmox VE property strings: `a=1,b=2`, the first bare value being the default key. */
+export function parsePropertyString(value: string, defaultKey: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const part of value.split(",")) {
+    if (part === "") continue;
+    const at = part.indexOf("=");
+    if (at < 0) out[defaultKey] = part;
+    else out[part.slice(0, at)] = part.slice(at + 1);
+  }
+  return out;
+}
+
+/**
+ * Text::ParseWords::shellwords as PVE::Tools::split_args uses it: words split
+ * on whitespace, single and double quotes group, a backslash escapes the
+ * next character. No expansion of any kind.
+ */
+export function splitArgs(text: string): string[] {
+  const words: string[] = [];
+  let word = "";
+  let inWord = false;
+  let quote: "'" | '"' | undefined;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i]!;
+    if (quote) {
+      if (c === quote) quote = undefined;
+      else if (c === "\\" && quote === '"' && i + 1 < text.length) word += text[++i];
+      else word += c;
+    } else if (/\s/.test(c)) {
+      if (inWord) words.push(word);
+      word = "";
+      inWord = false;
+    } else if (c === "'" || c === '"') {
+      quote = c;
+      inWord = true;
+    } else if (c === "\\" && i + 1 < text.length) {
+      word += text[++i];
+      inWord = true;
+    } else {
+      word += c;
+      inWord = true;
+    }
+  }
+  if (quote) throw new Error(`unbalanced ${quote} in args: ${text}`);
+  if (inWord) words.push(word);
+  return words;
+}
+
+/** What qemu-server reads from the host for the SEV object (/run/qemu-server/host-hw-capabilities.json, from CPUID 0x8000001F). */
+export interface SevHostCapabilities {
+  cbitpos: number;
+  reducedPhysBits: number;
+}
+
+/** The config keys qemu-server reads for the arguments below, as GET …/config returns them. */
+export type PveVmConfig = Record<string, string | number>;
+
+/**
+ * The measurement-relevant part of the QEMU command line qemu-server's
+ * config_to_command makes of an SNP VM's config, in its order: firmware,
+ * vCPUs, CPU model, memory, the SEV object, the machine, then `args`.
+ * Devices (disks, NICs, serial) are left out: SNP measures none of them.
+ * The one exception is rng0 (RNG.pm print_rng_*_commandline), modelled to
+ * show that the RNG every relay has adds an -object that changes no part of
+ * the launch.
+ */
+export function qemuServerSnpCommand(config: PveVmConfig, host: SevHostCapabilities): string[] {
+  const amdSevText = config["amd-sev"];
+  if (typeof amdSevText !== "string") throw new Error("the VM has no amd-sev setting: it is not an SEV guest");
+  const sev = parsePropertyString(amdSevText, "type");
+  if (sev.type !== "snp") throw new Error(`amd-sev type is ${sev.type ?? "(none)"}, not snp`);
+  if (config.bios !== "ovmf") throw new Error("To use AMD SEV, you need to change the BIOS to OVMF.");
+  const flag = (key: string, fallback: boolean) => (sev[key] === undefined ? fallback : sev[key] === "1");
+  const sockets = Number(config.sockets ?? 1);
+  const cores = Number(config.cores ?? 1);
+  const vcpus = config.vcpus !== undefined ? Number(config.vcpus) : sockets * cores;
+  const cpu = parsePropertyString(String(config.cpu ?? "kvm64"), "cputype");
+  const model = cpu.cputype!;
+  // get_cpu_options: enforce for a named model under KVM, the PV flags sorted, the vendor of the model.
+  const cpuArg = [model, "enforce", "+kvm_pv_eoi", "+kvm_pv_unhalt", ...(/^EPYC/.test(model) ? ["vendor=AuthenticAMD"] : [])].join(",");
+  const memory = parsePropertyString(String(config.memory ?? 512), "current");
+  const policy = qemuServerSnpPolicy({ allowSmt: flag("allow-smt", true), noDebug: flag("no-debug", false) });
+  const sevObject = `sev-snp-guest,id=sev0,cbitpos=${host.cbitpos},reduced-phys-bits=${host.reducedPhysBits},policy=${policy}${flag("kernel-hashes", false) ? ",kernel-hashes=on" : ""}`;
+  const machineType = String(config.machine ?? "pc");
+  return [
+    "-bios", PROXMOX_SNP_FIRMWARE,
+    "-smp", `${vcpus},sockets=${sockets},cores=${cores},maxcpus=${vcpus}`,
+    "-cpu", cpuArg,
+    "-m", String(Number(memory.current)),
+    "-object", sevObject,
+    "-machine", `type=${machineType},confidential-guest-support=sev0`,
+    ...(typeof config.rng0 === "string" ? qemuServerRng(config.rng0) : []),
+    ...(typeof config.args === "string" && config.args.trim() ? splitArgs(config.args) : []),
+  ];
+}
+
+/** qemu-server's RNG object and device for an rng0 value (without the PCI address, which the model leaves out). */
+function qemuServerRng(value: string): string[] {
+  const rng = parsePropertyString(value, "source");
+  const maxBytes = rng.max_bytes ?? "1024";
+  const limiter = maxBytes !== "0" ? `,max-bytes=${maxBytes},period=${rng.period ?? "1000"}` : "";
+  return ["-object", `rng-random,filename=${rng.source},id=rng0`, "-device", `virtio-rng-pci,rng=rng0${limiter}`];
+}
+
+/** What an SNP launch measures, read from a QEMU command line as QEMU reads it (the last -bios, -kernel, -append win). */
+export interface EffectiveSnpLaunch {
+  firmware?: string;
+  kernel?: string;
+  append?: string;
+  initrd?: string;
+  vcpus: number;
+  cpuModel: string;
+  policy?: string;
+  kernelHashes: boolean;
+  confidentialGuest: boolean;
+}
+
+export function effectiveSnpLaunch(argv: string[]): EffectiveSnpLaunch {
+  const last = (option: string) => {
+    let value: string | undefined;
+    for (let i = 0; i < argv.length - 1; i++) if (argv[i] === option) value = argv[i + 1];
+    return value;
+  };
+  const smp = last("-smp") ?? "1";
+  const cpu = last("-cpu") ?? "qemu64";
+  const objects = argv.flatMap((arg, i) => (arg === "-object" && argv[i + 1] ? [argv[i + 1]!] : []));
+  const sev = objects.map((object) => parsePropertyString(object, "qom-type")).find((object) => object["qom-type"] === "sev-snp-guest");
+  const machine = argv.flatMap((arg, i) => (arg === "-machine" && argv[i + 1] ? [parsePropertyString(argv[i + 1]!, "type")] : []));
+  const firmware = last("-bios");
+  const kernel = last("-kernel");
+  const append = last("-append");
+  const initrd = last("-initrd");
+  return {
+    ...(firmware !== undefined ? { firmware } : {}),
+    ...(kernel !== undefined ? { kernel } : {}),
+    ...(append !== undefined ? { append } : {}),
+    ...(initrd !== undefined ? { initrd } : {}),
+    vcpus: Number(parsePropertyString(smp, "cpus").cpus),
+    cpuModel: cpu.split(",")[0]!,
+    ...(sev?.policy ? { policy: sev.policy } : {}),
+    kernelHashes: sev?.["kernel-hashes"] === "on",
+    confidentialGuest: sev?.id !== undefined && machine.some((m) => m["confidential-guest-support"] === sev.id),
+  };
+}

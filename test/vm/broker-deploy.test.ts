@@ -1,0 +1,177 @@
+/**
+ * Broker mode through the real engine, on a private Tor network of the
+ * test's own (its key broker included, lib/testnet/testnet-broker.ts): `pulumi up`
+ * uploads each relay's shipped keys, registers the launch measurement of
+ * each new image, boots the key-free images under QEMU beside a simulated
+ * SEV-SNP secure processor, and its rollout gate waits for the health report
+ * each relay pushes, attested, to the broker. No SSH server runs in them. A
+ * redeploy gets the onion key the relay pushed, and retires the old image
+ * once the new one is healthy. A guest reset comes back with the onion key
+ * it had. No private key byte is in the Pulumi state, the engine's output,
+ * the build directory, the consoles or the broker's files.
+ */
+import { spawnSync } from "node:child_process";
+import { mkdirSync, readFileSync, symlinkSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { brokerStatus, type BrokerAdminEndpoint, type BrokerRelayStatus } from "../../lib/broker/broker-admin";
+import { brokerAdminEndpoint } from "../../lib/broker/broker-endpoint";
+import { torListFingerprint } from "../../lib/tor/key-store";
+import { TESTNET, type TestnetNetwork } from "../../lib/config/testnet";
+import { startTestnet, stopTestnet } from "../../lib/testnet/testnet-host";
+import { TEST_OVMF_SHA256 } from "../support/broker";
+import { makeTestKeys } from "../support/fleet";
+import { BUILD_CACHE, hmp, waitFor } from "../support/images";
+import { occurrences, occurrencesInTree, secrets } from "../support/key-scan";
+import { TestProject, type PulumiResult } from "../support/pulumi";
+import { privateTmpDir } from "../support/tmp";
+import { fixturePath } from "../support/snp-fixtures";
+
+const RELAYS = [
+  { name: "bd-exit", nickname: "BrokerExit", host: 21, vmId: 110 },
+  { name: "bd-guard", nickname: "BrokerGuard", host: 22, vmId: 111 },
+] as const;
+/** The public AmdSevX64 OVMF description measurements are computed with (test/fixtures/snp/VECTORS.md), as the local stack uses. */
+const OVMF = fixturePath("ovmf_AmdSev_suffix.bin");
+/** Its pin, as an operator would set it (sha256sum). */
+const OVMF_SHA256 = TEST_OVMF_SHA256;
+
+describe("broker mode through pulumi up, on a private Tor network", () => {
+  const scratch = privateTmpDir("broker-deploy");
+  const testnetLocation = { dir: join(scratch, "testnet"), netns: `drbd-${process.pid}` };
+  let network: TestnetNetwork;
+  let project: TestProject;
+  let admin: BrokerAdminEndpoint;
+  let config: Record<string, any>;
+  const outputs: PulumiResult[] = [];
+  const fingerprints: Record<string, { rsa: string; ed25519: string }> = {};
+
+  const up = async () => {
+    const result = await project.runAsync("up", "--yes", "--skip-preview");
+    outputs.push(result);
+    return result;
+  };
+  const consoleOf = (relay: string) => () => readFileSync(join(project.dir, ".runtime", project.stack, relay, "console.log"), "latin1");
+  const statusOf = async (relay: string): Promise<BrokerRelayStatus> => (await brokerStatus(admin)).relays.find((entry) => entry.relay === relay)!;
+  const ntorKeys = (text: string, what: "installed" | "stored") => [...text.matchAll(new RegExp(`relay-agent: .*(?:boot: ${what}|push: ${what}) .*ntor public key (\\S+)`, "g"))].map((match) => match[1]!);
+
+  beforeAll(async () => {
+    network = await startTestnet(testnetLocation, process.cwd());
+    admin = brokerAdminEndpoint({ admin: { socket: network.broker.adminSocket, tokenFile: network.broker.tokenFile } });
+    project = new TestProject("brokerdeploy", { passphrase: "" });
+    mkdirSync(join(project.dir, "build"), { mode: 0o700 });
+    symlinkSync(join(BUILD_CACHE, "base"), join(project.dir, "build", "base"));
+    makeTestKeys(project.dir, RELAYS.map((r, i) => ({ name: r.name, nickname: r.nickname, node: "local", vmId: r.vmId, exit: i === 0 })));
+    for (const relay of RELAYS) fingerprints[relay.name] = torListFingerprint(join(project.dir, "keys", relay.name), relay.nickname);
+    config = {
+      target: "qemu",
+      testnet: { dir: testnetLocation.dir },
+      image: { flavour: "debian", release: "bookworm" },
+      stateCollection: { privateKeyFile: "keys/collector", connectTimeoutSeconds: 10 },
+      rollout: { healthTimeoutSeconds: 300 },
+      // The testnet's own broker: its url, keys and admin socket come from network.json.
+      identity: { mode: "broker", broker: { attestation: "snp", allowSimulatedAttestation: true, pushIntervalSeconds: 30 } },
+      relays: RELAYS.map((relay, i) => ({
+        name: relay.name,
+        nickname: relay.nickname,
+        node: "local",
+        vmId: relay.vmId,
+        mac: `52:54:00:00:03:0${i + 1}`,
+        ipv4: { address: `10.77.0.${relay.host}/24`, gateway: TESTNET.hostIPv4 },
+        orPort: 9001,
+        exit: { enabled: i === 0 },
+        nameservers: [TESTNET.hostIPv4],
+        contactInfo: "broker-deploy@example.net",
+        memoryMiB: 1024,
+        cores: 1,
+        sev: { enabled: true, ovmf: OVMF, ovmfSha256: OVMF_SHA256, vcpuType: "EPYC-v4" },
+      })),
+    };
+    project.configure(config);
+  }, 600_000);
+
+  afterAll(async () => {
+    if (project) await project.runAsync("destroy", "--yes", "--skip-preview");
+    project?.destroy();
+    await stopTestnet(testnetLocation);
+  }, 600_000);
+
+  it("boots key-free images that get their keys after attestation; the gate judges the health each relay pushes to the broker", async () => {
+    const result = await up();
+    expect(result.status, result.stdout + result.stderr).toBe(0);
+    for (const relay of RELAYS) {
+      expect(result.stdout).toMatch(new RegExp(`relay ${relay.name}: the key broker will release its keys to image [0-9a-f]{12} with launch measurement [0-9a-f]{96}`));
+      expect(result.stdout).toMatch(new RegExp(`relay ${relay.name}: healthy on image [0-9a-f]{12} after \\d+s: tor runs with fingerprint ${fingerprints[relay.name]!.rsa}.*came with its attested push to the key broker`));
+      // tor, as the oracle, prints the fingerprints of the keys the broker released.
+      const text = consoleOf(relay.name)();
+      expect(text).toContain(`identity key fingerprint is '${relay.nickname} ${fingerprints[relay.name]!.rsa}'`);
+      expect(text).toContain(`ed25519 fingerprint is '${relay.nickname} ${fingerprints[relay.name]!.ed25519}'`);
+      expect(text).toMatch(/relay-agent: .*boot: SNP report obtained/);
+      const status = await statusOf(relay.name);
+      expect(status.lastAttestation?.verdict).toBe("accepted");
+      expect(status.images.filter((image) => !image.retired)).toHaveLength(1);
+    }
+    // No SSH server in a broker-mode image.
+    const ssh = spawnSync("ip", ["netns", "exec", network.netns, "timeout", "5", "bash", "-c", `echo > /dev/tcp/10.77.0.${RELAYS[0].host}/22`]);
+    expect(ssh.status).not.toBe(0);
+  }, 1_500_000);
+
+  it("redeploys a changed torrc with the onion key the relay pushed, and retires the old image once the new one is healthy", async () => {
+    const relay = RELAYS[0];
+    const before = await statusOf(relay.name);
+    const oldImage = before.images.find((image) => !image.retired)!.imageDigest;
+    const pushed = ntorKeys(consoleOf(relay.name)(), "stored").at(-1);
+    expect(pushed).toMatch(/^[A-Za-z0-9+/]{43}=$/);
+    config.relays[0].contactInfo = "broker-deploy redeployed <broker-deploy@example.net>";
+    project.configure(config);
+    const result = await up();
+    expect(result.status, result.stdout + result.stderr).toBe(0);
+    expect(result.stdout).toMatch(new RegExp(`relay ${relay.name}: .* runs; the key broker holds the onion keys and state it pushed at`));
+    expect(result.stdout).toContain(`relay ${relay.name}: image ${oldImage.slice(0, 12)} retired at the key broker`);
+    // The new VM's agent installed the ntor key the old one pushed (the console is the new VM's).
+    expect(ntorKeys(consoleOf(relay.name)(), "installed")[0]).toBe(pushed);
+    const after = await statusOf(relay.name);
+    const current = after.images.filter((image) => !image.retired);
+    expect(current).toHaveLength(1);
+    expect(current[0]!.imageDigest).not.toBe(oldImage);
+    expect(after.images.find((image) => image.imageDigest === oldImage)?.retired).toBe(true);
+    // The guard's image did not change: it was not touched.
+    expect(result.stdout).not.toMatch(/relay bd-guard: healthy on image/);
+  }, 1_500_000);
+
+  it("after a guest reset (system_reset), the relay's ntor key is the one it had just before, from its push-back", async () => {
+    const relay = RELAYS[1];
+    const read = consoleOf(relay.name);
+    // Wait for a push after boot, so the broker holds the key the relay uses now.
+    const lastPush = (await statusOf(relay.name)).lastPush!;
+    for (let i = 0; i < 60 && (await statusOf(relay.name)).lastPush === lastPush; i++) await new Promise((resolve) => setTimeout(resolve, 2000));
+    const before = ntorKeys(read(), "stored").at(-1);
+    expect(before).toMatch(/^[A-Za-z0-9+/]{43}=$/);
+    const installedBefore = ntorKeys(read(), "installed").length;
+    await hmp(join(project.dir, ".runtime", project.stack, relay.name, "monitor.sock"), "system_reset");
+    const deadline = Date.now() + 600_000;
+    while (ntorKeys(read(), "installed").length === installedBefore && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 2000));
+    expect(ntorKeys(read(), "installed").at(-1)).toBe(before);
+    await waitFor(read, new RegExp(`(identity key fingerprint is '${relay.nickname} ${fingerprints[relay.name]!.rsa}'[\\s\\S]*){2}`), 300);
+  }, 900_000);
+
+  it("leaves no private key byte in the Pulumi state, the engine's output, the build directory, the consoles or the broker's files", () => {
+    const keys = new Map<string, Buffer>();
+    for (const relay of RELAYS) for (const [file, bytes] of secrets(join(project.dir, "keys", relay.name))) keys.set(`${relay.name}/${file}`, bytes);
+    const state = project.must("stack", "export", "--show-secrets");
+    const places = {
+      state: occurrences(Buffer.from(state), keys),
+      output: occurrences(Buffer.from(outputs.map((result) => result.stdout + result.stderr).join("\n")), keys),
+      build: occurrencesInTree(join(project.dir, "build", `diskless-relays-${project.stack}`), keys),
+      runtime: occurrencesInTree(join(project.dir, ".runtime"), keys),
+      artifacts: occurrencesInTree(join(project.dir, "artifacts"), keys),
+      broker: occurrencesInTree(join(testnetLocation.dir, "key-broker"), keys),
+    };
+    expect(places).toEqual({ state: [], output: [], build: [], runtime: [], artifacts: [], broker: [] });
+    // The positive control: the same scan finds them where they are, in the key store.
+    const control = occurrencesInTree(join(project.dir, "keys"), keys);
+    for (const relay of RELAYS) {
+      for (const file of ["secret_id_key", "ed25519_signing_secret_key"]) expect(control.some((hit) => hit.includes(`${relay.name}/${file}`)), `${relay.name}/${file}`).toBe(true);
+    }
+  });
+});
