@@ -19,7 +19,7 @@ import { signFile } from "../../lib/image/signing";
 import { parseStepSpec, relayChannelSpec, relayTargetSpec, launchSpec } from "../../lib/steps/steps";
 import { renderTorrcLines } from "../../lib/render/torrc";
 import { verifyTorrcsWithTor } from "../../lib/render/torrc-check";
-import { validRelayConfig } from "../support/fleet";
+import { validProxmoxConfig, validRelayConfig } from "../support/fleet";
 import { privateTmpDir } from "../support/tmp";
 
 const BROKER = {
@@ -30,33 +30,12 @@ const BROKER = {
   attestation: "none",
 };
 
-function validConfig() {
-  return {
-    proxmox: { endpoint: "https://pve.example.net:8006", nodes: ["pve1", "pve2"], datastore: "local", bridge: "vmbr0" },
-    proxmoxApiToken: "pulumi@pve!ci=0a1b2c3d-0000-4000-8000-000000000000",
-    stateCollection: { privateKeyFile: "keys/collector" },
-    relays: [
-      {
-        name: "exit-1",
-        nickname: "ExitOne",
-        node: "pve1",
-        vmId: 9101,
-        mac: "BC:24:11:00:00:01",
-        ipv4: { address: "198.51.100.11/24", gateway: "198.51.100.1" },
-        ipv6: { address: "2001:db8::11/64", gateway: "2001:db8::1" },
-        exit: { enabled: true },
-        nameservers: ["198.51.100.53"],
-        contactInfo: "abuse@example.net",
-      },
-    ],
-  };
-}
 
 // Loosely typed on purpose: the cases write values the schema must refuse.
 type Config = { [key: string]: any; relays: any[]; proxmox: any };
 
 function problemsOf(mutate: (config: Config) => void): { path: string; message: string }[] {
-  const config = validConfig() as Config;
+  const config = validProxmoxConfig() as Config;
   mutate(config);
   try {
     parseStackConfig(config);
@@ -68,7 +47,7 @@ function problemsOf(mutate: (config: Config) => void): { path: string; message: 
 }
 
 const accepts = (mutate: (config: Config) => void) => {
-  const config = validConfig() as Config;
+  const config = validProxmoxConfig() as Config;
   mutate(config);
   return parseStackConfig(config);
 };
@@ -318,7 +297,7 @@ describe("a command in a message passes each value as one shell word (bash is th
   function fleetProblems(mutate: (config: Config) => void): string[] {
     const project = join(scratch, `project-${Math.random().toString(36).slice(2)}`);
     mkdirSync(project);
-    const config = validConfig() as Config;
+    const config = validProxmoxConfig() as Config;
     mutate(config);
     try {
       planFleet(parseStackConfig(config), { projectDir: project, now: new Date() });

@@ -85,3 +85,41 @@ export function validRelayConfig(overrides: Record<string, unknown> = {}): Relay
     ],
   }).relays[0]!;
 }
+
+/**
+ * The Proxmox VE stack config the config and option tests start from, as an
+ * operator writes it: an exit (IPv4 and IPv6, its resolver) on pve1 and a
+ * guard on pve2. Loosely typed: each test changes it into what it checks.
+ */
+export function validProxmoxConfig(): { [key: string]: any; relays: any[]; proxmox: any } {
+  return {
+    proxmox: { endpoint: "https://pve.example.net:8006", nodes: ["pve1", "pve2"], datastore: "local", bridge: "vmbr0" },
+    proxmoxApiToken: "pulumi@pve!ci=0a1b2c3d-0000-4000-8000-000000000000",
+    stateCollection: { privateKeyFile: "keys/collector" },
+    relays: [
+      {
+        name: "exit-1",
+        nickname: "ExitOne",
+        node: "pve1",
+        vmId: 9101,
+        mac: "BC:24:11:00:00:01",
+        ipv4: { address: "198.51.100.11/24", gateway: "198.51.100.1" },
+        ipv6: { address: "2001:db8::11/64", gateway: "2001:db8::1" },
+        exit: { enabled: true },
+        nameservers: ["198.51.100.53"],
+        contactInfo: "abuse@example.net",
+      },
+      {
+        name: "guard-1",
+        nickname: "GuardOne",
+        node: "pve2",
+        vmId: 9102,
+        mac: "BC:24:11:00:00:02",
+        ipv4: { address: "198.51.100.12/24", gateway: "198.51.100.1" },
+        orPort: 9001,
+        contactInfo: "abuse@example.net",
+      },
+    ],
+  };
+}
+

@@ -11,27 +11,10 @@ import { ConfigError, loopbackHostOf, parseStackConfig, projectConfigObject } fr
 import { readStackConfigFile } from "../../lib/config/stack-file";
 import { privateTmpDir } from "../support/tmp";
 import { repoRoot } from "../support/pulumi";
+import { validProxmoxConfig } from "../support/fleet";
 
 const TOKEN = "pulumi@pve!ci=0a1b2c3d-0000-4000-8000-000000000000";
 
-function validConfig(): Record<string, any> {
-  return {
-    proxmox: { endpoint: "https://pve.example.net:8006", nodes: ["pve1"], datastore: "local", bridge: "vmbr0" },
-    proxmoxApiToken: TOKEN,
-    stateCollection: { privateKeyFile: "keys/collector" },
-    relays: [
-      {
-        name: "exit-1",
-        nickname: "ExitOne",
-        node: "pve1",
-        vmId: 9101,
-        mac: "BC:24:11:00:00:01",
-        ipv4: { address: "198.51.100.11/24", gateway: "198.51.100.1" },
-        contactInfo: "abuse@example.net",
-      },
-    ],
-  };
-}
 
 /** The problems of a config, as "path: message" lines; [] when it parses. */
 function problemsOf(raw: unknown, options: Parameters<typeof parseStackConfig>[1] = {}): string[] {
@@ -56,13 +39,13 @@ describe("text settings stay text, whatever they look like", () => {
     ["buildDir", "null"],
     ["proxmoxApiToken", TOKEN],
   ])("%s: %s", (key, value) => {
-    const raw = projectConfigObject(asPulumiGivesIt({ ...validConfig(), [key]: value }), "diskless-relays");
+    const raw = projectConfigObject(asPulumiGivesIt({ ...validProxmoxConfig(), [key]: value }), "diskless-relays");
     expect(raw[key]).toBe(value);
     expect(parseStackConfig(raw)[key as "keyStore"]).toBe(value);
   });
 
   it("keeps a numeric-looking nickname and release text inside objects", () => {
-    const config = validConfig();
+    const config = validProxmoxConfig();
     config.relays[0].nickname = "12345";
     config.image = { release: "12" };
     const parsed = parseStackConfig(projectConfigObject(asPulumiGivesIt(config), "diskless-relays"));
@@ -71,7 +54,7 @@ describe("text settings stay text, whatever they look like", () => {
   });
 
   it("asks for quotes where the YAML made a number of text", () => {
-    const config = validConfig();
+    const config = validProxmoxConfig();
     config.relays[0].nickname = 12345;
     config.image = { release: 12 };
     expect(problemsOf(projectConfigObject(asPulumiGivesIt(config), "diskless-relays"))).toEqual([
@@ -81,20 +64,20 @@ describe("text settings stay text, whatever they look like", () => {
   });
 
   it("still reads objects, lists, numbers and booleans of the other settings", () => {
-    const raw = projectConfigObject(asPulumiGivesIt({ ...validConfig(), rollout: { maxParallel: 2, rollback: false } }), "diskless-relays");
+    const raw = projectConfigObject(asPulumiGivesIt({ ...validProxmoxConfig(), rollout: { maxParallel: 2, rollback: false } }), "diskless-relays");
     expect(parseStackConfig(raw).rollout).toMatchObject({ maxParallel: 2, rollback: false });
   });
 });
 
 describe("memoryMiB", () => {
   it.each([[1e12], [4_194_305], [2 ** 53]])("refuses %d MiB, more than Proxmox VE gives a VM", (memoryMiB) => {
-    const config = validConfig();
+    const config = validProxmoxConfig();
     config.relays[0].memoryMiB = memoryMiB;
     expect(problemsOf(config)).toEqual(["relays[0].memoryMiB: must be at most 4194304 MiB (4 TiB), the most Proxmox VE gives a VM"]);
   });
 
   it("takes Proxmox VE's maximum itself", () => {
-    const config = validConfig();
+    const config = validProxmoxConfig();
     config.relays[0].memoryMiB = 4_194_304;
     expect(problemsOf(config)).toEqual([]);
   });
@@ -108,7 +91,7 @@ describe("identity.broker.url on loopback", () => {
     attestation: "none",
   };
   const withBroker = (url: string, target: "proxmox" | "qemu" = "proxmox") => {
-    const config = { ...validConfig(), identity: { mode: "broker", broker: { ...BROKER, url } } };
+    const config = { ...validProxmoxConfig(), identity: { mode: "broker", broker: { ...BROKER, url } } };
     return target === "qemu" ? { ...config, target, testnet: {}, proxmox: undefined, proxmoxApiToken: undefined } : config;
   };
 
@@ -150,7 +133,7 @@ describe("identity.broker.url on loopback", () => {
 
 describe("credentials are Pulumi secrets", () => {
   const withPassword = () => {
-    const config = validConfig();
+    const config = validProxmoxConfig();
     config.proxmoxRootPassword = "a root password";
     return config;
   };
@@ -171,7 +154,7 @@ describe("credentials are Pulumi secrets", () => {
   });
 
   it("reports a plaintext credential with the config's other problems", () => {
-    const config = validConfig();
+    const config = validProxmoxConfig();
     config.relays[0].nickname = "not a nickname";
     expect(problemsOf(config, { secretKeys: new Set() })).toEqual([expect.stringMatching(/^proxmoxApiToken: is stored in plain text/), expect.stringMatching(/^relays\[0\]\.nickname: /)]);
   });
@@ -179,7 +162,7 @@ describe("credentials are Pulumi secrets", () => {
 
 describe("a port clash names the field that holds the port", () => {
   const withRelay = (change: (relay: Record<string, any>) => void, fleet: Record<string, unknown> = {}) => {
-    const config = { ...validConfig(), ...fleet };
+    const config = { ...validProxmoxConfig(), ...fleet };
     change(config.relays[0]);
     return problemsOf(config);
   };
@@ -214,7 +197,7 @@ describe("a stack's config read from its files (keys -- export-shipped)", () => 
   };
 
   it("takes the project's text defaults as text and a text keyStore as written", () => {
-    write({ ...validConfig(), keyStore: "1234" }, "secure");
+    write({ ...validProxmoxConfig(), keyStore: "1234" }, "secure");
     const config = readStackConfigFile(dir, "s");
     expect(config.target).toBe("proxmox");
     expect(config.buildDir).toBe("build");
@@ -222,7 +205,7 @@ describe("a stack's config read from its files (keys -- export-shipped)", () => 
   });
 
   it("refuses an API token stored in plain text", () => {
-    write(validConfig(), "plain");
+    write(validProxmoxConfig(), "plain");
     expect(() => readStackConfigFile(dir, "s")).toThrow(/proxmoxApiToken: is stored in plain text/);
   });
 });

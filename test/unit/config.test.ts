@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { ConfigError, formatConfigPath, parseStackConfig, projectConfigObject } from "../../lib/config/config";
+import { validProxmoxConfig } from "../support/fleet";
 
 /** What key-broker init prints, in shape: a 32-byte key in base64 and an age recipient (bech32 charset). */
 const BROKER = {
@@ -10,49 +11,13 @@ const BROKER = {
   attestation: "none",
 };
 
-function validConfig() {
-  return {
-    proxmox: {
-      endpoint: "https://pve.example.net:8006",
-      nodes: ["pve1", "pve2"],
-      datastore: "local",
-      bridge: "vmbr0",
-    },
-    proxmoxApiToken: "pulumi@pve!ci=0a1b2c3d-0000-4000-8000-000000000000",
-    stateCollection: { privateKeyFile: "keys/collector/id_ed25519" },
-    relays: [
-      {
-        name: "exit-1",
-        nickname: "ExitOne",
-        node: "pve1",
-        vmId: 9101,
-        mac: "BC:24:11:00:00:01",
-        ipv4: { address: "198.51.100.11/24", gateway: "198.51.100.1" },
-        ipv6: { address: "2001:db8::11/64", gateway: "2001:db8::1" },
-        exit: { enabled: true },
-        nameservers: ["198.51.100.53"],
-        contactInfo: "abuse@example.net",
-      },
-      {
-        name: "guard-1",
-        nickname: "GuardOne",
-        node: "pve2",
-        vmId: 9102,
-        mac: "BC:24:11:00:00:02",
-        ipv4: { address: "198.51.100.12/24", gateway: "198.51.100.1" },
-        orPort: 9001,
-        contactInfo: "abuse@example.net",
-      },
-    ],
-  };
-}
 
 // Loosely typed on purpose: the cases write values the schema must reject.
 type Config = { [key: string]: any; relays: any[]; proxmox: any };
 
 /** Parses a mutated valid config and returns the problems it reports. */
 function problemsOf(mutate: (config: Config) => void) {
-  const config = validConfig() as Config;
+  const config = validProxmoxConfig() as Config;
   mutate(config);
   try {
     parseStackConfig(config);
@@ -65,7 +30,7 @@ function problemsOf(mutate: (config: Config) => void) {
 
 describe("parseStackConfig", () => {
   it("accepts a valid config and fills in the defaults", () => {
-    const config = parseStackConfig(validConfig());
+    const config = parseStackConfig(validProxmoxConfig());
     expect(config.image.flavour).toBe("debian");
     expect(config.proxmox!.verifyTls).toBe(true);
     expect(config.target).toBe("proxmox");
@@ -88,7 +53,7 @@ describe("parseStackConfig", () => {
   });
 
   it("takes per-relay limits and turns an exit's notice off", () => {
-    const raw = validConfig() as Config;
+    const raw = validProxmoxConfig() as Config;
     raw.relays[0].exit = { enabled: true, notice: { enabled: false } };
     raw.relays[0].orPort = 80;
     raw.relays[0].memoryMiB = 4096;
@@ -99,9 +64,9 @@ describe("parseStackConfig", () => {
   });
 
   it("accepts a broker with token attestation on Proxmox VE, and a loopback broker on the local stack", () => {
-    const proxmox = parseStackConfig({ ...validConfig(), identity: { mode: "broker", broker: BROKER } });
+    const proxmox = parseStackConfig({ ...validProxmoxConfig(), identity: { mode: "broker", broker: BROKER } });
     expect(proxmox.identity.broker).toEqual({ ...BROKER, allowSimulatedAttestation: false, pushIntervalSeconds: 300 });
-    const local = { ...validConfig(), target: "qemu", testnet: {}, identity: { mode: "broker", broker: { ...BROKER, url: "http://127.0.0.1:8443", attestation: "snp", allowSimulatedAttestation: true } } };
+    const local = { ...validProxmoxConfig(), target: "qemu", testnet: {}, identity: { mode: "broker", broker: { ...BROKER, url: "http://127.0.0.1:8443", attestation: "snp", allowSimulatedAttestation: true } } };
     delete (local as any).proxmox;
     delete (local as any).proxmoxApiToken;
     for (const relay of (local as any).relays) relay.sev = { enabled: true, ovmf: "ovmf.fd", ovmfSha256: "0".repeat(64), vcpuType: "EPYC-v4" };
@@ -109,7 +74,7 @@ describe("parseStackConfig", () => {
     // The local stack may leave the broker's keys and endpoints to its testnet; elsewhere they are required.
     const fromTestnet = { ...local, identity: { mode: "broker", broker: { attestation: "snp", allowSimulatedAttestation: true } } };
     expect(parseStackConfig(fromTestnet).identity.broker!.url).toBeUndefined();
-    const bare = { ...validConfig(), identity: { mode: "broker", broker: { attestation: "none" } } };
+    const bare = { ...validProxmoxConfig(), identity: { mode: "broker", broker: { attestation: "none" } } };
     expect(() => parseStackConfig(bare)).toThrow(/identity\.broker\.url: is required[\s\S]*identity\.broker\.admin: is required/);
     // Attested release needs a guest that can attest, on the local stack too.
     const noSev = { ...fromTestnet, relays: (local as any).relays.map((relay: any) => ({ ...relay, sev: undefined })) };
@@ -277,7 +242,7 @@ describe("parseStackConfig", () => {
 
   it("accepts paths with spaces, quotes and $(…): they reach tools as single arguments", () => {
     const config = parseStackConfig({
-      ...validConfig(),
+      ...validProxmoxConfig(),
       buildDir: "/srv/relay build/$(touch pwned)",
       keyStore: "keys 'store'",
       stateCollection: { privateKeyFile: "keys/coll ector/$(id)" },
@@ -286,8 +251,8 @@ describe("parseStackConfig", () => {
   });
 
   it("exposes no MetricsPort by default; a fleet-wide metrics setting, a relay's own, and false", () => {
-    expect(parseStackConfig(validConfig()).relays.map((relay) => relay.metrics)).toEqual([undefined, undefined]);
-    const fleet = { ...validConfig(), metrics: { allowFrom: "203.0.113.5" } } as Config;
+    expect(parseStackConfig(validProxmoxConfig()).relays.map((relay) => relay.metrics)).toEqual([undefined, undefined]);
+    const fleet = { ...validProxmoxConfig(), metrics: { allowFrom: "203.0.113.5" } } as Config;
     expect(parseStackConfig(fleet).relays.map((relay) => relay.metrics)).toEqual([
       { allowFrom: ["203.0.113.5"], port: 9035 },
       { allowFrom: ["203.0.113.5"], port: 9035 },
@@ -298,13 +263,13 @@ describe("parseStackConfig", () => {
   });
 
   it("lets an exit name no resolver: its own resolver then resolves from the root", () => {
-    const base = validConfig() as Config;
+    const base = validProxmoxConfig() as Config;
     base.relays[0].nameservers = [];
     expect(parseStackConfig(base).relays[0]!.nameservers).toEqual([]);
   });
 
   it("accepts an off-subnet gateway marked onLink, and a link-local IPv6 gateway", () => {
-    const base = validConfig() as Config;
+    const base = validProxmoxConfig() as Config;
     base.relays[0].ipv4 = { address: "198.51.100.11/32", gateway: "198.51.100.1", onLink: true };
     base.relays[0].ipv6 = { address: "2001:db8::11/64", gateway: "fe80::1" };
     const config = parseStackConfig(base);
@@ -313,23 +278,26 @@ describe("parseStackConfig", () => {
   });
 
   it("accepts tor's own spellings of bandwidths and policies", () => {
-    const base = validConfig() as Config;
+    const base = validProxmoxConfig() as Config;
     base.relays[0].bandwidth = { rate: "800 Mbits", burst: "100 MBytes" };
     base.relays[0].exit = { enabled: true, policy: ["reject private:*", "accept6 [2001:db8::]/32:6660-6669", "accept *4:443", "reject *:*"] };
     expect(parseStackConfig(base).relays[0]!.exit.policy).toHaveLength(4);
   });
 
   it("reports a misspelled top-level key of the project's config", () => {
-    const all = Object.fromEntries(Object.entries(validConfig()).map(([key, value]) => [`diskless-relays:${key}`, JSON.stringify(value)]));
+    const all = Object.fromEntries(Object.entries(validProxmoxConfig()).map(([key, value]) => [`diskless-relays:${key}`, JSON.stringify(value)]));
     all["diskless-relays:rolout"] = JSON.stringify({ maxParallel: 2 });
     all["proxmoxve:endpoint"] = "https://other"; // another namespace: not ours to judge
     all["diskless-relays:proxmoxApiToken"] = "pulumi@pve!ci=0a1b2c3d-0000-4000-8000-000000000000";
+    // The refusal is asserted outside the catch: a parse that passed fails here, saying so.
+    let refusal: unknown;
     try {
       parseStackConfig(projectConfigObject(all, "diskless-relays"));
-      expect.unreachable();
     } catch (err) {
-      expect((err as ConfigError).problems).toEqual([{ path: "rolout", message: "is not a known setting (a typo?)" }]);
+      refusal = err;
     }
+    expect(refusal).toBeInstanceOf(ConfigError);
+    expect((refusal as ConfigError).problems).toEqual([{ path: "rolout", message: "is not a known setting (a typo?)" }]);
   });
 
   it("reports every bad field at once, each with its path", () => {
@@ -346,7 +314,7 @@ describe("parseStackConfig", () => {
     // The refusal itself is asserted outside any catch: a parse that passed would fail here.
     let refusal: unknown;
     try {
-      parseStackConfig({ ...validConfig(), proxmoxApiToken: token });
+      parseStackConfig({ ...validProxmoxConfig(), proxmoxApiToken: token });
     } catch (err) {
       refusal = err;
     }
