@@ -50,8 +50,8 @@ export interface QemuRelayMachine {
 
 /**
  * How long a relay VM gets to power off on the ACPI power button before it is
- * stopped hard, on either target: relay-shutdown gives tor 15 s to exit and
- * the agent's last push 35 s.
+ * stopped hard, on either target: relay-shutdown gives tor 15 s to exit (10 s
+ * after SIGTERM, 5 after SIGKILL) and the agent's last push 35 s.
  */
 export const CLEAN_SHUTDOWN_SECONDS = 60;
 

@@ -5,7 +5,8 @@
  * is stopped first and at once (SIGTERM: a relay given SIGINT waits
  * ShutdownWaitLength), the agent only once tor has exited (its last push then
  * carries the state tor wrote on its way out), and the script waits for that
- * push, within bounds. It runs with the PATH busybox init gives it, in PID
+ * push, within bounds; a tor that outlives its bound is killed, and one that
+ * blocks SIGTERM is named as such. It runs with the PATH busybox init gives it, in PID
  * and mount namespaces of its own: killall finds processes by name, and this
  * machine's other tor processes are not its to signal.
  */
@@ -28,8 +29,22 @@ function standIn(dir: string, name: string, seconds: number, log: string): void 
   chmodSync(file, 0o755);
 }
 
+/**
+ * A process called tor with SIGTERM blocked, as tor's threads have been seen
+ * under QEMU's emulation: the mask is set, then survives exec into sleep
+ * (which blocks nothing itself), so the signal stays pending.
+ */
+function termBlockingTor(dir: string): void {
+  symlinkSync("/bin/sleep", join(dir, "tor-sleep"));
+  writeFileSync(
+    join(dir, "tor"),
+    `#!/bin/busybox sh\nexec /usr/bin/python3 -c 'import os, signal; signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGTERM]); os.execv("${join(dir, "tor-sleep")}", ["tor", "1000"])'\n`,
+  );
+  chmodSync(join(dir, "tor"), 0o755);
+}
+
 /** Runs relay-shutdown in a fresh PID namespace beside the stand-ins `names` (started first); the log, console and seconds taken. */
-function shutDown(names: { name: string; seconds: number }[]) {
+function shutDown(names: { name: string; seconds: number }[], blockingTor = false) {
   const dir = privateTmpDir("relay-shutdown");
   const log = join(dir, "signals.log");
   writeFileSync(log, "");
@@ -37,6 +52,7 @@ function shutDown(names: { name: string; seconds: number }[]) {
   mkdirSync(join(dir, "local-bin"));
   symlinkSync("/bin/busybox", join(dir, "local-bin", "killall"));
   for (const { name, seconds } of names) standIn(dir, name, seconds, log);
+  if (blockingTor) termBlockingTor(dir);
   const driver = join(dir, "driver");
   writeFileSync(
     driver,
@@ -45,6 +61,7 @@ function shutDown(names: { name: string; seconds: number }[]) {
       // The image has no other killall (this machine's psmisc one is hidden).
       "if [ -e /usr/bin/killall ]; then mount --bind /dev/null /usr/bin/killall; fi",
       ...names.map(({ name }) => `${join(dir, name)} &`),
+      ...(blockingTor ? [`${join(dir, "tor")} &`] : []),
       "sleep 0.3",
       "began=$(date +%s.%N)",
       `busybox sh ${SCRIPT}`,
@@ -76,15 +93,26 @@ describe("relay-shutdown, on the ACPI power button", () => {
     expect(console).toMatch(/stopping tor\n.*waiting for the agent's last push\n.*done/);
   }, 60_000);
 
-  it("goes on when tor does not exit within its bound, and does not wait for an agent that is not there (image mode)", () => {
-    const { result, lines, console } = shutDown([{ name: "tor", seconds: 20 }]);
+  it("kills a tor that has not exited 10 s after SIGTERM, and does not wait for an agent that is not there (image mode)", () => {
+    const { result, lines, console } = shutDown([{ name: "tor", seconds: 30 }]);
     expect(result.status, result.stderr).toBe(0);
     const script = lines.find((line) => line[0] === "script")!;
     const [ended, began] = [Number(script[2]), Number(script[4])];
     // The bound is counted in whole seconds of the clock.
-    expect(ended - began).toBeGreaterThanOrEqual(14);
-    expect(ended - began).toBeLessThan(19);
-    expect(console).toMatch(/tor still runs after 15 s/);
+    expect(ended - began).toBeGreaterThanOrEqual(9);
+    expect(ended - began).toBeLessThan(14);
+    expect(lines.map((line) => line.slice(0, 2).join(" "))).toEqual(["tor got", "script ended"]);
+    expect(console).toMatch(/tor still runs after 10 s\n.*killing tor: the kernel closes its connections/);
+    expect(console).not.toMatch(/blocks SIGTERM/);
     expect(console).not.toMatch(/agent/);
+  }, 90_000);
+
+  it("says when tor blocks SIGTERM in every thread, kills it, and goes on to the agent", () => {
+    const { result, lines, console } = shutDown([{ name: "relay-agent", seconds: 1 }], true);
+    expect(result.status, result.stderr).toBe(0);
+    expect(console).toMatch(/tor still runs after 10 s\n.*tor \(\d+\) blocks SIGTERM in every thread, so it never sees it\n.*killing tor/);
+    expect(console).not.toMatch(/still runs after 5 s/);
+    // The agent was still told, after tor was gone.
+    expect(lines.map((line) => line.slice(0, 2).join(" "))).toEqual(["relay-agent got", "relay-agent done", "script ended"]);
   }, 90_000);
 });

@@ -154,9 +154,13 @@ describe("the Debian relay image", () => {
       await waitFor(vm.console, /relay-shutdown: done/, CLEAN_SHUTDOWN_SECONDS);
       const text = vm.console();
       expect(text).toMatch(/relay-acpid: power button pressed/);
-      // tor's own word that it took SIGTERM: a relay exits at once on it, closing its connections.
-      expect(text).toMatch(/relay-shutdown: stopping tor[\s\S]*Catching signal TERM, exiting cleanly/);
-      expect(text).not.toMatch(/tor still runs after/);
+      // tor's own word that it took SIGTERM: a relay exits at once on it, closing its connections. Under
+      // QEMU's emulation tor's main thread sometimes blocks SIGTERM (relay-shutdown's header): then the script
+      // must have seen that in tor's signal masks and killed it, which closes its connections as well.
+      const stopped = /relay-shutdown: stopping tor[\s\S]*(Catching signal TERM, exiting cleanly|relay-shutdown: tor \(\d+\) blocks SIGTERM in every thread[\s\S]*relay-shutdown: killing tor)/.exec(text);
+      expect(stopped, "tor neither took SIGTERM nor was found blocking it").not.toBeNull();
+      if (stopped![1]!.startsWith("Catching")) expect(text).not.toMatch(/tor still runs after/);
+      expect(text).not.toMatch(/tor still runs after 5 s/);
       for (let i = 0; i < 300 && runningPid(target.runDir) !== undefined; i++) await new Promise((resolve) => setTimeout(resolve, 100));
       expect(runningPid(target.runDir)).toBeUndefined();
       expect(Date.now() - began).toBeLessThan(CLEAN_SHUTDOWN_SECONDS * 1000);
