@@ -8,6 +8,7 @@
  */
 import { request as httpRequest } from "node:http";
 import { request as httpsRequest } from "node:https";
+import { RELAY_NAME } from "../core/plain-values";
 
 export type BrokerAdminEndpoint = { socket: string; token: string; ca?: string } | { url: string; token: string; ca?: string };
 
@@ -36,11 +37,10 @@ export class BrokerAdminError extends Error {
   }
 }
 
-const RELAY = /^[a-z0-9][a-z0-9-]{0,62}$/;
 const DIGEST = /^[0-9a-f]{64}$/;
 
 function relayPath(relay: string): string {
-  if (!RELAY.test(relay)) throw new Error(`"${relay}" is not a relay name the broker accepts`);
+  if (!RELAY_NAME.test(relay)) throw new Error(`"${relay}" is not a relay name the broker accepts`);
   return `/v1/admin/relays/${relay}`;
 }
 

@@ -10,7 +10,7 @@ import { catchAllProblems } from "../tor/exit-policy";
 import { vcpuTypeNames } from "../snp/vcpu-types";
 import { CONNTRACK_ENTRY_BYTES, CONNTRACK_MAX_RAM_SHARE, defaultConntrackMax, EXIT_NOTICE_PORT, DEFAULT_IPV6_SOURCE_PREFIX, DEFAULT_NOTICE_LIMIT, DEFAULT_OPEN_FILES, DEFAULT_ORPORT_LIMIT, MAX_OPEN_FILES, MIN_CONNECTIONS_PER_SOURCE, type PerSourceLimit } from "./limits";
 import { bandwidthProblem, DEFAULT_METRICS_PORT, freeTextProblem, parseMetricsSource, parsePolicyRule, parseTorBandwidth } from "../tor/tor-values";
-import { CPU_MODEL, firstNonAscii, PACKAGE, PATH_OPTION_MESSAGE, pathLooksLikeOption, RELEASE, stringsIn } from "../core/plain-values";
+import { CPU_MODEL, firstNonAscii, PACKAGE, PATH_OPTION_MESSAGE, pathLooksLikeOption, RELAY_NAME, RELAY_NAME_MESSAGE, RELEASE, stringsIn } from "../core/plain-values";
 
 /** 2026-01-01T00:00:00Z: the date inside every image unless image.sourceDateEpoch says otherwise. */
 export const DEFAULT_SOURCE_DATE_EPOCH = 1_767_225_600;
@@ -308,7 +308,7 @@ const RETIRED_RELAY_SETTINGS: Record<string, string> = {
 const relaySchema = z
   .object({
     /** Pulumi resource name and key-store directory name; stable for the life of the relay. */
-    name: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, "must be lower-case letters, digits and dashes, starting with a letter or digit"),
+    name: z.string().regex(RELAY_NAME, RELAY_NAME_MESSAGE),
     nickname: z.string().regex(NICKNAME, "must be 1–19 characters of A–Z, a–z and 0–9 (tor's Nickname rule)"),
     node: z.string().regex(HOSTNAME, "must name a Proxmox VE node (a host name, beginning with a letter or digit)"),
     vmId: z.number().int().min(100, "must be a Proxmox VMID, 100–999999999").max(999_999_999, "must be a Proxmox VMID, 100–999999999"),

@@ -14,6 +14,14 @@
  */
 import { posix } from "node:path";
 
+/**
+ * A relay's name: its Pulumi resource name, its key-store directory, its name
+ * at the key broker and in every file and label that carries it. The broker
+ * and its agent (Go) get this same pattern as data (lib/image/broker-files.ts).
+ */
+export const RELAY_NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
+export const RELAY_NAME_MESSAGE = "must be lower-case letters, digits and dashes, starting with a letter or digit, at most 63";
+
 /** A Debian suite or an Alpine branch (bookworm, v3.23): what mmdebstrap and alpine-make-rootfs take. */
 export const RELEASE = /^[a-z0-9][a-z0-9.-]*$/;
 

@@ -1,5 +1,5 @@
 /**
- * The files a key broker bundle may hold, as the broker and its relay agent
+ * The files a key broker bundle may hold, and the relay-name rule, as the broker and its relay agent
  * (tools/broker, Go) read them: rendered from the one list of each kind here
  * into tools/broker/internal/protocol/files.json, which the Go code embeds.
  * test/unit/broker-agent.test.ts fails when the two differ; `npx tsx
@@ -7,6 +7,7 @@
  */
 import { DIRECTORY_CACHE_FILES, MAX_DIRECTORY_DOCUMENT_BYTES } from "../steps/steps";
 import { IDENTITY_FILES, ONION_KEY_FILES } from "../tor/tor-keys";
+import { RELAY_NAME } from "../core/plain-values";
 
 /** Where the Go code embeds the file set, relative to the project. */
 export const BROKER_FILE_SET_PATH = "tools/broker/internal/protocol/files.json";
@@ -21,6 +22,8 @@ export interface BrokerFileSet {
   directoryDocuments: { name: string; firstLine: string }[];
   /** Their size bound; keys and state have the broker's own, much smaller one. */
   maxDirectoryDocumentBytes: number;
+  /** The relay-name rule (lib/core/plain-values.ts RELAY_NAME), as a Go regexp takes it. */
+  relayName: string;
 }
 
 export function brokerFileSet(): BrokerFileSet {
@@ -31,6 +34,7 @@ export function brokerFileSet(): BrokerFileSet {
     mutable: [...ONION_KEY_FILES.map((file) => `keys/${file}`), "state", ...directoryDocuments.map((document) => document.name)],
     directoryDocuments,
     maxDirectoryDocumentBytes: MAX_DIRECTORY_DOCUMENT_BYTES,
+    relayName: RELAY_NAME.source,
   };
 }
 

@@ -11,6 +11,7 @@ import { z } from "zod";
 import { addressOf, canonicalAddress, parseAddress } from "../tor/addresses";
 import type { RelayConfig } from "../config/config";
 import { parseMetricsSource } from "../tor/tor-values";
+import { RELAY_NAME } from "../core/plain-values";
 
 /** Where the files go: artifacts/monitoring/<stack>/, these names. */
 export const MONITORING_FILES = { config: "prometheus.yml", targets: "targets.json", rules: "rules.yml" } as const;
@@ -21,7 +22,7 @@ const STACK = /^[A-Za-z0-9_.-]{1,100}$/;
 /** One relay as Prometheus scrapes it. */
 export const monitoringTargetSchema = z
   .object({
-    relay: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/),
+    relay: z.string().regex(RELAY_NAME),
     nickname: z.string().regex(/^[A-Za-z0-9]{1,19}$/),
     fingerprint: z.string().regex(/^[0-9A-F]{40}$/),
     node: z.string().regex(/^[A-Za-z0-9.-]{1,253}$/),

@@ -8,7 +8,7 @@
  */
 import { z } from "zod";
 import { monitoringSpecSchema } from "../render/monitoring";
-import { CPU_MODEL, PACKAGE, PATH_OPTION_MESSAGE, pathLooksLikeOption, PRINTABLE_ASCII, PRINTABLE_ASCII_LINES, RELEASE } from "../core/plain-values";
+import { CPU_MODEL, PACKAGE, RELAY_NAME, PATH_OPTION_MESSAGE, pathLooksLikeOption, PRINTABLE_ASCII, PRINTABLE_ASCII_LINES, RELEASE } from "../core/plain-values";
 import { ONION_KEY_FILES } from "../tor/tor-keys";
 
 /** Run from the project directory; the step name is its only argument. */
@@ -22,7 +22,7 @@ const path = z
   // eslint-disable-next-line no-control-regex
   .regex(/^[^\u0000-\u001f\u007f]+$/, "must be a path on one line")
   .refine((value) => !pathLooksLikeOption(value), PATH_OPTION_MESSAGE);
-const name = z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/);
+const name = z.string().regex(RELAY_NAME);
 const nickname = z.string().regex(/^[A-Za-z0-9]{1,19}$/);
 const digest = z.string().regex(/^[0-9a-f]{64}$/);
 const port = z.number().int().min(1).max(65535);

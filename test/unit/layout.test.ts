@@ -119,6 +119,39 @@ export function ioPath(graph: Map<string, Import[]>, file: string, seen = new Se
   return undefined;
 }
 
+/**
+ * Facts written once (home), reaching other code as generated data. Their
+ * text anywhere else in the repository's code is a second copy.
+ */
+const FACTS = [
+  { fact: "the relay-name rule", text: "[a-z0-9][a-z0-9-]{0,62}", home: "lib/core/plain-values.ts", generated: ["tools/broker/internal/protocol/files.json"] },
+];
+
+function codeFiles(dir = ""): string[] {
+  return readdirSync(join(repoRoot, dir || ".")).flatMap((name) => {
+    const path = dir ? `${dir}/${name}` : name;
+    if (["node_modules", ".git", "fixtures", "artifacts", "keys"].includes(name)) return [];
+    const stat = statSync(join(repoRoot, path));
+    if (stat.isDirectory()) return codeFiles(path);
+    // Code in any of the project's languages; relay scripts have no extension.
+    return /\.(ts|cjs|go|sh|json|ya?ml)$/.test(name) || path.startsWith("images/rootfs/files/") ? [path] : [];
+  });
+}
+
+/** Every second copy of a fact, as "fact: file"; `extra` adds files as a throwaway change would. */
+function secondCopies(extra: Record<string, string> = {}): string[] {
+  const texts = new Map(codeFiles().map((file) => [file, () => readFileSync(join(repoRoot, file), "utf8")]));
+  for (const [file, text] of Object.entries(extra)) texts.set(file, () => text);
+  const found: string[] = [];
+  for (const { fact, text, home, generated } of FACTS) {
+    for (const [file, read] of texts) {
+      if (file === home || generated.includes(file) || file === "test/unit/layout.test.ts" || file === "package-lock.json") continue;
+      if (read().includes(text)) found.push(`${fact}: ${file}`);
+    }
+  }
+  return found;
+}
+
 describe("the code's layout", () => {
   it("keeps every lib file in one of lib/'s folders", () => {
     const stray = PROGRAM.filter((file) => file.startsWith("lib/") && (file.split("/").length !== 3 || !LIB_LAYERS.includes(folderOf(file) as never)));
@@ -198,6 +231,14 @@ describe("the code's layout", () => {
       }
     }
     expect(bad).toEqual([]);
+  });
+
+  it("writes each shared fact once: other code, in any language, gets it as data", () => {
+    expect(secondCopies()).toEqual([]);
+    // A throwaway second copy, as a Go file would carry it, is found.
+    expect(secondCopies({ "tools/broker/internal/x.go": "var re = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)" })).toEqual([
+      "the relay-name rule: tools/broker/internal/x.go",
+    ]);
   });
 
   it("is mapped in the README: the same folders, in the same order", () => {

@@ -80,7 +80,7 @@ func ParseConfig(data []byte) (*Config, error) {
 
 func (c *Config) validate() error {
 	if !protocol.ValidRelay(c.Relay) {
-		return errors.New("relay must match ^[a-z0-9][a-z0-9-]{0,62}$")
+		return errors.New("relay must match " + protocol.RelayNamePattern)
 	}
 	if !protocol.ValidImageDigest(c.ImageDigest) {
 		return errors.New("imageDigest must be 64 lowercase hex digits")

@@ -23,7 +23,7 @@ func (s *Server) admin(h http.HandlerFunc) http.HandlerFunc {
 			return
 		}
 		if relay := r.PathValue("relay"); relay != "" && !protocol.ValidRelay(relay) {
-			writeError(w, http.StatusBadRequest, "bad-relay-name", "relay name must match ^[a-z0-9][a-z0-9-]{0,62}$")
+			writeError(w, http.StatusBadRequest, "bad-relay-name", "relay name must match "+protocol.RelayNamePattern)
 			return
 		}
 		h(w, r)
@@ -415,7 +415,7 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
 func (s *Server) handleLog(w http.ResponseWriter, r *http.Request) {
 	relay := r.URL.Query().Get("relay")
 	if relay != "" && !protocol.ValidRelay(relay) {
-		writeError(w, http.StatusBadRequest, "bad-relay-name", "relay name must match ^[a-z0-9][a-z0-9-]{0,62}$")
+		writeError(w, http.StatusBadRequest, "bad-relay-name", "relay name must match "+protocol.RelayNamePattern)
 		return
 	}
 	lines, err := s.st.ReadLog(relay)

@@ -109,7 +109,7 @@ func internal(err error) *refusal {
 func (s *Server) handleAttest(w http.ResponseWriter, r *http.Request) {
 	relay := r.PathValue("relay")
 	if !protocol.ValidRelay(relay) {
-		writeError(w, http.StatusBadRequest, "bad-relay-name", "relay name must match ^[a-z0-9][a-z0-9-]{0,62}$")
+		writeError(w, http.StatusBadRequest, "bad-relay-name", "relay name must match "+protocol.RelayNamePattern)
 		return
 	}
 	var req protocol.AttestRequest

@@ -156,7 +156,7 @@ func randomID(n int) string {
 func (s *Server) handleChallenge(w http.ResponseWriter, r *http.Request) {
 	relay := r.PathValue("relay")
 	if !protocol.ValidRelay(relay) {
-		writeError(w, http.StatusBadRequest, "bad-relay-name", "relay name must match ^[a-z0-9][a-z0-9-]{0,62}$")
+		writeError(w, http.StatusBadRequest, "bad-relay-name", "relay name must match "+protocol.RelayNamePattern)
 		return
 	}
 	var req protocol.ChallengeRequest

@@ -67,7 +67,7 @@ const (
 	keyRoom = 1 << 20
 )
 
-// The file set, as lib/image/broker-files.ts renders it: the one list of each kind
+// The file set and the relay-name rule, as lib/image/broker-files.ts renders them: the one list of each kind
 // lives in the TypeScript that also builds the images, and reaches the
 // broker and the agent as this data.
 //
@@ -111,10 +111,11 @@ func init() {
 		Mutable                   []string            `json:"mutable"`
 		DirectoryDocuments        []DirectoryDocument `json:"directoryDocuments"`
 		MaxDirectoryDocumentBytes int                 `json:"maxDirectoryDocumentBytes"`
+		RelayName                 string              `json:"relayName"`
 	}
 	dec := json.NewDecoder(bytes.NewReader(fileSetJSON))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&set); err != nil || len(set.Identity) == 0 || len(set.Mutable) == 0 || set.MaxDirectoryDocumentBytes <= 0 {
+	if err := dec.Decode(&set); err != nil || len(set.Identity) == 0 || len(set.Mutable) == 0 || set.MaxDirectoryDocumentBytes <= 0 || set.RelayName == "" {
 		panic(fmt.Sprintf("protocol: files.json is not a file set (%v)", err))
 	}
 	for _, d := range set.DirectoryDocuments {
@@ -123,6 +124,8 @@ func init() {
 		}
 	}
 	IdentityFiles, MutableFiles, DirectoryDocuments = set.Identity, set.Mutable, set.DirectoryDocuments
+	RelayNamePattern = set.RelayName
+	relayRe = regexp.MustCompile(RelayNamePattern)
 	MaxDirectoryFileSize = set.MaxDirectoryDocumentBytes
 	MaxBundleSize = keyRoom + len(DirectoryDocuments)*MaxDirectoryFileSize
 	MaxPayloadSize = MaxBundleSize/3*4 + 64<<10
@@ -135,8 +138,11 @@ func init() {
 var familyKeyRe = regexp.MustCompile(`^keys/[A-Za-z0-9_-]{1,64}\.secret_family_key$`)
 
 var (
-	relayRe  = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
-	digestRe = regexp.MustCompile(`^[0-9a-f]{64}$`)
+	// RelayNamePattern is the relay-name rule, as the program's TypeScript
+	// defines it (files.json); relayRe is it compiled.
+	RelayNamePattern string
+	relayRe          *regexp.Regexp
+	digestRe         = regexp.MustCompile(`^[0-9a-f]{64}$`)
 )
 
 // ValidRelay reports whether name is an acceptable relay name.
