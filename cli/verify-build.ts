@@ -15,7 +15,6 @@
  * rebuild.
  */
 import { spawnSync } from "node:child_process";
-import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { basename, isAbsolute, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
@@ -29,6 +28,7 @@ import { verifySignature } from "../lib/image/signing";
 import { expectedLaunchMeasurement } from "../lib/snp/launch-digest";
 import { aptSourceLines, canonicalSet } from "../lib/image/package-index";
 import { buildBase } from "./steps/build-base";
+import { sha256File } from "../lib/core/digest";
 
 const USAGE = "usage: npm run verify-build -- RELAY [IMAGE_DIGEST] [--artifacts DIR] [--signers FILE --signer ID] [--ovmf FILE] [--keep]";
 
@@ -50,7 +50,6 @@ interface SnpDocument {
   measurement: string;
 }
 
-const sha256File = (file: string) => createHash("sha256").update(readFileSync(file)).digest("hex");
 
 /** The record of IMAGE_DIGEST (a prefix of at least 12 hex digits), or the relay's newest one. */
 function findRecord(dir: string, relay: string, digest: string | undefined): string {

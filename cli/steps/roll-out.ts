@@ -19,6 +19,7 @@ import { brokerStatus, registerImage, type BrokerAdminEndpoint } from "../../lib
 import { adminEndpoint, imageRegistration } from "../../lib/broker/image-registration";
 import { shellQuote } from "../../lib/core/shell-quote";
 import { StepFailure } from "../../lib/steps/step-failure";
+import { setTimeout as sleep } from "node:timers/promises";
 
 type Spec = StepSpec<"roll-out">;
 
@@ -38,7 +39,6 @@ const POLL_MS = 5000;
  * answered for this long without a running tor will not get one by waiting.
  */
 const TOR_START_GRACE_SECONDS = 90;
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** One answer to "how is the relay?": its health report and our clock when it was made, or why there is none. */
 type HealthAnswer = { ok: true; text: string; now: number } | { ok: false; error: string };

@@ -1,5 +1,4 @@
 /** The SBOMs: Syft's inventory of the base, and each relay image's record of what it stands on. */
-import { createHash } from "node:crypto";
 import { mkdirSync, readFileSync, statSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { readBaseRecord } from "../../lib/image/base-record";
@@ -8,8 +7,8 @@ import { readBuiltImage, RECIPE_RECORD } from "../../lib/image/relay-build";
 import { publishSigned } from "../../lib/image/signing";
 import { runTool } from "../../lib/core/run";
 import { relayRecipeSpec, type StepSpec } from "../../lib/steps/steps";
+import { sha256File } from "../../lib/core/digest";
 
-const sha256 = (file: string) => createHash("sha256").update(readFileSync(file)).digest("hex");
 
 export function scanBaseSbom(spec: StepSpec<"scan-base-sbom">): void {
   mkdirSync(dirname(spec.stem), { recursive: true });
@@ -19,7 +18,7 @@ export function scanBaseSbom(spec: StepSpec<"scan-base-sbom">): void {
     ["scan", `dir:${spec.rootfs}`, "--quiet", "--source-name", `relay-base-${spec.flavour}`, "--source-version", spec.baseDigest.slice(0, 12), "-o", `syft-json=${syftJson}`, "-o", `cyclonedx-json=${cdxJson}`],
     { what: "syft", env: { ...process.env, SYFT_CHECK_FOR_APP_UPDATE: "false" } },
   );
-  console.log(`sbom ${spec.stem}: ${sha256(syftJson)} syft-json, ${sha256(cdxJson)} cyclonedx-json`);
+  console.log(`sbom ${spec.stem}: ${sha256File(syftJson)} syft-json, ${sha256File(cdxJson)} cyclonedx-json`);
 }
 
 /**
@@ -39,8 +38,8 @@ export function writeRelaySbom(spec: StepSpec<"write-relay-sbom">): void {
     iso: { name: image.isoName, sha256: image.isoSha256, bytes: image.isoBytes },
     uki: { sha256: image.ukiSha256, bytes: image.ukiBytes },
     base: {
-      syftJson: { file: basename(spec.baseSyftJson), sha256: sha256(spec.baseSyftJson) },
-      cyclonedxJson: { file: basename(spec.baseCycloneDxJson), sha256: sha256(spec.baseCycloneDxJson) },
+      syftJson: { file: basename(spec.baseSyftJson), sha256: sha256File(spec.baseSyftJson) },
+      cyclonedxJson: { file: basename(spec.baseCycloneDxJson), sha256: sha256File(spec.baseCycloneDxJson) },
     },
     // The base SBOMs list every package of the base; an image without the SSH server layer does not hold openssh-server's files.
     baseLayers: image.baseLayers,

@@ -5,10 +5,10 @@
  * made. What anyone needs to rebuild it and compare (cli/verify-build.ts).
  * I/O: readBaseRecord and writeBaseRecord read and write the base directory.
  */
-import { createHash } from "node:crypto";
 import { readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { StepSpec } from "../steps/steps";
+import { sha256File } from "../core/digest";
 
 export const BASE_RECORD = "base.json";
 /** The files of a base build that go into images, by name. */
@@ -64,7 +64,6 @@ export function packageDifferences(recorded: BasePackage[], now: BasePackage[]):
   return lines.sort();
 }
 
-const sha256File = (file: string) => createHash("sha256").update(readFileSync(file)).digest("hex");
 
 /** Writes base.json into a finished base build directory. */
 export function writeBaseRecord(spec: StepSpec<"build-base">): BaseRecord {

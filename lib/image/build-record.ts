@@ -11,10 +11,9 @@
  * instead of pretending.
  * I/O: reads the base record and the built image's files it digests.
  */
-import { createHash } from "node:crypto";
-import { readFileSync } from "node:fs";
 import type { BaseRecord } from "./base-record";
 import type { RelayRecipe } from "../steps/steps";
+import { sha256File } from "../core/digest";
 
 export interface BuildRecord {
   schema: "diskless-relays/build/v1";
@@ -55,7 +54,7 @@ export function buildRecordOf(recipe: RelayRecipe, base: BaseRecord): BuildRecor
       ...(broker
         ? {
             broker: {
-              agentSha256: createHash("sha256").update(readFileSync(broker.agentBinary)).digest("hex"),
+              agentSha256: sha256File(broker.agentBinary),
               agentConfig: broker.agentConfig,
               ...(broker.caPem !== undefined ? { caPem: broker.caPem } : {}),
               bootToken: broker.bootToken === true,

@@ -14,6 +14,7 @@ import { readBaseRecord } from "./base-record";
 import { runTool } from "../core/run";
 import { DIRECTORY_CACHE_FILES, RELAY_EXPORT_FILES, type RelayRecipe } from "../steps/steps";
 import { IDENTITY_FILES, ONION_KEY_FILES } from "../tor/tor-keys";
+import { sha256File } from "../core/digest";
 
 /** What a finished image build leaves in its directory, and records in image.json. */
 export interface BuiltImage {
@@ -42,7 +43,6 @@ export interface BuiltImage {
 export const IMAGE_RECORD = "image.json";
 export const RECIPE_RECORD = "recipe.json";
 
-const sha256File = (file: string) => createHash("sha256").update(readFileSync(file)).digest("hex");
 
 /** The label inside the image and at the ISO's root: public facts only. */
 export function imageLabel(recipe: Pick<RelayRecipe, "relay" | "nickname" | "imageDigest">): string {

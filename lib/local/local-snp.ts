@@ -13,6 +13,7 @@ import { alive, commandLineOf } from "../core/pid-file";
 import { runTool, withPrivateTmpDir } from "../core/run";
 import { expectedLaunchMeasurement } from "../snp/launch-digest";
 import { VCPU_SIGNATURES, vcpuSignatureForType } from "../snp/vcpu-types";
+import { setTimeout as sleep } from "node:timers/promises";
 
 /** Where the ISO keeps the EFI system partition, and where in it the UKI is (images/build-iso.sh). */
 export const ISO_ESP_PATH = "/esp.img";
@@ -94,7 +95,6 @@ export function qemuCpuModels(): string[] {
     .flatMap((line) => /^x86 (\S+)/.exec(line)?.slice(1) ?? []);
 }
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 const isSocket = (path: string) => {
   try {

@@ -15,6 +15,7 @@ import { holdsOpen, ownedPid } from "../core/pid-file";
 import { CLEAN_SHUTDOWN_SECONDS, LOCAL_SNP_FIRMWARE, OVMF_VARS, qemuRelayArgs } from "./qemu";
 import { runTool } from "../core/run";
 import type { RelayTarget } from "../steps/steps";
+import { setTimeout as sleep } from "node:timers/promises";
 
 type QemuTarget = Extract<RelayTarget, { kind: "qemu" }>;
 
@@ -34,9 +35,6 @@ export function runningPid(runDir: string): number | undefined {
   return ownedPid(pidFile(runDir), (_argv, pid) => holdsOpen(pid, pidFile(runDir)));
 }
 
-async function sleep(ms: number) {
-  await new Promise((resolve) => setTimeout(resolve, ms));
-}
 
 const monitorOf = (runDir: string) => join(runDir, "monitor.sock");
 

@@ -11,12 +11,13 @@
 import { describeChange } from "../image/package-index";
 import { pendingUpdates, readMirrorRecord } from "../image/package-set";
 import { spawnSync } from "node:child_process";
-import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
 import { readRunningRecord } from "../steps/rollout-records";
 import { toolsBin, withToolsOnPath } from "../core/paths";
 import { chooseImage, matchesInImage, parseGrypeOutput, relaySbomRecordSchema, VULN_REPORT_SCHEMA, vulnReportFile, worstSeverity, type SbomRecordFile, type VulnReport } from "./vulns";
+import { sha256File } from "../core/digest";
+import { formatIssues } from "../core/zod-issues";
 
 /** grype's environment: the project's tools first, its database in the project's cache, nothing fetched. */
 export function grypeEnv(env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
@@ -82,7 +83,6 @@ export function scanSyftJson(syftJson: string, env: NodeJS.ProcessEnv = grypeEnv
   return result.stdout;
 }
 
-const sha256 = (file: string) => createHash("sha256").update(readFileSync(file)).digest("hex");
 
 /** A relay's SBOM records under artifacts/relays/<relay>/ (DIGEST12.json; signatures and measurements left out). */
 function sbomRecords(artifactsDir: string, relay: string): SbomRecordFile[] {
@@ -93,7 +93,7 @@ function sbomRecords(artifactsDir: string, relay: string): SbomRecordFile[] {
     .map((name) => {
       const file = join(dir, name);
       const record = relaySbomRecordSchema.safeParse(JSON.parse(readFileSync(file, "utf8")));
-      if (!record.success) throw new Error(`${file} is not a relay SBOM record: ${record.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`);
+      if (!record.success) throw new Error(`${file} is not a relay SBOM record: ${formatIssues(record.error)}`);
       return { file, imageDigest: record.data.imageDigest, mtimeMs: statSync(file).mtimeMs };
     });
 }
@@ -149,7 +149,7 @@ export function evaluateStack(options: EvaluateOptions): VulnReport {
       problems.push(`relay ${relay}: ${syftJson}, the SBOM its record ${choice.record} names, is missing: restore artifacts/sbom/ from the build host's archive`);
       continue;
     }
-    if (sha256(syftJson) !== record.base.syftJson.sha256) {
+    if (sha256File(syftJson) !== record.base.syftJson.sha256) {
       problems.push(`relay ${relay}: ${syftJson} is not the SBOM its record ${choice.record} names (SHA-256 differs): restore artifacts/sbom/ from the build host's archive`);
       continue;
     }

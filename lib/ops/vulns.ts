@@ -10,6 +10,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
 import { shellQuote } from "../core/shell-quote";
+import { formatIssues } from "../core/zod-issues";
 
 /** grype's severities, least to most severe. */
 export const SEVERITIES = ["Unknown", "Negligible", "Low", "Medium", "High", "Critical"] as const;
@@ -76,7 +77,7 @@ export function parseGrypeOutput(text: string, what = "grype's output"): { match
     throw new Error(`${what} is not JSON: ${(err as Error).message}`);
   }
   const parsed = grypeOutputSchema.safeParse(json);
-  if (!parsed.success) throw new Error(`${what} is not grype's JSON output: ${parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`);
+  if (!parsed.success) throw new Error(`${what} is not grype's JSON output: ${formatIssues(parsed.error)}`);
   const seen = new Set<string>();
   const matches: VulnMatch[] = [];
   for (const m of parsed.data.matches) {

@@ -6,7 +6,7 @@
  * I/O: reads key files, certificates and the testnet's network.json; runs
  * tor --verify-config (lib/render/torrc-check.ts).
  */
-import { createHash, type KeyObject } from "node:crypto";
+import type { KeyObject } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { resolveBroker } from "../broker/broker-endpoint";
@@ -29,6 +29,7 @@ import { defaultConntrackMax } from "../config/limits";
 import { verifyTorrcsWithTor } from "../render/torrc-check";
 import { shellQuote } from "../core/shell-quote";
 import { checkPublication } from "./publication";
+import { sha256File } from "../core/digest";
 
 export interface PlannedRelay {
   config: RelayConfig;
@@ -129,7 +130,7 @@ export function planFleet(
     if (!sev?.enabled || !sev.ovmf || !sev.ovmfSha256) return;
     const file = inProject(options.projectDir, sev.ovmf);
     if (!existsSync(file)) return void problems.push(`relays[${i}].sev.ovmf: ${file} is missing; the launch measurement of relay ${relay.name} is computed from it`);
-    const actual = createHash("sha256").update(readFileSync(file)).digest("hex");
+    const actual = sha256File(file);
     // A firmware nobody pinned would publish a measurement for a launch nobody reviewed.
     if (actual !== sev.ovmfSha256) problems.push(`relays[${i}].sev.ovmfSha256: ${file} has SHA-256 ${actual}, not the pinned ${sev.ovmfSha256}. If this firmware is the one to launch, pin it: pulumi config set --path ${shellQuote(`relays[${i}].sev.ovmfSha256`)} ${shellQuote(actual)}`);
   });

@@ -15,6 +15,7 @@ import type { Hardening } from "../render/hardening";
 import { SSH_HOST_KEY_FILES } from "../image/image-layout";
 import type { KeyFileDigests } from "./preview-record";
 import { IDENTITY_FILES } from "../tor/tor-keys";
+import { sha256File } from "../core/digest";
 
 /** The command the collection key may run on a relay (its requests: export-state, health); pinned into its authorized_keys line. */
 export const RELAY_COLLECTOR_COMMAND = "/usr/local/sbin/relay-collector";
@@ -149,7 +150,7 @@ export interface BrokerImageParts {
 export function brokerImageParts(broker: Pick<ResolvedBroker, "attestation">, agentBinary: string, caPem: string | undefined): BrokerImageParts {
   return {
     agentBinary,
-    agentSha256: createHash("sha256").update(readFileSync(agentBinary)).digest("hex"),
+    agentSha256: sha256File(agentBinary),
     ...(caPem !== undefined ? { caPem } : {}),
     ...(broker.attestation === "none" ? { bootToken: true } : {}),
   };

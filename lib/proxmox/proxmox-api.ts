@@ -12,6 +12,7 @@ import { readFileSync } from "node:fs";
 import { request } from "node:https";
 import { basename } from "node:path";
 import { CLEAN_SHUTDOWN_SECONDS } from "../local/qemu";
+import { setTimeout as sleep } from "node:timers/promises";
 
 export interface ProxmoxConnection {
   endpoint: string;
@@ -112,7 +113,7 @@ async function waitForTask(connection: ProxmoxConnection, upid: unknown, timeout
       return;
     }
     if (Date.now() > deadline) throw new Error(`Proxmox VE task ${upid} still runs after ${timeoutSeconds}s`);
-    await new Promise((resolve) => setTimeout(resolve, 1000));
+    await sleep(1000);
   }
 }
 

@@ -10,6 +10,7 @@ import { z } from "zod";
 import { monitoringSpecSchema } from "../render/monitoring";
 import { CPU_MODEL, PACKAGE, RELAY_NAME, PATH_OPTION_MESSAGE, pathLooksLikeOption, PRINTABLE_ASCII, PRINTABLE_ASCII_LINES, RELEASE } from "../core/plain-values";
 import { ONION_KEY_FILES } from "../tor/tor-keys";
+import { formatIssues } from "../core/zod-issues";
 
 /** Run from the project directory; the step name is its only argument. */
 export const STEP_COMMAND = "node_modules/.bin/tsx cli/step.ts";
@@ -330,7 +331,7 @@ export function encodeStepSpec<N extends StepName>(step: N, spec: StepSpec<N>): 
 export function parseStepSpec<N extends StepName>(step: N, value: unknown): StepSpec<N> {
   const result = STEP_SPECS[step].safeParse(value);
   if (!result.success) {
-    const problems = result.error.issues.map((issue) => `${issue.path.join(".") || "(spec)"}: ${issue.message}`).join("; ");
+    const problems = formatIssues(result.error, "(spec)");
     throw new Error(`step ${step}: invalid spec: ${problems}`);
   }
   return result.data as StepSpec<N>;

@@ -16,6 +16,7 @@ import { inNetns } from "../local/netns";
 import { runTool } from "../core/run";
 import { withToolsOnPath } from "../core/paths";
 import { TESTNET, type TestnetBroker } from "../config/testnet";
+import { setTimeout as sleep } from "node:timers/promises";
 
 /** Where relays reach the broker: the bridge address, on the broker's port. */
 export const BROKER_PORT = 8443;
@@ -101,7 +102,7 @@ export async function startTestnetBroker(dir: string, netns: string): Promise<Te
     child.unref();
     let up = false;
     for (let i = 0; i < 100 && !up; i++) {
-      await new Promise((resolve) => setTimeout(resolve, 100));
+      await sleep(100);
       up = await answers(files);
     }
     if (!up) throw new Error(`the testnet's key broker did not start; see ${join(dir, "key-broker.log")}`);

@@ -14,6 +14,7 @@ import { runTool } from "../core/run";
 import { TorControl } from "../tor/tor-control";
 import { startTestnetBroker } from "./testnet-broker";
 import { authorityTorrc, clientTorrc, networkSchema, TESTNET, type Authority, type TestnetNetwork } from "../config/testnet";
+import { setTimeout as sleep } from "node:timers/promises";
 
 export interface TestnetLocation {
   /** The testnet's directory (keys, data, sockets, network.json); private. */
@@ -24,7 +25,6 @@ export interface TestnetLocation {
 export const NETWORK_FILE = "network.json";
 /** The key broker's directory in the testnet's: kept by `down`, as a real broker keeps what it holds. */
 const BROKER_DIR = "key-broker";
-const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms));
 
 /** An authority's keys, made once: its v3 identity (tor-gencert) and its relay identity (tor). */
 function authorityKeys(dir: string, index: number): Authority {

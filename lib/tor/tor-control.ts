@@ -6,6 +6,7 @@
  * end-to-end tests and the redeploy benchmark. I/O: unix sockets.
  */
 import { createConnection, type Socket } from "node:net";
+import { setTimeout as sleep } from "node:timers/promises";
 
 interface Reply {
   status: string;
@@ -113,7 +114,7 @@ export class TorControl {
       for (const fingerprint of fingerprints) if ((await this.microdescriptor(fingerprint)) === undefined) missing.push(fingerprint);
       if (missing.length === 0) return;
       if (Date.now() > deadline) throw new Error(`the client has no microdescriptor of ${missing.join(", ")} after ${timeoutMs / 1000}s`);
-      await new Promise((resolve) => setTimeout(resolve, 1000));
+      await sleep(1000);
     }
   }
 

@@ -19,7 +19,7 @@ const { createConnection } = require("node:net");
 const { tmpdir } = require("node:os");
 const { dirname, join } = require("node:path");
 
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+const { setTimeout: sleep } = require("node:timers/promises");
 
 /** A minimal control-protocol client: one command at a time, replies as {status, lines}. */
 function controlConnection(path) {

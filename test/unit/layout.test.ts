@@ -123,8 +123,12 @@ export function ioPath(graph: Map<string, Import[]>, file: string, seen = new Se
  * Facts written once (home), reaching other code as generated data. Their
  * text anywhere else in the repository's code is a second copy.
  */
-const FACTS = [
+const FACTS: { fact: string; text: string | RegExp; home: string; generated?: string[]; scope?: RegExp }[] = [
   { fact: "the relay-name rule", text: "[a-z0-9][a-z0-9-]{0,62}", home: "lib/core/plain-values.ts", generated: ["tools/broker/internal/protocol/files.json"] },
+  // Helpers the program's code had written several times over.
+  { fact: "a file's SHA-256 in hex", text: /createHash\("sha256"\)\.update\(readFileSync\([^)]*\)\)\.digest\("hex"\)/, home: "lib/core/digest.ts", scope: /^(lib|cli|components)\// },
+  { fact: "a sleep (node:timers/promises has it)", text: "=> setTimeout(", home: "node:timers/promises", scope: /^(lib|cli|components)\// },
+  { fact: "a zod refusal in one line", text: '.issues.map((', home: "lib/core/zod-issues.ts", scope: /^(lib|cli|components)\// },
 ];
 
 function codeFiles(dir = ""): string[] {
@@ -143,10 +147,11 @@ function secondCopies(extra: Record<string, string> = {}): string[] {
   const texts = new Map(codeFiles().map((file) => [file, () => readFileSync(join(repoRoot, file), "utf8")]));
   for (const [file, text] of Object.entries(extra)) texts.set(file, () => text);
   const found: string[] = [];
-  for (const { fact, text, home, generated } of FACTS) {
+  for (const { fact, text, home, generated = [], scope } of FACTS) {
     for (const [file, read] of texts) {
       if (file === home || generated.includes(file) || file === "test/unit/layout.test.ts" || file === "package-lock.json") continue;
-      if (read().includes(text)) found.push(`${fact}: ${file}`);
+      if (scope && !scope.test(file)) continue;
+      if (typeof text === "string" ? read().includes(text) : text.test(read())) found.push(`${fact}: ${file}`);
     }
   }
   return found;
