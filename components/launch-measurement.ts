@@ -1,5 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
 import { join } from "node:path";
+import { parseStepOutput } from "../lib/steps/steps";
 import { stepResource } from "./step";
 
 export interface LaunchMeasurementArgs {
@@ -46,7 +47,7 @@ export class LaunchMeasurement extends pulumi.ComponentResource {
       },
       { parent: this },
     );
-    this.measurement = measure.stdout.apply((out) => out.trim());
+    this.measurement = measure.stdout.apply((out) => parseStepOutput("measure-launch", out));
     this.registerOutputs({ measurement: this.measurement, path: this.path });
   }
 }

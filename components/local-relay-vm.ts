@@ -3,11 +3,11 @@ import * as pulumi from "@pulumi/pulumi";
 import { join } from "node:path";
 import type { StackConfig } from "../lib/config/config";
 import { relayTargetOf, type ReachContext } from "../lib/deploy/relay-reach";
-import type { RelayTarget } from "../lib/steps/steps";
+import { parseStepOutput, type RelayTarget } from "../lib/steps/steps";
 import type { RelayTargetKind, RelayVmArgs, RelayVmTarget } from "./relay-vm";
 import { stepResource } from "./step";
 
-export interface LocalRelayVmArgs extends RelayVmArgs {
+interface LocalRelayVmArgs extends RelayVmArgs {
   projectDir: string;
 }
 
@@ -17,7 +17,7 @@ export interface LocalRelayVmArgs extends RelayVmArgs {
  * bridge), on this machine. A new image replaces the VM; deleting it stops QEMU and removes its
  * runtime files.
  */
-export class LocalRelayVm extends pulumi.ComponentResource implements RelayVmTarget {
+class LocalRelayVm extends pulumi.ComponentResource implements RelayVmTarget {
   readonly vmId: pulumi.Output<string>;
   readonly machine: command.local.Command;
   readonly instance: pulumi.Output<string>;
@@ -44,7 +44,7 @@ export class LocalRelayVm extends pulumi.ComponentResource implements RelayVmTar
       },
     );
     this.instance = this.machine.stdout;
-    this.vmId = this.machine.stdout.apply((out) => /pid (\d+)/.exec(out)?.[1] ?? "");
+    this.vmId = this.machine.stdout.apply((out) => String(parseStepOutput("start-local-vm", out)));
     this.registerOutputs({ vmId: this.vmId, consoleLog: this.consoleLog });
   }
 

@@ -3,7 +3,7 @@ import { createHash } from "node:crypto";
 import { join } from "node:path";
 import type { PlannedRelay } from "../lib/plan/fleet";
 import { relayImageDigest, type RelayImageInputs, type RelayImageTexts } from "../lib/plan/image-inputs";
-import type { BuiltImage } from "../lib/image/relay-build";
+import { parseStepOutput, type StepOutput } from "../lib/steps/steps";
 import { stepResource } from "./step";
 
 export interface RelayImageArgs {
@@ -22,8 +22,8 @@ export interface RelayImageArgs {
   relayDir: string;
 }
 
-/** What the build step reports (one JSON line; paths and digests, never key bytes). */
-export type BuiltImageSummary = Pick<BuiltImage, "isoName" | "iso" | "uki" | "files" | "isoSha256" | "ukiSha256">;
+/** What the build step reports (its output contract, lib/steps/steps.ts: paths and digests, never key bytes). */
+export type BuiltImageSummary = StepOutput<"build-relay-image">;
 
 /**
  * One relay's bootable image: its overlay (torrc, keys, collected state),
@@ -70,7 +70,7 @@ export class RelayImage extends pulumi.ComponentResource {
       },
       { parent: this },
     );
-    this.built = build.stdout.apply((out) => JSON.parse(out.trim().split("\n").at(-1)!) as BuiltImageSummary);
+    this.built = build.stdout.apply((out) => parseStepOutput("build-relay-image", out));
     this.isoName = this.built.isoName;
     this.isoPath = this.built.iso;
     this.ukiPath = this.built.uki;

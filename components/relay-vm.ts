@@ -43,7 +43,7 @@ export interface RelayTargetKind {
 
 const relayTags = (relay: RelayConfig) => ["diskless-relay", relay.exit.enabled ? "exit" : "non-exit"];
 
-export interface ProxmoxRelayVmArgs extends RelayVmArgs {
+interface ProxmoxRelayVmArgs extends RelayVmArgs {
   datastore: string;
   bridge: string;
   /** ISO images of this relay kept on the datastore, the current one included. */
@@ -67,7 +67,7 @@ export interface ProxmoxRelayVmArgs extends RelayVmArgs {
  * stays on ide2 so the datastore still says what each VM runs. Setting args
  * and amd-sev needs root@pam with its password (proxmoxRootPassword).
  */
-export class ProxmoxRelayVm extends pulumi.ComponentResource implements RelayVmTarget {
+class ProxmoxRelayVm extends pulumi.ComponentResource implements RelayVmTarget {
   readonly vmId: pulumi.Output<number>;
   readonly machine: proxmoxve.VmLegacy;
   readonly isoFileId: pulumi.Output<string>;

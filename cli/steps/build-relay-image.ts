@@ -1,7 +1,7 @@
 /** One relay's image from its recipe (lib/image/relay-build.ts); prints its outputs as one JSON line, never key bytes. */
 import { rmSync } from "node:fs";
 import { buildRelayImage } from "../../lib/image/relay-build";
-import type { StepSpec } from "../../lib/steps/steps";
+import { encodeStepOutput, type StepSpec } from "../../lib/steps/steps";
 
 /**
  * Test-only fault for the rollout tests: DISKLESS_RELAYS_TEST_FAULT=stop-tor:RELAY
@@ -17,7 +17,7 @@ export function buildImage(spec: StepSpec<"build-relay-image">): void {
   if (faulty) console.error(`relay ${spec.relay}: ${TEST_FAULT_ENV} is set: this image's tor will refuse to start (test fault)`);
   const built = buildRelayImage(spec, ".", faulty ? { extraTorrc: FAULT_TORRC } : {});
   const { relay, imageDigest, isoName, iso, uki, files, isoSha256, ukiSha256, isoBytes, ukiBytes, onionKeys } = built;
-  console.log(JSON.stringify({ relay, imageDigest, isoName, iso, uki, files, isoSha256, ukiSha256, isoBytes, ukiBytes, onionKeys }));
+  console.log(encodeStepOutput("build-relay-image", { relay, imageDigest, isoName, iso, uki, files, isoSha256, ukiSha256, isoBytes, ukiBytes, onionKeys }));
 }
 
 export function removeImage(spec: StepSpec<"remove-relay-image">): void {

@@ -20,6 +20,7 @@ import type { StepSpec } from "../../lib/steps/steps";
 import { adminEndpoint } from "../../lib/broker/image-registration";
 import { shellQuote } from "../../lib/core/shell-quote";
 import { StepFailure } from "../../lib/steps/step-failure";
+import { pushFreshnessSeconds } from "../../lib/broker/broker-agent";
 
 export const collectedDir = (relayDir: string, imageDigest: string) => join(relayDir, "collected", imageDigest.slice(0, 12));
 
@@ -40,9 +41,6 @@ function freshOnionKeys(spec: StepSpec<"collect-state">, out: string, reason: st
   mkdirSync(out, { mode: 0o700 });
   console.log(`relay ${spec.relay}: nothing collected (allowFreshOnionKeys)`);
 }
-
-/** How long after a relay's last push its keys at the broker still count as current: a few missed pushes, at least two minutes. */
-export const pushFreshnessSeconds = (pushIntervalSeconds: number) => Math.max(3 * pushIntervalSeconds, 120);
 
 /**
  * Broker mode: a relay on a broker-mode image has no SSH server; its onion

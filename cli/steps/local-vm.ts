@@ -1,13 +1,13 @@
 /** The local stack's relay machine: QEMU booting the relay's ISO, with its simulated SEV-SNP secure processor if the target has one (lib/local/local-vm.ts). */
 import { startLocalVm, stopLocalVm } from "../../lib/local/local-vm";
 import { CLEAN_SHUTDOWN_SECONDS } from "../../lib/local/qemu";
-import type { StepSpec } from "../../lib/steps/steps";
+import { encodeStepOutput, type StepSpec } from "../../lib/steps/steps";
 import { StepFailure } from "../../lib/steps/step-failure";
 
 export async function startVm(spec: StepSpec<"start-local-vm">): Promise<void> {
   if (spec.target.kind !== "qemu") throw new StepFailure("start-local-vm needs a qemu target");
   const pid = await startLocalVm(spec.target, spec.iso, (line) => console.log(line));
-  console.log(`started pid ${pid}, console ${spec.target.runDir}/console.log`);
+  console.log(encodeStepOutput("start-local-vm", `started pid ${pid}, console ${spec.target.runDir}/console.log`));
 }
 
 export async function stopVm(spec: StepSpec<"stop-local-vm">): Promise<void> {

@@ -10,7 +10,7 @@ import { mkdirSync, readFileSync } from "node:fs";
 import { basename, dirname, isAbsolute, relative } from "node:path";
 import { expectedLaunchMeasurement } from "../../lib/snp/launch-digest";
 import { publishSigned } from "../../lib/image/signing";
-import type { StepSpec } from "../../lib/steps/steps";
+import { encodeStepOutput, type StepSpec } from "../../lib/steps/steps";
 
 const projectRelative = (file: string) => {
   const inside = relative(process.cwd(), file);
@@ -38,5 +38,5 @@ export function measureLaunch(spec: StepSpec<"measure-launch">): void {
     measurement,
   };
   publishSigned(spec.out, JSON.stringify(artifact, null, 1) + "\n", spec.signingKey);
-  console.log(measurement);
+  console.log(encodeStepOutput("measure-launch", measurement));
 }

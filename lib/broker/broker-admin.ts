@@ -45,7 +45,7 @@ function relayPath(relay: string): string {
 }
 
 /** One admin call; resolves with the parsed JSON answer, rejects with the broker's error code and message. */
-export function brokerAdmin(endpoint: BrokerAdminEndpoint, method: "GET" | "PUT" | "POST" | "DELETE", path: string, body?: unknown): Promise<unknown> {
+function brokerAdmin(endpoint: BrokerAdminEndpoint, method: "GET" | "PUT" | "POST" | "DELETE", path: string, body?: unknown): Promise<unknown> {
   const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
   const headers: Record<string, string | number> = { authorization: `Bearer ${endpoint.token}`, accept: "application/json" };
   if (payload) Object.assign(headers, { "content-type": "application/json", "content-length": payload.length });

@@ -17,16 +17,16 @@ export const relayAgentBinary = () => join(toolsBin(), "relay-agent");
 type BrokerConfig = Pick<ResolvedBroker, "url" | "signingPublicKey" | "pushRecipient" | "attestation" | "allowSimulatedAttestation" | "pushIntervalSeconds">;
 
 /** The image's health report (images/rootfs/files/usr/local/sbin/relay-health), the same one SSH's forced command answers. */
-export const HEALTH_COMMAND_IN_IMAGE = "/usr/local/sbin/relay-health";
+const HEALTH_COMMAND_IN_IMAGE = "/usr/local/sbin/relay-health";
 
 /** Where the image carries the broker's CA. */
-export const BROKER_CA_IN_IMAGE = `/${OVERLAY_FILES.brokerCa.path}`;
+const BROKER_CA_IN_IMAGE = `/${OVERLAY_FILES.brokerCa.path}`;
 
 /** tor's DataDirectory in every flavour's image; relay-tor hands it to tor's user once the keys are in. */
-export const TOR_DATA_DIR = "/var/lib/tor";
+const TOR_DATA_DIR = "/var/lib/tor";
 
 /** Where a token-mode image keeps its boot token (root only, 0600). */
-export const BOOT_TOKEN_IN_IMAGE = `/${OVERLAY_FILES.bootToken.path}`;
+const BOOT_TOKEN_IN_IMAGE = `/${OVERLAY_FILES.bootToken.path}`;
 
 export interface AgentConfigInput {
   relay: string;
@@ -37,7 +37,7 @@ export interface AgentConfigInput {
 }
 
 /** The report source in the guest: the simulator's port locally, the SEV guest device on hardware. */
-export function reportSource(broker: BrokerConfig): string {
+function reportSource(broker: BrokerConfig): string {
   return broker.allowSimulatedAttestation ? `serial:/dev/virtio-ports/${SNP_SERIAL_PORT}` : "sev-guest";
 }
 
@@ -62,3 +62,12 @@ export function renderAgentConfig(input: AgentConfigInput): string {
   };
   return JSON.stringify(config, null, 1) + "\n";
 }
+
+/**
+ * How long after a relay's last push to the key broker what it pushed counts
+ * as current: one missed push and a minute of slack, at least two minutes.
+ * The one rule for both readers of a push's age: the status board (is the
+ * pushed health report fresh?) and state collection (does the broker hold
+ * the relay's current onion keys?).
+ */
+export const pushFreshnessSeconds = (pushIntervalSeconds: number) => Math.max(2 * pushIntervalSeconds + 60, 120);

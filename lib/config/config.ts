@@ -13,10 +13,10 @@ import { bandwidthProblem, DEFAULT_METRICS_PORT, freeTextProblem, parseMetricsSo
 import { CPU_MODEL, firstNonAscii, PACKAGE, PATH_OPTION_MESSAGE, pathLooksLikeOption, RELAY_NAME, RELAY_NAME_MESSAGE, RELEASE, stringsIn } from "../core/plain-values";
 
 /** 2026-01-01T00:00:00Z: the date inside every image unless image.sourceDateEpoch says otherwise. */
-export const DEFAULT_SOURCE_DATE_EPOCH = 1_767_225_600;
+const DEFAULT_SOURCE_DATE_EPOCH = 1_767_225_600;
 
 /** Where Proxmox VE's `local` directory storage keeps ISO content. */
-export const DEFAULT_PROXMOX_ISO_DIR = "/var/lib/vz/template/iso";
+const DEFAULT_PROXMOX_ISO_DIR = "/var/lib/vz/template/iso";
 
 /** tor's own rule for Nickname (src/core/or/or.h: MAX_NICKNAME_LEN). */
 const NICKNAME = /^[A-Za-z0-9]{1,19}$/;
@@ -35,7 +35,7 @@ const BRIDGE = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}$/;
  * published addresses: developers.google.com/speed/public-dns, quad9.net,
  * 1.1.1.1, opendns.com setup guide, Level 3's 4.2.2.1–6 and 209.244.0.3–4.
  */
-export const BIG_PUBLIC_RESOLVERS: Record<string, string[]> = {
+const BIG_PUBLIC_RESOLVERS: Record<string, string[]> = {
   Google: ["8.8.8.8", "8.8.4.4", "2001:4860:4860::8888", "2001:4860:4860::8844", "2001:4860:4860::6464", "2001:4860:4860::64"],
   Quad9: ["9.9.9.9", "9.9.9.10", "9.9.9.11", "9.9.9.12", "149.112.112.9", "149.112.112.10", "149.112.112.11", "149.112.112.12", "149.112.112.112",
     "2620:fe::9", "2620:fe::10", "2620:fe::11", "2620:fe::12", "2620:fe::fe", "2620:fe::fe:9", "2620:fe::fe:10", "2620:fe::fe:11", "2620:fe::fe:12"],
@@ -75,9 +75,9 @@ const freeText = (minMessage: string) =>
     });
 
 /** The RAM root filesystem plus tor needs this much; less and the relay is OOM-killed while unpacking. */
-export const MIN_RELAY_MEMORY_MIB = 512;
+const MIN_RELAY_MEMORY_MIB = 512;
 /** Proxmox VE's limit on a VM's memory (qemu-server's MAX_MEM, 4 TiB); the local target's QEMU is held to the same. */
-export const MAX_RELAY_MEMORY_MIB = 4_194_304;
+const MAX_RELAY_MEMORY_MIB = 4_194_304;
 
 const torBandwidth = z.string().superRefine((value, ctx) => {
   const problem = bandwidthProblem(value);
@@ -294,7 +294,7 @@ const metricsSchema = z
       ctx.addIssue({ code: z.ZodIssueCode.custom, path, message: problem.message });
     }
   });
-export type MetricsConfig = z.output<typeof metricsSchema>;
+type MetricsConfig = z.output<typeof metricsSchema>;
 
 /**
  * Settings an earlier version took, and what replaced them: a stack config
@@ -559,7 +559,7 @@ const stackConfigObject = z
   })
   .strict();
 
-export const stackConfigSchema = stackConfigObject
+const stackConfigSchema = stackConfigObject
   .superRefine(checkFleet)
   // Each relay carries the metrics it runs with: the renderers read one place.
   .transform((config) => ({ ...config, relays: config.relays.map((relay) => ({ ...relay, metrics: relayMetrics(config, relay) })) }));
@@ -826,7 +826,7 @@ const TEXT_SETTINGS: ReadonlySet<string> = new Set(
 );
 
 /** The settings that are credentials: Pulumi must hold them encrypted, and show them as [secret]. */
-export const CREDENTIAL_SETTINGS = ["proxmoxApiToken", "proxmoxRootPassword"] as const;
+const CREDENTIAL_SETTINGS = ["proxmoxApiToken", "proxmoxRootPassword"] as const;
 
 /**
  * A credential stored in plain text sits unencrypted in Pulumi.STACK.yaml and

@@ -40,7 +40,7 @@ export const TESTNET = {
 const name = z.string().regex(/^[A-Za-z0-9]{1,19}$/);
 const hex40 = z.string().regex(/^[0-9A-F]{40}$/);
 
-export const authoritySchema = z
+const authoritySchema = z
   .object({ nickname: name, address: z.string(), orPort: z.number().int(), dirPort: z.number().int(), v3ident: hex40, fingerprint: hex40 })
   .strict();
 export type Authority = z.infer<typeof authoritySchema>;
@@ -50,7 +50,7 @@ export type Authority = z.infer<typeof authoritySchema>;
  * stack pins and where its build host reaches the admin API. It trusts the
  * simulated secure processor's test-only chain kept in simulatorDir.
  */
-export const testnetBrokerSchema = z
+const testnetBrokerSchema = z
   .object({
     url: z.string().url(),
     signingPublicKey: z.string(),
@@ -81,7 +81,7 @@ export const networkSchema = z
 export type TestnetNetwork = z.infer<typeof networkSchema>;
 
 /** The DirAuthority line every member of the testnet carries. */
-export function dirAuthorityLine(authority: Authority): string {
+function dirAuthorityLine(authority: Authority): string {
   return `DirAuthority ${authority.nickname} orport=${authority.orPort} no-v2 v3ident=${authority.v3ident} ${authority.address}:${authority.dirPort} ${authority.fingerprint}`;
 }
 

@@ -5,6 +5,6 @@
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 
-export const sha256 = (data: string | Buffer): string => createHash("sha256").update(data).digest("hex");
+const sha256 = (data: string | Buffer): string => createHash("sha256").update(data).digest("hex");
 
 export const sha256File = (file: string): string => sha256(readFileSync(file));

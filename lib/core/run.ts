@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
-export class ToolError extends Error {
+class ToolError extends Error {
   constructor(
     readonly tool: string,
     readonly status: number | null,

@@ -126,8 +126,3 @@ export function parseSshPrivateKey(text: string): { facts: SshPrivateKeyFacts } 
   }
   return { facts: { publicBlob: Buffer.from(publicBlob), encrypted } };
 }
-
-/** The key type a public key blob names ("ssh-ed25519"). */
-export function blobType(blob: Buffer): string | undefined {
-  return new WireReader(blob).string()?.toString("latin1");
-}

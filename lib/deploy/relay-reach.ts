@@ -22,7 +22,7 @@ export interface ReachContext {
 }
 
 /** The local stack's QEMU run directories: <project>/.runtime/<stack>/<relay>. */
-export const localRuntimeDir = (projectDir: string, stack: string) => join(projectDir, ".runtime", stack);
+const localRuntimeDir = (projectDir: string, stack: string) => join(projectDir, ".runtime", stack);
 
 /** The relay's machine as the steps see it: a QEMU process of the local stack, or a Proxmox VE VM. */
 export function relayTargetOf(config: StackConfig, relay: RelayConfig, context: ReachContext): RelayTarget {

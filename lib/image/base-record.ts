@@ -12,7 +12,7 @@ import { sha256File } from "../core/digest";
 
 export const BASE_RECORD = "base.json";
 /** The files of a base build that go into images, by name. */
-export const BASE_LAYERS = ["vmlinuz", "base.cpio.zst", "ssh.cpio.zst"] as const;
+const BASE_LAYERS = ["vmlinuz", "base.cpio.zst", "ssh.cpio.zst"] as const;
 
 export interface BasePackage {
   name: string;

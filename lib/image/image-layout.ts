@@ -6,7 +6,6 @@
  * /etc would lock tor, after it drops root, out of /etc/resolv.conf.
  * Pure: paths and modes only.
  */
-import { IDENTITY_FILES, ONION_KEY_FILES } from "../tor/tor-keys";
 
 /** The relay's SSH host key, made with its identity on the key-generation host. */
 export const SSH_HOST_KEY_FILES = ["ssh_host_ed25519_key", "ssh_host_ed25519_key.pub"] as const;
@@ -59,9 +58,6 @@ export const overlayKeyPath = (file: string) => `etc/relay/keys/${file}`;
 export const KEY_FILE_MODE = 0o600;
 export const overlaySshPath = (file: (typeof SSH_HOST_KEY_FILES)[number]) => `etc/ssh/${file}`;
 export const sshFileMode = (file: string) => (file.endsWith(".pub") ? 0o644 : 0o600);
-
-/** Every key file a relay image may carry, by where it comes from. */
-export const IMAGE_KEY_FILES = { identity: IDENTITY_FILES, onion: ONION_KEY_FILES } as const;
 
 /** The public metadata file at the root of every relay ISO: which relay and image it holds. */
 export const ISO_LABEL_FILE = "relay.json";

@@ -60,9 +60,9 @@ export interface ResolvedPackage {
 }
 
 /** "tor 0.4.9.11-1 amd64": how a package is named in the base's inputs, diffs and the lock file. */
-export const packageLine = (p: ResolvedPackage) => `${p.name} ${p.version} ${p.architecture}`;
+const packageLine = (p: ResolvedPackage) => `${p.name} ${p.version} ${p.architecture}`;
 
-export function parsePackageLine(line: string): ResolvedPackage {
+function parsePackageLine(line: string): ResolvedPackage {
   const [name, version, architecture, ...rest] = line.split(" ");
   if (!name || !version || !architecture || rest.length > 0) throw new Error(`not "name version architecture": ${JSON.stringify(line)}`);
   return { name, version, architecture };

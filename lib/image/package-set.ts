@@ -51,9 +51,9 @@ import { readRunningRecord } from "../steps/rollout-records";
 export class PackageSetError extends Error {}
 
 /** The architecture of every base (the relays are amd64 VMs). */
-export const BASE_ARCHITECTURE = "amd64";
+const BASE_ARCHITECTURE = "amd64";
 /** The Debian base's package list, shared with images/debian/build-base.sh. */
-export const BASE_PACKAGES_FILE = "images/debian/base-packages";
+const BASE_PACKAGES_FILE = "images/debian/base-packages";
 const FETCH_TIMEOUT_MS = 10_000;
 
 export interface PackageSetRequest {
@@ -74,7 +74,7 @@ export interface Resolution {
 }
 
 /** The project's cache (as lib/core/run.ts toolsBin and scripts/env.sh name it), or DISKLESS_RELAYS_PACKAGE_CACHE. */
-export const packageCacheDir = (env: NodeJS.ProcessEnv = process.env) =>
+const packageCacheDir = (env: NodeJS.ProcessEnv = process.env) =>
   env.DISKLESS_RELAYS_PACKAGE_CACHE ?? join(env.DISKLESS_RELAYS_CACHE ?? join(env.XDG_CACHE_HOME ?? join(homedir(), ".cache"), "diskless-relays"), "package-sets");
 
 const sha256 = (text: string) => createHash("sha256").update(text).digest("hex");
@@ -106,7 +106,7 @@ function parseSourceLine(line: string): SourceLine {
 }
 
 /** A fetch that failed: the mirror and why. */
-export interface Unreachable {
+interface Unreachable {
   uri: string;
   url: string;
   error: string;
@@ -209,7 +209,7 @@ function checkInReleases(files: { text: string; url: string; keyrings: string[];
  * The hashes of every Packages index the request depends on, from each
  * suite's InRelease; or the mirrors that could not be reached.
  */
-export function currentIndexKey(request: PackageSetRequest, options: { projectDir: string; now: Date }): { indexKey: string } | { unreachable: Unreachable[] } {
+function currentIndexKey(request: PackageSetRequest, options: { projectDir: string; now: Date }): { indexKey: string } | { unreachable: Unreachable[] } {
   const sources = request.sources.map(parseSourceLine);
   const urls = sources.map((source) => `${source.uri}/dists/${source.suite}/InRelease`);
   const results = fetchTexts(urls);
@@ -250,7 +250,7 @@ function readJson<T>(file: string): T | undefined {
 export const aptConfigOf = (request: PackageSetRequest, cacheDir = packageCacheDir()) => join(requestDir(request, cacheDir), "apt", "apt.conf");
 
 /** The last resolution of this request on this host, whatever the mirror serves now. */
-export const lastResolution = (request: PackageSetRequest, cacheDir = packageCacheDir()) => readJson<Resolution>(join(requestDir(request, cacheDir), "last.json"));
+const lastResolution = (request: PackageSetRequest, cacheDir = packageCacheDir()) => readJson<Resolution>(join(requestDir(request, cacheDir), "last.json"));
 
 /** apt's own answer, in a private apt directory that persists between misses (apt then fetches only what changed). */
 function aptResolve(request: PackageSetRequest, projectDir: string, dir: string): string[] {
@@ -414,7 +414,7 @@ export function planBasePackages(config: Pick<StackConfig, "image">, options: { 
  * host's records (the recipe names its base directory, relative to the
  * project); undefined when unknown.
  */
-export function runningBasePackages(relayDir: string, projectDir: string): string[] | undefined {
+function runningBasePackages(relayDir: string, projectDir: string): string[] | undefined {
   // A record written before running records carried the recipe has none: its base is unknown, not an error.
   const recorded: unknown = (readRunningRecord(relayDir) as { recipe?: { baseDir?: unknown } } | undefined)?.recipe?.baseDir;
   const baseDir = typeof recorded === "string" ? resolve(projectDir, recorded) : undefined;
@@ -432,7 +432,7 @@ export function relayPackageChanges(relays: { name: string; relayDir: string }[]
 }
 
 /** What the mirror served at the last plan on this host: status and vulns compare each relay's running base with it. */
-export const MIRROR_RECORD = "mirror-packages.json";
+const MIRROR_RECORD = "mirror-packages.json";
 
 export interface MirrorRecord {
   resolvedAt: string;

@@ -40,12 +40,12 @@ export interface BuiltImage {
   bootTokenSha256?: string;
 }
 
-export const IMAGE_RECORD = "image.json";
+const IMAGE_RECORD = "image.json";
 export const RECIPE_RECORD = "recipe.json";
 
 
 /** The label inside the image and at the ISO's root: public facts only. */
-export function imageLabel(recipe: Pick<RelayRecipe, "relay" | "nickname" | "imageDigest">): string {
+function imageLabel(recipe: Pick<RelayRecipe, "relay" | "nickname" | "imageDigest">): string {
   return JSON.stringify({ relay: recipe.relay, nickname: recipe.nickname, imageDigest: recipe.imageDigest }) + "\n";
 }
 

@@ -13,8 +13,8 @@ import { runTool } from "../core/run";
 import { shellQuote } from "../core/shell-quote";
 
 /** The signature namespace: a signature made for anything else never verifies as an image record's. */
-export const SIGNATURE_NAMESPACE = "diskless-relays-image";
-export const signatureOf = (file: string) => `${file}.sig`;
+const SIGNATURE_NAMESPACE = "diskless-relays-image";
+const signatureOf = (file: string) => `${file}.sig`;
 
 /** Signs `file` with the private key `keyFile`, writing `file`.sig. */
 export function signFile(keyFile: string, file: string): string {

@@ -16,10 +16,10 @@ import { VCPU_SIGNATURES, vcpuSignatureForType } from "../snp/vcpu-types";
 import { setTimeout as sleep } from "node:timers/promises";
 
 /** Where the ISO keeps the EFI system partition, and where in it the UKI is (images/build-iso.sh). */
-export const ISO_ESP_PATH = "/esp.img";
-export const ESP_UKI_PATH = "::/EFI/BOOT/BOOTX64.EFI";
+const ISO_ESP_PATH = "/esp.img";
+const ESP_UKI_PATH = "::/EFI/BOOT/BOOTX64.EFI";
 /** The chain file `snp-simulator init` writes last: its presence means the directory is complete. */
-export const SIMULATOR_CHAIN_FILE = "ark-ask.pem";
+const SIMULATOR_CHAIN_FILE = "ark-ask.pem";
 
 const simulatorPidFile = (runDir: string) => join(runDir, "snp-simulator.pid");
 /** The simulator's socket in a VM's run directory: QEMU's virtio-serial chardev connects to it. */
@@ -31,7 +31,7 @@ export const snpLogOf = (runDir: string) => join(runDir, "snp-simulator.log");
  * the UKI carries the relay's keys) and returns its bytes.
  */
 /** SNP guest policy: SMT, MIGRATE_MA and DEBUG clear (bits 16, 18, 19), the reserved bit 17 set. */
-export const DEFAULT_GUEST_POLICY = "0x20000";
+const DEFAULT_GUEST_POLICY = "0x20000";
 
 export function ukiFromIso(iso: string, outFile: string): Buffer {
   return withPrivateTmpDir("uki-from-iso", (dir) => {
@@ -112,7 +112,7 @@ const MAX_SOCKET_PATH = 107;
  * a sibling directory and renamed into place, so two VMs starting at once
  * never see half a chain.
  */
-export function ensureSimulatorChain(dir: string): void {
+function ensureSimulatorChain(dir: string): void {
   if (existsSync(join(dir, SIMULATOR_CHAIN_FILE))) return;
   mkdirSync(dirname(dir), { recursive: true });
   const fresh = mkdtempSync(`${dir}.init-`);

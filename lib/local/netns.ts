@@ -11,7 +11,7 @@ const ip = (args: string[], what: string) => runTool("ip", args, { what });
 /** A command line run inside the namespace. */
 export const inNetns = (netns: string, command: string[]): string[] => ["ip", "netns", "exec", netns, ...command];
 
-export function netnsExists(netns: string): boolean {
+function netnsExists(netns: string): boolean {
   return spawnSync("ip", ["netns", "list"], { encoding: "utf8" }).stdout.split("\n").some((line) => line.split(" ")[0] === netns);
 }
 
@@ -36,10 +36,6 @@ export function ensureTap(netns: string, bridge: string, tap: string): void {
     ip(["-n", netns, "link", "set", tap, "master", bridge], `attaching ${tap} to ${bridge}`);
   }
   ip(["-n", netns, "link", "set", tap, "up"], `${tap} up`);
-}
-
-export function removeTap(netns: string, tap: string): void {
-  spawnSync("ip", ["-n", netns, "link", "del", tap], { stdio: "ignore" });
 }
 
 /** Process ids still running inside the namespace. */

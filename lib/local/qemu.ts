@@ -20,7 +20,7 @@ import { RELAY_RNG, type RelayRng } from "../render/vm-rng";
 /** The virtio-serial port the guest's relay-agent reads reports from (/dev/virtio-ports/NAME). */
 export const SNP_SERIAL_PORT = "org.diskless-relays.snp";
 
-export const OVMF_CODE = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+const OVMF_CODE = "/usr/share/OVMF/OVMF_CODE_4M.fd";
 export const OVMF_VARS = "/usr/share/OVMF/OVMF_VARS_4M.fd";
 /** What an SNP-flavoured local VM boots as -bios in place of the AmdSevX64 OVMF it is measured with (Debian's ovmf package). */
 export const LOCAL_SNP_FIRMWARE = "/usr/share/ovmf/OVMF.fd";
@@ -56,10 +56,10 @@ export interface QemuRelayMachine {
 export const CLEAN_SHUTDOWN_SECONDS = 60;
 
 /** QEMU splits option values at commas; a literal comma in a path is written twice. */
-export const qemuPath = (path: string) => path.replaceAll(",", ",,");
+const qemuPath = (path: string) => path.replaceAll(",", ",,");
 
 /** QEMU's -object and -device for a relay's RNG, with qemu-server's defaults for what rng0 leaves out. */
-export function qemuRngArgs(rng: RelayRng): string[] {
+function qemuRngArgs(rng: RelayRng): string[] {
   return ["-object", `rng-random,filename=${rng.source},id=rng0`, "-device", `virtio-rng-pci,rng=rng0,max-bytes=${rng.maxBytes},period=${rng.period}`];
 }
 

@@ -8,6 +8,7 @@ import { droppedOverLimits, type LimitCounter } from "../render/hardening";
 import { healthProblems, type HealthReport } from "./relay-health";
 import { readSigningCert } from "../tor/tor-keys";
 import { shellQuote } from "../core/shell-quote";
+import { pushFreshnessSeconds } from "../broker/broker-agent";
 
 /** What the stack says a relay is (its config and the stack's relayOutputs). */
 export interface DesiredRelay {
@@ -29,7 +30,7 @@ export interface DesiredRelay {
   snp: boolean;
 }
 
-export type MachineState = "running" | "stopped" | "absent";
+type MachineState = "running" | "stopped" | "absent";
 
 export interface RelayObservation {
   /** The VM or QEMU process, and the image it was started with (Proxmox VE's VM description, or the ISO QEMU runs). */
@@ -55,7 +56,7 @@ export interface StatusPolicy {
   certificate: { warnDays: number; errorDays: number };
 }
 
-export type Level = "ok" | "warn" | "error" | "unknown";
+type Level = "ok" | "warn" | "error" | "unknown";
 
 export interface RelayStatus {
   relay: string;
@@ -83,11 +84,8 @@ export interface RelayStatus {
 
 const DAY_MS = 86_400_000;
 /** tor's OnionKeyRotationDays default: a key older than this and a day means tor's state was not kept or rotation fails. */
-export const ONION_KEY_ROTATION_DAYS = 28;
+const ONION_KEY_ROTATION_DAYS = 28;
 const short = (digest: string | undefined) => (digest ? digest.slice(0, 12) : "?");
-
-/** A broker-mode health report counts while it is younger than two push intervals and a minute. */
-export const brokerHealthMaxAgeSeconds = (pushIntervalSeconds: number) => 2 * pushIntervalSeconds + 60;
 
 function certificate(desired: DesiredRelay, report: HealthReport | undefined, policy: StatusPolicy): { status: RelayStatus["signingCert"]; problem?: string } {
   let expiresAt = desired.signingCertExpiresAt;
@@ -123,7 +121,7 @@ export function judgeRelay(desired: DesiredRelay, seen: RelayObservation, policy
   let healthAgeSeconds: number | undefined;
   if (seen.health && "report" in seen.health) {
     healthAgeSeconds = Math.max(0, Math.round(policy.now / 1000 - seen.health.at));
-    const maxAge = desired.healthVia === "broker" ? brokerHealthMaxAgeSeconds(desired.pushIntervalSeconds ?? 300) : 300;
+    const maxAge = desired.healthVia === "broker" ? pushFreshnessSeconds(desired.pushIntervalSeconds ?? 300) : 300;
     if (healthAgeSeconds > maxAge) attention.push(`its last health report is ${healthAgeSeconds}s old (more than ${maxAge}s): it stopped pushing to the key broker`);
     report = seen.health.report;
   } else if (seen.health) attention.push(`no health answer: ${seen.health.error}`);

@@ -20,7 +20,7 @@ import { sha256File } from "../core/digest";
 import { formatIssues } from "../core/zod-issues";
 
 /** grype's environment: the project's tools first, its database in the project's cache, nothing fetched. */
-export function grypeEnv(env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+function grypeEnv(env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
   return {
     ...withToolsOnPath(env),
     GRYPE_DB_CACHE_DIR: env.GRYPE_DB_CACHE_DIR ?? join(dirname(toolsBin()), "grype-db"),
@@ -77,7 +77,7 @@ export function dbImport(archive: string, env: NodeJS.ProcessEnv = grypeEnv()): 
 }
 
 /** grype over one Syft JSON SBOM (grype's native input): its JSON output. */
-export function scanSyftJson(syftJson: string, env: NodeJS.ProcessEnv = grypeEnv()): string {
+function scanSyftJson(syftJson: string, env: NodeJS.ProcessEnv = grypeEnv()): string {
   const result = grype([`sbom:${syftJson}`, "-o", "json", "--quiet"], env);
   if (result.status !== 0) throw new Error(`grype sbom:${syftJson} failed (exit status ${result.status}):\n${result.stderr.trim()}`);
   return result.stdout;

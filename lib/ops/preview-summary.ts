@@ -21,7 +21,7 @@ export interface PreviewJsonStep {
 }
 
 /** What each named image input means to a reviewer (lib/plan/image-inputs.ts relayImageInputs). */
-export const IMAGE_INPUT_REASONS: Record<string, string> = {
+const IMAGE_INPUT_REASONS: Record<string, string> = {
   torrc: "torrc changed",
   network: "network settings changed",
   kernelCmdline: "kernel command line changed",
@@ -44,7 +44,7 @@ const nameOf = (urn: string) => urn.split("::").at(-1)!;
 const typeOf = (urn: string) => urn.split("::").at(-2)!.split("$").at(-1)!;
 
 /** The torrc a build step's spec carries, when the preview knows it (an unknown value is a placeholder, not JSON). */
-export function torrcOfBuildStep(inputs: Record<string, unknown> | undefined): string | undefined {
+function torrcOfBuildStep(inputs: Record<string, unknown> | undefined): string | undefined {
   const spec = (inputs?.environment as Record<string, unknown> | undefined)?.[STEP_SPEC_ENV];
   if (typeof spec !== "string") return undefined;
   try {
@@ -76,7 +76,7 @@ function basePackagesOf(inputs: Record<string, unknown> | undefined): string[] |
  * 0.4.9.12-1, …"), from the base build step's old and new triggers; undefined
  * when the base is not rebuilt or its packages did not change.
  */
-export function basePackageChanges(steps: PreviewJsonStep[]): string | undefined {
+function basePackageChanges(steps: PreviewJsonStep[]): string | undefined {
   const build = steps.find((step) => step.urn.includes("diskless-relays:image:BaseImage$") && REPLACING.has(step.op) && basePackagesOf(step.oldState?.inputs) && basePackagesOf(step.newState?.inputs));
   if (!build) return undefined;
   const changes = packageChanges(basePackagesOf(build.oldState?.inputs)!, basePackagesOf(build.newState?.inputs)!);

@@ -13,7 +13,7 @@ import { shellQuote } from "../core/shell-quote";
 import { formatIssues } from "../core/zod-issues";
 
 /** grype's severities, least to most severe. */
-export const SEVERITIES = ["Unknown", "Negligible", "Low", "Medium", "High", "Critical"] as const;
+const SEVERITIES = ["Unknown", "Negligible", "Low", "Medium", "High", "Critical"] as const;
 export type Severity = (typeof SEVERITIES)[number];
 
 /**
@@ -66,7 +66,7 @@ const grypeOutputSchema = z.object({
   }),
 });
 
-export const severityOf = (value: string): Severity => (SEVERITIES as readonly string[]).includes(value) ? (value as Severity) : "Unknown";
+const severityOf = (value: string): Severity => (SEVERITIES as readonly string[]).includes(value) ? (value as Severity) : "Unknown";
 
 /** Parses `grype -o json` output; the matches sorted most severe first, duplicates (one package, one id) once. */
 export function parseGrypeOutput(text: string, what = "grype's output"): { matches: VulnMatch[]; grypeVersion: string; database?: { built: string; schema: string } } {
@@ -100,7 +100,7 @@ export function parseGrypeOutput(text: string, what = "grype's output"): { match
 
 const rank = (s: Severity) => SEVERITIES.indexOf(s);
 
-export function sortMatches(matches: VulnMatch[]): VulnMatch[] {
+function sortMatches(matches: VulnMatch[]): VulnMatch[] {
   return [...matches].sort((a, b) => rank(b.severity) - rank(a.severity) || a.package.localeCompare(b.package) || a.id.localeCompare(b.id));
 }
 
@@ -127,7 +127,6 @@ export const relaySbomRecordSchema = z.object({
   base: z.object({ syftJson: z.object({ file: z.string().regex(/^[^/]+\.syft\.json$/), sha256: z.string().regex(/^[0-9a-f]{64}$/) }) }),
   withoutBasePackages: z.array(z.string()).optional(),
 });
-export type RelaySbomRecord = z.infer<typeof relaySbomRecordSchema>;
 
 /** A relay SBOM record on disk: its image digest and when it was written. */
 export interface SbomRecordFile {

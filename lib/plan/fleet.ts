@@ -88,12 +88,12 @@ export function stackBuildRoot(config: Pick<StackConfig, "buildDir">, project: s
 /** A relay's private directory in it: its rollout records (lib/steps/rollout-records.ts), collected state and rollback image. */
 export const relayBuildDir = (buildRoot: string, relay: string) => join(buildRoot, "relays", relay);
 
-export function relayKeysDir(config: Pick<StackConfig, "keyStore">, relay: RelayConfig, projectDir: string): string {
+function relayKeysDir(config: Pick<StackConfig, "keyStore">, relay: RelayConfig, projectDir: string): string {
   return inProject(projectDir, relay.keysDir ?? join(config.keyStore, relay.name));
 }
 
 /** Where a family's key lives: in the key store's families/. */
-export function familyKeyPath(config: Pick<StackConfig, "keyStore">, family: string, projectDir: string): string {
+function familyKeyPath(config: Pick<StackConfig, "keyStore">, family: string, projectDir: string): string {
   return join(inProject(projectDir, config.keyStore), "families", `${family}.secret_family_key`);
 }
 

@@ -3,7 +3,7 @@
  * pass before an image carrying it is built. Errors name the relay, the file
  * and the command that fixes it. I/O: reads the key files (lib/tor/key-files.ts).
  */
-import { existsSync, readdirSync } from "node:fs";
+import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import { readGuardedFile } from "../tor/key-files";
 import type { PreviewRecord } from "./preview-record";
@@ -12,7 +12,6 @@ import {
   IDENTITY_FILES,
   PUBLIC_IDENTITY_FILES,
   KeyFileError,
-  MASTER_SECRET_KEY_FILE,
   ed25519Identity,
   familyIdFromSecretKey,
   isMasterSecretKey,
@@ -126,11 +125,6 @@ export function loadRelayIdentity(relay: string, keysDir: string, nickname = "NI
     signingCertExpiresAt: cert.expiresAt,
     familyKeys,
   };
-}
-
-/** Whether this key directory holds the master secret key (only the key-generation host should). */
-export function holdsMasterSecretKey(keysDir: string): boolean {
-  return existsSync(join(keysDir, MASTER_SECRET_KEY_FILE));
 }
 
 export type CertificateStatus = { level: "ok" | "warn" | "error"; daysLeft: number; message: string };

@@ -18,7 +18,7 @@ import { IDENTITY_FILES } from "../tor/tor-keys";
 import { sha256File } from "../core/digest";
 
 /** The command the collection key may run on a relay (its requests: export-state, health); pinned into its authorized_keys line. */
-export const RELAY_COLLECTOR_COMMAND = "/usr/local/sbin/relay-collector";
+const RELAY_COLLECTOR_COMMAND = "/usr/local/sbin/relay-collector";
 
 function sha256(...parts: (string | Buffer)[]): string {
   const hash = createHash("sha256");
@@ -105,7 +105,7 @@ export function renderNetworkEnv(relay: PlannedRelay["config"], sshPort: number)
 }
 
 /** The collection key may run the state export and nothing else. */
-export function authorizedKeysLine(collectorPublicKey: string): string {
+function authorizedKeysLine(collectorPublicKey: string): string {
   const key = collectorPublicKey.trim().split(/\s+/).slice(0, 2).join(" ");
   if (!/^ssh-(ed25519|rsa) [A-Za-z0-9+/=]+$/.test(key)) throw new Error("the collection public key is not an OpenSSH public key line");
   return `restrict,command="${RELAY_COLLECTOR_COMMAND}" ${key}`;

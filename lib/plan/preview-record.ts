@@ -17,7 +17,7 @@ export const PREVIEW_RECORD_FILE = "preview-record.json";
 /** The relay's key files that a preview reads as they are: all public. */
 export const PREVIEW_PUBLIC_FILES = ["ed25519_master_id_public_key", "ed25519_signing_cert", "ssh_host_ed25519_key.pub"] as const;
 
-export const previewRecordSchema = z
+const previewRecordSchema = z
   .object({
     relay: z.string(),
     /** Derived from secret_id_key. */

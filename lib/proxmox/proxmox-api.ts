@@ -34,7 +34,7 @@ export interface IsoVolume {
   ctime: number;
 }
 
-export class ProxmoxApiError extends Error {
+class ProxmoxApiError extends Error {
   constructor(
     readonly status: number,
     message: string,
@@ -152,7 +152,7 @@ export async function uploadIso(connection: ProxmoxConnection, node: string, dat
  * agent pushes once more), and qemu-server's hard stop only if the VM is
  * still up after `timeoutSeconds` (forceStop).
  */
-export async function shutdownVm(connection: ProxmoxConnection, node: string, vmId: number, timeoutSeconds = CLEAN_SHUTDOWN_SECONDS): Promise<void> {
+async function shutdownVm(connection: ProxmoxConnection, node: string, vmId: number, timeoutSeconds = CLEAN_SHUTDOWN_SECONDS): Promise<void> {
   const upid = await call(connection, "POST", `/nodes/${segment(node)}/qemu/${vmId}/status/shutdown`, { form: { forceStop: "1", timeout: String(timeoutSeconds) } });
   await waitForTask(connection, upid, timeoutSeconds + 60);
 }

@@ -30,7 +30,7 @@
  */
 
 /** The SNP firmware qemu-server launches unless `args` names another. */
-export const PROXMOX_SNP_FIRMWARE = "/usr/share/pve-edk2-firmware//OVMF_SEV_4M.fd";
+const PROXMOX_SNP_FIRMWARE = "/usr/share/pve-edk2-firmware//OVMF_SEV_4M.fd";
 
 /** The AmdSevX64 OVMF on the datastore: named by its digest, shared by every SNP relay of a node. */
 export const snpFirmwareFileName = (ovmfSha256: string) => `ovmf-amdsev-${ovmfSha256.slice(0, 16)}.img`;
@@ -69,7 +69,7 @@ export function snpKvmArguments(input: { isoDir: string; firmwareFile: string; u
 }
 
 /** Proxmox VE property strings: `a=1,b=2`, the first bare value being the default key. */
-export function parsePropertyString(value: string, defaultKey: string): Record<string, string> {
+function parsePropertyString(value: string, defaultKey: string): Record<string, string> {
   const out: Record<string, string> = {};
   for (const part of value.split(",")) {
     if (part === "") continue;

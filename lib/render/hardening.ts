@@ -45,7 +45,7 @@ import { isIP, isIPv4, isIPv6 } from "node:net";
 import { EXIT_NOTICE_PORT, type PerSourceLimit } from "../config/limits";
 
 /** The nftables table the image loads; its counters are what the health report shows. */
-export const NFT_TABLE = "diskless_relay";
+const NFT_TABLE = "diskless_relay";
 
 /** The named counters of the ruleset, by what they count. */
 export const LIMIT_COUNTERS = {
@@ -177,7 +177,7 @@ export function renderNftRuleset(input: HardeningInput): string | undefined {
 }
 
 /** The kernel settings, as "key value" lines. */
-export function renderSysctls(input: HardeningInput): string {
+function renderSysctls(input: HardeningInput): string {
   const size = input.conntrackMax;
   const settings: [string, string][] = [
     // torutils setSysctlValues: conntrack's table, its hash and the SYN backlog sized alike; SYN cookies on.

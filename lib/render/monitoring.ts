@@ -20,7 +20,7 @@ export const MONITORING_FILES = { config: "prometheus.yml", targets: "targets.js
 const STACK = /^[A-Za-z0-9_.-]{1,100}$/;
 
 /** One relay as Prometheus scrapes it. */
-export const monitoringTargetSchema = z
+const monitoringTargetSchema = z
   .object({
     relay: z.string().regex(RELAY_NAME),
     nickname: z.string().regex(/^[A-Za-z0-9]{1,19}$/),

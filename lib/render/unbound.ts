@@ -15,7 +15,7 @@ import { embeddedIPv4 } from "../tor/address-rules";
  * it over IPv4 as the operator means (the config judges it as that address
  * too); every other address in its canonical spelling.
  */
-export function upstreamAddress(text: string): string {
+function upstreamAddress(text: string): string {
   const parsed = parseAddress(text);
   if (!parsed) return text;
   const mapped = embeddedIPv4(parsed).find((e) => e.how === "IPv4-mapped");

@@ -63,7 +63,7 @@ const OID = {
   productName: "1.3.6.1.4.1.3704.1.2",
 } as const;
 
-export const VCEK_TCB_OIDS: Readonly<Record<TcbComponent, string>> = {
+const VCEK_TCB_OIDS: Readonly<Record<TcbComponent, string>> = {
   bootloader: "1.3.6.1.4.1.3704.1.3.1",
   tee: "1.3.6.1.4.1.3704.1.3.2",
   snp: "1.3.6.1.4.1.3704.1.3.3",
@@ -139,7 +139,7 @@ function algorithmOid(algorithm: DerElement): string {
 }
 
 /** Throws unless the signature algorithm is RSASSA-PSS with SHA-384, MGF1-SHA-384 and a 48-byte salt. */
-export function requirePssSha384(algorithm: DerElement): void {
+function requirePssSha384(algorithm: DerElement): void {
   if (algorithmOid(algorithm) !== OID.rsassaPss) {
     throw new Error(`signature algorithm ${algorithmOid(algorithm)} is not RSASSA-PSS`);
   }

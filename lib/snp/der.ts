@@ -27,7 +27,7 @@ export interface DerElement {
   content: Buffer;
 }
 
-export function readElement(data: Buffer, offset = 0): DerElement {
+function readElement(data: Buffer, offset = 0): DerElement {
   if (offset + 2 > data.length) {
     throw new Error("DER: truncated element header");
   }

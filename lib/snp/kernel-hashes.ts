@@ -19,7 +19,7 @@ const SHA256_SIZE = 32;
 const ENTRY_SIZE = GUID_SIZE + 2 + SHA256_SIZE;
 const TABLE_SIZE = GUID_SIZE + 2 + 3 * ENTRY_SIZE;
 // QEMU rounds the table up to 16 bytes and zero-fills the padding.
-export const PADDED_HASH_TABLE_SIZE = Math.ceil(TABLE_SIZE / 16) * 16;
+const PADDED_HASH_TABLE_SIZE = Math.ceil(TABLE_SIZE / 16) * 16;
 
 export interface KernelHashes {
   kernel: Buffer;
@@ -27,7 +27,7 @@ export interface KernelHashes {
   cmdline: Buffer;
 }
 
-export function sha256(data: Uint8Array | string): Buffer {
+function sha256(data: Uint8Array | string): Buffer {
   return createHash("sha256").update(data).digest();
 }
 

@@ -18,7 +18,7 @@ import {
 import { parseVcpuSignature, vcpuSignatureForType } from "./vcpu-types";
 import { BSP_RESET_EIP, buildVmsaPage, VmmType } from "./vmsa";
 
-export const LAUNCH_DIGEST_SIZE = 48;
+const LAUNCH_DIGEST_SIZE = 48;
 
 enum PageType {
   NORMAL = 0x01,
@@ -39,7 +39,7 @@ function sha384(data: Uint8Array): Buffer {
 }
 
 /** The running digest over PAGE_INFO structures, one per measured page. */
-export class LaunchDigest {
+class LaunchDigest {
   private digest: Buffer;
   private readonly pageInfo = Buffer.alloc(PAGE_INFO_SIZE);
 

@@ -7,10 +7,10 @@
  */
 import { guidFromBytes } from "./guid";
 
-export const FOUR_GIB = 0x1_0000_0000;
+const FOUR_GIB = 0x1_0000_0000;
 export const PAGE_SIZE = 4096;
 
-export const OVMF_GUIDS = {
+const OVMF_GUIDS = {
   footerTable: "96b582de-1fb2-45f7-baea-a366c55a082d",
   sevHashTableReservedArea: "7255371f-3a3b-4b04-927b-1da6efa8d454",
   sevEsResetBlock: "00f771de-1a7e-4fcb-890e-68c77e2fb44e",

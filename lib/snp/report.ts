@@ -6,10 +6,10 @@
  */
 
 export const REPORT_SIZE = 1184;
-export const SIGNED_LENGTH = 0x2a0;
-export const MIN_REPORT_VERSION = 2;
+const SIGNED_LENGTH = 0x2a0;
+const MIN_REPORT_VERSION = 2;
 /** Policy bit 19: the hypervisor may debug (decrypt) the guest. */
-export const POLICY_DEBUG_BIT = 19n;
+const POLICY_DEBUG_BIT = 19n;
 /** SIGNATURE_ALGO 1: ECDSA P-384 with SHA-384. */
 export const SIGNATURE_ALGO_ECDSA_P384_SHA384 = 1;
 

@@ -43,7 +43,7 @@ export const CHECK_NAMES = {
 
 export type CheckName = (typeof CHECK_NAMES)[keyof typeof CHECK_NAMES];
 
-export interface CheckResult {
+interface CheckResult {
   name: CheckName;
   ok: boolean;
   detail: string;

@@ -108,7 +108,7 @@ export const relayTargetSpec = z.discriminatedUnion("kind", [
 ]);
 export type RelayTarget = z.infer<typeof relayTargetSpec>;
 
-export const buildBaseSpec = z
+const buildBaseSpec = z
   .object({
     flavour: z.enum(["alpine", "debian"]),
     release: z.string().regex(RELEASE, "must be a release name, never beginning with -"),
@@ -172,7 +172,7 @@ export const relayRecipeSpec = z
 export type RelayRecipe = z.infer<typeof relayRecipeSpec>;
 
 /** Where the build host reaches the key broker's admin API (lib/broker/broker-admin.ts); the token stays in its file. */
-export const brokerAdminSpec = z.union([
+const brokerAdminSpec = z.union([
   z.object({ socket: path, tokenFile: path }).strict(),
   z.object({ url: z.string().url().startsWith("https://"), tokenFile: path, caFile: path.optional() }).strict(),
 ]);
@@ -182,7 +182,7 @@ export type BrokerAdminSpec = z.infer<typeof brokerAdminSpec>;
 export const launchSpec = z.object({ ovmf: path, vcpus: z.number().int().min(1), vcpuType: cpuModel }).strict();
 
 /** Broker mode: upload the relay's shipped keys (and, moving from image mode, the onion keys collected from it). */
-export const uploadRelayKeysSpec = z
+const uploadRelayKeysSpec = z
   .object({
     relay: name,
     keysDir: path,
@@ -200,7 +200,7 @@ export const uploadRelayKeysSpec = z
  * Broker mode: let the broker release the relay's keys to this image (its
  * measurement, or its boot token's SHA-256); on delete, retire it.
  */
-export const registerImageSpec = z
+const registerImageSpec = z
   .object({ relay: name, imageDigest: digest, image: path, attestation: z.enum(["snp", "none"]), launch: launchSpec.optional(), broker: brokerAdminSpec })
   .strict();
 
@@ -209,7 +209,7 @@ const brokerWatchSpec = z
   .object({ admin: brokerAdminSpec, pushIntervalSeconds: z.number().int().min(1), attestation: z.enum(["snp", "none"]), launch: launchSpec.optional() })
   .strict();
 
-export const collectStateSpec = z
+const collectStateSpec = z
   .object({
     relay: name,
     /** The relay's private build directory; collections go to <relayDir>/collected/<imageDigest12>. */
@@ -224,9 +224,9 @@ export const collectStateSpec = z
   })
   .strict();
 
-export const scanBaseSbomSpec = z.object({ rootfs: path, stem: path, flavour: z.enum(["alpine", "debian"]), baseDigest: digest }).strict();
+const scanBaseSbomSpec = z.object({ rootfs: path, stem: path, flavour: z.enum(["alpine", "debian"]), baseDigest: digest }).strict();
 
-export const writeRelaySbomSpec = z
+const writeRelaySbomSpec = z
   .object({
     relay: name,
     nickname,
@@ -240,7 +240,7 @@ export const writeRelaySbomSpec = z
   })
   .strict();
 
-export const measureLaunchSpec = z
+const measureLaunchSpec = z
   .object({
     relay: name,
     imageDigest: digest,
@@ -258,11 +258,11 @@ export const measureLaunchSpec = z
   .strict();
 
 /** The fleet's Prometheus files: what to scrape (and with which labels), written into outDir. */
-export const writeMonitoringSpec = monitoringSpecSchema.extend({ outDir: path }).strict();
+const writeMonitoringSpec = monitoringSpecSchema.extend({ outDir: path }).strict();
 
-export const localVmSpec = z.object({ target: relayTargetSpec, iso: path }).strict();
+const localVmSpec = z.object({ target: relayTargetSpec, iso: path }).strict();
 
-export const pruneIsosSpec = z
+const pruneIsosSpec = z
   .object({
     endpoint: z.string().url(),
     verifyTls: z.boolean(),
@@ -276,7 +276,7 @@ export const pruneIsosSpec = z
   })
   .strict();
 
-export const rollOutSpec = z
+const rollOutSpec = z
   .object({
     relay: name,
     nickname,
@@ -338,6 +338,81 @@ export function parseStepSpec<N extends StepName>(step: N, value: unknown): Step
 }
 
 /**
+ * What a step prints for the component that runs it to read: the last line
+ * of its stdout, as JSON (a record) or as text (one value). A step whose
+ * output no program reads prints a log for people only (undefined here).
+ * The step writes it with encodeStepOutput, the component reads it with
+ * parseStepOutput, and the resource-graph tests' mocks answer with it.
+ */
+type OutputContract = { form: "json" | "line"; schema: z.ZodTypeAny };
+const builtImageOutput = z
+  .object({
+    relay: name,
+    imageDigest: digest,
+    isoName: z.string().regex(/^relay-[A-Za-z0-9]{1,19}-[0-9a-f]{12}-[0-9a-f]{8}\.iso$/),
+    iso: path,
+    uki: path,
+    files: path,
+    isoSha256: digest,
+    ukiSha256: digest,
+    isoBytes: z.number().int().positive(),
+    ukiBytes: z.number().int().positive(),
+    onionKeys: z.array(z.string()),
+  })
+  .strict();
+export const STEP_OUTPUTS = {
+  "build-base": undefined,
+  "collect-state": undefined,
+  "remove-collected-state": undefined,
+  "build-relay-image": { form: "json", schema: builtImageOutput },
+  "remove-relay-image": undefined,
+  "scan-base-sbom": undefined,
+  "write-relay-sbom": undefined,
+  // The launch measurement, as the published artifact holds it.
+  "measure-launch": { form: "line", schema: z.string().regex(/^[0-9a-f]{96}$/) },
+  "write-monitoring": undefined,
+  "remove-monitoring": undefined,
+  // The QEMU process's pid: the local stack's VM id.
+  "start-local-vm": { form: "line", schema: z.string().regex(/^started pid [1-9][0-9]*, console .+$/).transform((line) => Number(/pid ([0-9]+)/.exec(line)![1])) },
+  "stop-local-vm": undefined,
+  "prune-isos": undefined,
+  "upload-relay-keys": undefined,
+  "forget-relay-keys": undefined,
+  "register-image": undefined,
+  "retire-image": undefined,
+  "roll-out": undefined,
+  "remove-rollback-image": undefined,
+} as const satisfies Record<StepName, OutputContract | undefined>;
+export type StepsWithOutput = { [N in StepName]: (typeof STEP_OUTPUTS)[N] extends OutputContract ? N : never }[StepName];
+type ContractOf<N extends StepsWithOutput> = Extract<(typeof STEP_OUTPUTS)[N], OutputContract>;
+export type StepOutput<N extends StepsWithOutput> = z.output<ContractOf<N>["schema"]>;
+
+/** The line a step prints last for its component; throws naming the field the value breaks. */
+export function encodeStepOutput<N extends StepsWithOutput>(step: N, value: z.input<ContractOf<N>["schema"]>): string {
+  const contract = STEP_OUTPUTS[step] as OutputContract;
+  const result = contract.schema.safeParse(value);
+  if (!result.success) throw new Error(`step ${step}: invalid output: ${formatIssues(result.error, "(output)")}`);
+  return contract.form === "json" ? JSON.stringify(value) : String(value);
+}
+
+/** What a step's stdout says for its component, read from its last line and checked against the step's contract. */
+export function parseStepOutput<N extends StepsWithOutput>(step: N, stdout: string): StepOutput<N> {
+  const contract = STEP_OUTPUTS[step] as OutputContract;
+  const line = stdout.trimEnd().split("\n").at(-1) ?? "";
+  let value: unknown = line;
+  if (contract.form === "json") {
+    try {
+      value = JSON.parse(line);
+    } catch {
+      throw new Error(`step ${step}: its output's last line is not JSON: ${JSON.stringify(line.slice(0, 80))}`);
+    }
+  }
+  const result = contract.schema.safeParse(value);
+  if (!result.success) throw new Error(`step ${step}: its output breaks the step's contract: ${formatIssues(result.error, "(output)")}`);
+  return result.data as StepOutput<N>;
+}
+
+/**
  * The public directory documents tor keeps in its DataDirectory, with the
  * first line each must start with. A relay with a disk reloads them at start;
  * carried over, the redeployed relay knows the network from its first second.
@@ -349,7 +424,6 @@ export const DIRECTORY_CACHE_FILES = {
   "cached-consensus": "network-status-version 3",
   "cached-microdesc-consensus": "network-status-version 3 microdesc",
 } as const;
-export type DirectoryCacheFile = keyof typeof DIRECTORY_CACHE_FILES;
 
 /**
  * The most one directory document may be, in either identity mode. The

@@ -19,9 +19,7 @@ import { TESTNET, type TestnetBroker } from "../config/testnet";
 import { setTimeout as sleep } from "node:timers/promises";
 
 /** Where relays reach the broker: the bridge address, on the broker's port. */
-export const BROKER_PORT = 8443;
-/** How often local relays push their onion keys and state: often, so that a redeploy right after a boot has them. */
-export const LOCAL_PUSH_INTERVAL_SECONDS = 30;
+const BROKER_PORT = 8443;
 
 export interface BrokerFiles {
   data: string;

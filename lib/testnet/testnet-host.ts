@@ -22,7 +22,7 @@ export interface TestnetLocation {
   netns: string;
 }
 
-export const NETWORK_FILE = "network.json";
+const NETWORK_FILE = "network.json";
 /** The key broker's directory in the testnet's: kept by `down`, as a real broker keeps what it holds. */
 const BROKER_DIR = "key-broker";
 
@@ -115,7 +115,7 @@ export async function startTestnet(location: TestnetLocation, projectDir: string
  * circuits (bootstrap 75%: it builds none of its own, the tests and
  * `fetch` build theirs).
  */
-export async function waitForClient(network: TestnetNetwork, seconds: number): Promise<void> {
+async function waitForClient(network: TestnetNetwork, seconds: number): Promise<void> {
   const deadline = Date.now() + seconds * 1000;
   let last = "";
   for (;;) {

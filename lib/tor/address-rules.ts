@@ -9,7 +9,7 @@
  */
 import { canonicalAddress, familyBits, formatPrefix, parsePrefix, prefixBounds, unionSize, type ParsedAddress, type ParsedPrefix } from "./addresses";
 
-export type RangeKind =
+type RangeKind =
   | "unspecified"
   | "loopback"
   | "private"
@@ -60,7 +60,7 @@ const range = (prefix: string, kind: RangeKind, what: string, torInternal = fals
  * the RFCs named), plus multicast and the IPv6 space outside global
  * unicast. The most specific range that holds an address describes it.
  */
-export const SPECIAL_RANGES: readonly SpecialRange[] = [
+const SPECIAL_RANGES: readonly SpecialRange[] = [
   range("0.0.0.0/8", "unspecified", "an unspecified address, RFC 1122", true),
   range("10.0.0.0/8", "private", "a private address, RFC 1918", true),
   range("100.64.0.0/10", "shared", "a carrier-grade NAT (shared) address, RFC 6598", true),
@@ -242,7 +242,7 @@ export function resolverOperator(address: ParsedAddress, operators: ReadonlyMap<
  * ISP; an operator's own site is a /48. Anything wider opens the port to
  * other people's networks.
  */
-export const ALLOW_LIST_LIMIT = { 4: 8, 6: 32 } as const;
+const ALLOW_LIST_LIMIT = { 4: 8, 6: 32 } as const;
 
 /** Ranges that are nobody's public network: RFC 1918, CGNAT, loopback, link-local, ULA, documentation. */
 const OWN_NETWORK_KINDS: ReadonlySet<RangeKind> = new Set(["private", "shared", "loopback", "link-local", "unique-local", "site-local", "documentation"]);
@@ -272,7 +272,7 @@ function publicPart(prefix: ParsedPrefix): bigint {
  * gateway translates for all of IPv4 ...): a source list is judged by the
  * IPv4 space it admits through each translation, too.
  */
-export function embeddedIPv4Networks(prefix: ParsedPrefix): ParsedPrefix[] {
+function embeddedIPv4Networks(prefix: ParsedPrefix): ParsedPrefix[] {
   if (prefix.family !== 6) return [];
   const schemes: { base: string; offset: number; invert?: boolean }[] = [
     { base: "::ffff:0:0/96", offset: 96 },

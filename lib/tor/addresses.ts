@@ -120,11 +120,6 @@ export function prefixBounds(prefix: ParsedPrefix): { first: bigint; last: bigin
   return { first, last: first + (1n << hostBits) - 1n };
 }
 
-/** Whether every address of `inner` lies in `outer`. */
-export function prefixContains(outer: ParsedPrefix, inner: ParsedPrefix): boolean {
-  return outer.family === inner.family && outer.prefixLength <= inner.prefixLength && inSubnet(inner, outer);
-}
-
 /** "198.51.100.0/24", "2001:db8::/32": the network with its host bits cleared. */
 export function formatPrefix(prefix: ParsedPrefix): string {
   return `${canonicalAddress({ family: prefix.family, value: prefixBounds(prefix).first })}/${prefix.prefixLength}`;

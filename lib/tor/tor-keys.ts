@@ -37,7 +37,7 @@ export const MASTER_SECRET_KEY_FILE = "ed25519_master_id_secret_key";
 export const ONION_KEY_FILES = ["secret_onion_key", "secret_onion_key_ntor", "secret_onion_key.old", "secret_onion_key_ntor.old"] as const;
 
 /** Reads the 32-byte `== <tag>: <type> ==` header of a tor key file, e.g. tag "ed25519v1-public", type "type0". */
-export function readTaggedHeader(file: string, bytes: Buffer, expectedSize: number): { tag: string; type: string; body: Buffer } {
+function readTaggedHeader(file: string, bytes: Buffer, expectedSize: number): { tag: string; type: string; body: Buffer } {
   if (bytes.length !== expectedSize) {
     throw new KeyFileError(file, `is ${bytes.length} bytes; a tor ${file} is ${expectedSize} bytes (truncated or not a tor key?)`);
   }

@@ -3,7 +3,7 @@
  * probe starts one tor offline (DisableNetwork 1) with a private temporary
  * DataDirectory, asks it GETINFO keys once it has built its descriptor,
  * and stops it; all probes of a call run side by side. The work is done by
- * lib/tor/tor-probe.cjs in a worker thread this one waits for, because the plan
+ * lib/tor/tor-probe-worker.cjs in a worker thread this one waits for, because the plan
  * is synchronous and tor's control protocol is not. I/O: tor processes,
  * temporary files (removed), unix sockets.
  */
@@ -44,7 +44,7 @@ function startProbe(requests: TorProbeRequest[], options: ProbeOptions) {
   // A worker thread, not a process: no second node to start.
   const signal = new Int32Array(new SharedArrayBuffer(4));
   const { port1, port2 } = new MessageChannel();
-  const worker = new Worker(join(__dirname, "tor-probe.cjs"), { workerData: { request, port: port2, signal }, transferList: [port2] });
+  const worker = new Worker(join(__dirname, "tor-probe-worker.cjs"), { workerData: { request, port: port2, signal }, transferList: [port2] });
   // The probe's own deadline comes first; this one only catches a probe that hangs.
   const limitMs = timeoutMs + 15_000;
   const finish = (reply: Reply): TorProbeResult[] => {

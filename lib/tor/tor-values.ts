@@ -37,7 +37,7 @@ const TOR_BYTE_UNITS: Record<string, number> = {
 };
 
 /** tor stores bandwidths as a signed 32-bit byte count (ensure_bandwidth_cap). */
-export const TOR_MAX_BANDWIDTH = 2 ** 31 - 1;
+const TOR_MAX_BANDWIDTH = 2 ** 31 - 1;
 
 /** A tor bandwidth such as "100 MBytes" or "800 Mbits", in bytes per second; undefined if tor would not read it. */
 export function parseTorBandwidth(value: string): number | undefined {

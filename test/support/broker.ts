@@ -15,13 +15,13 @@ import type { ResolvedBroker } from "../../lib/broker/broker-endpoint";
 import { keyBrokerServeArgs, prepareBrokerFiles } from "../../lib/testnet/testnet-broker";
 import { ensureNetns, netnsPids, removeNetns } from "../../lib/local/netns";
 import type { BuiltImage } from "../../lib/image/relay-build";
-import type { RelayTarget } from "../../lib/steps/steps";
+import { parseStepOutput, type RelayTarget } from "../../lib/steps/steps";
 import { IDENTITY_FILES } from "../../lib/tor/tor-keys";
 import { fixturePath } from "./snp-fixtures";
 import { buildRelayIso, runStep } from "./images";
 import { toolEnv } from "./pulumi";
 
-export const BROKER_IP = "10.77.0.1";
+const BROKER_IP = "10.77.0.1";
 /** The public AmdSevX64 OVMF description measurements are computed with (test/fixtures/snp/VECTORS.md). */
 export const TEST_OVMF = fixturePath("ovmf_AmdSev_suffix.bin");
 /** Its SHA-256 as `sha256sum test/fixtures/snp/ovmf_AmdSev_suffix.bin` prints it: the pin relays' sev.ovmfSha256 carries. */
@@ -131,7 +131,7 @@ export async function brokerModeImage(
   // Computed from the built UKI, not from the ISO the launcher boots.
   const measured = runStep("measure-launch", { relay: relay.name, imageDigest: built.imageDigest, uki: built.uki, ovmf: TEST_OVMF, vcpus: 1, vcpuType: "EPYC-v4", policy: "0x20000", out: join(out, "snp.json") });
   if (measured.status !== 0) throw new Error(`measure-launch: ${measured.stderr}`);
-  const measurement = measured.stdout.trim();
+  const measurement = parseStepOutput("measure-launch", measured.stdout);
   await registerImage(broker.admin, relay.name, { imageDigest: built.imageDigest, attestation: "snp", measurements: [measurement] });
   return { built, measurement };
 }

@@ -7,7 +7,7 @@ import { repoRoot } from "./pulumi";
  * test/fixtures/snp/VECTORS.md: virtee/sev-snp-measure's test fixtures and
  * google/go-sev-guest's verify/testdata).
  */
-export const SNP_FIXTURES = path.join(repoRoot, "test", "fixtures", "snp");
+const SNP_FIXTURES = path.join(repoRoot, "test", "fixtures", "snp");
 
 export function fixture(name: string): Buffer {
   return readFileSync(path.join(SNP_FIXTURES, name));

@@ -8,12 +8,13 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
-import { brokerHealthMaxAgeSeconds, judgeRelay, renderStatusTable, statusExitCode, type DesiredRelay, type RelayObservation } from "../../lib/ops/fleet-status";
+import { judgeRelay, renderStatusTable, statusExitCode, type DesiredRelay, type RelayObservation } from "../../lib/ops/fleet-status";
 import { initRelayKeys, torSigningKeyExpiration } from "../../lib/tor/key-store";
 import { qemuRelayArgs } from "../../lib/local/qemu";
 import { parseHealthReport } from "../../lib/ops/relay-health";
 import { cdromOfQemuCommandLine } from "../../lib/ops/status-probe";
 import { privateTmpDir } from "../support/tmp";
+import { pushFreshnessSeconds } from "../../lib/broker/broker-agent";
 
 const IMAGE = "1".repeat(64);
 const OTHER = "2".repeat(64);
@@ -128,7 +129,7 @@ describe("judging a relay", () => {
   });
 
   it("counts a broker-mode report only while it is fresh: two push intervals and a minute", () => {
-    expect(brokerHealthMaxAgeSeconds(30)).toBe(120);
+    expect(pushFreshnessSeconds(30)).toBe(120);
     const broker = desired({ healthVia: "broker", pushIntervalSeconds: 30 });
     expect(judgeRelay(broker, running({}, NOW / 1000 - 100), POLICY).attention).toEqual([]);
     const stale = judgeRelay(broker, running({}, NOW / 1000 - 200), POLICY);

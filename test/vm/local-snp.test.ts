@@ -17,7 +17,7 @@ import { effectiveSnpLaunch, qemuServerSnpCommand, snpKvmArguments } from "../..
 import { LOCAL_SNP_FIRMWARE, qemuRelayArgs, SNP_SERIAL_PORT, type QemuRelayMachine } from "../../lib/local/qemu";
 import { vcpuSignatureForType } from "../../lib/snp/vcpu-types";
 import { parseAttestationReport, REPORT_SIZE } from "../../lib/snp/report";
-import type { RelayTarget } from "../../lib/steps/steps";
+import { parseStepOutput, type RelayTarget } from "../../lib/steps/steps";
 import { fixturePath } from "../support/snp-fixtures";
 import { runStep } from "../support/images";
 import { repoRoot, toolEnv } from "../support/pulumi";
@@ -154,7 +154,7 @@ describe("the launch measurement of the UKI inside the ISO a VM boots", () => {
       out: join(dir, "measurement.json"),
     });
     expect(published.status, published.stderr).toBe(0);
-    expect(published.stdout.trim()).toBe(measured);
+    expect(parseStepOutput("measure-launch", published.stdout)).toBe(measured);
     expect(JSON.parse(readFileSync(join(dir, "measurement.json"), "utf8")).measurement).toBe(measured);
 
     const tampered = Buffer.from(uki);
@@ -284,7 +284,7 @@ describe("start-local-vm with a simulated secure processor", () => {
     const booted = readFileSync(local.kernel!);
     expect(booted.equals(ukiFromIso(iso, join(dir, "from-iso.efi")))).toBe(true);
     const published = runStep("measure-launch", { relay: "snp-local", imageDigest: "0".repeat(64), uki: local.kernel!, ovmf: AMD_SEV_OVMF, vcpus: target.cores, vcpuType: VCPU_TYPE, policy: "0x20000", out: join(dir, "published.json") });
-    expect(published.stdout.trim()).toBe(expected);
+    expect(parseStepOutput("measure-launch", published.stdout)).toBe(expected);
     // QEMU's chardev is connected to the simulator (a client that is not reads "filename=disconnected:unix:PATH").
     const chardevs = await hmp(join(target.runDir, "monitor.sock"), "info chardev");
     expect(chardevs).toMatch(/^snp: filename=unix:/m);

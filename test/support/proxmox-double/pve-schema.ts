@@ -33,7 +33,7 @@ const enumOf = (...values: string[]) => (value: string) => (values.includes(valu
 const pattern = (re: RegExp, what: string) => (value: string) => (re.test(value) ? undefined : `value does not match the regex pattern (${what})`);
 
 /** A Proxmox VE property string: key=value pairs, the first bare value being the default key. */
-export function propertyString(value: string, defaultKey: string | undefined, keys: Record<string, (value: string) => string | undefined>, required: string[] = []): string | undefined {
+function propertyString(value: string, defaultKey: string | undefined, keys: Record<string, (value: string) => string | undefined>, required: string[] = []): string | undefined {
   const seen: Record<string, string> = {};
   for (const part of value.split(",")) {
     if (part === "") continue;
@@ -104,14 +104,14 @@ function bootRule(value: string): string | undefined {
 }
 
 /** CPUConfig.pm $sev_fmt: type is the default key and has no default. */
-export const amdSevRule = (value: string) =>
+const amdSevRule = (value: string) =>
   propertyString(value, "type", { type: enumOf("std", "es", "snp"), "no-debug": bool, "no-key-sharing": bool, "allow-smt": bool, "kernel-hashes": bool }, ["type"]);
 
 const DNS_NAME = /^([a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?\.)*([a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?)$/;
 const TAG = /^[a-z0-9_][a-z0-9_\-+.]*$/i;
 
 /** The VM config keys the double knows, with their rules (QemuServer.pm $confdesc, those the provider sends). */
-export const VM_CONFIG: Record<string, (value: string) => string | undefined> = {
+const VM_CONFIG: Record<string, (value: string) => string | undefined> = {
   acpi: bool,
   agent: (value) => propertyString(value, "enabled", { enabled: bool, fstrim_cloned_disks: bool, type: enumOf("virtio", "isa"), "freeze-fs-on-backup": bool }),
   "amd-sev": amdSevRule,
@@ -184,7 +184,7 @@ export function checkVmUpdate(form: Record<string, string>, method: "PUT" | "POS
 }
 
 /** POST …/status/{start,stop,shutdown,reboot,reset}: the parameters each takes. */
-export const STATUS_PARAMS: Record<string, string[]> = {
+const STATUS_PARAMS: Record<string, string[]> = {
   start: ["timeout", "skiplock", "machine", "migratedfrom", "migration_type", "migration_network", "stateuri", "targetstorage", "force-cpu", "nets"],
   stop: ["timeout", "skiplock", "keepActive", "migratedfrom", "overrule-shutdown"],
   shutdown: ["timeout", "skiplock", "keepActive", "forceStop"],
