@@ -15,12 +15,12 @@ import { ISO_LABEL_FILE } from "../image/image-layout";
 import { runningPid } from "../local/local-vm";
 import { commandLineOf } from "../core/pid-file";
 import { vmConfig, vmState, type ProxmoxConnection } from "../proxmox/proxmox-api";
-import { askRelay } from "../deploy/relay-channel";
 import { imageDigestOfVmDescription } from "../deploy/relay-reach";
 import { parseHealthReport } from "./relay-health";
 import { readRollbackRecord, readRunningRecord } from "../steps/rollout-records";
 import { runTool, withPrivateTmpDir } from "../core/run";
 import type { RelayChannel, RelayTarget } from "../steps/steps";
+import { sshHealth } from "./health-gate";
 
 type Machine = RelayObservation["machine"];
 
@@ -83,9 +83,9 @@ export async function observeMachine(target: RelayTarget, proxmox?: ProxmoxConne
 export async function askHealthOverSsh(channel: Omit<RelayChannel, "hostPublicKey">, relayDir: string): Promise<RelayObservation["health"]> {
   const running = readRunningRecord(relayDir);
   if (!running) return { error: "no healthy image of it is recorded on this build host, so there is no host key to pin (run pulumi up from this build host)" };
-  const answer = await askRelay({ ...channel, hostPublicKey: running.hostPublicKey }, "health");
-  if (!answer.ok) return { error: `it does not answer over SSH (${answer.error})` };
-  return { report: parseHealthReport(answer.stdout.toString("utf8")), at: Math.round(Date.now() / 1000) };
+  const answer = await sshHealth({ ...channel, hostPublicKey: running.hostPublicKey })();
+  if (!answer.ok) return { error: answer.error };
+  return { report: parseHealthReport(answer.text), at: answer.now };
 }
 
 /** Broker mode: the latest health report the relay pushed with an attested push, and the broker's verdicts. */
