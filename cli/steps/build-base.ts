@@ -6,6 +6,7 @@ import { canonicalSet, describeChanges, packageChanges } from "../../lib/image/p
 import { absoluteSourceLines } from "../../lib/image/package-set";
 import { runToolStreaming } from "../../lib/core/run";
 import type { StepSpec } from "../../lib/steps/steps";
+import { KERNEL_MODULES, KERNEL_MODULES_DIR } from "../../lib/image/image-layout";
 
 export async function buildBase(spec: StepSpec<"build-base">): Promise<void> {
   if (existsSync(join(spec.dir, ".complete")) && existsSync(join(spec.dir, BASE_RECORD))) {
@@ -14,7 +15,14 @@ export async function buildBase(spec: StepSpec<"build-base">): Promise<void> {
   }
   mkdirSync(dirname(spec.dir), { recursive: true, mode: 0o700 });
   const script = join("images", spec.flavour, "build-base.sh");
-  const env: NodeJS.ProcessEnv = { ...process.env, SOURCE_DATE_EPOCH: String(spec.sourceDateEpoch) };
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    SOURCE_DATE_EPOCH: String(spec.sourceDateEpoch),
+    // The modules the RAM root keeps and lists for the scripts that load them (pack-initrd.sh).
+    KERNEL_MODULES_BOOT: KERNEL_MODULES.boot.join(" "),
+    KERNEL_MODULES_HARDENING: KERNEL_MODULES.hardening.join(" "),
+    KERNEL_MODULES_DIR,
+  };
   if (spec.flavour === "debian") {
     if (!spec.sources || !spec.packages) throw new Error("the Debian base's spec carries no apt sources or package set: plan it again (pulumi preview)");
     // Beside the base's directory (which the script replaces), in the private build root.

@@ -6,14 +6,23 @@
 #   pack-initrd.sh ROOTFS KERNEL GEOIP(yes|no) OUT.cpio.zst SSH_LIST SSH_OUT.cpio.zst
 set -euo pipefail
 rootfs=$(realpath -m -- "$1") kernel=$2 geoip=$3 out=$(realpath -m -- "$4") ssh_list=$(realpath -m -- "$5") ssh_out=$(realpath -m -- "$6")
-# The virtio PCI transport, NIC, console and RNG; the ACPI power button with the
-# event device busybox acpid reads it from (relay-acpid); conntrack and the
-# nftables expressions the connection limits use (relay-hardening: ct, limit,
-# ct count, objref for named counters, reject_inet for the stale peer's reset;
-# sets, counters and payload matches are part of nf_tables). Everything else a
-# relay VM uses is built into the kernel.
-wanted_modules="virtio_pci virtio_net virtio_console virtio_rng button evdev"
-wanted_modules+=" nf_conntrack nf_tables nft_ct nft_limit nft_connlimit nft_objref nft_reject_inet"
+# The kernel modules a relay loads, at boot and for the connection limits:
+# KERNEL_MODULES in lib/image/image-layout.ts, handed over by the build-base
+# step as space-separated names. They are kept with their dependencies and
+# listed in the RAM root (KERNEL_MODULES_DIR) for relay-boot and relay-hardening.
+modules_dir=${KERNEL_MODULES_DIR:?the build-base step says where the lists go}
+[[ $modules_dir =~ ^/[a-z0-9/_-]+$ ]] || { echo "pack-initrd: $modules_dir is not an absolute path" >&2; exit 1; }
+for list in "${KERNEL_MODULES_BOOT:?the build-base step hands over the boot modules}" "${KERNEL_MODULES_HARDENING:?the build-base step hands over the hardening modules}"; do
+  for module in $list; do
+    [[ $module =~ ^[a-z0-9_]+$ ]] || { echo "pack-initrd: '$module' is not a kernel module name" >&2; exit 1; }
+  done
+done
+wanted_modules="$KERNEL_MODULES_BOOT $KERNEL_MODULES_HARDENING"
+mkdir -p "$rootfs$modules_dir"
+# shellcheck disable=SC2086 # one name per word, each checked above
+printf '%s\n' $KERNEL_MODULES_BOOT >"$rootfs$modules_dir/boot"
+# shellcheck disable=SC2086
+printf '%s\n' $KERNEL_MODULES_HARDENING >"$rootfs$modules_dir/hardening"
 epoch=${SOURCE_DATE_EPOCH:-0}
 
 moddir=usr/lib/modules/$kernel

@@ -69,3 +69,23 @@ export function isoFileName(nickname: string, imageDigest: string, isoSha256: st
 
 /** All ISOs of one relay start with this; pruning works on it. */
 export const isoPrefix = (nickname: string) => `relay-${nickname}-`;
+
+/**
+ * The kernel modules a relay loads; everything else a relay VM uses is built
+ * into the kernel. At boot (relay-boot): the virtio PCI transport, NIC,
+ * console and RNG, and the ACPI power button with the event device busybox
+ * acpid reads it from (relay-acpid). For the connection limits
+ * (relay-hardening): conntrack and the nftables expressions they use (ct,
+ * limit, ct count, objref for named counters, reject_inet for the stale
+ * peer's reset; sets, counters and payload matches are part of nf_tables).
+ * The base's RAM root keeps exactly these and their dependencies
+ * (images/rootfs/pack-initrd.sh, handed them by the build-base step) and
+ * lists them under KERNEL_MODULES_DIR, one per line, for the scripts that load them.
+ */
+export const KERNEL_MODULES = {
+  boot: ["virtio_pci", "virtio_net", "virtio_console", "virtio_rng", "button", "evdev"],
+  hardening: ["nf_conntrack", "nf_tables", "nft_ct", "nft_limit", "nft_connlimit", "nft_objref", "nft_reject_inet"],
+} as const;
+/** In the guest: the lists, as files boot and hardening. */
+export const KERNEL_MODULES_DIR = "/usr/lib/relay/kernel-modules";
+

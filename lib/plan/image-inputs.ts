@@ -12,7 +12,7 @@ import type { ImageConfig, StackConfig } from "../config/config";
 import { TOR_RUNTIME, type PlannedRelay } from "./fleet";
 import { inProject } from "../core/paths";
 import type { Hardening } from "../render/hardening";
-import { SSH_HOST_KEY_FILES } from "../image/image-layout";
+import { KERNEL_MODULES, SSH_HOST_KEY_FILES } from "../image/image-layout";
 import type { KeyFileDigests } from "./preview-record";
 import { IDENTITY_FILES } from "../tor/tor-keys";
 import { sha256File } from "../core/digest";
@@ -51,6 +51,8 @@ export interface BaseImageInputs {
   torUser: string;
   /** Digest of the scripts that build the base. */
   scripts: string;
+  /** The kernel modules the base keeps (lib/image/image-layout.ts KERNEL_MODULES). */
+  kernelModules: typeof KERNEL_MODULES;
   /** The date inside the base and every image built on it (SOURCE_DATE_EPOCH). */
   sourceDateEpoch: number;
   /** Debian: the apt sources the base is built from (lib/image/package-index.ts aptSourceLines). */
@@ -76,6 +78,7 @@ export function baseImageInputs(image: ImageConfig, projectDir: string, packageS
     geoip: image.geoip,
     torUser: TOR_RUNTIME[image.flavour].user,
     scripts: treeDigest(projectDir, [`images/${image.flavour}`, "images/rootfs"]),
+    kernelModules: KERNEL_MODULES,
     sourceDateEpoch: image.sourceDateEpoch,
     ...(packageSet ? { sources: packageSet.sources, packages: packageSet.packages } : {}),
   };
