@@ -8,7 +8,8 @@ import * as pulumi from "@pulumi/pulumi";
 import * as runtimeConfig from "@pulumi/pulumi/runtime/config";
 import { deployFleet } from "./components/fleet";
 import { ConfigError, parseStackConfig, projectConfigObject } from "./lib/config/config";
-import { FleetError, planFleet, relayBuildDir, stackBuildRoot } from "./lib/plan/fleet";
+import { FleetError, planFleet } from "./lib/plan/fleet";
+import { relayBuildDir, stackBuildRoot } from "./lib/config/build-layout";
 import { DEFAULT_RELEASE } from "./lib/plan/image-inputs";
 import { PackageSetError, planBasePackages, relayPackageChanges, writeMirrorRecord } from "./lib/image/package-set";
 

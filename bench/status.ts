@@ -13,12 +13,13 @@ import { createServer, type AddressInfo, type Server } from "node:net";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import { initRelayKeys } from "../lib/tor/key-store";
-import { relayBuildDir } from "../lib/plan/fleet";
+
 import { vmDescription } from "../lib/deploy/relay-reach";
 import { TEST_API_TOKEN, testStackConfig, type TestRelay } from "../test/support/fleet";
 import { ProxmoxDoubleProcess } from "../test/support/proxmox";
 import { TestProject } from "../test/support/pulumi";
 import { RelaySshd } from "../test/support/sshd";
+import { relayBuildDir } from "../lib/config/build-layout";
 
 const RELAYS = Number(process.argv[2] ?? 20);
 const RUNS = Number(process.argv[3] ?? 3);

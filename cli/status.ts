@@ -19,7 +19,7 @@ import { parseArgs } from "node:util";
 import { brokerStatus, type BrokerRelayStatus } from "../lib/broker/broker-admin";
 import { brokerAdminEndpoint, resolveBroker } from "../lib/broker/broker-endpoint";
 import { judgeRelay, renderStatusTable, statusExitCode, type DesiredRelay, type RelayObservation } from "../lib/ops/fleet-status";
-import { relayBuildDir, stackBuildRoot } from "../lib/plan/fleet";
+
 import { inProject } from "../lib/core/paths";
 import type { ProxmoxConnection } from "../lib/proxmox/proxmox-api";
 import { relayChannelOf, relayTargetOf } from "../lib/deploy/relay-reach";
@@ -31,6 +31,7 @@ import { readVulnReport } from "../lib/ops/vulns";
 import { shellQuote } from "../lib/core/shell-quote";
 import { describeChanges } from "../lib/image/package-index";
 import { pendingUpdates, readMirrorRecord } from "../lib/image/package-set";
+import { relayBuildDir, stackBuildRoot } from "../lib/config/build-layout";
 
 const PROJECT = "diskless-relays";
 

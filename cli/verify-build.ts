@@ -29,6 +29,7 @@ import { expectedLaunchMeasurement } from "../lib/snp/launch-digest";
 import { aptSourceLines, canonicalSet } from "../lib/image/package-index";
 import { buildBase } from "./steps/build-base";
 import { sha256File } from "../lib/core/digest";
+import { relayArtifactsDir } from "../lib/config/build-layout";
 
 const USAGE = "usage: npm run verify-build -- RELAY [IMAGE_DIGEST] [--artifacts DIR] [--signers FILE --signer ID] [--ovmf FILE] [--keep]";
 
@@ -53,7 +54,7 @@ interface SnpDocument {
 
 /** The record of IMAGE_DIGEST (a prefix of at least 12 hex digits), or the relay's newest one. */
 function findRecord(dir: string, relay: string, digest: string | undefined): string {
-  const relayDir = join(dir, "relays", relay);
+  const relayDir = relayArtifactsDir(dir, relay);
   if (!existsSync(relayDir)) throw new Unverifiable(`${relayDir} does not exist: no image of relay ${relay} was published there (--artifacts names another directory)`);
   const records = readdirSync(relayDir).filter((file) => /^[0-9a-f]{12}\.json$/.test(file));
   if (digest) {

@@ -17,6 +17,7 @@ import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { dbImport, dbProblem, dbStatus, evaluateStack, writeVulnReport } from "../lib/ops/grype";
 import { checkStackName, describeAge, EXIT_STATUS, exitStatusOf, type VulnReport } from "../lib/ops/vulns";
+import { relaysBuildDir } from "../lib/config/build-layout";
 
 const USAGE = "usage: npm run vulns -- db import ARCHIVE | db status | [--stack NAME] [--json] [--build-dir DIR] [--artifacts DIR]";
 const projectDir = resolve(__dirname, "..");
@@ -32,7 +33,7 @@ function projectName(): string {
 function defaultStack(buildDir: string, project: string): string {
   const stacks = existsSync(buildDir)
     ? readdirSync(buildDir, { withFileTypes: true })
-        .filter((e) => e.isDirectory() && e.name.startsWith(`${project}-`) && existsSync(join(buildDir, e.name, "relays")))
+        .filter((e) => e.isDirectory() && e.name.startsWith(`${project}-`) && existsSync(relaysBuildDir(join(buildDir, e.name))))
         .map((e) => e.name.slice(project.length + 1))
     : [];
   if (stacks.length === 1) return stacks[0]!;

@@ -1,8 +1,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { mkdirSync } from "node:fs";
-import { join } from "node:path";
 import type { StackConfig } from "../lib/config/config";
-import { stackBuildRoot, type PlannedRelay } from "../lib/plan/fleet";
+import { type PlannedRelay } from "../lib/plan/fleet";
 import { inProject } from "../lib/core/paths";
 import { baseImageInputs, brokerImageParts, RELAY_SCRIPT_PATHS, treeDigest } from "../lib/plan/image-inputs";
 import { relayAgentBinary } from "../lib/broker/broker-agent";
@@ -15,6 +14,7 @@ import { Monitoring } from "./monitoring";
 import { Relay } from "./relay";
 import { proxmoxTarget } from "./relay-vm";
 import { BaseSbom } from "./sbom";
+import { artifactsDirOf, stackBuildRoot } from "../lib/config/build-layout";
 
 export interface DeployFleetOptions {
   /** Where Pulumi runs the program and its steps; resource inputs hold paths relative to it. */
@@ -53,7 +53,7 @@ export function deployFleet(
   // Build directories hold key material: private, and outside the state.
   const buildDir = inProject(projectDir, config.buildDir);
   const buildRoot = stackBuildRoot(config, options.project, options.stack, projectDir);
-  const artifactsDir = join(projectDir, "artifacts");
+  const artifactsDir = artifactsDirOf(projectDir);
   if (!options.dryRun) mkdirSync(buildRoot, { recursive: true, mode: 0o700 });
 
   const broker = resolveBroker(config, projectDir, fleet.testnet);

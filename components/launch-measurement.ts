@@ -1,7 +1,7 @@
 import * as pulumi from "@pulumi/pulumi";
-import { join } from "node:path";
 import { parseStepOutput } from "../lib/steps/steps";
 import { stepResource } from "./step";
+import { launchMeasurementPath } from "../lib/config/build-layout";
 
 export interface LaunchMeasurementArgs {
   relay: string;
@@ -36,7 +36,7 @@ export class LaunchMeasurement extends pulumi.ComponentResource {
 
   constructor(name: string, args: LaunchMeasurementArgs, opts?: pulumi.ComponentResourceOptions) {
     super("diskless-relays:snp:LaunchMeasurement", name, {}, opts);
-    this.path = join(args.artifactsDir, "relays", args.relay, `${args.imageDigest.slice(0, 12)}.snp.json`);
+    this.path = launchMeasurementPath(args.artifactsDir, args.relay, args.imageDigest);
     const measure = stepResource(
       `${name}-measure`,
       {

@@ -1,8 +1,8 @@
 import * as pulumi from "@pulumi/pulumi";
-import { join } from "node:path";
 import type { PlannedRelay } from "../lib/plan/fleet";
 import { monitoringTargets, type MonitoringSpec } from "../lib/render/monitoring";
 import { stepResource } from "./step";
+import { monitoringDir } from "../lib/config/build-layout";
 
 export interface MonitoringArgs {
   stack: string;
@@ -23,7 +23,7 @@ export class Monitoring extends pulumi.ComponentResource {
 
   constructor(name: string, args: MonitoringArgs, opts?: pulumi.ComponentResourceOptions) {
     super("diskless-relays:monitoring:Monitoring", name, {}, opts);
-    this.dir = join(args.artifactsDir, "monitoring", args.stack);
+    this.dir = monitoringDir(args.artifactsDir, args.stack);
     const monitoring: MonitoringSpec = { stack: args.stack, targets: monitoringTargets(args.relays) };
     stepResource(
       `${name}-write`,

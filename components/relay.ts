@@ -3,7 +3,7 @@ import { renderAgentConfig } from "../lib/broker/broker-agent";
 import { brokerAdminSpec, type ResolvedBroker } from "../lib/broker/broker-endpoint";
 import { BrokerEnrolment } from "./broker-enrolment";
 import type { StackConfig } from "../lib/config/config";
-import { relayBuildDir, type PlannedRelay } from "../lib/plan/fleet";
+import { type PlannedRelay } from "../lib/plan/fleet";
 import { inProject } from "../lib/core/paths";
 import { relayImageDigest, relayImageInputs, relayImageTexts, type BrokerImageParts } from "../lib/plan/image-inputs";
 import type { BaseImage } from "./base-image";
@@ -15,6 +15,7 @@ import { RelayRollout } from "./relay-rollout";
 import type { RelayTargetKind, RelayVmTarget } from "./relay-vm";
 import { type BaseSbom, RelaySbom } from "./sbom";
 import { StateCollection } from "./state-collection";
+import { relayBuildDir } from "../lib/config/build-layout";
 
 /** The recipe carries the agent's path; its digest is an input of the image digest only. */
 const omitDigest = ({ agentSha256: _digest, ...parts }: BrokerImageParts) => parts;

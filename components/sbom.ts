@@ -1,6 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
-import { join } from "node:path";
 import { stepResource } from "./step";
+import { baseSbomStem, relaySbomRecordPath } from "../lib/config/build-layout";
 
 export interface BaseSbomArgs {
   baseDir: pulumi.Input<string>;
@@ -18,7 +18,7 @@ export class BaseSbom extends pulumi.ComponentResource {
 
   constructor(name: string, args: BaseSbomArgs, opts?: pulumi.ComponentResourceOptions) {
     super("diskless-relays:sbom:BaseSbom", name, {}, opts);
-    const stem = join(args.artifactsDir, "sbom", `base-${args.flavour}-${args.baseDigest.slice(0, 12)}`);
+    const stem = baseSbomStem(args.artifactsDir, args.flavour, args.baseDigest);
     const scan = stepResource(
       `${name}-syft`,
       {
@@ -58,7 +58,7 @@ export class RelaySbom extends pulumi.ComponentResource {
 
   constructor(name: string, args: RelaySbomArgs, opts?: pulumi.ComponentResourceOptions) {
     super("diskless-relays:sbom:RelaySbom", name, {}, opts);
-    this.path = join(args.artifactsDir, "relays", args.relay, `${args.imageDigest.slice(0, 12)}.json`);
+    this.path = relaySbomRecordPath(args.artifactsDir, args.relay, args.imageDigest);
     stepResource(
       `${name}-write`,
       {

@@ -18,6 +18,7 @@ import { toolsBin, withToolsOnPath } from "../core/paths";
 import { chooseImage, matchesInImage, parseGrypeOutput, relaySbomRecordSchema, VULN_REPORT_SCHEMA, vulnReportFile, worstSeverity, type SbomRecordFile, type VulnReport } from "./vulns";
 import { sha256File } from "../core/digest";
 import { formatIssues } from "../core/zod-issues";
+import { relayArtifactsDir, relaysBuildDir, sbomDir } from "../config/build-layout";
 
 /** grype's environment: the project's tools first, its database in the project's cache, nothing fetched. */
 function grypeEnv(env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
@@ -86,7 +87,7 @@ function scanSyftJson(syftJson: string, env: NodeJS.ProcessEnv = grypeEnv()): st
 
 /** A relay's SBOM records under artifacts/relays/<relay>/ (DIGEST12.json; signatures and measurements left out). */
 function sbomRecords(artifactsDir: string, relay: string): SbomRecordFile[] {
-  const dir = join(artifactsDir, "relays", relay);
+  const dir = relayArtifactsDir(artifactsDir, relay);
   if (!existsSync(dir)) return [];
   return readdirSync(dir)
     .filter((name) => /^[0-9a-f]{12}\.json$/.test(name))
@@ -118,7 +119,7 @@ export function evaluateStack(options: EvaluateOptions): VulnReport {
   const env = options.env ?? grypeEnv();
   const status = dbStatus(env);
   if (!status.valid || !status.built) throw new Error(dbProblem(status));
-  const relaysDir = join(options.buildRoot, "relays");
+  const relaysDir = relaysBuildDir(options.buildRoot);
   if (!existsSync(relaysDir)) throw new Error(`${relaysDir} is missing: stack ${options.stack} has built no relay on this host (or give --build-dir)`);
   const relays = readdirSync(relaysDir, { withFileTypes: true })
     .filter((entry) => entry.isDirectory())
@@ -144,7 +145,7 @@ export function evaluateStack(options: EvaluateOptions): VulnReport {
       continue;
     }
     const record = relaySbomRecordSchema.parse(JSON.parse(readFileSync(choice.record, "utf8")));
-    const syftJson = join(options.artifactsDir, "sbom", record.base.syftJson.file);
+    const syftJson = join(sbomDir(options.artifactsDir), record.base.syftJson.file);
     if (!existsSync(syftJson)) {
       problems.push(`relay ${relay}: ${syftJson}, the SBOM its record ${choice.record} names, is missing: restore artifacts/sbom/ from the build host's archive`);
       continue;

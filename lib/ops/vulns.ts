@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { z } from "zod";
 import { shellQuote } from "../core/shell-quote";
 import { formatIssues } from "../core/zod-issues";
+import { artifactsDirOf, vulnsDir } from "../config/build-layout";
 
 /** grype's severities, least to most severe. */
 const SEVERITIES = ["Unknown", "Negligible", "Low", "Medium", "High", "Critical"] as const;
@@ -194,8 +195,8 @@ export interface VulnReport {
 }
 
 /** <artifacts>/vulns/<stack>.json; artifacts/ is the project's unless a run was given another. */
-export const vulnReportFile = (artifactsDir: string, stack: string) => join(artifactsDir, "vulns", `${checkStackName(stack)}.json`);
-export const vulnReportPath = (projectDir: string, stack: string) => vulnReportFile(join(projectDir, "artifacts"), stack);
+export const vulnReportFile = (artifactsDir: string, stack: string) => join(vulnsDir(artifactsDir), `${checkStackName(stack)}.json`);
+export const vulnReportPath = (projectDir: string, stack: string) => vulnReportFile(artifactsDirOf(projectDir), stack);
 
 /** The exit status for a report: the worst severity of any relay. */
 export const exitStatusOf = (report: Pick<VulnReport, "worst">) => EXIT_STATUS[report.worst ?? "none"];

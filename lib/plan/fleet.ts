@@ -80,14 +80,6 @@ export const TOR_RUNTIME: Record<ImageConfig["flavour"], { user: string; sandbox
  * preview elsewhere (a pull request's runner) would show every command as
  * changed.
  */
-/** The stack's private build root on the build host; holds key material, outside the state. */
-export function stackBuildRoot(config: Pick<StackConfig, "buildDir">, project: string, stack: string, projectDir: string): string {
-  return join(inProject(projectDir, config.buildDir), `${project}-${stack}`);
-}
-
-/** A relay's private directory in it: its rollout records (lib/steps/rollout-records.ts), collected state and rollback image. */
-export const relayBuildDir = (buildRoot: string, relay: string) => join(buildRoot, "relays", relay);
-
 function relayKeysDir(config: Pick<StackConfig, "keyStore">, relay: RelayConfig, projectDir: string): string {
   return inProject(projectDir, relay.keysDir ?? join(config.keyStore, relay.name));
 }
