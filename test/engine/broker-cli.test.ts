@@ -12,6 +12,7 @@ import { IDENTITY_FILES } from "../../lib/tor/tor-keys";
 import { makeTestKeys } from "../support/fleet";
 import { TestProject, toolEnv } from "../support/pulumi";
 import { privateTmpDir } from "../support/tmp";
+import { poll } from "../support/poll";
 
 describe("npm run broker", () => {
   const dir = privateTmpDir("broker-cli");
@@ -24,7 +25,7 @@ describe("npm run broker", () => {
   beforeAll(async () => {
     const published = JSON.parse(spawnSync("key-broker", ["init", "--data", data], { encoding: "utf8", env: toolEnv() }).stdout) as { signingPublicKey: string; pushRecipient: string };
     broker = spawn("key-broker", ["serve", "--data", data, "--listen", "127.0.0.1:0", "--admin-listen", `unix:${socket}`], { env: toolEnv(), stdio: "ignore" });
-    for (let i = 0; i < 100 && !existsSync(socket); i++) await new Promise((resolve) => setTimeout(resolve, 50));
+    await poll(() => existsSync(socket), { seconds: 5, intervalMs: 50 });
     project = new TestProject("brokercli", { passphrase: "" });
     makeTestKeys(project.dir, [{ name: "exit-1", nickname: "ExitOne", node: "local", vmId: 100, exit: true }]);
     const token = readFileSync(join(data, "admin.token"), "utf8").trim();

@@ -13,6 +13,7 @@ import { IDENTITY_FILES } from "../../lib/tor/tor-keys";
 import { makeTestKeys } from "../support/fleet";
 import { toolEnv } from "../support/pulumi";
 import { privateTmpDir } from "../support/tmp";
+import { poll } from "../support/poll";
 
 describe("the key broker's admin API, from the program", () => {
   const dir = privateTmpDir("broker-admin");
@@ -28,7 +29,7 @@ describe("the key broker's admin API, from the program", () => {
     const init = spawnSync("key-broker", ["init", "--data", data], { encoding: "utf8", env: toolEnv() });
     expect(init.status, init.stderr).toBe(0);
     broker = spawn("key-broker", ["serve", "--data", data, "--listen", "127.0.0.1:0", "--admin-listen", `unix:${socket}`], { env: toolEnv(), stdio: "ignore" });
-    for (let i = 0; i < 100 && !existsSync(socket); i++) await new Promise((resolve) => setTimeout(resolve, 50));
+    await poll(() => existsSync(socket), { seconds: 5, intervalMs: 50 });
     admin = { socket, token: readFileSync(join(data, "admin.token"), "utf8").trim() };
   });
   afterAll(() => broker?.kill());

@@ -17,6 +17,7 @@ import { initRelayKeys } from "../../lib/tor/key-store";
 import { parseStepSpec, type StepName } from "../../lib/steps/steps";
 import { mockFleetResources, specOf, type Registered } from "../support/graph-mocks";
 import { privateTmpDir } from "../support/tmp";
+import { poll } from "../support/poll";
 
 const registered = mockFleetResources("broker-graph");
 
@@ -62,7 +63,7 @@ describe("the fleet's resource graph in broker mode", () => {
     const basePackages = { sources: ["deb http://deb.debian.org/debian bookworm main"], packages: ["tor 0.4.9.11-1 amd64"] };
     const outputs = deployFleet(config, { ...fleet, basePackages }, { projectDir: process.cwd(), project: "diskless-relays", stack: "broker-graph", dryRun: true });
     await new Promise<void>((resolve) => pulumi.all(Object.values(outputs).flatMap((o) => [o.iso, o.vmId])).apply(() => resolve()));
-    for (let i = 0; i < 50 && index("r2-rollout-gate") < 0; i++) await new Promise((resolve) => setTimeout(resolve, 100));
+    await poll(() => index("r2-rollout-gate") >= 0, { seconds: 5 });
   });
 
   it("uploads the keys and registers the image after the build and before the VM; the gate comes after", () => {

@@ -18,6 +18,7 @@ import { ProxmoxDoubleProcess } from "../support/proxmox";
 import { toolEnv } from "../support/pulumi";
 import { freePort, RelaySshd } from "../support/sshd";
 import { privateTmpDir } from "../support/tmp";
+import { poll } from "../support/poll";
 
 describe("collecting a relay's onion keys and state", () => {
   const dir = privateTmpDir("collect");
@@ -191,7 +192,7 @@ describe("collecting a relay's onion keys and state", () => {
       const init = spawnSync("key-broker", ["init", "--data", brokerData], { encoding: "utf8", env: toolEnv() });
       expect(init.status, init.stderr).toBe(0);
       broker = spawn("key-broker", ["serve", "--data", brokerData, "--listen", "127.0.0.1:0", "--admin-listen", `unix:${socket}`], { env: toolEnv(), stdio: "ignore" });
-      for (let i = 0; i < 100 && !existsSync(socket); i++) await new Promise((resolve) => setTimeout(resolve, 50));
+      await poll(() => existsSync(socket), { seconds: 5, intervalMs: 50 });
       watch = { admin: { socket, tokenFile: join(brokerData, "admin.token") }, pushIntervalSeconds: 30, attestation: "snp" };
       const token = readFileSync(join(brokerData, "admin.token"), "utf8").trim();
       await uploadRelayKeys({ socket, token }, "alpha", Object.fromEntries(IDENTITY_FILES.map((file) => [`keys/${file}`, readFileSync(join(dir, "keys", "alpha", file))])));

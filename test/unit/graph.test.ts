@@ -15,6 +15,7 @@ import { parseStepSpec, STEP_COMMAND, STEP_SPECS, type StepName } from "../../li
 import { environmentOf, mockFleetResources, specOf } from "../support/graph-mocks";
 import { privateTmpDir } from "../support/tmp";
 import { TEST_OVMF, TEST_OVMF_SHA256 } from "../support/broker";
+import { poll } from "../support/poll";
 
 const registered = mockFleetResources("graph");
 
@@ -57,7 +58,7 @@ describe("the fleet's resource graph", () => {
     const outputs = deployFleet(config, { ...fleet, basePackages }, { projectDir: process.cwd(), project: "diskless-relays", stack: "graph", dryRun: true });
     await new Promise<void>((resolve) => pulumi.all(Object.values(outputs).flatMap((o) => [o.iso, o.vmId])).apply(() => resolve()));
     // The gates and prunes register once the VMs they wait for resolve.
-    for (let i = 0; i < 50 && index("command:local:Command", "r2-vm-prune-isos") < 0; i++) await new Promise((resolve) => setTimeout(resolve, 100));
+    await poll(() => index("command:local:Command", "r2-vm-prune-isos") >= 0, { seconds: 5 });
   });
 
   it("collects before it builds, builds before it uploads, uploads before the VM, and gates after it", () => {

@@ -10,6 +10,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { runningPid, startLocalVm, stopLocalVm } from "../../lib/local/local-vm";
 import { alive, commandLineOf, hasOption, ownedPid } from "../../lib/core/pid-file";
 import { privateTmpDir } from "../support/tmp";
+import { poll } from "../support/poll";
 
 const started: number[] = [];
 function bystander(): number {
@@ -94,7 +95,7 @@ describe("a local relay's QEMU found by its pid file", () => {
     const began = Date.now();
     expect(await stopLocalVm(join(dir, runDir), { cleanShutdownSeconds: 2 })).toBe("hard");
     expect(Date.now() - began).toBeGreaterThanOrEqual(2000);
-    for (let i = 0; i < 100 && alive(pid); i++) await new Promise((r) => setTimeout(r, 20));
+    await poll(() => !alive(pid), { seconds: 5, intervalMs: 20 });
     expect(alive(pid)).toBe(false);
   }, 60_000);
 });

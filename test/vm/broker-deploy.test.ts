@@ -11,21 +11,20 @@
  * the build directory, the consoles or the broker's files.
  */
 import { spawnSync } from "node:child_process";
-import { mkdirSync, readFileSync, symlinkSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { brokerStatus, type BrokerAdminEndpoint, type BrokerRelayStatus } from "../../lib/broker/broker-admin";
 import { brokerAdminEndpoint } from "../../lib/broker/broker-endpoint";
-import { torListFingerprint } from "../../lib/tor/key-store";
-import { TESTNET, type TestnetNetwork } from "../../lib/config/testnet";
+import { type TestnetNetwork } from "../../lib/config/testnet";
 import { startTestnet, stopTestnet } from "../../lib/testnet/testnet-host";
 import { TEST_OVMF_SHA256 } from "../support/broker";
-import { makeTestKeys } from "../support/fleet";
-import { BUILD_CACHE, hmp, waitFor } from "../support/images";
+import { hmp, waitFor } from "../support/images";
 import { occurrences, occurrencesInTree, secrets } from "../support/key-scan";
 import { TestProject, type PulumiResult } from "../support/pulumi";
 import { privateTmpDir } from "../support/tmp";
 import { fixturePath } from "../support/snp-fixtures";
+import { localRelayConfig, localStackProject, type LocalStack } from "../support/local-stack";
 
 const RELAYS = [
   { name: "bd-exit", nickname: "BrokerExit", host: 21, vmId: 110 },
@@ -41,6 +40,7 @@ describe("broker mode through pulumi up, on a private Tor network", () => {
   const testnetLocation = { dir: join(scratch, "testnet"), netns: `drbd-${process.pid}` };
   let network: TestnetNetwork;
   let project: TestProject;
+  let stack: LocalStack;
   let admin: BrokerAdminEndpoint;
   let config: Record<string, any>;
   const outputs: PulumiResult[] = [];
@@ -58,11 +58,9 @@ describe("broker mode through pulumi up, on a private Tor network", () => {
   beforeAll(async () => {
     network = await startTestnet(testnetLocation, process.cwd());
     admin = brokerAdminEndpoint({ admin: { socket: network.broker.adminSocket, tokenFile: network.broker.tokenFile } });
-    project = new TestProject("brokerdeploy", { passphrase: "" });
-    mkdirSync(join(project.dir, "build"), { mode: 0o700 });
-    symlinkSync(join(BUILD_CACHE, "base"), join(project.dir, "build", "base"));
-    makeTestKeys(project.dir, RELAYS.map((r, i) => ({ name: r.name, nickname: r.nickname, node: "local", vmId: r.vmId, exit: i === 0 })));
-    for (const relay of RELAYS) fingerprints[relay.name] = torListFingerprint(join(project.dir, "keys", relay.name), relay.nickname);
+    stack = localStackProject("brokerdeploy", RELAYS);
+    project = stack.project;
+    Object.assign(fingerprints, stack.fingerprints);
     config = {
       target: "qemu",
       testnet: { dir: testnetLocation.dir },
@@ -71,21 +69,7 @@ describe("broker mode through pulumi up, on a private Tor network", () => {
       rollout: { healthTimeoutSeconds: 300 },
       // The testnet's own broker: its url, keys and admin socket come from network.json.
       identity: { mode: "broker", broker: { attestation: "snp", allowSimulatedAttestation: true, pushIntervalSeconds: 30 } },
-      relays: RELAYS.map((relay, i) => ({
-        name: relay.name,
-        nickname: relay.nickname,
-        node: "local",
-        vmId: relay.vmId,
-        mac: `52:54:00:00:03:0${i + 1}`,
-        ipv4: { address: `10.77.0.${relay.host}/24`, gateway: TESTNET.hostIPv4 },
-        orPort: 9001,
-        exit: { enabled: i === 0 },
-        nameservers: [TESTNET.hostIPv4],
-        contactInfo: "broker-deploy@example.net",
-        memoryMiB: 1024,
-        cores: 1,
-        sev: { enabled: true, ovmf: OVMF, ovmfSha256: OVMF_SHA256, vcpuType: "EPYC-v4" },
-      })),
+      relays: RELAYS.map((relay, i) => ({ ...localRelayConfig(relay, i, 3, "broker-deploy@example.net"), sev: { enabled: true, ovmf: OVMF, ovmfSha256: OVMF_SHA256, vcpuType: "EPYC-v4" } })),
     };
     project.configure(config);
   }, 600_000);

@@ -22,6 +22,7 @@ import { bootIso, buildRelayIso, debianBase, hmp, qemuTargetFor, runStep, waitFo
 import { toolEnv } from "../support/pulumi";
 import { freePort } from "../support/sshd";
 import { privateTmpDir } from "../support/tmp";
+import { poll } from "../support/poll";
 
 /** An exit, so the boot shows whether tor can read its resolver configuration. */
 const RELAY = { name: "boot-1", nickname: "BootTestOne", vmId: 100, mac: "52:54:00:12:34:01", exit: { enabled: true }, nameservers: ["10.0.2.3"] };
@@ -161,7 +162,7 @@ describe("the Debian relay image", () => {
       expect(stopped, "tor neither took SIGTERM nor was found blocking it").not.toBeNull();
       if (stopped![1]!.startsWith("Catching")) expect(text).not.toMatch(/tor still runs after/);
       expect(text).not.toMatch(/tor still runs after 5 s/);
-      for (let i = 0; i < 300 && runningPid(target.runDir) !== undefined; i++) await new Promise((resolve) => setTimeout(resolve, 100));
+      await poll(() => runningPid(target.runDir) === undefined, { seconds: 30 });
       expect(runningPid(target.runDir)).toBeUndefined();
       expect(Date.now() - began).toBeLessThan(CLEAN_SHUTDOWN_SECONDS * 1000);
     }, 120_000);

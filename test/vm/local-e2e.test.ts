@@ -15,25 +15,24 @@
  * against the Proxmox VE double, test/engine/deploy.test.ts: they need no booted VM.)
  */
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseRouterStatuses } from "../../lib/tor/consensus";
 import { alive as processAlive, holdsOpen } from "../../lib/core/pid-file";
 import { MAX_CLOCK_SKEW_SECONDS } from "../../lib/ops/relay-health";
-import { torListFingerprint, torSigningKeyExpiration } from "../../lib/tor/key-store";
+import { torSigningKeyExpiration } from "../../lib/tor/key-store";
 import { MONITORING_FILES, TOR_SERIES } from "../../lib/render/monitoring";
 import { DEFAULT_METRICS_PORT } from "../../lib/tor/tor-values";
-import type { StepSpec } from "../../lib/steps/steps";
 import { fetchThroughCircuit, SocksRefusal, TorControl } from "../../lib/tor/tor-control";
 import { TESTNET, tapName, type TestnetNetwork } from "../../lib/config/testnet";
 import { startTestnet, stopTestnet } from "../../lib/testnet/testnet-host";
-import { makeTestKeys } from "../support/fleet";
 import { floodInNetns } from "../support/flood";
 import { fetchMetricsTextInNetns, parseMetricsText } from "../support/metrics";
-import { BUILD_CACHE, runStep, waitFor } from "../support/images";
+import { runStep, waitFor } from "../support/images";
 import { TestProject } from "../support/pulumi";
 import { privateTmpDir } from "../support/tmp";
+import { collectStateSpec, localRelayConfig, localStackProject, type LocalStack } from "../support/local-stack";
 
 const RELAYS = [
   { name: "e2e-exit", nickname: "EndToEndExit", host: 11, vmId: 100 },
@@ -51,7 +50,8 @@ describe("the local stack on a private Tor network, end to end", () => {
   let control: TorControl;
   const fingerprints = {} as Record<RelayName, { rsa: string; ed25519: string }>;
 
-  const runDir = (relay: RelayName) => join(project.dir, ".runtime", project.stack, relay);
+  let stack: LocalStack;
+  const runDir = (relay: RelayName) => stack.runDir(relay);
   const consoleOf = (relay: RelayName) => () => (existsSync(join(runDir(relay), "console.log")) ? readFileSync(join(runDir(relay), "console.log"), "latin1") : "");
   const pidOf = (relay: RelayName) => Number(readFileSync(join(runDir(relay), "qemu.pid"), "utf8"));
   // That relay's QEMU runs as `pid`: alive, not a zombie, and not another process that reused the number.
@@ -90,23 +90,7 @@ describe("the local stack on a private Tor network, end to end", () => {
   const collect = (index: number, relayDir: string) => {
     const relay = config.relays[index];
     const imageDigest = (++collections).toString(16).padStart(12, "0").padEnd(64, "0");
-    const spec: StepSpec<"collect-state"> = {
-      relay: relay.name,
-      relayDir,
-      imageDigest,
-      channel: {
-        host: relay.ipv4.address.split("/")[0],
-        port: 22,
-        user: "root",
-        privateKeyFile: join(project.dir, "keys", "collector"),
-        hostPublicKey: readFileSync(join(project.dir, "keys", relay.name, "ssh_host_ed25519_key.pub"), "utf8").trim().split(" ").slice(0, 2).join(" "),
-        connectTimeoutSeconds: 10,
-        netns: network.netns,
-      },
-      target: { kind: "qemu", runDir: runDir(relay.name), mac: relay.mac, memoryMiB: relay.memoryMiB, cores: relay.cores, network: { kind: "bridge", netns: network.netns, bridge: network.bridge, tap: tapName(relay.vmId) } },
-      allowFreshOnionKeys: false,
-    };
-    const result = runStep("collect-state", spec);
+    const result = runStep("collect-state", collectStateSpec(stack, network, relay, relayDir, imageDigest));
     return { ...result, out: join(relayDir, "collected", imageDigest.slice(0, 12)) };
   };
 
@@ -155,12 +139,9 @@ describe("the local stack on a private Tor network, end to end", () => {
   beforeAll(async () => {
     network = await startTestnet(testnetLocation, process.cwd());
     control = await TorControl.connect(network.controlSocket);
-    project = new TestProject("e2e", { passphrase: "" });
-    // The default, project-relative build directory, sharing this machine's test base (built once, in the global set-up).
-    mkdirSync(join(project.dir, "build"), { mode: 0o700 });
-    symlinkSync(join(BUILD_CACHE, "base"), join(project.dir, "build", "base"));
-    makeTestKeys(project.dir, RELAYS.map((r, i) => ({ name: r.name, nickname: r.nickname, node: "local", vmId: r.vmId, exit: i === 0 })));
-    for (const relay of RELAYS) fingerprints[relay.name] = torListFingerprint(join(project.dir, "keys", relay.name), relay.nickname);
+    stack = localStackProject("e2e", RELAYS);
+    project = stack.project;
+    Object.assign(fingerprints, stack.fingerprints);
     config = {
       target: "qemu",
       testnet: { dir: testnetLocation.dir },
@@ -171,22 +152,7 @@ describe("the local stack on a private Tor network, end to end", () => {
       // Sized for software emulation on a busy machine (npm test runs the VM files beside the others): a boot takes
       // tens of seconds, and a relay without tor must answer for 90 s before the gate gives up on it.
       rollout: { healthTimeoutSeconds: 360 },
-      relays: RELAYS.map((relay, i) => ({
-        name: relay.name,
-        nickname: relay.nickname,
-        node: "local",
-        vmId: relay.vmId,
-        mac: `52:54:00:00:02:0${i + 1}`,
-        ipv4: { address: `10.77.0.${relay.host}/24`, gateway: TESTNET.hostIPv4 },
-        ipv6: { address: `fd77:77::${relay.host}/64`, gateway: TESTNET.hostIPv6 },
-        orPort: 9001,
-        exit: { enabled: i === 0 },
-        // The exit's own resolver forwards to the testnet's DNS.
-        nameservers: [TESTNET.hostIPv4],
-        contactInfo: "e2e@example.net",
-        memoryMiB: 1024,
-        cores: 1,
-      })),
+      relays: RELAYS.map((relay, i) => ({ ...localRelayConfig(relay, i, 2, "e2e@example.net"), ipv6: { address: `fd77:77::${relay.host}/64`, gateway: TESTNET.hostIPv6 } })),
     };
     project.configure(config);
   }, 600_000);

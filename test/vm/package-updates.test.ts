@@ -15,20 +15,18 @@
  *     tor, and vulns finds nothing.
  */
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { torListFingerprint } from "../../lib/tor/key-store";
 import { summarizePreview } from "../../lib/ops/preview-summary";
 import { toolsBin } from "../../lib/core/paths";
-import type { StepSpec } from "../../lib/steps/steps";
-import { TESTNET, tapName, type TestnetNetwork } from "../../lib/config/testnet";
+import { type TestnetNetwork } from "../../lib/config/testnet";
 import { startTestnet, stopTestnet } from "../../lib/testnet/testnet-host";
 import { realBaseDebs, reversionDeb, serveMirror, UPDATES_MIRROR, updatesMirrorKey, writeMirror, type MirrorKey } from "../support/debian-mirror";
-import { makeTestKeys } from "../support/fleet";
-import { BUILD_CACHE, runStep, waitFor } from "../support/images";
+import { runStep, waitFor } from "../support/images";
 import { TestProject } from "../support/pulumi";
 import { privateTmpDir } from "../support/tmp";
+import { collectStateSpec, localRelayConfig, localStackProject, type LocalStack } from "../support/local-stack";
 
 const RELAYS = [
   { name: "upd-exit", nickname: "UpdateExit", host: 21, vmId: 110 },
@@ -50,7 +48,8 @@ describe("a Debian update on the mirror reaches every relay of the local stack",
   const fingerprints = {} as Record<RelayName, { rsa: string; ed25519: string }>;
   const grypeEnv = () => ({ GRYPE_DB_CACHE_DIR: join(scratch, "grype-db") });
 
-  const runDir = (relay: RelayName) => join(project.dir, ".runtime", project.stack, relay);
+  let stack: LocalStack;
+  const runDir = (relay: RelayName) => stack.runDir(relay);
   const consoleOf = (relay: RelayName) => () => (existsSync(join(runDir(relay), "console.log")) ? readFileSync(join(runDir(relay), "console.log"), "latin1") : "");
   const packagesCli = (...args: string[]) => project.scriptAsync("cli/packages.ts", ...args, "--stack", project.stack);
   const vulns = () => project.scriptAsyncWith(grypeEnv(), "cli/vulns.ts", "--stack", project.stack);
@@ -69,23 +68,7 @@ describe("a Debian update on the mirror reaches every relay of the local stack",
     const relay = config.relays[index];
     const imageDigest = (++collections).toString(16).padStart(12, "0").padEnd(64, "f");
     const dir = join(scratch, "collect", relay.name);
-    const spec: StepSpec<"collect-state"> = {
-      relay: relay.name,
-      relayDir: dir,
-      imageDigest,
-      channel: {
-        host: relay.ipv4.address.split("/")[0],
-        port: 22,
-        user: "root",
-        privateKeyFile: join(project.dir, "keys", "collector"),
-        hostPublicKey: readFileSync(join(project.dir, "keys", relay.name, "ssh_host_ed25519_key.pub"), "utf8").trim().split(" ").slice(0, 2).join(" "),
-        connectTimeoutSeconds: 10,
-        netns: network.netns,
-      },
-      target: { kind: "qemu", runDir: runDir(relay.name), mac: relay.mac, memoryMiB: relay.memoryMiB, cores: relay.cores, network: { kind: "bridge", netns: network.netns, bridge: network.bridge, tap: tapName(relay.vmId) } },
-      allowFreshOnionKeys: false,
-    };
-    const result = runStep("collect-state", spec);
+    const result = runStep("collect-state", collectStateSpec(stack, network, relay, dir, imageDigest));
     const file = join(dir, "collected", imageDigest.slice(0, 12), "keys", "secret_onion_key_ntor");
     return result.status === 0 && existsSync(file) ? readFileSync(file) : undefined;
   };
@@ -115,33 +98,17 @@ describe("a Debian update on the mirror reaches every relay of the local stack",
     process.env.DISKLESS_RELAYS_PACKAGE_CACHE = join(scratch, "package-cache");
 
     network = await startTestnet(testnetLocation, process.cwd());
-    project = new TestProject("updates", { passphrase: "" });
     // Bases are shared with the other tests' (each is named after its own inputs: this one is the local mirror's).
-    mkdirSync(join(project.dir, "build"), { mode: 0o700 });
-    mkdirSync(join(BUILD_CACHE, "base"), { recursive: true, mode: 0o700 });
-    symlinkSync(join(BUILD_CACHE, "base"), join(project.dir, "build", "base"));
-    makeTestKeys(project.dir, RELAYS.map((r, i) => ({ name: r.name, nickname: r.nickname, node: "local", vmId: r.vmId, exit: i === 0 })));
-    for (const relay of RELAYS) fingerprints[relay.name] = torListFingerprint(join(project.dir, "keys", relay.name), relay.nickname);
+    stack = localStackProject("updates", RELAYS);
+    project = stack.project;
+    Object.assign(fingerprints, stack.fingerprints);
     config = {
       target: "qemu",
       testnet: { dir: testnetLocation.dir },
       image: { flavour: "debian", release: "bookworm", mirrors: [{ uri: server.url, suites: ["bookworm"], signedBy: key.keyring }] },
       stateCollection: { privateKeyFile: "keys/collector", connectTimeoutSeconds: 10 },
       rollout: { healthTimeoutSeconds: 360 },
-      relays: RELAYS.map((relay, i) => ({
-        name: relay.name,
-        nickname: relay.nickname,
-        node: "local",
-        vmId: relay.vmId,
-        mac: `52:54:00:00:03:0${i + 1}`,
-        ipv4: { address: `10.77.0.${relay.host}/24`, gateway: TESTNET.hostIPv4 },
-        orPort: 9001,
-        exit: { enabled: i === 0 },
-        nameservers: [TESTNET.hostIPv4],
-        contactInfo: "updates@example.net",
-        memoryMiB: 1024,
-        cores: 1,
-      })),
+      relays: RELAYS.map((relay, i) => localRelayConfig(relay, i, 3, "updates@example.net")),
     };
     project.configure(config);
     // A database that knows tor before NEW_TOR as vulnerable.
