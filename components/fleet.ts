@@ -12,7 +12,7 @@ import { BaseImage } from "./base-image";
 import { qemuTarget } from "./local-relay-vm";
 import { Monitoring } from "./monitoring";
 import { Relay } from "./relay";
-import { proxmoxTarget } from "./relay-vm";
+import { proxmoxTarget } from "./proxmox-relay-vm";
 import { BaseSbom } from "./sbom";
 import { artifactsDirOf, stackBuildRoot } from "../lib/config/build-layout";
 

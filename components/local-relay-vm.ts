@@ -4,7 +4,7 @@ import { join } from "node:path";
 import type { StackConfig } from "../lib/config/config";
 import { relayTargetOf, type ReachContext } from "../lib/deploy/relay-reach";
 import { parseStepOutput, type RelayTarget } from "../lib/steps/steps";
-import type { RelayTargetKind, RelayVmArgs, RelayVmTarget } from "./relay-vm";
+import type { RelayTargetKind, RelayVmArgs, RelayVmTarget } from "./proxmox-relay-vm";
 import { stepResource } from "./step";
 
 interface LocalRelayVmArgs extends RelayVmArgs {

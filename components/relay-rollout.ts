@@ -1,7 +1,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import type { PlannedRelay } from "../lib/plan/fleet";
 import type { RelayChannel, RelayTarget, StepSpec } from "../lib/steps/steps";
-import type { RelayVmTarget } from "./relay-vm";
+import type { RelayVmTarget } from "./proxmox-relay-vm";
 import { stepResource } from "./step";
 
 export interface RelayRolloutArgs {

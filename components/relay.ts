@@ -12,7 +12,7 @@ import { qemuServerSnpPolicy } from "../lib/proxmox/proxmox-snp";
 import { relayChannelOf } from "../lib/deploy/relay-reach";
 import { RelayImage } from "./relay-image";
 import { RelayRollout } from "./relay-rollout";
-import type { RelayTargetKind, RelayVmTarget } from "./relay-vm";
+import type { RelayTargetKind, RelayVmTarget } from "./proxmox-relay-vm";
 import { type BaseSbom, RelaySbom } from "./sbom";
 import { StateCollection } from "./state-collection";
 import { relayBuildDir } from "../lib/config/build-layout";
