@@ -10,14 +10,23 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=scripts/env.sh
 source "$here/scripts/env.sh"
 
-PULUMI_VERSION=3.248.0            # = @pulumi/pulumi in package.json
-LANGUAGE_HOST_SDK_VERSION=3.68.0  # see tools/pulumi-language-nodejs/go.mod
-COMMAND_VERSION=1.2.1             # = @pulumi/command's pulumi.version
-PROXMOXVE_VERSION=8.6.0           # = @muhlba91/pulumi-proxmoxve's pulumi.version
-SYFT_VERSION=1.57.0
+# Each version is read from the one file that pins it for its build: a Go
+# module's go.mod, or package.json for the npm packages whose providers are
+# built here (test/unit/tool-versions.test.ts holds the pins that must agree).
+go_mod_version() { grep -Eo "$2 v[^ ]+" "$here/$1" | head -n1 | sed 's/.* v//'; }
+npm_version() { sed -nE "s|^ *\"$1\": \"([0-9][^\"]*)\",?$|\1|p" "$here/package.json"; }
+PULUMI_VERSION=$(go_mod_version tools/pulumi/go.mod github.com/pulumi/pulumi/pkg/v3)
+LANGUAGE_HOST_SDK_VERSION=$(go_mod_version tools/pulumi-language-nodejs/go.mod github.com/pulumi/pulumi/sdk/v3)
+COMMAND_VERSION=$(npm_version @pulumi/command)
+PROXMOXVE_VERSION=$(npm_version @muhlba91/pulumi-proxmoxve)
+# The grype the tests' databases are written for, and the syft its go.mod requires.
+GRYPE_VERSION=$(go_mod_version tools/vulndb/go.mod github.com/anchore/grype)
+SYFT_VERSION=$(go_mod_version tools/vulndb/go.mod github.com/anchore/syft)
 ACTIONLINT_VERSION=1.7.12         # lints .github/workflows (scripts/check-shell.sh)
-GRYPE_VERSION=0.121.2             # its go.mod requires syft 1.57.0, the SYFT_VERSION above
 SYSTEMD_BACKPORT=254.26-1~bpo12+1 # ukify and the EFI stub
+for pin in PULUMI_VERSION LANGUAGE_HOST_SDK_VERSION COMMAND_VERSION PROXMOXVE_VERSION GRYPE_VERSION SYFT_VERSION; do
+  [[ ${!pin} =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]] || { echo "[setup] $pin: no version found where it is pinned (got '${!pin}')" >&2; exit 1; }
+done
 
 # The terminal gets one line per step (fd 3); everything the tools print goes
 # to a log file, whose path is shown when a step fails.

@@ -1,0 +1,39 @@
+/**
+ * Each tool's version is pinned in one file, the one its build reads
+ * (scripts/setup.sh reads them from there): the Pulumi CLI in
+ * tools/pulumi/go.mod, grype and syft in tools/vulndb/go.mod, the provider
+ * plugins in package.json. Where two ecosystems must pin the same version
+ * (npm's Pulumi SDK and the Go-built CLI; a provider's npm SDK and the
+ * plugin built for it), this test holds them together, with the installed
+ * npm packages' own metadata as the oracle.
+ */
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { repoRoot } from "../support/pulumi";
+
+const text = (path: string) => readFileSync(join(repoRoot, path), "utf8");
+const goModVersion = (file: string, module: string) => new RegExp(`${module.replace(/[./]/g, "\\$&")} v(\\S+)`).exec(text(file))?.[1];
+const pkg = JSON.parse(text("package.json"));
+
+describe("tool versions", () => {
+  it("builds the Pulumi CLI at the version of the Pulumi SDK npm installs", () => {
+    const sdk = JSON.parse(text("node_modules/@pulumi/pulumi/package.json")).version;
+    expect(pkg.dependencies["@pulumi/pulumi"]).toBe(sdk);
+    expect(goModVersion("tools/pulumi/go.mod", "github.com/pulumi/pulumi/pkg/v3")).toBe(sdk);
+    expect(goModVersion("tools/pulumi/go.mod", "github.com/pulumi/pulumi/sdk/v3")).toBe(sdk);
+  });
+
+  it("builds each provider plugin at the version its npm SDK asks the engine for", () => {
+    for (const name of ["@pulumi/command", "@muhlba91/pulumi-proxmoxve"]) {
+      const installed = JSON.parse(text(`node_modules/${name}/package.json`));
+      // The plugin version the SDK registers its resources with (package.json "pulumi.version"), which setup.sh builds.
+      expect(pkg.dependencies[name], name).toBe(installed.pulumi.version);
+    }
+  });
+
+  it("writes no version in scripts/setup.sh that another file pins", () => {
+    const literal = [...text("scripts/setup.sh").matchAll(/^([A-Z_]+_VERSION)=[0-9]/gm)].map((m) => m[1]);
+    expect(literal).toEqual(["ACTIONLINT_VERSION"]);
+  });
+});
