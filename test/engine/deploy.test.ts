@@ -16,7 +16,7 @@ import { readBaseRecord } from "../../lib/image/base-record";
 import { torSigningKeyExpiration } from "../../lib/tor/key-store";
 import { toolsBin } from "../../lib/core/paths";
 import { expectedLaunchMeasurement } from "../../lib/snp/launch-digest";
-import { qemuServerSnpCommand, effectiveSnpLaunch } from "../../lib/proxmox/proxmox-snp";
+import { qemuServerSnpCommand, effectiveSnpLaunch } from "../support/qemu-server-snp";
 import { TEST_OVMF, TEST_OVMF_SHA256 } from "../support/broker";
 import { makeTestKeys, TEST_API_TOKEN, TEST_ROOT_PASSWORD, testStackConfig, type TestRelay } from "../support/fleet";
 import { BUILD_CACHE, debianBase, debianBaseDir, waitFor } from "../support/images";

@@ -9,7 +9,8 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { proxmoxRngs } from "../../lib/render/vm-rng";
 import { qemuRelayArgs } from "../../lib/local/qemu";
-import { effectiveSnpLaunch, qemuServerSnpCommand, qemuServerSnpPolicy, snpAmdSev, snpFirmwareFileName, snpKvmArguments, splitArgs, ukiFileName } from "../../lib/proxmox/proxmox-snp";
+import { qemuServerSnpPolicy, snpAmdSev, snpFirmwareFileName, snpKvmArguments, ukiFileName } from "../../lib/proxmox/proxmox-snp";
+import { effectiveSnpLaunch, qemuServerSnpCommand, splitArgs } from "../support/qemu-server-snp";
 import { repoRoot } from "../support/pulumi";
 
 const fixture = (name: string) => readFileSync(join(repoRoot, "test", "fixtures", "qemu-server", name), "utf8");
