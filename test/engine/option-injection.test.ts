@@ -19,20 +19,11 @@ import { signFile } from "../../lib/image/signing";
 import { parseStepSpec, relayChannelSpec, relayTargetSpec, launchSpec } from "../../lib/steps/steps";
 import { renderTorrcLines } from "../../lib/render/torrc";
 import { verifyTorrcsWithTor } from "../../lib/render/torrc-check";
-import { validProxmoxConfig, validRelayConfig } from "../support/fleet";
+import { TEST_BROKER_SETTINGS, validProxmoxConfig, validRelayConfig, type LooseConfig } from "../support/fleet";
 import { privateTmpDir } from "../support/tmp";
 
-const BROKER = {
-  url: "https://broker.example.net:8443",
-  admin: { url: "https://broker.example.net:8444", tokenFile: "keys/broker-admin.token" },
-  signingPublicKey: Buffer.alloc(32, 7).toString("base64"),
-  pushRecipient: "age1" + "q".repeat(58),
-  attestation: "none",
-};
-
-
-// Loosely typed on purpose: the cases write values the schema must refuse.
-type Config = { [key: string]: any; relays: any[]; proxmox: any };
+const BROKER = TEST_BROKER_SETTINGS;
+type Config = LooseConfig;
 
 function problemsOf(mutate: (config: Config) => void): { path: string; message: string }[] {
   const config = validProxmoxConfig() as Config;

@@ -86,12 +86,24 @@ export function validRelayConfig(overrides: Record<string, unknown> = {}): Relay
   }).relays[0]!;
 }
 
+/** A stack config loosely typed on purpose: the cases write values the schema must refuse. */
+export type LooseConfig = { [key: string]: any; relays: any[]; proxmox: any };
+
+/** A key broker's settings as `key-broker init` prints them, in shape. */
+export const TEST_BROKER_SETTINGS = {
+  url: "https://broker.example.net:8443",
+  admin: { url: "https://broker.example.net:8444", tokenFile: "keys/broker-admin.token" },
+  signingPublicKey: Buffer.alloc(32, 7).toString("base64"),
+  pushRecipient: "age1" + "q".repeat(58),
+  attestation: "none",
+};
+
 /**
  * The Proxmox VE stack config the config and option tests start from, as an
  * operator writes it: an exit (IPv4 and IPv6, its resolver) on pve1 and a
- * guard on pve2. Loosely typed: each test changes it into what it checks.
+ * guard on pve2. Each test changes it into what it checks.
  */
-export function validProxmoxConfig(): { [key: string]: any; relays: any[]; proxmox: any } {
+export function validProxmoxConfig(): LooseConfig {
   return {
     proxmox: { endpoint: "https://pve.example.net:8006", nodes: ["pve1", "pve2"], datastore: "local", bridge: "vmbr0" },
     proxmoxApiToken: "pulumi@pve!ci=0a1b2c3d-0000-4000-8000-000000000000",

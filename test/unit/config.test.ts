@@ -1,19 +1,10 @@
 import { describe, expect, it } from "vitest";
 import { ConfigError, formatConfigPath, parseStackConfig, projectConfigObject } from "../../lib/config/config";
-import { validProxmoxConfig } from "../support/fleet";
+import { TEST_BROKER_SETTINGS, validProxmoxConfig, type LooseConfig } from "../support/fleet";
 
 /** What key-broker init prints, in shape: a 32-byte key in base64 and an age recipient (bech32 charset). */
-const BROKER = {
-  url: "https://broker.example.net:8443",
-  admin: { url: "https://broker.example.net:8444", tokenFile: "keys/broker-admin.token" },
-  signingPublicKey: Buffer.alloc(32, 7).toString("base64"),
-  pushRecipient: "age1" + "q".repeat(58),
-  attestation: "none",
-};
-
-
-// Loosely typed on purpose: the cases write values the schema must reject.
-type Config = { [key: string]: any; relays: any[]; proxmox: any };
+const BROKER = TEST_BROKER_SETTINGS;
+type Config = LooseConfig;
 
 /** Parses a mutated valid config and returns the problems it reports. */
 function problemsOf(mutate: (config: Config) => void) {
