@@ -27,6 +27,7 @@ import { DEFAULT_METRICS_PORT } from "../../lib/tor/tor-values";
 import { fetchThroughCircuit, SocksRefusal, TorControl } from "../../lib/tor/tor-control";
 import { TESTNET, tapName, type TestnetNetwork } from "../../lib/config/testnet";
 import { startTestnet, stopTestnet } from "../../lib/testnet/testnet-host";
+import { holdConsensus, releaseConsensus } from "../support/consensus-hold";
 import { floodInNetns } from "../support/flood";
 import { fetchMetricsTextInNetns, parseMetricsText } from "../support/metrics";
 import { runStep, waitFor } from "../support/images";
@@ -63,18 +64,14 @@ describe("the local stack on a private Tor network, end to end", () => {
   };
   /** The relay's link on the bridge, as unplugging its cable would. */
   const link = (index: number, state: "up" | "down") => spawnSync("ip", ["-n", network.netns, "link", "set", tapName(RELAYS[index]!.vmId), state]);
-  /** No new consensus while the authorities are paused: "before any new consensus" by construction. */
-  const authorities = (signal: "STOP" | "CONT") => {
-    for (let i = 1; i <= 3; i++) spawnSync("kill", [`-${signal}`, readFileSync(join(testnetLocation.dir, `auth${i}`, "pid"), "utf8").trim()]);
-  };
-
   /**
-   * Pauses the authorities, then waits until a consensus they made just
-   * before (which the relays, as directory caches, still serve) has reached
-   * the client; returns the client's consensus from then on.
+   * Holds the consensus (the authorities stop hearing each other's votes),
+   * then waits until a consensus they made just before (which the relays, as
+   * directory caches, still serve) has reached the client; returns the
+   * client's consensus from then on.
    */
   const pauseConsensus = async () => {
-    authorities("STOP");
+    holdConsensus(network.netns);
     let current = await validAfter();
     for (let settled = 0; settled < 3; ) {
       await new Promise((resolve) => setTimeout(resolve, 10_000));
@@ -325,7 +322,7 @@ describe("the local stack on a private Tor network, end to end", () => {
       expect(await validAfter()).toBe(consensusBefore);
       expect(await clientNtorKey(exitFp())).toBe(before.ntor.subarray(64, 96).toString("base64").replace(/=+$/, ""));
     } finally {
-      authorities("CONT");
+      releaseConsensus(network.netns);
     }
     await expectFingerprints(0);
     const collected = collect(0, join(scratch, "after"));
@@ -358,7 +355,7 @@ describe("the local stack on a private Tor network, end to end", () => {
         (err: Error) => err,
       );
     } finally {
-      authorities("CONT");
+      releaseConsensus(network.netns);
       config.relays[0].allowFreshOnionKeys = false;
       project.configure(config);
     }
