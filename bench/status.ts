@@ -19,6 +19,7 @@ import { TEST_API_TOKEN, testStackConfig, type TestRelay } from "../test/support
 import { ProxmoxDoubleProcess } from "../test/support/proxmox";
 import { TestProject } from "../test/support/pulumi";
 import { RelaySshd } from "../test/support/sshd";
+import { makeGuestRoot } from "../test/support/guest-root";
 import { relayBuildDir } from "../lib/config/build-layout";
 
 const RELAYS = Number(process.argv[2] ?? 20);
@@ -57,17 +58,15 @@ async function main() {
       const fingerprint = (i + 1).toString(16).toUpperCase().padStart(40, "F");
       const ed25519 = `${"E".repeat(40)}${i.toString().padStart(3, "0")}`;
       const dir = join(scratch, relay.name);
-      const etc = join(dir, "etc");
-      const data = join(dir, "tor");
-      mkdirSync(join(etc, "relay"), { recursive: true });
+      const guest = makeGuestRoot(join(dir, "root"));
+      const data = guest.at("RELAY_TOR_DATA");
       mkdirSync(join(data, "keys"), { recursive: true });
-      mkdirSync(join(dir, "run"), { recursive: true });
-      writeFileSync(join(etc, "relay", "image"), JSON.stringify({ relay: relay.name, nickname: relay.nickname, imageDigest: digest }) + "\n");
+      writeFileSync(guest.at("RELAY_IMAGE_LABEL"), JSON.stringify({ relay: relay.name, nickname: relay.nickname, imageDigest: digest }) + "\n");
       writeFileSync(join(data, "fingerprint"), `${relay.nickname} ${fingerprint}\n`);
       writeFileSync(join(data, "fingerprint-ed25519"), `${relay.nickname} ${ed25519}\n`);
       copyFileSync(join(keys, "ed25519_signing_cert"), join(data, "keys", "ed25519_signing_cert"));
       writeFileSync(join(data, "state"), `# Tor state file last generated on ${new Date().toISOString()}\nLastRotatedOnionKey 2026-11-20 00:00:00\n`);
-      const sshd = await RelaySshd.start(join(dir, "sshd"), join(keys, "ssh_host_ed25519_key"), `${collector}.pub`, { etc, torData: data, run: join(dir, "run") });
+      const sshd = await RelaySshd.start(join(dir, "sshd"), join(keys, "ssh_host_ed25519_key"), `${collector}.pub`, guest.root);
       sshds.push(sshd);
       Object.assign(config.relays[i]!, { sshHost: "127.0.0.1", sshPort: sshd.port, orPort });
       await double.api("POST", "/nodes/pve1/qemu", { vmid: String(relay.vmId), name: relay.nickname, description: vmDescription(relay, digest, `relay-${relay.nickname}-${digest.slice(0, 12)}-00000000.iso`) });

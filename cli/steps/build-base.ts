@@ -7,6 +7,7 @@ import { absoluteSourceLines } from "../../lib/image/package-set";
 import { runToolStreaming } from "../../lib/core/run";
 import type { StepSpec } from "../../lib/steps/steps";
 import { KERNEL_MODULES, KERNEL_MODULES_DIR } from "../../lib/image/image-layout";
+import { GUEST_PATHS_FILE, renderGuestPathsEnv } from "../../lib/image/guest-paths";
 
 export async function buildBase(spec: StepSpec<"build-base">): Promise<void> {
   if (existsSync(join(spec.dir, ".complete")) && existsSync(join(spec.dir, BASE_RECORD))) {
@@ -22,6 +23,9 @@ export async function buildBase(spec: StepSpec<"build-base">): Promise<void> {
     KERNEL_MODULES_BOOT: KERNEL_MODULES.boot.join(" "),
     KERNEL_MODULES_HARDENING: KERNEL_MODULES.hardening.join(" "),
     KERNEL_MODULES_DIR,
+    // The paths file every guest script sources (install.sh).
+    GUEST_PATHS_FILE,
+    GUEST_PATHS_ENV: renderGuestPathsEnv(),
   };
   if (spec.flavour === "debian") {
     if (!spec.sources || !spec.packages) throw new Error("the Debian base's spec carries no apt sources or package set: plan it again (pulumi preview)");

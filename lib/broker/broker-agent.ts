@@ -8,6 +8,7 @@
 import { join } from "node:path";
 import type { ResolvedBroker } from "./broker-endpoint";
 import { OVERLAY_FILES } from "../image/image-layout";
+import { TOR_DATA_DIRECTORY } from "../image/guest-paths";
 import { SNP_SERIAL_PORT } from "../local/qemu";
 import { toolsBin } from "../core/paths";
 
@@ -22,8 +23,6 @@ const HEALTH_COMMAND_IN_IMAGE = "/usr/local/sbin/relay-health";
 /** Where the image carries the broker's CA. */
 const BROKER_CA_IN_IMAGE = `/${OVERLAY_FILES.brokerCa.path}`;
 
-/** tor's DataDirectory in every flavour's image; relay-tor hands it to tor's user once the keys are in. */
-const TOR_DATA_DIR = "/var/lib/tor";
 
 /** Where a token-mode image keeps its boot token (root only, 0600). */
 const BOOT_TOKEN_IN_IMAGE = `/${OVERLAY_FILES.bootToken.path}`;
@@ -51,7 +50,7 @@ export function renderAgentConfig(input: AgentConfigInput): string {
     pushRecipient: broker.pushRecipient,
     attestation: broker.attestation,
     ...(broker.attestation === "snp" ? { reportSource: reportSource(broker) } : { tokenFile: BOOT_TOKEN_IN_IMAGE }),
-    torDataDir: TOR_DATA_DIR,
+    torDataDir: TOR_DATA_DIRECTORY,
     // The agent writes as root; relay-tor gives the directory to tor's user (named per flavour) before tor starts.
     torUser: 0,
     torGroup: 0,

@@ -10,13 +10,17 @@
 /** The relay's SSH host key, made with its identity on the key-generation host. */
 export const SSH_HOST_KEY_FILES = ["ssh_host_ed25519_key", "ssh_host_ed25519_key.pub"] as const;
 
+/** The build's copies of tor's keys and directory documents; relay-boot moves them into tor's DataDirectory. */
+export const OVERLAY_KEYS_DIR = "etc/relay/keys";
+export const OVERLAY_DIRCACHE_DIR = "etc/relay/dircache";
+
 export const OVERLAY_DIRS: readonly { path: string; mode: number }[] = [
   { path: "etc", mode: 0o755 },
   { path: "etc/tor", mode: 0o755 },
   { path: "etc/relay", mode: 0o755 },
-  { path: "etc/relay/keys", mode: 0o700 },
+  { path: OVERLAY_KEYS_DIR, mode: 0o700 },
   { path: "etc/ssh", mode: 0o755 },
-  { path: "etc/relay/dircache", mode: 0o755 },
+  { path: OVERLAY_DIRCACHE_DIR, mode: 0o755 },
   /** An exit's notice, served by an unprivileged busybox httpd: world-readable. */
   { path: "etc/relay/exit-notice", mode: 0o755 },
   { path: "usr", mode: 0o755 },
@@ -50,11 +54,11 @@ export const OVERLAY_FILES = {
 } as const;
 
 /** Directory documents carried from the running relay land here and move into tor's DataDirectory at boot. */
-export const overlayDirectoryCachePath = (file: string) => `etc/relay/dircache/${file}`;
+export const overlayDirectoryCachePath = (file: string) => `${OVERLAY_DIRCACHE_DIR}/${file}`;
 export const DIRECTORY_CACHE_FILE_MODE = 0o644;
 
 /** Key files land in etc/relay/keys and are moved into tor's KeyDirectory at boot. */
-export const overlayKeyPath = (file: string) => `etc/relay/keys/${file}`;
+export const overlayKeyPath = (file: string) => `${OVERLAY_KEYS_DIR}/${file}`;
 export const KEY_FILE_MODE = 0o600;
 export const overlaySshPath = (file: (typeof SSH_HOST_KEY_FILES)[number]) => `etc/ssh/${file}`;
 export const sshFileMode = (file: string) => (file.endsWith(".pub") ? 0o644 : 0o600);

@@ -7,6 +7,7 @@
  * (their counters are part of the answer). Pure.
  */
 import { parseNftCounters, type LimitCounter } from "../render/hardening";
+import { GUEST_PATHS } from "../image/guest-paths";
 
 export interface HealthReport {
   image?: { relay: string; nickname: string; imageDigest: string };
@@ -139,7 +140,7 @@ export function healthProblems(report: HealthReport, expected: HealthExpectation
     const resolv = report.modes["/etc/resolv.conf"];
     if (etc === undefined || !(etc & 0o001)) problems.push(`/etc is mode ${etc?.toString(8) ?? "unknown"}: tor, once it drops root, cannot reach /etc/resolv.conf and the exit cannot resolve names`);
     else if (resolv === undefined || !(resolv & 0o004)) problems.push(`/etc/resolv.conf is mode ${resolv?.toString(8) ?? "missing"}: tor, once it drops root, cannot read it and the exit cannot resolve names`);
-    const resolverConf = report.modes["/etc/relay/unbound.conf"];
+    const resolverConf = report.modes[GUEST_PATHS.RELAY_RESOLVER_CONF];
     if (resolverConf === undefined || !(resolverConf & 0o004)) problems.push(`its resolver's configuration is ${resolverConf === undefined ? "missing" : `mode ${resolverConf.toString(8)}, unreadable by the unbound user`}`);
     else if (report.resolverPids.length === 0) problems.push("its resolver (unbound) is not running: the exit cannot resolve names for its users");
   }

@@ -30,6 +30,7 @@ import { verifyTorrcsWithTor } from "../render/torrc-check";
 import { shellQuote } from "../core/shell-quote";
 import { checkPublication } from "./publication";
 import { sha256File } from "../core/digest";
+import { TOR_DATA_DIRECTORY } from "../image/guest-paths";
 
 export interface PlannedRelay {
   config: RelayConfig;
@@ -70,8 +71,8 @@ export class FleetError extends Error {
  * resolver validates with (Debian: dns-root-data; Alpine: dnssec-root).
  */
 export const TOR_RUNTIME: Record<ImageConfig["flavour"], { user: string; sandbox: boolean; dataDirectory: string; rootTrustAnchor: string }> = {
-  alpine: { user: "tor", sandbox: false, dataDirectory: "/var/lib/tor", rootTrustAnchor: "/usr/share/dnssec-root/trusted-key.key" },
-  debian: { user: "debian-tor", sandbox: true, dataDirectory: "/var/lib/tor", rootTrustAnchor: "/usr/share/dns/root.key" },
+  alpine: { user: "tor", sandbox: false, dataDirectory: TOR_DATA_DIRECTORY, rootTrustAnchor: "/usr/share/dnssec-root/trusted-key.key" },
+  debian: { user: "debian-tor", sandbox: true, dataDirectory: TOR_DATA_DIRECTORY, rootTrustAnchor: "/usr/share/dns/root.key" },
 };
 
 /**

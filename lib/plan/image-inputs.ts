@@ -13,6 +13,7 @@ import { TOR_RUNTIME, type PlannedRelay } from "./fleet";
 import { inProject } from "../core/paths";
 import type { Hardening } from "../render/hardening";
 import { KERNEL_MODULES, SSH_HOST_KEY_FILES } from "../image/image-layout";
+import { GUEST_PATHS } from "../image/guest-paths";
 import type { KeyFileDigests } from "./preview-record";
 import { IDENTITY_FILES } from "../tor/tor-keys";
 import { sha256File } from "../core/digest";
@@ -53,6 +54,8 @@ export interface BaseImageInputs {
   scripts: string;
   /** The kernel modules the base keeps (lib/image/image-layout.ts KERNEL_MODULES). */
   kernelModules: typeof KERNEL_MODULES;
+  /** Where the guest's scripts find each file (lib/image/guest-paths.ts), written into the base. */
+  guestPaths: typeof GUEST_PATHS;
   /** The date inside the base and every image built on it (SOURCE_DATE_EPOCH). */
   sourceDateEpoch: number;
   /** Debian: the apt sources the base is built from (lib/image/package-index.ts aptSourceLines). */
@@ -79,6 +82,7 @@ export function baseImageInputs(image: ImageConfig, projectDir: string, packageS
     torUser: TOR_RUNTIME[image.flavour].user,
     scripts: treeDigest(projectDir, [`images/${image.flavour}`, "images/rootfs"]),
     kernelModules: KERNEL_MODULES,
+    guestPaths: GUEST_PATHS,
     sourceDateEpoch: image.sourceDateEpoch,
     ...(packageSet ? { sources: packageSet.sources, packages: packageSet.packages } : {}),
   };

@@ -74,7 +74,7 @@ describe("pulumi up against the Proxmox VE API double", () => {
         nickname: relay.nickname,
         orPort,
         collectorPublicKey: join(project.dir, KEY_STORE, "collector.pub"),
-        etc: double.etcOf(scratch, relay.vmId),
+        root: double.rootOf(scratch, relay.vmId),
         exit: relay.exit,
       });
       standIns.set(relay.name, standIn);

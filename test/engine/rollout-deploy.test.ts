@@ -14,6 +14,7 @@ import { TestProject } from "../support/pulumi";
 import { freePort } from "../support/sshd";
 import { StandInRelay } from "../support/standin";
 import { privateTmpDir } from "../support/tmp";
+import { GUEST_PATHS } from "../../lib/image/guest-paths";
 
 const RELAYS: TestRelay[] = [
   { name: "roll-a", nickname: "RollA", node: "pve1", vmId: 9301, exit: false },
@@ -40,7 +41,7 @@ describe("rolling redeploys on one node", () => {
         nickname: relay.nickname,
         orPort,
         collectorPublicKey: join(project.dir, "keys", "collector.pub"),
-        etc: double.etcOf(scratch, relay.vmId),
+        root: double.rootOf(scratch, relay.vmId),
         exit: relay.exit,
       });
       standIns.push(standIn);
@@ -130,7 +131,7 @@ describe("rolling redeploys on one node", () => {
     const order = log.map((r) => `${r.method} ${r.path}`);
     expect(order.indexOf("PUT /nodes/pve1/qemu/9301/config")).toBeLessThan(order.lastIndexOf("POST /nodes/pve1/qemu/9301/status/start"));
     expect(order.filter((line) => line.includes("/qemu/9302"))).toEqual([]);
-    expect(readFileSync(join(double.etcOf(scratch, 9301), "relay", "image"), "utf8")).toContain(`"imageDigest":"${good}`);
+    expect(readFileSync(join(double.rootOf(scratch, 9301), GUEST_PATHS.RELAY_IMAGE_LABEL), "utf8")).toContain(`"imageDigest":"${good}`);
 
     // And the next up, unchanged, says so at once.
     const again = await project.runAsync("up", "--yes", "--skip-preview");

@@ -98,9 +98,9 @@ export class ProxmoxDoubleProcess {
     return new ProxmoxDoubleProcess(child, endpoint, log, token);
   }
 
-  /** Where the stand-in relay of a VMID finds the booted image's label (with `boot`). */
-  etcOf(dir: string, vmId: number): string {
-    return join(dir, "boot", String(vmId), "etc");
+  /** The stand-in relay's / of a VMID (with `boot`), where the double puts the booted image's label. */
+  rootOf(dir: string, vmId: number): string {
+    return join(dir, "boot", String(vmId));
   }
 
   /** Every request so far, in order. */

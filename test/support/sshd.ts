@@ -20,23 +20,19 @@ export function freePort(): Promise<number> {
   });
 }
 
-/** Where the stand-in relay keeps what a booted relay keeps in /etc, /var/lib/tor and /run/relay. */
-export interface RelayDirs {
-  etc: string;
-  torData: string;
-  run: string;
-}
-
 export class RelaySshd {
   private process?: ChildProcess;
   constructor(readonly port: number) {}
 
-  /** `hostKey` is the relay's ssh_host_ed25519_key, `collectorPublicKey` the collection key's .pub. */
-  static async start(dir: string, hostKey: string, collectorPublicKey: string, relay: RelayDirs, port?: number): Promise<RelaySshd> {
+  /**
+   * `hostKey` is the relay's ssh_host_ed25519_key, `collectorPublicKey` the
+   * collection key's .pub; `guestRoot` stands in for the relay's / (test/support/guest-root.ts).
+   */
+  static async start(dir: string, hostKey: string, collectorPublicKey: string, guestRoot: string, port?: number): Promise<RelaySshd> {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     const collector = join(repoRoot, "images/rootfs/files/usr/local/sbin/relay-collector");
     const key = readFileSync(collectorPublicKey, "utf8").trim().split(/\s+/).slice(0, 2).join(" ");
-    const env = `RELAY_ETC=${relay.etc} RELAY_TOR_DATA=${relay.torData} RELAY_RUN=${relay.run}`;
+    const env = `RELAY_ROOT=${guestRoot}`;
     writeFileSync(join(dir, "authorized_keys"), `restrict,command="${env} ${collector}" ${key}\n`, { mode: 0o600 });
     port ??= await freePort();
     writeFileSync(

@@ -18,11 +18,14 @@ import { ProxmoxDoubleProcess } from "../support/proxmox";
 import { toolEnv } from "../support/pulumi";
 import { freePort, RelaySshd } from "../support/sshd";
 import { privateTmpDir } from "../support/tmp";
+import { makeGuestRoot } from "../support/guest-root";
 import { poll } from "../support/poll";
 
 describe("collecting a relay's onion keys and state", () => {
   const dir = privateTmpDir("collect");
-  const data = join(dir, "relay-data");
+  // The relay's /, as its scripts see it (RELAY_ROOT), with tor's DataDirectory in it.
+  const guest = makeGuestRoot(join(dir, "relay-root"));
+  const data = guest.at("RELAY_TOR_DATA");
   const relayDir = join(dir, "build", "relays", "alpha");
   let sshd: RelaySshd;
   let double: ProxmoxDoubleProcess;
@@ -56,10 +59,8 @@ describe("collecting a relay's onion keys and state", () => {
     for (const file of ["secret_onion_key", "secret_onion_key_ntor"]) copyFileSync(join(dir, "keys", "alpha", file), join(data, "keys", file));
     copyFileSync(join(dir, "keys", "beta", "secret_onion_key_ntor"), join(data, "keys", "secret_onion_key_ntor.old"));
     writeFileSync(join(data, "state"), "# Tor state file last generated on 2026-11-24 10:00:00\nLastRotatedOnionKey 2026-11-20 10:00:00\n");
-    const etc = join(dir, "relay-etc");
-    mkdirSync(join(etc, "relay"), { recursive: true });
-    writeFileSync(join(etc, "relay", "export.list"), RELAY_EXPORT_FILES.join("\n") + "\n");
-    sshd = await RelaySshd.start(join(dir, "sshd"), join(dir, "keys", "alpha", "ssh_host_ed25519_key"), join(dir, "keys", "collector.pub"), { etc, torData: data, run: join(dir, "run") });
+    writeFileSync(guest.at("RELAY_EXPORT_LIST"), RELAY_EXPORT_FILES.join("\n") + "\n");
+    sshd = await RelaySshd.start(join(dir, "sshd"), join(dir, "keys", "alpha", "ssh_host_ed25519_key"), join(dir, "keys", "collector.pub"), guest.root);
     double = await ProxmoxDoubleProcess.start(dir, TEST_API_TOKEN);
     await double.createVm("pve1", 9101, true);
     await double.createVm("pve1", 9102, false);

@@ -9,14 +9,17 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { KERNEL_MODULES, KERNEL_MODULES_DIR } from "../../lib/image/image-layout";
+import { GUEST_PATHS } from "../../lib/image/guest-paths";
 import { repoRoot } from "../support/pulumi";
 
 const script = (name: string) => readFileSync(join(repoRoot, "images/rootfs/files/usr/local/sbin", name), "utf8");
 
 describe("the kernel modules a relay loads", () => {
   it("are read by relay-boot and relay-hardening from the lists the base carries", () => {
-    expect(script("relay-boot")).toContain(`done <${KERNEL_MODULES_DIR}/boot`);
-    expect(script("relay-hardening")).toContain(`done <${KERNEL_MODULES_DIR}/hardening`);
+    // By name, from the guest paths file: RELAY_KERNEL_MODULES is KERNEL_MODULES_DIR (lib/image/guest-paths.ts).
+    expect(GUEST_PATHS.RELAY_KERNEL_MODULES).toBe(KERNEL_MODULES_DIR);
+    expect(script("relay-boot")).toContain('done <"$RELAY_KERNEL_MODULES/boot"');
+    expect(script("relay-hardening")).toContain('done <"$RELAY_KERNEL_MODULES/hardening"');
   });
 
   it("are named in no script: pack-initrd.sh gets them from the build-base step", () => {

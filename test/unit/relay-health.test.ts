@@ -5,7 +5,7 @@
  * tor listening: the parser reads what the script really prints.
  */
 import { spawn, spawnSync } from "node:child_process";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LIMIT_COUNTERS, renderNftRuleset } from "../../lib/render/hardening";
@@ -15,13 +15,16 @@ import { readSigningCert } from "../../lib/tor/tor-keys";
 import { repoRoot } from "../support/pulumi";
 import { freePort } from "../support/sshd";
 import { privateTmpDir } from "../support/tmp";
+import { makeGuestRoot } from "../support/guest-root";
 
 const DIGEST = "a".repeat(64);
 
 describe("the health answer of a relay running tor", () => {
   const dir = privateTmpDir("health");
-  const etc = join(dir, "etc");
-  const data = join(dir, "tor-data");
+  // The relay's / as the script sees it (RELAY_ROOT).
+  const guest = makeGuestRoot(join(dir, "root"));
+  const etc = join(guest.root, "etc");
+  const data = guest.at("RELAY_TOR_DATA");
   let orPort: number;
   let tor: ReturnType<typeof spawn>;
   let resolver: ReturnType<typeof spawn>;
@@ -29,21 +32,18 @@ describe("the health answer of a relay running tor", () => {
 
   beforeAll(async () => {
     orPort = await freePort();
-    mkdirSync(join(etc, "relay"), { recursive: true, mode: 0o755 });
-    mkdirSync(data, { recursive: true, mode: 0o700 });
-    mkdirSync(join(dir, "run"), { recursive: true });
-    writeFileSync(join(etc, "relay", "image"), JSON.stringify({ relay: "h", nickname: "HealthRelay", imageDigest: DIGEST }) + "\n");
+    writeFileSync(guest.at("RELAY_IMAGE_LABEL"), JSON.stringify({ relay: "h", nickname: "HealthRelay", imageDigest: DIGEST }) + "\n");
     writeFileSync(join(etc, "resolv.conf"), "nameserver 127.0.0.1\n", { mode: 0o644 });
-    writeFileSync(join(dir, "run", "tor.log"), "line one\nline two\n");
+    writeFileSync(guest.at("RELAY_TOR_LOG"), "line one\nline two\n");
     // The exit's resolver, as its image runs it (on a free port: this machine may use 53).
-    writeFileSync(join(etc, "relay", "unbound.conf"), ["server:", "  interface: 127.0.0.1", `  port: ${await freePort()}`, "  do-daemonize: no", '  username: ""', '  chroot: ""', '  pidfile: ""'].join("\n") + "\n", { mode: 0o644 });
-    resolver = spawn("unbound", ["-d", "-c", join(etc, "relay", "unbound.conf")], { stdio: "ignore" });
+    writeFileSync(guest.at("RELAY_RESOLVER_CONF"), ["server:", "  interface: 127.0.0.1", `  port: ${await freePort()}`, "  do-daemonize: no", '  username: ""', '  chroot: ""', '  pidfile: ""'].join("\n") + "\n", { mode: 0o644 });
+    resolver = spawn("unbound", ["-d", "-c", guest.at("RELAY_RESOLVER_CONF")], { stdio: "ignore" });
     tor = spawn("tor", ["-f", "/dev/null", "--defaults-torrc", "/dev/null", "--ignore-missing-torrc", "--DataDirectory", data, "--Nickname", "HealthRelay", "--ORPort", `127.0.0.1:${orPort}`,
       "--PublishServerDescriptor", "0", "--AssumeReachable", "1", "--SocksPort", "0", "--ContactInfo", "test",
       "--DirAuthority", "x orport=1 no-v2 v3ident=0000000000000000000000000000000000000000 127.0.0.1:1 0000000000000000000000000000000000000000"], { stdio: "ignore" });
     const script = join(repoRoot, "images/rootfs/files/usr/local/sbin/relay-health");
     for (let i = 0; i < 60; i++) {
-      text = spawnSync(script, { encoding: "utf8", env: { ...process.env, RELAY_ETC: etc, RELAY_TOR_DATA: data, RELAY_RUN: join(dir, "run") } }).stdout;
+      text = spawnSync(script, { encoding: "utf8", env: { ...process.env, RELAY_ROOT: guest.root } }).stdout;
       const report = parseHealthReport(text);
       if (/^fingerprint-ed25519 /m.test(text) && report.onionKeyRotated && report.listeningPorts.includes(orPort) && report.resolverPids.length > 0) break;
       await new Promise((resolve) => setTimeout(resolve, 500));
@@ -111,19 +111,18 @@ describe("the health answer of a relay running tor", () => {
  */
 describe("the health answer's connection limits", () => {
   const dir = privateTmpDir("health-limits");
-  const etc = join(dir, "etc");
+  const guest = makeGuestRoot(join(dir, "root"));
   const script = join(repoRoot, "images/rootfs/files/usr/local/sbin/relay-health");
   beforeAll(() => {
-    mkdirSync(join(etc, "relay"), { recursive: true, mode: 0o755 });
-    writeFileSync(join(etc, "relay", "nftables.conf"), renderNftRuleset({ orPort: 9001, exit: true, conntrackMax: 65_536, openFiles: 65_536, perSource: { orPort: DEFAULT_ORPORT_LIMIT, notice: DEFAULT_NOTICE_LIMIT, ipv6SourcePrefix: 64, exempt: [] } })!);
+    writeFileSync(guest.at("RELAY_NFT_RULESET"), renderNftRuleset({ orPort: 9001, exit: true, conntrackMax: 65_536, openFiles: 65_536, perSource: { orPort: DEFAULT_ORPORT_LIMIT, notice: DEFAULT_NOTICE_LIMIT, ipv6SourcePrefix: 64, exempt: [] } })!);
   });
   /** The answer in a fresh network namespace, after `before` ran there. */
   const answer = (before: string) =>
-    spawnSync("unshare", ["-n", "sh", "-c", `${before} && exec "$0"`, script], { encoding: "utf8", env: { ...process.env, RELAY_ETC: etc, RELAY_TOR_DATA: join(dir, "none"), RELAY_RUN: join(dir, "none") } });
+    spawnSync("unshare", ["-n", "sh", "-c", `${before} && exec "$0"`, script], { encoding: "utf8", env: { ...process.env, RELAY_ROOT: guest.root } });
   const healthyOtherwise: HealthExpectation = { imageDigest: DIGEST, rsaFingerprint: "0".repeat(40), ed25519Identity: "x", orPort: 9001, exit: false };
 
   it("carries every counter of the loaded limits, at zero after boot", () => {
-    const result = answer(`nft -f ${JSON.stringify(join(etc, "relay", "nftables.conf"))}`);
+    const result = answer(`nft -f ${JSON.stringify(guest.at("RELAY_NFT_RULESET"))}`);
     expect(result.status, result.stderr).toBe(0);
     const report = parseHealthReport(result.stdout);
     expect(report.limitsExpected).toBe(true);

@@ -22,7 +22,7 @@
  * It is not a Proxmox VE: it boots nothing. With --datastore-dir it keeps
  * uploaded files there; with --boot-dir, a VM that starts "boots" as far as
  * a test's stand-in relay needs: the label at its ISO's root (relay.json)
- * becomes <boot-dir>/<vmid>/etc/relay/image, and is removed again when the
+ * becomes <boot-dir>/<vmid>/etc/relay/image (GUEST_PATHS.RELAY_IMAGE_LABEL), and is removed again when the
  * VM stops.
  *
  *   tsx test/support/proxmox-double/server.ts --cert C --key K [--port 0] [--log FILE] [--token USER@REALM!ID=SECRET]
@@ -37,6 +37,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { createServer } from "node:https";
 import { parseArgs } from "node:util";
 import { checkStatusCall, checkUpload, checkVmCreate, checkVmUpdate, ROOT_ONLY, storedFileName, type Problems } from "./pve-schema";
+import { GUEST_PATHS } from "../../../lib/image/guest-paths";
 
 export interface RecordedRequest {
   method: string;
@@ -188,7 +189,7 @@ export class ProxmoxDouble {
   /** A VM "boots" its CD-ROM: the stand-in relay of this VMID now answers with the ISO's label. */
   private boot(vm: Vm): void {
     if (!this.dirs.boot || !this.dirs.datastore) return;
-    const label = join(this.dirs.boot, String(vm.vmid), "etc", "relay", "image");
+    const label = join(this.dirs.boot, String(vm.vmid), GUEST_PATHS.RELAY_IMAGE_LABEL);
     const ide2 = String(vm.config.ide2 ?? "");
     const file = /^[^:]+:iso\/([^,]+)/.exec(ide2)?.[1];
     mkdirSync(join(label, ".."), { recursive: true });
@@ -197,7 +198,7 @@ export class ProxmoxDouble {
   }
 
   private halt(vm: Vm): void {
-    if (this.dirs.boot) rmSync(join(this.dirs.boot, String(vm.vmid), "etc", "relay", "image"), { force: true });
+    if (this.dirs.boot) rmSync(join(this.dirs.boot, String(vm.vmid), GUEST_PATHS.RELAY_IMAGE_LABEL), { force: true });
   }
 
   private upid(node: string, type: string, id: string): string {
