@@ -23,7 +23,7 @@ import { judgeRelay, renderStatusTable, statusExitCode, type DesiredRelay, type 
 import { inProject } from "../lib/core/paths";
 import type { ProxmoxConnection } from "../lib/proxmox/proxmox-api";
 import { relayChannelOf, relayTargetOf } from "../lib/deploy/relay-reach";
-import { PROXMOX_ROOT_PASSWORD_ENV, PROXMOX_TOKEN_ENV, proxmoxConnection } from "../lib/deploy/relay-targets";
+import { PROXMOX_ROOT_PASSWORD_ENV, PROXMOX_TOKEN_ENV, proxmoxConnection } from "../lib/deploy/relay-machine";
 import { readStackConfig, readStackOutput, selectedStack } from "../lib/config/stack-config";
 import { askHealthOverSsh, brokerObservation, observeMachine, rollbackObservation } from "../lib/ops/status-probe";
 import { readNetwork } from "../lib/testnet/testnet-host";

@@ -9,10 +9,10 @@ import { rollingOrder } from "../lib/deploy/rollout";
 import type { TestnetNetwork } from "../lib/config/testnet";
 import { resolveBroker } from "../lib/broker/broker-endpoint";
 import { BaseImage } from "./base-image";
-import { qemuTarget } from "./local-relay-vm";
+import { qemuVmDriver } from "./local-relay-vm";
 import { Monitoring } from "./monitoring";
 import { Relay } from "./relay";
-import { proxmoxTarget } from "./proxmox-relay-vm";
+import { proxmoxVmDriver } from "./proxmox-relay-vm";
 import { BaseSbom } from "./sbom";
 import { artifactsDirOf, stackBuildRoot } from "../lib/config/build-layout";
 
@@ -59,7 +59,7 @@ export function deployFleet(
   const broker = resolveBroker(config, projectDir, fleet.testnet);
   const brokerParts = broker ? brokerImageParts(broker, relayAgentBinary(), fleet.brokerCaPem) : undefined;
   const reach = { projectDir, stack: options.stack, testnet: fleet.testnet, broker };
-  const target = config.target === "qemu" ? qemuTarget(config, reach) : proxmoxTarget(config, reach);
+  const driver = config.target === "qemu" ? qemuVmDriver(config, reach) : proxmoxVmDriver(config, reach);
   const flavour = config.image.flavour;
   const base = new BaseImage(flavour, { inputs: baseImageInputs(config.image, projectDir, fleet.basePackages), projectDir, buildRoot: buildDir });
   const baseSbom = new BaseSbom(flavour, { baseDir: base.dir, baseDigest: base.digest, flavour, artifactsDir, projectDir });
@@ -79,7 +79,7 @@ export function deployFleet(
         projectDir,
         buildRoot,
         artifactsDir,
-        target,
+        driver,
         ...(broker ? { broker, brokerParts } : {}),
         after: after.map((name) => relays.get(name)!.rollout.gate),
       }),

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import type { StackConfig } from "../lib/config/config";
 import { relayTargetOf, type ReachContext } from "../lib/deploy/relay-reach";
 import { parseStepOutput, type RelayTarget } from "../lib/steps/steps";
-import type { RelayTargetKind, RelayVmArgs, RelayVmTarget } from "./proxmox-relay-vm";
+import type { RelayVm, RelayVmArgs, VmDriver } from "./relay-vm";
 import { stepResource } from "./step";
 
 interface LocalRelayVmArgs extends RelayVmArgs {
@@ -17,9 +17,9 @@ interface LocalRelayVmArgs extends RelayVmArgs {
  * bridge), on this machine. A new image replaces the VM; deleting it stops QEMU and removes its
  * runtime files.
  */
-class LocalRelayVm extends pulumi.ComponentResource implements RelayVmTarget {
+class LocalRelayVm extends pulumi.ComponentResource implements RelayVm {
   readonly vmId: pulumi.Output<string>;
-  readonly machine: command.local.Command;
+  readonly vmResource: command.local.Command;
   readonly instance: pulumi.Output<string>;
   readonly consoleLog: string;
 
@@ -27,7 +27,7 @@ class LocalRelayVm extends pulumi.ComponentResource implements RelayVmTarget {
     super("diskless-relays:relay:LocalRelayVm", name, {}, opts);
     const target = args.target as Extract<RelayTarget, { kind: "qemu" }>;
     this.consoleLog = join(target.runDir, "console.log");
-    this.machine = stepResource(
+    this.vmResource = stepResource(
       name,
       {
         step: "start-local-vm",
@@ -43,8 +43,8 @@ class LocalRelayVm extends pulumi.ComponentResource implements RelayVmTarget {
         deleteBeforeReplace: true,
       },
     );
-    this.instance = this.machine.stdout;
-    this.vmId = this.machine.stdout.apply((out) => String(parseStepOutput("start-local-vm", out)));
+    this.instance = this.vmResource.stdout;
+    this.vmId = this.vmResource.stdout.apply((out) => String(parseStepOutput("start-local-vm", out)));
     this.registerOutputs({ vmId: this.vmId, consoleLog: this.consoleLog });
   }
 
@@ -54,7 +54,7 @@ class LocalRelayVm extends pulumi.ComponentResource implements RelayVmTarget {
 }
 
 /** Relays under QEMU on this machine (the local stack), each on a tap device of the testnet's bridge (lib/deploy/relay-reach.ts). */
-export function qemuTarget(config: StackConfig, context: ReachContext): RelayTargetKind {
+export function qemuVmDriver(config: StackConfig, context: ReachContext): VmDriver {
   return {
     spec: (relay) => relayTargetOf(config, relay, context),
     secrets: {},

@@ -5,41 +5,10 @@ import { proxmoxRngs } from "../lib/render/vm-rng";
 import { CLEAN_SHUTDOWN_SECONDS } from "../lib/local/qemu";
 import { snpAmdSev, snpFirmwareFileName, snpKvmArguments, ukiFileName } from "../lib/proxmox/proxmox-snp";
 import { relayTargetOf, vmDescription, type ReachContext } from "../lib/deploy/relay-reach";
-import { PROXMOX_ROOT_PASSWORD_ENV, PROXMOX_TOKEN_ENV } from "../lib/deploy/relay-targets";
+import { PROXMOX_ROOT_PASSWORD_ENV, PROXMOX_TOKEN_ENV } from "../lib/deploy/relay-machine";
 import { inProject } from "../lib/core/paths";
-import type { RelayTarget } from "../lib/steps/steps";
 import { stepResource } from "./step";
-
-/** What every relay VM target (Proxmox VE, or QEMU for the local stack) takes. */
-export interface RelayVmArgs {
-  relay: RelayConfig;
-  imageDigest: string;
-  isoName: pulumi.Input<string>;
-  isoPath: pulumi.Input<string>;
-  /** The UKI inside the ISO: an SEV-SNP relay boots it directly, measured. */
-  ukiPath: pulumi.Input<string>;
-  target: RelayTarget;
-}
-
-export interface RelayVmTarget {
-  /** Where the running relay is, for the stack outputs. */
-  readonly vmId: pulumi.Output<number | string>;
-  /** The VM resource: the rollout gate waits for it. */
-  readonly machine: pulumi.Resource;
-  /** Changes whenever the machine is created anew: the rollout gate runs again then. */
-  readonly instance: pulumi.Output<string>;
-  /** Work that may only happen once the relay is healthy on its new image. */
-  afterRollout(gate: pulumi.Resource): void;
-}
-
-/** Where relays run, as the components and the steps need it. */
-export interface RelayTargetKind {
-  /** The target as the steps see it (lib/steps/steps.ts). */
-  spec(relay: RelayConfig): RelayTarget;
-  /** Secrets the steps need to reach the target, each in its own environment variable. */
-  secrets: Record<string, pulumi.Input<string>>;
-  createVm(name: string, args: RelayVmArgs, opts: pulumi.ComponentResourceOptions): RelayVmTarget;
-}
+import type { RelayVm, RelayVmArgs, VmDriver } from "./relay-vm";
 
 const relayTags = (relay: RelayConfig) => ["diskless-relay", relay.exit.enabled ? "exit" : "non-exit"];
 
@@ -67,9 +36,9 @@ interface ProxmoxRelayVmArgs extends RelayVmArgs {
  * stays on ide2 so the datastore still says what each VM runs. Setting args
  * and amd-sev needs root@pam with its password (proxmoxRootPassword).
  */
-class ProxmoxRelayVm extends pulumi.ComponentResource implements RelayVmTarget {
+class ProxmoxRelayVm extends pulumi.ComponentResource implements RelayVm {
   readonly vmId: pulumi.Output<number>;
-  readonly machine: proxmoxve.VmLegacy;
+  readonly vmResource: proxmoxve.VmLegacy;
   readonly isoFileId: pulumi.Output<string>;
   readonly instance: pulumi.Output<string>;
   /** SEV-SNP relays: the QEMU arguments of the measured direct boot (Proxmox VE's args). */
@@ -108,7 +77,7 @@ class ProxmoxRelayVm extends pulumi.ComponentResource implements RelayVmTarget {
       this.kvmArguments = pulumi.all([ukiName, firmware.id, uki.id]).apply(([ukiFile]) => snpKvmArguments({ isoDir: args.isoDir, firmwareFile, ukiFile }));
     }
 
-    this.machine = new proxmoxve.VmLegacy(
+    this.vmResource = new proxmoxve.VmLegacy(
       name,
       {
         nodeName: relay.node,
@@ -160,8 +129,8 @@ class ProxmoxRelayVm extends pulumi.ComponentResource implements RelayVmTarget {
         deleteBeforeReplace: true,
       },
     );
-    this.vmId = this.machine.vmId.apply((id) => id ?? relay.vmId);
-    this.instance = pulumi.interpolate`${this.machine.id}:${iso.id}`;
+    this.vmId = this.vmResource.vmId.apply((id) => id ?? relay.vmId);
+    this.instance = pulumi.interpolate`${this.vmResource.id}:${iso.id}`;
     this.pruneArgs = { name, args };
     this.registerOutputs({ vmId: this.vmId, isoFileId: this.isoFileId });
   }
@@ -195,7 +164,7 @@ class ProxmoxRelayVm extends pulumi.ComponentResource implements RelayVmTarget {
 }
 
 /** Relays on Proxmox VE, through the proxmoxve provider. */
-export function proxmoxTarget(config: StackConfig, context: ReachContext): RelayTargetKind {
+export function proxmoxVmDriver(config: StackConfig, context: ReachContext): VmDriver {
   const { projectDir } = context;
   const target = config.proxmox!;
   const apiToken = pulumi.secret(config.proxmoxApiToken!);

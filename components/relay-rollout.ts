@@ -1,7 +1,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import type { PlannedRelay } from "../lib/plan/fleet";
 import type { RelayChannel, RelayTarget, StepSpec } from "../lib/steps/steps";
-import type { RelayVmTarget } from "./proxmox-relay-vm";
+import type { RelayVm } from "./relay-vm";
 import { stepResource } from "./step";
 
 export interface RelayRolloutArgs {
@@ -10,7 +10,7 @@ export interface RelayRolloutArgs {
   /** The image's build directory and its build record: a new build, a new gate. */
   imageDir: pulumi.Input<string>;
   built: pulumi.Input<unknown>;
-  vm: RelayVmTarget;
+  vm: RelayVm;
   channel: Omit<RelayChannel, "hostPublicKey">;
   target: RelayTarget;
   targetSecrets: Record<string, pulumi.Input<string>>;
@@ -59,7 +59,7 @@ export class RelayRollout extends pulumi.ComponentResource {
         triggers: [args.built, args.vm.instance],
         projectDir: args.projectDir,
       },
-      { parent: this, dependsOn: [args.vm.machine] },
+      { parent: this, dependsOn: [args.vm.vmResource] },
     );
     this.registerOutputs({});
   }

@@ -12,7 +12,7 @@ import { qemuServerSnpPolicy } from "../lib/proxmox/proxmox-snp";
 import { relayChannelOf } from "../lib/deploy/relay-reach";
 import { RelayImage } from "./relay-image";
 import { RelayRollout } from "./relay-rollout";
-import type { RelayTargetKind, RelayVmTarget } from "./proxmox-relay-vm";
+import type { VmDriver, RelayVm } from "./relay-vm";
 import { type BaseSbom, RelaySbom } from "./sbom";
 import { StateCollection } from "./state-collection";
 import { relayBuildDir } from "../lib/config/build-layout";
@@ -32,8 +32,8 @@ export interface RelayArgs {
   /** This stack's private build root; the relay's directory is <buildRoot>/relays/<name>. */
   buildRoot: string;
   artifactsDir: string;
-  /** Where the relay runs: Proxmox VE, or QEMU locally. */
-  target: RelayTargetKind;
+  /** The driver that makes the relay's VM where the stack's relays run (its target: Proxmox VE, or QEMU locally). */
+  driver: VmDriver;
   /** Broker mode: the key broker the relay's image fetches its keys from, and what the image carries instead of keys. */
   broker?: ResolvedBroker;
   brokerParts?: BrokerImageParts;
@@ -50,7 +50,7 @@ export class Relay extends pulumi.ComponentResource {
   readonly imageDigest: string;
   readonly image: RelayImage;
   readonly sbom: RelaySbom;
-  readonly vm: RelayVmTarget;
+  readonly vm: RelayVm;
   readonly rollout: RelayRollout;
   /** Broker mode: the relay's keys and current image at the key broker. */
   readonly enrolment?: BrokerEnrolment;
@@ -69,7 +69,7 @@ export class Relay extends pulumi.ComponentResource {
     const inputs = relayImageInputs(plan, args.base.digest, baseTexts, args.relayScripts, brokerParts ? { parts: brokerParts, agentConfigFacts: agentConfig("0".repeat(64)) } : undefined);
     this.imageDigest = relayImageDigest(inputs);
     const texts = brokerParts ? { ...baseTexts, broker: { ...omitDigest(brokerParts), agentConfig: agentConfig(this.imageDigest) } } : baseTexts;
-    const target = args.target.spec(plan.config);
+    const target = args.driver.spec(plan.config);
     const signingKey = config.image.signingKeyFile ? inProject(args.projectDir, config.image.signingKeyFile) : undefined;
     const sev = plan.config.sev;
     const launch = sev?.enabled && sev.ovmf ? { ovmf: inProject(args.projectDir, sev.ovmf), vcpus: plan.config.cores, vcpuType: sev.vcpuType ?? plan.config.cpuType } : undefined;
@@ -85,7 +85,7 @@ export class Relay extends pulumi.ComponentResource {
         imageDigest: this.imageDigest,
         channel: { ...channel, hostPublicKey: plan.sshHostPublicKey },
         target,
-        targetSecrets: args.target.secrets,
+        targetSecrets: args.driver.secrets,
         allowFreshOnionKeys: plan.config.allowFreshOnionKeys,
         ...(brokerWatch ? { broker: brokerWatch } : {}),
         projectDir: args.projectDir,
@@ -157,7 +157,7 @@ export class Relay extends pulumi.ComponentResource {
       );
     }
 
-    this.vm = args.target.createVm(
+    this.vm = args.driver.createVm(
       `${name}-vm`,
       { relay: plan.config, imageDigest: this.imageDigest, isoName: this.image.isoName, isoPath: this.image.isoPath, ukiPath: this.image.ukiPath, target },
       // In broker mode the broker must hold the keys and expect the image before the VM is replaced.
@@ -174,7 +174,7 @@ export class Relay extends pulumi.ComponentResource {
         vm: this.vm,
         channel,
         target,
-        targetSecrets: args.target.secrets,
+        targetSecrets: args.driver.secrets,
         timeoutSeconds: config.rollout.healthTimeoutSeconds,
         rollback: config.rollout.rollback,
         ...(brokerWatch ? { broker: brokerWatch } : {}),

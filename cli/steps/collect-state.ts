@@ -15,7 +15,7 @@ import { brokerStatus } from "../../lib/broker/broker-admin";
 import { validateCollectedState } from "../../lib/image/collected-state";
 import { askRelay } from "../../lib/deploy/relay-channel";
 import { readRunningRecord } from "../../lib/steps/rollout-records";
-import { relayMachine } from "../../lib/deploy/relay-targets";
+import { relayMachine } from "../../lib/deploy/relay-machine";
 import type { StepSpec } from "../../lib/steps/steps";
 import { adminEndpoint } from "../../lib/broker/image-registration";
 import { shellQuote } from "../../lib/core/shell-quote";

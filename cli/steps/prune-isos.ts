@@ -6,7 +6,7 @@
  */
 import { deleteVolume, isosToPrune, listIsos } from "../../lib/proxmox/proxmox-api";
 import { isoPrefix } from "../../lib/image/image-layout";
-import { proxmoxConnection } from "../../lib/deploy/relay-targets";
+import { proxmoxConnection } from "../../lib/deploy/relay-machine";
 import type { StepSpec } from "../../lib/steps/steps";
 import { StepFailure } from "../../lib/steps/step-failure";
 

@@ -11,7 +11,7 @@ import { mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { buildRelayImage, readBuiltImage, RECIPE_RECORD, type BuiltImage } from "../../lib/image/relay-build";
 import { parseHealthReport, type HealthExpectation } from "../../lib/ops/relay-health";
-import { relayMachine } from "../../lib/deploy/relay-targets";
+import { relayMachine } from "../../lib/deploy/relay-machine";
 import { clearRollbackRecord, readRollbackRecord, readRunningRecord, writeRollbackRecord, writeRunningRecord } from "../../lib/steps/rollout-records";
 import { relayRecipeSpec, type RelayChannel, type StepSpec } from "../../lib/steps/steps";
 import { registerImage } from "../../lib/broker/broker-admin";

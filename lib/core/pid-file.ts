@@ -57,8 +57,8 @@ export function holdsOpen(pid: number, path: string): boolean {
   }
   return fds.some((fd) => {
     try {
-      const target = readlinkSync(`/proc/${pid}/fd/${fd}`);
-      return target === wanted || target === `${wanted} (deleted)`;
+      const open = readlinkSync(`/proc/${pid}/fd/${fd}`);
+      return open === wanted || open === `${wanted} (deleted)`;
     } catch {
       return false;
     }

@@ -9,7 +9,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { brokerStatus, type BrokerAdminEndpoint } from "../broker/broker-admin";
 import { askRelay } from "../deploy/relay-channel";
-import type { RelayMachine } from "../deploy/relay-targets";
+import type { RelayMachine } from "../deploy/relay-machine";
 import type { RelayChannel } from "../steps/steps";
 import { healthProblems, parseHealthReport, type HealthExpectation, type HealthReport } from "./relay-health";
 

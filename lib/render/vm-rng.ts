@@ -2,7 +2,7 @@
  * Every relay VM's hardware RNG: a virtio RNG fed from the host's
  * /dev/urandom, so the guest kernel (which loads virtio_rng) has entropy from
  * its first second, for tor's keys and TLS. One description for both
- * targets: Proxmox VE's rng0 (the provider's `rngs`) and the local stack's
+ * places relays run: Proxmox VE's rng0 (the provider's `rngs`) and the local stack's
  * QEMU arguments (lib/local/qemu.ts), which are what qemu-server makes of it.
  *
  * Read in qemu-server e6352be (9.2.6), src/PVE/QemuServer/RNG.pm ($rng_fmt,

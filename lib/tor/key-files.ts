@@ -23,14 +23,14 @@ export function readGuardedFile(file: string, options: { root: string; secret: b
     return { problem: "is missing", missing: true };
   }
   if (stat.isSymbolicLink()) {
-    let target = "";
+    let pointsTo = "";
     try {
-      target = ` (to ${readlinkSync(file)})`;
+      pointsTo = ` (to ${readlinkSync(file)})`;
     } catch {
       // A link that cannot be read is refused all the same.
     }
     return {
-      problem: `is a symbolic link${target}: a file that enters an image must be the file itself, in its own directory, or the link would ship whatever it points to. Put the real file there, if it really is this one`,
+      problem: `is a symbolic link${pointsTo}: a file that enters an image must be the file itself, in its own directory, or the link would ship whatever it points to. Put the real file there, if it really is this one`,
       missing: false,
     };
   }

@@ -185,11 +185,11 @@ export async function fetchThroughCircuit(control: TorControl, socksSocket: stri
   let ours: string | undefined;
   let endEvent = "";
   const attach = control.onEvent((event) => {
-    const [kind, stream, state, , target] = event.split(" ");
+    const [kind, stream, state, , destination] = event.split(" ");
     if (kind === "STREAM" && stream === ours && (state === "DETACHED" || state === "FAILED")) endEvent ||= event;
     // The exit ended the stream (e.g. its policy refuses the port): no other circuit is to be tried.
     if (kind === "STREAM" && stream === ours && state === "DETACHED") void control.command(`CLOSESTREAM ${stream} 1`).catch(() => undefined);
-    if (kind === "STREAM" && state === "NEW" && target === `${host}:${port}`) {
+    if (kind === "STREAM" && state === "NEW" && destination === `${host}:${port}`) {
       ours = stream;
       // A stream the client will not attach (the exit's policy, as the client knows it, refuses it) is closed: the SOCKS request then fails.
       void control.command(`ATTACHSTREAM ${stream} ${circuit}`).catch(() => control.command(`CLOSESTREAM ${stream} 4`).catch(() => undefined));

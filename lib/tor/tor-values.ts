@@ -74,11 +74,11 @@ export function parsePolicyRule(rule: string): { rule: PolicyRule } | { problem:
   if (rule.includes(",")) return { problem: "holds more than one entry: give each entry as its own list item" };
   const match = /^(accept|reject)(6?) (\S+)$/.exec(rule);
   if (!match) return { problem: 'must be one ExitPolicy entry like "accept *:443", "reject *:*" or "accept6 [2001:db8::]/32:80"' };
-  const [, action, six, target] = match as unknown as [string, "accept" | "reject", string, string];
-  const colon = target.lastIndexOf(":");
-  if (colon < 0 || (target.startsWith("[") && colon < target.indexOf("]"))) return { problem: `"${target}" has no port: write ADDRESS:PORT, e.g. *:443 or *:*` };
-  const addressPart = target.slice(0, colon);
-  const portPart = target.slice(colon + 1);
+  const [, action, six, addressPort] = match as unknown as [string, "accept" | "reject", string, string];
+  const colon = addressPort.lastIndexOf(":");
+  if (colon < 0 || (addressPort.startsWith("[") && colon < addressPort.indexOf("]"))) return { problem: `"${addressPort}" has no port: write ADDRESS:PORT, e.g. *:443 or *:*` };
+  const addressPart = addressPort.slice(0, colon);
+  const portPart = addressPort.slice(colon + 1);
 
   const ports = parsePortRange(portPart);
   if (typeof ports === "string") return { problem: ports };
