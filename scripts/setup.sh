@@ -225,6 +225,11 @@ main() {
   step "Debian packages" apt_packages
   step "ukify and the EFI stub" ukify_from_backports
   step "npm packages" npm_packages
+  # --system-only: enough to build images (CI builds the tests' base while the Go tools build).
+  if [[ ${1:-} == --system-only ]]; then
+    log "system packages and npm ready in $(seconds_since "$started"); the Go tools are not built yet"
+    return
+  fi
   step "Pulumi CLI $PULUMI_VERSION" pulumi_cli
   step "Syft $SYFT_VERSION" go_tool syft "$SYFT_VERSION" build_syft
   step "actionlint $ACTIONLINT_VERSION" go_tool actionlint "$ACTIONLINT_VERSION" build_actionlint
