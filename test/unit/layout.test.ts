@@ -126,6 +126,7 @@ export function ioPath(graph: Map<string, Import[]>, file: string, seen = new Se
 const FACTS: { fact: string; text: string | RegExp; home: string; generated?: string[]; scope?: RegExp }[] = [
   { fact: "the relay-name rule", text: "[a-z0-9][a-z0-9-]{0,62}", home: "lib/core/plain-values.ts", generated: ["tools/broker/internal/protocol/files.json"] },
   { fact: "the build host's layout (artifacts/, the build root)", text: /join\([^)]*"(relays|artifacts|sbom|monitoring|vulns)"/, home: "lib/config/build-layout.ts", scope: /^(lib|cli|components|bench)\/|^index\.ts$/ },
+  { fact: "tor's DataDirectory in the image", text: '"/var/lib/tor"', home: "lib/image/guest-paths.ts", scope: /^(lib|cli|components)\// },
   // Helpers the program's code had written several times over.
   { fact: "a file's SHA-256 in hex", text: /createHash\("sha256"\)\.update\(readFileSync\([^)]*\)\)\.digest\("hex"\)/, home: "lib/core/digest.ts", scope: /^(lib|cli|components)\// },
   { fact: "a sleep (node:timers/promises has it)", text: "=> setTimeout(", home: "node:timers/promises", scope: /^(lib|cli|components)\// },
