@@ -373,7 +373,10 @@ describe("the local stack on a private Tor network, end to end", () => {
       await new Promise((resolve) => setTimeout(resolve, 2000));
       clientKey = await clientNtorKey(exitFp());
     }
-    expect(clientKey).toBe(freshKey);
+    // On failure, the client's own account of its directory fetches.
+    const clientLog = join(testnetLocation.dir, "client", "notice.log");
+    const clientLogTail = () => (existsSync(clientLog) ? readFileSync(clientLog, "utf8").trimEnd().split("\n").slice(-40).join("\n") : "(no client log)");
+    expect(clientKey, `the client's ntor key for the exit; its log:\n${clientLogTail()}`).toBe(freshKey);
     expect((await fetchThroughExit()).status).toBe(200);
     before.ntor = readFileSync(join(fresh.out, "keys", "secret_onion_key_ntor"));
   }, 900_000);
