@@ -678,7 +678,7 @@ func BenchmarkServerParts(b *testing.B) {
 			if err := bb.e.st.SaveRelay(rel); err != nil {
 				b.Fatal(err)
 			}
-			if err := bb.e.st.AppendLog(entry); err != nil {
+			if err := bb.e.st.AppendLog(entry, true); err != nil {
 				b.Fatal(err)
 			}
 		}
