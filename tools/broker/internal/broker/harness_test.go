@@ -95,6 +95,8 @@ type envOptions struct {
 	// (every test client is 127.0.0.1).
 	sourceRate  float64
 	sourceBurst int
+	// realClock: the broker runs on time.Now (benchmarks whose limits refill).
+	realClock bool
 }
 
 type env struct {
@@ -181,11 +183,15 @@ func (e *env) start(o envOptions) {
 	if sourceRate == 0 {
 		sourceRate = -1
 	}
+	now := e.clock.Now
+	if o.realClock {
+		now = time.Now
+	}
 	srv, err := broker.New(broker.Config{
 		Store:       st,
 		SNP:         policy,
 		StaleAfter:  o.staleAfter,
-		Now:         e.clock.Now,
+		Now:         now,
 		Log:         log.New(e.logBuf, "key-broker: ", 0),
 		SourceRate:  sourceRate,
 		SourceBurst: o.sourceBurst,
