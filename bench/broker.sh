@@ -52,7 +52,9 @@ awk '
 	crypt = ("client-open-ms/op" in v) ? v["client-open-ms/op"] : v["client-seal-ms/op"]
 	printf "%-26s %9.2f %9s %-16s %8s %8s %8s %8s %8s\n", name, v["ns/op"] / 1e6, fmt(rate, 1), what,
 		fmt(v["p50-ms"], 2), fmt(v["p99-ms"], 2), fmt(v["client-sign-ms/op"], 2), fmt(crypt, 2), fmt(v["server+net-ms/op"], 2)
+	if ("flood-req/s" in v) flood[name] = sprintf("%s: the flood sent %.0f requests/s; answered 429 %d, 403/400 %d, 200 (challenges for the real relay) %d, anything else %d; the broker'"'"'s heap grew %.2f MiB", name, v["flood-req/s"], v["flood-429"], v["flood-403/400"], v["flood-200"], v["flood-other"], v["heap-growth-MiB"])
 }
+END { for (n in flood) print "\n" flood[n] }
 function fmt(x, d) { return x == "" ? "-" : sprintf("%." d "f", x) }
 BEGIN {
 	printf "%-26s %9s %9s %-16s %8s %8s %8s %8s %8s\n", "benchmark", "ms/op", "rate/s", "unit", "p50 ms", "p99 ms", "sign ms", "crypt ms", "srv+net"
@@ -66,7 +68,10 @@ end (client and broker over TLS, a new connection per boot or push); sign,
 crypt (age decrypt and checks of a release, or sealing a push payload) and
 srv+net (the challenge and attest round trips) split a sequential one, in ms
 per op. ConcurrentBoots/boots=N: N relays boot at once, ms/op is per wave of
-N. ServerAttest: the broker's attest handler alone, requests made beforehand,
+N. BootsUnderFlood: 128 relays boot at once, each from its own address, while
+one address floods challenges for invented and real relays and junk attests
+(default per-source limits, real clock); every relay must get its keys.
+ServerAttest: the broker's attest handler alone, requests made beforehand,
 1 or 8 at a time. ServerParts: pieces of one release (SNP verification, bundle
 load, sealing and signing, the fsync'd commit).
 EOF

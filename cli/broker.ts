@@ -43,11 +43,11 @@ async function main(): Promise<number> {
           attention++;
           console.log("  no image registered: it gets nothing at its next boot (pulumi up registers its image)");
         }
-        if (last) console.log(`  last ${last.purpose} ${last.time}: ${last.verdict}${last.reason ? ` (${last.reason})` : ""}, image ${last.imageDigest.slice(0, 12)}${last.measurement ? `, measurement ${last.measurement.slice(0, 16)}…` : ""}${last.reportedTcb ? `, TCB ${last.reportedTcb}` : ""}`);
+        if (last) console.log(`  last ${last.purpose} ${last.time}: ${last.verdict}${last.reason ? ` (${last.reason})` : ""}, image ${last.imageDigest.slice(0, 12)}${last.measurement ? `, measurement ${last.measurement.slice(0, 16)}…` : ""}${last.reportedTcb ? `, TCB ${last.reportedTcb}` : ""}${last.root ? `, report verified by ${last.root.startsWith("simulated/") ? "the SIMULATOR's test root" : "AMD's root"} ${last.root}` : ""}`);
         const refusal = r.lastRefusal;
         if (refusal && (!last || Date.parse(refusal.time) > Date.parse(last.time))) {
           attention++;
-          console.log(`  REFUSED ${refusal.purpose} ${refusal.time}: ${refusal.verdict}${refusal.reason ? ` (${refusal.reason})` : ""}${refusal.imageDigest ? `, image ${refusal.imageDigest.slice(0, 12)}` : ""}`);
+          console.log(`  REFUSED ${refusal.purpose} ${refusal.time}: ${refusal.verdict}${refusal.reason ? ` (${refusal.reason})` : ""}${refusal.imageDigest ? `, image ${refusal.imageDigest.slice(0, 12)}` : ""}${refusal.root ? `, report verified by root ${refusal.root}` : ""}`);
         }
         console.log(`  last push: ${r.lastPush ?? "never"}`);
         if (r.lastHealth) {

@@ -19,8 +19,9 @@ export interface BrokerRelayStatus {
   hasKeys: boolean;
   stale: boolean;
   images: { imageDigest: string; attestation: "snp" | "none"; measurements?: string[]; tokenConsumed?: boolean; retired: boolean }[];
-  lastAttestation: { time: string; imageDigest: string; purpose: string; evidenceKind: string; verdict: string; reason?: string; measurement?: string; reportedTcb?: string } | null;
-  lastRefusal?: { time: string; imageDigest?: string; purpose: string; evidenceKind: string; verdict: string; reason?: string } | null;
+  /** root: the trusted root that verified an SNP report, "amd/<line>" or "simulated/<line>" (the local stack's test chain). */
+  lastAttestation: { time: string; imageDigest: string; purpose: string; evidenceKind: string; verdict: string; reason?: string; measurement?: string; reportedTcb?: string; root?: string } | null;
+  lastRefusal?: { time: string; imageDigest?: string; purpose: string; evidenceKind: string; verdict: string; reason?: string; root?: string } | null;
   lastPush: string | null;
   /** The health report (relay-health's lines) of the latest accepted push, with the broker's time of receipt. */
   lastHealth: { time: string; imageDigest: string; report: string } | null;

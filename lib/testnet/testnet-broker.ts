@@ -73,10 +73,18 @@ export function prepareBrokerFiles(dir: string, address: string, env: NodeJS.Pro
   };
 }
 
+/**
+ * The firmware floor of the brokers this machine runs (the testnet's, the
+ * tests'): the one AMD published and key-broker.service carries, by its name
+ * in the broker (tools/broker/internal/snpcheck PublishedFloors). The SNP
+ * simulator reports firmware at that floor.
+ */
+export const BROKER_MIN_TCB = "amd-sb-3019";
+
 /** `key-broker serve` for these files, trusting the simulator's test chain (TEST ONLY). */
 export function keyBrokerServeArgs(files: BrokerFiles, listen: string): string[] {
   return [
-    "serve", "--data", files.data, "--listen", listen, "--tls-cert", files.tlsCert, "--tls-key", files.tlsKey,
+    "serve", "--data", files.data, "--listen", listen, "--tls-cert", files.tlsCert, "--tls-key", files.tlsKey, "--min-tcb", BROKER_MIN_TCB,
     "--admin-listen", `unix:${files.adminSocket}`, "--allow-simulated-attestation", "--simulated-ark-ask", join(files.simulatorDir, "ark-ask.pem"),
   ];
 }

@@ -13,6 +13,7 @@ import { makeTestKeys } from "../support/fleet";
 import { TestProject, toolEnv } from "../support/pulumi";
 import { privateTmpDir } from "../support/tmp";
 import { poll } from "../support/poll";
+import { BROKER_MIN_TCB } from "../../lib/testnet/testnet-broker";
 
 describe("npm run broker", () => {
   const dir = privateTmpDir("broker-cli");
@@ -24,7 +25,7 @@ describe("npm run broker", () => {
 
   beforeAll(async () => {
     const published = JSON.parse(spawnSync("key-broker", ["init", "--data", data], { encoding: "utf8", env: toolEnv() }).stdout) as { signingPublicKey: string; pushRecipient: string };
-    broker = spawn("key-broker", ["serve", "--data", data, "--listen", "127.0.0.1:0", "--admin-listen", `unix:${socket}`], { env: toolEnv(), stdio: "ignore" });
+    broker = spawn("key-broker", ["serve", "--data", data, "--listen", "127.0.0.1:0", "--admin-listen", `unix:${socket}`, "--min-tcb", BROKER_MIN_TCB], { env: toolEnv(), stdio: "ignore" });
     await poll(() => existsSync(socket), { seconds: 5, intervalMs: 50 });
     project = new TestProject("brokercli", { passphrase: "" });
     makeTestKeys(project.dir, [{ name: "exit-1", nickname: "ExitOne", node: "local", vmId: 100, exit: true }]);

@@ -14,6 +14,7 @@ import { makeTestKeys } from "../support/fleet";
 import { toolEnv } from "../support/pulumi";
 import { privateTmpDir } from "../support/tmp";
 import { poll } from "../support/poll";
+import { BROKER_MIN_TCB } from "../../lib/testnet/testnet-broker";
 
 describe("the key broker's admin API, from the program", () => {
   const dir = privateTmpDir("broker-admin");
@@ -28,7 +29,7 @@ describe("the key broker's admin API, from the program", () => {
     makeTestKeys(dir, [{ name: "exit-1", nickname: "ExitOne", node: "local", vmId: 100, exit: true }]);
     const init = spawnSync("key-broker", ["init", "--data", data], { encoding: "utf8", env: toolEnv() });
     expect(init.status, init.stderr).toBe(0);
-    broker = spawn("key-broker", ["serve", "--data", data, "--listen", "127.0.0.1:0", "--admin-listen", `unix:${socket}`], { env: toolEnv(), stdio: "ignore" });
+    broker = spawn("key-broker", ["serve", "--data", data, "--listen", "127.0.0.1:0", "--admin-listen", `unix:${socket}`, "--min-tcb", BROKER_MIN_TCB], { env: toolEnv(), stdio: "ignore" });
     await poll(() => existsSync(socket), { seconds: 5, intervalMs: 50 });
     admin = { socket, token: readFileSync(join(data, "admin.token"), "utf8").trim() };
   });

@@ -20,6 +20,7 @@ import { freePort, RelaySshd } from "../support/sshd";
 import { privateTmpDir } from "../support/tmp";
 import { makeGuestRoot } from "../support/guest-root";
 import { poll } from "../support/poll";
+import { BROKER_MIN_TCB } from "../../lib/testnet/testnet-broker";
 
 describe("collecting a relay's onion keys and state", () => {
   const dir = privateTmpDir("collect");
@@ -192,7 +193,7 @@ describe("collecting a relay's onion keys and state", () => {
     beforeAll(async () => {
       const init = spawnSync("key-broker", ["init", "--data", brokerData], { encoding: "utf8", env: toolEnv() });
       expect(init.status, init.stderr).toBe(0);
-      broker = spawn("key-broker", ["serve", "--data", brokerData, "--listen", "127.0.0.1:0", "--admin-listen", `unix:${socket}`], { env: toolEnv(), stdio: "ignore" });
+      broker = spawn("key-broker", ["serve", "--data", brokerData, "--listen", "127.0.0.1:0", "--admin-listen", `unix:${socket}`, "--min-tcb", BROKER_MIN_TCB], { env: toolEnv(), stdio: "ignore" });
       await poll(() => existsSync(socket), { seconds: 5, intervalMs: 50 });
       watch = { admin: { socket, tokenFile: join(brokerData, "admin.token") }, pushIntervalSeconds: 30, attestation: "snp" };
       const token = readFileSync(join(brokerData, "admin.token"), "utf8").trim();

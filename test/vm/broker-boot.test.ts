@@ -59,6 +59,8 @@ describe("a broker-mode relay, booted", () => {
     expect(await verdicts()).toContain("released:");
     const status = (await brokerStatus(admin)).relays.find((relay) => relay.relay === RELAY.name)!;
     expect(status.lastAttestation?.measurement).toBe(measurement);
+    // The status says the simulator's test chain verified the report, never AMD's.
+    expect(status.lastAttestation?.root).toBe("simulated/Milan");
     // No SSH server runs: nothing listens on port 22 of the relay.
     const ssh = spawnSync("ip", ["netns", "exec", broker.netns, "timeout", "5", "bash", "-c", "echo > /dev/tcp/10.77.0.11/22"]);
     expect(ssh.status).not.toBe(0);

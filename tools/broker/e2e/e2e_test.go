@@ -309,15 +309,30 @@ func TestBinariesEndToEnd(t *testing.T) {
 		t.Fatalf("serve trusted simulated roots without --allow-simulated-attestation: %+v", r)
 	}
 
+	// A broker with no firmware floor would accept reports from hosts with published breaks.
+	if r := run(t, "key-broker", "serve", "--data", dataDir, "--listen", "127.0.0.1:0"); r.code == 0 || !strings.Contains(r.stderr, "--min-tcb is required") || !strings.Contains(r.stderr, "amd-sb-3019") {
+		t.Fatalf("serve without --min-tcb: %+v", r)
+	}
+	// The admin API on a network address without TLS would send its token in clear.
+	if r := run(t, "key-broker", "serve", "--data", dataDir, "--listen", "127.0.0.1:0", "--min-tcb", "amd-sb-3019", "--admin-listen", "0.0.0.0:0"); r.code == 0 || !strings.Contains(r.stderr, "in clear") {
+		t.Fatalf("serve with a network admin address and no TLS: %+v", r)
+	}
+
 	// --- serve ---
 	certFile, keyFile, pool := selfSignedTLS(t, tmp)
 	brokerArgs := []string{"serve", "--data", dataDir, "--listen", "127.0.0.1:0", "--tls-cert", certFile, "--tls-key", keyFile,
-		"--allow-simulated-attestation", "--simulated-ark-ask", filepath.Join(simDir, "ark-ask.pem"), "--allow-smt", "--min-tcb", "bl=1,snp=1"}
-	listenRe := regexp.MustCompile(`listening on https://(127\.0\.0\.1:\d+)`)
+		"--allow-simulated-attestation", "--simulated-ark-ask", filepath.Join(simDir, "ark-ask.pem"), "--allow-smt", "--min-tcb", "bl=1,snp=1",
+		"--admin-listen", "127.0.0.1:0"}
+	listenRe := regexp.MustCompile(`listening on https://(127\.0\.0\.1:\d+) \(relay protocol\)`)
+	adminRe := regexp.MustCompile(`listening on https://(127\.0\.0\.1:\d+) \(admin API\)`)
 	kb := start(t, "key-broker", brokerArgs...)
 	addr := kb.waitFor(t, listenRe)
 	url := "https://" + addr
-	adm := &admin{t: t, url: url, token: token, c: &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}}
+	adm := &admin{t: t, url: "https://" + kb.waitFor(t, adminRe), token: token, c: &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}}
+	// A second broker on the same data directory is refused while the first runs.
+	if r := run(t, "key-broker", append(append([]string{}, brokerArgs...), "--listen", "127.0.0.1:0")...); r.code == 0 || !strings.Contains(r.stderr, "in use by another key-broker serve") {
+		t.Fatalf("second serve on one data directory: %+v", r)
+	}
 
 	relay, digest, measurement := "e2e-relay", randHex(32), randHex(48)
 	files := map[string][]byte{}
@@ -428,9 +443,14 @@ func TestBinariesEndToEnd(t *testing.T) {
 	// --- the broker is killed hard and restarted: nothing lost ---
 	kb.kill(t, syscall.SIGKILL)
 	kb2 := start(t, "key-broker", brokerArgs...)
-	adm.url = "https://" + kb2.waitFor(t, listenRe)
+	url2 := "https://" + kb2.waitFor(t, listenRe)
+	adm.url = "https://" + kb2.waitFor(t, adminRe)
 	b, _ = os.ReadFile(cfg)
-	_ = os.WriteFile(cfg, bytes.Replace(b, []byte(url), []byte(adm.url), 1), 0o600)
+	_ = os.WriteFile(cfg, bytes.Replace(b, []byte(url), []byte(url2), 1), 0o600)
+	// The relays' listener serves no admin API.
+	if resp, err := adm.c.Get(url2 + "/v1/admin/status"); err != nil || resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("admin API on the relays' listener: %v %v", resp, err)
+	}
 	var st struct {
 		Relays []struct {
 			Relay    string

@@ -60,3 +60,28 @@ func TestListenOnTCP(t *testing.T) {
 		t.Fatal("a TCP address is not local")
 	}
 }
+
+// The admin API never shares the relays' listener, and never crosses the
+// network without TLS.
+func TestCheckAdminListen(t *testing.T) {
+	for _, c := range []struct {
+		admin, relays string
+		tls           bool
+		ok            bool
+	}{
+		{"unix:/run/kb/admin.sock", "[::]:8443", false, true},
+		{"127.0.0.1:8444", "[::]:8443", false, true},
+		{"[::1]:8444", "[::]:8443", false, true},
+		{"localhost:8444", "[::]:8443", false, true},
+		{"127.0.0.1:0", "127.0.0.1:0", false, true}, // two ephemeral ports
+		{"[::]:8443", "[::]:8443", true, false},
+		{"0.0.0.0:8444", "[::]:8443", false, false},
+		{"192.0.2.1:8444", "[::]:8443", false, false},
+		{"192.0.2.1:8444", "[::]:8443", true, true},
+		{"no-port", "[::]:8443", true, false},
+	} {
+		if err := checkAdminListen(c.admin, c.relays, c.tls); (err == nil) != c.ok {
+			t.Errorf("checkAdminListen(%q, %q, tls %v) = %v", c.admin, c.relays, c.tls, err)
+		}
+	}
+}

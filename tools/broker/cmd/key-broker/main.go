@@ -20,9 +20,13 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/google/go-sev-guest/kds"
+	"github.com/google/go-sev-guest/verify/trust"
 
 	"diskless-relays/tools/broker/internal/broker"
 	"diskless-relays/tools/broker/internal/cli"
@@ -35,7 +39,7 @@ const usage = `usage:
   key-broker serve --data DIR --listen ADDR [--identity FILE]
                    [--tls-cert FILE --tls-key FILE] [--admin-listen ADDR]
                    [--allow-simulated-attestation --simulated-ark-ask FILE]
-                   [--min-tcb TCB] [--allow-smt] [--permit-provisional-firmware]
+                   --min-tcb [LINE:]TCB... [--allow-smt] [--permit-provisional-firmware]
                    [--fetch-vcek] [--check-revocations] [--stale-after DURATION]
 `
 
@@ -71,14 +75,15 @@ func cmdInit(args []string) error {
 func cmdServe(args []string) error {
 	fs := newFlags("serve")
 	data := fs.String("data", "", "data directory made by init")
-	listen := fs.String("listen", "", "address for the relay protocol (and the admin API unless --admin-listen)")
-	adminListen := fs.String("admin-listen", "", "serve the admin API only on this address (e.g. 127.0.0.1:8444, or unix:/run/key-broker/admin.sock: a socket only its owner may open)")
+	listen := fs.String("listen", "", "address for the relay protocol (the relays reach it from anywhere)")
+	adminListen := fs.String("admin-listen", "", "address for the admin API, never the relays' (default unix:DATA/admin.sock, a socket only its owner may open; a TCP address other than loopback needs --tls-cert)")
 	identity := fs.String("identity", "", "at-rest identity file (e.g. %d/broker-identity from LoadCredential); default DATA/at-rest.key")
 	tlsCert := fs.String("tls-cert", "", "TLS certificate (PEM)")
 	tlsKey := fs.String("tls-key", "", "TLS private key (PEM)")
 	allowSim := fs.Bool("allow-simulated-attestation", false, "TEST ONLY: also trust the simulator's ARK/ASK from --simulated-ark-ask")
 	simRoots := fs.String("simulated-ark-ask", "", "TEST ONLY: the simulator's ark-ask.pem")
-	minTCB := fs.String("min-tcb", "", `minimum reported TCB: "0x<hex TCB_VERSION>" or "bl=N,tee=N,snp=N,ucode=N"`)
+	var minTCBs cli.Strings
+	fs.Var(&minTCBs, "min-tcb", `minimum reported TCB (required; repeatable): a published floor's name (amd-sb-3019), "bl=N,tee=N,snp=N,ucode=N" or "0x<hex TCB_VERSION>" for every product line, or "LINE:TCB" (e.g. "Milan:snp=24") for one`)
 	allowSMT := fs.Bool("allow-smt", false, "accept guests whose policy allows SMT")
 	provisional := fs.Bool("permit-provisional-firmware", false, "accept committed firmware older than current")
 	fetchVCEK := fs.Bool("fetch-vcek", false, "fetch a VCEK missing from the certificate table from AMD's KDS (network)")
@@ -98,8 +103,18 @@ func cmdServe(args []string) error {
 	if *allowSim && *simRoots == "" {
 		return errors.New("--allow-simulated-attestation needs --simulated-ark-ask FILE")
 	}
+	if len(minTCBs) == 0 {
+		return errors.New("--min-tcb is required: the lowest firmware (TCB) whose reports this broker accepts, e.g. --min-tcb amd-sb-3019 (the floor AMD published in AMD-SB-3019, which key-broker.service carries). A host with older firmware has published breaks, and the host is the adversary here. --min-tcb bl=0,tee=0,snp=0,ucode=0 accepts any firmware, and says so")
+	}
 	logger := log.New(os.Stderr, "key-broker: ", log.LstdFlags)
 
+	// One broker per data directory: two would each hold their own view of
+	// the relays, and a boot token used on one would still be fresh on the other.
+	unlock, err := lockDataDir(*data)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	st, err := store.Open(*data, *identity)
 	if err != nil {
 		return err
@@ -108,6 +123,7 @@ func cmdServe(args []string) error {
 	if err != nil {
 		return err
 	}
+	var simulated map[string][]*trust.AMDRootCerts
 	if *allowSim {
 		pemData, err := os.ReadFile(*simRoots)
 		if err != nil {
@@ -117,19 +133,24 @@ func cmdServe(args []string) error {
 		if err != nil {
 			return fmt.Errorf("%s: %v", *simRoots, err)
 		}
-		roots[line] = append(roots[line], r)
+		simulated = map[string][]*trust.AMDRootCerts{line: {r}}
 		logger.Printf("WARNING: trusting the SIMULATED (test-only) %s ARK/ASK from %s: attestation proves nothing on this broker", line, *simRoots)
 	}
-	tcb, err := snpcheck.ParseTCB(*minTCB)
+	tcb, tcbByLine, err := snpcheck.ParseMinTCBs(minTCBs)
 	if err != nil {
 		return err
+	}
+	if tcb == (kds.TCBParts{}) && len(tcbByLine) == 0 {
+		logger.Printf("WARNING: --min-tcb %s accepts reports from any firmware, also firmware with published SEV-SNP breaks", strings.Join(minTCBs, " "))
 	}
 	srv, err := broker.New(broker.Config{
 		Store: st,
 		SNP: &snpcheck.Policy{
 			Roots:                     roots,
+			SimulatedRoots:            simulated,
 			AllowSMT:                  *allowSMT,
 			MinTCB:                    tcb,
+			MinTCBByLine:              tcbByLine,
 			PermitProvisionalFirmware: *provisional,
 			FetchCerts:                *fetchVCEK,
 			CheckRevocations:          *checkRev,
@@ -154,10 +175,15 @@ func cmdServe(args []string) error {
 		h    http.Handler
 		what string
 	}
-	eps := []endpoint{{*listen, srv.Handler(), "relay protocol and admin API"}}
-	if *adminListen != "" {
-		eps = []endpoint{{*listen, srv.RelayHandler(), "relay protocol"}, {*adminListen, srv.AdminHandler(), "admin API"}}
+	// The admin API never shares the relays' listener: the relays' port faces
+	// the internet, the admin API only its operator.
+	if *adminListen == "" {
+		*adminListen = "unix:" + filepath.Join(*data, "admin.sock")
 	}
+	if err := checkAdminListen(*adminListen, *listen, tlsConfig != nil); err != nil {
+		return err
+	}
+	eps := []endpoint{{*listen, srv.RelayHandler(), "relay protocol"}, {*adminListen, srv.AdminHandler(), "admin API"}}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	errc := make(chan error, len(eps))
@@ -203,6 +229,41 @@ func cmdServe(args []string) error {
 	defer cancel()
 	for _, hs := range servers {
 		_ = hs.Shutdown(sctx)
+	}
+	return nil
+}
+
+// lockDataDir takes an exclusive lock on DATA/serve.lock for as long as the
+// process lives (the kernel drops it when the process ends, however it ends).
+func lockDataDir(dir string) (func(), error) {
+	f, err := os.OpenFile(filepath.Join(dir, "serve.lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s is in use by another key-broker serve (%v): one broker per data directory", dir, err)
+	}
+	return func() { f.Close() }, nil
+}
+
+// checkAdminListen refuses an admin address that the relays' listener
+// already serves, or a TCP address other than loopback without TLS (the
+// admin token would cross the network in clear).
+func checkAdminListen(admin, relays string, withTLS bool) error {
+	if admin == relays && !strings.HasSuffix(admin, ":0") {
+		return fmt.Errorf("--admin-listen %s is the relays' --listen address: the admin API needs an address of its own", admin)
+	}
+	if strings.HasPrefix(admin, "unix:") {
+		return nil
+	}
+	host, _, err := net.SplitHostPort(admin)
+	if err != nil {
+		return fmt.Errorf("--admin-listen %q: %v", admin, err)
+	}
+	ip := net.ParseIP(host)
+	if (ip == nil || !ip.IsLoopback()) && host != "localhost" && !withTLS {
+		return fmt.Errorf("--admin-listen %s is reachable from the network, and without --tls-cert the admin token would cross it in clear: use a loopback address, a unix: socket, or TLS", admin)
 	}
 	return nil
 }

@@ -32,7 +32,7 @@ func (s *Server) admin(h http.HandlerFunc) http.HandlerFunc {
 
 func (s *Server) adminLog(relay, action, detail string) {
 	e := store.LogEntry{Time: s.cfg.Now().UTC(), Relay: relay, Verdict: verdictAdmin, Reason: action, Detail: detail}
-	if err := s.st.AppendLog(e); err != nil {
+	if err := s.st.AppendLog(e, true); err != nil {
 		s.logf("attestation log: %v", err)
 	}
 	s.logf("admin %s relay=%s %s", action, relay, detail)

@@ -112,6 +112,10 @@ func (s *Server) handleAttest(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "bad-relay-name", "relay name must match "+protocol.RelayNamePattern)
 		return
 	}
+	if !s.allowSource(r) {
+		writeError(w, http.StatusTooManyRequests, "busy", "too many requests from this address")
+		return
+	}
 	var req protocol.AttestRequest
 	decodeErr := decodeStrict(w, r, &req)
 
@@ -121,7 +125,10 @@ func (s *Server) handleAttest(w http.ResponseWriter, r *http.Request) {
 	entry := store.LogEntry{Time: now.UTC(), Remote: r.RemoteAddr, Relay: relay, EvidenceKind: truncate(req.Evidence.Kind, 16)}
 	var resp any
 	var ref *refusal
-	sessionOK := false
+	// Whether the evidence was genuine (a report chained to a trusted root, or
+	// the registered token): only then may a refusal become the relay's
+	// lastRefusal, which status and the rollout gate show.
+	genuine := false
 	if decodeErr != nil {
 		ref = badRequest("cannot decode request: %v", decodeErr)
 		var mbe *http.MaxBytesError
@@ -129,19 +136,19 @@ func (s *Server) handleAttest(w http.ResponseWriter, r *http.Request) {
 			ref.status = http.StatusRequestEntityTooLarge
 		}
 	} else {
-		resp, ref = s.attestLocked(now, relay, &req, &entry, &sessionOK)
+		resp, ref = s.attestLocked(now, relay, &req, &entry, &genuine)
 	}
 	if ref != nil {
 		entry.Verdict = verdictRefused
 		entry.Reason = ref.code
 		entry.Detail = ref.detail
-		if err := s.st.AppendLog(entry); err != nil {
+		if err := s.st.AppendLog(entry, false); err != nil {
 			s.logf("attestation log: %v", err)
 		}
 		s.logf("refused %s relay=%s image=%s purpose=%s: %s", ref.code, relay, entry.ImageDigest, entry.Purpose, ref.detail)
-		// A relay's last refusal records attempts made with a valid session
-		// of its own, not anonymous noise (bad sessions, replays).
-		if rel := s.st.Relay(relay); rel != nil && sessionOK && ref.code != CodeInternal {
+		// A relay's last refusal records attempts with genuine evidence, not
+		// what anyone could send (bad sessions, replays, forged reports).
+		if rel := s.st.Relay(relay); rel != nil && genuine && ref.code != CodeInternal {
 			c := rel.Clone()
 			c.LastRefusal = attestationRecord(entry)
 			if err := s.st.SaveRelay(c); err != nil {
@@ -170,13 +177,14 @@ func attestationRecord(e store.LogEntry) *store.Attestation {
 		Measurement:  e.Measurement,
 		ReportedTCB:  e.ReportedTCB,
 		Policy:       e.Policy,
+		Root:         e.Root,
 	}
 }
 
 // attestLocked runs every check of an attest request; on success it commits
 // the state change (token consumed, bundle merged, last attestation) and the
 // log line before returning the response. Called with s.mu held.
-func (s *Server) attestLocked(now time.Time, relay string, req *protocol.AttestRequest, entry *store.LogEntry, sessionOK *bool) (any, *refusal) {
+func (s *Server) attestLocked(now time.Time, relay string, req *protocol.AttestRequest, entry *store.LogEntry, genuine *bool) (any, *refusal) {
 	// Session: exists, unused, unexpired, for this relay. It is consumed
 	// by this attempt whatever the outcome.
 	sess := s.sessions[req.Session]
@@ -196,7 +204,6 @@ func (s *Server) attestLocked(now time.Time, relay string, req *protocol.AttestR
 	if sess.relay != relay {
 		return nil, refuse(CodeSessionRelay, "session %s was issued for relay %q", req.Session, sess.relay)
 	}
-	*sessionOK = true
 
 	// Relay and image.
 	live := s.st.Relay(relay)
@@ -265,6 +272,8 @@ func (s *Server) attestLocked(now time.Time, relay string, req *protocol.AttestR
 		entry.Measurement = res.MeasurementHex()
 		entry.ReportedTCB = res.TCBString()
 		entry.Policy = res.PolicyString()
+		entry.Root = res.Root
+		*genuine = res.Verified
 		if ref != nil {
 			return nil, refuse(ref.Code, "%s", ref.Detail)
 		}
@@ -278,6 +287,7 @@ func (s *Server) attestLocked(now time.Time, relay string, req *protocol.AttestR
 			if !hashEqual(sum[:], img.TokenSHA256) {
 				return nil, refuse(CodeBadToken, "token does not match the registered hash of image %s", img.Digest)
 			}
+			*genuine = true
 			if img.TokenConsumed {
 				return nil, refuse(CodeTokenReused, "token of image %s was already used at %s; re-arm with a new token", img.Digest, fmtTime(img.TokenConsumedAt))
 			}
@@ -291,6 +301,7 @@ func (s *Server) attestLocked(now time.Time, relay string, req *protocol.AttestR
 			if !hashEqual(sum[:], rel.PushSecretSHA256) {
 				return nil, refuse(CodeBadPushSecret, "push secret does not match")
 			}
+			*genuine = true
 		}
 	default:
 		return nil, badRequest("unknown evidence kind %q", truncate(req.Evidence.Kind, 32))
@@ -339,7 +350,7 @@ func (s *Server) attestLocked(now time.Time, relay string, req *protocol.AttestR
 		if err := s.st.SaveRelay(rel); err != nil {
 			return nil, internal(err)
 		}
-		if err := s.st.AppendLog(*entry); err != nil {
+		if err := s.st.AppendLog(*entry, true); err != nil {
 			return nil, internal(fmt.Errorf("attestation log: %w", err))
 		}
 		return protocol.BootResponse{Bundle: ct, Signature: sig}, nil
@@ -394,6 +405,12 @@ func (s *Server) attestLocked(now time.Time, relay string, req *protocol.AttestR
 	for name, data := range pp.Files {
 		merged[name] = data
 	}
+	// The push fits on its own; the merged bundle (with the identity files
+	// the operator shipped) must fit too, or the relay's next boot would be
+	// refused by its own agent.
+	if err := protocol.CheckFiles(merged, nil); err != nil {
+		return nil, refuse(CodePushTooLarge, "with the stored identity files: %v", err)
+	}
 	if err := s.st.SaveBundle(relay, merged); err != nil {
 		return nil, internal(err)
 	}
@@ -406,7 +423,7 @@ func (s *Server) attestLocked(now time.Time, relay string, req *protocol.AttestR
 	if err := s.st.SaveRelay(rel); err != nil {
 		return nil, internal(err)
 	}
-	if err := s.st.AppendLog(*entry); err != nil {
+	if err := s.st.AppendLog(*entry, true); err != nil {
 		return nil, internal(fmt.Errorf("attestation log: %w", err))
 	}
 	sig := ed25519.Sign(s.st.Secrets.Signing, protocol.PushAckDigest(relay, sess.imageDigest, sess.nonce, payloadDigest))

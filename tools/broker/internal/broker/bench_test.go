@@ -154,9 +154,14 @@ type benchBroker struct {
 }
 
 func newBenchBroker(b *testing.B, n int) *benchBroker {
+	return newBenchBrokerWith(b, n, envOptions{})
+}
+
+func newBenchBrokerWith(b *testing.B, n int, o envOptions) *benchBroker {
 	b.Helper()
 	simDir := benchSimDir(b)
-	e := newEnv(b, envOptions{simDir: simDir})
+	o.simDir = simDir
+	e := newEnv(b, o)
 	bb := &benchBroker{e: e, h: e.srv.RelayHandler(), m: randBytes(b, protocol.MeasurementSize)}
 	bb.sim = simFor(b, simDir, bb.m, policyNoSMT)
 	rcp, err := agecrypt.ParseRecipient(e.pub.PushRecipient)
@@ -249,15 +254,29 @@ func post(c *http.Client, url string, in, out any) error {
 // client is a fresh connection's worth of HTTP client, as a just-booted
 // agent has; close it when done.
 func (bb *benchBroker) client() (*http.Client, func()) {
+	return bb.clientFrom(nil)
+}
+
+// clientFrom is client() with its connections made from the local address
+// from (nil: any), so that the broker sees each relay as its own source.
+func (bb *benchBroker) clientFrom(from net.IP) (*http.Client, func()) {
 	tr := bb.tr.Clone()
+	if from != nil {
+		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: from}, Timeout: 10 * time.Second}
+		tr.DialContext = d.DialContext
+	}
 	return &http.Client{Transport: tr, Timeout: time.Minute}, tr.CloseIdleConnections
 }
 
 // boot does what relay-agent fetch does, short of installing the files:
 // one complete, checked key release.
 func (bb *benchBroker) boot(r benchRelay) (phases, error) {
+	return bb.bootFrom(r, nil)
+}
+
+func (bb *benchBroker) bootFrom(r benchRelay, from net.IP) (phases, error) {
 	var p phases
-	c, done := bb.client()
+	c, done := bb.clientFrom(from)
 	defer done()
 	id, err := age.GenerateX25519Identity()
 	if err != nil {
@@ -678,7 +697,7 @@ func BenchmarkServerParts(b *testing.B) {
 			if err := bb.e.st.SaveRelay(rel); err != nil {
 				b.Fatal(err)
 			}
-			if err := bb.e.st.AppendLog(entry); err != nil {
+			if err := bb.e.st.AppendLog(entry, true); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -19,6 +19,8 @@ import (
 
 	"filippo.io/age"
 
+	"github.com/google/go-sev-guest/kds"
+
 	"diskless-relays/tools/broker/internal/agecrypt"
 	"diskless-relays/tools/broker/internal/broker"
 	"diskless-relays/tools/broker/internal/protocol"
@@ -187,6 +189,12 @@ type refusalCase struct {
 	code  string
 }
 
+// The refusals that come after the evidence proved genuine.
+var genuineRefusal = map[string]bool{
+	snpcheck.CodeMeasurement: true, snpcheck.CodePolicyDebug: true, snpcheck.CodePolicyMigration: true,
+	snpcheck.CodePolicySMT: true, snpcheck.CodeTCB: true, broker.CodeTokenReused: true,
+}
+
 func TestRefusals(t *testing.T) {
 	snpImage := func(policy uint64, simDir string, registered, reported []byte) func(*testing.T, *env, string, *agentSetup) {
 		return func(t *testing.T, e *env, relay string, s *agentSetup) {
@@ -205,7 +213,13 @@ func TestRefusals(t *testing.T) {
 		{"smt not allowed", envOptions{}, snpImage(policySMT, trustedSimDir, m, m), snpcheck.CodePolicySMT},
 		{"untrusted chain", envOptions{}, snpImage(policyNoSMT, untrustedSimDir, m, m), snpcheck.CodeVerification},
 		{"simulated chain not allowed", envOptions{noSimulatedRoots: true}, snpImage(policyNoSMT, trustedSimDir, m, m), snpcheck.CodeVerification},
-		{"tcb below minimum", envOptions{minTCB: "bl=3,tee=0,snp=23,ucode=0"}, snpImage(policyNoSMT, trustedSimDir, m, m), snpcheck.CodeTCB},
+		{"tcb below minimum", envOptions{minTCB: "bl=3,tee=0,snp=25,ucode=0"}, snpImage(policyNoSMT, trustedSimDir, m, m), snpcheck.CodeTCB},
+		{"tcb below the product line's minimum", envOptions{minTCB: "bl=0 Milan:snp=25"}, snpImage(policyNoSMT, trustedSimDir, m, m), snpcheck.CodeTCB},
+		{"firmware older than AMD-SB-3019's fix", envOptions{minTCB: "amd-sb-3019"}, func(t *testing.T, e *env, relay string, s *agentSetup) {
+			e.registerSNP(relay, s.digest, m)
+			s.attestation = "snp"
+			s.source = simSource(simWithTCB(t, trustedSimDir, m, policyNoSMT, &kds.TCBParts{BlSpl: 3, SnpSpl: 23, UcodeSpl: 213}))
+		}, snpcheck.CodeTCB},
 		{"revoked relay", envOptions{}, func(t *testing.T, e *env, relay string, s *agentSetup) {
 			snpImage(policyNoSMT, trustedSimDir, m, m)(t, e, relay, s)
 			e.admin(http.MethodPost, "/v1/admin/relays/"+relay+"/revoke", nil)
@@ -266,8 +280,16 @@ func TestRefusals(t *testing.T) {
 				if le.Verdict != "refused" || le.Reason != c.code || le.Detail == "" {
 					t.Errorf("log entry: %+v", le)
 				}
-				if rs := e.relayStatus(relay); rs.LastRefusal == nil || rs.LastRefusal.Reason != c.code {
-					t.Errorf("status last refusal: %+v", rs.LastRefusal)
+				// Only genuine evidence (a report chained to a trusted root, the
+				// registered token) sets the relay's last refusal: anything
+				// anyone could send, or a refused challenge, leaves it alone.
+				rs := e.relayStatus(relay)
+				if genuineRefusal[c.code] {
+					if rs.LastRefusal == nil || rs.LastRefusal.Reason != c.code {
+						t.Errorf("status last refusal: %+v", rs.LastRefusal)
+					}
+				} else if rs.LastRefusal != nil {
+					t.Errorf("a refusal of %s set the status' last refusal: %+v", c.code, rs.LastRefusal)
 				}
 			} else {
 				// Refusals for relays that are not enrolled are logged too.
@@ -838,12 +860,16 @@ func TestRevokeAndReenroll(t *testing.T) {
 	if err := boot(); err != nil {
 		t.Fatal(err)
 	}
+	// A push whose challenge came just before the revocation.
+	req := pushRequest(t, e, relay, digest, m, protocol.PushPlaintext{Relay: relay, Files: protocol.Files{"state": []byte("x")}})
 	e.admin(http.MethodPost, "/v1/admin/relays/"+relay+"/revoke", nil)
 	mustRefusal(t, boot(), broker.CodeRevoked)
-	// Pushes are refused too.
-	req := pushRequest(t, e, relay, digest, m, protocol.PushPlaintext{Relay: relay, Files: protocol.Files{"state": []byte("x")}})
+	// Pushes are refused too: at the attest, and new challenges at once.
 	if _, eb, _ := e.attest(relay, req); eb.Error.Code != broker.CodeRevoked {
 		t.Errorf("push to revoked relay: %+v", eb)
+	}
+	if status, body := e.do(http.MethodPost, "/v1/relays/"+relay+"/challenge", "", protocol.ChallengeRequest{ImageDigest: digest, Purpose: "push"}); status != http.StatusForbidden || !strings.Contains(string(body), broker.CodeRevoked) {
+		t.Errorf("push challenge of a revoked relay: %d %s", status, body)
 	}
 
 	// Re-enrolment (default) deletes the keys and retires the old images.
@@ -1075,6 +1101,10 @@ func TestAgentRefusesBadBrokerAnswers(t *testing.T) {
 func TestChallengeLimits(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	d := randDigest(t)
+	for _, relay := range []string{"flooded", "other"} {
+		e.uploadKeys(relay, relayFiles(t))
+		e.registerSNP(relay, d, measurement(t))
+	}
 	for i := 0; i < 64; i++ {
 		e.challenge("flooded", d, "boot")
 	}

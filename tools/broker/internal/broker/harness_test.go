@@ -21,6 +21,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-sev-guest/kds"
+	"github.com/google/go-sev-guest/verify/trust"
+
 	"diskless-relays/tools/broker/internal/agent"
 	"diskless-relays/tools/broker/internal/broker"
 	"diskless-relays/tools/broker/internal/protocol"
@@ -84,10 +87,16 @@ func (c *fakeClock) Advance(d time.Duration) {
 type envOptions struct {
 	noSimulatedRoots bool
 	allowSMT         bool
-	minTCB           string
+	minTCB           string // --min-tcb values, space-separated
 	staleAfter       time.Duration
 	dataDir          string // reuse an initialised data dir
 	simDir           string // the simulated chain to trust (default trustedSimDir)
+	// sourceRate and sourceBurst: the per-source limit; off unless set
+	// (every test client is 127.0.0.1).
+	sourceRate  float64
+	sourceBurst int
+	// realClock: the broker runs on time.Now (benchmarks whose limits refill).
+	realClock bool
 }
 
 type env struct {
@@ -145,6 +154,7 @@ func (e *env) start(o envOptions) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var simulated map[string][]*trust.AMDRootCerts
 	if !o.noSimulatedRoots {
 		simDir := o.simDir
 		if simDir == "" {
@@ -158,19 +168,33 @@ func (e *env) start(o envOptions) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		roots[line] = append(roots[line], r)
+		simulated = map[string][]*trust.AMDRootCerts{line: {r}}
 	}
-	tcb, err := snpcheck.ParseTCB(o.minTCB)
+	var floors []string
+	if o.minTCB != "" {
+		floors = strings.Fields(o.minTCB)
+	}
+	tcb, tcbByLine, err := snpcheck.ParseMinTCBs(floors)
 	if err != nil {
 		t.Fatal(err)
 	}
-	policy := &snpcheck.Policy{Roots: roots, AllowSMT: o.allowSMT, MinTCB: tcb}
+	policy := &snpcheck.Policy{Roots: roots, SimulatedRoots: simulated, AllowSMT: o.allowSMT, MinTCB: tcb, MinTCBByLine: tcbByLine}
+	sourceRate := o.sourceRate
+	if sourceRate == 0 {
+		sourceRate = -1
+	}
+	now := e.clock.Now
+	if o.realClock {
+		now = time.Now
+	}
 	srv, err := broker.New(broker.Config{
-		Store:      st,
-		SNP:        policy,
-		StaleAfter: o.staleAfter,
-		Now:        e.clock.Now,
-		Log:        log.New(e.logBuf, "key-broker: ", 0),
+		Store:       st,
+		SNP:         policy,
+		StaleAfter:  o.staleAfter,
+		Now:         now,
+		Log:         log.New(e.logBuf, "key-broker: ", 0),
+		SourceRate:  sourceRate,
+		SourceBurst: o.sourceBurst,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -343,8 +367,13 @@ func relayFiles(t testing.TB) protocol.Files {
 }
 
 func simFor(t testing.TB, dir string, measurement []byte, policy uint64) *snpsim.Simulator {
+	return simWithTCB(t, dir, measurement, policy, nil)
+}
+
+// simWithTCB is a simulator reporting firmware tcb (nil: snpsim.DefaultTCB).
+func simWithTCB(t testing.TB, dir string, measurement []byte, policy uint64, tcb *kds.TCBParts) *snpsim.Simulator {
 	t.Helper()
-	sim, err := snpsim.Load(dir, snpsim.Options{Measurement: measurement, Policy: policy})
+	sim, err := snpsim.Load(dir, snpsim.Options{Measurement: measurement, Policy: policy, TCB: tcb})
 	if err != nil {
 		t.Fatal(err)
 	}

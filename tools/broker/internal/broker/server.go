@@ -12,9 +12,11 @@ import (
 	"log"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"diskless-relays/tools/broker/internal/protocol"
 	"diskless-relays/tools/broker/internal/snpcheck"
@@ -35,6 +37,11 @@ type Config struct {
 	Log *log.Logger
 	// MaxSessions bounds outstanding challenges. Default 4096.
 	MaxSessions int
+	// SourceRate and SourceBurst limit the relay protocol's requests per
+	// client address (ratelimit.go). Defaults DefaultSourceRate and
+	// DefaultSourceBurst; a negative SourceRate turns the limit off.
+	SourceRate  float64
+	SourceBurst int
 }
 
 // Server implements the broker. All state changes happen under mu.
@@ -43,6 +50,7 @@ type Server struct {
 	st       *store.Store
 	mu       sync.Mutex
 	sessions map[string]*session
+	limiter  *sourceLimiter
 }
 
 type session struct {
@@ -74,7 +82,18 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxSessions <= 0 {
 		cfg.MaxSessions = 4096
 	}
-	return &Server{cfg: cfg, st: cfg.Store, sessions: map[string]*session{}}, nil
+	srv := &Server{cfg: cfg, st: cfg.Store, sessions: map[string]*session{}}
+	if cfg.SourceRate >= 0 {
+		rate, burst := cfg.SourceRate, cfg.SourceBurst
+		if rate == 0 {
+			rate = DefaultSourceRate
+		}
+		if burst <= 0 {
+			burst = DefaultSourceBurst
+		}
+		srv.limiter = newSourceLimiter(rate, float64(burst), cfg.Now)
+	}
+	return srv, nil
 }
 
 // RelayHandler serves the relay protocol only.
@@ -172,12 +191,30 @@ func (s *Server) handleChallenge(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "bad-request", `purpose must be "boot" or "push"`)
 		return
 	}
+	if !s.allowSource(r) {
+		writeError(w, http.StatusTooManyRequests, "busy", "too many requests from this address")
+		return
+	}
 	nonce := make([]byte, protocol.NonceSize)
 	if _, err := rand.Read(nonce); err != nil {
 		writeError(w, http.StatusInternalServerError, "internal", "internal error")
 		return
 	}
 	s.mu.Lock()
+	// Challenges only for an image the relay may attest as: invented names
+	// and digests cannot take the slots genuine relays need.
+	if code := s.challengeRefusalLocked(relay, req.ImageDigest); code != "" {
+		s.mu.Unlock()
+		// Logged for the operator (a revoked relay still trying, an image
+		// not registered yet), bounded like every refusal, never durable.
+		entry := store.LogEntry{Time: s.cfg.Now().UTC(), Remote: r.RemoteAddr, Relay: relay, ImageDigest: req.ImageDigest, Purpose: req.Purpose,
+			Verdict: verdictRefused, Reason: code, Detail: "challenge refused: " + refusalMessages[code]}
+		if err := s.st.AppendLog(entry, false); err != nil {
+			s.logf("attestation log: %v", err)
+		}
+		writeError(w, http.StatusForbidden, code, refusalMessages[code])
+		return
+	}
 	now := s.cfg.Now()
 	s.pruneLocked(now, false)
 	if len(s.sessions) >= s.cfg.MaxSessions {
@@ -208,6 +245,27 @@ func (s *Server) handleChallenge(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, protocol.ChallengeResponse{Session: id, Nonce: nonce, ExpiresAt: sess.expires.UTC()})
 }
 
+// challengeRefusalLocked is the refusal code for a challenge that no attest
+// could pass: the relay is not enrolled or revoked, or the image is not
+// registered for it or retired. "" allows it.
+func (s *Server) challengeRefusalLocked(relay, imageDigest string) string {
+	rel := s.st.Relay(relay)
+	switch {
+	case rel == nil:
+		return CodeNotEnrolled
+	case rel.Revoked:
+		return CodeRevoked
+	}
+	img := rel.Image(imageDigest)
+	switch {
+	case img == nil:
+		return CodeUnregisteredImage
+	case img.Retired:
+		return CodeRetiredImage
+	}
+	return ""
+}
+
 // maxLiveSessionsPerRelay bounds the unused, unexpired challenges of one
 // relay name, so that flooding one name cannot exhaust the global cap.
 const maxLiveSessionsPerRelay = 64
@@ -235,7 +293,40 @@ func (s *Server) liveSessionsLocked(relay string, now time.Time) int {
 
 // ---- misc ----
 
-func (s *Server) logf(format string, args ...any) { s.cfg.Log.Printf(format, args...) }
+// logf writes one line to the operator's log. Every string and error in it
+// may come from a client (a field name, a certificate's subject), so each is
+// cut to maxLoggedArg bytes and its control characters escaped: a newline
+// cannot start a forged line.
+func (s *Server) logf(format string, args ...any) {
+	for i, a := range args {
+		switch v := a.(type) {
+		case string:
+			args[i] = loggable(v)
+		case error:
+			args[i] = loggable(v.Error())
+		}
+	}
+	s.cfg.Log.Printf(format, args...)
+}
+
+const maxLoggedArg = 512
+
+// loggable is s with control characters and invalid UTF-8 written as Go
+// escapes (strconv.Quote's, without the quotes), cut to maxLoggedArg.
+func loggable(s string) string {
+	clean := true
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f || r == utf8.RuneError || (r >= 0x80 && r < 0xa0) || r == 0x2028 || r == 0x2029 {
+			clean = false
+			break
+		}
+	}
+	if !clean {
+		q := strconv.Quote(s)
+		s = q[1 : len(q)-1]
+	}
+	return store.CapText(s, maxLoggedArg)
+}
 
 func shortErr(err error) string {
 	msg := err.Error()

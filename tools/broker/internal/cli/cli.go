@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strings"
 )
 
 // Main runs the subcommand named by os.Args[1] and exits as described above.
@@ -36,4 +37,15 @@ func Flags(name, usage string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ExitOnError)
 	fs.Usage = func() { fmt.Fprint(os.Stderr, usage) }
 	return fs
+}
+
+// Strings is a repeatable string flag.
+type Strings []string
+
+func (s *Strings) String() string { return strings.Join(*s, ",") }
+
+// Set adds one value.
+func (s *Strings) Set(v string) error {
+	*s = append(*s, v)
+	return nil
 }

@@ -127,6 +127,16 @@ func CreateExclusive(path string, data []byte, perm os.FileMode) error {
 // AppendLine appends one line (a newline is added) and fsyncs. Lines are
 // written with a single write(2) on an O_APPEND descriptor.
 func AppendLine(path string, line []byte, perm os.FileMode) error {
+	return appendLine(path, line, perm, true)
+}
+
+// AppendLineNoSync appends like AppendLine without waiting for the disk: for
+// lines whose loss in a crash costs nothing (refusals of anonymous requests).
+func AppendLineNoSync(path string, line []byte, perm os.FileMode) error {
+	return appendLine(path, line, perm, false)
+}
+
+func appendLine(path string, line []byte, perm os.FileMode, sync bool) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, perm)
 	if err != nil {
 		return err
@@ -138,9 +148,11 @@ func AppendLine(path string, line []byte, perm os.FileMode) error {
 		f.Close()
 		return err
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
+	if sync {
+		if err := f.Sync(); err != nil {
+			f.Close()
+			return err
+		}
 	}
 	return f.Close()
 }

@@ -52,16 +52,23 @@ const (
 	CodeMeasurement        = "measurement-mismatch"
 	CodeValidation         = "snp-validation"
 	CodeNoMeasurementsConf = "no-measurements"
+	CodeVMPL               = "vmpl-not-zero"
 )
 
 // Policy is the broker's SNP acceptance policy.
 type Policy struct {
-	// Roots are the trusted ARK/ASK pairs by product line.
+	// Roots are the trusted ARK/ASK pairs by product line: AMD's.
 	Roots map[string][]*trust.AMDRootCerts
+	// SimulatedRoots are the local stack's test chain, trusted only when the
+	// broker is started to allow it; a report they verify says so (Result.Root).
+	SimulatedRoots map[string][]*trust.AMDRootCerts
 	// AllowSMT accepts guests whose policy permits SMT.
 	AllowSMT bool
-	// MinTCB is the component-wise minimum REPORTED_TCB.
+	// MinTCB is the component-wise minimum REPORTED_TCB for a product line
+	// with no floor of its own in MinTCBByLine.
 	MinTCB kds.TCBParts
+	// MinTCBByLine holds floors per product line ("Milan", "Genoa", …).
+	MinTCBByLine map[string]kds.TCBParts
 	// PermitProvisionalFirmware accepts committed < current firmware.
 	PermitProvisionalFirmware bool
 	// FetchCerts lets go-sev-guest fetch a missing VCEK (and ARK/ASK) from
@@ -78,6 +85,11 @@ type Result struct {
 	Measurement []byte
 	ReportedTCB uint64
 	Policy      uint64
+	// Verified: the report's signature chains to a trusted root, so the
+	// report is genuine (whatever the checks after that decided).
+	Verified bool
+	// Root is the root that verified it: "amd/<line>" or "simulated/<line>".
+	Root string
 }
 
 // MeasurementHex is the measurement in hex, or "".
@@ -255,12 +267,14 @@ func (p *Policy) Check(report, certs []byte, wantReportData [protocol.ReportData
 		CheckRevocations:    p.CheckRevocations,
 		Now:                 time.Now(),
 	}
-	if len(p.Roots) == 0 {
+	if len(p.Roots) == 0 && len(p.SimulatedRoots) == 0 {
 		return res, refuse(CodeVerification, "no trusted roots configured")
 	}
-	if err := verify.SnpAttestation(att, vopts); err != nil {
+	line, root, err := p.verifyChain(att, vopts)
+	if err != nil {
 		return res, refuse(CodeVerification, "%v", err)
 	}
+	res.Verified, res.Root = true, root+"/"+line
 
 	// 2. Explicit checks, each with its own reason.
 	if !bytes.Equal(rep.GetReportData(), wantReportData[:]) {
@@ -279,9 +293,15 @@ func (p *Policy) Check(report, certs []byte, wantReportData [protocol.ReportData
 	if pol.SMT && !p.AllowSMT {
 		return res, refuse(CodePolicySMT, "guest policy 0x%x allows SMT and the broker was not started with --allow-smt", rep.GetPolicy())
 	}
+	// VMPL 0 is the guest's most privileged level: a report requested from a
+	// lower level (an SVSM's guest, say) does not speak for the whole guest.
+	if rep.GetVmpl() != 0 {
+		return res, refuse(CodeVMPL, "report was requested at VMPL %d; only VMPL 0 speaks for the guest", rep.GetVmpl())
+	}
+	minTCB := p.minTCBFor(line)
 	reported := kds.DecomposeTCBVersion(kds.TCBVersion(rep.GetReportedTcb()))
-	if !kds.TCBPartsLE(p.MinTCB, reported) {
-		return res, refuse(CodeTCB, "reported TCB %s is below the minimum %+v", FormatTCB(rep.GetReportedTcb()), p.MinTCB)
+	if !kds.TCBPartsLE(minTCB, reported) {
+		return res, refuse(CodeTCB, "reported TCB %s of this %s is below the minimum %s", FormatTCB(rep.GetReportedTcb()), line, formatParts(minTCB))
 	}
 	var matched []byte
 	for _, m := range measurements {
@@ -300,11 +320,102 @@ func (p *Policy) Check(report, certs []byte, wantReportData [protocol.ReportData
 		GuestPolicy:               abi.SnpPolicy{SMT: p.AllowSMT},
 		ReportData:                wantReportData[:],
 		Measurement:               matched,
-		MinimumTCB:                p.MinTCB,
+		MinimumTCB:                minTCB,
 		PermitProvisionalFirmware: p.PermitProvisionalFirmware,
 	}
 	if err := validate.SnpAttestation(att, vmopts); err != nil {
 		return res, refuse(CodeValidation, "%v", err)
 	}
 	return res, nil
+}
+
+// verifyChain checks the report's signature and VCEK chain against one
+// product line's roots at a time, AMD's before the simulated ones, and says
+// which verified it.
+func (p *Policy) verifyChain(att *spb.Attestation, vopts *verify.Options) (line, root string, err error) {
+	var errs []string
+	for _, set := range []struct {
+		name  string
+		roots map[string][]*trust.AMDRootCerts
+	}{{"amd", p.Roots}, {"simulated", p.SimulatedRoots}} {
+		for l, r := range set.roots {
+			o := *vopts
+			o.TrustedRoots = map[string][]*trust.AMDRootCerts{l: r}
+			e := verify.SnpAttestation(att, &o)
+			if e == nil {
+				return l, set.name, nil
+			}
+			errs = append(errs, fmt.Sprintf("%s %s: %v", set.name, l, e))
+		}
+	}
+	return "", "", errors.New(strings.Join(errs, "; "))
+}
+
+func (p *Policy) minTCBFor(line string) kds.TCBParts {
+	if m, ok := p.MinTCBByLine[line]; ok {
+		return m
+	}
+	return p.MinTCB
+}
+
+func formatParts(t kds.TCBParts) string {
+	return fmt.Sprintf("bl=%d,tee=%d,snp=%d,ucode=%d", t.BlSpl, t.TeeSpl, t.SnpSpl, t.UcodeSpl)
+}
+
+// PublishedFloors are firmware floors AMD has published, by name, for
+// --min-tcb NAME: the lowest TCB per product line that carries a fix.
+//
+// amd-sb-3019: AMD-SB-3019 (February 2025; CVE-2024-56161, a microcode
+// signature flaw that lets a host with ring 0 load malicious microcode and
+// so break SEV-SNP). Its fixed SEV firmware is TCB[SNP] 0x18 (24) on Milan
+// and 0x17 (23) on Genoa, as microsoft/CCF#6812 reads the bulletin; Milan's
+// fixed microcode 0x0A0011D5 is TCB[UCODE] 0xD5 (213). Components the
+// bulletin names no floor for stay 0 here.
+var PublishedFloors = map[string]map[string]kds.TCBParts{
+	"amd-sb-3019": {
+		"Milan": {SnpSpl: 24, UcodeSpl: 213},
+		"Genoa": {SnpSpl: 23},
+	},
+}
+
+// ParseMinTCBs reads the --min-tcb values: a published floor's name
+// (PublishedFloors), a TCB for every product line ("bl=N,tee=N,snp=N,ucode=N"
+// or "0x…"), or "LINE:TCB" for one line. Later values raise earlier ones,
+// component by component.
+func ParseMinTCBs(values []string) (all kds.TCBParts, byLine map[string]kds.TCBParts, err error) {
+	byLine = map[string]kds.TCBParts{}
+	raise := func(a, b kds.TCBParts) kds.TCBParts {
+		return kds.TCBParts{BlSpl: max(a.BlSpl, b.BlSpl), TeeSpl: max(a.TeeSpl, b.TeeSpl), SnpSpl: max(a.SnpSpl, b.SnpSpl), UcodeSpl: max(a.UcodeSpl, b.UcodeSpl)}
+	}
+	for _, v := range values {
+		if floor, ok := PublishedFloors[v]; ok {
+			for line, tcb := range floor {
+				byLine[line] = raise(byLine[line], tcb)
+			}
+			continue
+		}
+		line, rest, perLine := strings.Cut(v, ":")
+		if !perLine {
+			rest = v
+		} else if _, err := kds.ParseProductLine(line); err != nil {
+			return all, nil, fmt.Errorf("--min-tcb %q: %q is not a product line (Milan, Genoa, Turin)", v, line)
+		}
+		if strings.TrimSpace(rest) == "" {
+			return all, nil, fmt.Errorf("--min-tcb %q gives no TCB", v)
+		}
+		tcb, err := ParseTCB(rest)
+		if err != nil {
+			return all, nil, fmt.Errorf("--min-tcb %q: %v", v, err)
+		}
+		if perLine {
+			byLine[line] = raise(byLine[line], tcb)
+		} else {
+			all = raise(all, tcb)
+		}
+	}
+	// A line's own floor never lowers the one for every line.
+	for line, tcb := range byLine {
+		byLine[line] = raise(tcb, all)
+	}
+	return all, byLine, nil
 }

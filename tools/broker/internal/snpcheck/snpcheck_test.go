@@ -47,9 +47,14 @@ func TestSimulatedReportVerifies(t *testing.T) {
 	if _, ref := p.Check(rep, certs, rd, [][]byte{m}); ref == nil || ref.Code != snpcheck.CodeVerification {
 		t.Fatalf("want verification refusal without simulated roots, got %v", ref)
 	}
-	roots[line] = append(roots[line], root)
-	if _, ref := p.Check(rep, certs, rd, [][]byte{m}); ref != nil {
+	p.SimulatedRoots = map[string][]*trust.AMDRootCerts{line: {root}}
+	res, ref := p.Check(rep, certs, rd, [][]byte{m})
+	if ref != nil {
 		t.Fatalf("refused: %v", ref)
+	}
+	// The log and status say which root verified it: never AMD's for the simulator.
+	if !res.Verified || res.Root != "simulated/"+line {
+		t.Fatalf("verified %v by %q, want simulated/%s", res.Verified, res.Root, line)
 	}
 }
 

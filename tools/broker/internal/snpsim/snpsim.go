@@ -51,7 +51,7 @@ const DefaultProductName = "Milan-B1"
 const DefaultPolicy = 0x30000
 
 // DefaultTCB is the TCB_VERSION reported unless --tcb says otherwise.
-var DefaultTCB = kds.TCBParts{BlSpl: 3, TeeSpl: 0, SnpSpl: 22, UcodeSpl: 213}
+var DefaultTCB = kds.TCBParts{BlSpl: 3, TeeSpl: 0, SnpSpl: 24, UcodeSpl: 213}
 
 type info struct {
 	ProductName string `json:"productName"`
@@ -164,6 +164,9 @@ type Options struct {
 	ChipID []byte
 	// TCB overrides DefaultTCB (reported, current, committed and launch).
 	TCB *kds.TCBParts
+	// VMPL is the privilege level the report is requested at (tests of a
+	// lower level's report; a guest asks at 0).
+	VMPL uint32
 }
 
 // Simulator signs reports.
@@ -175,6 +178,7 @@ type Simulator struct {
 	policy      uint64
 	chipID      []byte
 	tcb         uint64
+	vmpl        uint32
 }
 
 // Load reads a chain made by Init and issues a VCEK certificate for the
@@ -264,6 +268,7 @@ func Load(dir string, o Options) (*Simulator, error) {
 		policy:      o.Policy,
 		chipID:      append([]byte(nil), chip...),
 		tcb:         uint64(tcb),
+		vmpl:        o.VMPL,
 	}, nil
 }
 
@@ -328,7 +333,7 @@ func (s *Simulator) Report(reportData [abi.ReportDataSize]byte) ([]byte, []byte,
 		Policy:           s.policy,
 		FamilyId:         make([]byte, abi.FamilyIDSize),
 		ImageId:          make([]byte, abi.ImageIDSize),
-		Vmpl:             0,
+		Vmpl:             s.vmpl,
 		SignatureAlgo:    abi.SignEcdsaP384Sha384,
 		CurrentTcb:       s.tcb,
 		PlatformInfo:     0,

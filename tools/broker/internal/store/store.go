@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -12,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"diskless-relays/tools/broker/internal/agecrypt"
 	"diskless-relays/tools/broker/internal/fsutil"
@@ -43,6 +43,8 @@ type Attestation struct {
 	Measurement  string    `json:"measurement,omitempty"`
 	ReportedTCB  string    `json:"reportedTcb,omitempty"`
 	Policy       string    `json:"policy,omitempty"`
+	// Root is the root that verified an SNP report ("amd/Milan", "simulated/Milan").
+	Root string `json:"root,omitempty"`
 }
 
 // Relay is a relay's metadata. It holds no secret bytes: tokens and push
@@ -107,6 +109,9 @@ type LogEntry struct {
 	Measurement  string    `json:"measurement,omitempty"`
 	ReportedTCB  string    `json:"reportedTcb,omitempty"`
 	Policy       string    `json:"policy,omitempty"`
+	// Root names the trusted root that verified an SNP report: "amd/LINE",
+	// or "simulated/LINE" for the local stack's test chain.
+	Root string `json:"root,omitempty"`
 }
 
 // Store is the broker's persistent state. Relay and bundle methods are not
@@ -117,6 +122,8 @@ type Store struct {
 	Secrets *Secrets
 	relays  map[string]*Relay
 	logMu   sync.Mutex
+	// MaxLogBytes overrides DefaultMaxLogBytes (tests).
+	MaxLogBytes int64
 }
 
 // Open loads an initialised data directory.
@@ -252,47 +259,114 @@ func (s *Store) DeleteBundle(name string) error {
 	return fsutil.SyncDir(filepath.Join(s.dir, RelaysDir))
 }
 
-// AppendLog appends an entry to the attestation log.
-func (s *Store) AppendLog(e LogEntry) error {
-	line, err := json.Marshal(e)
+// Bounds of the attestation log, which unauthenticated requests write to.
+const (
+	// MaxLogDetail bounds an entry's free-text detail; the other fields are
+	// bounded by maxLogField. An entry is then at most a few KiB.
+	MaxLogDetail = 512
+	maxLogField  = 128
+	// DefaultMaxLogBytes: past this size the log moves to LogFile+".1"
+	// (replacing the one before) and starts again, so the log holds at most
+	// twice this.
+	DefaultMaxLogBytes = 16 << 20
+	// maxLogLine: a longer line (an older broker's, or a damaged file) is
+	// skipped when reading, never an error.
+	maxLogLine = 64 << 10
+)
+
+// CapText cuts s to at most n bytes on a UTF-8 boundary, saying how much
+// was cut; JSON escapes whatever control characters remain.
+func CapText(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s…[%d bytes more]", s[:cut], len(s)-cut)
+}
+
+func (e LogEntry) capped() LogEntry {
+	e.Remote = CapText(e.Remote, maxLogField)
+	e.Relay = CapText(e.Relay, maxLogField)
+	e.ImageDigest = CapText(e.ImageDigest, maxLogField)
+	e.Purpose = CapText(e.Purpose, maxLogField)
+	e.EvidenceKind = CapText(e.EvidenceKind, maxLogField)
+	e.Verdict = CapText(e.Verdict, maxLogField)
+	e.Reason = CapText(e.Reason, maxLogField)
+	e.Detail = CapText(e.Detail, MaxLogDetail)
+	e.Measurement = CapText(e.Measurement, maxLogField)
+	e.ReportedTCB = CapText(e.ReportedTCB, maxLogField)
+	e.Policy = CapText(e.Policy, maxLogField)
+	e.Root = CapText(e.Root, maxLogField)
+	return e
+}
+
+// AppendLog appends an entry to the attestation log, bounded (CapText) and
+// rotated (DefaultMaxLogBytes). durable waits for the disk: releases,
+// accepted pushes and admin actions are; refusals, which anyone can cause,
+// are not, so a flood of them costs no fsync.
+func (s *Store) AppendLog(e LogEntry, durable bool) error {
+	line, err := json.Marshal(e.capped())
 	if err != nil {
 		return err
 	}
 	s.logMu.Lock()
 	defer s.logMu.Unlock()
-	return fsutil.AppendLine(filepath.Join(s.dir, LogFile), line, 0o600)
+	path := filepath.Join(s.dir, LogFile)
+	max := s.MaxLogBytes
+	if max <= 0 {
+		max = DefaultMaxLogBytes
+	}
+	if fi, err := os.Stat(path); err == nil && fi.Size()+int64(len(line))+1 > max {
+		if err := os.Rename(path, path+".1"); err != nil {
+			return err
+		}
+	}
+	if durable {
+		return fsutil.AppendLine(path, line, 0o600)
+	}
+	return fsutil.AppendLineNoSync(path, line, 0o600)
 }
 
-// ReadLog returns the log lines, all of them or those of one relay.
+// ReadLog returns the log lines, oldest first, all of them or those of one
+// relay: the rotated file's, then the current one's. A line longer than
+// maxLogLine is skipped.
 func (s *Store) ReadLog(relay string) ([][]byte, error) {
-	s.logMu.Lock()
-	data, err := os.ReadFile(filepath.Join(s.dir, LogFile))
-	s.logMu.Unlock()
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
 	var out [][]byte
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Bytes()
-		if len(line) == 0 {
+	for _, name := range []string{LogFile + ".1", LogFile} {
+		s.logMu.Lock()
+		data, err := os.ReadFile(filepath.Join(s.dir, name))
+		s.logMu.Unlock()
+		if errors.Is(err, os.ErrNotExist) {
 			continue
 		}
-		if relay != "" {
-			var e struct {
-				Relay string `json:"relay"`
+		if err != nil {
+			return nil, err
+		}
+		for len(data) > 0 {
+			line := data
+			if i := bytes.IndexByte(data, '\n'); i >= 0 {
+				line, data = data[:i], data[i+1:]
+			} else {
+				data = nil
 			}
-			if json.Unmarshal(line, &e) != nil || e.Relay != relay {
+			if len(line) == 0 || len(line) > maxLogLine {
 				continue
 			}
+			if relay != "" {
+				var e struct {
+					Relay string `json:"relay"`
+				}
+				if json.Unmarshal(line, &e) != nil || e.Relay != relay {
+					continue
+				}
+			}
+			out = append(out, append([]byte(nil), line...))
 		}
-		out = append(out, append([]byte(nil), line...))
 	}
-	return out, sc.Err()
+	return out, nil
 }
 
 // removeStaleTemps deletes temporary files a crash left behind (the

@@ -145,10 +145,10 @@ func TestBundleRoundTripAndLog(t *testing.T) {
 	if _, err := s.LoadBundle("r2"); err == nil {
 		t.Error("bundle of r1 accepted as r2's")
 	}
-	if err := s.AppendLog(LogEntry{Relay: "r1", Verdict: "refused", Reason: "x"}); err != nil {
+	if err := s.AppendLog(LogEntry{Relay: "r1", Verdict: "refused", Reason: "x"}, false); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.AppendLog(LogEntry{Relay: "r2", Verdict: "released"}); err != nil {
+	if err := s.AppendLog(LogEntry{Relay: "r2", Verdict: "released"}, true); err != nil {
 		t.Fatal(err)
 	}
 	lines, err := s.ReadLog("r1")
