@@ -24,6 +24,15 @@ import (
 	"diskless-relays/tools/broker/internal/store"
 )
 
+// enrolledSNP enrols relay with keys and one SNP image; returns the image's digest and measurement.
+func enrolledSNP(t *testing.T, e *env, relay string) (digest string, m []byte) {
+	t.Helper()
+	digest, m = randDigest(t), measurement(t)
+	e.uploadKeys(relay, relayFiles(t))
+	e.registerSNP(relay, digest, m)
+	return digest, m
+}
+
 func ageIdentity(t *testing.T) *age.X25519Identity {
 	t.Helper()
 	id, err := age.GenerateX25519Identity()
@@ -140,9 +149,7 @@ func TestChallengesOnlyForRegisteredImages(t *testing.T) {
 // second; the bucket refills with time.
 func TestPerSourceRateLimit(t *testing.T) {
 	e := newEnv(t, envOptions{sourceRate: 1, sourceBurst: 5})
-	d := randDigest(t)
-	e.uploadKeys("r", relayFiles(t))
-	e.registerSNP("r", d, measurement(t))
+	d, _ := enrolledSNP(t, e, "r")
 	for i := 0; i < 5; i++ {
 		e.challenge("r", d, "boot")
 	}
@@ -167,10 +174,7 @@ func TestPerSourceRateLimit(t *testing.T) {
 // gate show. Only genuine evidence sets it now.
 func TestLastRefusalNeedsGenuineEvidence(t *testing.T) {
 	e := newEnv(t, envOptions{})
-	d := randDigest(t)
-	m := measurement(t)
-	e.uploadKeys("r", relayFiles(t))
-	e.registerSNP("r", d, m)
+	d, _ := enrolledSNP(t, e, "r")
 	forged := randBytes(t, 1184)
 	ch := e.challenge("r", d, "boot")
 	id := ageIdentity(t)
@@ -201,10 +205,7 @@ func TestLastRefusalNeedsGenuineEvidence(t *testing.T) {
 // A report requested below VMPL 0 does not speak for the whole guest.
 func TestReportBelowVMPL0IsRefused(t *testing.T) {
 	e := newEnv(t, envOptions{})
-	d := randDigest(t)
-	m := measurement(t)
-	e.uploadKeys("r", relayFiles(t))
-	e.registerSNP("r", d, m)
+	d, m := enrolledSNP(t, e, "r")
 	sim, err := snpsim.Load(trustedSimDir, snpsim.Options{Measurement: m, Policy: policyNoSMT, VMPL: 1})
 	if err != nil {
 		t.Fatal(err)
