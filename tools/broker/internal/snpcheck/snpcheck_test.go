@@ -193,3 +193,24 @@ func TestReportDataAndTCBChecks(t *testing.T) {
 		t.Fatalf("short report: %v", ref)
 	}
 }
+
+// --min-tcb: a published floor by name, a floor for every line, a line's
+// own; later values only raise, and a line's floor never drops below the
+// one for every line.
+func TestParseMinTCBs(t *testing.T) {
+	all, byLine, err := snpcheck.ParseMinTCBs([]string{"amd-sb-3019", "bl=2", "Genoa:snp=25", "Milan:snp=1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if all != (kds.TCBParts{BlSpl: 2}) {
+		t.Errorf("floor for every line: %+v", all)
+	}
+	if byLine["Milan"] != (kds.TCBParts{BlSpl: 2, SnpSpl: 24, UcodeSpl: 213}) || byLine["Genoa"] != (kds.TCBParts{BlSpl: 2, SnpSpl: 25}) {
+		t.Errorf("per line: %+v", byLine)
+	}
+	for _, bad := range []string{"Pentium:snp=1", "Milan:", "snp=x", "amd-sb-9999"} {
+		if _, _, err := snpcheck.ParseMinTCBs([]string{bad}); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
