@@ -55,8 +55,12 @@ export function prepareBrokerFiles(dir: string, address: string, env: NodeJS.Pro
     });
   }
   const data = join(dir, "broker");
+  // Outside the data directory, which keeps only the token's hash.
+  const tokenFile = join(dir, "admin.token");
   const publicFile = join(dir, "broker-public.json");
-  if (!existsSync(publicFile)) writeFileSync(publicFile, runTool("key-broker", ["init", "--data", data], { what: "key-broker init", env }));
+  if (!existsSync(publicFile)) writeFileSync(publicFile, runTool("key-broker", ["init", "--data", data, "--admin-token", tokenFile], { what: "key-broker init", env }));
+  // A broker made when the data directory held the token in clear: move it out (the broker refuses to start otherwise).
+  runTool("key-broker", ["admin-token", "--data", data, "--move-to", tokenFile], { what: "key-broker admin-token", env });
   const published = JSON.parse(readFileSync(publicFile, "utf8")) as { signingPublicKey: string; pushRecipient: string };
   const simulatorDir = join(dir, "snp-simulator");
   if (!existsSync(join(simulatorDir, "ark-ask.pem"))) runTool("snp-simulator", ["init", "--out", simulatorDir], { what: "snp-simulator init", env });
@@ -66,7 +70,7 @@ export function prepareBrokerFiles(dir: string, address: string, env: NodeJS.Pro
     tlsKey: file("broker.key"),
     caFile: file("ca.pem"),
     adminSocket: join(dir, "admin.sock"),
-    tokenFile: join(data, "admin.token"),
+    tokenFile,
     simulatorDir,
     signingPublicKey: published.signingPublicKey,
     pushRecipient: published.pushRecipient,

@@ -24,12 +24,12 @@ describe("npm run broker", () => {
   let config: Record<string, any>;
 
   beforeAll(async () => {
-    const published = JSON.parse(spawnSync("key-broker", ["init", "--data", data], { encoding: "utf8", env: toolEnv() }).stdout) as { signingPublicKey: string; pushRecipient: string };
+    const published = JSON.parse(spawnSync("key-broker", ["init", "--data", data, "--admin-token", join(dir, "admin.token")], { encoding: "utf8", env: toolEnv() }).stdout) as { signingPublicKey: string; pushRecipient: string };
     broker = spawn("key-broker", ["serve", "--data", data, "--listen", "127.0.0.1:0", "--admin-listen", `unix:${socket}`, "--min-tcb", BROKER_MIN_TCB], { env: toolEnv(), stdio: "ignore" });
     await poll(() => existsSync(socket), { seconds: 5, intervalMs: 50 });
     project = new TestProject("brokercli", { passphrase: "" });
     makeTestKeys(project.dir, [{ name: "exit-1", nickname: "ExitOne", node: "local", vmId: 100, exit: true }]);
-    const token = readFileSync(join(data, "admin.token"), "utf8").trim();
+    const token = readFileSync(join(dir, "admin.token"), "utf8").trim();
     await uploadRelayKeys({ socket, token }, "exit-1", Object.fromEntries(IDENTITY_FILES.map((file) => [`keys/${file}`, readFileSync(join(project.dir, "keys", "exit-1", file))])));
     config = {
       target: "qemu",
@@ -37,7 +37,7 @@ describe("npm run broker", () => {
       stateCollection: { privateKeyFile: "keys/collector" },
       identity: {
         mode: "broker",
-        broker: { url: "http://127.0.0.1:8443", ...published, attestation: "snp", allowSimulatedAttestation: true, admin: { socket, tokenFile: join(data, "admin.token") } },
+        broker: { url: "http://127.0.0.1:8443", ...published, attestation: "snp", allowSimulatedAttestation: true, admin: { socket, tokenFile: join(dir, "admin.token") } },
       },
       relays: [{ name: "exit-1", nickname: "ExitOne", node: "local", vmId: 100, mac: "52:54:00:00:00:01", ipv4: { address: "10.77.0.11/24", gateway: "10.77.0.1" }, contactInfo: "x@example.net", sev: { enabled: true, ovmf: "ovmf.fd", ovmfSha256: "8f765dfabc127fc0a938a0744a3103ec15864d7d794eb4c398aa976b6d6ab16c", vcpuType: "EPYC-v4" } }],
     };

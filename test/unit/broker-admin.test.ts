@@ -27,11 +27,11 @@ describe("the key broker's admin API, from the program", () => {
 
   beforeAll(async () => {
     makeTestKeys(dir, [{ name: "exit-1", nickname: "ExitOne", node: "local", vmId: 100, exit: true }]);
-    const init = spawnSync("key-broker", ["init", "--data", data], { encoding: "utf8", env: toolEnv() });
+    const init = spawnSync("key-broker", ["init", "--data", data, "--admin-token", join(dir, "admin.token")], { encoding: "utf8", env: toolEnv() });
     expect(init.status, init.stderr).toBe(0);
     broker = spawn("key-broker", ["serve", "--data", data, "--listen", "127.0.0.1:0", "--admin-listen", `unix:${socket}`, "--min-tcb", BROKER_MIN_TCB], { env: toolEnv(), stdio: "ignore" });
     await poll(() => existsSync(socket), { seconds: 5, intervalMs: 50 });
-    admin = { socket, token: readFileSync(join(data, "admin.token"), "utf8").trim() };
+    admin = { socket, token: readFileSync(join(dir, "admin.token"), "utf8").trim() };
   });
   afterAll(() => broker?.kill());
 

@@ -191,12 +191,12 @@ describe("collecting a relay's onion keys and state", () => {
     const brokerRecipe = { broker: { agentBinary: "/x", agentConfig: "{}" } } as never;
 
     beforeAll(async () => {
-      const init = spawnSync("key-broker", ["init", "--data", brokerData], { encoding: "utf8", env: toolEnv() });
+      const init = spawnSync("key-broker", ["init", "--data", brokerData, "--admin-token", `${brokerData}.admin.token`], { encoding: "utf8", env: toolEnv() });
       expect(init.status, init.stderr).toBe(0);
       broker = spawn("key-broker", ["serve", "--data", brokerData, "--listen", "127.0.0.1:0", "--admin-listen", `unix:${socket}`, "--min-tcb", BROKER_MIN_TCB], { env: toolEnv(), stdio: "ignore" });
       await poll(() => existsSync(socket), { seconds: 5, intervalMs: 50 });
-      watch = { admin: { socket, tokenFile: join(brokerData, "admin.token") }, pushIntervalSeconds: 30, attestation: "snp" };
-      const token = readFileSync(join(brokerData, "admin.token"), "utf8").trim();
+      watch = { admin: { socket, tokenFile: `${brokerData}.admin.token` }, pushIntervalSeconds: 30, attestation: "snp" };
+      const token = readFileSync(`${brokerData}.admin.token`, "utf8").trim();
       await uploadRelayKeys({ socket, token }, "alpha", Object.fromEntries(IDENTITY_FILES.map((file) => [`keys/${file}`, readFileSync(join(dir, "keys", "alpha", file))])));
     });
     afterAll(() => broker?.kill());
@@ -229,7 +229,7 @@ describe("collecting a relay's onion keys and state", () => {
     });
 
     it("refuses a revoked relay: a new image would get nothing", async () => {
-      const token = readFileSync(join(brokerData, "admin.token"), "utf8").trim();
+      const token = readFileSync(`${brokerData}.admin.token`, "utf8").trim();
       await revokeRelay({ socket, token }, "alpha");
       const result = collect({ broker: watch });
       expect(result.status).toBe(1);

@@ -284,7 +284,8 @@ func TestBinariesEndToEnd(t *testing.T) {
 	if r := run(t, "snp-simulator", "init", "--out", simDir); r.code == 0 {
 		t.Fatal("snp-simulator init over an existing chain succeeded")
 	}
-	r := run(t, "key-broker", "init", "--data", dataDir)
+	tokenFile := filepath.Join(tmp, "admin.token")
+	r := run(t, "key-broker", "init", "--data", dataDir, "--admin-token", tokenFile)
 	if r.code != 0 {
 		t.Fatalf("key-broker init: %+v", r)
 	}
@@ -297,12 +298,12 @@ func TestBinariesEndToEnd(t *testing.T) {
 	if k, err := base64.StdEncoding.DecodeString(signingKey); err != nil || len(k) != 32 || !strings.HasPrefix(pushRecipient, "age1") {
 		t.Fatalf("init stdout %q", r.stdout)
 	}
-	tokenBytes, _ := os.ReadFile(filepath.Join(dataDir, "admin.token"))
+	tokenBytes, _ := os.ReadFile(tokenFile)
 	token := strings.TrimSpace(string(tokenBytes))
 	if strings.Contains(r.stdout+r.stderr, token) || strings.Contains(r.stdout+r.stderr, "AGE-SECRET-KEY") {
 		t.Fatal("init printed a secret")
 	}
-	if r := run(t, "key-broker", "init", "--data", dataDir); r.code == 0 {
+	if r := run(t, "key-broker", "init", "--data", dataDir, "--admin-token", filepath.Join(tmp, "admin.token.2")); r.code == 0 {
 		t.Fatal("second key-broker init succeeded")
 	}
 	if r := run(t, "key-broker", "serve", "--data", dataDir, "--listen", "127.0.0.1:0", "--simulated-ark-ask", filepath.Join(simDir, "ark-ask.pem")); r.code == 0 || !strings.Contains(r.stderr, "--allow-simulated-attestation") {

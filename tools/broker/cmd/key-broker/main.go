@@ -4,7 +4,7 @@
 // the registered image, and stores the onion keys and state the relays push
 // back. See tools/broker/README.md.
 //
-//	key-broker init  --data DIR [--identity FILE]
+//	key-broker init  --data DIR --admin-token FILE [--identity FILE]
 //	key-broker serve --data DIR --listen ADDR [flags]
 package main
 
@@ -35,7 +35,8 @@ import (
 )
 
 const usage = `usage:
-  key-broker init  --data DIR [--identity FILE]
+  key-broker init  --data DIR --admin-token FILE [--identity FILE]
+  key-broker admin-token --data DIR --move-to FILE
   key-broker serve --data DIR --listen ADDR [--identity FILE]
                    [--tls-cert FILE --tls-key FILE] [--admin-listen ADDR]
                    [--allow-simulated-attestation --simulated-ark-ask FILE]
@@ -44,7 +45,7 @@ const usage = `usage:
 `
 
 func main() {
-	cli.Main("key-broker", usage, map[string]func([]string) error{"init": cmdInit, "serve": cmdServe})
+	cli.Main("key-broker", usage, map[string]func([]string) error{"init": cmdInit, "serve": cmdServe, "admin-token": cmdAdminToken})
 }
 
 func newFlags(name string) *flag.FlagSet { return cli.Flags(name, usage) }
@@ -53,12 +54,13 @@ func cmdInit(args []string) error {
 	fs := newFlags("init")
 	data := fs.String("data", "", "data directory (created 0700; must be empty)")
 	identity := fs.String("identity", "", "write the at-rest identity to this file instead of the data directory")
+	adminToken := fs.String("admin-token", "", "write the admin token to this file, outside the data directory (required; the directory keeps only its hash)")
 	_ = fs.Parse(args)
-	if *data == "" || fs.NArg() != 0 {
+	if *data == "" || *adminToken == "" || fs.NArg() != 0 {
 		fs.Usage()
 		os.Exit(2)
 	}
-	pub, err := store.Init(*data, *identity)
+	pub, err := store.Init(*data, *identity, *adminToken)
 	if err != nil {
 		return err
 	}
@@ -68,7 +70,30 @@ func cmdInit(args []string) error {
 	if *identity != "" {
 		where = *identity
 	}
-	fmt.Fprintf(os.Stderr, "key-broker: initialised %s; at-rest identity in %s; admin token in %s/%s\n", *data, where, *data, store.AdminTokenFile)
+	fmt.Fprintf(os.Stderr, "key-broker: initialised %s; at-rest identity in %s; admin token in %s (the data directory keeps only its hash)\n", *data, where, *adminToken)
+	return nil
+}
+
+// cmdAdminToken moves a clear admin token out of a data directory made
+// before the broker kept only its hash.
+func cmdAdminToken(args []string) error {
+	fs := newFlags("admin-token")
+	data := fs.String("data", "", "data directory")
+	dest := fs.String("move-to", "", "where the token goes, outside the data directory")
+	_ = fs.Parse(args)
+	if *data == "" || *dest == "" || fs.NArg() != 0 {
+		fs.Usage()
+		os.Exit(2)
+	}
+	moved, err := store.MoveAdminTokenOut(*data, *dest)
+	if err != nil {
+		return err
+	}
+	if moved {
+		fmt.Fprintf(os.Stderr, "key-broker: moved the admin token to %s; %s keeps only its hash\n", *dest, *data)
+	} else {
+		fmt.Fprintf(os.Stderr, "key-broker: %s holds no admin token in clear; nothing to move\n", *data)
+	}
 	return nil
 }
 

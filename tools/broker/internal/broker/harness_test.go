@@ -129,12 +129,16 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+// adminTokenFileOf is where the tests keep a data directory's admin token:
+// beside it, never inside.
+func adminTokenFileOf(dataDir string) string { return dataDir + ".admin.token" }
+
 func newEnv(t testing.TB, o envOptions) *env {
 	t.Helper()
 	dir := o.dataDir
 	if dir == "" {
 		dir = filepath.Join(t.TempDir(), "data")
-		if _, err := store.Init(dir, ""); err != nil {
+		if _, err := store.Init(dir, "", adminTokenFileOf(dir)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -199,7 +203,7 @@ func (e *env) start(o envOptions) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok, err := os.ReadFile(filepath.Join(e.dataDir, store.AdminTokenFile))
+	tok, err := os.ReadFile(adminTokenFileOf(e.dataDir))
 	if err != nil {
 		t.Fatal(err)
 	}

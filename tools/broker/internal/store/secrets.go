@@ -9,7 +9,8 @@
 //	signing.key.age        ed25519 seed, age-encrypted to the at-rest key
 //	push.key.age           age identity for push payloads, encrypted to the
 //	                       at-rest key
-//	admin.token            the admin bearer token (for the operator to read)
+//	admin.token.sha256     the admin bearer token's SHA-256 (hex); the token
+//	                       itself goes to a file outside, named at init
 //	relays/NAME.json       relay metadata: no secret bytes
 //	relays/NAME.bundle.age the relay's key bundle, encrypted to the at-rest key
 //	attestation.log        append-only JSON lines, no secret bytes
@@ -25,6 +26,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -41,13 +43,15 @@ import (
 
 // File names in the data directory.
 const (
-	BrokerFile     = "broker.json"
-	AtRestKeyFile  = "at-rest.key"
-	SigningKeyFile = "signing.key.age"
-	PushKeyFile    = "push.key.age"
-	AdminTokenFile = "admin.token"
-	RelaysDir      = "relays"
-	LogFile        = "attestation.log"
+	BrokerFile         = "broker.json"
+	AtRestKeyFile      = "at-rest.key"
+	SigningKeyFile     = "signing.key.age"
+	PushKeyFile        = "push.key.age"
+	AdminTokenHashFile = "admin.token.sha256"
+	// legacyAdminTokenFile: where brokers before kept the token in clear.
+	legacyAdminTokenFile = "admin.token"
+	RelaysDir            = "relays"
+	LogFile              = "attestation.log"
 )
 
 // Public is what init prints: the parts that get baked into images.
@@ -89,14 +93,25 @@ func (s *Secrets) Public() Public {
 
 // Init creates the broker's secrets in dir. dir must not exist or be empty;
 // nothing is ever overwritten. If identityPath is non-empty the at-rest
-// identity is written there (it must not exist) instead of into dir.
-func Init(dir, identityPath string) (Public, error) {
+// identity is written there (it must not exist) instead of into dir. The
+// admin token goes to adminTokenPath, outside dir: the data directory keeps
+// only its hash, so a copy of the directory holds no credential.
+func Init(dir, identityPath, adminTokenPath string) (Public, error) {
+	if adminTokenPath == "" {
+		return Public{}, errors.New("the admin token needs a file of its own, outside the data directory (--admin-token FILE)")
+	}
+	if inside, err := isInside(adminTokenPath, dir); err != nil || inside {
+		return Public{}, fmt.Errorf("the admin token file %s must be outside the data directory %s, which keeps only its hash", adminTokenPath, dir)
+	}
 	if err := prepareEmptyDir(dir); err != nil {
 		return Public{}, err
 	}
-	if identityPath != "" {
-		if _, err := os.Lstat(identityPath); err == nil {
-			return Public{}, fmt.Errorf("%s already exists; refusing to overwrite a key", identityPath)
+	for _, p := range []string{identityPath, adminTokenPath} {
+		if p == "" {
+			continue
+		}
+		if _, err := os.Lstat(p); err == nil {
+			return Public{}, fmt.Errorf("%s already exists; refusing to overwrite a key", p)
 		}
 	}
 	atRest, err := age.GenerateX25519Identity()
@@ -148,7 +163,8 @@ func Init(dir, identityPath string) (Public, error) {
 		{idFile, agecrypt.FormatIdentityFile(atRest, "key-broker at-rest identity")},
 		{filepath.Join(dir, SigningKeyFile), signingCT},
 		{filepath.Join(dir, PushKeyFile), pushCT},
-		{filepath.Join(dir, AdminTokenFile), []byte(token + "\n")},
+		{adminTokenPath, []byte(token + "\n")},
+		{filepath.Join(dir, AdminTokenHashFile), []byte(hashHex(token) + "\n")},
 	}
 	for _, w := range writes {
 		if err := fsutil.CreateExclusive(w.path, w.data, 0o600); err != nil {
@@ -194,7 +210,10 @@ func loadSecrets(dir, identityPath string) (*Secrets, error) {
 	if err := json.Unmarshal(infoJSON, &info); err != nil {
 		return nil, fmt.Errorf("%s: %w", BrokerFile, err)
 	}
-	for _, name := range []string{AdminTokenFile, SigningKeyFile, PushKeyFile} {
+	if err := refuseClearAdminToken(dir); err != nil {
+		return nil, err
+	}
+	for _, name := range []string{AdminTokenHashFile, SigningKeyFile, PushKeyFile} {
 		if err := checkPrivate(filepath.Join(dir, name)); err != nil {
 			return nil, err
 		}
@@ -246,15 +265,96 @@ func loadSecrets(dir, identityPath string) (*Secrets, error) {
 	if push.Recipient().String() != info.PushRecipient {
 		return nil, fmt.Errorf("%s does not match the push recipient in %s", PushKeyFile, BrokerFile)
 	}
-	tok, err := os.ReadFile(filepath.Join(dir, AdminTokenFile))
+	hashText, err := os.ReadFile(filepath.Join(dir, AdminTokenHashFile))
 	if err != nil {
 		return nil, err
 	}
+	var tokenHash [32]byte
+	if h, err := hex.DecodeString(strings.TrimSpace(string(hashText))); err != nil || len(h) != len(tokenHash) {
+		return nil, fmt.Errorf("%s: not a SHA-256 in hex", AdminTokenHashFile)
+	} else {
+		copy(tokenHash[:], h)
+	}
+	return &Secrets{AtRest: atRest, Signing: signing, Push: push, adminTokenHash: tokenHash}, nil
+}
+
+func hashHex(token string) string {
+	h := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(h[:])
+}
+
+// refuseClearAdminToken: a data directory made before the broker kept only
+// the token's hash holds the token in clear. Its hash is written now; the
+// broker starts once the operator has moved the token out.
+func refuseClearAdminToken(dir string) error {
+	clear := filepath.Join(dir, legacyAdminTokenFile)
+	tok, err := os.ReadFile(clear)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
 	token := strings.TrimSpace(string(tok))
 	if len(token) < 16 {
-		return nil, fmt.Errorf("%s: token too short", AdminTokenFile)
+		return fmt.Errorf("%s: token too short", clear)
 	}
-	return &Secrets{AtRest: atRest, Signing: signing, Push: push, adminTokenHash: sha256.Sum256([]byte(token))}, nil
+	hashFile := filepath.Join(dir, AdminTokenHashFile)
+	if _, err := os.Stat(hashFile); errors.Is(err, os.ErrNotExist) {
+		if err := fsutil.CreateExclusive(hashFile, []byte(hashHex(token)+"\n"), 0o600); err != nil {
+			return err
+		}
+	}
+	return fmt.Errorf("%s holds the admin token in clear; the broker keeps only its hash now (written to %s). Move the token out of the data directory: key-broker admin-token --data %s --move-to FILE (e.g. /etc/key-broker/admin.token), then start again", clear, hashFile, dir)
+}
+
+// MoveAdminTokenOut migrates a data directory that holds the admin token in
+// clear: it writes the token's hash into dir and moves the token to dest,
+// outside dir (dest must not exist). Without a clear token it does nothing.
+func MoveAdminTokenOut(dir, dest string) (bool, error) {
+	clear := filepath.Join(dir, legacyAdminTokenFile)
+	tok, err := os.ReadFile(clear)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if inside, err := isInside(dest, dir); err != nil || inside {
+		return false, fmt.Errorf("%s must be outside the data directory %s", dest, dir)
+	}
+	if _, err := os.Lstat(dest); err == nil {
+		return false, fmt.Errorf("%s already exists; refusing to overwrite a credential", dest)
+	}
+	token := strings.TrimSpace(string(tok))
+	if len(token) < 16 {
+		return false, fmt.Errorf("%s: token too short", clear)
+	}
+	hashFile := filepath.Join(dir, AdminTokenHashFile)
+	if err := fsutil.WriteFileAtomic(hashFile, []byte(hashHex(token)+"\n"), 0o600); err != nil {
+		return false, err
+	}
+	if err := fsutil.CreateExclusive(dest, []byte(token+"\n"), 0o600); err != nil {
+		return false, err
+	}
+	return true, os.Remove(clear)
+}
+
+// isInside reports whether path is dir or below it.
+func isInside(path, dir string) (bool, error) {
+	a, err := filepath.Abs(path)
+	if err != nil {
+		return false, err
+	}
+	d, err := filepath.Abs(dir)
+	if err != nil {
+		return false, err
+	}
+	rel, err := filepath.Rel(d, a)
+	if err != nil {
+		return false, err
+	}
+	return rel == "." || (rel != ".." && !strings.HasPrefix(rel, "../")), nil
 }
 
 // checkPrivate refuses a secret file that group or others can access.

@@ -10,7 +10,7 @@ import (
 
 func TestInitLayoutAndRefusals(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
-	pub, err := Init(dir, "")
+	pub, err := Init(dir, "", dir+".admin.token")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,7 +28,7 @@ func TestInitLayoutAndRefusals(t *testing.T) {
 	if st.Mode().Perm() != 0o700 {
 		t.Errorf("data dir mode %v", st.Mode().Perm())
 	}
-	for _, f := range []string{BrokerFile, AtRestKeyFile, SigningKeyFile, PushKeyFile, AdminTokenFile} {
+	for _, f := range []string{BrokerFile, AtRestKeyFile, SigningKeyFile, PushKeyFile, AdminTokenHashFile} {
 		st, err := os.Stat(filepath.Join(dir, f))
 		if err != nil {
 			t.Fatal(err)
@@ -37,12 +37,22 @@ func TestInitLayoutAndRefusals(t *testing.T) {
 			t.Errorf("%s mode %v", f, st.Mode().Perm())
 		}
 	}
-	tok, _ := os.ReadFile(filepath.Join(dir, AdminTokenFile))
+	tok, err := os.ReadFile(dir + ".admin.token")
+	if err != nil {
+		t.Fatal(err)
+	}
 	if strings.Contains(string(out), strings.TrimSpace(string(tok))) {
 		t.Error("init output contains the admin token")
 	}
+	// The data directory holds no credential: not the token, only its hash.
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if data, err := os.ReadFile(filepath.Join(dir, e.Name())); err == nil && strings.Contains(string(data), strings.TrimSpace(string(tok))) {
+			t.Errorf("%s holds the admin token", e.Name())
+		}
+	}
 	before, _ := os.ReadFile(filepath.Join(dir, AtRestKeyFile))
-	if _, err := Init(dir, ""); err == nil {
+	if _, err := Init(dir, "", dir+".admin.token"); err == nil {
 		t.Fatal("second init succeeded")
 	}
 	after, _ := os.ReadFile(filepath.Join(dir, AtRestKeyFile))
@@ -65,7 +75,7 @@ func TestInitLayoutAndRefusals(t *testing.T) {
 	}
 
 	// A secret readable by others is refused.
-	if err := os.Chmod(filepath.Join(dir, AdminTokenFile), 0o644); err != nil {
+	if err := os.Chmod(filepath.Join(dir, AdminTokenHashFile), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := Open(dir, ""); err == nil || !strings.Contains(err.Error(), "0600") {
@@ -78,7 +88,7 @@ func TestInitIntoEmptyExistingDir(t *testing.T) {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Init(dir, ""); err != nil {
+	if _, err := Init(dir, "", dir+".admin.token"); err != nil {
 		t.Fatal(err)
 	}
 	st, _ := os.Stat(dir)
@@ -87,7 +97,7 @@ func TestInitIntoEmptyExistingDir(t *testing.T) {
 	}
 	nonEmpty := t.TempDir()
 	_ = os.WriteFile(filepath.Join(nonEmpty, "x"), nil, 0o600)
-	if _, err := Init(nonEmpty, ""); err == nil {
+	if _, err := Init(nonEmpty, "", nonEmpty+".admin.token"); err == nil {
 		t.Error("init into a non-empty directory")
 	}
 }
@@ -96,7 +106,7 @@ func TestSeparateIdentity(t *testing.T) {
 	tmp := t.TempDir()
 	dir := filepath.Join(tmp, "data")
 	idPath := filepath.Join(tmp, "credential")
-	if _, err := Init(dir, idPath); err != nil {
+	if _, err := Init(dir, idPath, dir+".admin.token"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(filepath.Join(dir, AtRestKeyFile)); !os.IsNotExist(err) {
@@ -110,21 +120,21 @@ func TestSeparateIdentity(t *testing.T) {
 	}
 	// Someone else's identity is refused.
 	other := filepath.Join(tmp, "other")
-	if _, err := Init(filepath.Join(tmp, "data2"), other); err != nil {
+	if _, err := Init(filepath.Join(tmp, "data2"), other, filepath.Join(tmp, "data2.admin.token")); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := Open(dir, other); err == nil || !strings.Contains(err.Error(), "does not belong") {
 		t.Errorf("open with a foreign identity: %v", err)
 	}
 	// init refuses to overwrite an existing identity file.
-	if _, err := Init(filepath.Join(tmp, "data3"), idPath); err == nil {
+	if _, err := Init(filepath.Join(tmp, "data3"), idPath, filepath.Join(tmp, "data3.admin.token")); err == nil {
 		t.Error("init overwrote an identity file")
 	}
 }
 
 func TestBundleRoundTripAndLog(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
-	if _, err := Init(dir, ""); err != nil {
+	if _, err := Init(dir, "", dir+".admin.token"); err != nil {
 		t.Fatal(err)
 	}
 	s, err := Open(dir, "")
@@ -163,7 +173,7 @@ func TestBundleRoundTripAndLog(t *testing.T) {
 
 func TestOpenRemovesStaleTemporaries(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
-	if _, err := Init(dir, ""); err != nil {
+	if _, err := Init(dir, "", dir+".admin.token"); err != nil {
 		t.Fatal(err)
 	}
 	stale := filepath.Join(dir, RelaysDir, ".r1.json.tmp-12345")
@@ -175,5 +185,52 @@ func TestOpenRemovesStaleTemporaries(t *testing.T) {
 	}
 	if _, err := os.Stat(stale); !os.IsNotExist(err) {
 		t.Error("stale temporary file kept")
+	}
+}
+
+// The token never goes into the data directory, and a directory made when
+// the broker kept it there in clear is refused until it is moved out; its
+// hash is written for the next start.
+func TestAdminTokenOutsideTheDataDirectory(t *testing.T) {
+	tmp := t.TempDir()
+	dir := filepath.Join(tmp, "data")
+	if _, err := Init(dir, "", filepath.Join(dir, "admin.token")); err == nil || !strings.Contains(err.Error(), "outside the data directory") {
+		t.Fatalf("a token file inside the data directory: %v", err)
+	}
+	if _, err := Init(dir, "", ""); err == nil {
+		t.Fatal("init without a token file")
+	}
+	tokenFile := filepath.Join(tmp, "admin.token")
+	if _, err := Init(dir, "", tokenFile); err != nil {
+		t.Fatal(err)
+	}
+	tok, _ := os.ReadFile(tokenFile)
+	token := strings.TrimSpace(string(tok))
+	// As an older broker left it: the token in clear inside, no hash.
+	if err := os.Rename(tokenFile, filepath.Join(dir, "admin.token")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(dir, AdminTokenHashFile)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(dir, ""); err == nil || !strings.Contains(err.Error(), "holds the admin token in clear") {
+		t.Fatalf("open with the token in clear: %v", err)
+	}
+	// The hash it wrote matches; the migration moves the token out (and never onto a file that exists).
+	if _, err := MoveAdminTokenOut(dir, filepath.Join(dir, "again")); err == nil {
+		t.Fatal("moved the token to a file inside the data directory")
+	}
+	if moved, err := MoveAdminTokenOut(dir, tokenFile); err != nil || !moved {
+		t.Fatalf("moving the token out: %v %v", moved, err)
+	}
+	if moved, err := MoveAdminTokenOut(dir, tokenFile); err != nil || moved {
+		t.Fatalf("a second move: %v %v", moved, err)
+	}
+	s, err := Open(dir, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.Secrets.CheckAdminToken(token) {
+		t.Fatal("the token moved out no longer works")
 	}
 }
