@@ -7,6 +7,7 @@
  * here, and the README's map of the code must list the same folders in the
  * same order.
  */
+import { spawnSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
 import ts from "typescript";
@@ -133,15 +134,18 @@ const FACTS: { fact: string; text: string | RegExp; home: string; generated?: st
   { fact: "a zod refusal in one line", text: '.issues.map((', home: "lib/core/zod-issues.ts", scope: /^(lib|cli|components)\// },
 ];
 
-function codeFiles(dir = ""): string[] {
-  return readdirSync(join(repoRoot, dir || ".")).flatMap((name) => {
-    const path = dir ? `${dir}/${name}` : name;
-    if (["node_modules", ".git", "fixtures", "artifacts", "keys"].includes(name)) return [];
-    const stat = statSync(join(repoRoot, path));
-    if (stat.isDirectory()) return codeFiles(path);
+/**
+ * The project's code, as git sees it: tracked files and new ones, never what
+ * .gitignore names (a local stack's build/ and .runtime/, keys, node_modules).
+ */
+function codeFiles(): string[] {
+  const listed = spawnSync("git", ["ls-files", "--cached", "--others", "--exclude-standard", "-z"], { cwd: repoRoot, encoding: "utf8" });
+  if (listed.status !== 0) throw new Error(`git ls-files: ${listed.stderr}`);
+  return listed.stdout
+    .split("\0")
+    .filter((path) => path && existsSync(join(repoRoot, path)) && !path.split("/").some((part) => part === "fixtures" || part === "node_modules"))
     // Code in any of the project's languages; relay scripts have no extension.
-    return /\.(ts|cjs|go|sh|json|ya?ml)$/.test(name) || path.startsWith("images/rootfs/files/") ? [path] : [];
-  });
+    .filter((path) => /\.(ts|cjs|go|sh|json|ya?ml)$/.test(path) || path.startsWith("images/rootfs/files/"));
 }
 
 /** Every second copy of a fact, as "fact: file"; `extra` adds files as a throwaway change would. */
