@@ -50,16 +50,28 @@ func main() {
 
 func newFlags(name string) *flag.FlagSet { return cli.Flags(name, usage) }
 
+// parse reads args, and answers usage and exit 2 to a positional argument or
+// an empty required flag.
+func parse(fs *flag.FlagSet, args []string, required ...*string) {
+	_ = fs.Parse(args)
+	for _, v := range required {
+		if *v == "" {
+			fs.Usage()
+			os.Exit(2)
+		}
+	}
+	if fs.NArg() != 0 {
+		fs.Usage()
+		os.Exit(2)
+	}
+}
+
 func cmdInit(args []string) error {
 	fs := newFlags("init")
 	data := fs.String("data", "", "data directory (created 0700; must be empty)")
 	identity := fs.String("identity", "", "write the at-rest identity to this file instead of the data directory")
 	adminToken := fs.String("admin-token", "", "write the admin token to this file, outside the data directory (required; the directory keeps only its hash)")
-	_ = fs.Parse(args)
-	if *data == "" || *adminToken == "" || fs.NArg() != 0 {
-		fs.Usage()
-		os.Exit(2)
-	}
+	parse(fs, args, data, adminToken)
 	pub, err := store.Init(*data, *identity, *adminToken)
 	if err != nil {
 		return err
@@ -80,11 +92,7 @@ func cmdAdminToken(args []string) error {
 	fs := newFlags("admin-token")
 	data := fs.String("data", "", "data directory")
 	dest := fs.String("move-to", "", "where the token goes, outside the data directory")
-	_ = fs.Parse(args)
-	if *data == "" || *dest == "" || fs.NArg() != 0 {
-		fs.Usage()
-		os.Exit(2)
-	}
+	parse(fs, args, data, dest)
 	moved, err := store.MoveAdminTokenOut(*data, *dest)
 	if err != nil {
 		return err
@@ -114,11 +122,7 @@ func cmdServe(args []string) error {
 	fetchVCEK := fs.Bool("fetch-vcek", false, "fetch a VCEK missing from the certificate table from AMD's KDS (network)")
 	checkRev := fs.Bool("check-revocations", false, "check AMD's CRL (network)")
 	staleAfter := fs.Duration("stale-after", 15*time.Minute, "report a relay stale after this long without a successful attestation")
-	_ = fs.Parse(args)
-	if *data == "" || *listen == "" || fs.NArg() != 0 {
-		fs.Usage()
-		os.Exit(2)
-	}
+	parse(fs, args, data, listen)
 	if (*tlsCert == "") != (*tlsKey == "") {
 		return errors.New("--tls-cert and --tls-key go together")
 	}
