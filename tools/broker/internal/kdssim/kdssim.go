@@ -150,6 +150,8 @@ func (s *Server) answer(now time.Time, r *http.Request) (status int, ctype strin
 		wait := s.MinInterval - now.Sub(s.lastOK)
 		return http.StatusTooManyRequests, "text/plain", []byte("too many requests\n"), int((wait + time.Second - 1) / time.Second)
 	}
+	// Every request it answers counts against the limit, refused or not.
+	s.served, s.lastOK = true, now
 	if r.Method != http.MethodGet {
 		return text(http.StatusMethodNotAllowed, "method not allowed")
 	}
@@ -161,8 +163,6 @@ func (s *Server) answer(now time.Time, r *http.Request) (status int, ctype strin
 	if !ok || line != s.line || fn == "" || strings.Contains(fn, "/") {
 		return text(http.StatusNotFound, "not found")
 	}
-	// Every request that reaches a resource counts against the limit.
-	s.served, s.lastOK = true, now
 	switch fn {
 	case "cert_chain":
 		if r.URL.RawQuery != "" {
