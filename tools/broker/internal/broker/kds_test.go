@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -261,5 +262,45 @@ func TestKDSStaleCRLFailsClosedUntilImport(t *testing.T) {
 	}
 	if err := boot(); err != nil {
 		t.Fatalf("after importing a current CRL: %v", err)
+	}
+}
+
+// A relay waiting for KDS holds up nobody: while KDS sits on relay B's VCEK
+// request, relay A (its VCEK cached) boots.
+func TestKDSFetchDoesNotHoldUpOthers(t *testing.T) {
+	k := newKDSEnv(t, envOptions{fetchVCEK: true})
+	bootA := k.kdsRelay("relay-a", newChip(t))
+	if err := bootA(); err != nil {
+		t.Fatal(err)
+	}
+	arrived, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	k.kdsTS.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		once.Do(func() { close(arrived) })
+		<-release
+		k.double.ServeHTTP(w, r)
+	})
+	bootB := k.kdsRelay("relay-b", newChip(t))
+	errB := make(chan error, 1)
+	go func() { errB <- bootB() }()
+	select {
+	case <-arrived:
+	case <-time.After(10 * time.Second):
+		t.Fatal("relay B's VCEK was never asked for")
+	}
+	errA := make(chan error, 1)
+	go func() { errA <- bootA() }()
+	select {
+	case err := <-errA:
+		if err != nil {
+			t.Fatalf("relay A while B waits for KDS: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		close(release)
+		t.Fatal("relay A waited for relay B's KDS request")
+	}
+	close(release)
+	if err := <-errB; err != nil {
+		t.Fatalf("relay B: %v", err)
 	}
 }

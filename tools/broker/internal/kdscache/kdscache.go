@@ -60,9 +60,10 @@ const amdURL = "https://kdsintf.amd.com"
 const (
 	// DefaultMinInterval is KDS's own limit: one request per 10 s per address.
 	DefaultMinInterval = 10 * time.Second
-	// DefaultMaxWait is the longest a caller waits for its turn: under the
-	// relay protocol's 30 s write timeout and 60 s session lifetime.
-	DefaultMaxWait = 20 * time.Second
+	// DefaultMaxWait is the longest a caller waits for its turn. With
+	// DefaultTimeout for the request itself it stays under the relay
+	// protocol's 30 s write timeout (and its 60 s session lifetime).
+	DefaultMaxWait = 15 * time.Second
 	// DefaultNegativeTTL is how long a 404 (KDS knows no such chip or TCB)
 	// is remembered before the URL is asked again.
 	DefaultNegativeTTL = 10 * time.Minute
@@ -76,7 +77,7 @@ const (
 	// DefaultCRLRefresh is when a cached CRL is due to be fetched again.
 	DefaultCRLRefresh = 24 * time.Hour
 	// DefaultTimeout bounds one KDS request.
-	DefaultTimeout = 15 * time.Second
+	DefaultTimeout = 10 * time.Second
 	// maxBody bounds what is read from KDS (a VCEK is ~1.3 KiB, AMD's CRL a
 	// few KiB).
 	maxBody = 1 << 20
@@ -538,6 +539,9 @@ func (c *Cache) RefreshCRL(ctx context.Context, name string) error {
 	if a == nil {
 		return fmt.Errorf("no pinned root %q", name)
 	}
+	if c.o.Offline {
+		return nil // imports are the only source
+	}
 	now := c.o.Now()
 	if e := c.crlEntryOf(a); e != nil && now.Sub(e.fetchedAt) < c.o.CRLRefresh && (e.crl.NextUpdate.IsZero() || now.Before(e.crl.NextUpdate)) {
 		return nil
@@ -694,7 +698,7 @@ func (c *Cache) fetch(ctx context.Context, what, u string) ([]byte, error) {
 	c.inflight[u] = cl
 	c.mu.Unlock()
 
-	body, err, retryAfter, notFound := c.get(ctx, u, at)
+	body, retryAfter, notFound, err := c.get(ctx, u, at)
 	if err != nil {
 		err = unavailable("%v", err)
 	}
@@ -723,44 +727,44 @@ func (c *Cache) fetch(ctx context.Context, what, u string) ([]byte, error) {
 }
 
 // get waits until at, then does one GET. retryAfter is set from a 429.
-func (c *Cache) get(ctx context.Context, u string, at time.Time) (body []byte, err error, retryAfter time.Duration, notFound bool) {
+func (c *Cache) get(ctx context.Context, u string, at time.Time) (body []byte, retryAfter time.Duration, notFound bool, err error) {
 	// A caller that goes away does not cancel the request others wait for.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.o.MaxWait+c.o.Timeout)
 	defer cancel()
 	if d := at.Sub(c.o.Now()); d > 0 {
 		if err := c.o.Sleep(ctx, d); err != nil {
-			return nil, err, 0, false
+			return nil, 0, false, err
 		}
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return nil, err, 0, false
+		return nil, 0, false, err
 	}
 	c.o.Logf("KDS: GET %s", u)
 	resp, err := c.o.Client.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("KDS unreachable: %v", err), 0, false
+		return nil, 0, false, fmt.Errorf("KDS unreachable: %v", err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
 	if err != nil {
-		return nil, fmt.Errorf("reading KDS's answer: %v", err), 0, false
+		return nil, 0, false, fmt.Errorf("reading KDS's answer: %v", err)
 	}
 	switch {
 	case resp.StatusCode == http.StatusOK && len(data) > maxBody:
-		return nil, fmt.Errorf("KDS's answer is larger than %d bytes", maxBody), 0, false
+		return nil, 0, false, fmt.Errorf("KDS's answer is larger than %d bytes", maxBody)
 	case resp.StatusCode == http.StatusOK:
-		return data, nil, 0, false
+		return data, 0, false, nil
 	case resp.StatusCode == http.StatusTooManyRequests:
 		ra := parseRetryAfter(resp.Header.Get("Retry-After"), c.o.Now())
 		if ra < c.o.MinInterval {
 			ra = c.o.MinInterval
 		}
-		return nil, fmt.Errorf("KDS answered 429 Too Many Requests; next request in %s", ra), ra, false
+		return nil, ra, false, fmt.Errorf("KDS answered 429 Too Many Requests; next request in %s", ra)
 	case resp.StatusCode == http.StatusNotFound:
-		return nil, errors.New("KDS answered 404 Not Found (it knows no such chip or TCB)"), 0, true
+		return nil, 0, true, errors.New("KDS answered 404 Not Found (it knows no such chip or TCB)")
 	default:
-		return nil, fmt.Errorf("KDS answered %s", resp.Status), 0, false
+		return nil, 0, false, fmt.Errorf("KDS answered %s", resp.Status)
 	}
 }
 
