@@ -504,7 +504,7 @@ func (c *Cache) storeCRL(a *Anchor, crl *x509.RevocationList, fetchedAt time.Tim
 	return nil
 }
 
-// crlEntry returns the anchor's CRL, re-reading its file when it changed on
+// crlEntryOf returns the anchor's CRL, re-reading its file when it changed on
 // disk (an offline import while the broker serves).
 func (c *Cache) crlEntryOf(a *Anchor) *crlEntry {
 	c.mu.Lock()

@@ -351,6 +351,10 @@ func (p *Policy) Check(report, certs []byte, wantReportData [protocol.ReportData
 	}
 	line, root, err := p.verifyChain(att, vopts)
 	var missing *trust.AttestationRecreationErr
+	if line := kds.ProductLineFromFms(rep.GetCpuid1EaxFms()); errors.As(err, &missing) && len(p.Roots[line])+len(p.SimulatedRoots[line]) == 0 {
+		// Nothing to wait for: no pinned root would verify this product line.
+		return res, refuse(CodeVerification, "no trusted root for product line %q: %v", line, err)
+	}
 	if errors.As(err, &missing) {
 		return res, refuse(CodeVCEKUnavailable, "the report carries no VCEK and the broker has none for chip %x… at TCB %s: %v; the relay should retry later", rep.GetChipId()[:8], FormatTCB(rep.GetReportedTcb()), err)
 	}
