@@ -6,6 +6,7 @@
 //
 //	key-broker init  --data DIR --admin-token FILE [--identity FILE]
 //	key-broker serve --data DIR --listen ADDR [flags]
+//	key-broker kds import|status --data DIR ...
 package main
 
 import (
@@ -30,6 +31,7 @@ import (
 
 	"diskless-relays/tools/broker/internal/broker"
 	"diskless-relays/tools/broker/internal/cli"
+	"diskless-relays/tools/broker/internal/kdscache"
 	"diskless-relays/tools/broker/internal/snpcheck"
 	"diskless-relays/tools/broker/internal/store"
 )
@@ -41,11 +43,14 @@ const usage = `usage:
                    [--tls-cert FILE --tls-key FILE] [--admin-listen ADDR]
                    [--allow-simulated-attestation --simulated-ark-ask FILE]
                    --min-tcb [LINE:]TCB... [--allow-smt] [--permit-provisional-firmware]
-                   [--fetch-vcek] [--check-revocations] [--stale-after DURATION]
+                   [--fetch-vcek] [--check-revocations] [--kds-url URL] [--kds-offline]
+                   [--crl-max-age DURATION] [--crl-refresh DURATION] [--stale-after DURATION]
+  key-broker kds import --data DIR [--allow-simulated-attestation --simulated-ark-ask FILE] FILE...
+  key-broker kds status --data DIR [--crl-max-age DURATION] [--allow-simulated-attestation --simulated-ark-ask FILE]
 `
 
 func main() {
-	cli.Main("key-broker", usage, map[string]func([]string) error{"init": cmdInit, "serve": cmdServe, "admin-token": cmdAdminToken})
+	cli.Main("key-broker", usage, map[string]func([]string) error{"init": cmdInit, "serve": cmdServe, "admin-token": cmdAdminToken, "kds": cmdKDS})
 }
 
 func newFlags(name string) *flag.FlagSet { return cli.Flags(name, usage) }
@@ -64,6 +69,23 @@ func parse(fs *flag.FlagSet, args []string, required ...*string) {
 		fs.Usage()
 		os.Exit(2)
 	}
+}
+
+// parseFiles is parse for a command that takes one or more FILE arguments
+// after its flags.
+func parseFiles(fs *flag.FlagSet, args []string, required ...*string) []string {
+	_ = fs.Parse(args)
+	for _, v := range required {
+		if *v == "" {
+			fs.Usage()
+			os.Exit(2)
+		}
+	}
+	if fs.NArg() == 0 {
+		fs.Usage()
+		os.Exit(2)
+	}
+	return fs.Args()
 }
 
 func cmdInit(args []string) error {
@@ -119,8 +141,12 @@ func cmdServe(args []string) error {
 	fs.Var(&minTCBs, "min-tcb", `minimum reported TCB (required; repeatable): a published floor's name (amd-sb-3019), "bl=N,tee=N,snp=N,ucode=N" or "0x<hex TCB_VERSION>" for every product line, or "LINE:TCB" (e.g. "Milan:snp=24") for one`)
 	allowSMT := fs.Bool("allow-smt", false, "accept guests whose policy allows SMT")
 	provisional := fs.Bool("permit-provisional-firmware", false, "accept committed firmware older than current")
-	fetchVCEK := fs.Bool("fetch-vcek", false, "fetch a VCEK missing from the certificate table from AMD's KDS (network)")
-	checkRev := fs.Bool("check-revocations", false, "check AMD's CRL (network)")
+	fetchVCEK := fs.Bool("fetch-vcek", false, "complete a report without its VCEK from the KDS cache in DATA/kds, fetching from KDS what it lacks")
+	checkRev := fs.Bool("check-revocations", false, "refuse a report whose ASK or VCEK is in AMD's CRL, kept in DATA/kds (fails closed when the CRL is older than --crl-max-age)")
+	kdsURL := fs.String("kds-url", kdscache.DefaultURL, "AMD's KDS (plain http only to loopback: a test double)")
+	kdsOffline := fs.Bool("kds-offline", false, "never contact KDS: use only VCEKs and CRLs cached before or imported with key-broker kds import")
+	crlMaxAge := fs.Duration("crl-max-age", kdscache.DefaultCRLMaxAge, "with --check-revocations: refuse every SNP report (crl-unavailable) once the newest CRL the broker got is older than this")
+	crlRefresh := fs.Duration("crl-refresh", kdscache.DefaultCRLRefresh, "fetch the CRL again when the cached one is older than this (or past its own next update)")
 	staleAfter := fs.Duration("stale-after", 15*time.Minute, "report a relay stale after this long without a successful attestation")
 	parse(fs, args, data, listen)
 	if (*tlsCert == "") != (*tlsKey == "") {
@@ -131,6 +157,9 @@ func cmdServe(args []string) error {
 	}
 	if *allowSim && *simRoots == "" {
 		return errors.New("--allow-simulated-attestation needs --simulated-ark-ask FILE")
+	}
+	if *crlRefresh >= *crlMaxAge {
+		return fmt.Errorf("--crl-refresh %s must be shorter than --crl-max-age %s, or the CRL expires before the broker asks for a new one", *crlRefresh, *crlMaxAge)
 	}
 	if len(minTCBs) == 0 {
 		return errors.New("--min-tcb is required: the lowest firmware (TCB) whose reports this broker accepts, e.g. --min-tcb amd-sb-3019 (the floor AMD published in AMD-SB-3019, which key-broker.service carries). A host with older firmware has published breaks, and the host is the adversary here. --min-tcb bl=0,tee=0,snp=0,ucode=0 accepts any firmware, and says so")
@@ -148,22 +177,18 @@ func cmdServe(args []string) error {
 	if err != nil {
 		return err
 	}
-	roots, err := snpcheck.AMDRoots()
+	roots, simulated, err := loadRoots(*allowSim, *simRoots, logger)
 	if err != nil {
 		return err
 	}
-	var simulated map[string][]*trust.AMDRootCerts
-	if *allowSim {
-		pemData, err := os.ReadFile(*simRoots)
+	var cache *kdscache.Cache
+	if *fetchVCEK || *checkRev {
+		cache, err = kdscache.Open(filepath.Join(*data, kdsDir), anchors(roots, simulated), kdscache.Options{
+			URL: *kdsURL, Offline: *kdsOffline, CRLMaxAge: *crlMaxAge, CRLRefresh: *crlRefresh, Logf: logger.Printf,
+		})
 		if err != nil {
 			return err
 		}
-		line, r, err := snpcheck.ParseRootsPEM(pemData)
-		if err != nil {
-			return fmt.Errorf("%s: %v", *simRoots, err)
-		}
-		simulated = map[string][]*trust.AMDRootCerts{line: {r}}
-		logger.Printf("WARNING: trusting the SIMULATED (test-only) %s ARK/ASK from %s: attestation proves nothing on this broker", line, *simRoots)
 	}
 	tcb, tcbByLine, err := snpcheck.ParseMinTCBs(minTCBs)
 	if err != nil {
@@ -183,6 +208,7 @@ func cmdServe(args []string) error {
 			PermitProvisionalFirmware: *provisional,
 			FetchCerts:                *fetchVCEK,
 			CheckRevocations:          *checkRev,
+			KDS:                       cache,
 		},
 		StaleAfter: *staleAfter,
 		Log:        logger,
@@ -258,6 +284,100 @@ func cmdServe(args []string) error {
 	defer cancel()
 	for _, hs := range servers {
 		_ = hs.Shutdown(sctx)
+	}
+	return nil
+}
+
+// kdsDir is the KDS cache's directory in the data directory.
+const kdsDir = "kds"
+
+// loadRoots returns AMD's roots and, for a test broker, the simulator's.
+func loadRoots(allowSim bool, simRoots string, logger *log.Logger) (roots, simulated map[string][]*trust.AMDRootCerts, err error) {
+	roots, err = snpcheck.AMDRoots()
+	if err != nil {
+		return nil, nil, err
+	}
+	if allowSim {
+		pemData, err := os.ReadFile(simRoots)
+		if err != nil {
+			return nil, nil, err
+		}
+		line, r, err := snpcheck.ParseRootsPEM(pemData)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: %v", simRoots, err)
+		}
+		simulated = map[string][]*trust.AMDRootCerts{line: {r}}
+		logger.Printf("WARNING: trusting the SIMULATED (test-only) %s ARK/ASK from %s: attestation proves nothing on this broker", line, simRoots)
+	}
+	return roots, simulated, nil
+}
+
+func anchors(roots, simulated map[string][]*trust.AMDRootCerts) []kdscache.Anchor {
+	return append(kdscache.Anchors("amd", roots), kdscache.Anchors("simulated", simulated)...)
+}
+
+// cmdKDS works on the KDS cache of a data directory: "import" verifies
+// VCEKs and CRLs got elsewhere (for a broker that cannot reach KDS) against
+// the pinned roots and stores them; "status" lists what the cache holds.
+// A serving broker picks up what is imported without a restart.
+func cmdKDS(args []string) error {
+	if len(args) == 0 || (args[0] != "import" && args[0] != "status") {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	fs := newFlags("kds " + args[0])
+	data := fs.String("data", "", "data directory made by init")
+	allowSim := fs.Bool("allow-simulated-attestation", false, "TEST ONLY: also trust the simulator's ARK/ASK from --simulated-ark-ask")
+	simRoots := fs.String("simulated-ark-ask", "", "TEST ONLY: the simulator's ark-ask.pem")
+	crlMaxAge := fs.Duration("crl-max-age", kdscache.DefaultCRLMaxAge, "the age limit serve is given, to say which CRL is expired")
+	var files []string
+	if args[0] == "import" {
+		files = parseFiles(fs, args[1:], data)
+	} else {
+		parse(fs, args[1:], data)
+	}
+	if (*simRoots != "") != *allowSim {
+		return errors.New("--allow-simulated-attestation and --simulated-ark-ask FILE go together")
+	}
+	if st, err := os.Stat(filepath.Join(*data, store.BrokerFile)); err != nil || !st.Mode().IsRegular() {
+		return fmt.Errorf("--data %s is not a data directory made by key-broker init", *data)
+	}
+	logger := log.New(os.Stderr, "key-broker: ", 0)
+	roots, simulated, err := loadRoots(*allowSim, *simRoots, logger)
+	if err != nil {
+		return err
+	}
+	cache, err := kdscache.Open(filepath.Join(*data, kdsDir), anchors(roots, simulated), kdscache.Options{Offline: true, CRLMaxAge: *crlMaxAge})
+	if err != nil {
+		return err
+	}
+	if args[0] == "status" {
+		vceks, crls, err := cache.Status()
+		if err != nil {
+			return err
+		}
+		if vceks == nil {
+			vceks = []kdscache.VCEKStatus{}
+		}
+		out, _ := json.MarshalIndent(map[string]any{"dir": cache.Dir(), "crlMaxAge": crlMaxAge.String(), "vceks": vceks, "crls": crls}, "", "  ")
+		fmt.Println(string(out))
+		return nil
+	}
+	failed := 0
+	for _, f := range files {
+		raw, err := os.ReadFile(f)
+		if err == nil {
+			var imp kdscache.Imported
+			if imp, err = cache.Import(f, raw); err == nil {
+				fmt.Fprintf(os.Stderr, "key-broker: %s: %s\n", f, imp.Detail)
+				continue
+			}
+		}
+		failed++
+		fmt.Fprintf(os.Stderr, "key-broker: %s: %v\n", f, err)
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d of %d files refused; only VCEKs and CRLs that verify against the pinned AMD roots are imported", failed, len(files))
 	}
 	return nil
 }

@@ -4,7 +4,7 @@
 // the guest's relay-agent with reports signed by a made-up VCEK.
 //
 //	snp-simulator init  --out DIR [--product Milan-B1]
-//	snp-simulator serve --dir DIR --socket PATH --measurement HEX96 [--policy HEX]
+//	snp-simulator serve --dir DIR --socket PATH --measurement HEX96 [--policy HEX] [--no-cert-table]
 //	                    [--chip-id HEX128] [--tcb TCB]
 package main
 
@@ -29,7 +29,7 @@ import (
 
 const usage = `usage:
   snp-simulator init  --out DIR [--product Milan-B1]
-  snp-simulator serve --dir DIR --socket PATH --measurement HEX96 [--policy HEX]
+  snp-simulator serve --dir DIR --socket PATH --measurement HEX96 [--policy HEX] [--no-cert-table]
                       [--chip-id HEX128] [--tcb TCB]
 TEST ONLY: the chain it makes proves nothing about real hardware.
 `
@@ -63,6 +63,7 @@ func cmdServe(args []string) error {
 	measurement := fs.String("measurement", "", "launch measurement to report (96 hex digits)")
 	policy := fs.String("policy", fmt.Sprintf("0x%x", snpsim.DefaultPolicy), "guest policy to report (hex)")
 	chipID := fs.String("chip-id", "", "chip ID to report (128 hex digits; default from simulator.json)")
+	noCerts := fs.Bool("no-cert-table", false, "answer reports without a certificate table, like a host that does not provision it (the broker then needs --fetch-vcek)")
 	tcb := fs.String("tcb", "", `TCB to report: "0x<hex>" or "bl=N,tee=N,snp=N,ucode=N" (default `+fmt.Sprintf("%+v", snpsim.DefaultTCB)+")")
 	_ = fs.Parse(args)
 	if *dir == "" || *socket == "" || *measurement == "" || fs.NArg() != 0 {
@@ -77,7 +78,7 @@ func cmdServe(args []string) error {
 	if err != nil {
 		return fmt.Errorf("--policy: %v", err)
 	}
-	o := snpsim.Options{Measurement: m, Policy: pol}
+	o := snpsim.Options{Measurement: m, Policy: pol, NoCertTable: *noCerts}
 	if *chipID != "" {
 		if o.ChipID, err = hex.DecodeString(*chipID); err != nil {
 			return fmt.Errorf("--chip-id: %v", err)

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
@@ -17,6 +18,7 @@ import (
 
 	"diskless-relays/tools/broker/internal/agecrypt"
 	"diskless-relays/tools/broker/internal/protocol"
+	"diskless-relays/tools/broker/internal/snpcheck"
 	"diskless-relays/tools/broker/internal/store"
 )
 
@@ -86,6 +88,10 @@ var refusalMessages = map[string]string{
 	CodePushTooLarge:      "push too large",
 	CodePayloadRelay:      "payload is for another relay",
 	CodeInternal:          "internal error",
+	// A relay that gets these retries; the operator reads the log.
+	snpcheck.CodeVCEKUnavailable: "VCEK not available yet; retry later",
+	snpcheck.CodeCRLUnavailable:  "revocation cannot be checked; retry later",
+	snpcheck.CodeCertRevoked:     "certificate revoked",
 }
 
 type refusal struct {
@@ -118,6 +124,9 @@ func (s *Server) handleAttest(w http.ResponseWriter, r *http.Request) {
 	}
 	var req protocol.AttestRequest
 	decodeErr := decodeStrict(w, r, &req)
+	if decodeErr == nil {
+		s.prepareSNP(r.Context(), relay, &req)
+	}
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -164,6 +173,55 @@ func (s *Server) handleAttest(w http.ResponseWriter, r *http.Request) {
 	}
 	s.logf("%s relay=%s image=%s purpose=%s kind=%s measurement=%s", entry.Verdict, relay, entry.ImageDigest, entry.Purpose, entry.EvidenceKind, entry.Measurement)
 	writeJSON(w, http.StatusOK, resp)
+}
+
+// prepareSNP lets the SNP policy fetch from AMD's KDS what its check will
+// need (a VCEK, a due CRL), before the lock is taken: a KDS request waits
+// for its turn and the network, and under the lock it would hold up every
+// other relay. Only a request for a live session of an enrolled relay's
+// registered SNP image gets this far, so a client needs such a session
+// before it can make the broker spend its KDS budget (see the README's
+// trust model).
+func (s *Server) prepareSNP(ctx context.Context, relay string, req *protocol.AttestRequest) {
+	p := s.cfg.SNP
+	if p == nil || p.KDS == nil || req.Evidence.Kind != protocol.EvidenceSNP {
+		return
+	}
+	var payloadDigest []byte
+	if len(req.Payload) != 0 {
+		payloadDigest = protocol.PayloadSHA256(req.Payload)
+	}
+	s.mu.Lock()
+	sess := s.sessions[req.Session]
+	ok := sess != nil && !sess.used && !s.cfg.Now().After(sess.expires) && sess.relay == relay
+	var ms [][]byte
+	var want [protocol.ReportDataSize]byte
+	if ok {
+		rel := s.st.Relay(relay)
+		var img *store.Image
+		if rel != nil && !rel.Revoked {
+			img = rel.Image(sess.imageDigest)
+		}
+		ok = img != nil && !img.Retired && img.Attestation != protocol.AttestationNone
+		if ok {
+			for _, m := range img.Measurements {
+				if b, err := hex.DecodeString(m); err == nil {
+					ms = append(ms, b)
+				}
+			}
+			if sess.purpose == protocol.PurposeBoot {
+				payloadDigest = nil
+			}
+			want = protocol.ReportData(relay, sess.imageDigest, sess.purpose, sess.nonce, req.Recipient, payloadDigest)
+		}
+	}
+	s.mu.Unlock()
+	if !ok {
+		return
+	}
+	if err := p.Prepare(ctx, req.Evidence.Report, req.Evidence.Certs, want, ms); err != nil {
+		s.logf("relay=%s: %v", relay, err)
+	}
 }
 
 func attestationRecord(e store.LogEntry) *store.Attestation {

@@ -24,10 +24,12 @@ func rawPost(t *testing.T, e *env, path string, body []byte) (int, []byte) {
 
 // The relay protocol's two handlers, as anyone on the internet reaches them:
 // the challenge with any body, and the attest against a live session of an
-// enrolled relay ("SESSION" in the body becomes its id). Nothing may be
-// released, accepted or answered with an internal error.
+// enrolled relay ("SESSION" in the body becomes its id), which reaches the
+// KDS cache's preparation outside the lock (its KDS is a closed loopback
+// port). Nothing may be released, accepted or answered with an internal
+// error.
 func FuzzRelayProtocol(f *testing.F) {
-	e := newEnv(f, envOptions{})
+	e := newEnv(f, envOptions{kdsURL: "http://127.0.0.1:1", fetchVCEK: true, checkRevocations: true})
 	d := randDigest(f)
 	e.uploadKeys("r", relayFiles(f))
 	e.registerSNP("r", d, measurement(f))

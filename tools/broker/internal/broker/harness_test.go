@@ -26,6 +26,7 @@ import (
 
 	"diskless-relays/tools/broker/internal/agent"
 	"diskless-relays/tools/broker/internal/broker"
+	"diskless-relays/tools/broker/internal/kdscache"
 	"diskless-relays/tools/broker/internal/protocol"
 	"diskless-relays/tools/broker/internal/snpcheck"
 	"diskless-relays/tools/broker/internal/snpsim"
@@ -37,6 +38,8 @@ import (
 var (
 	trustedSimDir   string
 	untrustedSimDir string
+	// kdsSimDir keeps its ARK key: the KDS double signs its CRL with it.
+	kdsSimDir string
 )
 
 func TestMain(m *testing.M) {
@@ -46,14 +49,15 @@ func TestMain(m *testing.M) {
 	}
 	trustedSimDir = filepath.Join(tmp, "trusted")
 	untrustedSimDir = filepath.Join(tmp, "untrusted")
+	kdsSimDir = filepath.Join(tmp, "kds")
 	var wg sync.WaitGroup
-	errs := make([]error, 2)
-	for i, d := range []string{trustedSimDir, untrustedSimDir} {
+	errs := make([]error, 3)
+	for i, d := range []string{trustedSimDir, untrustedSimDir, kdsSimDir} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			// 2048-bit ARK/ASK keep the tests quick; the CLI uses 4096.
-			errs[i] = snpsim.Init(d, snpsim.InitOptions{RSABits: 2048})
+			errs[i] = snpsim.Init(d, snpsim.InitOptions{RSABits: 2048, KeepArkKey: d == kdsSimDir})
 		}()
 	}
 	wg.Wait()
@@ -97,6 +101,13 @@ type envOptions struct {
 	sourceBurst int
 	// realClock: the broker runs on time.Now (benchmarks whose limits refill).
 	realClock bool
+	// kdsURL: the SNP policy gets a KDS cache in DATA/kds that asks this
+	// KDS (a kdssim double), on the env's clock; fetchVCEK and
+	// checkRevocations as the serve flags, crlMaxAge its age limit.
+	kdsURL           string
+	fetchVCEK        bool
+	checkRevocations bool
+	crlMaxAge        time.Duration
 }
 
 type env struct {
@@ -183,6 +194,21 @@ func (e *env) start(o envOptions) {
 		t.Fatal(err)
 	}
 	policy := &snpcheck.Policy{Roots: roots, SimulatedRoots: simulated, AllowSMT: o.allowSMT, MinTCB: tcb, MinTCBByLine: tcbByLine}
+	if o.kdsURL != "" {
+		anchors := append(kdscache.Anchors("amd", roots), kdscache.Anchors("simulated", simulated)...)
+		cache, err := kdscache.Open(filepath.Join(e.dataDir, "kds"), anchors, kdscache.Options{
+			URL:       o.kdsURL,
+			CRLMaxAge: o.crlMaxAge,
+			Now:       e.clock.Now,
+			// Waiting for KDS's turn moves the test clock instead.
+			Sleep: func(_ context.Context, d time.Duration) error { e.clock.Advance(d); return nil },
+			Logf:  func(f string, a ...any) { t.Logf("kds cache: "+f, a...) },
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		policy.KDS, policy.FetchCerts, policy.CheckRevocations = cache, o.fetchVCEK, o.checkRevocations
+	}
 	sourceRate := o.sourceRate
 	if sourceRate == 0 {
 		sourceRate = -1

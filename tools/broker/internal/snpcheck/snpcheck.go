@@ -7,6 +7,7 @@ package snpcheck
 
 import (
 	"bytes"
+	"context"
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/pem"
@@ -23,6 +24,7 @@ import (
 	"github.com/google/go-sev-guest/verify"
 	"github.com/google/go-sev-guest/verify/trust"
 
+	"diskless-relays/tools/broker/internal/kdscache"
 	"diskless-relays/tools/broker/internal/protocol"
 )
 
@@ -53,6 +55,16 @@ const (
 	CodeValidation         = "snp-validation"
 	CodeNoMeasurementsConf = "no-measurements"
 	CodeVMPL               = "vmpl-not-zero"
+	// CodeVCEKUnavailable: the report came without its VCEK and the broker
+	// could not have it from its KDS cache or AMD's KDS now; the relay
+	// retries later.
+	CodeVCEKUnavailable = "vcek-unavailable"
+	// CodeCRLUnavailable: revocations are checked and the broker holds no CRL
+	// younger than --crl-max-age; it fails closed until KDS is reachable
+	// again or a current CRL is imported (key-broker kds import).
+	CodeCRLUnavailable = "crl-unavailable"
+	// CodeCertRevoked: the report's ASK or VCEK is in AMD's CRL.
+	CodeCertRevoked = "cert-revoked"
 )
 
 // Policy is the broker's SNP acceptance policy.
@@ -71,12 +83,71 @@ type Policy struct {
 	MinTCBByLine map[string]kds.TCBParts
 	// PermitProvisionalFirmware accepts committed < current firmware.
 	PermitProvisionalFirmware bool
-	// FetchCerts lets go-sev-guest fetch a missing VCEK (and ARK/ASK) from
-	// AMD's KDS over the network; otherwise the certificate table must carry
-	// the VCEK.
+	// FetchCerts completes a report that comes without its VCEK: from KDS
+	// (through the cache, when KDS is set); otherwise the certificate table
+	// must carry the VCEK.
 	FetchCerts bool
-	// CheckRevocations fetches AMD's CRL (network) and refuses revoked ASKs.
+	// CheckRevocations refuses a report whose ASK or VCEK is in AMD's CRL.
 	CheckRevocations bool
+	// KDS is the broker's KDS cache. With it, Check never touches the
+	// network: Prepare fetches beforehand what Check will need, and Check
+	// reads VCEKs and CRLs from the cache. Without it, go-sev-guest fetches
+	// on its own (straight from kdsintf.amd.com, under the caller's locks).
+	KDS *kdscache.Cache
+}
+
+// Prepare fetches from KDS, through the cache, what Check will need for this
+// report: its VCEK if the certificate table lacks it, and a due refresh of
+// the CRL of the root its VCEK chains to. It is meant to run outside the
+// broker's lock; its errors are only for the log, since Check decides from
+// what the cache holds. It fetches nothing for a report that does not bind
+// wantReportData or carries none of measurements, checks that cost nothing
+// and keep a client from spending the broker's KDS budget with a report that
+// Check would refuse anyway.
+func (p *Policy) Prepare(ctx context.Context, report, certs []byte, wantReportData [protocol.ReportDataSize]byte, measurements [][]byte) error {
+	if p.KDS == nil || (!p.FetchCerts && !p.CheckRevocations) || len(report) != abi.ReportSize || len(certs) > protocol.MaxCertTableSize {
+		return nil
+	}
+	rep, err := abi.ReportToProto(report)
+	if err != nil || !bytes.Equal(rep.GetReportData(), wantReportData[:]) {
+		return nil
+	}
+	registered := false
+	for _, m := range measurements {
+		registered = registered || bytes.Equal(m, rep.GetMeasurement())
+	}
+	if !registered {
+		return nil
+	}
+	var vcek []byte
+	if len(certs) > 0 {
+		table := new(abi.CertTable)
+		if err := table.Unmarshal(certs); err != nil {
+			return nil
+		}
+		vcek = table.Proto().GetVcekCert()
+	}
+	if len(vcek) == 0 {
+		if !p.FetchCerts {
+			return nil
+		}
+		fms := rep.GetCpuid1EaxFms()
+		if fms == 0 {
+			return errors.New("a version 2 report names no product line; its VCEK cannot be fetched")
+		}
+		vcek, err = p.KDS.VCEK(ctx, kds.ProductLineFromFms(fms), rep.GetChipId(), rep.GetReportedTcb())
+		if err != nil {
+			return err
+		}
+	}
+	if !p.CheckRevocations {
+		return nil
+	}
+	a, err := p.KDS.AnchorOf(vcek)
+	if err != nil {
+		return nil
+	}
+	return p.KDS.RefreshCRL(ctx, a.Name)
 }
 
 // Result carries what the report says, for the log; filled as far as the
@@ -267,14 +338,43 @@ func (p *Policy) Check(report, certs []byte, wantReportData [protocol.ReportData
 		CheckRevocations:    p.CheckRevocations,
 		Now:                 time.Now(),
 	}
+	if p.KDS != nil {
+		// The cache answers go-sev-guest's KDS requests without network.
+		// Revocations are checked below, from the cache: go-sev-guest's own
+		// check fetches the CRL whenever its NextUpdate has passed, holds it
+		// in memory only, has no age limit and looks at the ASK alone.
+		vopts.Getter = p.KDS.Getter()
+		vopts.CheckRevocations = false
+	}
 	if len(p.Roots) == 0 && len(p.SimulatedRoots) == 0 {
 		return res, refuse(CodeVerification, "no trusted roots configured")
 	}
 	line, root, err := p.verifyChain(att, vopts)
+	var missing *trust.AttestationRecreationErr
+	if line := kds.ProductLineFromFms(rep.GetCpuid1EaxFms()); errors.As(err, &missing) && len(p.Roots[line])+len(p.SimulatedRoots[line]) == 0 {
+		// Nothing to wait for: no pinned root would verify this product line.
+		return res, refuse(CodeVerification, "no trusted root for product line %q: %v", line, err)
+	}
+	if errors.As(err, &missing) {
+		return res, refuse(CodeVCEKUnavailable, "the report carries no VCEK and the broker has none for chip %x… at TCB %s: %v; the relay should retry later", rep.GetChipId()[:8], FormatTCB(rep.GetReportedTcb()), err)
+	}
 	if err != nil {
 		return res, refuse(CodeVerification, "%v", err)
 	}
 	res.Verified, res.Root = true, root+"/"+line
+	if p.KDS != nil && p.CheckRevocations {
+		vcek, err := x509.ParseCertificate(att.GetCertificateChain().GetVcekCert())
+		if err != nil {
+			return res, refuse(CodeVerification, "VCEK: %v", err)
+		}
+		var revoked *kdscache.RevokedError
+		switch err := p.KDS.CheckRevoked(res.Root, vcek); {
+		case errors.As(err, &revoked):
+			return res, refuse(CodeCertRevoked, "%v (AMD's CRL for %s)", err, res.Root)
+		case err != nil:
+			return res, refuse(CodeCRLUnavailable, "revocation cannot be checked: %v", err)
+		}
+	}
 
 	// 2. Explicit checks, each with its own reason.
 	if !bytes.Equal(rep.GetReportData(), wantReportData[:]) {
@@ -344,6 +444,11 @@ func (p *Policy) verifyChain(att *spb.Attestation, vopts *verify.Options) (line,
 			e := verify.SnpAttestation(att, &o)
 			if e == nil {
 				return l, set.name, nil
+			}
+			// A VCEK that cannot be had is missing for every root alike.
+			var missing *trust.AttestationRecreationErr
+			if errors.As(e, &missing) {
+				return "", "", e
 			}
 			errs = append(errs, fmt.Sprintf("%s %s: %v", set.name, l, e))
 		}

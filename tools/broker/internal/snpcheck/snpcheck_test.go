@@ -2,6 +2,7 @@ package snpcheck_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/hex"
 	"encoding/pem"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"github.com/google/go-sev-guest/kds"
 	"github.com/google/go-sev-guest/verify/trust"
 
+	"diskless-relays/tools/broker/internal/kdscache"
 	"diskless-relays/tools/broker/internal/protocol"
 	"diskless-relays/tools/broker/internal/snpcheck"
 	"diskless-relays/tools/broker/internal/snpsim"
@@ -211,6 +213,51 @@ func TestParseMinTCBs(t *testing.T) {
 	for _, bad := range []string{"Pentium:snp=1", "Milan:", "snp=x", "amd-sb-9999"} {
 		if _, _, err := snpcheck.ParseMinTCBs([]string{bad}); err == nil {
 			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+// With a KDS cache, a report without certificates whose VCEK the cache does
+// not hold (and, offline, cannot get) is vcek-unavailable, for the relay to
+// retry, only if a pinned root could verify its product line at all;
+// otherwise there is nothing to wait for.
+func TestMissingVCEKFromCache(t *testing.T) {
+	dir := t.TempDir()
+	if err := snpsim.Init(dir, snpsim.InitOptions{RSABits: 2048}); err != nil {
+		t.Fatal(err)
+	}
+	m := bytes.Repeat([]byte{0xcd}, 48)
+	sim, err := snpsim.Load(dir, snpsim.Options{Measurement: m, Policy: 0x20000, NoCertTable: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rd [64]byte
+	rep, certs, err := sim.Report(rd)
+	if err != nil || certs != nil {
+		t.Fatalf("report %v, certs %d bytes", err, len(certs))
+	}
+	roots, err := snpcheck.AMDRoots()
+	if err != nil {
+		t.Fatal(err)
+	}
+	withoutMilan := map[string][]*trust.AMDRootCerts{"Genoa": roots["Genoa"], "Turin": roots["Turin"]}
+	for _, tc := range []struct {
+		roots map[string][]*trust.AMDRootCerts
+		want  string
+	}{
+		{roots, snpcheck.CodeVCEKUnavailable},
+		{withoutMilan, snpcheck.CodeVerification},
+	} {
+		cache, err := kdscache.Open(filepath.Join(t.TempDir(), "kds"), kdscache.Anchors("amd", tc.roots), kdscache.Options{Offline: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := &snpcheck.Policy{Roots: tc.roots, KDS: cache, FetchCerts: true}
+		if err := p.Prepare(context.Background(), rep, nil, rd, [][]byte{m}); err == nil {
+			t.Error("offline cache prepared a VCEK it cannot have")
+		}
+		if _, ref := p.Check(rep, nil, rd, [][]byte{m}); ref == nil || ref.Code != tc.want {
+			t.Errorf("lines %d: refusal %v, want %s", len(tc.roots), ref, tc.want)
 		}
 	}
 }

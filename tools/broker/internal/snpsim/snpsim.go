@@ -41,6 +41,10 @@ const (
 	AskKeyFile  = "ask.key"        // ASK private key: certifies VCEKs for a chip ID and TCB
 	VcekKeyFile = "vcek.key"       // VCEK private key: signs reports
 	InfoFile    = "simulator.json" // product name and default chip ID
+	// ArkKeyFile is the ARK private key, kept only with InitOptions.KeepArkKey:
+	// the KDS double (internal/kdssim) signs its CRL with it, as AMD's ARK
+	// signs AMD's.
+	ArkKeyFile = "ark.key"
 )
 
 // DefaultProductName is the product the simulator claims to be.
@@ -65,6 +69,9 @@ type InitOptions struct {
 	ProductName string
 	// RSABits is the ARK/ASK key size; AMD uses 4096.
 	RSABits int
+	// KeepArkKey writes the ARK private key to ArkKeyFile, for a KDS double
+	// that must sign CRLs. The local stack's simulator never keeps it.
+	KeepArkKey bool
 }
 
 // Init creates a new test-only chain in dir (created 0700; it must not hold
@@ -82,7 +89,7 @@ func Init(dir string, o InitOptions) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	for _, f := range []string{ArkAskFile, AskKeyFile, VcekKeyFile, InfoFile} {
+	for _, f := range []string{ArkAskFile, AskKeyFile, VcekKeyFile, InfoFile, ArkKeyFile} {
 		if _, err := os.Lstat(filepath.Join(dir, f)); err == nil {
 			return fmt.Errorf("%s already exists; refusing to overwrite", filepath.Join(dir, f))
 		}
@@ -135,18 +142,27 @@ func Init(dir string, o InitOptions) error {
 		CreatedAt:   time.Now().UTC().Format(time.RFC3339),
 		Warning:     "TEST-ONLY simulated AMD SEV-SNP chain; never trust it in production",
 	}, "", "  ")
-	// The ARK private key is not kept: like AMD's root, it signs the ASK
-	// once and is gone.
-	for _, w := range []struct {
+	// The ARK private key is not kept unless asked for: like AMD's root, it
+	// signs the ASK once and is gone (a KDS double also signs CRLs with it).
+	type file struct {
 		name string
 		data []byte
 		perm os.FileMode
-	}{
+	}
+	files := []file{
 		{AskKeyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: askDER}), 0o600},
 		{VcekKeyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: vcekDER}), 0o600},
 		{InfoFile, append(inf, '\n'), 0o600},
 		{ArkAskFile, chain, 0o644},
-	} {
+	}
+	if o.KeepArkKey {
+		arkDER, err := x509.MarshalPKCS8PrivateKey(ark)
+		if err != nil {
+			return err
+		}
+		files = append(files, file{ArkKeyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: arkDER}), 0o600})
+	}
+	for _, w := range files {
 		if err := fsutil.CreateExclusive(filepath.Join(dir, w.name), w.data, w.perm); err != nil {
 			return err
 		}
@@ -167,6 +183,10 @@ type Options struct {
 	// VMPL is the privilege level the report is requested at (tests of a
 	// lower level's report; a guest asks at 0).
 	VMPL uint32
+	// NoCertTable answers reports without a certificate table, like a host
+	// that does not provision the extended report's certificates: the
+	// broker then needs the VCEK from AMD's KDS (or its cache).
+	NoCertTable bool
 }
 
 // Simulator signs reports.
@@ -179,6 +199,7 @@ type Simulator struct {
 	chipID      []byte
 	tcb         uint64
 	vmpl        uint32
+	noCerts     bool
 }
 
 // Load reads a chain made by Init and issues a VCEK certificate for the
@@ -223,6 +244,55 @@ func Load(dir string, o Options) (*Simulator, error) {
 	if err != nil {
 		return nil, err
 	}
+	iss, err := LoadIssuer(dir)
+	if err != nil {
+		return nil, err
+	}
+	vcekDER, err := iss.VCEK(chip, tcbParts)
+	if err != nil {
+		return nil, err
+	}
+	table := abi.CertTable{Entries: []abi.CertTableEntry{
+		{GUID: uuid.MustParse(abi.ArkGUID), RawCert: iss.Ark.Raw},
+		{GUID: uuid.MustParse(abi.AskGUID), RawCert: iss.Ask.Raw},
+		{GUID: uuid.MustParse(abi.VcekGUID), RawCert: vcekDER},
+	}}
+	return &Simulator{
+		product:     product,
+		vcekKey:     iss.vcekKey,
+		certTable:   table.Marshal(),
+		measurement: append([]byte(nil), o.Measurement...),
+		policy:      o.Policy,
+		chipID:      append([]byte(nil), chip...),
+		tcb:         uint64(tcb),
+		vmpl:        o.VMPL,
+		noCerts:     o.NoCertTable,
+	}, nil
+}
+
+// Issuer certifies what AMD's KDS serves for a chain made by Init: a VCEK
+// certificate for any chip ID and TCB and, when the ARK key was kept, the
+// product line's CRL. The simulator and the KDS double both issue through it.
+type Issuer struct {
+	ProductName string
+	// ChainPEM is ark-ask.pem: the ASK then the ARK, as KDS's cert_chain.
+	ChainPEM []byte
+	Ark, Ask *x509.Certificate
+	askKey   *rsa.PrivateKey
+	arkKey   *rsa.PrivateKey // nil unless Init kept it
+	vcekKey  *ecdsa.PrivateKey
+}
+
+// LoadIssuer reads the chain in dir.
+func LoadIssuer(dir string) (*Issuer, error) {
+	infData, err := os.ReadFile(filepath.Join(dir, InfoFile))
+	if err != nil {
+		return nil, err
+	}
+	var inf info
+	if err := json.Unmarshal(infData, &inf); err != nil {
+		return nil, fmt.Errorf("%s: %v", InfoFile, err)
+	}
 	chainPEM, err := os.ReadFile(filepath.Join(dir, ArkAskFile))
 	if err != nil {
 		return nil, err
@@ -232,6 +302,10 @@ func Load(dir string, o Options) (*Simulator, error) {
 		return nil, err
 	}
 	askCert, err := x509.ParseCertificate(askDER)
+	if err != nil {
+		return nil, err
+	}
+	arkCert, err := x509.ParseCertificate(arkDER)
 	if err != nil {
 		return nil, err
 	}
@@ -251,25 +325,42 @@ func Load(dir string, o Options) (*Simulator, error) {
 	if !ok || vcekKey.Curve != elliptic.P384() {
 		return nil, errors.New("VCEK key is not ECDSA P-384")
 	}
-	vcekDER, err := issueVCEK(askCert, askRSA, vcekKey, inf.ProductName, chip, tcbParts)
-	if err != nil {
-		return nil, err
+	iss := &Issuer{ProductName: inf.ProductName, ChainPEM: chainPEM, Ark: arkCert, Ask: askCert, askKey: askRSA, vcekKey: vcekKey}
+	if _, err := os.Stat(filepath.Join(dir, ArkKeyFile)); err == nil {
+		k, err := readKey(filepath.Join(dir, ArkKeyFile))
+		if err != nil {
+			return nil, err
+		}
+		if iss.arkKey, ok = k.(*rsa.PrivateKey); !ok {
+			return nil, errors.New("ARK key is not RSA")
+		}
 	}
-	table := abi.CertTable{Entries: []abi.CertTableEntry{
-		{GUID: uuid.MustParse(abi.ArkGUID), RawCert: arkDER},
-		{GUID: uuid.MustParse(abi.AskGUID), RawCert: askDER},
-		{GUID: uuid.MustParse(abi.VcekGUID), RawCert: vcekDER},
-	}}
-	return &Simulator{
-		product:     product,
-		vcekKey:     vcekKey,
-		certTable:   table.Marshal(),
-		measurement: append([]byte(nil), o.Measurement...),
-		policy:      o.Policy,
-		chipID:      append([]byte(nil), chip...),
-		tcb:         uint64(tcb),
-		vmpl:        o.VMPL,
-	}, nil
+	return iss, nil
+}
+
+// VCEK certifies the chain's VCEK key for chip and tcb (DER), as KDS does.
+func (i *Issuer) VCEK(chip []byte, tcb kds.TCBParts) ([]byte, error) {
+	return issueVCEK(i.Ask, i.askKey, i.vcekKey, i.ProductName, chip, tcb)
+}
+
+// CRL issues the product line's certificate revocation list, signed by the
+// ARK (RSASSA-PSS/SHA-384 like AMD's), revoking the given serial numbers.
+// It needs the ARK key (InitOptions.KeepArkKey).
+func (i *Issuer) CRL(number int64, thisUpdate, nextUpdate time.Time, revoked []*big.Int) ([]byte, error) {
+	if i.arkKey == nil {
+		return nil, fmt.Errorf("this chain kept no %s (InitOptions.KeepArkKey): cannot sign a CRL", ArkKeyFile)
+	}
+	var entries []x509.RevocationListEntry
+	for _, sn := range revoked {
+		entries = append(entries, x509.RevocationListEntry{SerialNumber: sn, RevocationTime: thisUpdate})
+	}
+	return x509.CreateRevocationList(rand.Reader, &x509.RevocationList{
+		SignatureAlgorithm:        x509.SHA384WithRSAPSS,
+		Number:                    big.NewInt(number),
+		ThisUpdate:                thisUpdate,
+		NextUpdate:                nextUpdate,
+		RevokedCertificateEntries: entries,
+	}, i.Ark, i.arkKey)
 }
 
 func readKey(path string) (crypto.PrivateKey, error) {
@@ -317,7 +408,7 @@ func issueVCEK(ask *x509.Certificate, askKey *rsa.PrivateKey, vcek *ecdsa.Privat
 func (s *Simulator) CertTable() []byte { return append([]byte(nil), s.certTable...) }
 
 // Report returns a signed 1184-byte ATTESTATION_REPORT (version 3) carrying
-// reportData, and the certificate table.
+// reportData, and the certificate table (nil with NoCertTable).
 func (s *Simulator) Report(reportData [abi.ReportDataSize]byte) ([]byte, []byte, error) {
 	reportID := make([]byte, abi.ReportIDSize)
 	if _, err := rand.Read(reportID); err != nil {
@@ -371,6 +462,9 @@ func (s *Simulator) Report(reportData [abi.ReportDataSize]byte) ([]byte, []byte,
 	}
 	if err := abi.SetSignature(r, sv, raw); err != nil {
 		return nil, nil, err
+	}
+	if s.noCerts {
+		return raw, nil, nil
 	}
 	return raw, s.CertTable(), nil
 }
