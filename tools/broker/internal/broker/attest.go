@@ -187,10 +187,6 @@ func (s *Server) prepareSNP(ctx context.Context, relay string, req *protocol.Att
 	if p == nil || p.KDS == nil || req.Evidence.Kind != protocol.EvidenceSNP {
 		return
 	}
-	var payloadDigest []byte
-	if len(req.Payload) != 0 {
-		payloadDigest = protocol.PayloadSHA256(req.Payload)
-	}
 	s.mu.Lock()
 	sess := s.sessions[req.Session]
 	ok := sess != nil && !sess.used && !s.cfg.Now().After(sess.expires) && sess.relay == relay
@@ -204,15 +200,8 @@ func (s *Server) prepareSNP(ctx context.Context, relay string, req *protocol.Att
 		}
 		ok = img != nil && !img.Retired && img.Attestation != protocol.AttestationNone
 		if ok {
-			for _, m := range img.Measurements {
-				if b, err := hex.DecodeString(m); err == nil {
-					ms = append(ms, b)
-				}
-			}
-			if sess.purpose == protocol.PurposeBoot {
-				payloadDigest = nil
-			}
-			want = protocol.ReportData(relay, sess.imageDigest, sess.purpose, sess.nonce, req.Recipient, payloadDigest)
+			ms = measurementsOf(img)
+			want = sessionReportData(relay, sess, req)
 		}
 	}
 	s.mu.Unlock()
@@ -222,6 +211,27 @@ func (s *Server) prepareSNP(ctx context.Context, relay string, req *protocol.Att
 	if err := p.Prepare(ctx, req.Evidence.Report, req.Evidence.Certs, want, ms); err != nil {
 		s.logf("relay=%s: %v", relay, err)
 	}
+}
+
+// measurementsOf is an image's registered measurements as bytes.
+func measurementsOf(img *store.Image) [][]byte {
+	var ms [][]byte
+	for _, m := range img.Measurements {
+		if b, err := hex.DecodeString(m); err == nil {
+			ms = append(ms, b)
+		}
+	}
+	return ms
+}
+
+// sessionReportData is the REPORT_DATA a report must carry for this session:
+// a push binds its payload's digest, a boot (which carries none) does not.
+func sessionReportData(relay string, sess *session, req *protocol.AttestRequest) [protocol.ReportDataSize]byte {
+	var payloadDigest []byte
+	if sess.purpose == protocol.PurposePush {
+		payloadDigest = protocol.PayloadSHA256(req.Payload)
+	}
+	return protocol.ReportData(relay, sess.imageDigest, sess.purpose, sess.nonce, req.Recipient, payloadDigest)
 }
 
 func attestationRecord(e store.LogEntry) *store.Attestation {
@@ -318,15 +328,7 @@ func (s *Server) attestLocked(now time.Time, relay string, req *protocol.AttestR
 	// Evidence.
 	switch req.Evidence.Kind {
 	case protocol.EvidenceSNP:
-		var ms [][]byte
-		for _, m := range img.Measurements {
-			b, err := hex.DecodeString(m)
-			if err == nil {
-				ms = append(ms, b)
-			}
-		}
-		want := protocol.ReportData(relay, sess.imageDigest, sess.purpose, sess.nonce, req.Recipient, payloadDigest)
-		res, ref := s.cfg.SNP.Check(req.Evidence.Report, req.Evidence.Certs, want, ms)
+		res, ref := s.cfg.SNP.Check(req.Evidence.Report, req.Evidence.Certs, sessionReportData(relay, sess, req), measurementsOf(img))
 		entry.Measurement = res.MeasurementHex()
 		entry.ReportedTCB = res.TCBString()
 		entry.Policy = res.PolicyString()
