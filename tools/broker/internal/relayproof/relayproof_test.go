@@ -65,7 +65,7 @@ func getReport(_ context.Context, rd [protocol.ReportDataSize]byte) ([]byte, []b
 
 // torSays is the value on the one "NICKNAME VALUE" line tor printed into a
 // fixture file, without the spaces tor puts into RSA fingerprints.
-func torSays(t *testing.T, relay, file string) string {
+func torSays(t testing.TB, relay, file string) string {
 	t.Helper()
 	data, err := os.ReadFile(filepath.Join(keysDir, relay, file))
 	if err != nil {
@@ -80,7 +80,7 @@ func torSays(t *testing.T, relay, file string) string {
 
 // expected is what a verifier knows about a relay from the directory (here:
 // from tor's own fingerprints), with its nonce and the image it expects.
-func expected(t *testing.T, relay string, nonce []byte, image string) relayproof.Expected {
+func expected(t testing.TB, relay string, nonce []byte, image string) relayproof.Expected {
 	t.Helper()
 	master, err := base64.RawStdEncoding.DecodeString(torSays(t, relay, "tor-list-fingerprint-ed25519.txt"))
 	if err != nil || len(master) != 32 {
