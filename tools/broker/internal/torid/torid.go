@@ -336,6 +336,18 @@ var rsaFingerprintRe = regexp.MustCompile(`^[0-9A-F]{40}$`)
 // consensus, tor's fingerprint file and Relay Search all print it so).
 func ValidRSAFingerprint(s string) bool { return rsaFingerprintRe.MatchString(s) }
 
+// ParseRSAFingerprint reads a fingerprint as people paste it: with or
+// without a leading "$" (Relay Search, torrc), in either case, in tor
+// --list-fingerprint's groups of four; it returns the one spelling
+// ValidRSAFingerprint accepts.
+func ParseRSAFingerprint(s string) (string, error) {
+	canonical := strings.ToUpper(strings.ReplaceAll(strings.TrimPrefix(strings.TrimSpace(s), "$"), " ", ""))
+	if !ValidRSAFingerprint(canonical) {
+		return "", fmt.Errorf("fingerprint %q is not 40 hex digits (a relay's RSA identity fingerprint, as in the consensus or Relay Search)", s)
+	}
+	return canonical, nil
+}
+
 // RSAFingerprint is the relay's legacy identity from secret_id_key: the
 // SHA-1 of its PKCS#1 DER public key, in upper-case hex.
 func RSAFingerprint(secretIDKey []byte) (string, error) {
@@ -364,6 +376,10 @@ type RelayKeys struct {
 // belong together: the certificate is signed by the master key and
 // certifies the signing key. It does not check the expiry (a verifier does,
 // at its own time) and does not check the directory's permissions.
+// secret_id_key is read only to derive the RSA fingerprint; only the
+// fingerprint is kept. The files are small: read them again for each use,
+// so that a renewed signing key (tor --keygen, then a redeploy or a key
+// push) is the one used.
 func LoadRelayKeys(keyDir string) (*RelayKeys, error) {
 	read := func(name string) ([]byte, error) {
 		data, err := readSmall(filepath.Join(keyDir, name))

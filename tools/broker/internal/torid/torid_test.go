@@ -140,6 +140,20 @@ func TestRSAFingerprintIsTors(t *testing.T) {
 			t.Errorf("%s: fingerprint %s, tor says %s", relay, got, want)
 		}
 	}
+	// tor --list-fingerprint prints it in groups of four; people paste it
+	// with a "$" and in lower case.
+	spaced := strings.TrimSpace(strings.SplitN(string(fixture(t, "relay-a", "tor-list-fingerprint-rsa.txt")), " ", 2)[1])
+	want := torSays(t, "relay-a", "tor-list-fingerprint-rsa.txt")
+	for _, pasted := range []string{spaced, "$" + want, strings.ToLower(want), " " + want + "\n"} {
+		if got, err := torid.ParseRSAFingerprint(pasted); err != nil || got != want {
+			t.Errorf("ParseRSAFingerprint(%q) = %q, %v; want %s", pasted, got, err, want)
+		}
+	}
+	for _, bad := range []string{want[:39], want + "0", "$$" + want, strings.Replace(want, want[:1], "G", 1), ""} {
+		if _, err := torid.ParseRSAFingerprint(bad); err == nil {
+			t.Errorf("ParseRSAFingerprint(%q) accepted", bad)
+		}
+	}
 	if _, err := torid.RSAFingerprint(fixture(t, "relay-a", torid.SigningSecretKeyFile)); err == nil {
 		t.Error("an ed25519 key file read as secret_id_key")
 	}
