@@ -417,9 +417,9 @@ func Check(e *Evidence, x Expected) (Verdicts, error) {
 	if cert == nil {
 		add(CheckSignature, false, "no signing key: the certificate is unreadable")
 	} else if ed25519.Verify(cert.SigningKey(), protocol.PublicSignedMessage(e.Nonce, e.Report), e.Signature) {
-		add(CheckSignature, true, "the certified signing key signed the nonce and the report")
+		add(CheckSignature, true, "the key the certificate certifies signed the nonce and the report")
 	} else {
-		add(CheckSignature, false, "the signature over the nonce and the report is not by the certified signing key: whoever answered does not hold this relay's signing key")
+		add(CheckSignature, false, "the signature over the nonce and the report is not by the key the certificate certifies: whoever answered does not hold that signing key")
 	}
 	return vs, nil
 }

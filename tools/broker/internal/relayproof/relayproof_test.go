@@ -164,6 +164,7 @@ func TestGenuineAnswerPasses(t *testing.T) {
 	if !vs.OK() {
 		t.Fatalf("genuine answer failed %v:\n%v", vs.Failed(), vs)
 	}
+	t.Logf("a genuine answer:\n%s", lines(vs))
 	if e.Ed25519ID != torSays(t, "relay-a", "tor-list-fingerprint-ed25519.txt") || e.RSAFingerprint != x.RSAFingerprint {
 		t.Errorf("the answer names %s %s", e.Ed25519ID, e.RSAFingerprint)
 	}
@@ -286,6 +287,7 @@ func TestEachWrongAnswerFailsItsOwnCheck(t *testing.T) {
 		if failed := vs.Failed(); !reflect.DeepEqual(failed, []string{relayproof.CheckReportData, relayproof.CheckSigningCert}) {
 			t.Fatalf("failed %v:\n%s", failed, lines(vs))
 		}
+		t.Logf("relay B's answer checked as relay A's:\n%s", lines(vs))
 	})
 }
 
