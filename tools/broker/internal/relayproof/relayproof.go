@@ -226,8 +226,12 @@ func Make(ctx context.Context, getReport ReportFunc, keys *torid.RelayKeys, nonc
 	if err != nil {
 		return nil, fmt.Errorf("SNP report: %w", err)
 	}
-	if got, err := reportData(report); err != nil || got != want {
-		return nil, fmt.Errorf("the secure processor returned a report that does not carry the requested REPORT_DATA (%v)", err)
+	got, err := reportData(report)
+	if err != nil {
+		return nil, fmt.Errorf("SNP report: %v", err)
+	}
+	if got != want {
+		return nil, fmt.Errorf("SNP report: it carries REPORT_DATA %x, not the %x asked for: the report source answered another request", got[:8], want[:8])
 	}
 	e := &Evidence{
 		Nonce:          bytes.Clone(nonce),
