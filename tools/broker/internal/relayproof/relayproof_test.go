@@ -22,13 +22,15 @@ import (
 	"diskless-relays/tools/broker/internal/snpcheck"
 	"diskless-relays/tools/broker/internal/snpsim"
 	"diskless-relays/tools/broker/internal/torid"
+	"diskless-relays/tools/broker/internal/torid/toridtest"
 )
 
-// The relays' keys are tor's (internal/torid/testdata, made by tor 0.4.9);
+// The relays' keys are tor's (made for each run by tor itself:
+// internal/torid/toridtest/make-fixtures.sh);
 // the reports come from the SNP simulator. What a verifier expects is taken
 // from tor's own output about those keys, standing in for the consensus.
 
-const keysDir = "../torid/testdata"
+var keysDir string
 
 var (
 	simDir      string
@@ -45,6 +47,12 @@ func TestMain(m *testing.M) {
 			panic(err)
 		}
 		defer os.RemoveAll(dir)
+		keys, cleanup, err := toridtest.Make("../torid/toridtest/make-fixtures.sh")
+		if err != nil {
+			panic(err)
+		}
+		defer cleanup()
+		keysDir = keys
 		simDir = filepath.Join(dir, "sim")
 		// 2048-bit test roots: the chain's shape, not AMD's key size, is
 		// what the checks exercise, and they are made in a second.
@@ -292,7 +300,7 @@ func TestEachWrongAnswerFailsItsOwnCheck(t *testing.T) {
 }
 
 // loadExpired is relay A with the signing key and certificate tor issued on
-// a fake clock in 2024 (internal/torid/testdata/relay-a-expired).
+// a fake clock in 2024 (relay-a-expired, made by make-fixtures.sh).
 func loadExpired(t *testing.T, a *torid.RelayKeys) *torid.RelayKeys {
 	t.Helper()
 	dir := filepath.Join(keysDir, "relay-a-expired")

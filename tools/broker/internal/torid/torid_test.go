@@ -17,15 +17,29 @@ import (
 	"time"
 
 	"diskless-relays/tools/broker/internal/torid"
+	"diskless-relays/tools/broker/internal/torid/toridtest"
 )
 
-// The fixtures are tor's own files (testdata/README.md); every expected
-// value below comes from what tor printed about them, never from this
-// package.
+// The fixtures are tor's own files, made afresh for each run by real tor
+// (toridtest/make-fixtures.sh says how); every expected value below comes
+// from what tor printed about them, never from this package.
+var keysDir string
+
+func TestMain(m *testing.M) {
+	dir, cleanup, err := toridtest.Make("toridtest/make-fixtures.sh")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	keysDir = dir
+	code := m.Run()
+	cleanup()
+	os.Exit(code)
+}
 
 func fixture(t *testing.T, relay, file string) []byte {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join("testdata", relay, file))
+	data, err := os.ReadFile(filepath.Join(keysDir, relay, file))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -432,7 +446,7 @@ func TestKeyFilesAreReadOnlyAsThemselves(t *testing.T) {
 }
 
 func TestLoadRelayKeys(t *testing.T) {
-	k, err := torid.LoadRelayKeys(filepath.Join("testdata", "relay-a"))
+	k, err := torid.LoadRelayKeys(filepath.Join(keysDir, "relay-a"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,20 +1,28 @@
 #!/usr/bin/env bash
-# Makes the TEST-ONLY tor relay keys the torid and relayproof tests read, with
+# Makes the test-only tor relay keys the torid and relayproof tests read, with
 # tor itself (0.4.9), the way lib/tor/key-store.ts makes a relay's keys on the
 # key-generation host: --list-fingerprint creates the identity, --keygen
 # issues the signing key and certificate from the master key. Then it records
 # what tor says about them (fingerprints, expiry): the tests' oracle.
 #
-#   tools/broker/internal/torid/testdata/make-fixtures.sh
+#   make-fixtures.sh OUTDIR
 #
-# Rewrites relay-a/, relay-b/ and relay-a-expired/ next to this script. The
-# master secret keys stay in a temporary directory that is deleted: nothing
-# here can issue a new certificate. Needs tor and faketime (libfaketime).
+# Writes relay-a/, relay-b/ and relay-a-expired/ into OUTDIR (which must not
+# exist: the tests give a path in their own private temporary directory).
+# The keys are made afresh for every test run and never committed: the
+# repository keeps no file named like a secret key (.gitignore). The master
+# secret keys stay in a temporary directory that is deleted. Needs tor and
+# faketime (libfaketime), both installed by scripts/setup.sh.
 set -euo pipefail
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+if (($# != 1)); then
+  echo "usage: make-fixtures.sh OUTDIR" >&2
+  exit 2
+fi
+umask 077
+mkdir -- "$1"
+here=$(cd -- "$1" && pwd)
 work=$(mktemp -d)
 trap 'rm -rf -- "$work"' EXIT
-umask 077
 
 tor_in() { # DIR ARGS...: tor with no torrc and DIR as its data and key directory
   local dir=$1
@@ -77,5 +85,3 @@ if tor_in "$ro" --OfflineMasterKey 1 --Log "notice stderr" --key-expiration sign
   exit 1
 fi
 grep -o 'the one I have is expired' "$work/today.txt" | head -n 1 >"$out/tor-verdict-today.txt"
-chmod 0644 -- "$here"/relay-*/*
-echo "fixtures written under $here"
