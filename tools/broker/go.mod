@@ -4,6 +4,7 @@ go 1.25.11
 
 require (
 	filippo.io/age v1.3.2
+	filippo.io/edwards25519 v1.2.0
 	github.com/google/go-sev-guest v0.15.0
 	github.com/google/uuid v1.6.0
 	golang.org/x/sys v0.47.0

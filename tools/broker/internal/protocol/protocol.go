@@ -22,7 +22,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"regexp"
 	"sort"
@@ -35,6 +34,12 @@ const (
 	AttestationDomain  = "diskless-relays attestation v1"
 	BootResponseDomain = "diskless-relays boot response v1"
 	PushAckDomain      = "diskless-relays push ack v1"
+	// PublicAttestationDomain starts the REPORT_DATA of a relay's answer to
+	// anyone who asks it to prove what it runs (PublicReportData).
+	PublicAttestationDomain = "diskless-relays public attestation v1"
+	// PublicSignatureDomain starts the message a relay's tor signing key
+	// signs in that answer (PublicSignedMessage).
+	PublicSignatureDomain = "diskless-relays public attestation signature v1"
 )
 
 // Purposes of a challenge.
@@ -273,13 +278,14 @@ func MissingIdentityFiles(f Files) []string {
 	return missing
 }
 
-// writeFields hashes each field as a 4-byte big-endian length then its bytes.
-func writeFields(h hash.Hash, fields ...[]byte) {
+// writeFields writes (into a hash, mostly) each field as a 4-byte
+// big-endian length then its bytes.
+func writeFields(w io.Writer, fields ...[]byte) {
 	var l [4]byte
 	for _, f := range fields {
 		binary.BigEndian.PutUint32(l[:], uint32(len(f)))
-		h.Write(l[:])
-		h.Write(f)
+		w.Write(l[:])
+		w.Write(f)
 	}
 }
 
@@ -319,6 +325,37 @@ func PushAckDigest(relay, imageDigest string, nonce, payloadSHA256 []byte) []byt
 	h := sha512.New()
 	writeFields(h, []byte(PushAckDomain), []byte(relay), []byte(imageDigest), nonce, payloadSHA256)
 	return h.Sum(nil)
+}
+
+// PublicReportData is the 64-byte REPORT_DATA of a relay's public
+// attestation, the answer it gives anyone who sends it a nonce:
+//
+//	SHA-512( lp("diskless-relays public attestation v1") || lp(nonce) ||
+//	         lp(ed25519Master) || lp(rsaIdentity) || lp(imageDigest) )
+//
+// nonce is the caller's 32 raw bytes; ed25519Master the relay's 32-byte
+// ed25519 master identity key and rsaIdentity the 20-byte SHA-1 its RSA
+// fingerprint spells in hex, both raw so that no spelling (base64 padding,
+// hex case, spaces) can make two encodings of one relay; imageDigest the
+// image's 64 lowercase hex digits as ASCII, as in ReportData.
+func PublicReportData(nonce, ed25519Master, rsaIdentity []byte, imageDigest string) [ReportDataSize]byte {
+	h := sha512.New()
+	writeFields(h, []byte(PublicAttestationDomain), nonce, ed25519Master, rsaIdentity, []byte(imageDigest))
+	var out [ReportDataSize]byte
+	copy(out[:], h.Sum(nil))
+	return out
+}
+
+// PublicSignedMessage is what a relay's tor ed25519 signing key signs in
+// its public attestation: lp("diskless-relays public attestation
+// signature v1") || lp(nonce) || lp(report). It is signed as it is, not
+// hashed first: tor signs its descriptors' 32-byte digests and its
+// certificates (first byte 1) with the same key, and this message, whose
+// first byte is 0 and which is far longer than 32 bytes, can be neither.
+func PublicSignedMessage(nonce, report []byte) []byte {
+	var b bytes.Buffer
+	writeFields(&b, []byte(PublicSignatureDomain), nonce, report)
+	return b.Bytes()
 }
 
 // PayloadSHA256 hashes a push payload (the age ciphertext).

@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"crypto/sha512"
 	"encoding/binary"
 	"encoding/hex"
@@ -173,5 +174,56 @@ func TestDirectoryDocuments(t *testing.T) {
 	}
 	if MaxPayloadSize < MaxBundleSize*4/3 || MaxRequestSize < int64(MaxPayloadSize)*4/3 {
 		t.Errorf("limits do not nest: bundle %d, payload %d, request %d", MaxBundleSize, MaxPayloadSize, MaxRequestSize)
+	}
+}
+
+// Known answers computed outside Go, with Python's hashlib and struct:
+//
+//	lp = lambda b: struct.pack('>I', len(b)) + b
+//	hashlib.sha512(lp(b"diskless-relays public attestation v1") + lp(b"\x11"*32)
+//	               + lp(bytes(range(32))) + lp(bytes(range(100, 120))) + lp(b"ab"*32)).hexdigest()
+//	m = lp(b"diskless-relays public attestation signature v1") + lp(b"\x11"*32) + lp(b"\x07"*1184)
+//	len(m), hashlib.sha256(m).hexdigest()
+func TestPublicAttestationEncoding(t *testing.T) {
+	nonce := bytes.Repeat([]byte{0x11}, 32)
+	master := make([]byte, 32)
+	for i := range master {
+		master[i] = byte(i)
+	}
+	rsa := make([]byte, 20)
+	for i := range rsa {
+		rsa[i] = byte(100 + i)
+	}
+	got := PublicReportData(nonce, master, rsa, strings.Repeat("ab", 32))
+	if want := "e0aba5502130c49f7ce9b2b02aef9dc8dfa500cb26eef6d699efc97dc1b1c0171a5c2671c455ca70b61294d1d847bcc8321910f2297c3ee97b93b3aa07cce327"; hex.EncodeToString(got[:]) != want {
+		t.Errorf("PublicReportData = %x, want %s", got, want)
+	}
+	m := PublicSignedMessage(nonce, bytes.Repeat([]byte{7}, 1184))
+	sum := sha256.Sum256(m)
+	if want := "0c03554dbb4da5bb309e9cb2df60a1e947fb943682c80a2fdc906b20d538c468"; len(m) != 1275 || hex.EncodeToString(sum[:]) != want {
+		t.Errorf("PublicSignedMessage: %d bytes, SHA-256 %x; want 1275 bytes, %s", len(m), sum, want)
+	}
+	// The first byte is 0: never a tor certificate (version 1), never a
+	// 32-byte descriptor digest.
+	if m[0] != 0 {
+		t.Errorf("PublicSignedMessage starts with %#x", m[0])
+	}
+}
+
+func TestPublicReportDataIsUnambiguous(t *testing.T) {
+	n, m, r := bytes.Repeat([]byte{1}, 32), bytes.Repeat([]byte{2}, 32), bytes.Repeat([]byte{3}, 20)
+	d := strings.Repeat("0", 64)
+	base := PublicReportData(n, m, r, d)
+	for name, v := range map[string][64]byte{
+		"nonce":                PublicReportData(bytes.Repeat([]byte{9}, 32), m, r, d),
+		"ed25519 identity":     PublicReportData(n, bytes.Repeat([]byte{9}, 32), r, d),
+		"RSA identity":         PublicReportData(n, m, bytes.Repeat([]byte{9}, 20), d),
+		"image digest":         PublicReportData(n, m, r, strings.Repeat("1", 64)),
+		"shifted master/rsa":   PublicReportData(n, m[:31], append([]byte{2}, r...), d),
+		"broker's attestation": ReportData("", d, "", n, "", nil),
+	} {
+		if v == base {
+			t.Errorf("%s: same REPORT_DATA", name)
+		}
 	}
 }
