@@ -1,0 +1,372 @@
+package measurelog
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// The checks Verify makes, one verdict line each.
+const (
+	CheckHead       = "head"        // NEW (and OLD) name commits of the log
+	CheckExtends    = "extends"     // OLD is an ancestor of NEW
+	CheckLinear     = "linear"      // one root, one parent each
+	CheckAppendOnly = "append-only" // each commit adds exactly the next entries/NNNNNN.json
+	CheckEntries    = "entries"     // each entry decodes; no relay and image twice
+	CheckSignatures = "signatures"  // each commit is signed by an allowed key
+)
+
+// maxProblems bounds the problems one verdict line lists.
+const maxProblems = 5
+
+// Verdict is one check's outcome.
+type Verdict struct {
+	Check  string
+	OK     bool
+	Detail string
+}
+
+// String is the verdict line: "ok   CHECK: detail" or "FAIL CHECK: detail".
+func (v Verdict) String() string {
+	word := "ok  "
+	if !v.OK {
+		word = "FAIL"
+	}
+	return fmt.Sprintf("%s %s: %s", word, v.Check, v.Detail)
+}
+
+// AllOK reports whether every verdict holds (and there is at least one).
+func AllOK(verdicts []Verdict) bool {
+	for _, v := range verdicts {
+		if !v.OK {
+			return false
+		}
+	}
+	return len(verdicts) > 0
+}
+
+// VerifyOptions says what to check.
+type VerifyOptions struct {
+	// AllowedSigners is an OpenSSH allowed-signers file (ssh-keygen(1),
+	// ALLOWED SIGNERS) holding the image signing key's public key.
+	AllowedSigners string
+	// Old, when set, is a head seen before: it must be an ancestor of New,
+	// and only the commits after it need signatures by AllowedSigners (the
+	// older ones were checked when Old was, perhaps under an older key).
+	Old string
+	// New is the head to check; HEAD when empty.
+	New string
+}
+
+// Logged is an entry as the log holds it.
+type Logged struct {
+	Entry
+	// Path is the entry's file, entries/NNNNNN.json.
+	Path string
+	// Commit is the commit that added it.
+	Commit string
+}
+
+// Log is a verified log: only Verify makes one, and only when every check
+// held, so holding a *Log means its entries are the signed, append-only ones.
+type Log struct {
+	head    string
+	entries []Logged
+}
+
+// Head is the verified head commit.
+func (l *Log) Head() string { return l.head }
+
+// Entries are all entries, oldest first.
+func (l *Log) Entries() []Logged { return append([]Logged(nil), l.entries...) }
+
+// Find returns the entries whose measurement is measurement (48 bytes) and,
+// when relay is not empty, whose relay is relay. None means the log does not
+// hold that measurement: a verifier refuses the relay.
+func (l *Log) Find(measurement []byte, relay string) []Logged {
+	var found []Logged
+	for _, e := range l.entries {
+		if bytes.Equal(e.MeasurementBytes(), measurement) && (relay == "" || e.Relay == relay) {
+			found = append(found, e)
+		}
+	}
+	return found
+}
+
+// Verify checks the log at dir and returns one verdict per check, and the
+// verified Log when all hold. An error means the checks could not run (no
+// git, no repository, an unreadable allowed-signers file), not that the log
+// is bad.
+func Verify(dir string, opt VerifyOptions) ([]Verdict, *Log, error) {
+	st, err := os.Stat(opt.AllowedSigners)
+	if err != nil || !st.Mode().IsRegular() {
+		return nil, nil, fmt.Errorf("allowed signers %s: not a readable file (one line per key: PRINCIPAL KEYTYPE KEY, see ssh-keygen(1) ALLOWED SIGNERS)", opt.AllowedSigners)
+	}
+	signers, err := filepath.Abs(opt.AllowedSigners)
+	if err != nil {
+		return nil, nil, err
+	}
+	r, err := openRepo(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	return r.verify(signers, opt.Old, opt.New)
+}
+
+func (r repo) verify(signers, oldRev, newRev string) ([]Verdict, *Log, error) {
+	if newRev == "" {
+		newRev = "HEAD"
+	}
+	var verdicts []Verdict
+	fail := func(check, format string, args ...any) ([]Verdict, *Log, error) {
+		return append(verdicts, Verdict{Check: check, Detail: fmt.Sprintf(format, args...)}), nil, nil
+	}
+
+	newCommit, err := r.resolve(newRev)
+	if err != nil {
+		return nil, nil, err
+	}
+	if newCommit == "" {
+		return fail(CheckHead, "NEW %q names no commit in this copy of the log", newRev)
+	}
+	oldCommit := ""
+	if oldRev != "" {
+		if oldCommit, err = r.resolve(oldRev); err != nil {
+			return nil, nil, err
+		}
+		if oldCommit == "" {
+			return fail(CheckHead, "OLD %q names no commit in this copy of the log: the history that held it is gone (rewritten), or this copy was fetched without it", oldRev)
+		}
+		verdicts = append(verdicts, Verdict{CheckHead, true, fmt.Sprintf("OLD %s, NEW %s", short(oldCommit), short(newCommit))})
+		ok, err := r.isAncestor(oldCommit, newCommit)
+		if err != nil {
+			return nil, nil, err
+		}
+		if !ok {
+			why := "the history after it was rewritten (a commit amended, removed or replaced)"
+			if back, err := r.isAncestor(newCommit, oldCommit); err == nil && back {
+				why = "NEW is older than OLD: this copy lost entries that OLD had"
+			}
+			return fail(CheckExtends, "OLD %s is not an ancestor of NEW %s: %s", short(oldCommit), short(newCommit), why)
+		}
+		verdicts = append(verdicts, Verdict{CheckExtends, true, fmt.Sprintf("OLD %s is an ancestor of NEW %s: the new copy only extends the old one", short(oldCommit), short(newCommit))})
+	} else {
+		verdicts = append(verdicts, Verdict{CheckHead, true, fmt.Sprintf("NEW %s, checked from the root", short(newCommit))})
+	}
+
+	// The whole history, oldest first, each commit with its parents.
+	out, err := r.run(nil, nil, "rev-list", "--reverse", "--topo-order", "--parents", newCommit, "--")
+	if err != nil {
+		return nil, nil, err
+	}
+	var commits []string
+	var problems []string
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		fields := strings.Fields(line)
+		commit, parents := fields[0], fields[1:]
+		switch {
+		case len(commits) == 0 && len(parents) != 0:
+			problems = append(problems, fmt.Sprintf("commit %s: the oldest commit has a parent", short(commit)))
+		case len(commits) > 0 && len(parents) == 0:
+			problems = append(problems, fmt.Sprintf("commit %s: a second root (a history with no parent grafted in)", short(commit)))
+		case len(parents) > 1:
+			problems = append(problems, fmt.Sprintf("commit %s: a merge of %d parents", short(commit), len(parents)))
+		case len(commits) > 0 && parents[0] != commits[len(commits)-1]:
+			problems = append(problems, fmt.Sprintf("commit %s: its parent %s is not the commit before it", short(commit), short(parents[0])))
+		}
+		commits = append(commits, commit)
+	}
+	if len(problems) > 0 {
+		return fail(CheckLinear, "%s", listProblems(problems))
+	}
+	verdicts = append(verdicts, Verdict{CheckLinear, true, fmt.Sprintf("%d commits, each with one parent but the root", len(commits))})
+
+	// Each commit adds exactly the next entry, as a plain file.
+	var entries []Logged
+	var entryProblems []string
+	for i, commit := range commits {
+		entry, problem, err := r.addedEntry(commit, i == 0, i+1)
+		if err != nil {
+			return nil, nil, err
+		}
+		if problem != "" {
+			problems = append(problems, fmt.Sprintf("commit %s: %s", short(commit), problem))
+			continue
+		}
+		data, err := r.run(nil, nil, "cat-file", "blob", entry.blob)
+		if err != nil {
+			return nil, nil, err
+		}
+		e, err := DecodeLogged(data)
+		if err != nil {
+			entryProblems = append(entryProblems, fmt.Sprintf("commit %s %s: %v", short(commit), entry.path, err))
+			continue
+		}
+		entries = append(entries, Logged{Entry: e, Path: entry.path, Commit: commit})
+	}
+	// The signatures are still checked after a failure here: a volunteer
+	// learns both that an entry was changed and whether a signer did it.
+	if len(problems) > 0 {
+		verdicts = append(verdicts, Verdict{CheckAppendOnly, false, listProblems(problems)})
+	} else {
+		verdicts = append(verdicts, Verdict{CheckAppendOnly, true, fmt.Sprintf("each of the %d commits adds one file, the next entries/NNNNNN.json, and changes nothing else", len(commits))})
+	}
+
+	seen := map[[2]string]Logged{}
+	for _, e := range entries {
+		key := [2]string{e.Relay, e.ImageDigest}
+		if first, ok := seen[key]; ok {
+			entryProblems = append(entryProblems, fmt.Sprintf("commit %s %s: relay %s image %s is already logged in %s", short(e.Commit), e.Path, e.Relay, e.ImageDigest, first.Path))
+			continue
+		}
+		seen[key] = e
+	}
+	if len(entryProblems) > 0 {
+		verdicts = append(verdicts, Verdict{CheckEntries, false, listProblems(entryProblems)})
+	} else {
+		verdicts = append(verdicts, Verdict{CheckEntries, true, fmt.Sprintf("%d entries decode, no relay and image twice", len(entries))})
+	}
+
+	// Signatures: the commits after OLD, or all.
+	toSign := commits
+	from := "from the root"
+	if oldCommit != "" {
+		for i, c := range commits {
+			if c == oldCommit {
+				toSign = commits[i+1:]
+				break
+			}
+		}
+		from = "after OLD " + short(oldCommit)
+	}
+	var sigProblems []string
+	for _, c := range toSign {
+		if problem, err := r.signatureProblem(signers, c); err != nil {
+			return nil, nil, err
+		} else if problem != "" {
+			sigProblems = append(sigProblems, fmt.Sprintf("commit %s: %s", short(c), problem))
+		}
+	}
+	if len(sigProblems) > 0 {
+		verdicts = append(verdicts, Verdict{CheckSignatures, false, listProblems(sigProblems)})
+	} else {
+		verdicts = append(verdicts, Verdict{CheckSignatures, true, fmt.Sprintf("%d commits %s to NEW %s, each signed by a key in %s", len(toSign), from, short(newCommit), signers)})
+	}
+	if !AllOK(verdicts) {
+		return verdicts, nil, nil
+	}
+	return verdicts, &Log{head: newCommit, entries: entries}, nil
+}
+
+type addedFile struct{ path, blob string }
+
+// addedEntry reads what commit changed against its parent (or, for the
+// root, against nothing) and returns the added entry file, or what is wrong.
+func (r repo) addedEntry(commit string, root bool, want int) (addedFile, string, error) {
+	args := []string{"diff-tree", "-r", "-z", "--raw", "--no-renames", "--no-commit-id", "--full-index"}
+	if root {
+		args = append(args, "--root")
+	}
+	out, err := r.run(nil, nil, append(args, commit, "--")...)
+	if err != nil {
+		return addedFile{}, "", err
+	}
+	// -z raw records: ":OLDMODE NEWMODE OLDSHA NEWSHA STATUS\0PATH\0".
+	fields := strings.Split(strings.TrimSuffix(string(out), "\x00"), "\x00")
+	if len(fields) == 1 && fields[0] == "" {
+		return addedFile{}, "changes no file (an empty commit)", nil
+	}
+	if len(fields)%2 != 0 {
+		return addedFile{}, "", fmt.Errorf("git diff-tree %s: unexpected output", commit)
+	}
+	var changes []string
+	var added addedFile
+	for i := 0; i < len(fields); i += 2 {
+		meta, path := strings.Fields(strings.TrimPrefix(fields[i], ":")), fields[i+1]
+		if len(meta) != 5 {
+			return addedFile{}, "", fmt.Errorf("git diff-tree %s: unexpected record %q", commit, fields[i])
+		}
+		newMode, blob, status := meta[1], meta[3], meta[4]
+		switch status {
+		case "A":
+			if newMode != "100644" {
+				changes = append(changes, fmt.Sprintf("adds %s with mode %s (an entry is a plain 100644 file)", strconv.Quote(path), newMode))
+			} else {
+				added = addedFile{path: path, blob: blob}
+				changes = append(changes, "")
+			}
+		case "D":
+			changes = append(changes, "deletes "+strconv.Quote(path))
+		case "M":
+			changes = append(changes, "modifies "+strconv.Quote(path))
+		case "T":
+			changes = append(changes, "changes the type of "+strconv.Quote(path))
+		default:
+			changes = append(changes, fmt.Sprintf("changes %s (status %s)", strconv.Quote(path), status))
+		}
+	}
+	var wrong []string
+	for _, c := range changes {
+		if c != "" {
+			wrong = append(wrong, c)
+		}
+	}
+	if len(wrong) > 0 {
+		return addedFile{}, strings.Join(wrong, ", "), nil
+	}
+	if len(changes) != 1 {
+		return addedFile{}, fmt.Sprintf("adds %d files (an entry commit adds one)", len(changes)), nil
+	}
+	if added.path != EntryPath(want) {
+		if n := entryNumber(added.path); n != 0 {
+			return addedFile{}, fmt.Sprintf("adds %s where %s is next", added.path, EntryPath(want)), nil
+		}
+		return addedFile{}, fmt.Sprintf("adds %s, not an entry (the next is %s)", strconv.Quote(added.path), EntryPath(want)), nil
+	}
+	return added, "", nil
+}
+
+// signatureProblem asks git verify-commit (ssh-keygen -Y verify underneath)
+// whether commit is signed by a key in signers; "" means it is.
+func (r repo) signatureProblem(signers, commit string) (string, error) {
+	config := []string{"-c", "gpg.ssh.allowedSignersFile=" + signers}
+	_, err := r.run(config, nil, "verify-commit", "--", commit)
+	if err == nil {
+		return "", nil
+	}
+	if exitCode(err) < 0 {
+		return "", err
+	}
+	// Say which way it failed; %G? is git's own classification of the
+	// same verification.
+	out, ferr := r.run(config, nil, "show", "-s", "--format=%G?%x00%GK%x00", commit, "--")
+	status, key := "", ""
+	if ferr == nil {
+		if parts := strings.Split(string(out), "\x00"); len(parts) >= 2 {
+			status, key = strings.TrimSpace(parts[0]), parts[1]
+		}
+	}
+	switch status {
+	case "N":
+		return "unsigned", nil
+	case "B":
+		return "bad signature: the commit was changed after it was signed", nil
+	case "U", "E":
+		if key != "" {
+			return fmt.Sprintf("signed by key %s, which is not in the allowed signers", key), nil
+		}
+		return "signed by a key that is not in the allowed signers", nil
+	}
+	msg := strings.TrimSpace(err.Error())
+	return fmt.Sprintf("signature does not verify (%s)", msg), nil
+}
+
+func listProblems(problems []string) string {
+	if len(problems) > maxProblems {
+		return strings.Join(problems[:maxProblems], "; ") + fmt.Sprintf("; and %d more", len(problems)-maxProblems)
+	}
+	return strings.Join(problems, "; ")
+}
