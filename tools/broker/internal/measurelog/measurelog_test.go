@@ -279,6 +279,10 @@ func TestTamperedHistoriesAreRefused(t *testing.T) {
 			t.Fatal(err)
 		}
 		wantRefused(t, verdicts, log, CheckExtends, short(oldHead), short(head), "not an ancestor")
+		// The other checks still ran, on NEW from its root.
+		if v, ok := verdictOf(verdicts, CheckSignatures); !ok || !v.OK || !strings.Contains(v.Detail, "3 commits from the root") {
+			t.Errorf("signatures after a failed extends: %v", v)
+		}
 		// Without OLD the rewritten copy is a well-formed log: only the
 		// comparison with a head seen before shows the rewrite.
 		if _, log, _ := Verify(work, VerifyOptions{AllowedSigners: f.signers}); log == nil {

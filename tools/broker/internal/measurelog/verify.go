@@ -132,27 +132,35 @@ func (r repo) verify(signers, oldRev, newRev string) ([]Verdict, *Log, error) {
 	if newCommit == "" {
 		return fail(CheckHead, "NEW %q names no commit in this copy of the log", newRev)
 	}
-	oldCommit := ""
+	// signedFrom is OLD once it is known to be an ancestor of NEW: only the
+	// commits after it need signatures by the allowed signers. When OLD is
+	// missing or not an ancestor, that check fails, and the others still run
+	// on NEW from its root, so the volunteer sees all that is wrong.
+	signedFrom := ""
 	if oldRev != "" {
-		if oldCommit, err = r.resolve(oldRev); err != nil {
-			return nil, nil, err
-		}
-		if oldCommit == "" {
-			return fail(CheckHead, "OLD %q names no commit in this copy of the log: the history that held it is gone (rewritten), or this copy was fetched without it", oldRev)
-		}
-		verdicts = append(verdicts, Verdict{CheckHead, true, fmt.Sprintf("OLD %s, NEW %s", short(oldCommit), short(newCommit))})
-		ok, err := r.isAncestor(oldCommit, newCommit)
+		oldCommit, err := r.resolve(oldRev)
 		if err != nil {
 			return nil, nil, err
 		}
-		if !ok {
-			why := "the history after it was rewritten (a commit amended, removed or replaced)"
-			if back, err := r.isAncestor(newCommit, oldCommit); err == nil && back {
-				why = "NEW is older than OLD: this copy lost entries that OLD had"
+		if oldCommit == "" {
+			verdicts = append(verdicts, Verdict{CheckHead, false, fmt.Sprintf("OLD %q names no commit in this copy of the log: the history that held it is gone (rewritten), or this copy was fetched without it; NEW %s is checked from the root", oldRev, short(newCommit))})
+		} else {
+			verdicts = append(verdicts, Verdict{CheckHead, true, fmt.Sprintf("OLD %s, NEW %s", short(oldCommit), short(newCommit))})
+			ok, err := r.isAncestor(oldCommit, newCommit)
+			if err != nil {
+				return nil, nil, err
 			}
-			return fail(CheckExtends, "OLD %s is not an ancestor of NEW %s: %s", short(oldCommit), short(newCommit), why)
+			if ok {
+				signedFrom = oldCommit
+				verdicts = append(verdicts, Verdict{CheckExtends, true, fmt.Sprintf("OLD %s is an ancestor of NEW %s: the new copy only extends the old one", short(oldCommit), short(newCommit))})
+			} else {
+				why := "the history after it was rewritten (a commit amended, removed or replaced)"
+				if back, err := r.isAncestor(newCommit, oldCommit); err == nil && back {
+					why = "NEW is older than OLD: this copy lost entries that OLD had"
+				}
+				verdicts = append(verdicts, Verdict{CheckExtends, false, fmt.Sprintf("OLD %s is not an ancestor of NEW %s: %s", short(oldCommit), short(newCommit), why)})
+			}
 		}
-		verdicts = append(verdicts, Verdict{CheckExtends, true, fmt.Sprintf("OLD %s is an ancestor of NEW %s: the new copy only extends the old one", short(oldCommit), short(newCommit))})
 	} else {
 		verdicts = append(verdicts, Verdict{CheckHead, true, fmt.Sprintf("NEW %s, checked from the root", short(newCommit))})
 	}
@@ -182,7 +190,7 @@ func (r repo) verify(signers, oldRev, newRev string) ([]Verdict, *Log, error) {
 	if len(problems) > 0 {
 		return fail(CheckLinear, "%s", listProblems(problems))
 	}
-	verdicts = append(verdicts, Verdict{CheckLinear, true, fmt.Sprintf("%d commits, each with one parent but the root", len(commits))})
+	verdicts = append(verdicts, Verdict{CheckLinear, true, fmt.Sprintf("%s, each with one parent but the root", count(len(commits), "commit"))})
 
 	// Each commit adds exactly the next entry, as a plain file.
 	var entries []Logged
@@ -212,7 +220,7 @@ func (r repo) verify(signers, oldRev, newRev string) ([]Verdict, *Log, error) {
 	if len(problems) > 0 {
 		verdicts = append(verdicts, Verdict{CheckAppendOnly, false, listProblems(problems)})
 	} else {
-		verdicts = append(verdicts, Verdict{CheckAppendOnly, true, fmt.Sprintf("each of the %d commits adds one file, the next entries/NNNNNN.json, and changes nothing else", len(commits))})
+		verdicts = append(verdicts, Verdict{CheckAppendOnly, true, fmt.Sprintf("each of the %s adds one file, the next entries/NNNNNN.json, and changes nothing else", count(len(commits), "commit"))})
 	}
 
 	seen := map[[2]string]Logged{}
@@ -227,20 +235,20 @@ func (r repo) verify(signers, oldRev, newRev string) ([]Verdict, *Log, error) {
 	if len(entryProblems) > 0 {
 		verdicts = append(verdicts, Verdict{CheckEntries, false, listProblems(entryProblems)})
 	} else {
-		verdicts = append(verdicts, Verdict{CheckEntries, true, fmt.Sprintf("%d entries decode, no relay and image twice", len(entries))})
+		verdicts = append(verdicts, Verdict{CheckEntries, true, fmt.Sprintf("%s decode, no relay and image twice", count(len(entries), "entry"))})
 	}
 
 	// Signatures: the commits after OLD, or all.
 	toSign := commits
 	from := "from the root"
-	if oldCommit != "" {
+	if signedFrom != "" {
 		for i, c := range commits {
-			if c == oldCommit {
+			if c == signedFrom {
 				toSign = commits[i+1:]
 				break
 			}
 		}
-		from = "after OLD " + short(oldCommit)
+		from = "after OLD " + short(signedFrom)
 	}
 	var sigProblems []string
 	for _, c := range toSign {
@@ -253,7 +261,7 @@ func (r repo) verify(signers, oldRev, newRev string) ([]Verdict, *Log, error) {
 	if len(sigProblems) > 0 {
 		verdicts = append(verdicts, Verdict{CheckSignatures, false, listProblems(sigProblems)})
 	} else {
-		verdicts = append(verdicts, Verdict{CheckSignatures, true, fmt.Sprintf("%d commits %s to NEW %s, each signed by a key in %s", len(toSign), from, short(newCommit), signers)})
+		verdicts = append(verdicts, Verdict{CheckSignatures, true, fmt.Sprintf("%s %s to NEW %s, each signed by a key in %s", count(len(toSign), "commit"), from, short(newCommit), signers)})
 	}
 	if !AllOK(verdicts) {
 		return verdicts, nil, nil
@@ -369,4 +377,15 @@ func listProblems(problems []string) string {
 		return strings.Join(problems[:maxProblems], "; ") + fmt.Sprintf("; and %d more", len(problems)-maxProblems)
 	}
 	return strings.Join(problems, "; ")
+}
+
+// count is "1 commit", "2 commits", "0 entries".
+func count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	if strings.HasSuffix(noun, "y") {
+		return fmt.Sprintf("%d %sies", n, strings.TrimSuffix(noun, "y"))
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
