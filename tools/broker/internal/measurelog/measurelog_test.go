@@ -439,6 +439,30 @@ func TestTamperedHistoriesAreRefused(t *testing.T) {
 		wantRefused(t, verdicts, log, CheckEntries, short(c), "entries/000004.json", "canonical")
 	})
 
+	t.Run("oversized entry", func(t *testing.T) {
+		work := f.clone(t)
+		c := appendFourthRaw(t, work, f.key, string(sampleEntry(4).Encode())+strings.Repeat(" ", MaxEntrySize))
+		verdicts, log, err := Verify(work, VerifyOptions{AllowedSigners: f.signers})
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantRefused(t, verdicts, log, CheckEntries, short(c), "entries/000004.json: more than an entry's 4096 bytes")
+	})
+
+	t.Run("entry as a symlink", func(t *testing.T) {
+		work := f.clone(t)
+		if err := os.Symlink("000001.json", filepath.Join(work, "entries/000004.json")); err != nil {
+			t.Fatal(err)
+		}
+		tool(t, work, "git", "add", "--", "entries/000004.json")
+		c := commit(t, work, f.key, "link")
+		verdicts, log, err := Verify(work, VerifyOptions{AllowedSigners: f.signers})
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantRefused(t, verdicts, log, CheckAppendOnly, short(c), "mode 120000")
+	})
+
 	t.Run("same relay and image again", func(t *testing.T) {
 		work := f.clone(t)
 		c := appendFourth(t, work, f.key, withMeasurement(sampleEntry(2), "cc"))

@@ -192,28 +192,43 @@ func (r repo) verify(signers, oldRev, newRev string) ([]Verdict, *Log, error) {
 	}
 	verdicts = append(verdicts, Verdict{CheckLinear, true, fmt.Sprintf("%s, each with one parent but the root", count(len(commits), "commit"))})
 
-	// Each commit adds exactly the next entry, as a plain file.
-	var entries []Logged
-	var entryProblems []string
+	// Each commit adds exactly the next entry, as a plain file. One git
+	// diff-tree and two git cat-file for the whole history: a process per
+	// commit would make a long log slow to check.
+	changes, err := r.changesOf(commits)
+	if err != nil {
+		return nil, nil, err
+	}
+	added := make([]addedFile, len(commits))
 	for i, commit := range commits {
-		entry, problem, err := r.addedEntry(commit, i == 0, i+1)
-		if err != nil {
-			return nil, nil, err
-		}
+		entry, problem := addedEntry(changes[commit], i+1)
 		if problem != "" {
 			problems = append(problems, fmt.Sprintf("commit %s: %s", short(commit), problem))
 			continue
 		}
-		data, err := r.run(nil, nil, "cat-file", "blob", entry.blob)
-		if err != nil {
-			return nil, nil, err
+		added[i] = entry
+	}
+	blobs, err := r.smallBlobs(added)
+	if err != nil {
+		return nil, nil, err
+	}
+	var entries []Logged
+	var entryProblems []string
+	for i, entry := range added {
+		if entry.blob == "" {
+			continue
+		}
+		data, ok := blobs[entry.blob]
+		if !ok {
+			entryProblems = append(entryProblems, fmt.Sprintf("commit %s %s: more than an entry's %d bytes", short(commits[i]), entry.path, MaxEntrySize))
+			continue
 		}
 		e, err := DecodeLogged(data)
 		if err != nil {
-			entryProblems = append(entryProblems, fmt.Sprintf("commit %s %s: %v", short(commit), entry.path, err))
+			entryProblems = append(entryProblems, fmt.Sprintf("commit %s %s: %v", short(commits[i]), entry.path, err))
 			continue
 		}
-		entries = append(entries, Logged{Entry: e, Path: entry.path, Commit: commit})
+		entries = append(entries, Logged{Entry: e, Path: entry.path, Commit: commits[i]})
 	}
 	// The signatures are still checked after a failure here: a volunteer
 	// learns both that an entry was changed and whether a signer did it.
@@ -250,13 +265,9 @@ func (r repo) verify(signers, oldRev, newRev string) ([]Verdict, *Log, error) {
 		}
 		from = "after OLD " + short(signedFrom)
 	}
-	var sigProblems []string
-	for _, c := range toSign {
-		if problem, err := r.signatureProblem(signers, c); err != nil {
-			return nil, nil, err
-		} else if problem != "" {
-			sigProblems = append(sigProblems, fmt.Sprintf("commit %s: %s", short(c), problem))
-		}
+	sigProblems, err := r.signatureProblems(signers, toSign)
+	if err != nil {
+		return nil, nil, err
 	}
 	if len(sigProblems) > 0 {
 		verdicts = append(verdicts, Verdict{CheckSignatures, false, listProblems(sigProblems)})
@@ -271,39 +282,110 @@ func (r repo) verify(signers, oldRev, newRev string) ([]Verdict, *Log, error) {
 
 type addedFile struct{ path, blob string }
 
-// addedEntry reads what commit changed against its parent (or, for the
-// root, against nothing) and returns the added entry file, or what is wrong.
-func (r repo) addedEntry(commit string, root bool, want int) (addedFile, string, error) {
-	args := []string{"diff-tree", "-r", "-z", "--raw", "--no-renames", "--no-commit-id", "--full-index"}
-	if root {
-		args = append(args, "--root")
-	}
-	out, err := r.run(nil, nil, append(args, commit, "--")...)
+// rawChange is one record of git diff-tree --raw.
+type rawChange struct{ newMode, blob, status, path string }
+
+// changesOf reads what each commit changed against its parent (the root
+// against nothing), with one git diff-tree --stdin for all of them.
+func (r repo) changesOf(commits []string) (map[string][]rawChange, error) {
+	out, err := r.run(nil, []byte(strings.Join(commits, "\n")+"\n"), "diff-tree", "--stdin", "--always", "--root", "-r", "-z", "--raw", "--no-renames", "--full-index")
 	if err != nil {
-		return addedFile{}, "", err
+		return nil, err
 	}
-	// -z raw records: ":OLDMODE NEWMODE OLDSHA NEWSHA STATUS\0PATH\0".
+	// -z output: "COMMIT\0", then per changed file
+	// ":OLDMODE NEWMODE OLDSHA NEWSHA STATUS\0PATH\0".
+	changes := make(map[string][]rawChange, len(commits))
 	fields := strings.Split(strings.TrimSuffix(string(out), "\x00"), "\x00")
-	if len(fields) == 1 && fields[0] == "" {
-		return addedFile{}, "changes no file (an empty commit)", nil
+	current := ""
+	for i := 0; i < len(fields); i++ {
+		if !strings.HasPrefix(fields[i], ":") {
+			current = fields[i]
+			changes[current] = nil
+			continue
+		}
+		meta := strings.Fields(strings.TrimPrefix(fields[i], ":"))
+		if len(meta) != 5 || i+1 >= len(fields) || current == "" {
+			return nil, fmt.Errorf("git diff-tree: unexpected record %q", fields[i])
+		}
+		changes[current] = append(changes[current], rawChange{newMode: meta[1], blob: meta[3], status: meta[4], path: fields[i+1]})
+		i++
 	}
-	if len(fields)%2 != 0 {
-		return addedFile{}, "", fmt.Errorf("git diff-tree %s: unexpected output", commit)
+	for _, c := range commits {
+		if _, ok := changes[c]; !ok {
+			return nil, fmt.Errorf("git diff-tree said nothing of commit %s", c)
+		}
+	}
+	return changes, nil
+}
+
+// smallBlobs reads the blobs of the added files that are no larger than an
+// entry may be (git cat-file --batch-check for the sizes, then --batch for
+// the contents), so an oversized file in a hostile log is never loaded.
+func (r repo) smallBlobs(files []addedFile) (map[string][]byte, error) {
+	var ids []string
+	for _, f := range files {
+		if f.blob != "" {
+			ids = append(ids, f.blob)
+		}
+	}
+	blobs := map[string][]byte{}
+	if len(ids) == 0 {
+		return blobs, nil
+	}
+	out, err := r.run(nil, []byte(strings.Join(ids, "\n")+"\n"), "cat-file", "--batch-check=%(objectname) %(objecttype) %(objectsize)")
+	if err != nil {
+		return nil, err
+	}
+	var small []string
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 3 || f[1] != "blob" {
+			return nil, fmt.Errorf("git cat-file --batch-check: unexpected line %q", line)
+		}
+		if size, err := strconv.Atoi(f[2]); err == nil && size <= MaxEntrySize {
+			small = append(small, f[0])
+		}
+	}
+	if len(small) == 0 {
+		return blobs, nil
+	}
+	out, err = r.run(nil, []byte(strings.Join(small, "\n")+"\n"), "cat-file", "--batch")
+	if err != nil {
+		return nil, err
+	}
+	// "OID blob SIZE\n", SIZE bytes, "\n", for each.
+	for len(out) > 0 {
+		nl := bytes.IndexByte(out, '\n')
+		f := strings.Fields(string(out[:max(nl, 0)]))
+		if nl < 0 || len(f) != 3 {
+			return nil, fmt.Errorf("git cat-file --batch: unexpected output")
+		}
+		size, err := strconv.Atoi(f[2])
+		if err != nil || nl+1+size+1 > len(out) {
+			return nil, fmt.Errorf("git cat-file --batch: unexpected size %q", f[2])
+		}
+		blobs[f[0]] = out[nl+1 : nl+1+size]
+		out = out[nl+1+size+1:]
+	}
+	return blobs, nil
+}
+
+// addedEntry checks that a commit's changes are exactly one added plain
+// file, the want-th entry, and returns it, or says what is wrong.
+func addedEntry(raw []rawChange, want int) (addedFile, string) {
+	if len(raw) == 0 {
+		return addedFile{}, "changes no file (an empty commit)"
 	}
 	var changes []string
 	var added addedFile
-	for i := 0; i < len(fields); i += 2 {
-		meta, path := strings.Fields(strings.TrimPrefix(fields[i], ":")), fields[i+1]
-		if len(meta) != 5 {
-			return addedFile{}, "", fmt.Errorf("git diff-tree %s: unexpected record %q", commit, fields[i])
-		}
-		newMode, blob, status := meta[1], meta[3], meta[4]
-		switch status {
+	for _, c := range raw {
+		path := c.path
+		switch c.status {
 		case "A":
-			if newMode != "100644" {
-				changes = append(changes, fmt.Sprintf("adds %s with mode %s (an entry is a plain 100644 file)", strconv.Quote(path), newMode))
+			if c.newMode != "100644" {
+				changes = append(changes, fmt.Sprintf("adds %s with mode %s (an entry is a plain 100644 file)", strconv.Quote(path), c.newMode))
 			} else {
-				added = addedFile{path: path, blob: blob}
+				added = addedFile{path: path, blob: c.blob}
 				changes = append(changes, "")
 			}
 		case "D":
@@ -313,7 +395,7 @@ func (r repo) addedEntry(commit string, root bool, want int) (addedFile, string,
 		case "T":
 			changes = append(changes, "changes the type of "+strconv.Quote(path))
 		default:
-			changes = append(changes, fmt.Sprintf("changes %s (status %s)", strconv.Quote(path), status))
+			changes = append(changes, fmt.Sprintf("changes %s (status %s)", strconv.Quote(path), c.status))
 		}
 	}
 	var wrong []string
@@ -323,24 +405,55 @@ func (r repo) addedEntry(commit string, root bool, want int) (addedFile, string,
 		}
 	}
 	if len(wrong) > 0 {
-		return addedFile{}, strings.Join(wrong, ", "), nil
+		return addedFile{}, strings.Join(wrong, ", ")
 	}
 	if len(changes) != 1 {
-		return addedFile{}, fmt.Sprintf("adds %d files (an entry commit adds one)", len(changes)), nil
+		return addedFile{}, fmt.Sprintf("adds %d files (an entry commit adds one)", len(changes))
 	}
 	if added.path != EntryPath(want) {
 		if n := entryNumber(added.path); n != 0 {
-			return addedFile{}, fmt.Sprintf("adds %s where %s is next", added.path, EntryPath(want)), nil
+			return addedFile{}, fmt.Sprintf("adds %s where %s is next", added.path, EntryPath(want))
 		}
-		return addedFile{}, fmt.Sprintf("adds %s, not an entry (the next is %s)", strconv.Quote(added.path), EntryPath(want)), nil
+		return addedFile{}, fmt.Sprintf("adds %s, not an entry (the next is %s)", strconv.Quote(added.path), EntryPath(want))
 	}
-	return added, "", nil
+	return added, ""
 }
 
-// signatureProblem asks git verify-commit (ssh-keygen -Y verify underneath)
-// whether commit is signed by a key in signers; "" means it is.
-func (r repo) signatureProblem(signers, commit string) (string, error) {
+// signatureProblems asks git verify-commit (ssh-keygen -Y verify
+// underneath) whether each commit is signed by a key in signers, in one git
+// process per thousand commits; only when it refuses does it look at each
+// commit to say which failed and how. nil means all are signed.
+func (r repo) signatureProblems(signers string, commits []string) ([]string, error) {
 	config := []string{"-c", "gpg.ssh.allowedSignersFile=" + signers}
+	var problems []string
+	for len(commits) > 0 {
+		batch := commits[:min(len(commits), 1000)]
+		commits = commits[len(batch):]
+		_, err := r.run(config, nil, append([]string{"verify-commit", "--"}, batch...)...)
+		if err == nil {
+			continue
+		}
+		if exitCode(err) < 0 {
+			return nil, err
+		}
+		for _, c := range batch {
+			problem, err := r.signatureProblem(config, c)
+			if err != nil {
+				return nil, err
+			}
+			if problem != "" {
+				problems = append(problems, fmt.Sprintf("commit %s: %s", short(c), problem))
+			}
+		}
+		if len(problems) == 0 {
+			return nil, fmt.Errorf("git verify-commit refused a commit, and none refuses alone: %v", err)
+		}
+	}
+	return problems, nil
+}
+
+// signatureProblem says why commit's signature fails, "" if it does not.
+func (r repo) signatureProblem(config []string, commit string) (string, error) {
 	_, err := r.run(config, nil, "verify-commit", "--", commit)
 	if err == nil {
 		return "", nil
@@ -348,8 +461,7 @@ func (r repo) signatureProblem(signers, commit string) (string, error) {
 	if exitCode(err) < 0 {
 		return "", err
 	}
-	// Say which way it failed; %G? is git's own classification of the
-	// same verification.
+	// %G? is git's own classification of the same verification.
 	out, ferr := r.run(config, nil, "show", "-s", "--format=%G?%x00%GK%x00", commit, "--")
 	status, key := "", ""
 	if ferr == nil {
@@ -368,8 +480,7 @@ func (r repo) signatureProblem(signers, commit string) (string, error) {
 		}
 		return "signed by a key that is not in the allowed signers", nil
 	}
-	msg := strings.TrimSpace(err.Error())
-	return fmt.Sprintf("signature does not verify (%s)", msg), nil
+	return fmt.Sprintf("signature does not verify (%s)", strings.TrimSpace(err.Error())), nil
 }
 
 func listProblems(problems []string) string {
