@@ -150,6 +150,14 @@ func openOrCreate(dir string) (repo, error) {
 		if _, err := runGit([]string{"init", "--quiet", "--bare", "--initial-branch=main", "--", dir}, nil, nil); err != nil {
 			return repo{}, fmt.Errorf("creating the log at %s: %v", dir, err)
 		}
+		// Published from here, the repository itself refuses a push that
+		// rewrites or deletes history (volunteers check that too, but a
+		// log that cannot be rewritten by a stray push is better).
+		for _, kv := range [][2]string{{"receive.denyNonFastForwards", "true"}, {"receive.denyDeletes", "true"}} {
+			if _, err := runGit([]string{"--git-dir=" + dir, "config", "--", kv[0], kv[1]}, nil, nil); err != nil {
+				return repo{}, fmt.Errorf("configuring the log at %s: %v", dir, err)
+			}
+		}
 	} else if err != nil {
 		return repo{}, err
 	}

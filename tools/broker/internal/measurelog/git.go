@@ -27,8 +27,18 @@ func openRepo(dir string) (repo, error) {
 		gitDir = filepath.Join(abs, ".git")
 	}
 	r := repo{gitDir: gitDir}
-	if _, err := r.run(nil, nil, "rev-parse", "--git-dir"); err != nil {
+	out, err := r.run(nil, nil, "rev-parse", "--is-shallow-repository")
+	if err != nil {
 		return repo{}, fmt.Errorf("%s is not a git repository (a bare log, or a clone of one): %v", dir, err)
+	}
+	// A shallow clone cuts the history at a commit that looks like a root,
+	// and a grafts file gives commits other parents than they were signed
+	// with: either would have the history checked be another than the log's.
+	if strings.TrimSpace(string(out)) == "true" {
+		return repo{}, fmt.Errorf("%s is a shallow clone: the log is checked from its root; run git -C %s fetch --unshallow, or clone it without --depth", dir, dir)
+	}
+	if _, err := os.Lstat(filepath.Join(gitDir, "info", "grafts")); err == nil {
+		return repo{}, fmt.Errorf("%s has an info/grafts file, which rewrites commits' parents; check a fresh clone of the log instead", dir)
 	}
 	return r, nil
 }
@@ -37,7 +47,8 @@ func openRepo(dir string) (repo, error) {
 // variable (a GIT_DIR or GIT_INDEX_FILE set by an enclosing git would
 // redirect it), with no system or global configuration (nothing of the
 // user's git setup, say commit.gpgsign or another gpg.ssh.program, takes
-// part, and nothing of it is written), and messages in English.
+// part, and nothing of it is written), no replace refs, and messages in
+// English.
 func gitEnv(extra ...string) []string {
 	var env []string
 	for _, kv := range os.Environ() {
@@ -46,7 +57,9 @@ func gitEnv(extra ...string) []string {
 		}
 		env = append(env, kv)
 	}
-	env = append(env, "GIT_CONFIG_NOSYSTEM=1", "GIT_CONFIG_GLOBAL="+os.DevNull, "GIT_TERMINAL_PROMPT=0", "LC_ALL=C")
+	// GIT_NO_REPLACE_OBJECTS: a refs/replace/ ref in a copy handed over
+	// would otherwise make git show another object in a commit's place.
+	env = append(env, "GIT_CONFIG_NOSYSTEM=1", "GIT_CONFIG_GLOBAL="+os.DevNull, "GIT_TERMINAL_PROMPT=0", "GIT_NO_REPLACE_OBJECTS=1", "LC_ALL=C")
 	return append(env, extra...)
 }
 

@@ -568,4 +568,47 @@ func TestFindLooksUpAVerifiedLog(t *testing.T) {
 	if found := log.Find(bytes.Repeat([]byte{0x99}, 48), ""); len(found) != 0 {
 		t.Errorf("Find(absent measurement): %+v", found)
 	}
+	if e, ok := log.Image("relay-3", strings.Repeat("03", 32)); !ok || e.Path != "entries/000003.json" || e.Measurement != strings.Repeat("43", 48) {
+		t.Errorf("Image(relay-3): %+v %v", e, ok)
+	}
+	if _, ok := log.Image("relay-2", strings.Repeat("03", 32)); ok {
+		t.Error("Image(relay-2, relay-3's digest) found an entry")
+	}
+}
+
+func TestCopiesThatHideHistoryAreNotChecked(t *testing.T) {
+	f := newFixture(t)
+	// A shallow clone's oldest commit looks like a root.
+	shallow := filepath.Join(t.TempDir(), "shallow")
+	tool(t, f.dir, "git", "clone", "-q", "--depth", "1", "file://"+f.log, shallow)
+	if _, _, err := Verify(shallow, VerifyOptions{AllowedSigners: f.signers}); err == nil || !strings.Contains(err.Error(), "shallow") {
+		t.Errorf("shallow clone: %v", err)
+	}
+	// A grafts file gives commits other parents.
+	grafted := f.clone(t)
+	writeFile(t, filepath.Join(grafted, ".git", "info", "grafts"), f.heads[2]+"\n")
+	if _, _, err := Verify(grafted, VerifyOptions{AllowedSigners: f.signers}); err == nil || !strings.Contains(err.Error(), "grafts") {
+		t.Errorf("grafted clone: %v", err)
+	}
+	// A replace ref is ignored: the commit checked is the one in the log.
+	replaced := f.clone(t)
+	tool(t, replaced, "git", "replace", "-f", f.heads[1], f.heads[0])
+	if out := tool(t, replaced, "git", "rev-list", "--count", "HEAD"); strings.TrimSpace(out) != "2" {
+		t.Fatalf("oracle: git does not see the replacement (%s commits, want 2)", out)
+	}
+	if _, log, err := Verify(replaced, VerifyOptions{AllowedSigners: f.signers}); err != nil || log == nil || len(log.Entries()) != 3 {
+		t.Errorf("clone with a replace ref: %v", err)
+	}
+}
+
+func TestLogRepositoryRefusesARewritingPush(t *testing.T) {
+	f := newFixture(t)
+	work := f.clone(t)
+	tool(t, work, "git", "reset", "-q", "--hard", "HEAD~1")
+	if out, err := toolErr(work, nil, "git", "push", "-q", "--force", "origin", "main"); err == nil || !strings.Contains(out, "non-fast-forward") {
+		t.Errorf("force push to the log: %v %s", err, out)
+	}
+	if out, err := toolErr(work, nil, "git", "push", "-q", "origin", ":main"); err == nil || !strings.Contains(out, "deletion") {
+		t.Errorf("deleting the log's branch: %v %s", err, out)
+	}
 }

@@ -96,6 +96,16 @@ func (l *Log) Find(measurement []byte, relay string) []Logged {
 	return found
 }
 
+// Image returns the entry of relay's image imageDigest, if the log holds it.
+func (l *Log) Image(relay, imageDigest string) (Logged, bool) {
+	for _, e := range l.entries {
+		if e.Relay == relay && e.ImageDigest == imageDigest {
+			return e, true
+		}
+	}
+	return Logged{}, false
+}
+
 // Verify checks the log at dir and returns one verdict per check, and the
 // verified Log when all hold. An error means the checks could not run (no
 // git, no repository, an unreadable allowed-signers file), not that the log
