@@ -61,10 +61,8 @@ type Entry struct {
 
 var (
 	// vcpuTypeRe is lib/core/plain-values.ts's CPU_MODEL with a length bound.
-	vcpuTypeRe  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
-	sha256Re    = regexp.MustCompile(`^[0-9a-f]{64}$`)
-	policyRe    = regexp.MustCompile(`^0x[0-9a-f]{1,16}$`)
-	measureHexR = regexp.MustCompile(`^[0-9a-f]{96}$`)
+	vcpuTypeRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+	policyRe   = regexp.MustCompile(`^0x[0-9a-f]{1,16}$`)
 )
 
 // Check reports the first field that breaks the entry's rules, naming it.
@@ -77,7 +75,7 @@ func (e Entry) Check() error {
 	}
 	// ParseMeasurement also takes "0x" and upper case; the log keeps one
 	// spelling so that equal measurements are equal strings.
-	if _, err := protocol.ParseMeasurement(e.Measurement); err != nil || !measureHexR.MatchString(e.Measurement) {
+	if m, err := protocol.ParseMeasurement(e.Measurement); err != nil || hex.EncodeToString(m) != e.Measurement {
 		return fmt.Errorf("measurement %q: must be %d lowercase hex digits (%d bytes)", e.Measurement, 2*protocol.MeasurementSize, protocol.MeasurementSize)
 	}
 	if _, err := e.PolicyValue(); err != nil {
@@ -89,7 +87,8 @@ func (e Entry) Check() error {
 	if !vcpuTypeRe.MatchString(e.VCPUType) {
 		return fmt.Errorf("vcpuType %q is not a QEMU CPU model name like EPYC-v4", e.VCPUType)
 	}
-	if !sha256Re.MatchString(e.BuildRecordSHA256) {
+	// The image digest's rule is the rule of any SHA-256 in hex.
+	if !protocol.ValidImageDigest(e.BuildRecordSHA256) {
 		return fmt.Errorf("buildRecordSha256 %q is not a SHA-256 in 64 lowercase hex digits", e.BuildRecordSHA256)
 	}
 	if _, err := e.When(); err != nil {
