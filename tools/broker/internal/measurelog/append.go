@@ -73,7 +73,7 @@ func Append(dir string, opt AppendOptions) (AppendResult, error) {
 			return AppendResult{}, err
 		}
 	}
-	if signers, err = filepath.Abs(signers); err != nil {
+	if signers, err = allowedSigners(signers); err != nil {
 		return AppendResult{}, err
 	}
 

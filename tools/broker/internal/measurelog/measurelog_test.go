@@ -522,7 +522,7 @@ func TestAppendRefusesALogThatDoesNotVerify(t *testing.T) {
 	}
 }
 
-func TestAppendRefusesLooseOrLinkedKey(t *testing.T) {
+func TestAppendRefusesLooseLinkedOrUnlistedKey(t *testing.T) {
 	f := newFixture(t)
 	if err := os.Chmod(f.key, 0o640); err != nil {
 		t.Fatal(err)
@@ -543,6 +543,12 @@ func TestAppendRefusesLooseOrLinkedKey(t *testing.T) {
 	// A work-tree clone is not appended to.
 	if _, err := Append(f.clone(t), AppendOptions{SigningKey: f.key, Entry: sampleEntry(4)}); err == nil || !strings.Contains(err.Error(), "work tree") {
 		t.Errorf("append to a clone with a work tree: %v", err)
+	}
+	// A signing key that is not among the allowed signers: the new commit
+	// does not verify, and the branch does not move to it.
+	otherKey, _ := sshKey(t, f.dir, "other")
+	if _, err := Append(f.log, AppendOptions{SigningKey: otherKey, AllowedSigners: f.signers, Entry: sampleEntry(4)}); err == nil || !strings.Contains(err.Error(), "does not verify") || !strings.Contains(err.Error(), "not in the allowed signers") {
+		t.Errorf("append signed by a key outside the allowed signers: %v", err)
 	}
 	if n := strings.TrimSpace(tool(t, f.dir, "git", "--git-dir="+f.log, "rev-list", "--count", "refs/heads/main")); n != "3" {
 		t.Errorf("%s commits after refused appends, want 3", n)

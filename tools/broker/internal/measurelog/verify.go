@@ -111,11 +111,7 @@ func (l *Log) Image(relay, imageDigest string) (Logged, bool) {
 // git, no repository, an unreadable allowed-signers file), not that the log
 // is bad.
 func Verify(dir string, opt VerifyOptions) ([]Verdict, *Log, error) {
-	st, err := os.Stat(opt.AllowedSigners)
-	if err != nil || !st.Mode().IsRegular() {
-		return nil, nil, fmt.Errorf("allowed signers %s: not a readable file (one line per key: PRINCIPAL KEYTYPE KEY, see ssh-keygen(1) ALLOWED SIGNERS)", opt.AllowedSigners)
-	}
-	signers, err := filepath.Abs(opt.AllowedSigners)
+	signers, err := allowedSigners(opt.AllowedSigners)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -124,6 +120,16 @@ func Verify(dir string, opt VerifyOptions) ([]Verdict, *Log, error) {
 		return nil, nil, err
 	}
 	return r.verify(signers, opt.Old, opt.New)
+}
+
+// allowedSigners checks that path is a file and returns it absolute (git
+// runs ssh-keygen with it from elsewhere).
+func allowedSigners(path string) (string, error) {
+	st, err := os.Stat(path)
+	if err != nil || !st.Mode().IsRegular() {
+		return "", fmt.Errorf("allowed signers %s: not a readable file (one line per key: PRINCIPAL KEYTYPE KEY, see ssh-keygen(1) ALLOWED SIGNERS)", path)
+	}
+	return filepath.Abs(path)
 }
 
 func (r repo) verify(signers, oldRev, newRev string) ([]Verdict, *Log, error) {
