@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the key broker's three programs into OUTDIR:
+# Builds the key broker's four programs into OUTDIR:
 #
 #   tools/broker/build.sh OUTDIR
 #
@@ -8,6 +8,8 @@
 #                         for the relay image
 #   OUTDIR/snp-simulator  TEST-ONLY simulated AMD secure processor for hosts
 #                         without SEV-SNP (runs on the QEMU host)
+#   OUTDIR/measurement-log  appends to and verifies the public log of launch
+#                         measurements (the operator's machine, volunteers)
 #
 # Modules come from GOPROXY (default https://proxy.golang.org) as pinned by
 # go.sum.
@@ -35,3 +37,4 @@ go mod download
 CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$outdir/relay-agent" ./cmd/relay-agent
 CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$outdir/key-broker" ./cmd/key-broker
 CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$outdir/snp-simulator" ./cmd/snp-simulator
+CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$outdir/measurement-log" ./cmd/measurement-log
