@@ -1,5 +1,6 @@
 /**
- * The files a key broker bundle may hold, and the relay-name rule, as the broker and its relay agent
+ * The files a key broker bundle may hold, the relay-name rule and the vCPU model rule, as the broker, its relay agent
+ * and the measurement log
  * (tools/broker, Go) read them: rendered from the one list of each kind here
  * into tools/broker/internal/protocol/files.json, which the Go code embeds.
  * test/unit/broker-agent.test.ts fails when the two differ; `npx tsx
@@ -7,7 +8,7 @@
  */
 import { DIRECTORY_CACHE_FILES, MAX_DIRECTORY_DOCUMENT_BYTES } from "../steps/steps";
 import { IDENTITY_FILES, ONION_KEY_FILES } from "../tor/tor-keys";
-import { RELAY_NAME } from "../core/plain-values";
+import { CPU_MODEL, RELAY_NAME } from "../core/plain-values";
 
 /** Where the Go code embeds the file set, relative to the project. */
 export const BROKER_FILE_SET_PATH = "tools/broker/internal/protocol/files.json";
@@ -24,6 +25,8 @@ export interface BrokerFileSet {
   maxDirectoryDocumentBytes: number;
   /** The relay-name rule (lib/core/plain-values.ts RELAY_NAME), as a Go regexp takes it. */
   relayName: string;
+  /** The vCPU model rule (lib/core/plain-values.ts CPU_MODEL), for the measurement log's entries. */
+  cpuModel: string;
 }
 
 export function brokerFileSet(): BrokerFileSet {
@@ -35,6 +38,7 @@ export function brokerFileSet(): BrokerFileSet {
     directoryDocuments,
     maxDirectoryDocumentBytes: MAX_DIRECTORY_DOCUMENT_BYTES,
     relayName: RELAY_NAME.source,
+    cpuModel: CPU_MODEL.source,
   };
 }
 

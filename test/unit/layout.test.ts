@@ -126,6 +126,8 @@ export function ioPath(graph: Map<string, Import[]>, file: string, seen = new Se
  */
 const FACTS: { fact: string; text: string | RegExp; home: string; generated?: string[]; scope?: RegExp }[] = [
   { fact: "the relay-name rule", text: "[a-z0-9][a-z0-9-]{0,62}", home: "lib/core/plain-values.ts", generated: ["tools/broker/internal/protocol/files.json"] },
+  // TypeScript holds the same pattern for file names (lib/steps/steps.ts firmwareFile): a copy is looked for in Go.
+  { fact: "the vCPU model rule", text: "[A-Za-z0-9][A-Za-z0-9._-]", home: "lib/core/plain-values.ts", generated: ["tools/broker/internal/protocol/files.json"], scope: /^tools\// },
   { fact: "the build host's layout (artifacts/, the build root)", text: /join\([^)]*"(relays|artifacts|sbom|monitoring|vulns)"/, home: "lib/config/build-layout.ts", scope: /^(lib|cli|components|bench)\/|^index\.ts$/ },
   { fact: "tor's DataDirectory in the image", text: '"/var/lib/tor"', home: "lib/image/guest-paths.ts", scope: /^(lib|cli|components)\// },
   // Helpers the program's code had written several times over.

@@ -117,10 +117,11 @@ func init() {
 		DirectoryDocuments        []DirectoryDocument `json:"directoryDocuments"`
 		MaxDirectoryDocumentBytes int                 `json:"maxDirectoryDocumentBytes"`
 		RelayName                 string              `json:"relayName"`
+		CPUModel                  string              `json:"cpuModel"`
 	}
 	dec := json.NewDecoder(bytes.NewReader(fileSetJSON))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&set); err != nil || len(set.Identity) == 0 || len(set.Mutable) == 0 || set.MaxDirectoryDocumentBytes <= 0 || set.RelayName == "" {
+	if err := dec.Decode(&set); err != nil || len(set.Identity) == 0 || len(set.Mutable) == 0 || set.MaxDirectoryDocumentBytes <= 0 || set.RelayName == "" || set.CPUModel == "" {
 		panic(fmt.Sprintf("protocol: files.json is not a file set (%v)", err))
 	}
 	for _, d := range set.DirectoryDocuments {
@@ -131,6 +132,7 @@ func init() {
 	IdentityFiles, MutableFiles, DirectoryDocuments = set.Identity, set.Mutable, set.DirectoryDocuments
 	RelayNamePattern = set.RelayName
 	relayRe = regexp.MustCompile(RelayNamePattern)
+	cpuModelRe = regexp.MustCompile(set.CPUModel)
 	MaxDirectoryFileSize = set.MaxDirectoryDocumentBytes
 	MaxBundleSize = keyRoom + len(DirectoryDocuments)*MaxDirectoryFileSize
 	MaxPayloadSize = MaxBundleSize/3*4 + 64<<10
@@ -147,11 +149,17 @@ var (
 	// defines it (files.json); relayRe is it compiled.
 	RelayNamePattern string
 	relayRe          *regexp.Regexp
-	digestRe         = regexp.MustCompile(`^[0-9a-f]{64}$`)
+	// cpuModelRe is the vCPU model rule (a QEMU CPU model name), as the
+	// program's TypeScript defines it (files.json).
+	cpuModelRe *regexp.Regexp
+	digestRe   = regexp.MustCompile(`^[0-9a-f]{64}$`)
 )
 
 // ValidRelay reports whether name is an acceptable relay name.
 func ValidRelay(name string) bool { return relayRe.MatchString(name) }
+
+// ValidCPUModel reports whether s is an acceptable vCPU model name.
+func ValidCPUModel(s string) bool { return cpuModelRe.MatchString(s) }
 
 // ValidImageDigest reports whether d is a lowercase hex SHA-256 digest.
 func ValidImageDigest(d string) bool { return digestRe.MatchString(d) }
