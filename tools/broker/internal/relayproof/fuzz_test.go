@@ -29,7 +29,7 @@ func FuzzDecodeEvidence(f *testing.F) {
 	// genuine answer: its report must be the same in each, so it is an
 	// unsigned one in the real layout (Check does not judge the SNP
 	// signature; snpcheck does), and ed25519 signatures are deterministic.
-	genuine, err := relayproof.Make(context.Background(), unsignedReport, keys, nonce, imageDigest, "https://example.org/build.json")
+	genuine, err := relayproof.Make(context.Background(), unsignedReport, keys, nonce, relayproof.Image{Relay: "relay-a", Digest: imageDigest, BuildRecord: "https://example.org/build.json"})
 	if err != nil {
 		f.Fatal(err)
 	}
