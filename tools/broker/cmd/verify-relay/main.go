@@ -24,6 +24,8 @@ import (
 	"time"
 
 	"github.com/google/go-sev-guest/abi"
+	"github.com/google/go-sev-guest/kds"
+	spb "github.com/google/go-sev-guest/proto/sevsnp"
 	"github.com/google/go-sev-guest/verify/trust"
 
 	"diskless-relays/tools/broker/internal/cli"
@@ -359,6 +361,7 @@ func snpVerdicts(p *snpcheck.Policy, e *relayproof.Evidence, o options) relaypro
 	if strings.HasPrefix(res.Root, "simulated/") {
 		chainOK = "SIMULATED ROOT (" + res.Root + ", from --allow-simulated-root), NOT AMD: this report proves nothing about real hardware"
 	}
+	floor := tcbFloor(p, res, rep)
 	smt := "SMT off"
 	if o.allowSMT {
 		smt = "SMT allowed (--allow-smt)"
@@ -366,8 +369,29 @@ func snpVerdicts(p *snpcheck.Policy, e *relayproof.Evidence, o options) relaypro
 	return relayproof.Verdicts{
 		verdict(checkChain, chainOK),
 		verdict(checkPolicy, fmt.Sprintf("guest policy %s: no debugging, no migration agent, %s, VMPL 0%s", res.PolicyString(), smt, caveat)),
-		verdict(checkTCB, fmt.Sprintf("reported TCB %s is at least --min-tcb %s%s", res.TCBString(), strings.Join(o.minTCB, " "), caveat)),
+		verdict(checkTCB, fmt.Sprintf("reported TCB %s is at least %s%s", res.TCBString(), floor, caveat)),
 	}
+}
+
+// tcbFloor says which floor applied to the report's product line, loudly
+// when --min-tcb sets none for it.
+func tcbFloor(p *snpcheck.Policy, res snpcheck.Result, rep *spb.Report) string {
+	line, ok := strings.CutPrefix(res.Root, "amd/")
+	if !ok {
+		line, ok = strings.CutPrefix(res.Root, "simulated/")
+	}
+	if !ok && rep != nil {
+		line = kds.ProductLineFromFms(rep.GetCpuid1EaxFms())
+	}
+	floor, perLine := p.MinTCBByLine[line]
+	if !perLine {
+		floor = p.MinTCB
+	}
+	text := fmt.Sprintf("bl=%d,tee=%d,snp=%d,ucode=%d (the floor for %s)", floor.BlSpl, floor.TeeSpl, floor.SnpSpl, floor.UcodeSpl, line)
+	if floor == (kds.TCBParts{}) {
+		text = "NO FLOOR: --min-tcb sets none for " + line + ", so any firmware passes"
+	}
+	return text
 }
 
 // verifiedLog verifies the log copy; a nil log comes with the reason.

@@ -448,3 +448,20 @@ func TestCommandLine(t *testing.T) {
 		t.Errorf("unreachable relay: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 }
+
+// The tcb line names the floor that applied, and says so loudly when the
+// given --min-tcb sets none for the report's product line (the simulator
+// is a Milan).
+func TestTCBLineNamesTheFloor(t *testing.T) {
+	args := base(t, relay(t, "relay-a", simDir, snpsim.Options{}))
+	r := verifyRelay(t, args...)
+	wantFailed(t, r)
+	if !strings.Contains(r.stdout, "snp=24,ucode=213 (the floor for Milan)") {
+		t.Fatalf("amd-sb-3019's Milan floor not named:\n%s", r.stdout)
+	}
+	r = verifyRelay(t, with(args, "--min-tcb", "Genoa:snp=23")...)
+	wantFailed(t, r)
+	if !strings.Contains(r.stdout, "NO FLOOR") {
+		t.Fatalf("a missing floor is not named:\n%s", r.stdout)
+	}
+}

@@ -211,13 +211,19 @@ func (h *handler) answer(ctx context.Context, nonce []byte) (*Evidence, error) {
 
 // Fetch asks the relay at address (HOST:PORT) for its evidence over HTTP
 // and returns it with the document as received (to save). client nil means
-// one with a 60-second timeout.
+// one with a 60-second timeout that follows no redirect (a relay answers
+// itself; it has no business sending a volunteer's program elsewhere).
+// Plain HTTP is enough: the evidence is signed end to end, and the nonce
+// needs no secrecy, only freshness.
 func Fetch(ctx context.Context, client *http.Client, address string, nonce []byte) (*Evidence, []byte, error) {
 	if len(nonce) != protocol.NonceSize {
 		return nil, nil, fmt.Errorf("nonce is %d bytes, want %d", len(nonce), protocol.NonceSize)
 	}
 	if client == nil {
-		client = &http.Client{Timeout: 60 * time.Second}
+		client = &http.Client{
+			Timeout:       60 * time.Second,
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}
 	}
 	body, err := json.Marshal(Request{Nonce: nonce})
 	if err != nil {

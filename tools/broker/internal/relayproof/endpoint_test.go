@@ -163,3 +163,14 @@ func TestEndpointMakesOneReportAtATime(t *testing.T) {
 		t.Fatalf("%d reports at once", most.Load())
 	}
 }
+
+// Fetch follows no redirect: a relay answers itself.
+func TestFetchFollowsNoRedirect(t *testing.T) {
+	genuine := newHandler(t, relayproof.HandlerConfig{})
+	redirecting := httptest.NewServer(http.RedirectHandler(genuine.URL+relayproof.AttestationPath, http.StatusTemporaryRedirect))
+	t.Cleanup(redirecting.Close)
+	_, _, err := relayproof.Fetch(context.Background(), nil, strings.TrimPrefix(redirecting.URL, "http://"), newNonce())
+	if err == nil || !strings.Contains(err.Error(), "307") {
+		t.Fatalf("a redirect was followed or misreported: %v", err)
+	}
+}
