@@ -420,6 +420,13 @@ func TestIdentityFromConsensus(t *testing.T) {
 	if !strings.Contains(r.stdout, read("fingerprint-ed25519")) || !strings.Contains(r.stdout, "microdescriptor") {
 		t.Fatalf("the lines do not name testauth1's identity from the consensus:\n%s", r.stdout)
 	}
+	// The same files as a tor client's DataDirectory.
+	dataDir := append(without(without(args, "--consensus"), "--microdescs"), "--tor-data-dir", docs)
+	r = verifyRelay(t, dataDir...)
+	wantFailed(t, r, "report_data", "signing_cert")
+	if !strings.Contains(r.stdout, read("fingerprint-ed25519")) {
+		t.Fatalf("--tor-data-dir: the lines do not name testauth1's identity:\n%s", r.stdout)
+	}
 	// A fingerprint the consensus does not list: no verdicts, an error.
 	args = with(args, "--fingerprint", strings.Repeat("AB", 20))
 	r = verifyRelay(t, args...)

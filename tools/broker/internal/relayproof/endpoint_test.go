@@ -174,3 +174,22 @@ func TestFetchFollowsNoRedirect(t *testing.T) {
 		t.Fatalf("a redirect was followed or misreported: %v", err)
 	}
 }
+
+func TestHandlerRefusesAnIncompleteConfig(t *testing.T) {
+	good := relayproof.HandlerConfig{GetReport: getReport, KeyDir: filepath.Join(keysDir, "relay-a"), Image: relayproof.Image{Relay: "relay-a", Digest: imageDigest}}
+	if _, err := relayproof.Handler(good); err != nil {
+		t.Fatal(err)
+	}
+	for name, change := range map[string]func(*relayproof.HandlerConfig){
+		"no report source": func(c *relayproof.HandlerConfig) { c.GetReport = nil },
+		"no key directory": func(c *relayproof.HandlerConfig) { c.KeyDir = "" },
+		"no relay name":    func(c *relayproof.HandlerConfig) { c.Image.Relay = "" },
+		"bad image digest": func(c *relayproof.HandlerConfig) { c.Image.Digest = "ab" },
+	} {
+		c := good
+		change(&c)
+		if _, err := relayproof.Handler(c); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}

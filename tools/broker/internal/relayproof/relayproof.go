@@ -15,7 +15,12 @@
 //
 // What Check does not do: the report's signature and AMD chain, the guest
 // policy and the TCB (internal/snpcheck, fed by SNPInputs), and the
-// measurement against the published log. verify-relay adds those verdicts.
+// measurement against the published log. cmd/verify-relay adds those
+// verdicts.
+//
+// endpoint.go is the one definition of the wire: POST AttestationPath with
+// a Request, answered with the Evidence; Handler serves it on the relay,
+// Fetch asks it from the verifier.
 package relayproof
 
 import (

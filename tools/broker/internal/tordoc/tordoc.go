@@ -305,12 +305,19 @@ type Files struct {
 	Microdescs []string
 }
 
-// DataDirFiles are the files a tor client keeps in its DataDirectory dir;
-// the journal is included only when it exists.
+// DataDirFiles are the files a tor client keeps in its DataDirectory dir:
+// the microdescriptor cache and its journal, those of them that exist (a
+// tor that has run only briefly has only the journal), or the cache's name
+// when neither does, for the error to name.
 func DataDirFiles(dir string) Files {
-	f := Files{Consensus: filepath.Join(dir, ConsensusFile), Microdescs: []string{filepath.Join(dir, MicrodescsFile)}}
-	if _, err := os.Lstat(filepath.Join(dir, MicrodescsJournal)); err == nil {
-		f.Microdescs = append(f.Microdescs, filepath.Join(dir, MicrodescsJournal))
+	f := Files{Consensus: filepath.Join(dir, ConsensusFile)}
+	for _, name := range []string{MicrodescsFile, MicrodescsJournal} {
+		if _, err := os.Lstat(filepath.Join(dir, name)); err == nil {
+			f.Microdescs = append(f.Microdescs, filepath.Join(dir, name))
+		}
+	}
+	if len(f.Microdescs) == 0 {
+		f.Microdescs = []string{filepath.Join(dir, MicrodescsFile)}
 	}
 	return f
 }

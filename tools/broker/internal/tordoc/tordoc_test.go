@@ -162,12 +162,17 @@ func TestUnknownFingerprintIsNamed(t *testing.T) {
 
 func TestDataDirFilesReadsJournal(t *testing.T) {
 	dir := t.TempDir()
-	if f := tordoc.DataDirFiles(dir); len(f.Microdescs) != 1 {
-		t.Fatalf("without a journal: %v", f.Microdescs)
+	cache, journal := filepath.Join(dir, tordoc.MicrodescsFile), filepath.Join(dir, tordoc.MicrodescsJournal)
+	if f := tordoc.DataDirFiles(dir); strings.Join(f.Microdescs, " ") != cache || f.Consensus != filepath.Join(dir, tordoc.ConsensusFile) {
+		t.Fatalf("with neither file: %+v", f)
 	}
 	writeFile(t, dir, tordoc.MicrodescsJournal, []byte("\n"))
-	if f := tordoc.DataDirFiles(dir); len(f.Microdescs) != 2 || f.Consensus != filepath.Join(dir, tordoc.ConsensusFile) {
-		t.Fatalf("with a journal: %+v", f)
+	if f := tordoc.DataDirFiles(dir); strings.Join(f.Microdescs, " ") != journal {
+		t.Fatalf("with the journal alone: %v", f.Microdescs)
+	}
+	writeFile(t, dir, tordoc.MicrodescsFile, []byte("\n"))
+	if f := tordoc.DataDirFiles(dir); strings.Join(f.Microdescs, " ") != cache+" "+journal {
+		t.Fatalf("with both: %v", f.Microdescs)
 	}
 }
 
