@@ -192,7 +192,7 @@ func verify(o options, stderr io.Writer) (relayproof.Verdicts, error) {
 	if err != nil {
 		return nil, err
 	}
-	master, identitySource, err := o.masterIdentity(fp)
+	master, identitySource, err := o.masterIdentity(fp, stderr)
 	if err != nil {
 		return nil, err
 	}
@@ -262,7 +262,7 @@ func (o options) snpPolicy() (*snpcheck.Policy, error) {
 
 // masterIdentity is the relay's ed25519 master identity, from outside the
 // answer, and where it came from.
-func (o options) masterIdentity(fp string) (ed25519.PublicKey, string, error) {
+func (o options) masterIdentity(fp string, stderr io.Writer) (ed25519.PublicKey, string, error) {
 	if o.ed25519ID != "" {
 		key, err := torid.ParseEd25519ID(o.ed25519ID)
 		if err != nil {
@@ -277,6 +277,11 @@ func (o options) masterIdentity(fp string) (ed25519.PublicKey, string, error) {
 	id, err := tordoc.Lookup(files, fp)
 	if err != nil {
 		return nil, "", err
+	}
+	// tor itself uses a consensus up to a day past its valid-until; an
+	// older one may list an identity the relay has since replaced.
+	if age := time.Since(id.ValidUntil); age > 24*time.Hour {
+		fmt.Fprintf(stderr, "verify-relay: warning: the consensus expired %s ago (valid-until %s UTC): start tor so that it fetches a current one\n", age.Round(time.Minute), id.ValidUntil.Format("2006-01-02 15:04:05"))
 	}
 	return id.Ed25519Master, fmt.Sprintf("the consensus valid-after %s UTC, microdescriptor %s", id.ValidAfter.Format("2006-01-02 15:04:05"), id.Source), nil
 }
