@@ -175,14 +175,14 @@ resource_plugin() {
 }
 
 # The key broker, the relay agent (copied into broker-mode images), the SNP
-# simulator of the local stack and the measurement log's program, rebuilt
-# when tools/broker changes.
+# simulator of the local stack, the measurement log's program and
+# verify-relay, rebuilt when tools/broker changes.
 broker_tools() {
   local source_digest binary dir
   source_digest=$(cd "$here/tools/broker" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-12)
   binary=$(go_build key-broker "$source_digest" build_broker)
   dir=$(dirname "$binary")
-  for program in key-broker relay-agent snp-simulator measurement-log; do ln -sfn "$dir/$program" "$TOOLS_BIN/$program"; done
+  for program in key-broker relay-agent snp-simulator measurement-log verify-relay; do ln -sfn "$dir/$program" "$TOOLS_BIN/$program"; done
 }
 
 npm_packages() {

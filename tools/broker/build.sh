@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the key broker's four programs into OUTDIR:
+# Builds the key broker's five programs into OUTDIR:
 #
 #   tools/broker/build.sh OUTDIR
 #
@@ -10,6 +10,8 @@
 #                         without SEV-SNP (runs on the QEMU host)
 #   OUTDIR/measurement-log  appends to and verifies the public log of launch
 #                         measurements (the operator's machine, volunteers)
+#   OUTDIR/verify-relay   a volunteer's check of a relay: its fresh SEV-SNP
+#                         report, Tor identity and image against the log
 #
 # Modules come from GOPROXY (default https://proxy.golang.org) as pinned by
 # go.sum.
@@ -38,3 +40,4 @@ CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$outdir/relay-agent" ./cmd
 CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$outdir/key-broker" ./cmd/key-broker
 CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$outdir/snp-simulator" ./cmd/snp-simulator
 CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$outdir/measurement-log" ./cmd/measurement-log
+CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$outdir/verify-relay" ./cmd/verify-relay

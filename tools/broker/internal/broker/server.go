@@ -19,6 +19,7 @@ import (
 	"unicode/utf8"
 
 	"diskless-relays/tools/broker/internal/protocol"
+	"diskless-relays/tools/broker/internal/ratelimit"
 	"diskless-relays/tools/broker/internal/snpcheck"
 	"diskless-relays/tools/broker/internal/store"
 )
@@ -50,7 +51,7 @@ type Server struct {
 	st       *store.Store
 	mu       sync.Mutex
 	sessions map[string]*session
-	limiter  *sourceLimiter
+	limiter  *ratelimit.Limiter
 }
 
 type session struct {
@@ -91,7 +92,7 @@ func New(cfg Config) (*Server, error) {
 		if burst <= 0 {
 			burst = DefaultSourceBurst
 		}
-		srv.limiter = newSourceLimiter(rate, float64(burst), cfg.Now)
+		srv.limiter = ratelimit.New(rate, float64(burst), cfg.Now)
 	}
 	return srv, nil
 }

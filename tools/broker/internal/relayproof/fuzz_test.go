@@ -3,6 +3,7 @@ package relayproof_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"path/filepath"
 	"reflect"
 	"testing"
@@ -29,7 +30,7 @@ func FuzzDecodeEvidence(f *testing.F) {
 	// genuine answer: its report must be the same in each, so it is an
 	// unsigned one in the real layout (Check does not judge the SNP
 	// signature; snpcheck does), and ed25519 signatures are deterministic.
-	genuine, err := relayproof.Make(context.Background(), unsignedReport, keys, nonce, imageDigest, "https://example.org/build.json")
+	genuine, err := relayproof.Make(context.Background(), unsignedReport, keys, nonce, relayproof.Image{Relay: "relay-a", Digest: imageDigest, BuildRecord: "https://example.org/build.json"})
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -90,4 +91,34 @@ func unsignedReport(_ context.Context, rd [protocol.ReportDataSize]byte) ([]byte
 		Signature:       make([]byte, abi.SignatureSize),
 	})
 	return raw, nil, err
+}
+
+// The endpoint's request decoder reads what anyone on the network sends a
+// relay: it must never panic, and what it accepts is exactly a 32-byte
+// nonce that the canonical encoding gives back.
+func FuzzDecodeRequest(f *testing.F) {
+	for _, seed := range []string{
+		`{"nonce":"BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc="}`,
+		` { "nonce" : "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=" } `,
+		`{"nonce":"BwcH","nonce":"BwcH"}`, `{"Nonce":""}`, `[]`, `{}`, `null`, ``,
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r, err := relayproof.DecodeRequest(data)
+		if err != nil {
+			return
+		}
+		if len(data) > relayproof.MaxRequestSize || len(r.Nonce) != protocol.NonceSize {
+			t.Fatalf("accepted %d bytes with a %d-byte nonce", len(data), len(r.Nonce))
+		}
+		again, err := json.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r2, err := relayproof.DecodeRequest(again)
+		if err != nil || !bytes.Equal(r2.Nonce, r.Nonce) {
+			t.Fatalf("round trip of %q: %v", again, err)
+		}
+	})
 }

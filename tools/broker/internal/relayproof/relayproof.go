@@ -15,7 +15,12 @@
 //
 // What Check does not do: the report's signature and AMD chain, the guest
 // policy and the TCB (internal/snpcheck, fed by SNPInputs), and the
-// measurement against the published log. verify-relay adds those verdicts.
+// measurement against the published log. cmd/verify-relay adds those
+// verdicts.
+//
+// endpoint.go is the one definition of the wire: POST AttestationPath with
+// a Request, answered with the Evidence; Handler serves it on the relay,
+// Fetch asks it from the verifier.
 package relayproof
 
 import (
@@ -74,6 +79,12 @@ type Evidence struct {
 	RSAFingerprint string `json:"rsaFingerprint"` // 40 upper-case hex digits
 	Ed25519ID      string `json:"ed25519Id"`      // base64 without padding, as in microdescriptors
 	ImageDigest    string `json:"imageDigest"`    // 64 lowercase hex digits
+	// Relay is the relay's name as the published measurement log lists it
+	// (protocol.ValidRelay): the verifier's key into the log. It is not in
+	// REPORT_DATA: the log entry is found by the report's measurement, which
+	// the hardware signs, and must hold the image digest REPORT_DATA binds,
+	// so a false name can only select an entry of the same image.
+	Relay string `json:"relay"`
 	// BuildRecord says where the image's signed build record is (a URL or
 	// a name in the published log); printable ASCII, optional.
 	BuildRecord string `json:"buildRecord,omitempty"`
@@ -98,6 +109,8 @@ func (e *Evidence) Validate() error {
 		return fmt.Errorf("evidence: rsaFingerprint %q is not 40 upper-case hex digits", clip(e.RSAFingerprint))
 	case !protocol.ValidImageDigest(e.ImageDigest):
 		return fmt.Errorf("evidence: imageDigest %q is not 64 lowercase hex digits", clip(e.ImageDigest))
+	case !protocol.ValidRelay(e.Relay):
+		return fmt.Errorf("evidence: relay %q is not a relay name (%s)", clip(e.Relay), protocol.RelayNamePattern)
 	case len(e.BuildRecord) > MaxBuildRecordSize:
 		return fmt.Errorf("evidence: buildRecord is %d bytes, limit %d", len(e.BuildRecord), MaxBuildRecordSize)
 	case strings.IndexFunc(e.BuildRecord, func(r rune) bool { return r < 0x21 || r > 0x7e }) >= 0:
@@ -203,13 +216,27 @@ func (e *Evidence) CertTable() []byte {
 // relay agent's report sources (agent.ReportSource.GetReport).
 type ReportFunc func(ctx context.Context, reportData [protocol.ReportDataSize]byte) (report, certs []byte, err error)
 
+// Image is what the relay runs, as the published measurement log names it.
+type Image struct {
+	// Relay is the relay's name in the log (protocol.ValidRelay).
+	Relay string
+	// Digest is the image's SHA-256, 64 lowercase hex digits.
+	Digest string
+	// BuildRecord says where its signed build record is (optional).
+	BuildRecord string
+}
+
 // Make answers a caller's nonce, inside the guest: a fresh report binding
 // the nonce, the relay's identities and the image digest, signed with the
 // relay's current signing key. keys come from torid.LoadRelayKeys, which
 // has checked that they belong together.
-func Make(ctx context.Context, getReport ReportFunc, keys *torid.RelayKeys, nonce []byte, imageDigest, buildRecord string) (*Evidence, error) {
+func Make(ctx context.Context, getReport ReportFunc, keys *torid.RelayKeys, nonce []byte, img Image) (*Evidence, error) {
+	imageDigest := img.Digest
 	if len(nonce) != protocol.NonceSize {
 		return nil, fmt.Errorf("nonce is %d bytes, want %d", len(nonce), protocol.NonceSize)
+	}
+	if !protocol.ValidRelay(img.Relay) {
+		return nil, fmt.Errorf("relay name %q is not one (%s)", clip(img.Relay), protocol.RelayNamePattern)
 	}
 	if !protocol.ValidImageDigest(imageDigest) {
 		return nil, fmt.Errorf("image digest %q is not 64 lowercase hex digits", clip(imageDigest))
@@ -242,7 +269,8 @@ func Make(ctx context.Context, getReport ReportFunc, keys *torid.RelayKeys, nonc
 		RSAFingerprint: keys.RSAFingerprint,
 		Ed25519ID:      torid.Ed25519ID(keys.Master),
 		ImageDigest:    imageDigest,
-		BuildRecord:    buildRecord,
+		Relay:          img.Relay,
+		BuildRecord:    img.BuildRecord,
 	}
 	if err := e.Validate(); err != nil {
 		return nil, err

@@ -130,7 +130,7 @@ func newNonce() []byte {
 
 func answer(t *testing.T, keys *torid.RelayKeys, nonce []byte, image string) *relayproof.Evidence {
 	t.Helper()
-	e, err := relayproof.Make(context.Background(), getReport, keys, nonce, image, "https://example.org/builds/"+image+".json")
+	e, err := relayproof.Make(context.Background(), getReport, keys, nonce, relayproof.Image{Relay: "relay-a", Digest: image, BuildRecord: "https://example.org/builds/" + image + ".json"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -326,26 +326,29 @@ func loadExpired(t *testing.T, a *torid.RelayKeys) *torid.RelayKeys {
 func TestMakeRefuses(t *testing.T) {
 	a, b := loadKeys(t, "relay-a"), loadKeys(t, "relay-b")
 	ctx := context.Background()
-	if _, err := relayproof.Make(ctx, getReport, a, make([]byte, 31), imageDigest, ""); err == nil {
+	if _, err := relayproof.Make(ctx, getReport, a, make([]byte, 31), relayproof.Image{Relay: "relay-a", Digest: imageDigest}); err == nil {
 		t.Error("a 31-byte nonce")
 	}
-	if _, err := relayproof.Make(ctx, getReport, a, newNonce(), strings.ToUpper(imageDigest), ""); err == nil {
+	if _, err := relayproof.Make(ctx, getReport, a, newNonce(), relayproof.Image{Relay: "relay-a", Digest: strings.ToUpper(imageDigest)}); err == nil {
 		t.Error("an upper-case image digest")
 	}
 	mixed := *a
 	mixed.SigningKey = b.SigningKey
-	if _, err := relayproof.Make(ctx, getReport, &mixed, newNonce(), imageDigest, ""); err == nil {
+	if _, err := relayproof.Make(ctx, getReport, &mixed, newNonce(), relayproof.Image{Relay: "relay-a", Digest: imageDigest}); err == nil {
 		t.Error("a signing key the certificate does not certify")
 	}
 	// A secure processor that ignores the REPORT_DATA it is given.
 	ignoring := func(ctx context.Context, _ [protocol.ReportDataSize]byte) ([]byte, []byte, error) {
 		return getReport(ctx, [protocol.ReportDataSize]byte{1})
 	}
-	if _, err := relayproof.Make(ctx, ignoring, a, newNonce(), imageDigest, ""); err == nil {
+	if _, err := relayproof.Make(ctx, ignoring, a, newNonce(), relayproof.Image{Relay: "relay-a", Digest: imageDigest}); err == nil {
 		t.Error("a report without the requested REPORT_DATA")
 	}
-	if _, err := relayproof.Make(ctx, getReport, a, newNonce(), imageDigest, "two words"); err == nil {
+	if _, err := relayproof.Make(ctx, getReport, a, newNonce(), relayproof.Image{Relay: "relay-a", Digest: imageDigest, BuildRecord: "two words"}); err == nil {
 		t.Error("a build record with a space")
+	}
+	if _, err := relayproof.Make(ctx, getReport, a, newNonce(), relayproof.Image{Relay: "Relay A", Digest: imageDigest}); err == nil {
+		t.Error("a relay name the log could not hold")
 	}
 }
 
@@ -419,6 +422,8 @@ func TestEvidenceJSON(t *testing.T) {
 		"padded ed25519 id":  encode(func(m map[string]any) { m["ed25519Id"] = m["ed25519Id"].(string) + "=" }),
 		"short image digest": encode(func(m map[string]any) { m["imageDigest"] = "abcd" }),
 		"newline in record":  encode(func(m map[string]any) { m["buildRecord"] = "https://x\nFAIL" }),
+		"no relay name":      encode(func(m map[string]any) { delete(m, "relay") }),
+		"relay in capitals":  encode(func(m map[string]any) { m["relay"] = "RELAY-A" }),
 		"long build record":  encode(func(m map[string]any) { m["buildRecord"] = strings.Repeat("a", relayproof.MaxBuildRecordSize+1) }),
 		"base64url nonce": encode(func(m map[string]any) {
 			m["nonce"] = strings.TrimRight(base64.URLEncoding.EncodeToString(bytes.Repeat([]byte{0xff}, 32)), "=")

@@ -303,28 +303,44 @@ func ParseRootsPEM(data []byte) (string, *trust.AMDRootCerts, error) {
 
 // Check verifies report (the 1184-byte ATTESTATION_REPORT) with its
 // certificate table certs (may be empty) against the policy: the report
-// must bind wantReportData and carry one of measurements.
+// must bind wantReportData and carry one of measurements. It returns the
+// first refusal of Checks.
 func (p *Policy) Check(report, certs []byte, wantReportData [protocol.ReportDataSize]byte, measurements [][]byte) (Result, *Refusal) {
+	res, refusals := p.Checks(report, certs, wantReportData, measurements)
+	if len(refusals) > 0 {
+		return res, refusals[0]
+	}
+	return res, nil
+}
+
+// Checks runs Check's checks and returns every refusal, in Check's order,
+// for a verifier that reports each check on its own line. A report that
+// cannot be read, or a missing configuration, gives one refusal; a report
+// whose chain fails still has its fields checked (its Result says it is not
+// Verified); go-sev-guest's full field validation runs only when every
+// explicit check held, as its failures would repeat theirs.
+func (p *Policy) Checks(report, certs []byte, wantReportData [protocol.ReportDataSize]byte, measurements [][]byte) (Result, []*Refusal) {
 	var res Result
+	one := func(r *Refusal) []*Refusal { return []*Refusal{r} }
 	if len(report) != abi.ReportSize {
-		return res, refuse(CodeBadReport, "report is %d bytes, want %d", len(report), abi.ReportSize)
+		return res, one(refuse(CodeBadReport, "report is %d bytes, want %d", len(report), abi.ReportSize))
 	}
 	if len(certs) > protocol.MaxCertTableSize {
-		return res, refuse(CodeBadCerts, "certificate table is %d bytes, limit %d", len(certs), protocol.MaxCertTableSize)
+		return res, one(refuse(CodeBadCerts, "certificate table is %d bytes, limit %d", len(certs), protocol.MaxCertTableSize))
 	}
 	rep, err := abi.ReportToProto(report)
 	if err != nil {
-		return res, refuse(CodeBadReport, "cannot parse report: %v", err)
+		return res, one(refuse(CodeBadReport, "cannot parse report: %v", err))
 	}
 	res = Result{Measurement: rep.GetMeasurement(), ReportedTCB: rep.GetReportedTcb(), Policy: rep.GetPolicy()}
 	if len(measurements) == 0 {
-		return res, refuse(CodeNoMeasurementsConf, "image has no registered measurement")
+		return res, one(refuse(CodeNoMeasurementsConf, "image has no registered measurement"))
 	}
 	chain := &spb.CertificateChain{Extras: map[string][]byte{}}
 	if len(certs) > 0 {
 		table := new(abi.CertTable)
 		if err := table.Unmarshal(certs); err != nil {
-			return res, refuse(CodeBadCerts, "cannot parse certificate table: %v", err)
+			return res, one(refuse(CodeBadCerts, "cannot parse certificate table: %v", err))
 		}
 		chain = table.Proto()
 	}
@@ -347,61 +363,64 @@ func (p *Policy) Check(report, certs []byte, wantReportData [protocol.ReportData
 		vopts.CheckRevocations = false
 	}
 	if len(p.Roots) == 0 && len(p.SimulatedRoots) == 0 {
-		return res, refuse(CodeVerification, "no trusted roots configured")
+		return res, one(refuse(CodeVerification, "no trusted roots configured"))
 	}
+	var refusals []*Refusal
 	line, root, err := p.verifyChain(att, vopts)
 	var missing *trust.AttestationRecreationErr
-	if line := kds.ProductLineFromFms(rep.GetCpuid1EaxFms()); errors.As(err, &missing) && len(p.Roots[line])+len(p.SimulatedRoots[line]) == 0 {
+	if l := kds.ProductLineFromFms(rep.GetCpuid1EaxFms()); errors.As(err, &missing) && len(p.Roots[l])+len(p.SimulatedRoots[l]) == 0 {
 		// Nothing to wait for: no pinned root would verify this product line.
-		return res, refuse(CodeVerification, "no trusted root for product line %q: %v", line, err)
+		refusals = append(refusals, refuse(CodeVerification, "no trusted root for product line %q: %v", l, err))
+	} else if errors.As(err, &missing) {
+		refusals = append(refusals, refuse(CodeVCEKUnavailable, "the report carries no VCEK and the broker has none for chip %x… at TCB %s: %v; the relay should retry later", rep.GetChipId()[:8], FormatTCB(rep.GetReportedTcb()), err))
+	} else if err != nil {
+		refusals = append(refusals, refuse(CodeVerification, "%v", err))
+	} else {
+		res.Verified, res.Root = true, root+"/"+line
 	}
-	if errors.As(err, &missing) {
-		return res, refuse(CodeVCEKUnavailable, "the report carries no VCEK and the broker has none for chip %x… at TCB %s: %v; the relay should retry later", rep.GetChipId()[:8], FormatTCB(rep.GetReportedTcb()), err)
+	if !res.Verified {
+		// The floor of the line the report names (an unverified report's
+		// fields are checked all the same, for the verifier's other lines).
+		line = kds.ProductLineFromFms(rep.GetCpuid1EaxFms())
 	}
-	if err != nil {
-		return res, refuse(CodeVerification, "%v", err)
-	}
-	res.Verified, res.Root = true, root+"/"+line
-	if p.KDS != nil && p.CheckRevocations {
+	if res.Verified && p.KDS != nil && p.CheckRevocations {
 		vcek, err := x509.ParseCertificate(att.GetCertificateChain().GetVcekCert())
-		if err != nil {
-			return res, refuse(CodeVerification, "VCEK: %v", err)
-		}
 		var revoked *kdscache.RevokedError
-		switch err := p.KDS.CheckRevoked(res.Root, vcek); {
-		case errors.As(err, &revoked):
-			return res, refuse(CodeCertRevoked, "%v (AMD's CRL for %s)", err, res.Root)
-		case err != nil:
-			return res, refuse(CodeCRLUnavailable, "revocation cannot be checked: %v", err)
+		if err != nil {
+			refusals = append(refusals, refuse(CodeVerification, "VCEK: %v", err))
+		} else if err := p.KDS.CheckRevoked(res.Root, vcek); errors.As(err, &revoked) {
+			refusals = append(refusals, refuse(CodeCertRevoked, "%v (AMD's CRL for %s)", err, res.Root))
+		} else if err != nil {
+			refusals = append(refusals, refuse(CodeCRLUnavailable, "revocation cannot be checked: %v", err))
 		}
 	}
 
 	// 2. Explicit checks, each with its own reason.
 	if !bytes.Equal(rep.GetReportData(), wantReportData[:]) {
-		return res, refuse(CodeReportData, "REPORT_DATA %x does not bind this session (want %x)", rep.GetReportData(), wantReportData)
+		refusals = append(refusals, refuse(CodeReportData, "REPORT_DATA %x does not bind this session (want %x)", rep.GetReportData(), wantReportData))
 	}
 	pol, err := abi.ParseSnpPolicy(rep.GetPolicy())
 	if err != nil {
-		return res, refuse(CodeBadReport, "guest policy: %v", err)
+		return res, append(refusals, refuse(CodeBadReport, "guest policy: %v", err))
 	}
 	if pol.Debug {
-		return res, refuse(CodePolicyDebug, "guest policy 0x%x allows debugging (host can decrypt guest memory)", rep.GetPolicy())
+		refusals = append(refusals, refuse(CodePolicyDebug, "guest policy 0x%x allows debugging (host can decrypt guest memory)", rep.GetPolicy()))
 	}
 	if pol.MigrateMA {
-		return res, refuse(CodePolicyMigration, "guest policy 0x%x allows a migration agent", rep.GetPolicy())
+		refusals = append(refusals, refuse(CodePolicyMigration, "guest policy 0x%x allows a migration agent", rep.GetPolicy()))
 	}
 	if pol.SMT && !p.AllowSMT {
-		return res, refuse(CodePolicySMT, "guest policy 0x%x allows SMT and the broker was not started with --allow-smt", rep.GetPolicy())
+		refusals = append(refusals, refuse(CodePolicySMT, "guest policy 0x%x allows SMT and the broker was not started with --allow-smt", rep.GetPolicy()))
 	}
 	// VMPL 0 is the guest's most privileged level: a report requested from a
 	// lower level (an SVSM's guest, say) does not speak for the whole guest.
 	if rep.GetVmpl() != 0 {
-		return res, refuse(CodeVMPL, "report was requested at VMPL %d; only VMPL 0 speaks for the guest", rep.GetVmpl())
+		refusals = append(refusals, refuse(CodeVMPL, "report was requested at VMPL %d; only VMPL 0 speaks for the guest", rep.GetVmpl()))
 	}
 	minTCB := p.minTCBFor(line)
 	reported := kds.DecomposeTCBVersion(kds.TCBVersion(rep.GetReportedTcb()))
 	if !kds.TCBPartsLE(minTCB, reported) {
-		return res, refuse(CodeTCB, "reported TCB %s of this %s is below the minimum %s", FormatTCB(rep.GetReportedTcb()), line, formatParts(minTCB))
+		refusals = append(refusals, refuse(CodeTCB, "reported TCB %s of this %s is below the minimum %s", FormatTCB(rep.GetReportedTcb()), line, formatParts(minTCB)))
 	}
 	var matched []byte
 	for _, m := range measurements {
@@ -411,7 +430,10 @@ func (p *Policy) Check(report, certs []byte, wantReportData [protocol.ReportData
 		}
 	}
 	if matched == nil {
-		return res, refuse(CodeMeasurement, "measurement %x is not registered for this image", rep.GetMeasurement())
+		refusals = append(refusals, refuse(CodeMeasurement, "measurement %x is not registered for this image", rep.GetMeasurement()))
+	}
+	if len(refusals) > 0 {
+		return res, refusals
 	}
 
 	// 3. go-sev-guest's full field validation (TCB consistency between the
@@ -424,9 +446,9 @@ func (p *Policy) Check(report, certs []byte, wantReportData [protocol.ReportData
 		PermitProvisionalFirmware: p.PermitProvisionalFirmware,
 	}
 	if err := validate.SnpAttestation(att, vmopts); err != nil {
-		return res, refuse(CodeValidation, "%v", err)
+		refusals = append(refusals, refuse(CodeValidation, "%v", err))
 	}
-	return res, nil
+	return res, refusals
 }
 
 // verifyChain checks the report's signature and VCEK chain against one

@@ -261,3 +261,41 @@ func TestMissingVCEKFromCache(t *testing.T) {
 		}
 	}
 }
+
+// Checks gives every refusal, in Check's order, for a verifier that prints
+// one line per check; Check gives the first. The report here breaks three
+// rules at once: it chains to no trusted root, its policy allows debugging
+// and its TCB is below the floor.
+func TestChecksGivesEveryRefusal(t *testing.T) {
+	dir := t.TempDir()
+	if err := snpsim.Init(dir, snpsim.InitOptions{RSABits: 2048}); err != nil {
+		t.Fatal(err)
+	}
+	m := bytes.Repeat([]byte{0xab}, 48)
+	sim, err := snpsim.Load(dir, snpsim.Options{Measurement: m, Policy: 0x20000 | 1<<19}) // bit 17 is always set; bit 19: DEBUG
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rd [64]byte
+	rep, certs, err := sim.Report(rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots, err := snpcheck.AMDRoots()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &snpcheck.Policy{Roots: roots, MinTCB: kds.TCBParts{SnpSpl: 200}}
+	res, refusals := p.Checks(rep, certs, rd, [][]byte{m})
+	var codes []string
+	for _, r := range refusals {
+		codes = append(codes, r.Code)
+	}
+	want := []string{snpcheck.CodeVerification, snpcheck.CodePolicyDebug, snpcheck.CodeTCB}
+	if strings.Join(codes, " ") != strings.Join(want, " ") || res.Verified {
+		t.Fatalf("refusals %v (verified %v), want %v", codes, res.Verified, want)
+	}
+	if _, first := p.Check(rep, certs, rd, [][]byte{m}); first == nil || first.Code != want[0] {
+		t.Fatalf("Check: %v, want the first refusal %s", first, want[0])
+	}
+}
