@@ -238,7 +238,7 @@ main() {
   step "vulndb (test databases for Grype)" vulndb_tool
   step "command provider $COMMAND_VERSION" resource_plugin command "$COMMAND_VERSION" build_command
   step "proxmoxve provider $PROXMOXVE_VERSION" resource_plugin proxmoxve "$PROXMOXVE_VERSION" build_proxmoxve
-  step "key broker, agent, simulator, log, verifier" broker_tools
+  step "broker, agent, simulator, log, verifier" broker_tools
   log "ready in $(seconds_since "$started"): $(pulumi version), $(syft version 2>/dev/null | awk '/^Version:/ {print "syft " $2}'), $(grype version 2>/dev/null | awk '/^Version:/ {print "grype " $2}'), $(tor --version | head -n1 | cut -d' ' -f1-3)"
   log "disk: tools $(disk_use "$DISKLESS_RELAYS_CACHE"), Go module and build caches $(disk_use "$(go env GOMODCACHE)" "$(go env GOCACHE)"), node_modules $(disk_use "$here/node_modules"); log $SETUP_LOG"
 }
