@@ -18,10 +18,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 
 	"diskless-relays/tools/broker/internal/cli"
+	"diskless-relays/tools/broker/internal/fsutil"
 	"diskless-relays/tools/broker/internal/measurelog"
 	"diskless-relays/tools/broker/internal/protocol"
 )
@@ -92,14 +92,9 @@ func cmdAppend(args []string) error {
 }
 
 func readEntry(path string) (measurelog.Entry, error) {
-	f, err := os.Open(path)
+	data, err := fsutil.ReadBounded(path, measurelog.MaxEntrySize)
 	if err != nil {
 		return measurelog.Entry{}, fmt.Errorf("entry: %v", err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, measurelog.MaxEntrySize+1))
-	if err != nil {
-		return measurelog.Entry{}, fmt.Errorf("entry %s: %v", path, err)
 	}
 	e, err := measurelog.ParseEntry(data)
 	if err != nil {

@@ -29,6 +29,7 @@ import (
 	"github.com/google/go-sev-guest/verify/trust"
 
 	"diskless-relays/tools/broker/internal/cli"
+	"diskless-relays/tools/broker/internal/fsutil"
 	"diskless-relays/tools/broker/internal/measurelog"
 	"diskless-relays/tools/broker/internal/protocol"
 	"diskless-relays/tools/broker/internal/relayproof"
@@ -247,7 +248,7 @@ func (o options) snpPolicy() (*snpcheck.Policy, error) {
 	}
 	p := &snpcheck.Policy{Roots: roots, AllowSMT: o.allowSMT, MinTCB: all, MinTCBByLine: byLine, FetchCerts: true}
 	if o.simulatedRoot != "" {
-		data, err := readSmall(o.simulatedRoot, 64<<10)
+		data, err := fsutil.ReadBounded(o.simulatedRoot, 64<<10)
 		if err != nil {
 			return nil, err
 		}
@@ -293,7 +294,7 @@ func (o options) answer(stderr io.Writer) (*relayproof.Evidence, []byte, error) 
 		if err != nil || len(nonce) != protocol.NonceSize {
 			return nil, nil, fmt.Errorf("--nonce %q is not %d bytes in hex", o.nonce, protocol.NonceSize)
 		}
-		data, err := readSmall(o.evidence, relayproof.MaxEvidenceSize)
+		data, err := fsutil.ReadBounded(o.evidence, relayproof.MaxEvidenceSize)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -468,21 +469,4 @@ func measurementVerdict(log *measurelog.Log, problem string, entry *measurelog.L
 		}
 	}
 	return v
-}
-
-// readSmall reads a regular file of at most limit bytes.
-func readSmall(name string, limit int64) ([]byte, error) {
-	f, err := os.Open(name)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, fmt.Errorf("%s: %v", name, err)
-	}
-	if int64(len(data)) > limit {
-		return nil, fmt.Errorf("%s: larger than %d bytes", name, limit)
-	}
-	return data, nil
 }

@@ -22,12 +22,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"diskless-relays/tools/broker/internal/fsutil"
 	"diskless-relays/tools/broker/internal/torid"
 )
 
@@ -329,7 +329,7 @@ func Lookup(files Files, fingerprint string) (Identity, error) {
 	if !torid.ValidRSAFingerprint(fingerprint) {
 		return Identity{}, fmt.Errorf("fingerprint %q is not 40 upper-case hex digits", clip(fingerprint))
 	}
-	data, err := readBounded(files.Consensus, MaxConsensusSize)
+	data, err := fsutil.ReadBounded(files.Consensus, MaxConsensusSize)
 	if err != nil {
 		return Identity{}, err
 	}
@@ -345,7 +345,7 @@ func Lookup(files Files, fingerprint string) (Identity, error) {
 		return Identity{}, errors.New("no microdescriptor file given")
 	}
 	for _, name := range files.Microdescs {
-		data, err := readBounded(name, MaxMicrodescsSize)
+		data, err := fsutil.ReadBounded(name, MaxMicrodescsSize)
 		if err != nil {
 			return Identity{}, err
 		}
@@ -364,30 +364,6 @@ func Lookup(files Files, fingerprint string) (Identity, error) {
 		}
 	}
 	return Identity{}, fmt.Errorf("relay %s (%s) is in the consensus, but its microdescriptor (sha256 %s) is not in %s: let tor fetch it (it does within minutes of a new consensus), or copy the files again", fingerprint, entry.Nickname, base64.RawStdEncoding.EncodeToString(entry.MicrodescDigest[:]), strings.Join(files.Microdescs, " or "))
-}
-
-// readBounded reads a regular file of at most limit bytes.
-func readBounded(name string, limit int64) ([]byte, error) {
-	f, err := os.Open(name)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s: not a regular file", name)
-	}
-	data, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, fmt.Errorf("%s: %v", name, err)
-	}
-	if int64(len(data)) > limit {
-		return nil, fmt.Errorf("%s: larger than %d bytes", name, limit)
-	}
-	return data, nil
 }
 
 // clip shortens a value from a file before it goes into an error message.

@@ -31,14 +31,14 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"time"
 
 	"filippo.io/edwards25519"
+
+	"diskless-relays/tools/broker/internal/fsutil"
 )
 
 // The key files of a relay's KeyDirectory this package reads.
@@ -382,7 +382,7 @@ type RelayKeys struct {
 // push) is the one used.
 func LoadRelayKeys(keyDir string) (*RelayKeys, error) {
 	read := func(name string) ([]byte, error) {
-		data, err := readSmall(filepath.Join(keyDir, name))
+		data, err := fsutil.ReadBounded(filepath.Join(keyDir, name), maxKeyFileSize)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %v (the relay's tor KeyDirectory must hold it)", filepath.Join(keyDir, name), err)
 		}
@@ -423,21 +423,4 @@ func LoadRelayKeys(keyDir string) (*RelayKeys, error) {
 		return nil, fmt.Errorf("%s: %s certifies another key than %s holds: copy both from the same tor --keygen", keyDir, SigningCertFile, SigningSecretKeyFile)
 	}
 	return &k, nil
-}
-
-// readSmall reads a key file, refusing one larger than any key file.
-func readSmall(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxKeyFileSize+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(data) > maxKeyFileSize {
-		return nil, fmt.Errorf("larger than %d bytes: not a key file", maxKeyFileSize)
-	}
-	return data, nil
 }
