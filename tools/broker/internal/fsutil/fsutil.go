@@ -2,6 +2,8 @@
 // the old content or the new, never a torn file: write a temporary file in
 // the same directory, fsync it, rename it over the target, fsync the
 // directory.
+// It also reads the files a program is pointed at within a bound
+// (ReadBounded, read.go).
 package fsutil
 
 import (
