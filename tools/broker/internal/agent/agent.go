@@ -95,12 +95,13 @@ func New(cfg *Config, opts Options) (*Agent, error) {
 		log:  opts.Log,
 	}
 	if cfg.Attestation == protocol.AttestationSNP {
-		a.source = opts.Source
-		if a.source == nil {
-			if a.source, err = NewReportSource(cfg.ReportSource); err != nil {
+		src := opts.Source
+		if src == nil {
+			if src, err = NewReportSource(cfg.ReportSource); err != nil {
 				return nil, err
 			}
 		}
+		a.source = &lockedSource{src: src}
 	}
 	return a, nil
 }
@@ -354,6 +355,17 @@ func (a *Agent) Run(ctx context.Context, finalTimeout time.Duration) error {
 	interval := time.Duration(a.cfg.PushIntervalSeconds) * time.Second
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	// The public endpoint lives as long as the pushes; a port it cannot
+	// open is logged and the pushes go on: the relay's keys matter more.
+	publicCtx, stopPublic := context.WithCancel(ctx)
+	publicDone := make(chan struct{})
+	go func() {
+		defer close(publicDone)
+		if err := a.ServePublic(publicCtx); err != nil {
+			a.log.Printf("%v", err)
+		}
+	}()
+	defer func() { stopPublic(); <-publicDone }()
 	a.log.Printf("run: pushing now and every %s", interval)
 	if err := a.Push(ctx); err != nil {
 		a.log.Printf("push failed (next try in %s): %v", interval, err)

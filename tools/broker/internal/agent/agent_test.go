@@ -88,6 +88,22 @@ func TestConfigValidation(t *testing.T) {
 		"url with query":        func(m map[string]any) { m["brokerUrl"] = "https://b.example/?x=1" },
 		"signing key not b64":   func(m map[string]any) { m["brokerSigningPublicKey"] = "!!" },
 		"push interval as text": func(m map[string]any) { m["pushIntervalSeconds"] = "300" },
+		"public attestation without snp": func(m map[string]any) {
+			m["attestation"], m["tokenFile"], m["publicAttestation"] = "none", "/t", map[string]any{"port": 9180}
+			delete(m, "reportSource")
+		},
+		"public attestation port 0":        func(m map[string]any) { m["publicAttestation"] = map[string]any{"port": 0} },
+		"public attestation port too high": func(m map[string]any) { m["publicAttestation"] = map[string]any{"port": 65536} },
+		"public attestation unknown field": func(m map[string]any) { m["publicAttestation"] = map[string]any{"port": 9180, "listen": "0.0.0.0"} },
+		"build record with a space":        func(m map[string]any) { m["publicAttestation"] = map[string]any{"port": 9180, "buildRecord": "a b"} },
+		"build record too long": func(m map[string]any) {
+			m["publicAttestation"] = map[string]any{"port": 9180, "buildRecord": strings.Repeat("a", 2049)}
+		},
+	}
+	c = baseConfig(t)
+	c["publicAttestation"] = map[string]any{"port": 9180, "buildRecord": "relays/relay-1/abababababab.json"}
+	if err := parse(t, c); err != nil {
+		t.Errorf("valid public attestation refused: %v", err)
 	}
 	for name, mutate := range bad {
 		c := baseConfig(t)

@@ -19,6 +19,7 @@ import (
 
 	"diskless-relays/tools/broker/internal/agecrypt"
 	"diskless-relays/tools/broker/internal/protocol"
+	"diskless-relays/tools/broker/internal/relayproof"
 )
 
 // Config is the agent's JSON configuration file.
@@ -46,6 +47,20 @@ type Config struct {
 	// output, the relay's health report, travels with the push so the
 	// build host's rollout gate can judge the relay without reaching it.
 	HealthCommand string `json:"healthCommand,omitempty"`
+	// PublicAttestation, for an "snp" relay, serves anyone a fresh report
+	// bound to the relay's Tor identity (internal/relayproof): absent, the
+	// relay answers no one but its broker.
+	PublicAttestation *PublicAttestation `json:"publicAttestation,omitempty"`
+}
+
+// PublicAttestation is where the relay answers volunteers' nonces.
+type PublicAttestation struct {
+	// Port is the TCP port, on every address of the guest.
+	Port int `json:"port"`
+	// BuildRecord says where the image's signed build record is published
+	// (a path in the operator's artifacts or a URL); it travels in each
+	// answer as a pointer, and verify-relay trusts the log, not it.
+	BuildRecord string `json:"buildRecord,omitempty"`
 }
 
 // DefaultRuntimeDir is where a token-mode push secret is kept.
@@ -139,6 +154,18 @@ func (c *Config) validate() error {
 	}
 	if c.HealthCommand != "" && (!filepath.IsAbs(c.HealthCommand) || filepath.Clean(c.HealthCommand) != c.HealthCommand) {
 		return errors.New("healthCommand must be a clean absolute path")
+	}
+	if p := c.PublicAttestation; p != nil {
+		if c.Attestation != protocol.AttestationSNP {
+			return errors.New(`publicAttestation is only for attestation "snp": a relay without a secure processor has no report to show`)
+		}
+		if p.Port < 1 || p.Port > 65535 {
+			return errors.New("publicAttestation.port must be a TCP port (1-65535)")
+		}
+		// The evidence's own rule (relayproof), so that no answer the agent makes is one verify-relay refuses.
+		if len(p.BuildRecord) > relayproof.MaxBuildRecordSize || strings.ContainsFunc(p.BuildRecord, func(r rune) bool { return r < 0x21 || r > 0x7e }) {
+			return fmt.Errorf("publicAttestation.buildRecord must be at most %d printable ASCII characters without spaces", relayproof.MaxBuildRecordSize)
+		}
 	}
 	if c.RuntimeDir == "" {
 		c.RuntimeDir = DefaultRuntimeDir
