@@ -11,6 +11,7 @@ import { forgetKeys, registerImageStep, retireImageStep, uploadKeys } from "./st
 import { buildImage, removeImage } from "./steps/build-relay-image";
 import { collectState, removeCollectedState } from "./steps/collect-state";
 import { startVm, stopVm } from "./steps/local-vm";
+import { logMeasurement } from "./steps/log-measurement";
 import { measureLaunch } from "./steps/measure-launch";
 import { removeMonitoring, writeMonitoring } from "./steps/monitoring";
 import { pruneIsos } from "./steps/prune-isos";
@@ -27,6 +28,7 @@ const HANDLERS: { [N in StepName]: (spec: StepSpec<N>) => Promise<void> | void }
   "scan-base-sbom": scanBaseSbom,
   "write-relay-sbom": writeRelaySbom,
   "measure-launch": measureLaunch,
+  "log-measurement": logMeasurement,
   "write-monitoring": writeMonitoring,
   "remove-monitoring": removeMonitoring,
   "start-local-vm": startVm,

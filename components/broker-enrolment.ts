@@ -15,6 +15,8 @@ export interface BrokerEnrolmentArgs {
   imageDigest: string;
   /** The image's build directory: a new build registers again (a token-mode build carries a new token). */
   imageDir: pulumi.Input<string>;
+  /** What must be done before the image is registered: its launch in the public measurement log. */
+  registerAfter?: pulumi.Resource[];
   projectDir: string;
 }
 
@@ -74,7 +76,7 @@ export class BrokerEnrolment extends pulumi.ComponentResource {
         triggers: [args.imageDigest],
         projectDir: args.projectDir,
       },
-      { parent: this, dependsOn: [this.keys] },
+      { parent: this, dependsOn: [this.keys, ...(args.registerAfter ?? [])] },
     );
     this.registerOutputs({});
   }

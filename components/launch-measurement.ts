@@ -1,7 +1,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { parseStepOutput } from "../lib/steps/steps";
 import { stepResource } from "./step";
-import { launchMeasurementPath } from "../lib/config/build-layout";
+import { launchMeasurementPath, measurementLogDir, measurementLogSigners } from "../lib/config/build-layout";
 
 export interface LaunchMeasurementArgs {
   relay: string;
@@ -20,6 +20,11 @@ export interface LaunchMeasurementArgs {
   isoPath: pulumi.Input<string>;
   /** The operator's key the document is signed with. */
   signingKey?: string;
+  /**
+   * The public measurement log the launch is added to, signed with signingKey, once the build record it
+   * names is written (`after`). Absent without a signing key: an unsigned log would prove nothing.
+   */
+  log?: { buildRecord: string; after: pulumi.Resource };
   projectDir: string;
   artifactsDir: string;
 }
@@ -33,6 +38,8 @@ export interface LaunchMeasurementArgs {
 export class LaunchMeasurement extends pulumi.ComponentResource {
   readonly measurement: pulumi.Output<string>;
   readonly path: string;
+  /** The log's new entry: the broker registers the image only after it. */
+  readonly logged?: pulumi.Resource;
 
   constructor(name: string, args: LaunchMeasurementArgs, opts?: pulumi.ComponentResourceOptions) {
     super("diskless-relays:snp:LaunchMeasurement", name, {}, opts);
@@ -48,6 +55,27 @@ export class LaunchMeasurement extends pulumi.ComponentResource {
       { parent: this },
     );
     this.measurement = measure.stdout.apply((out) => parseStepOutput("measure-launch", out));
+    if (args.log && args.signingKey) {
+      this.logged = stepResource(
+        `${name}-log`,
+        {
+          step: "log-measurement",
+          spec: {
+            relay: args.relay,
+            imageDigest: args.imageDigest,
+            measurementDocument: this.path,
+            buildRecord: args.log.buildRecord,
+            log: measurementLogDir(args.artifactsDir),
+            allowedSigners: measurementLogSigners(args.artifactsDir),
+            signingKey: args.signingKey,
+          },
+          // A new measurement is a new entry; the log refuses a second measurement for one image digest.
+          triggers: [this.measurement],
+          projectDir: args.projectDir,
+        },
+        { parent: this, dependsOn: [measure, args.log.after] },
+      );
+    }
     this.registerOutputs({ measurement: this.measurement, path: this.path });
   }
 }

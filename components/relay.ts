@@ -2,7 +2,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { renderAgentConfig } from "../lib/broker/broker-agent";
 import { brokerAdminSpec, type ResolvedBroker } from "../lib/broker/broker-endpoint";
 import { BrokerEnrolment } from "./broker-enrolment";
-import type { StackConfig } from "../lib/config/config";
+import { servesPublicAttestation, type StackConfig } from "../lib/config/config";
 import { type PlannedRelay } from "../lib/plan/fleet";
 import { inProject } from "../lib/core/paths";
 import { relayImageDigest, relayImageInputs, relayImageTexts, type BrokerImageParts } from "../lib/plan/image-inputs";
@@ -15,7 +15,7 @@ import { RelayRollout } from "./relay-rollout";
 import type { VmDriver, RelayVm } from "./relay-vm";
 import { type BaseSbom, RelaySbom } from "./sbom";
 import { StateCollection } from "./state-collection";
-import { relayBuildDir } from "../lib/config/build-layout";
+import { publishedBuildRecord, relayBuildDir } from "../lib/config/build-layout";
 
 /** The recipe carries the agent's path; its digest is an input of the image digest only. */
 const omitDigest = ({ agentSha256: _digest, ...parts }: BrokerImageParts) => parts;
@@ -65,7 +65,14 @@ export class Relay extends pulumi.ComponentResource {
     const baseTexts = relayImageTexts(plan, config, args.collectorPublicKey, args.projectDir, broker !== undefined);
     // Broker mode: the agent, what it pins and where it finds the broker, instead of any key.
     const brokerParts = args.brokerParts;
-    const agentConfig = (imageDigest: string) => renderAgentConfig({ relay: plan.config.name, imageDigest, broker: broker!, withCa: brokerParts?.caPem !== undefined });
+    const publicAttestation = (imageDigest: string) =>
+      servesPublicAttestation(config, plan.config)
+        ? { port: plan.config.sev!.publicAttestation.port, buildRecord: publishedBuildRecord(plan.config.name, imageDigest) }
+        : undefined;
+    const agentConfig = (imageDigest: string) => {
+      const served = publicAttestation(imageDigest);
+      return renderAgentConfig({ relay: plan.config.name, imageDigest, broker: broker!, withCa: brokerParts?.caPem !== undefined, ...(served ? { publicAttestation: served } : {}) });
+    };
     const inputs = relayImageInputs(plan, args.base.digest, baseTexts, args.relayScripts, brokerParts ? { parts: brokerParts, agentConfigFacts: agentConfig("0".repeat(64)) } : undefined);
     this.imageDigest = relayImageDigest(inputs);
     const texts = brokerParts ? { ...baseTexts, broker: { ...omitDigest(brokerParts), agentConfig: agentConfig(this.imageDigest) } } : baseTexts;
@@ -116,25 +123,6 @@ export class Relay extends pulumi.ComponentResource {
       { parent: this },
     );
 
-    if (brokerWatch) {
-      this.enrolment = new BrokerEnrolment(
-        `${name}-broker`,
-        {
-          relay: plan,
-          broker: brokerWatch.admin,
-          attestation: brokerWatch.attestation,
-          ...(launch ? { launch } : {}),
-          collectedDir: collection.dir,
-          collection: collection.summary,
-          imageDigest: this.imageDigest,
-          // Known once the image is built: registration waits for the build.
-          imageDir: pulumi.all([this.image.dir, this.image.built]).apply(([dir]) => dir),
-          projectDir: args.projectDir,
-        },
-        { parent: this },
-      );
-    }
-
     if (sev?.enabled && sev.ovmf) {
       this.launchMeasurement = new LaunchMeasurement(
         `${name}-snp`,
@@ -149,9 +137,30 @@ export class Relay extends pulumi.ComponentResource {
           vcpuType: sev.vcpuType ?? plan.config.cpuType,
           policy: qemuServerSnpPolicy(sev),
           isoPath: this.image.isoPath,
-          ...(signingKey ? { signingKey } : {}),
+          ...(signingKey ? { signingKey, log: { buildRecord: this.sbom.path, after: this.sbom.written } } : {}),
           projectDir: args.projectDir,
           artifactsDir: args.artifactsDir,
+        },
+        { parent: this },
+      );
+    }
+
+    if (brokerWatch) {
+      this.enrolment = new BrokerEnrolment(
+        `${name}-broker`,
+        {
+          relay: plan,
+          broker: brokerWatch.admin,
+          attestation: brokerWatch.attestation,
+          ...(launch ? { launch } : {}),
+          collectedDir: collection.dir,
+          collection: collection.summary,
+          imageDigest: this.imageDigest,
+          // Known once the image is built: registration waits for the build.
+          imageDir: pulumi.all([this.image.dir, this.image.built]).apply(([dir]) => dir),
+          // Volunteers can check a relay only against a logged launch: it is logged before the broker releases keys to it.
+          ...(this.launchMeasurement?.logged ? { registerAfter: [this.launchMeasurement.logged] } : {}),
+          projectDir: args.projectDir,
         },
         { parent: this },
       );

@@ -55,11 +55,13 @@ export interface RelaySbomArgs {
  */
 export class RelaySbom extends pulumi.ComponentResource {
   readonly path: string;
+  /** The step that writes the record: what reads the record waits for it. */
+  readonly written: pulumi.Resource;
 
   constructor(name: string, args: RelaySbomArgs, opts?: pulumi.ComponentResourceOptions) {
     super("diskless-relays:sbom:RelaySbom", name, {}, opts);
     this.path = relaySbomRecordPath(args.artifactsDir, args.relay, args.imageDigest);
-    stepResource(
+    this.written = stepResource(
       `${name}-write`,
       {
         step: "write-relay-sbom",

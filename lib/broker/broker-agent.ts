@@ -33,6 +33,8 @@ export interface AgentConfigInput {
   broker: BrokerConfig;
   /** Whether the image carries the broker's CA (an https broker with a private CA). */
   withCa: boolean;
+  /** An SEV-SNP relay's public attestation endpoint (config servesPublicAttestation): its port and where its build record is published. */
+  publicAttestation?: { port: number; buildRecord: string };
 }
 
 /** The report source in the guest: the simulator's port locally, the SEV guest device on hardware. */
@@ -58,6 +60,7 @@ export function renderAgentConfig(input: AgentConfigInput): string {
     ...(input.withCa ? { brokerCaFile: BROKER_CA_IN_IMAGE } : {}),
     // Each push carries the relay's health report: the rollout gate reads it from the broker, no SSH needed.
     healthCommand: HEALTH_COMMAND_IN_IMAGE,
+    ...(input.publicAttestation ? { publicAttestation: { port: input.publicAttestation.port, buildRecord: input.publicAttestation.buildRecord } } : {}),
   };
   return JSON.stringify(config, null, 1) + "\n";
 }

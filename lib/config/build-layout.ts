@@ -25,7 +25,17 @@ export const artifactsDirOf = (projectDir: string) => join(projectDir, "artifact
 /** A relay's published records: DIGEST12.json (its SBOM record), DIGEST12.snp.json (its launch measurement). */
 export const relayArtifactsDir = (artifactsDir: string, relay: string) => join(artifactsDir, "relays", relay);
 export const relaySbomRecordPath = (artifactsDir: string, relay: string, imageDigest: string) => join(relayArtifactsDir(artifactsDir, relay), `${imageDigest.slice(0, 12)}.json`);
+/** Where a relay's build record is in the operator's published artifacts/, as its public attestation answer points to it. */
+export const publishedBuildRecord = (relay: string, imageDigest: string) => relaySbomRecordPath("artifacts", relay, imageDigest);
 export const launchMeasurementPath = (artifactsDir: string, relay: string, imageDigest: string) => join(relayArtifactsDir(artifactsDir, relay), `${imageDigest.slice(0, 12)}.snp.json`);
+
+/**
+ * The public measurement log (a git repository of signed commits, tools/broker measurement-log) and the
+ * allowed-signers file volunteers check it with: one log for every stack of the project, whose entries name
+ * their relays.
+ */
+export const measurementLogDir = (artifactsDir: string) => join(artifactsDir, "measurement-log");
+export const measurementLogSigners = (artifactsDir: string) => join(artifactsDir, "measurement-log.allowed_signers");
 
 /** The bases' SBOMs: base-FLAVOUR-DIGEST12.syft.json and .cdx.json, and the SBOM a record names. */
 export const sbomDir = (artifactsDir: string) => join(artifactsDir, "sbom");

@@ -17,6 +17,8 @@ const DEFAULT_SOURCE_DATE_EPOCH = 1_767_225_600;
 
 /** Where Proxmox VE's `local` directory storage keeps ISO content. */
 const DEFAULT_PROXMOX_ISO_DIR = "/var/lib/vz/template/iso";
+/** Where an SEV-SNP relay answers volunteers' nonces by default (sev.publicAttestation.port). */
+export const DEFAULT_PUBLIC_ATTESTATION_PORT = 9180;
 
 /** tor's own rule for Nickname (src/core/or/or.h: MAX_NICKNAME_LEN). */
 const NICKNAME = /^[A-Za-z0-9]{1,19}$/;
@@ -377,6 +379,15 @@ const relaySchema = z
         ovmfSha256: z.string().regex(/^[0-9a-f]{64}$/, "must be the OVMF file's SHA-256 (64 lowercase hex digits, as sha256sum prints it)").optional(),
         /** The vCPU model for the measurement; defaults to cpuType. */
         vcpuType: z.string().regex(CPU_MODEL, "must be a vCPU model name like EPYC-v4 (beginning with a letter or digit)").optional(),
+        /**
+         * Broker mode: anyone may ask the relay for a fresh SEV-SNP report bound to its Tor identity
+         * (POST /v1/attestation on this port, rate-limited; `npm run verify-relay` checks it). It serves
+         * nothing else and holds no secret. On by default: it is why an SNP relay can be checked from outside.
+         */
+        publicAttestation: z
+          .object({ enabled: z.boolean().default(true), port: port.default(DEFAULT_PUBLIC_ATTESTATION_PORT) })
+          .strict()
+          .default({}),
       })
       .strict()
       .optional(),
@@ -569,6 +580,17 @@ function relayMetrics(config: { metrics?: MetricsConfig | undefined }, relay: { 
   return relay.metrics === false ? undefined : (relay.metrics ?? config.metrics);
 }
 
+/**
+ * Whether a relay serves its public attestation endpoint: an SEV-SNP guest whose keys come from the broker
+ * after an SNP report (an image-mode relay's keys are on its ISO, so a report would prove nothing of them).
+ */
+export function servesPublicAttestation(
+  config: { identity: { mode: "image" | "broker"; broker?: { attestation: "snp" | "none" } | undefined } },
+  relay: { sev?: { enabled: boolean; publicAttestation: { enabled: boolean } } | undefined },
+): boolean {
+  return config.identity.mode === "broker" && config.identity.broker?.attestation === "snp" && relay.sev?.enabled === true && relay.sev.publicAttestation.enabled;
+}
+
 export type StackConfig = z.infer<typeof stackConfigSchema>;
 export type RelayConfig = StackConfig["relays"][number];
 export type ImageConfig = StackConfig["image"];
@@ -685,6 +707,12 @@ function checkFleet(
         ? { path: ["relays", index, "sshPort"], value: relay.sshPort, inherited: false, what: "the relay's sshPort" }
         : { path: ["stateCollection", "port"], value: config.stateCollection.port, inherited: true, what: "stateCollection.port (the fleet's SSH port)" },
       { path: ["relays", index, "exit", "notice"], value: relay.exit.enabled && relay.exit.notice.enabled ? EXIT_NOTICE_PORT : undefined, inherited: false, what: "the exit notice's port (exit.notice)" },
+      {
+        path: ["relays", index, "sev", "publicAttestation", "port"],
+        value: servesPublicAttestation(config, relay) ? relay.sev?.publicAttestation.port : undefined,
+        inherited: false,
+        what: "the relay's public attestation port (sev.publicAttestation.port)",
+      },
     ];
     const byPort = new Map<number, (typeof ports)[number]>();
     for (const port of ports) {

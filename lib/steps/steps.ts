@@ -257,6 +257,23 @@ const measureLaunchSpec = z
   })
   .strict();
 
+/**
+ * One image's launch added to the public measurement log (tools/broker measurement-log append): read from the
+ * signed measurement document and the signed build record, signed with the same key, before the broker learns of
+ * the image. The signers file beside the log is what volunteers check it with.
+ */
+const logMeasurementSpec = z
+  .object({
+    relay: name,
+    imageDigest: digest,
+    measurementDocument: path,
+    buildRecord: path,
+    log: path,
+    allowedSigners: path,
+    signingKey: path,
+  })
+  .strict();
+
 /** The fleet's Prometheus files: what to scrape (and with which labels), written into outDir. */
 const writeMonitoringSpec = monitoringSpecSchema.extend({ outDir: path }).strict();
 
@@ -302,6 +319,7 @@ export const STEP_SPECS = {
   "scan-base-sbom": scanBaseSbomSpec,
   "write-relay-sbom": writeRelaySbomSpec,
   "measure-launch": measureLaunchSpec,
+  "log-measurement": logMeasurementSpec,
   "write-monitoring": writeMonitoringSpec,
   "remove-monitoring": z.object({ outDir: path }).passthrough(),
   "start-local-vm": localVmSpec,
@@ -370,6 +388,8 @@ export const STEP_OUTPUTS = {
   "write-relay-sbom": undefined,
   // The launch measurement, as the published artifact holds it.
   "measure-launch": { form: "line", schema: z.string().regex(/^[0-9a-f]{96}$/) },
+  // Where the launch is in the log: its entry file and commit (added false: it was there already).
+  "log-measurement": { form: "json", schema: z.object({ added: z.boolean(), path: z.string().regex(/^entries\/[0-9]{6}\.json$/), commit: z.string().regex(/^[0-9a-f]{40}$/) }).strict() },
   "write-monitoring": undefined,
   "remove-monitoring": undefined,
   // The QEMU process's pid: the local stack's VM id.

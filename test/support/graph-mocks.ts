@@ -34,6 +34,8 @@ function mockOutput(step: StepsWithOutput, name: string): string {
       });
     case "measure-launch":
       return encodeStepOutput(step, "3".repeat(96));
+    case "log-measurement":
+      return encodeStepOutput(step, { added: true, path: "entries/000001.json", commit: "4".repeat(40) });
     case "start-local-vm":
       return encodeStepOutput(step, `started pid 4242, console /run/${name}/console.log`);
   }

@@ -10,7 +10,7 @@ import { describe, expect, it } from "vitest";
 import { renderAgentConfig } from "../../lib/broker/broker-agent";
 import { BROKER_FILE_SET_PATH, brokerFileSet, renderBrokerFileSet } from "../../lib/image/broker-files";
 import { RELAY_EXPORT_FILES } from "../../lib/steps/steps";
-import { parseStackConfig } from "../../lib/config/config";
+import { DEFAULT_PUBLIC_ATTESTATION_PORT, parseStackConfig, servesPublicAttestation } from "../../lib/config/config";
 import { toolEnv } from "../support/pulumi";
 import { privateTmpDir } from "../support/tmp";
 import { repoRoot } from "../support/pulumi";
@@ -46,6 +46,28 @@ describe("the agent configuration of a broker-mode image", () => {
     expect(local.reportSource).toBe("serial:/dev/virtio-ports/org.diskless-relays.snp");
     expect(JSON.parse(renderAgentConfig({ relay: "exit-1", imageDigest: DIGEST, broker: { ...BROKER, allowSimulatedAttestation: false }, withCa: false })).reportSource).toBe("sev-guest");
     expect(Object.keys(local).sort()).toEqual(["attestation", "brokerSigningPublicKey", "brokerUrl", "healthCommand", "imageDigest", "pushIntervalSeconds", "pushRecipient", "relay", "reportSource", "torDataDir", "torGroup", "torUser"]);
+  });
+
+  it("serves the public attestation endpoint only where the stack config says an SNP relay does, and the agent agrees", () => {
+    const relay = (sev: object) => ({ name: "exit-1", nickname: "ExitOne", node: "local", vmId: 100, mac: "52:54:00:00:00:01", ipv4: { address: "10.77.0.11/24", gateway: "10.77.0.1" }, contactInfo: "x@example.net", sev });
+    const sev = { enabled: true, ovmf: "ovmf.fd", ovmfSha256: "8f765dfabc127fc0a938a0744a3103ec15864d7d794eb4c398aa976b6d6ab16c", vcpuType: "EPYC-v4" };
+    const stack = (broker: object, sevSettings: object) => parseStackConfig({ target: "qemu", testnet: {}, stateCollection: { privateKeyFile: "k" }, identity: { mode: "broker", broker: { ...BROKER, ...broker } }, relays: [relay(sevSettings)] });
+    // On by default for an SNP relay, on port 9180.
+    const on = stack({}, sev);
+    expect(servesPublicAttestation(on, on.relays[0]!)).toBe(true);
+    expect(on.relays[0]!.sev!.publicAttestation.port).toBe(DEFAULT_PUBLIC_ATTESTATION_PORT);
+    const off = stack({}, { ...sev, publicAttestation: { enabled: false } });
+    expect(servesPublicAttestation(off, off.relays[0]!)).toBe(false);
+    // A clash with another of the relay's ports names the field.
+    expect(() => stack({}, { ...sev, publicAttestation: { port: 443 } })).toThrow(/relays\[0\]\.sev\.publicAttestation\.port: 443 is already the relay's orPort/);
+    const served = renderAgentConfig({ relay: "exit-1", imageDigest: DIGEST, broker: BROKER, withCa: false, publicAttestation: { port: 9180, buildRecord: "artifacts/relays/exit-1/abababababab.json" } });
+    expect(JSON.parse(served).publicAttestation).toEqual({ port: 9180, buildRecord: "artifacts/relays/exit-1/abababababab.json" });
+    const accepted = check(served);
+    expect(accepted.status, accepted.stderr).toBe(0);
+    // The agent refuses the endpoint for a boot-token relay: it has no report to show.
+    const token = check(renderAgentConfig({ relay: "exit-1", imageDigest: DIGEST, broker: { ...BROKER, attestation: "none", allowSimulatedAttestation: false }, withCa: false, publicAttestation: { port: 9180, buildRecord: "x" } }));
+    expect(token.status).not.toBe(0);
+    expect(token.stderr).toMatch(/publicAttestation is only for attestation "snp"/);
   });
 
   it("agrees with the agent on the broker URL: what the stack config refuses, the agent refuses too", () => {
