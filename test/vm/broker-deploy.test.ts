@@ -10,18 +10,21 @@
  * it had. No private key byte is in the Pulumi state, the engine's output,
  * the build directory, the consoles or the broker's files.
  */
-import { spawnSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { spawn, spawnSync } from "node:child_process";
+import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { brokerStatus, type BrokerAdminEndpoint, type BrokerRelayStatus } from "../../lib/broker/broker-admin";
 import { brokerAdminEndpoint } from "../../lib/broker/broker-endpoint";
-import { type TestnetNetwork } from "../../lib/config/testnet";
+import { TESTNET, type TestnetNetwork } from "../../lib/config/testnet";
+import { DEFAULT_PUBLIC_ATTESTATION_PORT } from "../../lib/config/config";
+import { BROKER_MIN_TCB } from "../../lib/testnet/testnet-broker";
+import { fetchThroughCircuit, TorControl } from "../../lib/tor/tor-control";
 import { startTestnet, stopTestnet } from "../../lib/testnet/testnet-host";
 import { TEST_OVMF_SHA256 } from "../support/broker";
 import { hmp, waitFor } from "../support/images";
 import { occurrences, occurrencesInTree, secrets } from "../support/key-scan";
-import { TestProject, type PulumiResult } from "../support/pulumi";
+import { TestProject, toolEnv, type PulumiResult } from "../support/pulumi";
 import { privateTmpDir } from "../support/tmp";
 import { fixturePath } from "../support/snp-fixtures";
 import { localRelayConfig, localStackProject, type LocalStack } from "../support/local-stack";
@@ -34,6 +37,30 @@ const RELAYS = [
 const OVMF = fixturePath("ovmf_AmdSev_suffix.bin");
 /** Its pin, as an operator would set it (sha256sum). */
 const OVMF_SHA256 = TEST_OVMF_SHA256;
+
+/**
+ * Many POSTs at a relay's public attestation endpoint from one address, `parallel` at a time; prints how many
+ * got each status. Constant: its parameters travel as one JSON argument.
+ */
+const FLOOD_ATTESTATION_SCRIPT = `
+const spec = JSON.parse(process.argv[1]);
+const counts = {};
+let next = 0;
+async function worker() {
+  while (next < spec.requests) {
+    next++;
+    const nonce = require("node:crypto").randomBytes(32).toString("base64");
+    let status = "error";
+    try {
+      const res = await fetch(spec.url, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ nonce }) });
+      await res.arrayBuffer();
+      status = String(res.status);
+    } catch {}
+    counts[status] = (counts[status] || 0) + 1;
+  }
+}
+Promise.all(Array.from({ length: spec.parallel }, worker)).then(() => console.log(JSON.stringify(counts)));
+`;
 
 describe("broker mode through pulumi up, on a private Tor network", () => {
   const scratch = privateTmpDir("broker-deploy");
@@ -53,6 +80,28 @@ describe("broker mode through pulumi up, on a private Tor network", () => {
   };
   const consoleOf = (relay: string) => () => readFileSync(join(project.dir, ".runtime", project.stack, relay, "console.log"), "latin1");
   const statusOf = async (relay: string): Promise<BrokerRelayStatus> => (await brokerStatus(admin)).relays.find((entry) => entry.relay === relay)!;
+  // The volunteer's side of verify-relay: run in the testnet's namespace (where the relays' addresses are), with
+  // public files only: the client's consensus, a clone of the log, its signers file, the simulator's test root.
+  const volunteer = join(scratch, "volunteer");
+  const volunteerLog = join(volunteer, "measurement-log");
+  const volunteerSigners = join(volunteer, "measurement-log.allowed_signers");
+  const answerFile = (relay: string) => join(volunteer, `${relay}.answer.json`);
+  const nonces: Record<string, string> = {};
+  const relayAddress = (relay: (typeof RELAYS)[number]) => `10.77.0.${relay.host}:${DEFAULT_PUBLIC_ATTESTATION_PORT}`;
+  const git = (args: string[]) => {
+    const result = spawnSync("git", args, { encoding: "utf8" });
+    if (result.status !== 0) throw new Error(`git ${args.join(" ")}: ${result.stderr}`);
+    return result.stdout;
+  };
+  const verifyRelay = (relay: (typeof RELAYS)[number], args: string[], log = volunteerLog) =>
+    spawnSync(
+      "ip",
+      [
+        "netns", "exec", network.netns, "verify-relay", "--fingerprint", fingerprints[relay.name]!.rsa, "--tor-data-dir", join(testnetLocation.dir, "client"),
+        "--log", log, "--allowed-signers", volunteerSigners, "--min-tcb", BROKER_MIN_TCB, "--allow-simulated-root", join(network.broker.simulatorDir, "ark-ask.pem"), ...args,
+      ],
+      { encoding: "utf8", env: toolEnv(), cwd: volunteer, timeout: 180_000 },
+    );
   const ntorKeys = (text: string, what: "installed" | "stored") => [...text.matchAll(new RegExp(`relay-agent: .*(?:boot: ${what}|push: ${what}) .*ntor public key (\\S+)`, "g"))].map((match) => match[1]!);
 
   beforeAll(async () => {
@@ -61,12 +110,14 @@ describe("broker mode through pulumi up, on a private Tor network", () => {
     stack = localStackProject("brokerdeploy", RELAYS);
     project = stack.project;
     Object.assign(fingerprints, stack.fingerprints);
+    spawnSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "broker-deploy image signing", "-f", join(project.dir, "keys", "image-signing")]);
     config = {
       target: "qemu",
       testnet: { dir: testnetLocation.dir },
-      image: { flavour: "debian", release: "bookworm" },
       stateCollection: { privateKeyFile: "keys/collector", connectTimeoutSeconds: 10 },
       rollout: { healthTimeoutSeconds: 300 },
+      // Signs each image's records and its launch's entry in the public measurement log.
+      image: { flavour: "debian", release: "bookworm", signingKeyFile: "keys/image-signing" },
       // The testnet's own broker: its url, keys and admin socket come from network.json.
       identity: { mode: "broker", broker: { attestation: "snp", allowSimulatedAttestation: true, pushIntervalSeconds: 30 } },
       relays: RELAYS.map((relay, i) => ({ ...localRelayConfig(relay, i, 3, "broker-deploy@example.net"), sev: { enabled: true, ovmf: OVMF, ovmfSha256: OVMF_SHA256, vcpuType: "EPYC-v4" } })),
@@ -99,6 +150,84 @@ describe("broker mode through pulumi up, on a private Tor network", () => {
     const ssh = spawnSync("ip", ["netns", "exec", network.netns, "timeout", "5", "bash", "-c", `echo > /dev/tcp/10.77.0.${RELAYS[0].host}/22`]);
     expect(ssh.status).not.toBe(0);
   }, 1_500_000);
+
+  it("lets anyone verify each relay by fingerprint: verify-relay, from a volunteer's copy of the log, the testnet client's consensus and the simulator's test root, passes every check", async () => {
+    // The volunteer's files: a clone of the published log and its signers file, nothing of the project's.
+    mkdirSync(volunteer, { recursive: true, mode: 0o700 });
+    git(["clone", "--quiet", "--bare", "--", join(project.dir, "artifacts", "measurement-log"), volunteerLog]);
+    copyFileSync(join(project.dir, "artifacts", "measurement-log.allowed_signers"), volunteerSigners);
+    for (const relay of RELAYS) {
+      // The relay enters the client's consensus a voting round or two after it boots.
+      let result = verifyRelay(relay, ["--address", relayAddress(relay), "--save", answerFile(relay.name)]);
+      for (let i = 0; i < 40 && result.status !== 0; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 15_000));
+        result = verifyRelay(relay, ["--address", relayAddress(relay), "--save", answerFile(relay.name)]);
+      }
+      expect(result.status, `${relay.name}:\n${result.stdout}${result.stderr}`).toBe(0);
+      const lines = result.stdout.trim().split("\n");
+      expect(lines.map((line) => line.split(/\s+/)[1])).toEqual(["amd_chain", "policy", "tcb", "freshness", "report_data", "signing_cert", "signature", "measurement_in_log"]);
+      expect(lines.every((line) => line.startsWith("ok "))).toBe(true);
+      expect(lines[0]).toContain("SIMULATED ROOT");
+      nonces[relay.name] = /it answers --nonce ([0-9a-f]{64})/.exec(result.stderr)![1]!;
+    }
+  }, 900_000);
+
+  it("refuses a replayed answer, one relay's answer for another, a measurement the log lacks and a log rewritten after the fact, naming the check", () => {
+    const [exit, guard] = RELAYS;
+    const failing = (result: ReturnType<typeof verifyRelay>) => {
+      expect(result.status, result.stdout + result.stderr).toBe(1);
+      return result.stdout.split("\n").filter((line) => line.startsWith("FAIL")).map((line) => line.split(/\s+/)[1]);
+    };
+    // Genuine saved answers pass with the nonce they answered.
+    expect(verifyRelay(exit, ["--evidence", answerFile(exit.name), "--nonce", nonces[exit.name]!]).status).toBe(0);
+    // A replay: the exit's genuine answer, to a nonce this run did not ask.
+    expect(failing(verifyRelay(exit, ["--evidence", answerFile(exit.name), "--nonce", "ab".repeat(32)]))).toEqual(["freshness"]);
+    // The guard's genuine answer presented as the exit's.
+    expect(failing(verifyRelay(exit, ["--evidence", answerFile(guard.name), "--nonce", nonces[guard.name]!]))).toEqual(expect.arrayContaining(["report_data", "signing_cert"]));
+    // A copy of the log without its last entry: that relay's measurement is not in it.
+    const head = git(["--git-dir", volunteerLog, "rev-parse", "HEAD"]).trim();
+    const lastRelay = JSON.parse(git(["--git-dir", volunteerLog, "show", `HEAD:${git(["--git-dir", volunteerLog, "diff-tree", "--no-commit-id", "--name-only", "-r", "HEAD"]).trim()}`])).relay as string;
+    const shortLog = join(volunteer, "short-log");
+    git(["clone", "--quiet", "--bare", "--", volunteerLog, shortLog]);
+    git(["--git-dir", shortLog, "update-ref", "HEAD", `${head}~1`]);
+    const last = RELAYS.find((relay) => relay.name === lastRelay)!;
+    expect(failing(verifyRelay(last, ["--evidence", answerFile(last.name), "--nonce", nonces[last.name]!], shortLog))).toEqual(["measurement_in_log"]);
+    // The operator rewrites the last entry after the fact, signed with the genuine key: a volunteer who saw the old head notices.
+    const rewritten = join(volunteer, "rewritten");
+    git(["clone", "--quiet", "--", volunteerLog, rewritten]);
+    const entryPath = git(["-C", rewritten, "diff-tree", "--no-commit-id", "--name-only", "-r", "HEAD"]).trim();
+    // One field changed in the entry's own text, so that the entry still reads as one (only its history is wrong).
+    const text = readFileSync(join(rewritten, entryPath), "utf8");
+    const changed = text.replace(/"vcpus": (\d+)/, (_all, vcpus: string) => `"vcpus": ${Number(vcpus) + 1}`);
+    expect(changed).not.toBe(text);
+    writeFileSync(join(rewritten, entryPath), changed);
+    git(["-C", rewritten, "-c", "gpg.format=ssh", "-c", `user.signingKey=${join(project.dir, "keys", "image-signing")}`, "-c", "user.name=operator", "-c", "user.email=operator@example.net", "commit", "--quiet", "--amend", "-S", "-a", "--no-edit"]);
+    expect(failing(verifyRelay(last, ["--evidence", answerFile(last.name), "--nonce", nonces[last.name]!, "--log-seen", head], rewritten))).toEqual(["measurement_in_log"]);
+  }, 300_000);
+
+  it("rate-limits a flood at the endpoint, and the relays keep carrying pages meanwhile", async () => {
+    const [exit, guard] = RELAYS;
+    const control = await TorControl.connect(network.controlSocket);
+    try {
+      await control.waitForMicrodescriptors([fingerprints[guard.name]!.rsa, fingerprints[exit.name]!.rsa], 120_000);
+      const flood = spawn("ip", ["netns", "exec", network.netns, process.execPath, "-e", FLOOD_ATTESTATION_SCRIPT, JSON.stringify({ url: `http://${relayAddress(exit)}/v1/attestation`, requests: 300, parallel: 10 })], { stdio: ["ignore", "pipe", "pipe"] });
+      let out = "";
+      flood.stdout.on("data", (chunk: Buffer) => (out += chunk.toString()));
+      const finished = new Promise<number | null>((resolve) => flood.on("close", resolve));
+      // A page through guard → exit while the flood runs.
+      const circuit = await control.buildCircuit([fingerprints[guard.name]!.rsa, fingerprints[exit.name]!.rsa], 60_000);
+      const page = await fetchThroughCircuit(control, network.socksSocket, circuit, TESTNET.names[0], TESTNET.httpPort, 60_000);
+      await control.closeCircuit(circuit);
+      expect(page.status).toBe(200);
+      expect(await finished).toBe(0);
+      const counts = JSON.parse(out) as Record<string, number>;
+      // Burst 5 per source, then one every 5 s: nearly all of 300 are told to come back later.
+      expect(counts["429"] ?? 0).toBeGreaterThanOrEqual(280);
+      expect((counts["200"] ?? 0) + (counts["503"] ?? 0)).toBeLessThanOrEqual(20);
+    } finally {
+      control.close();
+    }
+  }, 600_000);
 
   it("redeploys a changed torrc with the onion key the relay pushed, and retires the old image once the new one is healthy", async () => {
     const relay = RELAYS[0];
