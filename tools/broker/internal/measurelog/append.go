@@ -7,6 +7,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // Branch is the log's one branch.
@@ -57,6 +59,13 @@ func Append(dir string, opt AppendOptions) (AppendResult, error) {
 	if err != nil {
 		return AppendResult{}, err
 	}
+	// One append at a time: pulumi up logs every relay's image at once, and
+	// a second appender would find the branch moved under it.
+	unlock, err := lockLog(dir)
+	if err != nil {
+		return AppendResult{}, err
+	}
+	defer unlock()
 	r, err := openOrCreate(dir)
 	if err != nil {
 		return AppendResult{}, err
@@ -144,6 +153,24 @@ func CheckSigningKey(path string) error {
 // openOrCreate opens the bare log repository at dir, creating it when dir
 // does not exist or is empty. A log with a work tree is refused: appending
 // writes objects and moves the branch, and would leave a checkout stale.
+// lockLog holds an exclusive flock on the log's directory (made when
+// missing) until the returned function runs. The lock is on the directory
+// itself, so the log needs no file of its own that git would not know.
+func lockLog(dir string) (func(), error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("the log %s: %v", dir, err)
+	}
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, fmt.Errorf("the log %s: %v", dir, err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("locking the log %s: %v", dir, err)
+	}
+	return func() { f.Close() }, nil
+}
+
 func openOrCreate(dir string) (repo, error) {
 	names, err := os.ReadDir(dir)
 	if errors.Is(err, os.ErrNotExist) || (err == nil && len(names) == 0) {

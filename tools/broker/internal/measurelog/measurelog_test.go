@@ -618,3 +618,33 @@ func TestLogRepositoryRefusesARewritingPush(t *testing.T) {
 		t.Errorf("deleting the log's branch: %v %s", err, out)
 	}
 }
+
+// pulumi up logs every relay's image at once: appends made together, to a
+// log that does not exist yet, all land, one commit each, and the log
+// verifies (failed before the lock: the second appender found the branch
+// moved under it).
+func TestConcurrentAppendsAllLand(t *testing.T) {
+	dir := t.TempDir()
+	key, line := sshKey(t, dir, "operator")
+	signers := writeFile(t, filepath.Join(dir, "allowed_signers"), line)
+	log := filepath.Join(dir, "log")
+	errs := make(chan error, 4)
+	for i := 1; i <= 4; i++ {
+		go func(i int) {
+			_, err := Append(log, AppendOptions{SigningKey: key, Entry: sampleEntry(i)})
+			errs <- err
+		}(i)
+	}
+	for i := 0; i < 4; i++ {
+		if err := <-errs; err != nil {
+			t.Errorf("append: %v", err)
+		}
+	}
+	verdicts, l, err := Verify(log, VerifyOptions{AllowedSigners: signers})
+	if err != nil || l == nil || !AllOK(verdicts) {
+		t.Fatalf("log after concurrent appends: %v\n%s", err, lines(verdicts))
+	}
+	if n := strings.TrimSpace(tool(t, dir, "git", "--git-dir="+log, "rev-list", "--count", "refs/heads/main")); n != "4" {
+		t.Fatalf("%s commits, want 4", n)
+	}
+}
