@@ -26,6 +26,7 @@ import { relayChannelOf, relayTargetOf } from "../lib/deploy/relay-reach";
 import { PROXMOX_ROOT_PASSWORD_ENV, PROXMOX_TOKEN_ENV, proxmoxConnection } from "../lib/deploy/relay-machine";
 import { readStackConfig, readStackOutput, selectedStack } from "../lib/config/stack-config";
 import { askHealthOverSsh, brokerObservation, observeMachine, rollbackObservation } from "../lib/ops/status-probe";
+import { builtUkiOf, mismatchExplainer } from "../lib/ops/measurement-mismatch";
 import { readNetwork } from "../lib/testnet/testnet-host";
 import { readVulnReport } from "../lib/ops/vulns";
 import { shellQuote } from "../lib/core/shell-quote";
@@ -81,6 +82,16 @@ async function main(): Promise<number> {
   const mirror = readMirrorRecord(buildRoot);
   const now = Date.now();
 
+  // A refused measurement is tried against the relay's UKI, as built here, with other vCPU counts and models.
+  const mismatchOf = (relay: (typeof config.relays)[number], relayDir: string) => {
+    const sev = relay.sev;
+    if (!sev?.enabled || !sev.ovmf) return undefined;
+    const launch = { ovmf: inProject(projectDir, sev.ovmf), vcpus: relay.cores, vcpuType: sev.vcpuType ?? relay.cpuType };
+    return (imageDigest: string, measurement: string) => {
+      const uki = builtUkiOf(relayDir, imageDigest);
+      return uki ? mismatchExplainer(relay.name, uki, launch)(measurement) : undefined;
+    };
+  };
   const rows = await Promise.all(
     config.relays.map(async (relay) => {
       const out = deployed[relay.name];
@@ -103,7 +114,7 @@ async function main(): Promise<number> {
       const [machine, fromRelay] = await Promise.all([
         observeMachine(target, proxmox),
         broker
-          ? Promise.resolve(brokerError ? { health: { error: brokerError } } : brokerObservation(brokerRelays!.get(relay.name)))
+          ? Promise.resolve(brokerError ? { health: { error: brokerError } } : brokerObservation(brokerRelays!.get(relay.name), mismatchOf(relay, relayDir)))
           : askHealthOverSsh(relayChannelOf(config, relay, target, projectDir), relayDir).then((health) => ({ health })),
       ]);
       const rolledBack = rollbackObservation(relayDir);

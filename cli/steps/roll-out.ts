@@ -19,6 +19,7 @@ import { adminEndpoint, imageRegistration } from "../../lib/broker/image-registr
 import { shellQuote } from "../../lib/core/shell-quote";
 import { StepFailure } from "../../lib/steps/step-failure";
 import { brokerHealth, lastLines, sshHealth, waitHealthy, type HealthSource } from "../../lib/ops/health-gate";
+import { mismatchExplainer } from "../../lib/ops/measurement-mismatch";
 
 type Spec = StepSpec<"roll-out">;
 
@@ -41,7 +42,10 @@ export async function rollOut(spec: Spec): Promise<void> {
   const channelTo = (built: Pick<BuiltImage, "hostPublicKey">): RelayChannel => ({ ...spec.channel, hostPublicKey: built.hostPublicKey });
   mkdirSync(spec.relayDir, { recursive: true, mode: 0o700 });
   const admin = spec.broker ? adminEndpoint(spec.broker.admin) : undefined;
-  const healthOf = (built: BuiltImage, since: number): HealthSource => (admin ? brokerHealth(admin, spec.relay, built.imageDigest, since) : sshHealth(channelTo(built)));
+  // A measurement mismatch is tried offline against the same UKI and firmware with other vCPU counts and models.
+  const launch = spec.broker?.launch;
+  const explain = (built: BuiltImage) => (launch ? mismatchExplainer(spec.relay, built.uki, launch) : undefined);
+  const healthOf = (built: BuiltImage, since: number): HealthSource => (admin ? brokerHealth(admin, spec.relay, built.imageDigest, since, explain(built)) : sshHealth(channelTo(built)));
   // Rolled back from this very image before: say so at once rather than wait out the timeout again.
   const rolledBack = readRollbackRecord(spec.relayDir);
   const running = readRunningRecord(spec.relayDir);

@@ -21,7 +21,8 @@ export interface BrokerRelayStatus {
   images: { imageDigest: string; attestation: "snp" | "none"; measurements?: string[]; tokenConsumed?: boolean; retired: boolean }[];
   /** root: the trusted root that verified an SNP report, "amd/<line>" or "simulated/<line>" (the local stack's test chain). */
   lastAttestation: { time: string; imageDigest: string; purpose: string; evidenceKind: string; verdict: string; reason?: string; measurement?: string; reportedTcb?: string; root?: string } | null;
-  lastRefusal?: { time: string; imageDigest?: string; purpose: string; evidenceKind: string; verdict: string; reason?: string; root?: string } | null;
+  /** The broker keeps the refused report's measurement and policy (genuine evidence only), for explaining a mismatch. */
+  lastRefusal?: { time: string; imageDigest?: string; purpose: string; evidenceKind: string; verdict: string; reason?: string; measurement?: string; policy?: string; root?: string } | null;
   lastPush: string | null;
   /** The health report (relay-health's lines) of the latest accepted push, with the broker's time of receipt. */
   lastHealth: { time: string; imageDigest: string; report: string } | null;
@@ -88,6 +89,9 @@ export async function uploadRelayKeys(endpoint: BrokerAdminEndpoint, relay: stri
   const encoded = Object.fromEntries(Object.entries(files).map(([name, bytes]) => [name, bytes.toString("base64")]));
   await brokerAdmin(endpoint, "PUT", `${relayPath(relay)}/keys`, { files: encoded });
 }
+
+/** The broker's refusal code for a report whose measurement is not registered (tools/broker snpcheck CodeMeasurement). */
+export const MEASUREMENT_MISMATCH = "measurement-mismatch";
 
 export type ImageRegistration = { imageDigest: string; attestation: "snp"; measurements: string[] } | { imageDigest: string; attestation: "none"; tokenSha256: string };
 

@@ -7,7 +7,7 @@
  * I/O: ssh, the broker's admin API, the relay's machine.
  */
 import { setTimeout as sleep } from "node:timers/promises";
-import { brokerStatus, type BrokerAdminEndpoint } from "../broker/broker-admin";
+import { brokerStatus, MEASUREMENT_MISMATCH, type BrokerAdminEndpoint } from "../broker/broker-admin";
 import { askRelay } from "../deploy/relay-channel";
 import type { RelayMachine } from "../deploy/relay-machine";
 import type { RelayChannel } from "../steps/steps";
@@ -49,7 +49,7 @@ export const sshHealth =
  * relay got no keys (a wrong measurement, a used boot token, a revocation).
  */
 export const brokerHealth =
-  (admin: BrokerAdminEndpoint, relay: string, imageDigest: string, since: number): HealthSource =>
+  (admin: BrokerAdminEndpoint, relay: string, imageDigest: string, since: number, explainMeasurement?: (measurement: string) => string): HealthSource =>
   async () => {
     let status;
     try {
@@ -63,7 +63,8 @@ export const brokerHealth =
     }
     const refusal = status?.lastRefusal;
     if (refusal && Date.parse(refusal.time) >= since) {
-      return { ok: false, error: `the key broker refused it at ${refusal.time}: ${refusal.verdict}${refusal.reason ? ` (${refusal.reason})` : ""}` };
+      const why = refusal.reason === MEASUREMENT_MISMATCH && refusal.measurement && explainMeasurement ? `; ${explainMeasurement(refusal.measurement)}` : "";
+      return { ok: false, error: `the key broker refused it at ${refusal.time}: ${refusal.verdict}${refusal.reason ? ` (${refusal.reason})` : ""}${why}` };
     }
     return { ok: false, error: `it has not pushed a health report to the key broker from image ${imageDigest.slice(0, 12)} yet` };
   };

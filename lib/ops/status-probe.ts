@@ -9,7 +9,7 @@
  */
 import { existsSync, readFileSync } from "node:fs";
 import { basename, join, resolve } from "node:path";
-import type { BrokerRelayStatus } from "../broker/broker-admin";
+import { MEASUREMENT_MISMATCH, type BrokerRelayStatus } from "../broker/broker-admin";
 import type { RelayObservation } from "./fleet-status";
 import { ISO_LABEL_FILE } from "../image/image-layout";
 import { runningPid } from "../local/local-vm";
@@ -89,13 +89,14 @@ export async function askHealthOverSsh(channel: Omit<RelayChannel, "hostPublicKe
 }
 
 /** Broker mode: the latest health report the relay pushed with an attested push, and the broker's verdicts. */
-export function brokerObservation(status: BrokerRelayStatus | undefined): Pick<RelayObservation, "health" | "attestation"> {
+export function brokerObservation(status: BrokerRelayStatus | undefined, explainMeasurement?: (imageDigest: string, measurement: string) => string | undefined): Pick<RelayObservation, "health" | "attestation"> {
   if (!status) return { health: { error: "the key broker does not know this relay (pulumi up enrols it)" } };
   const health: RelayObservation["health"] = status.lastHealth
     ? { report: parseHealthReport(status.lastHealth.report), at: Math.round(Date.parse(status.lastHealth.time) / 1000) }
     : { error: status.revoked ? "it is revoked at the key broker" : "it has not pushed a health report to the key broker" };
   const last = status.lastAttestation;
   const refusal = status.lastRefusal;
+  const why = refusal?.reason === MEASUREMENT_MISMATCH && refusal.measurement && refusal.imageDigest ? explainMeasurement?.(refusal.imageDigest, refusal.measurement) : undefined;
   const attestation =
     last || refusal
       ? {
@@ -103,7 +104,7 @@ export function brokerObservation(status: BrokerRelayStatus | undefined): Pick<R
           ...(last ? { evidenceKind: last.evidenceKind } : {}),
           time: last?.time ?? "",
           ...(last?.reason ? { reason: last.reason } : {}),
-          ...(refusal ? { refusedAt: refusal.time, refusal: `${refusal.verdict}${refusal.reason ? ` (${refusal.reason})` : ""}` } : {}),
+          ...(refusal ? { refusedAt: refusal.time, refusal: `${refusal.verdict}${refusal.reason ? ` (${refusal.reason})` : ""}${why ? `; ${why}` : ""}` } : {}),
         }
       : undefined;
   return { health, ...(attestation ? { attestation } : {}) };

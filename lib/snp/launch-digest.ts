@@ -298,6 +298,33 @@ export function snpLaunchDigest(input: LaunchDigestInput): Buffer {
   return digest.value();
 }
 
+/**
+ * The measurements of one UKI and OVMF launched with each of `vcpuTypes` and every count of 1 to `maxVcpus`
+ * vCPUs, keyed "COUNT/TYPE". The pages before the VMSAs are the same for all of them, so they are hashed
+ * once; each model then extends that digest one VMSA at a time. What a measurement mismatch is checked
+ * against (lib/snp/measurement-causes.ts).
+ */
+export function launchMeasurementsByVcpus(input: { ovmf: Uint8Array; kernel: Uint8Array; vcpuTypes: string[]; maxVcpus: number }): Map<string, string> {
+  const ovmf = parseOvmf(input.ovmf);
+  const hashTable = buildHashTable(kernelHashes(input.kernel, undefined, undefined));
+  const prefix = new LaunchDigest();
+  prefix.normalPages(ovmf.gpa, ovmf.bytes);
+  measureMetadataSections(prefix, ovmf, hashTable, "QEMU");
+  const out = new Map<string, string>();
+  for (const vcpuType of input.vcpuTypes) {
+    const vmsa = (eip: number) => buildVmsaPage({ eip, sevFeatures: 1n, vcpuSignature: vcpuSignatureForType(vcpuType), vmm: "QEMU" });
+    const digest = new LaunchDigest(prefix.value());
+    const apVmsa = ovmf.sevEsResetEip === 0 ? undefined : vmsa(ovmf.sevEsResetEip);
+    for (let vcpus = 1; vcpus <= input.maxVcpus; vcpus++) {
+      if (vcpus === 1) digest.vmsaPage(vmsa(BSP_RESET_EIP));
+      else if (apVmsa) digest.vmsaPage(apVmsa);
+      else break;
+      out.set(`${vcpus}/${vcpuType}`, digest.value().toString("hex"));
+    }
+  }
+  return out;
+}
+
 export interface ExpectedMeasurementInput {
   ovmf: Uint8Array;
   kernel: Uint8Array;

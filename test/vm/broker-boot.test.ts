@@ -14,7 +14,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { attestationLog, brokerStatus, reenrollRelay, registerImage, revokeRelay, type BrokerAdminEndpoint } from "../../lib/broker/broker-admin";
 import { torListFingerprint } from "../../lib/tor/key-store";
 import type { BuiltImage } from "../../lib/image/relay-build";
-import { brokerModeImage, brokerTarget, startTestBroker, type TestBroker } from "../support/broker";
+import { brokerModeImage, brokerTarget, startTestBroker, TEST_OVMF, type TestBroker } from "../support/broker";
+import { brokerObservation } from "../../lib/ops/status-probe";
+import { brokerHealth } from "../../lib/ops/health-gate";
+import { mismatchExplainer } from "../../lib/ops/measurement-mismatch";
 import { makeTestKeys } from "../support/fleet";
 import { bootIso, debianBase, waitFor } from "../support/images";
 import { privateTmpDir } from "../support/tmp";
@@ -31,6 +34,15 @@ describe("a broker-mode relay, booted", () => {
   let vm: Awaited<ReturnType<typeof bootIso>> | undefined;
 
   const target = (runName: string) => brokerTarget(broker, RELAY, join(dir, runName));
+  /** What the image was measured for (test/support/broker.ts brokerModeImage and brokerTarget). */
+  const LAUNCH = { ovmf: TEST_OVMF, vcpus: 1, vcpuType: "EPYC-v4" };
+  /** The status board's reading of the broker's last refusal, with the mismatch explained from the built UKI (cli/status.ts). */
+  const explainedRefusal = async () => {
+    const status = (await brokerStatus(admin)).relays.find((entry) => entry.relay === RELAY.name);
+    const seen = brokerObservation(status, (imageDigest, refused) => (imageDigest === built.imageDigest ? mismatchExplainer(RELAY.name, built.uki, LAUNCH)(refused) : undefined));
+    expect(seen.attestation?.refusal).toBeDefined();
+    return seen.attestation!;
+  };
   const verdicts = async () => (await attestationLog(admin, RELAY.name)).filter((entry) => entry.purpose === "boot").map((entry) => `${entry.verdict}:${entry.reason ?? ""}`);
 
   beforeAll(async () => {
@@ -113,6 +125,22 @@ describe("a broker-mode relay, booted", () => {
     vm = await bootIso(tampered, target("run-tampered"));
     await waitFor(() => vm!.console(), /relay-agent: .*fetch attempt \d+ failed: .*measurement-mismatch/, 600);
     expect(await verdicts()).toContain("refused:measurement-mismatch");
+    expect(vm.console()).not.toMatch(/identity key fingerprint is/);
+    // No other launch of the built UKI gives the tampered ISO's measurement: the status board says other bytes were booted.
+    expect((await explainedRefusal()).refusal).toMatch(/measurement-mismatch\); no launch of this UKI and OVMF .* gives it: the VM booted other bytes/);
+  }, 900_000);
+
+  it("refuses the image started with 2 vCPUs where it was measured for 1; the status board and the rollout gate say the report matches 2 vCPUs and what to set", async () => {
+    await vm!.stop();
+    const since = Date.now();
+    vm = await bootIso(built.iso, { ...target("run-two-vcpus"), cores: 2 });
+    await waitFor(() => vm!.console(), /relay-agent: .*fetch attempt \d+ failed: .*measurement-mismatch/, 600);
+    const seen = await explainedRefusal();
+    expect(Date.parse(seen.refusedAt!)).toBeGreaterThanOrEqual(since - 1000);
+    expect(seen.refusal).toMatch(/the report matches 2 vCPUs of EPYC-v4, not the 1 vCPU of EPYC-v4 the image was measured for: .*set cores of relay guard-1/);
+    const gate = await brokerHealth(admin, RELAY.name, built.imageDigest, since - 1000, mismatchExplainer(RELAY.name, built.uki, LAUNCH))();
+    expect(gate.ok).toBe(false);
+    expect(!gate.ok && gate.error).toMatch(/refused it at .*measurement-mismatch\); the report matches 2 vCPUs of EPYC-v4/);
     expect(vm.console()).not.toMatch(/identity key fingerprint is/);
   }, 900_000);
 
