@@ -2,8 +2,8 @@
 # npm run verify-log -- --log DIR --allowed-signers FILE OLD [NEW]
 #   (measurement-log verify: a copy of the public measurement log, one
 #   verdict line per check; OLD must be an ancestor of NEW, default HEAD)
-# npm run verify-relay -- --fingerprint FP --address HOST:PORT --tor-data-dir DIR \
-#   --log DIR --allowed-signers FILE --min-tcb amd-sb-3019
+# npm run verify-relay -- FP --tor-data-dir DIR --log DIR --allowed-signers FILE \
+#   --min-tcb amd-sb-3019 [--address HOST:PORT]
 #   (a relay's fresh SEV-SNP report bound to its Tor identity and image,
 #   checked against AMD's pinned roots, the consensus and the log)
 #

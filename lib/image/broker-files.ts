@@ -9,6 +9,7 @@
 import { DIRECTORY_CACHE_FILES, MAX_DIRECTORY_DOCUMENT_BYTES } from "../steps/steps";
 import { IDENTITY_FILES, ONION_KEY_FILES } from "../tor/tor-keys";
 import { CPU_MODEL, RELAY_NAME } from "../core/plain-values";
+import { DEFAULT_PUBLIC_ATTESTATION_PORT } from "../config/config";
 
 /** Where the Go code embeds the file set, relative to the project. */
 export const BROKER_FILE_SET_PATH = "tools/broker/internal/protocol/files.json";
@@ -27,6 +28,8 @@ export interface BrokerFileSet {
   relayName: string;
   /** The vCPU model rule (lib/core/plain-values.ts CPU_MODEL), for the measurement log's entries. */
   cpuModel: string;
+  /** Where an SNP relay answers volunteers by default (lib/config/config.ts), for verify-relay's --port. */
+  publicAttestationPort: number;
 }
 
 export function brokerFileSet(): BrokerFileSet {
@@ -39,6 +42,7 @@ export function brokerFileSet(): BrokerFileSet {
     maxDirectoryDocumentBytes: MAX_DIRECTORY_DOCUMENT_BYTES,
     relayName: RELAY_NAME.source,
     cpuModel: CPU_MODEL.source,
+    publicAttestationPort: DEFAULT_PUBLIC_ATTESTATION_PORT,
   };
 }
 

@@ -19,6 +19,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"strings"
 	"time"
@@ -39,14 +40,15 @@ import (
 )
 
 const usage = `usage:
-  verify-relay --fingerprint FP (--address HOST:PORT [--save FILE] | --evidence FILE --nonce HEX)
+  verify-relay [--fingerprint] FP ([--address HOST:PORT | --port N] [--save FILE] | --evidence FILE --nonce HEX)
                (--tor-data-dir DIR | --consensus FILE --microdescs FILE... | --ed25519-id BASE64)
                --log DIR --allowed-signers FILE [--log-seen COMMIT] --min-tcb FLOOR...
                [--image-digest DIGEST]
                [--allow-smt] [--allow-simulated-root FILE]
 
-Asks the relay at HOST:PORT (POST /v1/attestation) to answer a fresh random
-nonce, or reads an answer saved with --save and the nonce it answered, and
+Asks the relay at HOST:PORT (POST /v1/attestation; by default the IPv4
+address the consensus lists for FP, on --port) to answer a
+fresh random nonce, or reads an answer saved with --save and the nonce it answered, and
 prints one line per check:
 
   amd_chain           the report is signed by a VCEK chaining to AMD's roots
@@ -91,6 +93,7 @@ func main() {
 
 type options struct {
 	fingerprint, address, save, evidence, nonce string
+	port                                        int
 	torDataDir, consensus, ed25519ID            string
 	microdescs, minTCB                          cli.Strings
 	log, logSeen, allowedSigners, imageDigest   string
@@ -104,7 +107,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, usage) }
 	fs.StringVar(&o.fingerprint, "fingerprint", "", "the relay's RSA fingerprint (40 hex digits)")
-	fs.StringVar(&o.address, "address", "", "HOST:PORT of the relay's attestation endpoint")
+	fs.StringVar(&o.address, "address", "", "HOST:PORT of the relay's attestation endpoint (default: its consensus address, on --port)")
+	fs.IntVar(&o.port, "port", protocol.PublicAttestationPort, "the attestation endpoint's port at the consensus address")
 	fs.StringVar(&o.save, "save", "", "write the relay's answer to FILE (with --address)")
 	fs.StringVar(&o.evidence, "evidence", "", "a saved answer")
 	fs.StringVar(&o.nonce, "nonce", "", "the nonce (64 hex digits) the saved answer was asked with")
@@ -122,7 +126,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if msg := o.usageProblem(fs.NArg()); msg != "" {
+	// The fingerprint may come as the one positional argument.
+	positional := fs.NArg()
+	if positional == 1 && o.fingerprint == "" {
+		o.fingerprint, positional = fs.Arg(0), 0
+	}
+	if msg := o.usageProblem(positional); msg != "" {
 		fmt.Fprintf(stderr, "verify-relay: %s\n\n%s", msg, usage)
 		return 2
 	}
@@ -155,17 +164,21 @@ func (o options) usageProblem(positional int) string {
 	}
 	switch {
 	case positional > 0:
-		return "no positional arguments (every value has its flag)"
+		return "one positional argument at most: the fingerprint (every other value has its flag)"
 	case o.fingerprint == "":
-		return "--fingerprint is required"
-	case (o.address == "") == (o.evidence == ""):
-		return "give --address or --evidence, one of them"
+		return "the relay's fingerprint is required"
+	case o.address != "" && o.evidence != "":
+		return "give --address or --evidence, not both"
+	case o.address == "" && o.evidence == "" && o.ed25519ID != "":
+		return "give --address: with --ed25519-id there is no consensus to find the relay's address in"
+	case o.port < 1 || o.port > 65535:
+		return "--port must be a TCP port (1-65535)"
 	case o.evidence != "" && o.nonce == "":
 		return "--evidence needs --nonce: the nonce the saved answer was asked with"
 	case o.address != "" && o.nonce != "":
 		return "--nonce goes with --evidence; with --address a fresh nonce is drawn"
-	case o.save != "" && o.address == "":
-		return "--save goes with --address"
+	case o.save != "" && o.evidence != "":
+		return "--save goes with asking the relay, not with --evidence"
 	case identities != 1:
 		return "give the relay's identity one way: --tor-data-dir, --consensus with --microdescs, or --ed25519-id"
 	case (o.consensus == "") != (len(o.microdescs) == 0):
@@ -193,9 +206,13 @@ func verify(o options, stderr io.Writer) (relayproof.Verdicts, error) {
 	if err != nil {
 		return nil, err
 	}
-	master, identitySource, err := o.masterIdentity(fp, stderr)
+	master, identitySource, listed, err := o.masterIdentity(fp, stderr)
 	if err != nil {
 		return nil, err
+	}
+	if o.address == "" && o.evidence == "" {
+		o.address = netip.AddrPortFrom(listed, uint16(o.port)).String()
+		fmt.Fprintf(stderr, "verify-relay: asking %s (the consensus's address for %s, port %d)\n", o.address, fp, o.port)
 	}
 	e, nonce, err := o.answer(stderr)
 	if err != nil {
@@ -263,13 +280,13 @@ func (o options) snpPolicy() (*snpcheck.Policy, error) {
 
 // masterIdentity is the relay's ed25519 master identity, from outside the
 // answer, and where it came from.
-func (o options) masterIdentity(fp string, stderr io.Writer) (ed25519.PublicKey, string, error) {
+func (o options) masterIdentity(fp string, stderr io.Writer) (ed25519.PublicKey, string, netip.Addr, error) {
 	if o.ed25519ID != "" {
 		key, err := torid.ParseEd25519ID(o.ed25519ID)
 		if err != nil {
-			return nil, "", fmt.Errorf("--ed25519-id: %v", err)
+			return nil, "", netip.Addr{}, fmt.Errorf("--ed25519-id: %v", err)
 		}
-		return key, "--ed25519-id", nil
+		return key, "--ed25519-id", netip.Addr{}, nil
 	}
 	files := tordoc.Files{Consensus: o.consensus, Microdescs: o.microdescs}
 	if o.torDataDir != "" {
@@ -277,14 +294,14 @@ func (o options) masterIdentity(fp string, stderr io.Writer) (ed25519.PublicKey,
 	}
 	id, err := tordoc.Lookup(files, fp)
 	if err != nil {
-		return nil, "", err
+		return nil, "", netip.Addr{}, err
 	}
 	// tor itself uses a consensus up to a day past its valid-until; an
 	// older one may list an identity the relay has since replaced.
 	if age := time.Since(id.ValidUntil); age > 24*time.Hour {
 		fmt.Fprintf(stderr, "verify-relay: warning: the consensus expired %s ago (valid-until %s UTC): start tor so that it fetches a current one\n", age.Round(time.Minute), id.ValidUntil.Format("2006-01-02 15:04:05"))
 	}
-	return id.Ed25519Master, fmt.Sprintf("the consensus valid-after %s UTC, microdescriptor %s", id.ValidAfter.Format("2006-01-02 15:04:05"), id.Source), nil
+	return id.Ed25519Master, fmt.Sprintf("the consensus valid-after %s UTC, microdescriptor %s", id.ValidAfter.Format("2006-01-02 15:04:05"), id.Source), id.Address, nil
 }
 
 // answer asks the relay with a fresh nonce, or reads a saved answer.

@@ -435,10 +435,56 @@ func TestIdentityFromConsensus(t *testing.T) {
 	}
 }
 
+// Without --address, the relay is asked at the IPv4 address the consensus
+// lists for its fingerprint, on --port. Here testauth1's "r" line in a copy
+// of the consensus is edited to point at a relay on loopback: its answer
+// arrives, so the address came from the consensus (the answer is relay-a's,
+// not testauth1's, so report_data and signing_cert fail as in
+// TestIdentityFromConsensus).
+func TestAddressFromConsensus(t *testing.T) {
+	docs := "../../internal/tordoc/testdata"
+	fp, err := os.ReadFile(filepath.Join(docs, "auth1", "fingerprint"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, authFP, _ := strings.Cut(strings.TrimSpace(string(fp)), " ")
+	addr := relay(t, "relay-a", simDir, snpsim.Options{})
+	host, port, _ := strings.Cut(addr, ":")
+	consensus, err := os.ReadFile(filepath.Join(docs, "cached-microdesc-consensus"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(consensus), "\n")
+	edited := 0
+	for i, line := range lines {
+		if f := strings.Fields(line); len(f) == 8 && f[0] == "r" && f[1] == "testauth1" {
+			f[5] = host
+			lines[i], edited = strings.Join(f, " "), edited+1
+		}
+	}
+	if edited != 1 {
+		t.Fatalf("%d r lines of testauth1 in the fixture, want 1", edited)
+	}
+	copyOf := filepath.Join(t.TempDir(), "cached-microdesc-consensus")
+	if err := os.WriteFile(copyOf, []byte(strings.Join(lines, "\n")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	args := without(without(base(t, addr), "--ed25519-id"), "--address")
+	args = append(without(args, "--fingerprint"), "--port", port, "--consensus", copyOf, "--microdescs", filepath.Join(docs, "cached-microdescs"), authFP)
+	r := verifyRelay(t, args...)
+	wantFailed(t, r, "report_data", "signing_cert")
+	if !strings.Contains(r.stderr, "asking "+host+":"+port+" (the consensus's address for "+authFP) {
+		t.Fatalf("does not say it asks the consensus's address:\n%s", r.stderr)
+	}
+}
+
 func TestCommandLine(t *testing.T) {
 	good := base(t, "127.0.0.1:1")
 	for name, args := range map[string][]string{
 		"no fingerprint":     without(good, "--fingerprint"),
+		"two positionals":    append(without(good, "--fingerprint"), fingerprint(t, "relay-a"), "extra"),
+		"id without address": without(good, "--address"),
+		"port out of range":  append(good, "--port", "65536"),
 		"no min-tcb":         without(good, "--min-tcb"),
 		"two identities":     append(good, "--tor-data-dir", "/nonexistent"),
 		"evidence and addr":  append(good, "--evidence", "x", "--nonce", "00"),
@@ -450,9 +496,12 @@ func TestCommandLine(t *testing.T) {
 			t.Errorf("%s: exit %d, want 2\n%s%s", name, r.code, r.stdout, r.stderr)
 		}
 	}
-	// A relay that does not answer: an error, no verdict lines.
+	// A relay that does not answer: an error, no verdict lines; the same with the fingerprint as the positional argument.
 	if r := verifyRelay(t, good...); r.code != 1 || r.stdout != "" {
 		t.Errorf("unreachable relay: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if r := verifyRelay(t, append(without(good, "--fingerprint"), fingerprint(t, "relay-a"))...); r.code != 1 || r.stdout != "" {
+		t.Errorf("fingerprint as positional, unreachable relay: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 }
 

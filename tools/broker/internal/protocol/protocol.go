@@ -118,10 +118,11 @@ func init() {
 		MaxDirectoryDocumentBytes int                 `json:"maxDirectoryDocumentBytes"`
 		RelayName                 string              `json:"relayName"`
 		CPUModel                  string              `json:"cpuModel"`
+		PublicAttestationPort     int                 `json:"publicAttestationPort"`
 	}
 	dec := json.NewDecoder(bytes.NewReader(fileSetJSON))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&set); err != nil || len(set.Identity) == 0 || len(set.Mutable) == 0 || set.MaxDirectoryDocumentBytes <= 0 || set.RelayName == "" || set.CPUModel == "" {
+	if err := dec.Decode(&set); err != nil || len(set.Identity) == 0 || len(set.Mutable) == 0 || set.MaxDirectoryDocumentBytes <= 0 || set.RelayName == "" || set.CPUModel == "" || set.PublicAttestationPort < 1 || set.PublicAttestationPort > 65535 {
 		panic(fmt.Sprintf("protocol: files.json is not a file set (%v)", err))
 	}
 	for _, d := range set.DirectoryDocuments {
@@ -133,6 +134,7 @@ func init() {
 	RelayNamePattern = set.RelayName
 	relayRe = regexp.MustCompile(RelayNamePattern)
 	cpuModelRe = regexp.MustCompile(set.CPUModel)
+	PublicAttestationPort = set.PublicAttestationPort
 	MaxDirectoryFileSize = set.MaxDirectoryDocumentBytes
 	MaxBundleSize = keyRoom + len(DirectoryDocuments)*MaxDirectoryFileSize
 	MaxPayloadSize = MaxBundleSize/3*4 + 64<<10
@@ -143,6 +145,10 @@ func init() {
 // its KeyDirectory. Shipped by the operator like the identity files, never
 // pushed, and optional.
 var familyKeyRe = regexp.MustCompile(`^keys/[A-Za-z0-9_-]{1,64}\.secret_family_key$`)
+
+// PublicAttestationPort is where an SNP relay answers volunteers by
+// default, as the program's TypeScript defines it (files.json).
+var PublicAttestationPort int
 
 var (
 	// RelayNamePattern is the relay-name rule, as the program's TypeScript

@@ -22,6 +22,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -60,6 +61,8 @@ type Entry struct {
 	RSAFingerprint string
 	// MicrodescDigest is the SHA-256 of its microdescriptor.
 	MicrodescDigest [sha256.Size]byte
+	// Address is the IPv4 address the relay is listed at.
+	Address netip.Addr
 }
 
 // Consensus is a parsed microdescriptor consensus: its validity and its
@@ -199,7 +202,11 @@ func parseR(args string) (Entry, error) {
 	if err != nil || len(id) != 20 {
 		return Entry{}, fmt.Errorf("\"r\" line of %q: identity %q is not 20 bytes in base64 without padding", clip(f[0]), clip(f[1]))
 	}
-	return Entry{Nickname: f[0], RSAFingerprint: strings.ToUpper(hex.EncodeToString(id))}, nil
+	addr, err := netip.ParseAddr(f[4])
+	if err != nil || !addr.Is4() {
+		return Entry{}, fmt.Errorf("\"r\" line of %q: address %q is not an IPv4 address", clip(f[0]), clip(f[4]))
+	}
+	return Entry{Nickname: f[0], RSAFingerprint: strings.ToUpper(hex.EncodeToString(id)), Address: addr}, nil
 }
 
 // decodeDigest reads an "m" line's digest: base64 of 32 bytes, no padding.

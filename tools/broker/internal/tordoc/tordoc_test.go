@@ -110,6 +110,40 @@ func TestLookupAgreesWithServerDescriptors(t *testing.T) {
 	}
 }
 
+// The address each relay is listed at is the one its own server descriptor
+// gives ("router NICKNAME ADDRESS ORPORT ..."): what verify-relay asks when
+// no --address is given.
+func TestLookupGivesTheListedAddress(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("testdata", "cached-descriptors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	addresses := map[string]string{}
+	var address string
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		switch {
+		case len(f) >= 3 && f[0] == "router":
+			address = f[2]
+		case len(f) > 1 && f[0] == "fingerprint":
+			addresses[strings.Join(f[1:], "")] = address
+		}
+	}
+	if len(addresses) != 5 {
+		t.Fatalf("cached-descriptors lists %d relays, the fixture has 5", len(addresses))
+	}
+	for fp, want := range addresses {
+		id, err := tordoc.Lookup(fixture, fp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := id.Address.String(); got != want {
+			t.Errorf("%s (%s): listed at %s, its descriptor says %s", fp, id.Nickname, got, want)
+		}
+	}
+}
+
 func writeFile(t *testing.T, dir, name string, data []byte) string {
 	t.Helper()
 	path := filepath.Join(dir, name)
@@ -200,6 +234,7 @@ func TestMalformedFilesAreRefused(t *testing.T) {
 		{"empty", "c", []byte{}, "empty file"},
 		{"duplicate entry", "c", dupEntry(consensus), "listed twice"},
 		{"no m line", "c", bytes.Replace(consensus, consensus[firstM:firstM+bytes.IndexByte(consensus[firstM+1:], '\n')+1], nil, 1), "has no \"m\" line"},
+		{"address not IPv4", "c", bytes.Replace(consensus, []byte(" 10.77.0.1 5001 "), []byte(" ::1 5001 "), 1), "is not an IPv4 address"},
 		{"short digest", "c", bytes.Replace(consensus, consensus[firstM+3:firstM+7], nil, 1), "not 32 bytes"},
 		{"overlong line", "c", bytes.Replace(consensus, []byte("contact "), []byte("contact "+strings.Repeat("x", tordoc.MaxLineLength)), 1), "limit"},
 		{"text before the first microdescriptor", "m", append([]byte("hello\n"), mds...), "outside a microdescriptor"},
