@@ -10,7 +10,7 @@
  * as ours only while the process itself shows it: by its command line, or by
  * a file it holds open.
  */
-import { existsSync, readdirSync, readFileSync, readlinkSync } from "node:fs";
+import { readdirSync, readFileSync, readlinkSync } from "node:fs";
 import { resolve } from "node:path";
 
 /** Alive, and not a zombie: a killed process stays in the table until it is reaped, running nothing. */
@@ -67,8 +67,14 @@ export function holdsOpen(pid: number, path: string): boolean {
 
 /** The pid in `pidFile` while that process runs and `owns` recognises it (by its command line, or its pid); otherwise undefined. */
 export function ownedPid(pidFile: string, owns: (argv: string[], pid: number) => boolean): number | undefined {
-  if (!existsSync(pidFile)) return undefined;
-  const text = readFileSync(pidFile, "utf8").trim();
+  let text: string;
+  try {
+    text = readFileSync(pidFile, "utf8").trim();
+  } catch (err) {
+    // The process removes its pid file as it exits: gone between a look and a read is gone.
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw err;
+  }
   if (!/^[1-9]\d*$/.test(text)) return undefined;
   const pid = Number(text);
   if (!alive(pid)) return undefined;

@@ -117,6 +117,17 @@ async function waitForTask(connection: ProxmoxConnection, upid: unknown, timeout
   }
 }
 
+/** A read of the API (GET PATH), as the preflight makes them: nothing is changed. */
+export async function apiGet(connection: ProxmoxConnection, path: string): Promise<unknown> {
+  return call(connection, "GET", path);
+}
+
+/** Whether root@pam logs in with the connection's password (POST /access/ticket: a login, which changes nothing). */
+export async function rootLogin(connection: ProxmoxConnection): Promise<void> {
+  if (!connection.rootPassword) throw new Error("no root@pam password given");
+  await authHeaders({ ...connection, apiToken: undefined }, "GET");
+}
+
 /** Whether the VM exists and runs; "absent" when Proxmox VE says it does not exist. */
 export async function vmState(connection: ProxmoxConnection, node: string, vmId: number): Promise<"absent" | "stopped" | "running"> {
   try {

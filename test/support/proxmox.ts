@@ -1,10 +1,17 @@
 /** Runs the Proxmox VE API double (test/support/proxmox-double) as its own process, over HTTPS. */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { request } from "node:https";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import type { RecordedRequest } from "./proxmox-double/server";
+import type { ClusterModel, RecordedRequest } from "./proxmox-double/server";
 import { repoRoot } from "./pulumi";
+
+/** The double's cluster model, written beside its log for --cluster. */
+function clusterFile(dir: string, cluster: ClusterModel): string {
+  const file = join(dir, "cluster.json");
+  writeFileSync(file, JSON.stringify(cluster));
+  return file;
+}
 
 export class ProxmoxDoubleProcess {
   private constructor(
@@ -61,6 +68,11 @@ export class ProxmoxDoubleProcess {
     throw new Error(`task ${upid} still runs after 60 s`);
   }
 
+  /** Replaces the cluster the preflight reads (nodes, storages, the token's privileges, foreign VMs). */
+  async setCluster(cluster: ClusterModel): Promise<void> {
+    await this.api("POST", "/_double/cluster", { json: JSON.stringify(cluster) });
+  }
+
   /** The next task of this type (imgcopy, qmstart, qmcreate, …), for this VMID if given, fails with `exitstatus`. */
   async failNext(type: string, exitstatus: string, id?: string): Promise<void> {
     await this.api("POST", "/_double/fail-next", { type, exitstatus, ...(id ? { id } : {}) });
@@ -76,7 +88,7 @@ export class ProxmoxDoubleProcess {
    * <dir>/boot/<vmid>/etc (see the double). `rootPassword` lets root@pam log
    * in with a ticket; `taskSeconds` is how long each task runs (default 1).
    */
-  static async start(dir: string, token: string, options: { boot?: boolean; rootPassword?: string; taskSeconds?: number } = {}): Promise<ProxmoxDoubleProcess> {
+  static async start(dir: string, token: string, options: { boot?: boolean; rootPassword?: string; taskSeconds?: number; cluster?: ClusterModel } = {}): Promise<ProxmoxDoubleProcess> {
     const cert = join(dir, "double.crt");
     const key = join(dir, "double.key");
     execFileSync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
@@ -85,7 +97,8 @@ export class ProxmoxDoubleProcess {
     const child = spawn(join(repoRoot, "node_modules/.bin/tsx"), [join(repoRoot, "test/support/proxmox-double/server.ts"), "--cert", cert, "--key", key, "--log", log, "--token", token,
       ...(options.boot ? ["--datastore-dir", join(dir, "datastore"), "--boot-dir", join(dir, "boot")] : []),
       ...(options.rootPassword ? ["--root-password", options.rootPassword] : []),
-      ...(options.taskSeconds !== undefined ? ["--task-seconds", String(options.taskSeconds)] : [])], {
+      ...(options.taskSeconds !== undefined ? ["--task-seconds", String(options.taskSeconds)] : []),
+      ...(options.cluster ? ["--cluster", clusterFile(dir, options.cluster)] : [])], {
       stdio: ["ignore", "pipe", "inherit"],
     });
     const endpoint = await new Promise<string>((resolve, reject) => {

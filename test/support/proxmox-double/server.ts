@@ -27,6 +27,7 @@
  *
  *   tsx test/support/proxmox-double/server.ts --cert C --key K [--port 0] [--log FILE] [--token USER@REALM!ID=SECRET]
  *     [--root-password P] [--datastore-dir DIR] [--boot-dir DIR] [--iso-dir /var/lib/vz/template/iso] [--task-seconds 1]
+ *     [--cluster FILE]   (the nodes, storages, privileges and foreign VMs the preflight reads: ClusterModel)
  * prints `listening https://127.0.0.1:PORT` when ready.
  */
 import { execFileSync } from "node:child_process";
@@ -87,7 +88,39 @@ interface Task {
   done?: () => void;
 }
 
+/**
+ * The cluster the preflight reads (--cluster FILE, JSON): its nodes with their
+ * status, kernel, CPU, free memory and bridges, its storages, the
+ * credentials' privileges and VMs that are not the stack's. Without it the
+ * double answers as before: nodes are those its VMs are on, and the
+ * endpoints below answer from DEFAULT_CLUSTER.
+ */
+export interface ClusterModel {
+  version: string;
+  nodes: { node: string; status: "online" | "offline"; kernelRelease: string; cpuModel: string; memoryFree: number; bridges: string[] }[];
+  storages: { storage: string; type: string; content: string; path?: string }[];
+  /** What GET /access/permissions answers for the API token (root@pam's ticket holds every privilege). */
+  tokenPermissions: Record<string, Record<string, number>>;
+  /** VMs made before the test (by someone else, or by an earlier deploy when they carry the program's description). */
+  otherVms: { vmid: number; node: string; name: string; macs: string[]; description?: string }[];
+}
+
+/** Every privilege the preflight asks about, as Proxmox VE names them (the administration guide's "Privileges"). */
+export const ALL_PRIVILEGES = [
+  "VM.Allocate", "VM.Audit", "VM.Config.CDROM", "VM.Config.CPU", "VM.Config.Memory", "VM.Config.Network", "VM.Config.Options", "VM.Config.HWType", "VM.PowerMgmt",
+  "Datastore.Audit", "Datastore.AllocateSpace", "Datastore.AllocateTemplate", "Sys.Audit", "SDN.Use",
+];
+
+export const DEFAULT_CLUSTER: ClusterModel = {
+  version: "9.2.11",
+  nodes: [{ node: "pve1", status: "online", kernelRelease: "6.14.8-2-pve", cpuModel: "AMD EPYC 9354P 32-Core Processor", memoryFree: 64 * 1024 ** 3, bridges: ["vmbr0"] }],
+  storages: [{ storage: "local", type: "dir", content: "iso,vztmpl,backup", path: "/var/lib/vz" }],
+  tokenPermissions: { "/": Object.fromEntries(ALL_PRIVILEGES.map((privilege) => [privilege, 1])) },
+  otherVms: [],
+};
+
 export interface DoubleOptions {
+  cluster?: ClusterModel;
   datastore?: string;
   boot?: string;
   /** The ISO directory on the node: what a path in args must be under. */
@@ -110,7 +143,32 @@ export class ProxmoxDouble {
     private readonly token: string,
     private readonly record: (request: RecordedRequest) => void,
     private readonly dirs: DoubleOptions = {},
-  ) {}
+  ) {
+    if (dirs.cluster) this.setCluster(dirs.cluster);
+  }
+
+  private otherVmIds: number[] = [];
+
+  /** A test's cluster (also POST /_double/cluster): its foreign VMs replace the last model's. */
+  setCluster(cluster: ClusterModel): void {
+    for (const vmid of this.otherVmIds) this.vms.delete(vmid);
+    this.dirs.cluster = cluster;
+    this.otherVmIds = cluster.otherVms.map((vm) => vm.vmid);
+    for (const vm of cluster.otherVms) {
+      this.vms.set(vm.vmid, { vmid: vm.vmid, node: vm.node, status: "running", config: { name: vm.name, ...(vm.description ? { description: vm.description } : {}), ...Object.fromEntries(vm.macs.map((mac, i) => [`net${i}`, `virtio=${mac},bridge=vmbr0`])) } });
+    }
+  }
+
+  private get cluster(): ClusterModel {
+    return this.dirs.cluster ?? DEFAULT_CLUSTER;
+  }
+
+  private clusterNode(node: string) {
+    const found = this.cluster.nodes.find((entry) => entry.node === node);
+    // As Proxmox VE answers for a node name it does not know (pve-cluster's node check).
+    if (!found) throw new ApiError(500, `hostname lookup '${node}' failed - failed to get address info for: ${node}: Name or service not known`);
+    return found;
+  }
 
   private get isoDir(): string {
     return (this.dirs.isoDir ?? "/var/lib/vz/template/iso").replace(/\/+$/, "");
@@ -213,7 +271,7 @@ export class ProxmoxDouble {
     return vm;
   }
 
-  handle(method: string, segments: string[], form: Record<string, string>, upload?: RecordedRequest["upload"], file?: Buffer, user = "root@pam"): unknown {
+  handle(method: string, segments: string[], form: Record<string, string>, upload?: RecordedRequest["upload"], file?: Buffer, user = "root@pam", query: Record<string, string> = {}): unknown {
     const route = `${method} /${segments.map((s, i) => (["nodes", "storage", "qemu", "tasks", "content"].includes(segments[i - 1] ?? "") ? "*" : s)).join("/")}`;
     // check_vm_modify_config_perm (after the schema check): `args` and `amd-sev` are root@pam's; an API token is never root, even root@pam's.
     const checkRootOnly = () => {
@@ -221,15 +279,46 @@ export class ProxmoxDouble {
       if (rootOnly && user !== "root@pam") throw new ApiError(403, `only root can set '${rootOnly}' config`);
     };
     switch (route) {
+      case "POST /_double/cluster":
+        this.setCluster(JSON.parse(form.json ?? "null") as ClusterModel);
+        return null;
       case "POST /_double/fail-next":
         this.failNext(form.type ?? "", form.id, form.exitstatus ?? "simulated failure");
         return null;
       case "GET /version":
-        return { version: "9.2.11", release: "9.2", repoid: "double" };
+        return { version: this.cluster.version, release: this.cluster.version.split(".").slice(0, 2).join("."), repoid: "double" };
       case "GET /pools":
         return [];
       case "GET /nodes":
+        if (this.dirs.cluster) return this.dirs.cluster.nodes.map((node) => ({ node: node.node, status: node.status, type: "node", id: `node/${node.node}` }));
         return [...new Set([...this.vms.values()].map((vm) => vm.node))].map((node) => ({ node, status: "online" }));
+      // PVE/API2/AccessControl.pm permissions: privileges by ACL path for the caller.
+      case "GET /access/permissions":
+        return user === "root@pam" ? { "/": Object.fromEntries(ALL_PRIVILEGES.map((privilege) => [privilege, 1])) } : this.cluster.tokenPermissions;
+      // PVE/API2/Nodes.pm status: kversion, current-kernel (8.2+), cpuinfo, memory in bytes.
+      case "GET /nodes/*/status": {
+        const node = this.clusterNode(segments[1]!);
+        const total = node.memoryFree * 2;
+        return {
+          kversion: `Linux ${node.kernelRelease} #1 SMP PREEMPT_DYNAMIC PMX ${node.kernelRelease} x86_64`,
+          "current-kernel": { sysname: "Linux", release: node.kernelRelease, version: "#1 SMP PREEMPT_DYNAMIC", machine: "x86_64" },
+          cpuinfo: { model: node.cpuModel, cpus: 64, sockets: 1, cores: 32, flags: "sev sev_es sev_snp" },
+          memory: { total, used: total - node.memoryFree, free: node.memoryFree },
+          pveversion: `pve-manager/${this.cluster.version}/double`,
+        };
+      }
+      // PVE/API2/Network.pm index: interfaces with iface and type; type=any_bridge lists bridges (Linux and OVS).
+      case "GET /nodes/*/network": {
+        const node = this.clusterNode(segments[1]!);
+        const all = [{ iface: "eno1", type: "eth", active: 1 }, ...node.bridges.map((iface) => ({ iface, type: "bridge", active: 1, bridge_ports: "eno1" }))];
+        return query.type === "any_bridge" || query.type === "bridge" ? all.filter((entry) => entry.type === "bridge") : all;
+      }
+      // PVE/API2/Storage/Config.pm read: the storage's configuration (type, content, path for a dir storage).
+      case "GET /storage/*": {
+        const storage = this.cluster.storages.find((entry) => entry.storage === segments[1]);
+        if (!storage) throw new ApiError(500, `storage '${segments[1]}' does not exist`);
+        return { ...storage, digest: createHash("sha1").update(JSON.stringify(storage)).digest("hex") };
+      }
       case "GET /cluster/resources":
         return [...this.vms.values()].map((vm) => ({ vmid: vm.vmid, node: vm.node, type: "qemu", id: `qemu/${vm.vmid}`, status: vm.status, name: vm.config.name }));
       case "GET /nodes/*/tasks/*/status":
@@ -384,7 +473,7 @@ export class ProxmoxDouble {
     }
     if (!user) return reply(401, { data: null, message: "authentication failure" });
     try {
-      reply(200, { data: this.handle(method, segments, form, upload, file, user) ?? null });
+      reply(200, { data: this.handle(method, segments, form, upload, file, user, query) ?? null });
     } catch (err) {
       if (err instanceof ApiError) reply(err.status, { data: null, message: err.message, errors: err.errors });
       else reply(500, { data: null, message: (err as Error).message });
@@ -458,6 +547,7 @@ if (require.main === module) {
       "iso-dir": { type: "string" },
       "task-seconds": { type: "string", default: "1" },
       "root-password": { type: "string" },
+      cluster: { type: "string" },
     },
   });
   const double = new ProxmoxDouble(
@@ -470,6 +560,7 @@ if (require.main === module) {
       ...(values["boot-dir"] ? { boot: values["boot-dir"] } : {}),
       ...(values["iso-dir"] ? { isoDir: values["iso-dir"] } : {}),
       ...(values["root-password"] ? { rootPassword: values["root-password"] } : {}),
+      ...(values.cluster ? { cluster: JSON.parse(readFileSync(values.cluster, "utf8")) as ClusterModel } : {}),
       taskSeconds: Number(values["task-seconds"]),
     },
   );
