@@ -4,6 +4,10 @@
  *   npm run testnet -- status          the relays in the client's consensus, with their flags
  *   npm run testnet -- fetch [HOST[:PORT]] [--via NICK,NICK,…]
  *                                      fetch http://HOST/ (default web.testnet) through a circuit you choose
+ *   npm run testnet -- verify NICK|FP [--log DIR] [--allowed-signers FILE]
+ *                                      verify-relay against one of your relays, from the testnet's namespace, as a
+ *                                      volunteer would: the client's consensus, the published measurement log
+ *                                      (default artifacts/measurement-log), the simulated secure processor's TEST root
  *   npm run testnet -- down            stop all of it, relay VMs in it included
  * Options: --dir DIR (default .testnet), --netns NAME (default diskless-relays).
  */
@@ -12,11 +16,23 @@ import { parseRouterStatuses } from "../lib/tor/consensus";
 import { fetchThroughCircuit, TorControl } from "../lib/tor/tor-control";
 import { TESTNET } from "../lib/config/testnet";
 import { readNetwork, startTestnet, stopTestnet } from "../lib/testnet/testnet-host";
+import { BROKER_MIN_TCB } from "../lib/testnet/testnet-broker";
+import { inNetns } from "../lib/local/netns";
+import { withToolsOnPath } from "../lib/core/paths";
+import { artifactsDirOf, measurementLogDir, measurementLogSigners } from "../lib/config/build-layout";
+import { spawnSync } from "node:child_process";
+import { join, resolve } from "node:path";
 
 async function main(): Promise<number> {
   const { values, positionals } = parseArgs({
     allowPositionals: true,
-    options: { dir: { type: "string", default: ".testnet" }, netns: { type: "string", default: TESTNET.netns }, via: { type: "string" } },
+    options: {
+      dir: { type: "string", default: ".testnet" },
+      netns: { type: "string", default: TESTNET.netns },
+      via: { type: "string" },
+      log: { type: "string", default: measurementLogDir(artifactsDirOf(".")) },
+      "allowed-signers": { type: "string", default: measurementLogSigners(artifactsDirOf(".")) },
+    },
   });
   const location = { dir: values.dir!, netns: values.netns! };
   const command = positionals[0] ?? "up";
@@ -62,6 +78,17 @@ async function main(): Promise<number> {
       const result = await fetchThroughCircuit(control, network.socksSocket, circuit, host!, Number(port));
       console.log(`through ${path.map((fp) => routers.find((r) => r.fingerprint === fp)?.nickname ?? fp).join(" → ")}: HTTP ${result.status}\n${result.body}`);
       return 0;
+    }
+    if (command === "verify") {
+      const wanted = positionals[1] ?? "";
+      const fingerprint = routers.find((r) => r.nickname === wanted)?.fingerprint ?? wanted.toUpperCase();
+      if (!/^[0-9A-F]{40}$/.test(fingerprint)) throw new Error(`"${wanted}" is neither a nickname in the consensus nor a fingerprint; see npm run testnet -- status`);
+      // The relays' addresses are reachable only inside the namespace; every value travels as its own argument.
+      const [tool, ...args] = inNetns(network.netns, [
+        "verify-relay", "--tor-data-dir", resolve(location.dir, "client"), "--log", resolve(values.log!), "--allowed-signers", resolve(values["allowed-signers"]!),
+        "--min-tcb", BROKER_MIN_TCB, "--allow-simulated-root", join(network.broker.simulatorDir, "ark-ask.pem"), "--", fingerprint,
+      ]);
+      return spawnSync(tool!, args, { stdio: "inherit", env: withToolsOnPath() }).status ?? 1;
     }
   } finally {
     control.close();

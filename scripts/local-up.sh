@@ -59,6 +59,8 @@ The relays are running under QEMU, in a private Tor network on this machine. Wha
   pulumi stack output relayOutputs --stack local  fingerprints, image digests, SBOMs
   npm run verify-build -- local-exit              rebuild the exit's image from its signed record and compare
   npm run broker -- status                        the key broker: attestations, pushes, health
+  npm run testnet -- verify LocalExit             check the exit as a volunteer would: a fresh (simulated)
+                                                  SNP report bound to its identity, against the measurement log
   edit Pulumi.local.yaml, then npm start          redeploy: only changed relays are rebuilt; each
                                                   gets back the onion keys it pushed to the broker
   npm run local:down                              stop the relays and the private network
