@@ -9,7 +9,7 @@ import { addressOf } from "../tor/addresses";
 import type { ResolvedBroker } from "../broker/broker-endpoint";
 import type { RelayConfig, StackConfig } from "../config/config";
 import { inProject } from "../core/paths";
-import { snpFirmwareFileName } from "../proxmox/proxmox-snp";
+import { qemuServerSnpPolicy, snpFirmwareFileName } from "../proxmox/proxmox-snp";
 import type { RelayChannel, RelayTarget } from "../steps/steps";
 import { tapName, type TestnetNetwork } from "../config/testnet";
 
@@ -40,7 +40,8 @@ export function relayTargetOf(config: StackConfig, relay: RelayConfig, context: 
       // Broker mode with simulated attestation: the secure processor SNP hardware would be, simulated beside QEMU
       // (TEST ONLY), measuring the booted ISO with the relay's own SEV settings.
       ...(broker?.simulatorDir && relay.sev?.enabled && relay.sev.ovmf
-        ? { snp: { simulatorDir: broker.simulatorDir, ovmf: inProject(context.projectDir, relay.sev.ovmf), vcpuType: relay.sev.vcpuType ?? relay.cpuType } }
+        ? // The simulator reports the policy qemu-server would launch the VM with, the one the measurement log records.
+          { snp: { simulatorDir: broker.simulatorDir, ovmf: inProject(context.projectDir, relay.sev.ovmf), vcpuType: relay.sev.vcpuType ?? relay.cpuType, policy: qemuServerSnpPolicy(relay.sev) } }
         : {}),
     };
   }

@@ -67,7 +67,8 @@ prints one line per check:
   signature           that signing key signed the nonce and the report
   measurement_in_log  the log verifies (signed, append-only, extending the
                       head given with --log-seen) and lists the report's
-                      measurement for this relay and image
+                      measurement for this relay and image, with the
+                      report's guest policy
 
 Exit 0 only when every line is ok; 1 otherwise; 2 for a bad command line.
 
@@ -444,6 +445,16 @@ func reportMeasurement(report []byte) []byte {
 	return rep.GetMeasurement()
 }
 
+// reportPolicy is the report's guest policy as the log writes it: "0x"
+// and lowercase hex without leading zeros ("" for an unreadable report).
+func reportPolicy(report []byte) string {
+	rep, err := abi.ReportToProto(report)
+	if err != nil {
+		return ""
+	}
+	return fmt.Sprintf("0x%x", rep.GetPolicy())
+}
+
 // findEntry is the log's entry for the measurement and relay whose image
 // is the one required (--image-digest) or else the one the answer names.
 func findEntry(log *measurelog.Log, measurement []byte, relay, required, claimed string) *measurelog.Logged {
@@ -467,6 +478,9 @@ func measurementVerdict(log *measurelog.Log, problem string, entry *measurelog.L
 		v.Detail = problem
 	case measurement == nil:
 		v.Detail = "the report is unreadable: no measurement"
+	case entry != nil && entry.Policy != reportPolicy(e.Report):
+		// The measurement does not cover the guest policy; the entry records the one the image is launched with.
+		v.Detail = fmt.Sprintf("%s lists measurement %s… for relay %s with guest policy %s, but the report's policy is %s: the relay was launched otherwise than logged", entry.Path, m[:16], entry.Relay, entry.Policy, reportPolicy(e.Report))
 	case entry != nil:
 		v.OK = true
 		v.Detail = fmt.Sprintf("measurement %s… is %s (relay %s, image %s, build record sha256 %s…, commit %.12s) in the signed log at head %.12s", m[:16], entry.Path, entry.Relay, entry.ImageDigest, entry.BuildRecordSHA256[:16], entry.Commit, log.Head())

@@ -297,8 +297,20 @@ func TestTCBBelowMinimumFails(t *testing.T) {
 
 func TestDebugPolicyFails(t *testing.T) {
 	r := verifyRelay(t, base(t, relay(t, "relay-a", simDir, snpsim.Options{Policy: snpsim.DefaultPolicy | 1<<19}))...)
-	wantFailed(t, r, "policy")
+	// The log records the policy the image launches with (0x30000): a debugging one is not it either.
+	wantFailed(t, r, "policy", "measurement_in_log")
 	if !strings.Contains(r.stdout, "policy-debug") {
+		t.Fatalf("%s", r.stdout)
+	}
+}
+
+// The measurement does not cover the guest policy: a report whose policy
+// passes the policy line (SMT off, stricter than the logged 0x30000) but is
+// not the one the log records for the image fails measurement_in_log.
+func TestPolicyOtherThanLoggedFails(t *testing.T) {
+	r := verifyRelay(t, base(t, relay(t, "relay-a", simDir, snpsim.Options{Policy: snpsim.DefaultPolicy &^ (1 << 16)}))...)
+	wantFailed(t, r, "measurement_in_log")
+	if !strings.Contains(r.stdout, "with guest policy 0x30000, but the report's policy is 0x20000") {
 		t.Fatalf("%s", r.stdout)
 	}
 }
