@@ -6,6 +6,7 @@ import { relayTargetOf, type ReachContext } from "../lib/deploy/relay-reach";
 import { parseStepOutput, type RelayTarget } from "../lib/steps/steps";
 import type { RelayVm, RelayVmArgs, VmDriver } from "./relay-vm";
 import { stepResource } from "./step";
+import { plannedGeneration } from "../lib/local/local-vm";
 
 interface LocalRelayVmArgs extends RelayVmArgs {
   projectDir: string;
@@ -27,13 +28,16 @@ class LocalRelayVm extends pulumi.ComponentResource implements RelayVm {
     super("diskless-relays:relay:LocalRelayVm", name, {}, opts);
     const target = args.target as Extract<RelayTarget, { kind: "qemu" }>;
     this.consoleLog = join(target.runDir, "console.log");
+    // A QEMU that died since the last up is started again by this one: its generation moves on.
+    const planned = plannedGeneration(target.runDir);
+    if (planned.gone) pulumi.log.warn(`relay ${args.relay.name}: ${planned.gone}; this update starts it again (its machine is replaced) and waits at the gate`, this);
     this.vmResource = stepResource(
       name,
       {
         step: "start-local-vm",
         onDelete: "stop-local-vm",
-        spec: { target, iso: args.isoPath },
-        triggers: [args.isoPath, target],
+        spec: { target, iso: args.isoPath, generation: planned.generation },
+        triggers: [args.isoPath, target, planned.generation],
         projectDir: args.projectDir,
       },
       {

@@ -29,11 +29,11 @@ pulumi stack select local --create --non-interactive >/dev/null
 # Returns once every relay is healthy on its image.
 pulumi up --yes --stack local
 
-# What runs now, as the operator's board shows it: an up without changes does
-# not restart a relay whose QEMU died since the last one.
+# What runs now, as the operator's board shows it (the up above started again
+# any relay whose QEMU had died since the last one).
 echo
 if ! npm run --silent status -- --stack local; then
-  echo "npm start: a relay needs attention (above). One whose QEMU is gone comes back with" >&2
+  echo "npm start: a relay needs attention (above). Run npm start again; if it stays so," >&2
   echo "  npm run local:down && npm start   (its onion keys and state wait in the key broker)" >&2
   exit 1
 fi

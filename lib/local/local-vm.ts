@@ -6,7 +6,7 @@
  * (a clean ACPI shutdown first, as Proxmox VE's shutdown does) and the
  * simulator.
  */
-import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { createConnection } from "node:net";
 import { join } from "node:path";
 import { localCpuModel, qemuCpuModels, snpLogOf, snpSocketOf, startSnpSimulator, stopSnpSimulator, ukiFromIso, ukiLaunchMeasurement } from "./local-snp";
@@ -35,6 +35,39 @@ export function runningPid(runDir: string): number | undefined {
   return ownedPid(pidFile(runDir), (_argv, pid) => holdsOpen(pid, pidFile(runDir)));
 }
 
+/**
+ * Beside the run directory (which a stop removes, and a rollback's restart
+ * keeps): the generation of the machine the last `start-local-vm` step
+ * started. The step's resource has the generation among its triggers, so a
+ * VM that died since the last up is replaced, and so started, by the next.
+ */
+const generationFile = (runDir: string) => `${runDir}.generation`;
+
+/**
+ * The generation the relay's machine should have, judged at plan time: the
+ * recorded one while its QEMU runs (or before it ever started), the next one
+ * when it was started and is gone now (`gone`, with why).
+ */
+export function plannedGeneration(runDir: string): { generation: number; gone?: string } {
+  let recorded: number;
+  try {
+    recorded = Number(readFileSync(generationFile(runDir), "utf8").trim());
+  } catch {
+    return { generation: 0 };
+  }
+  if (!Number.isSafeInteger(recorded) || recorded < 0) return { generation: 0 };
+  if (runningPid(runDir) !== undefined) return { generation: recorded };
+  return { generation: recorded + 1, gone: `the QEMU process of ${runDir} is gone since the last up` };
+}
+
+export function recordGeneration(runDir: string, generation: number): void {
+  writeFileSync(generationFile(runDir), `${generation}\n`);
+}
+
+/** The machine resource is gone (its delete step): the next one starts from generation 0. */
+export function forgetGeneration(runDir: string): void {
+  rmSync(generationFile(runDir), { force: true });
+}
 
 const monitorOf = (runDir: string) => join(runDir, "monitor.sock");
 

@@ -277,7 +277,8 @@ const logMeasurementSpec = z
 /** The fleet's Prometheus files: what to scrape (and with which labels), written into outDir. */
 const writeMonitoringSpec = monitoringSpecSchema.extend({ outDir: path }).strict();
 
-const localVmSpec = z.object({ target: relayTargetSpec, iso: path }).strict();
+/** generation: the machine's (lib/local/local-vm.ts plannedGeneration); absent in specs recorded before it was. */
+const localVmSpec = z.object({ target: relayTargetSpec, iso: path, generation: z.number().int().min(0).optional() }).strict();
 
 const pruneIsosSpec = z
   .object({

@@ -474,6 +474,39 @@ describe("the local stack on a private Tor network, end to end", () => {
     expect(down.rows.get("e2e-guard").attention).toEqual([]);
   }, 300_000);
 
+  it("brings the killed exit back with the next pulumi up: preview says why; it keeps its identity and ntor key, so a circuit carries a page before any new consensus", async () => {
+    const guardPid = pidOf("e2e-guard");
+    const preview = await project.preview();
+    const replaced = preview.steps.filter((step) => step.op !== "same" && step.type === "command:local:Command");
+    expect(replaced.some((step) => step.name === "e2e-exit-vm" && /replace/.test(step.op)), replaced.map((s) => `${s.op} ${s.name}`).join("\n")).toBe(true);
+    expect(replaced.every((step) => step.urn.includes("e2e-exit")), replaced.map((s) => s.urn).join("\n")).toBe(true);
+    const warnings = (preview.raw.diagnostics ?? []).map((d: { message: string }) => d.message).join("\n");
+    expect(warnings).toContain(`relay e2e-exit: the QEMU process of ${runDir("e2e-exit")} is gone since the last up; this update starts it again`);
+    // The key the client knows for the exit, from the consensus before the kill.
+    const knownKey = await clientNtorKey(exitFp());
+    const consensusBefore = await pauseConsensus();
+    try {
+      const result = await up();
+      expect(result.status, result.stdout + result.stderr).toBe(0);
+      expect(result.stdout).toMatch(/relay e2e-exit: healthy on image/);
+      expect(result.stdout).not.toMatch(/relay e2e-guard: healthy on image/);
+      const page = await fetchThroughExit();
+      expect(page.status).toBe(200);
+      expect(await validAfter()).toBe(consensusBefore);
+      expect(await clientNtorKey(exitFp())).toBe(knownKey);
+    } finally {
+      releaseConsensus(network.netns);
+    }
+    await expectFingerprints(0);
+    expect(pidOf("e2e-guard")).toBe(guardPid);
+    // Up again: nothing to do, the machine stays.
+    const exitPid = pidOf("e2e-exit");
+    const again = await project.preview();
+    expect(again.steps.filter((step) => step.name === "e2e-exit-vm").map((step) => step.op)).toEqual(["same"]);
+    expect((again.raw.diagnostics ?? []).map((d: { message: string }) => d.message).join("\n")).not.toContain("is gone since the last up");
+    expect(runs("e2e-exit", exitPid)).toBe(true);
+  }, 900_000);
+
   it("leaves no process or runtime file behind after destroy", async () => {
     const pids = RELAYS.filter((relay) => existsSync(join(runDir(relay.name), "qemu.pid"))).map((relay) => [relay.name, pidOf(relay.name)] as const);
     const result = await project.runAsync("destroy", "--yes", "--skip-preview");
