@@ -4,7 +4,7 @@
  * error, so that one missing privilege does not hide the other checks.
  * I/O: HTTPS to the Proxmox VE endpoint.
  */
-import { apiGet, rootLogin, type ProxmoxConnection } from "../proxmox/proxmox-api";
+import { apiGet, rootLogin, segment, type ProxmoxConnection } from "../proxmox/proxmox-api";
 import type { Answer, ClusterVm, NodeFacts, PreflightFacts, PreflightStack } from "./preflight";
 
 async function answer<T>(read: () => Promise<T>): Promise<Answer<T>> {
@@ -15,7 +15,6 @@ async function answer<T>(read: () => Promise<T>): Promise<Answer<T>> {
   }
 }
 
-const segment = (value: string | number) => encodeURIComponent(String(value));
 const text = (value: unknown) => (typeof value === "string" ? value : "");
 
 /** The kernel release of GET /nodes/NODE/status: current-kernel.release (8.2+), else the second word of kversion. */

@@ -44,7 +44,8 @@ class ProxmoxApiError extends Error {
   }
 }
 
-const segment = (value: string | number) => encodeURIComponent(String(value));
+/** A value as one segment of an API path. */
+export const segment = (value: string | number) => encodeURIComponent(String(value));
 
 async function authHeaders(connection: ProxmoxConnection, method: string): Promise<Record<string, string>> {
   if (connection.apiToken) return { Authorization: `PVEAPIToken=${connection.apiToken}` };
