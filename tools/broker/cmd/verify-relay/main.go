@@ -124,15 +124,23 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.imageDigest, "image-digest", "", "require this image digest (64 hex digits)")
 	fs.BoolVar(&o.allowSMT, "allow-smt", false, "accept a guest policy that allows SMT")
 	fs.StringVar(&o.simulatedRoot, "allow-simulated-root", "", "TEST ONLY: also trust this simulated ASK+ARK PEM chain")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	// The fingerprint may come as the one positional argument, before or
+	// after the flags: the flag package stops at the first non-flag, so the
+	// rest is parsed again after it.
+	var positionals []string
+	for rest := args; ; {
+		if err := fs.Parse(rest); err != nil {
+			return 2
+		}
+		if rest = fs.Args(); len(rest) == 0 {
+			break
+		}
+		positionals, rest = append(positionals, rest[0]), rest[1:]
 	}
-	// The fingerprint may come as the one positional argument.
-	positional := fs.NArg()
-	if positional == 1 && o.fingerprint == "" {
-		o.fingerprint, positional = fs.Arg(0), 0
+	if len(positionals) == 1 && o.fingerprint == "" {
+		o.fingerprint, positionals = positionals[0], nil
 	}
-	if msg := o.usageProblem(positional); msg != "" {
+	if msg := o.usageProblem(len(positionals)); msg != "" {
 		fmt.Fprintf(stderr, "verify-relay: %s\n\n%s", msg, usage)
 		return 2
 	}

@@ -515,6 +515,14 @@ func TestCommandLine(t *testing.T) {
 	if r := verifyRelay(t, append(without(good, "--fingerprint"), fingerprint(t, "relay-a"))...); r.code != 1 || r.stdout != "" {
 		t.Errorf("fingerprint as positional, unreachable relay: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
+	// First, as the README writes it (npm run verify-relay -- FINGERPRINT --tor-data-dir …): the flags after it count.
+	first := append([]string{fingerprint(t, "relay-a")}, without(good, "--fingerprint")...)
+	if r := verifyRelay(t, first...); r.code != 1 || r.stdout != "" || strings.Contains(r.stderr, "usage") {
+		t.Errorf("fingerprint first, unreachable relay: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if r := verifyRelay(t, append(first, "--", "extra")...); r.code != 2 {
+		t.Errorf("a second positional after --: exit %d, want 2", r.code)
+	}
 }
 
 // The tcb line names the floor that applied, and says so loudly when the
