@@ -481,7 +481,8 @@ describe("the local stack on a private Tor network, end to end", () => {
     expect(replaced.some((step) => step.name === "e2e-exit-vm" && /replace/.test(step.op)), replaced.map((s) => `${s.op} ${s.name}`).join("\n")).toBe(true);
     expect(replaced.every((step) => step.urn.includes("e2e-exit")), replaced.map((s) => s.urn).join("\n")).toBe(true);
     const warnings = (preview.raw.diagnostics ?? []).map((d: { message: string }) => d.message).join("\n");
-    expect(warnings).toContain(`relay e2e-exit: the QEMU process of ${runDir("e2e-exit")} is gone since the last up; this update starts it again`);
+    // The run directory as the stack config names it (relative to the project).
+    expect(warnings).toMatch(/relay e2e-exit: the QEMU process of \S*\/e2e-exit is gone since the last up; this update starts it again/);
     // The key the client knows for the exit, from the consensus before the kill.
     const knownKey = await clientNtorKey(exitFp());
     const consensusBefore = await pauseConsensus();
