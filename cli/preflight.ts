@@ -32,7 +32,6 @@ async function main(): Promise<number> {
   if (!connection) throw new CannotRead("the stack has no Proxmox VE credentials: pulumi config set --secret proxmoxApiToken USER@REALM!TOKENID=SECRET");
   const preflightStack: PreflightStack = {
     proxmox: { nodes: config.proxmox.nodes, datastore: config.proxmox.datastore, bridge: config.proxmox.bridge, isoDir: config.proxmox.isoDir },
-    usesApiToken: apiToken !== undefined,
     hasRootPassword: config.proxmoxRootPassword !== undefined,
     relays: config.relays.map((relay) => ({ name: relay.name, nickname: relay.nickname, node: relay.node, vmId: relay.vmId, mac: relay.mac, bridge: relay.bridge, memoryMiB: relay.memoryMiB, snp: relay.sev?.enabled === true })),
   };

@@ -58,7 +58,6 @@ export interface PreflightFacts {
 /** What the preflight needs of the stack config. */
 export interface PreflightStack {
   proxmox: { nodes: string[]; datastore: string; bridge: string; isoDir: string };
-  usesApiToken: boolean;
   hasRootPassword: boolean;
   relays: { name: string; nickname: string; node: string; vmId: number; mac: string; bridge?: string | undefined; memoryMiB: number; snp: boolean }[];
 }
