@@ -4,7 +4,7 @@
  *   npm run preflight [-- --stack NAME] [--json]
  * One line per check (the API and its version, the credentials' privileges,
  * root@pam's login for SEV-SNP relays, each node, its bridges, the
- * datastore, VMIDs and MAC addresses, and for SNP relays each node's kernel,
+ * datastore, VMIDs, MAC addresses and IP addresses (other VMs' cloud-init), and for SNP relays each node's kernel,
  * CPU and free memory), each naming the config field or node setting to
  * change. Read-only: GET requests, and root@pam's login when the stack has
  * SNP relays; nothing is created or changed.
@@ -33,7 +33,7 @@ async function main(): Promise<number> {
   const preflightStack: PreflightStack = {
     proxmox: { nodes: config.proxmox.nodes, datastore: config.proxmox.datastore, bridge: config.proxmox.bridge, isoDir: config.proxmox.isoDir },
     hasRootPassword: config.proxmoxRootPassword !== undefined,
-    relays: config.relays.map((relay) => ({ name: relay.name, nickname: relay.nickname, node: relay.node, vmId: relay.vmId, mac: relay.mac, bridge: relay.bridge, memoryMiB: relay.memoryMiB, snp: relay.sev?.enabled === true })),
+    relays: config.relays.map((relay) => ({ name: relay.name, nickname: relay.nickname, node: relay.node, vmId: relay.vmId, mac: relay.mac, ipv4: relay.ipv4.address, ipv6: relay.ipv6?.address, bridge: relay.bridge, memoryMiB: relay.memoryMiB, snp: relay.sev?.enabled === true })),
   };
   const lines = judgePreflight(preflightStack, await gatherPreflightFacts(connection, preflightStack, rootConnection));
   const failed = lines.filter((line) => !line.ok);

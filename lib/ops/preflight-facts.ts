@@ -60,7 +60,13 @@ export async function gatherPreflightFacts(connection: ProxmoxConnection, stack:
             .filter(([key]) => /^net\d+$/.test(key))
             .map(([, value]) => /(?:^|,)(?:[a-z0-9]+)=([0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){5})/.exec(text(value))?.[1] ?? "")
             .filter(Boolean);
-          return { vmid: entry.vmid as number, node: text(entry.node), ...(text(entry.name) ? { name: text(entry.name) } : {}), ...(text(config.description) ? { description: text(config.description) } : {}), macs };
+          // qemu-server's ipconfigN: "[gw=…][,gw6=…][,ip=ADDR/LEN|dhcp][,ip6=ADDR/LEN|dhcp|auto]".
+          const addresses = Object.entries(config)
+            .filter(([key]) => /^ipconfig\d+$/.test(key))
+            .flatMap(([, value]) => text(value).split(","))
+            .map((part) => /^ip6?=([0-9A-Fa-f.:]+)(?:\/\d+)?$/.exec(part)?.[1] ?? "")
+            .filter(Boolean);
+          return { vmid: entry.vmid as number, node: text(entry.node), ...(text(entry.name) ? { name: text(entry.name) } : {}), ...(text(config.description) ? { description: text(config.description) } : {}), macs, addresses };
         }),
       );
     }),

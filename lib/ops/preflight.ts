@@ -19,6 +19,7 @@
  *   name their UKI and firmware.
  */
 import { imageDigestOfVmDescription } from "../deploy/relay-reach";
+import { addressOf, canonicalAddress, parseAddress } from "../tor/addresses";
 
 /** One API answer, or why there is none. */
 export type Answer<T> = { ok: true; value: T } | { ok: false; error: string };
@@ -37,6 +38,8 @@ export interface ClusterVm {
   /** Its config's description and MAC addresses (net0…), when read. */
   description?: string;
   macs: string[];
+  /** The addresses its cloud-init config gives it (ipconfig0…: ip=, ip6=), without prefix lengths. */
+  addresses: string[];
 }
 
 export interface PreflightFacts {
@@ -59,8 +62,14 @@ export interface PreflightFacts {
 export interface PreflightStack {
   proxmox: { nodes: string[]; datastore: string; bridge: string; isoDir: string };
   hasRootPassword: boolean;
-  relays: { name: string; nickname: string; node: string; vmId: number; mac: string; bridge?: string | undefined; memoryMiB: number; snp: boolean }[];
+  relays: { name: string; nickname: string; node: string; vmId: number; mac: string; ipv4: string; ipv6?: string | undefined; bridge?: string | undefined; memoryMiB: number; snp: boolean }[];
 }
+
+/** Two spellings of one address compare equal (2001:db8::10 and 2001:0db8:0::10). */
+const sameAddress = (a: string, b: string) => {
+  const [pa, pb] = [parseAddress(addressOf(a)), parseAddress(addressOf(b))];
+  return pa !== undefined && pb !== undefined && canonicalAddress(pa) === canonicalAddress(pb);
+};
 
 export interface PreflightLine {
   check: string;
@@ -209,6 +218,22 @@ export function judgePreflight(stack: PreflightStack, facts: PreflightFacts): Pr
       }
     }
     line("macs", clashes.length === 0, clashes.length === 0 ? "no other VM of the cluster uses the relays' MAC addresses" : `${clashes.join("; ")}: give each relay a MAC of its own`);
+    // Only addresses Proxmox VE holds (cloud-init's ipconfigN) can be seen here; one a guest sets itself cannot.
+    const usedAddresses: string[] = [];
+    for (const relay of stack.relays) {
+      const index = stack.relays.indexOf(relay);
+      for (const vm of vms) {
+        if (vm.vmid === relay.vmId && ours.has(vm.vmid)) continue;
+        for (const [field, address] of [["ipv4", relay.ipv4], ["ipv6", relay.ipv6]] as const) {
+          if (address !== undefined && vm.addresses.some((other) => sameAddress(other, address))) usedAddresses.push(`${addressOf(address)} (relays[${index}].${field}.address, ${relay.name}) is VM ${vm.vmid}'s on ${vm.node}`);
+        }
+      }
+    }
+    line(
+      "addresses",
+      usedAddresses.length === 0,
+      usedAddresses.length === 0 ? "no other VM's cloud-init config of the cluster gives it the relays' addresses (addresses a guest sets itself cannot be seen from the API)" : `${usedAddresses.join("; ")}: give each relay an address of its own`,
+    );
   }
 
   // SEV-SNP nodes.

@@ -21,8 +21,8 @@ const GOOD: ClusterModel = {
   nodes: ["pve1", "pve2"].map((node) => ({ node, status: "online" as const, kernelRelease: "6.14.8-2-pve", cpuModel: "AMD EPYC 9354P 32-Core Processor", memoryFree: 64 * GiB, bridges: ["vmbr0"] })),
   storages: [{ storage: "local", type: "dir", content: "iso,vztmpl,backup", path: "/var/lib/vz" }],
   tokenPermissions: { "/": Object.fromEntries(ALL_PRIVILEGES.map((privilege) => [privilege, 1])) },
-  // Someone else's VM on the cluster: neither its VMID nor its MAC is a relay's.
-  otherVms: [{ vmid: 100, node: "pve1", name: "mail", macs: ["BC:24:11:AA:BB:CC"] }],
+  // Someone else's VM on the cluster: neither its VMID, its MAC nor its address is a relay's.
+  otherVms: [{ vmid: 100, node: "pve1", name: "mail", macs: ["BC:24:11:AA:BB:CC"], addresses: ["198.51.100.99/24", "2001:db8::99/64"] }],
 };
 const changed = (change: (cluster: ClusterModel) => void): ClusterModel => {
   const cluster = structuredClone(GOOD);
@@ -76,7 +76,7 @@ describe("npm run preflight against the Proxmox VE double", () => {
     expect(table.stdout).toMatch(/^ok {3}api {13} Proxmox VE 9\.2\.11$/m);
     expect(table.stdout).toContain(`stack ${project.stack}: the cluster has what the stack needs`);
     expect(status, output).toBe(0);
-    expect([...lines.keys()]).toEqual(["api", "permissions", "root-password", "node pve1", "node pve2", "bridges on pve1", "bridges on pve2", "datastore", "vmids", "macs", "snp on pve1"]);
+    expect([...lines.keys()]).toEqual(["api", "permissions", "root-password", "node pve1", "node pve2", "bridges on pve1", "bridges on pve2", "datastore", "vmids", "macs", "addresses", "snp on pve1"]);
     expect(failing(lines)).toEqual([]);
     expect(lines.get("snp on pve1")!.detail).toBe("kernel 6.14.8-2-pve, AMD EPYC 9354P 32-Core Processor, 65536 MiB free for 2048 MiB of relays");
     // Reads only; the one POST is root@pam's login, which creates nothing.
@@ -114,6 +114,18 @@ describe("npm run preflight against the Proxmox VE double", () => {
     { name: "ISO images kept elsewhere than proxmox.isoDir", cluster: changed((c) => (c.storages[0]!.path = "/srv/pve")), check: ["datastore"], says: /keeps ISO images in \/srv\/pve\/template\/iso, not \/var\/lib\/vz\/template\/iso: set proxmox\.isoDir to \/srv\/pve\/template\/iso/ },
     { name: "a relay's VMID taken by another VM", cluster: changed((c) => c.otherVms.push({ vmid: 9102, node: "pve1", name: "db", macs: [] })), check: ["vmids"], says: /VMID 9102 \(relays\[1\]\.vmId, guard-1\) is db on pve1, not this relay's: choose free VMIDs/ },
     { name: "a relay's MAC used by another VM", cluster: changed((c) => (c.otherVms[0]!.macs = ["bc:24:11:00:00:01"])), check: ["macs"], says: /BC:24:11:00:00:01 \(relays\[0\]\.mac, exit-1\) is VM 100's on pve1: give each relay a MAC of its own/ },
+    {
+      name: "a relay's IPv4 address given to another VM by cloud-init",
+      cluster: changed((c) => (c.otherVms[0]!.addresses = ["198.51.100.10/24"])),
+      check: ["addresses"],
+      says: /^198\.51\.100\.10 \(relays\[0\]\.ipv4\.address, exit-1\) is VM 100's on pve1: give each relay an address of its own$/,
+    },
+    {
+      name: "a relay's IPv6 address, spelled otherwise, given to another VM by cloud-init",
+      cluster: changed((c) => (c.otherVms[0]!.addresses = ["2001:0db8:0:0::11/64"])),
+      check: ["addresses"],
+      says: /^2001:db8::11 \(relays\[1\]\.ipv6\.address, guard-1\) is VM 100's on pve1: give each relay an address of its own$/,
+    },
     { name: "an SNP node's kernel older than 6.11", cluster: changed((c) => (node(c, "pve1").kernelRelease = "6.8.12-4-pve")), check: ["snp on pve1"], says: /its kernel 6\.8\.12-4-pve is older than 6\.11/ },
     { name: "an SNP node's CPU without SNP", cluster: changed((c) => (node(c, "pve1").cpuModel = "AMD EPYC 7402P 24-Core Processor")), check: ["snp on pve1"], says: /its CPU "AMD EPYC 7402P 24-Core Processor" is not an EPYC 7003 \(Milan\) or later/ },
     { name: "an SNP node without the memory for its relays", cluster: changed((c) => (node(c, "pve1").memoryFree = 1536 * 1024 ** 2)), check: ["snp on pve1"], says: /its relays need 2048 MiB and it has 1536 MiB free: lower relays\[\]\.memoryMiB or move relays/ },

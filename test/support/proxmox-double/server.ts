@@ -102,7 +102,8 @@ export interface ClusterModel {
   /** What GET /access/permissions answers for the API token (root@pam's ticket holds every privilege). */
   tokenPermissions: Record<string, Record<string, number>>;
   /** VMs made before the test (by someone else, or by an earlier deploy when they carry the program's description). */
-  otherVms: { vmid: number; node: string; name: string; macs: string[]; description?: string }[];
+  /** addresses: CIDR prefixes its cloud-init config (ipconfigN, qemu-server's `ip=`/`ip6=` format) gives it, one per interface. */
+  otherVms: { vmid: number; node: string; name: string; macs: string[]; addresses?: string[]; description?: string }[];
 }
 
 /** Every privilege the preflight asks about, as Proxmox VE names them (the administration guide's "Privileges"). */
@@ -155,7 +156,7 @@ export class ProxmoxDouble {
     this.dirs.cluster = cluster;
     this.otherVmIds = cluster.otherVms.map((vm) => vm.vmid);
     for (const vm of cluster.otherVms) {
-      this.vms.set(vm.vmid, { vmid: vm.vmid, node: vm.node, status: "running", config: { name: vm.name, ...(vm.description ? { description: vm.description } : {}), ...Object.fromEntries(vm.macs.map((mac, i) => [`net${i}`, `virtio=${mac},bridge=vmbr0`])) } });
+      this.vms.set(vm.vmid, { vmid: vm.vmid, node: vm.node, status: "running", config: { name: vm.name, ...(vm.description ? { description: vm.description } : {}), ...Object.fromEntries(vm.macs.map((mac, i) => [`net${i}`, `virtio=${mac},bridge=vmbr0`])), ...Object.fromEntries((vm.addresses ?? []).map((prefix, i) => [`ipconfig${i}`, prefix.includes(":") ? `ip6=${prefix}` : `ip=${prefix},gw=${prefix.replace(/\.\d+\/\d+$/, ".1")}`])) } });
     }
   }
 
