@@ -12,7 +12,7 @@ import { BaseImage } from "./base-image";
 import { qemuVmDriver } from "./local-relay-vm";
 import { Monitoring } from "./monitoring";
 import { Relay } from "./relay";
-import { proxmoxVmDriver } from "./proxmox-relay-vm";
+import { proxmoxVmDriver, type ObserveVms } from "./proxmox-relay-vm";
 import { BaseSbom } from "./sbom";
 import { artifactsDirOf, stackBuildRoot } from "../lib/config/build-layout";
 
@@ -23,6 +23,8 @@ export interface DeployFleetOptions {
   stack: string;
   /** A preview builds nothing and makes no directory. */
   dryRun: boolean;
+  /** How the plan reads the relays' Proxmox VE VMs (lib/proxmox/observe-vms.ts); tests under Pulumi's mocks give their own. */
+  observeVms?: ObserveVms;
 }
 
 /** Public facts about one relay, the stack output; no key material. */
@@ -59,7 +61,7 @@ export function deployFleet(
   const broker = resolveBroker(config, projectDir, fleet.testnet);
   const brokerParts = broker ? brokerImageParts(broker, relayAgentBinary(), fleet.brokerCaPem) : undefined;
   const reach = { projectDir, stack: options.stack, testnet: fleet.testnet, broker };
-  const driver = config.target === "qemu" ? qemuVmDriver(config, reach) : proxmoxVmDriver(config, reach);
+  const driver = config.target === "qemu" ? qemuVmDriver(config, reach) : proxmoxVmDriver(config, reach, { dryRun: options.dryRun, observeVms: options.observeVms });
   const flavour = config.image.flavour;
   const base = new BaseImage(flavour, { inputs: baseImageInputs(config.image, projectDir, fleet.basePackages), projectDir, buildRoot: buildDir });
   const baseSbom = new BaseSbom(flavour, { baseDir: base.dir, baseDigest: base.digest, flavour, artifactsDir, projectDir });

@@ -4,7 +4,9 @@ import type { RelayConfig, StackConfig } from "../lib/config/config";
 import { proxmoxRngs } from "../lib/render/vm-rng";
 import { CLEAN_SHUTDOWN_SECONDS } from "../lib/local/qemu";
 import { snpAmdSev, snpFirmwareFileName, snpKvmArguments, ukiFileName } from "../lib/proxmox/proxmox-snp";
-import { relayTargetOf, vmDescription, type ReachContext } from "../lib/deploy/relay-reach";
+import { generationOfVmDescription, relayTargetOf, vmDescription, type ReachContext } from "../lib/deploy/relay-reach";
+import { observeVmsNow, type ObserveRequest, type VmObservation } from "../lib/proxmox/observe-vms";
+import { plannedVmGeneration, unreadableVms, type PlannedVm } from "../lib/deploy/vm-generation";
 import { PROXMOX_ROOT_PASSWORD_ENV, PROXMOX_TOKEN_ENV } from "../lib/deploy/relay-machine";
 import { inProject } from "../lib/core/paths";
 import { stepResource } from "./step";
@@ -21,7 +23,12 @@ interface ProxmoxRelayVmArgs extends RelayVmArgs {
   projectDir: string;
   /** The datastore's ISO directory on the node, where an SNP relay's firmware and UKI are found by path. */
   isoDir: string;
+  /** The VM's generation, judged at plan time from what the API says of it (lib/deploy/vm-generation.ts). */
+  planned: PlannedVm;
 }
+
+/** Reads the VMs of a Proxmox VE stack at plan time: one observation per VM asked about, in order. */
+export type ObserveVms = (vms: ObserveRequest["vms"]) => VmObservation[];
 
 /**
  * A diskless relay on Proxmox VE: its ISO uploaded over the HTTP API, and a
@@ -48,7 +55,8 @@ class ProxmoxRelayVm extends pulumi.ComponentResource implements RelayVm {
 
   constructor(name: string, args: ProxmoxRelayVmArgs, opts?: pulumi.ComponentResourceOptions) {
     super("diskless-relays:relay:ProxmoxRelayVm", name, {}, opts);
-    const { relay } = args;
+    const { relay, planned } = args;
+    if (planned.warning) pulumi.log.warn(`relay ${relay.name}: ${planned.warning}`, this);
     const iso = new proxmoxve.FileLegacy(
       `${name}-iso`,
       {
@@ -83,7 +91,7 @@ class ProxmoxRelayVm extends pulumi.ComponentResource implements RelayVm {
         nodeName: relay.node,
         vmId: relay.vmId,
         name: relay.nickname.toLowerCase(),
-        description: pulumi.output(args.isoName).apply((isoName) => vmDescription(relay, args.imageDigest, isoName)),
+        description: pulumi.output(args.isoName).apply((isoName) => vmDescription(relay, args.imageDigest, isoName, planned.generation)),
         tags: relayTags(relay),
         bios: "ovmf",
         machine: "q35",
@@ -127,10 +135,16 @@ class ProxmoxRelayVm extends pulumi.ComponentResource implements RelayVm {
         replaceOnChanges: ["cdrom", "amdSev", "kvmArguments"],
         // vmId is fixed, so the old VM must go before the new one can be created.
         deleteBeforeReplace: true,
+        // A VM the plan could not read (a preview without the API) keeps the generation the last up wrote.
+        ...(planned.known ? {} : { ignoreChanges: ["description"] }),
       },
     );
     this.vmId = this.vmResource.vmId.apply((id) => id ?? relay.vmId);
-    this.instance = pulumi.interpolate`${this.vmResource.id}:${iso.id}`;
+    // The generation the VM has (its description, as written): a VM started again is a new instance, which the gate waits for.
+    this.instance = pulumi.all([this.vmResource.id, iso.id, this.vmResource.description]).apply(([id, isoId, description]) => {
+      const generation = generationOfVmDescription(description ?? "");
+      return generation > 0 ? `${id}:${isoId}:${generation}` : `${id}:${isoId}`;
+    });
     this.pruneArgs = { name, args };
     this.registerOutputs({ vmId: this.vmId, isoFileId: this.isoFileId });
   }
@@ -163,10 +177,22 @@ class ProxmoxRelayVm extends pulumi.ComponentResource implements RelayVm {
   }
 }
 
-/** Relays on Proxmox VE, through the proxmoxve provider. */
-export function proxmoxVmDriver(config: StackConfig, context: ReachContext): VmDriver {
+/**
+ * Relays on Proxmox VE, through the proxmoxve provider. Each relay's VM is
+ * read once at plan time (all of them in one request): a VM that stopped
+ * since the last up is started again by this one.
+ */
+export function proxmoxVmDriver(config: StackConfig, context: ReachContext, options: { dryRun: boolean; observeVms?: ObserveVms }): VmDriver {
   const { projectDir } = context;
   const target = config.proxmox!;
+  const vms = config.relays.map((relay) => ({ node: relay.node, vmId: relay.vmId }));
+  const observe: ObserveVms = options.observeVms ?? ((asked) => observeVmsNow(projectDir, { connection: { endpoint: target.endpoint, verifyTls: target.verifyTls, apiToken: config.proxmoxApiToken! }, vms: asked }));
+  const read = observe(vms).map((observation, i) => ({ vm: vms[i]!, observation }));
+  const unreadable = unreadableVms(read, options.dryRun);
+  if (unreadable.error) throw new pulumi.RunError(unreadable.error);
+  if (unreadable.warning) pulumi.log.warn(unreadable.warning);
+  const observed = new Map(read.map(({ vm, observation }) => [`${vm.node}/${vm.vmId}`, observation]));
+  const plannedOf = (relay: RelayConfig) => plannedVmGeneration(observed.get(`${relay.node}/${relay.vmId}`) ?? { kind: "absent" }, relay);
   const apiToken = pulumi.secret(config.proxmoxApiToken!);
   const rootPassword = config.proxmoxRootPassword ? pulumi.secret(config.proxmoxRootPassword) : undefined;
   // Proxmox VE lets only root@pam with its password set args and amd-sev (SNP relays): the token cannot.
@@ -179,6 +205,6 @@ export function proxmoxVmDriver(config: StackConfig, context: ReachContext): VmD
     spec: (relay) => relayTargetOf(config, relay, context),
     secrets,
     createVm: (name, args, opts) =>
-      new ProxmoxRelayVm(name, { ...args, datastore: target.datastore, bridge: target.bridge, keepIsos: target.keepIsos, secrets, projectDir, isoDir: target.isoDir }, { ...opts, provider }),
+      new ProxmoxRelayVm(name, { ...args, datastore: target.datastore, bridge: target.bridge, keepIsos: target.keepIsos, secrets, projectDir, isoDir: target.isoDir, planned: plannedOf(args.relay) }, { ...opts, provider }),
   };
 }

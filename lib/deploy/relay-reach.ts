@@ -72,10 +72,19 @@ export function relayChannelOf(config: StackConfig, relay: RelayConfig, target: 
 
 /**
  * The VM's description on Proxmox VE: what the operator sees in its web
- * interface, and how `npm run status` learns which image a VM was created with.
+ * interface, how `npm run status` learns which image a VM was created with,
+ * and where the VM's generation is kept (lib/deploy/vm-generation.ts): the
+ * line is there only once a stopped VM was started again, so a VM that never
+ * stopped keeps the description it always had.
  */
-export const vmDescription = (relay: Pick<RelayConfig, "name" | "nickname">, imageDigest: string, isoName: string) =>
-  `diskless Tor relay ${relay.name} (${relay.nickname})\nimage ${imageDigest}\niso ${isoName}`;
+export const vmDescription = (relay: Pick<RelayConfig, "name" | "nickname">, imageDigest: string, isoName: string, generation = 0) =>
+  `diskless Tor relay ${relay.name} (${relay.nickname})\nimage ${imageDigest}\niso ${isoName}${generation > 0 ? `\ngeneration ${generation}` : ""}`;
+
+/** The generation in a VM description written by vmDescription: 0 without the line. */
+export function generationOfVmDescription(description: string): number {
+  const generation = Number(/^generation ([1-9][0-9]{0,8})$/m.exec(description)?.[1] ?? 0);
+  return generation;
+}
 
 /** The image digest in a VM description written by vmDescription; undefined for any other text. */
 export function imageDigestOfVmDescription(description: string): string | undefined {

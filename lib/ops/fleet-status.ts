@@ -115,7 +115,8 @@ export function judgeRelay(desired: DesiredRelay, seen: RelayObservation, policy
   const attention: string[] = [];
   const machine = seen.machine;
   if (machine.error) attention.push(`${machine.where}: cannot tell whether it runs (${machine.error})`);
-  else if (machine.state !== "running") attention.push(`${machine.where} is ${machine.state === "absent" ? "absent" : "not running"}`);
+  // Both targets' next up starts a stopped VM again (lib/deploy/vm-generation.ts, lib/local/local-vm.ts plannedGeneration).
+  else if (machine.state !== "running") attention.push(machine.state === "absent" ? `${machine.where} is absent` : `${machine.where} is not running: the next pulumi up starts it again`);
 
   let report: HealthReport | undefined;
   let healthAgeSeconds: number | undefined;

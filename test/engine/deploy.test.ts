@@ -208,7 +208,7 @@ describe("pulumi up against the Proxmox VE API double", () => {
       const down = await status();
       expect(down.status).toBe(1);
       expect(down.rows.get("exit-1")).toMatchObject({ machine: "stopped", tor: "down" });
-      expect(down.rows.get("exit-1").attention).toContain("VM 9101 on pve1 is not running");
+      expect(down.rows.get("exit-1").attention).toContain("VM 9101 on pve1 is not running: the next pulumi up starts it again");
       expect(down.rows.get("guard-1").attention).toEqual([expect.stringMatching(/^1 vulnerable package in its image/)]);
       const table = await project.scriptAsync("cli/status.ts", "--stack", project.stack);
       expect(table.status).toBe(1);
@@ -218,6 +218,45 @@ describe("pulumi up against the Proxmox VE API double", () => {
       await double.waitForTask((await double.api("POST", "/nodes/pve1/qemu/9101/status/start")) as string);
     }
   }, 300_000);
+
+  it("starts a VM powered off since the last up: preview says why, up starts it in place, the gate waits for it, and it keeps its image and keys", async () => {
+    // The fingerprint tor itself wrote for the relay (its data directory's fingerprint file).
+    const torFingerprint = readFileSync(join(standIns.get("exit-1")!.torData, "fingerprint"), "utf8").trim().split(" ")[1]!;
+    const ntorKey = () => readFileSync(join(standIns.get("exit-1")!.torData, "keys", "secret_onion_key_ntor"));
+    const keyBefore = ntorKey();
+    // Powered off from outside (as a reboot inside an SNP guest does on Proxmox VE): the stack's state still says it runs.
+    await double.waitForTask((await double.api("POST", "/nodes/pve1/qemu/9101/status/stop")) as string);
+    const vmState = async () => ((await double.api("GET", "/nodes/pve1/qemu/9101/status/current")) as { status: string }).status;
+    try {
+      const preview = await project.preview();
+      const warnings = (preview.raw.diagnostics ?? []).filter((d: any) => d.severity === "warning").map((d: any) => String(d.message).replace(/<\{%[^%]*%\}>/g, "").trim());
+      expect(warnings, JSON.stringify(preview.raw.diagnostics, null, 1)).toContainEqual(expect.stringContaining("relay exit-1: VM 9101 on pve1 is stopped since the last up; this update starts it again and waits at the gate"));
+      const changed = preview.steps.filter((s) => s.op !== "same").map((s) => `${s.op} ${s.name}`);
+      // The VM is updated in place (its description gets generation 1), not replaced; its gate runs again; nothing else.
+      expect(changed.sort()).toEqual(["replace exit-1-rollout-gate", "update exit-1-vm"]);
+      expect(preview.steps.find((s) => s.name === "exit-1-vm")!.diffReasons).toEqual(["description"]);
+
+      const before = double.requests().length;
+      const result = await up();
+      expect(result.status, result.stdout + result.stderr).toBe(0);
+      // The config update (the description) and then the start, by the provider; no VM made anew, nothing uploaded or built.
+      const changes = writes(double.requests().slice(before)).map((r) => `${r.method} ${r.path}`).filter((line) => line !== "POST /access/ticket");
+      expect(changes).toEqual(["PUT /nodes/pve1/qemu/9101/config", "POST /nodes/pve1/qemu/9101/status/start"]);
+      expect(result.stdout).not.toMatch(/building|collect(ed|ing)/i);
+      expect(result.stdout).toMatch(new RegExp(`relay exit-1: healthy on image [0-9a-f]{12} after \\d+s: tor runs with fingerprint ${torFingerprint}`));
+      expect(await vmState()).toBe("running");
+      const description = ((await double.api("GET", "/nodes/pve1/qemu/9101/config")) as { description: string }).description;
+      expect(description).toMatch(/\ngeneration 1$/);
+      // The same image booted again: its ntor key is the one the relay had.
+      expect(ntorKey().equals(keyBefore)).toBe(true);
+      // A VM that runs keeps its generation: the next preview changes nothing.
+      const after = await project.preview();
+      expect(after.steps.filter((s) => s.op !== "same").map((s) => `${s.op} ${s.name}`)).toEqual([]);
+    } finally {
+      // The later tests need the relay running, whatever happened here.
+      if ((await vmState()) !== "running") await double.waitForTask((await double.api("POST", "/nodes/pve1/qemu/9101/status/start")) as string);
+    }
+  }, 600_000);
 
   it("redeploys exactly the relay whose torrc changed, with the onion keys collected from it", async () => {
     const before = double.requests().length;

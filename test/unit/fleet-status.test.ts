@@ -199,7 +199,7 @@ describe("judging a relay", () => {
     expect(table.split("\n")[0]).toMatch(/^RELAY\s+NODE\s+IMAGE \(STACK\)\s+RUNNING\s+MACHINE\s+TOR\s+FINGERPRINT\s+CERT DAYS\s+ONION KEY\s+VULNS\s+ATTESTATION\s+DROPPED\s+STATE$/);
     expect(table).toMatch(/^r1\s+pve1\s+111111111111\s+same\s+running\s+up\s+ok\s+\d+\.\d\s+\d+\.\dd\s+-\s+-\s+-\s+healthy$/m);
     expect(table).toMatch(/^r2\s+pve1\s+111111111111\s+\?\s+stopped\s+down\s+unknown\s.*ATTENTION$/m);
-    expect(table).toContain("r2 (RelayTwo) needs attention:\n  - VM 9102 on pve1 is not running\n  - no health answer");
+    expect(table).toContain("r2 (RelayTwo) needs attention:\n  - VM 9102 on pve1 is not running: the next pulumi up starts it again\n  - no health answer");
     expect(statusExitCode([ok, down])).toBe(1);
   });
 });

@@ -25,6 +25,7 @@ describe("the fleet's resource graph", () => {
   const find = (type: string, name: string) => registered[index(type, name)]!;
   const commands = () => registered.filter((r) => r.type === "command:local:Command");
   let r1Fingerprint = "";
+  const askedVms: { node: string; vmId: number }[] = [];
 
   beforeAll(async () => {
     for (const [name, nickname] of [["r1", "GraphRelayOne"], ["r2", "GraphRelayTwo"]] as const) initRelayKeys(join(dir, "keys"), name, { nickname });
@@ -55,7 +56,13 @@ describe("the fleet's resource graph", () => {
     const { deployFleet } = await import("../../components/fleet");
     // A fixed package set: the graph does not depend on what Debian serves today.
     const basePackages = { sources: ["deb http://deb.debian.org/debian bookworm main"], packages: ["tor 0.4.9.11-1 amd64"] };
-    const outputs = deployFleet(config, { ...fleet, basePackages }, { projectDir: process.cwd(), project: "diskless-relays", stack: "graph", dryRun: true });
+    // What the plan reads of the VMs (lib/proxmox/observe-vms.ts, against the API double in deploy.test.ts): r1 was started
+    // again once before and is stopped now; r2 runs, never stopped.
+    const observeVms = (vms: { node: string; vmId: number }[]) => {
+      askedVms.push(...vms);
+      return vms.map((vm) => (vm.vmId === 9100 ? { kind: "stopped" as const, description: "diskless Tor relay r1 (GraphRelayOne)\nimage x\niso y\ngeneration 2" } : { kind: "running" as const, description: "diskless Tor relay r2" }));
+    };
+    const outputs = deployFleet(config, { ...fleet, basePackages }, { projectDir: process.cwd(), project: "diskless-relays", stack: "graph", dryRun: true, observeVms });
     await new Promise<void>((resolve) => pulumi.all(Object.values(outputs).flatMap((o) => [o.iso, o.vmId])).apply(() => resolve()));
     // The gates and prunes register once the VMs they wait for resolve.
     await poll(() => index("command:local:Command", "r2-vm-prune-isos") >= 0, { seconds: 5 });
@@ -101,6 +108,20 @@ describe("the fleet's resource graph", () => {
     expect(collect.target).toEqual({ kind: "proxmox", endpoint: "https://pve.example.net:8006", verifyTls: true, node: "pve1", vmId: 9100, datastore: "local" });
     const collectCommand = find("command:local:Command", "r1-state-collect");
     expect(Object.keys(environmentOf(collectCommand)).sort()).toEqual(["DISKLESS_RELAYS_STEP", "PROXMOX_API_TOKEN", "PROXMOX_ROOT_PASSWORD"]);
+  });
+
+  it("starts a VM found stopped again: its next generation in its description, and a new instance the gate waits for", () => {
+    expect(askedVms).toEqual([
+      { node: "pve1", vmId: 9100 },
+      { node: "pve1", vmId: 9101 },
+    ]);
+    const r1 = find("proxmoxve:index/vmLegacy:VmLegacy", "r1-vm").inputs;
+    expect(r1.description).toMatch(/\ngeneration 3$/);
+    expect(r1.started).toBe(true);
+    // A VM that runs keeps its description: no generation line, and nothing to update.
+    expect(find("proxmoxve:index/vmLegacy:VmLegacy", "r2-vm").inputs.description).not.toMatch(/generation/);
+    expect(find("command:local:Command", "r1-rollout-gate").inputs.triggers[1]).toMatch(/^r1-vm-id:local:iso\/relay-Mock-[0-9a-f-]+\.iso:3$/);
+    expect(find("command:local:Command", "r2-rollout-gate").inputs.triggers[1]).toMatch(/^r2-vm-id:local:iso\/relay-Mock-[0-9a-f-]+\.iso$/);
   });
 
   it("gates each relay on its expected identity and ORPort", () => {
