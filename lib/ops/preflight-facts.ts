@@ -52,7 +52,7 @@ export async function gatherPreflightFacts(connection: ProxmoxConnection, stack:
       return { type: text(value.type), content: text(value.content), ...(text(value.path) ? { path: text(value.path) } : {}) };
     }),
     answer(async () => {
-      const listed = (((await apiGet(connection, "/cluster/resources?type=vm")) ?? []) as { vmid?: unknown; node?: unknown; name?: unknown; type?: unknown }[]).filter((entry) => entry.type === "qemu" && typeof entry.vmid === "number");
+      const listed = (((await apiGet(connection, "/cluster/resources?type=vm")) ?? []) as { vmid?: unknown; node?: unknown; name?: unknown; type?: unknown; status?: unknown }[]).filter((entry) => entry.type === "qemu" && typeof entry.vmid === "number");
       return Promise.all(
         listed.map(async (entry): Promise<ClusterVm> => {
           const config = ((await apiGet(connection, `/nodes/${segment(text(entry.node))}/qemu/${entry.vmid as number}/config`)) ?? {}) as Record<string, unknown>;
@@ -66,7 +66,7 @@ export async function gatherPreflightFacts(connection: ProxmoxConnection, stack:
             .flatMap(([, value]) => text(value).split(","))
             .map((part) => /^ip6?=([0-9A-Fa-f.:]+)(?:\/\d+)?$/.exec(part)?.[1] ?? "")
             .filter(Boolean);
-          return { vmid: entry.vmid as number, node: text(entry.node), ...(text(entry.name) ? { name: text(entry.name) } : {}), ...(text(config.description) ? { description: text(config.description) } : {}), macs, addresses };
+          return { vmid: entry.vmid as number, node: text(entry.node), ...(text(entry.name) ? { name: text(entry.name) } : {}), ...(text(config.description) ? { description: text(config.description) } : {}), macs, addresses, running: entry.status === "running" };
         }),
       );
     }),

@@ -40,6 +40,8 @@ export interface ClusterVm {
   macs: string[];
   /** The addresses its cloud-init config gives it (ipconfig0…: ip=, ip6=), without prefix lengths. */
   addresses: string[];
+  /** GET /cluster/resources says it runs: its memory is in use already. */
+  running: boolean;
 }
 
 export interface PreflightFacts {
@@ -196,12 +198,13 @@ export function judgePreflight(stack: PreflightStack, facts: PreflightFacts): Pr
     else line("datastore", true, `${stack.proxmox.datastore} (${storage.type}) holds ISO images${isoDir ? ` in ${isoDir}` : ""}`);
   }
 
-  // VMIDs and MACs.
+  // VMIDs and MACs. A VM this stack made earlier is the relay's own: a later up replaces it.
+  const ours = new Set<number>();
   if (!facts.vms.ok) line("vmids", false, `GET /cluster/resources: ${facts.vms.error}`);
   else {
     const vms = facts.vms.value;
     const taken: string[] = [];
-    const ours = new Set<number>();
+
     for (const relay of stack.relays) {
       const vm = vms.find((entry) => entry.vmid === relay.vmId);
       if (!vm) continue;
@@ -246,7 +249,9 @@ export function judgePreflight(stack: PreflightStack, facts: PreflightFacts): Pr
       continue;
     }
     const { kernelRelease, cpuModel, memoryFree } = status.value;
-    const needMiB = stack.relays.filter((relay) => relay.node === node).reduce((sum, relay) => sum + relay.memoryMiB, 0);
+    // A relay whose VM runs already holds its memory (the free figure leaves it out), and its replacement is made after it is gone.
+    const runningOurs = new Set(facts.vms.ok ? facts.vms.value.filter((vm) => ours.has(vm.vmid) && vm.running).map((vm) => vm.vmid) : []);
+    const needMiB = stack.relays.filter((relay) => relay.node === node && !runningOurs.has(relay.vmId)).reduce((sum, relay) => sum + relay.memoryMiB, 0);
     const problems = [
       ...(atLeast(versionParts(kernelRelease), MIN_SNP_KERNEL) ? [] : [`its kernel ${kernelRelease} is older than 6.11: install a newer proxmox-kernel`]),
       ...(cpuHasSnp(cpuModel) ? [] : [`its CPU "${cpuModel}" is not an EPYC 7003 (Milan) or later: move the SNP relays to another node, or set their sev.enabled false`]),

@@ -149,6 +149,18 @@ describe("npm run preflight against the Proxmox VE double", () => {
     expect(lines.get("macs")!.ok).toBe(true);
   }, 120_000);
 
+  it("counts the memory a running relay VM of this stack holds as in use: its replacement is made after it is gone", async () => {
+    const guard = config.relays[1]!;
+    // 1536 MiB free: both pve1 relays anew (2048 MiB) would not fit; with the SNP guard's VM running already, the exit's 1024 MiB do.
+    const cluster = changed((c) => {
+      node(c, "pve1").memoryFree = 1536 * 1024 ** 2;
+      c.otherVms.push({ vmid: guard.vmId, node: guard.node, name: guard.nickname.toLowerCase(), macs: [guard.mac], description: vmDescription(guard, "ab".repeat(32), "relay.iso") });
+    });
+    const { status, output, lines } = await preflight(cluster);
+    expect(status, output).toBe(0);
+    expect(lines.get("snp on pve1")!.detail).toBe("kernel 6.14.8-2-pve, AMD EPYC 9354P 32-Core Processor, 1536 MiB free for 1024 MiB of relays");
+  }, 120_000);
+
   it("fails root@pam's login when proxmoxRootPassword is wrong, and says how to set it", async () => {
     project.configure(config, { proxmoxApiToken: TEST_API_TOKEN, proxmoxRootPassword: "not the password" });
     try {
