@@ -1,6 +1,6 @@
 /**
  * Is my fleet healthy, and what is it running?
- *   npm run status [-- --stack NAME] [--json]
+ *   npm run status [-- --stack NAME] [--json] [--node-ovmf FILE]...
  * One line per relay: the image the stack wants and the one its machine
  * runs, tor and its fingerprints (over the pinned channel: SSH to the relay
  * in image mode, its attested pushes to the key broker in broker mode), the
@@ -14,7 +14,13 @@
  * A stack with a passphrase needs it in PULUMI_CONFIG_PASSPHRASE, as for
  * pulumi up; unset, it is taken to be empty, which the local stack's is.
  * A read-only token in PROXMOX_API_TOKEN takes the place of the stack's.
+ * --node-ovmf: a firmware file copied from a node (Proxmox VE's own
+ * /usr/share/pve-edk2-firmware/OVMF_SEV_4M.fd), also tried when an SNP
+ * relay's measurement is refused: it matches when the VM booted it instead of
+ * the pinned sev.ovmf.
  */
+import { existsSync } from "node:fs";
+import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { brokerStatus, type BrokerRelayStatus } from "../lib/broker/broker-admin";
 import { brokerAdminEndpoint, resolveBroker } from "../lib/broker/broker-endpoint";
@@ -47,7 +53,9 @@ interface DeployedRelay {
 }
 
 async function main(): Promise<number> {
-  const { values } = parseArgs({ options: { stack: { type: "string" }, json: { type: "boolean", default: false } } });
+  const { values } = parseArgs({ options: { stack: { type: "string" }, json: { type: "boolean", default: false }, "node-ovmf": { type: "string", multiple: true, default: [] } } });
+  const nodeOvmf = values["node-ovmf"].map((file) => resolve(file));
+  for (const file of nodeOvmf) if (!existsSync(file)) throw new CannotRead(`--node-ovmf ${file}: no such file (copy the node's firmware, e.g. /usr/share/pve-edk2-firmware/OVMF_SEV_4M.fd, here first)`);
   const projectDir = process.cwd();
   const stack = values.stack ?? (await selectedStack());
   const [config, outputs] = await Promise.all([readStackConfig(stack, { showSecrets: true }), readStackOutput(stack, "relayOutputs")]);
@@ -82,14 +90,14 @@ async function main(): Promise<number> {
   const mirror = readMirrorRecord(buildRoot);
   const now = Date.now();
 
-  // A refused measurement is tried against the relay's UKI, as built here, with other vCPU counts and models.
+  // A refused measurement is tried against the relay's UKI, as built here, with other vCPU counts and models, and with the firmware files --node-ovmf names.
   const mismatchOf = (relay: (typeof config.relays)[number], relayDir: string) => {
     const sev = relay.sev;
     if (!sev?.enabled || !sev.ovmf) return undefined;
     const launch = { ovmf: inProject(projectDir, sev.ovmf), vcpus: relay.cores, vcpuType: sev.vcpuType ?? relay.cpuType };
     return (imageDigest: string, measurement: string) => {
       const uki = builtUkiOf(relayDir, imageDigest);
-      return uki ? mismatchExplainer(relay.name, uki, launch)(measurement) : undefined;
+      return uki ? mismatchExplainer(relay.name, uki, launch, nodeOvmf)(measurement) : undefined;
     };
   };
   const rows = await Promise.all(

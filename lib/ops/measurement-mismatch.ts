@@ -8,6 +8,7 @@
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { readBuiltImage } from "../image/relay-build";
+import { basename } from "node:path";
 import { explainMismatch } from "../snp/measurement-causes";
 
 /** What the image's measurement was computed with. */
@@ -17,14 +18,18 @@ export interface LaunchFiles {
   vcpuType: string;
 }
 
-/** A function that explains a refused measurement of `relay`'s image; each measurement is worked out once. */
-export function mismatchExplainer(relay: string, uki: string, launch: LaunchFiles): (measurement: string) => string {
+/**
+ * A function that explains a refused measurement of `relay`'s image; each measurement is worked out once.
+ * `otherFirmware`: firmware files to try besides the pinned one (npm run status --node-ovmf).
+ */
+export function mismatchExplainer(relay: string, uki: string, launch: LaunchFiles, otherFirmware: string[] = []): (measurement: string) => string {
   const said = new Map<string, string>();
   return (measurement) => {
     let text = said.get(measurement);
     if (text === undefined) {
       try {
-        text = explainMismatch(measurement, { ovmf: readFileSync(launch.ovmf), kernel: readFileSync(uki), vcpus: launch.vcpus, vcpuType: launch.vcpuType }, relay);
+        const others = otherFirmware.map((file) => ({ name: basename(file), ovmf: readFileSync(file) }));
+        text = explainMismatch(measurement, { ovmf: readFileSync(launch.ovmf), kernel: readFileSync(uki), vcpus: launch.vcpus, vcpuType: launch.vcpuType }, relay, others);
       } catch (err) {
         text = `its cause could not be worked out (${(err as Error).message})`;
       }

@@ -6,11 +6,14 @@
  * itself: test/unit/snp/measurement-causes.test.ts; booted:
  * test/vm/broker-boot.test.ts.
  */
-import { mkdirSync, utimesSync, writeFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { mkdirSync, readFileSync, utimesSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import type { BrokerRelayStatus } from "../../lib/broker/broker-admin";
-import { builtUkiOf } from "../../lib/ops/measurement-mismatch";
+import { builtUkiOf, mismatchExplainer } from "../../lib/ops/measurement-mismatch";
+import { expectedLaunchMeasurement } from "../../lib/snp/launch-digest";
+import { fixturePath } from "../support/snp-fixtures";
 import { brokerObservation } from "../../lib/ops/status-probe";
 import { privateTmpDir } from "../support/tmp";
 
@@ -50,4 +53,21 @@ describe("a measurement mismatch on the status board", () => {
     expect(builtUkiOf(relayDir, DIGEST)).toBe(newer);
     expect(builtUkiOf(relayDir, "cd".repeat(32))).toBeUndefined();
   });
+
+  it("tries the firmware files npm run status --node-ovmf names, read from disk", () => {
+    const dir = privateTmpDir("mismatch-firmware");
+    const ovmf = readFileSync(fixturePath("ovmf_AmdSev_suffix.bin"));
+    const nodeOvmf = Buffer.from(ovmf);
+    nodeOvmf[0] = nodeOvmf[0]! ^ 0xff;
+    const kernel = Buffer.from("a unified kernel image\n".repeat(100));
+    for (const [name, bytes] of [["pinned.fd", ovmf], ["OVMF_SEV_4M.fd", nodeOvmf], ["relay.efi", kernel]] as const) writeFileSync(join(dir, name), bytes);
+    const launch = { ovmf: join(dir, "pinned.fd"), vcpus: 1, vcpuType: "EPYC-v4" };
+    const actual = expectedLaunchMeasurement({ ovmf: nodeOvmf, kernel, vcpus: 1, vcpuType: "EPYC-v4" });
+    expect(mismatchExplainer("exit-1", join(dir, "relay.efi"), launch, [join(dir, "OVMF_SEV_4M.fd")])(actual)).toMatch(/^the report matches the firmware OVMF_SEV_4M\.fd \(1 vCPU of EPYC-v4\)/);
+    expect(mismatchExplainer("exit-1", join(dir, "relay.efi"), launch)(actual)).toMatch(/^no launch of this UKI and OVMF with/);
+    // A file that is not there is refused before anything is read, naming it.
+    const status = spawnSync("node_modules/.bin/tsx", ["cli/status.ts", "--node-ovmf", join(dir, "missing.fd")], { encoding: "utf8" });
+    expect(status.status).toBe(2);
+    expect(status.stderr).toContain(`--node-ovmf ${join(dir, "missing.fd")}: no such file`);
+  }, 60_000);
 });

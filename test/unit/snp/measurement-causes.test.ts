@@ -35,9 +35,27 @@ describe("a measurement mismatch", () => {
 
   it("says when nothing matches: other bytes were booted", () => {
     const other = expectedLaunchMeasurement({ ovmf, kernel: Buffer.concat([kernel, Buffer.from("x")]), vcpus: 1, vcpuType: "EPYC-v4" });
-    expect(mismatchCause(other, launch)).toMatchObject({ kind: "unknown" });
-    expect(explainMismatch(other, launch, "exit-1")).toMatch(/no launch of this UKI and OVMF .* gives it: the VM booted other bytes/);
+    expect(mismatchCause(other, launch)).toMatchObject({ kind: "unknown", unmeasurable: [] });
+    expect(explainMismatch(other, launch, "exit-1")).toMatch(/no launch of this UKI and OVMF .* gives it: the VM booted other bytes.*; npm run status -- --node-ovmf FILE also tries a firmware copied from the node$/);
     // The expected measurement itself is no mismatch of the launch: the registration is.
     expect(mismatchCause(expectedLaunchMeasurement(launch), launch)).toEqual({ kind: "expected" });
+  });
+
+  it("says when the report matches another firmware the operator hands in: the node's own, booted instead of sev.ovmf", () => {
+    // The node's firmware: other bytes in a page OVMF measures (its first byte), the same SEV metadata.
+    const nodeOvmf = Buffer.from(ovmf);
+    nodeOvmf[0] = nodeOvmf[0]! ^ 0xff;
+    const actual = expectedLaunchMeasurement({ ovmf: nodeOvmf, kernel, vcpus: 1, vcpuType: "EPYC-v4" });
+    expect(actual).not.toBe(expectedLaunchMeasurement(launch));
+    const others = [
+      { name: "not-firmware.bin", ovmf: Buffer.from("not a firmware image") },
+      { name: "OVMF_SEV_4M.fd", ovmf: nodeOvmf },
+    ];
+    expect(mismatchCause(actual, launch, others)).toEqual({ kind: "firmware", firmware: "OVMF_SEV_4M.fd", vcpus: 1, vcpuType: "EPYC-v4" });
+    expect(explainMismatch(actual, launch, "exit-1", others)).toMatch(/^the report matches the firmware OVMF_SEV_4M\.fd \(1 vCPU of EPYC-v4\), not relay exit-1's sev\.ovmf: .*the -bios of its args did not take effect/);
+    // Without the node's firmware nothing matches, and a file that is no SEV firmware is named as such.
+    const unknown = mismatchCause(actual, launch, others.slice(0, 1));
+    expect(unknown).toMatchObject({ kind: "unknown", unmeasurable: [expect.stringMatching(/^not-firmware\.bin \(/)] });
+    expect(explainMismatch(actual, launch, "exit-1", others.slice(0, 1))).toMatch(/nor with not-firmware\.bin.*could not be measured: not-firmware\.bin/);
   });
 });
