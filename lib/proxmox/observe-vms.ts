@@ -41,7 +41,8 @@ export async function observeVm(connection: ProxmoxConnection, node: string, vmI
     const { description } = await vmConfig(connection, node, vmId);
     return { kind: state, description: typeof description === "string" ? description : "" };
   } catch (err) {
-    return { kind: "unreadable", reason: (err as Error).message };
+    // Without the request line ("GET /api2/json/nodes/…: "), so that one cause for every VM reads as one.
+    return { kind: "unreadable", reason: (err as Error).message.replace(/^[A-Z]+ \/\S*: /, "") };
   }
 }
 

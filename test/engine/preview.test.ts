@@ -108,6 +108,23 @@ describe("pulumi preview of a fresh stack", () => {
     expect(readdirSync(project.dir)).not.toContain("build");
     expect(readdirSync(project.dir)).not.toContain("artifacts");
   });
+
+  it("says once that it cannot read the VMs from the Proxmox VE API (nothing answers at the test's endpoint), and plans them all the same", () => {
+    const said = output.match(/cannot read from the Proxmox VE API: VM 9101 on pve1, VM 9102 on pve1, VM 9201 on pve2 \([^)]*ECONNREFUSED[^)]*\)\. This preview cannot tell whether those VMs stopped since the last up; pulumi up reads them again/g) ?? [];
+    // Once in the run's log and once in its diagnostics.
+    expect(said.length, output).toBeGreaterThan(0);
+    expect(new Set(said).size).toBe(1);
+    expect(ofType("proxmoxve:index/vmLegacy:VmLegacy")).toHaveLength(3);
+  });
+
+  it("lets no pulumi up run without reading the VMs: it stops before anything is made, naming them and npm run preflight", async () => {
+    const result = await project.runAsync("up", "--yes", "--skip-preview");
+    const text = result.stdout + result.stderr;
+    expect(result.status, text).not.toBe(0);
+    expect(text).toMatch(/cannot read from the Proxmox VE API: VM 9101 on pve1, VM 9102 on pve1, VM 9201 on pve2 \([^)]*ECONNREFUSED[^)]*\)\. pulumi up needs to know whether each VM stopped since the last up: npm run preflight checks/);
+    const state = JSON.parse(project.must("stack", "export")) as { deployment: { resources?: { type: string }[] } };
+    expect((state.deployment.resources ?? []).filter((resource) => resource.type !== "pulumi:pulumi:Stack")).toEqual([]);
+  }, 300_000);
 });
 
 describe("pulumi preview stops before anything changes", () => {
