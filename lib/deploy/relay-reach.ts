@@ -82,8 +82,7 @@ export const vmDescription = (relay: Pick<RelayConfig, "name" | "nickname">, ima
 
 /** The generation in a VM description written by vmDescription: 0 without the line. */
 export function generationOfVmDescription(description: string): number {
-  const generation = Number(/^generation ([1-9][0-9]{0,8})$/m.exec(description)?.[1] ?? 0);
-  return generation;
+  return Number(/^generation ([1-9][0-9]{0,8})$/m.exec(description)?.[1] ?? 0);
 }
 
 /** The image digest in a VM description written by vmDescription; undefined for any other text. */

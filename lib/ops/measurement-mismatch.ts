@@ -6,9 +6,8 @@
  * build directory.
  */
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { readBuiltImage } from "../image/relay-build";
-import { basename } from "node:path";
 import { explainMismatch } from "../snp/measurement-causes";
 
 /** What the image's measurement was computed with. */

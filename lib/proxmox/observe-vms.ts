@@ -59,7 +59,12 @@ export function observeVmsNow(projectDir: string, request: ObserveRequest): VmOb
   const failed = (reason: string) => checked.vms.map((): VmObservation => ({ kind: "unreadable", reason }));
   if (child.error) return failed(child.error.message.includes("ETIMEDOUT") ? `no answer within ${OBSERVE_TIMEOUT_MS / 1000} s` : child.error.message);
   if (child.status !== 0) return failed(child.stderr.trim().split("\n").at(-1) ?? `the reader exited with ${child.status}`);
-  const answer = ObserveAnswer.safeParse(JSON.parse(child.stdout));
-  if (!answer.success || answer.data.length !== checked.vms.length) return failed("the reader's answer was malformed");
+  let answer: ReturnType<typeof ObserveAnswer.safeParse> | undefined;
+  try {
+    answer = ObserveAnswer.safeParse(JSON.parse(child.stdout));
+  } catch {
+    // not JSON: malformed, below
+  }
+  if (!answer?.success || answer.data.length !== checked.vms.length) return failed("the reader's answer was malformed");
   return answer.data;
 }
