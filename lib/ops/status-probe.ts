@@ -12,7 +12,7 @@ import { basename, join, resolve } from "node:path";
 import { MEASUREMENT_MISMATCH, type BrokerRelayStatus } from "../broker/broker-admin";
 import type { RelayObservation } from "./fleet-status";
 import { ISO_LABEL_FILE } from "../image/image-layout";
-import { runningPid } from "../local/local-vm";
+import { plannedGeneration, runningPid } from "../local/local-vm";
 import { commandLineOf } from "../core/pid-file";
 import { vmConfig, vmState, type ProxmoxConnection } from "../proxmox/proxmox-api";
 import { imageDigestOfVmDescription } from "../deploy/relay-reach";
@@ -55,10 +55,12 @@ function imageOfIso(iso: string): string | undefined {
 export async function observeMachine(target: RelayTarget, proxmox?: ProxmoxConnection): Promise<Machine> {
   if (target.kind === "qemu") {
     const where = `the QEMU process of ${target.runDir}`;
+    // A machine an up started whose QEMU is gone is stopped, as a Proxmox VE VM powered off is: the next up starts it again.
+    const notRunning = plannedGeneration(target.runDir).gone ? "stopped" : "absent";
     const pid = runningPid(target.runDir);
-    if (pid === undefined) return { where, state: "absent" };
+    if (pid === undefined) return { where, state: notRunning };
     const argv = commandLineOf(pid);
-    if (!argv) return { where, state: "absent" };
+    if (!argv) return { where, state: notRunning };
     const iso = cdromOfQemuCommandLine(argv);
     const imageDigest = iso ? imageOfIso(iso) : undefined;
     return { where: `${where} (pid ${pid})`, state: "running", ...(imageDigest ? { imageDigest } : {}) };

@@ -9,6 +9,8 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { forgetGeneration, plannedGeneration, recordGeneration } from "../../lib/local/local-vm";
+import { observeMachine } from "../../lib/ops/status-probe";
+import type { RelayTarget } from "../../lib/steps/steps";
 import { privateTmpDir } from "../support/tmp";
 
 describe("a local relay machine's generation", () => {
@@ -31,5 +33,13 @@ describe("a local relay machine's generation", () => {
     const runDir = join(privateTmpDir("generation-bad"), "relay");
     writeFileSync(`${runDir}.generation`, "two\n");
     expect(plannedGeneration(runDir)).toEqual({ generation: 0 });
+  });
+
+  it("is what status calls a machine: stopped once an up started it and its QEMU is gone (the next up starts it), absent before", async () => {
+    const runDir = join(privateTmpDir("generation-status"), "relay");
+    const target = { kind: "qemu", runDir } as Extract<RelayTarget, { kind: "qemu" }>;
+    expect(await observeMachine(target)).toEqual({ where: `the QEMU process of ${runDir}`, state: "absent" });
+    recordGeneration(runDir, 0);
+    expect(await observeMachine(target)).toEqual({ where: `the QEMU process of ${runDir}`, state: "stopped" });
   });
 });
