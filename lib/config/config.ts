@@ -24,7 +24,7 @@ export const DEFAULT_PUBLIC_ATTESTATION_PORT = 9180;
 const NICKNAME = /^[A-Za-z0-9]{1,19}$/;
 /** Proxmox VE API token: USER@REALM!TOKENID=SECRET, the form the provider accepts. */
 const API_TOKEN = /^\S+@\S+!\S+=([a-zA-Z0-9-]+)$/;
-const HOSTNAME = /^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+export const HOSTNAME = /^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
 /** Proxmox VE's storage identifier format (pve-storage-id). */
 const STORAGE_ID = /^[a-z][a-z0-9_.-]*[a-z0-9]$/;
 /** A Linux network interface name, as Proxmox bridges are (vmbr0); never beginning with "-", which a tool would read as an option. */

@@ -9,6 +9,7 @@
 import { spawnSync } from "node:child_process";
 import { join } from "node:path";
 import { z } from "zod";
+import { HOSTNAME } from "../config/config";
 import { vmConfig, vmState, type ProxmoxConnection } from "./proxmox-api";
 
 /** Long enough for a slow node to answer every relay's two reads; a preview must not hang on an endpoint that never answers. */
@@ -17,7 +18,8 @@ const OBSERVE_TIMEOUT_MS = 20_000;
 export const ObserveRequest = z
   .object({
     connection: z.object({ endpoint: z.string().url(), verifyTls: z.boolean(), apiToken: z.string().min(1) }).strict(),
-    vms: z.array(z.object({ node: z.string().regex(/^[a-zA-Z0-9][a-zA-Z0-9.-]*$/), vmId: z.number().int().min(100).max(999_999_999) }).strict()),
+    // The stack config checked both already (lib/config/config.ts); here they are checked again as what they become: an API path's segments.
+    vms: z.array(z.object({ node: z.string().regex(HOSTNAME), vmId: z.number().int().positive() }).strict()),
   })
   .strict();
 export type ObserveRequest = z.infer<typeof ObserveRequest>;
