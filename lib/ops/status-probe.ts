@@ -56,11 +56,11 @@ export async function observeMachine(target: RelayTarget, proxmox?: ProxmoxConne
   if (target.kind === "qemu") {
     const where = `the QEMU process of ${target.runDir}`;
     // A machine an up started whose QEMU is gone is stopped, as a Proxmox VE VM powered off is: the next up starts it again.
-    const notRunning = plannedGeneration(target.runDir).gone ? "stopped" : "absent";
+    const notRunning = (): Machine => ({ where, state: plannedGeneration(target.runDir).gone ? "stopped" : "absent" });
     const pid = runningPid(target.runDir);
-    if (pid === undefined) return { where, state: notRunning };
+    if (pid === undefined) return notRunning();
     const argv = commandLineOf(pid);
-    if (!argv) return { where, state: notRunning };
+    if (!argv) return notRunning();
     const iso = cdromOfQemuCommandLine(argv);
     const imageDigest = iso ? imageOfIso(iso) : undefined;
     return { where: `${where} (pid ${pid})`, state: "running", ...(imageDigest ? { imageDigest } : {}) };
