@@ -185,6 +185,37 @@ broker_tools() {
   for program in key-broker relay-agent snp-simulator measurement-log verify-relay; do ln -sfn "$dir/$program" "$TOOLS_BIN/$program"; done
 }
 
+# Go module downloads wait on the network, not the CPU: on a machine that has
+# built nothing yet they took minutes of an otherwise idle set-up (proxmoxve's
+# alone three). They all start at once, in the background, while Debian's
+# packages install and the first tool compiles; each build then finds its
+# modules in Go's module cache, which is safe for concurrent use. The modules
+# are exactly what each build fetches (go build -n and go install -n resolve
+# and download without compiling). Done once per set of pins: a download that
+# fails here is tried again by its build, which reports it.
+go_modules_marker() {
+  local digest
+  digest=$(cd "$here/tools" && { find . -name go.sum -print0 | LC_ALL=C sort -z | xargs -0 sha256sum; echo "$SYFT_VERSION $GRYPE_VERSION $ACTIONLINT_VERSION"; } | sha256sum | cut -c1-12)
+  echo "$DISKLESS_RELAYS_CACHE/go/.modules-$digest"
+}
+prefetch_go_modules() {
+  local marker dir tool
+  marker=$(go_modules_marker)
+  [[ -f $marker ]] && return 0
+  local pids=()
+  for dir in pulumi pulumi-language-nodejs command proxmoxve broker vulndb; do
+    (cd "$here/tools/$dir" && go mod download) &
+    pids+=($!)
+  done
+  for tool in "github.com/anchore/syft/cmd/syft@v$SYFT_VERSION" "github.com/anchore/grype/cmd/grype@v$GRYPE_VERSION" "github.com/rhysd/actionlint/cmd/actionlint@v$ACTIONLINT_VERSION"; do
+    go install -n "$tool" 2>/dev/null &
+    pids+=($!)
+  done
+  local failed=0 pid
+  for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+  ((failed)) || { mkdir -p "$(dirname "$marker")" && touch "$marker"; }
+}
+
 npm_packages() {
   cd "$here"
   if [[ ! -d node_modules/@pulumi/pulumi ]] || ! npm ls --silent >/dev/null 2>&1; then
@@ -217,12 +248,42 @@ step() {
   log "$(printf '%-40s %7s  %s' "$label" "$(seconds_since "$started")" "$(cat "$STEP_NOTE_FILE")")"
 }
 
+pulumi_lane_steps() {
+  step "Pulumi CLI $PULUMI_VERSION" pulumi_cli
+  step "command provider $COMMAND_VERSION" resource_plugin command "$COMMAND_VERSION" build_command
+  step "proxmoxve provider $PROXMOXVE_VERSION" resource_plugin proxmoxve "$PROXMOXVE_VERSION" build_proxmoxve
+}
+scanners_lane_steps() {
+  step "Syft $SYFT_VERSION" go_tool syft "$SYFT_VERSION" build_syft
+  step "actionlint $ACTIONLINT_VERSION" go_tool actionlint "$ACTIONLINT_VERSION" build_actionlint
+  step "Grype $GRYPE_VERSION" go_tool grype "$GRYPE_VERSION" build_grype
+  step "vulndb (test databases for Grype)" vulndb_tool
+  step "broker, agent, simulator, log, verifier" broker_tools
+}
+
+# go_lane NAME STEPS: runs a lane's steps (in a subshell of its own, started
+# with &) with a log and a step note of its own, so that two lanes never
+# write into each other's.
+go_lane() {
+  SETUP_LOG="$DISKLESS_RELAYS_CACHE/setup-$1.log"
+  : >"$SETUP_LOG"
+  STEP_NOTE_FILE=$(mktemp)
+  # shellcheck disable=SC2064 # the lane's own file, known now
+  trap "rm -f '$STEP_NOTE_FILE'" EXIT
+  "$2"
+}
+
 disk_use() { du -shc "$@" 2>/dev/null | tail -n 1 | cut -f1 || true; }
 
 main() {
   local started
   started=$(date +%s.%N)
   mkdir -p "$TOOLS_BIN"
+  local prefetch=""
+  if [[ ${1:-} != --system-only ]]; then
+    prefetch_go_modules >>"$SETUP_LOG" 2>&1 &
+    prefetch=$!
+  fi
   step "Debian packages" apt_packages
   step "ukify and the EFI stub" ukify_from_backports
   step "npm packages" npm_packages
@@ -231,16 +292,21 @@ main() {
     log "system packages and npm ready in $(seconds_since "$started"); the Go tools are not built yet"
     return
   fi
-  step "Pulumi CLI $PULUMI_VERSION" pulumi_cli
-  step "Syft $SYFT_VERSION" go_tool syft "$SYFT_VERSION" build_syft
-  step "actionlint $ACTIONLINT_VERSION" go_tool actionlint "$ACTIONLINT_VERSION" build_actionlint
-  step "Grype $GRYPE_VERSION" go_tool grype "$GRYPE_VERSION" build_grype
-  step "vulndb (test databases for Grype)" vulndb_tool
-  step "command provider $COMMAND_VERSION" resource_plugin command "$COMMAND_VERSION" build_command
-  step "proxmoxve provider $PROXMOXVE_VERSION" resource_plugin proxmoxve "$PROXMOXVE_VERSION" build_proxmoxve
-  step "broker, agent, simulator, log, verifier" broker_tools
+  # Two lanes of Go builds side by side: a build's link and its last packages
+  # keep one core busy, and the other lane's compiles fill the second. The
+  # plugins need the CLI that registers them, so they follow it in its lane.
+  local pulumi_lane scanners_lane status=0
+  go_lane pulumi pulumi_lane_steps &
+  pulumi_lane=$!
+  go_lane scanners scanners_lane_steps &
+  scanners_lane=$!
+  wait "$pulumi_lane" || status=$?
+  wait "$scanners_lane" || status=$?
+  ((status == 0)) || exit "$status"
+  # Every build fetched what it needed; the prefetch has long finished (its failures were the builds' to report).
+  wait "$prefetch" || true
   log "ready in $(seconds_since "$started"): $(pulumi version), $(syft version 2>/dev/null | awk '/^Version:/ {print "syft " $2}'), $(grype version 2>/dev/null | awk '/^Version:/ {print "grype " $2}'), $(tor --version | head -n1 | cut -d' ' -f1-3)"
-  log "disk: tools $(disk_use "$DISKLESS_RELAYS_CACHE"), Go module and build caches $(disk_use "$(go env GOMODCACHE)" "$(go env GOCACHE)"), node_modules $(disk_use "$here/node_modules"); log $SETUP_LOG"
+  log "disk: tools $(disk_use "$DISKLESS_RELAYS_CACHE"), Go module and build caches $(disk_use "$(go env GOMODCACHE)" "$(go env GOCACHE)"), node_modules $(disk_use "$here/node_modules"); logs $SETUP_LOG and the Go builds' beside it (setup-pulumi.log, setup-scanners.log)"
 }
 
 main "$@"
