@@ -189,10 +189,11 @@ broker_tools() {
 # built nothing yet they took minutes of an otherwise idle set-up (proxmoxve's
 # alone three). They all start at once, in the background, while Debian's
 # packages install and the first tool compiles; each build then finds its
-# modules in Go's module cache, which is safe for concurrent use. The modules
-# are exactly what each build fetches (go build -n and go install -n resolve
-# and download without compiling). Done once per set of pins: a download that
-# fails here is tried again by its build, which reports it.
+# modules in Go's module cache, which is safe for concurrent use. Each tools/
+# module downloads what its go.mod requires (go mod download); Syft, Grype and
+# actionlint, installed at a version, what their own go.mod requires (go
+# install -n resolves and downloads without compiling). Done once per set of
+# pins: a download that fails here is tried again by its build, which reports it.
 go_modules_marker() {
   local digest
   digest=$(cd "$here/tools" && { find . -name go.sum -print0 | LC_ALL=C sort -z | xargs -0 sha256sum; echo "$SYFT_VERSION $GRYPE_VERSION $ACTIONLINT_VERSION"; } | sha256sum | cut -c1-12)
