@@ -5,24 +5,32 @@
  * the program as Pulumi does by default, and transpiling only
  * (PULUMI_NODEJS_TRANSPILE_ONLY=true, as the test suite runs it after one
  * `tsc --noEmit`). CPU seconds are the CLI's and all its children's (the
- * language host, the program, the plugins). Reproduce with
+ * language host, the program, the plugins), from the kernel's account of
+ * this process's waited-for children. Reproduce with
  *   npm run bench:program [-- ROUNDS]
  */
-import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { cpus } from "node:os";
 import { makeTestKeys, TEST_API_TOKEN, testStackConfig, THREE_RELAYS } from "../test/support/fleet";
-import { TestProject, toolEnv } from "../test/support/pulumi";
+import { TestProject } from "../test/support/pulumi";
 
-/** Wall and CPU seconds of one `pulumi preview`, measured by GNU time around it. */
-function preview(project: TestProject, transpileOnly: boolean): { wall: number; cpu: number } {
-  const env = { ...toolEnv({ PULUMI_BACKEND_URL: `file://${project.dir}/.pulumi`, PULUMI_CONFIG_PASSPHRASE: "diskless-relays-test" }), PULUMI_NODEJS_TRANSPILE_ONLY: String(transpileOnly) };
-  const result = spawnSync("/usr/bin/time", ["-f", "%e %U %S", "pulumi", "preview", "--stack", project.stack, "--cwd", project.dir, "--non-interactive"], { env, encoding: "utf8" });
-  if (result.status !== 0) throw new Error(`pulumi preview failed (${result.status}):\n${result.stdout}\n${result.stderr}`);
-  const [wall, user, system] = result.stderr.trim().split("\n").at(-1)!.split(" ").map(Number);
-  return { wall: wall!, cpu: user! + system! };
+/** CPU seconds of this process's children that exited and were waited for (/proc/self/stat cutime + cstime; USER_HZ is 100 on Linux). */
+function childrenCpuSeconds(): number {
+  const fields = readFileSync("/proc/self/stat", "utf8").replace(/^.*\) /, "").split(" ");
+  // After "(comm) ", field 3 (state) is index 0, so cutime (16) and cstime (17) are 13 and 14.
+  return (Number(fields[13]) + Number(fields[14])) / 100;
 }
 
-function main() {
+/** Wall and CPU seconds of one `pulumi preview` (the CLI and everything it waited for: language host, program, plugins). */
+async function preview(project: TestProject, transpileOnly: boolean): Promise<{ wall: number; cpu: number }> {
+  const cpuBefore = childrenCpuSeconds();
+  const started = Date.now();
+  const result = await project.runAsyncWith({ PULUMI_NODEJS_TRANSPILE_ONLY: String(transpileOnly) }, "preview", "--non-interactive");
+  if (result.status !== 0) throw new Error(`pulumi preview failed (${result.status}):\n${result.stdout}\n${result.stderr}`);
+  return { wall: (Date.now() - started) / 1000, cpu: childrenCpuSeconds() - cpuBefore };
+}
+
+async function main() {
   const rounds = Number(process.argv[2] ?? 3);
   const project = new TestProject("bench");
   try {
@@ -30,11 +38,11 @@ function main() {
     project.configure(testStackConfig(THREE_RELAYS), { proxmoxApiToken: TEST_API_TOKEN });
     const samples: Record<"checked" | "transpiled", { wall: number; cpu: number }[]> = { checked: [], transpiled: [] };
     // One unmeasured run each: plugin and ts-node caches as in a suite that already ran the program once.
-    preview(project, false);
-    preview(project, true);
+    await preview(project, false);
+    await preview(project, true);
     for (let round = 0; round < rounds; round++) {
-      samples.checked.push(preview(project, false));
-      samples.transpiled.push(preview(project, true));
+      samples.checked.push(await preview(project, false));
+      samples.transpiled.push(await preview(project, true));
     }
     const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
     console.log(`diskless-relays program start (${new Date().toISOString()}, ${cpus().length} cores, ${rounds} rounds): pulumi preview of a three-relay stack`);
@@ -46,4 +54,7 @@ function main() {
   }
 }
 
-main();
+main().catch((err: Error) => {
+  console.error(err.message);
+  process.exit(1);
+});
