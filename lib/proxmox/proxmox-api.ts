@@ -80,7 +80,9 @@ function send(connection: ProxmoxConnection, method: string, path: string, auth:
   }
   if (payload) headers["Content-Length"] = String(payload.length);
   return new Promise((resolve, reject) => {
-    const req = request(url, { method, headers, rejectUnauthorized: connection.verifyTls }, (res) => {
+    // agent: false, a connection per call: Node keeps idle sockets open by default (since 19), and a request
+    // written to one the server is closing fails with "socket hang up", not telling whether a POST was acted on.
+    const req = request(url, { method, headers, rejectUnauthorized: connection.verifyTls, agent: false }, (res) => {
       const chunks: Buffer[] = [];
       res.on("data", (chunk: Buffer) => chunks.push(chunk));
       res.on("end", () => {

@@ -34,9 +34,11 @@ export class ProxmoxDoubleProcess {
   private send(method: string, path: string, form: Record<string, string>, auth: Record<string, string>): Promise<unknown> {
     const body = new URLSearchParams(form).toString();
     return new Promise((resolve, reject) => {
+      // agent: false, as the program's own calls (lib/proxmox/proxmox-api.ts): a kept-alive socket the double is
+      // closing failed a test with "socket hang up" under load.
       const req = request(
         new URL(`/api2/json${path}`, this.endpoint),
-        { method, rejectUnauthorized: false, headers: { ...auth, "Content-Type": "application/x-www-form-urlencoded", "Content-Length": Buffer.byteLength(body) } },
+        { method, rejectUnauthorized: false, agent: false, headers: { ...auth, "Content-Type": "application/x-www-form-urlencoded", "Content-Length": Buffer.byteLength(body) } },
         (res) => {
           let text = "";
           res.on("data", (chunk) => (text += chunk));
