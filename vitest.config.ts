@@ -12,18 +12,14 @@ export default defineConfig({
     testTimeout: 120_000,
     hookTimeout: 600_000,
     reporters: ["default"],
-    // `npm test` (scripts/run-tests.sh) runs the three lanes below side by side, each one file at a time;
-    // a plain `vitest run` runs every file one at a time. The lanes balance a cold run's time on 2 cores, not tiers:
-    // the tiers stay folders, and every file is in exactly one lane.
+    // `npm test` (scripts/run-tests.sh) runs the two projects side by side, each one file at a time;
+    // a plain `vitest run` runs every file one at a time.
     fileParallelism: false,
     projects: [
-      // local-e2e is the longest file (about 23 minutes) and mostly waits on the private network's clock (voting rounds,
-      // health timeouts), not the CPU: beside it run the short tiers that keep the CPU busy (unit tests, image builds).
-      { extends: true, test: { name: "e2e", include: ["test/vm/local-e2e.test.ts", "test/{unit,image}/**/*.test.ts"] } },
-      // The other files that boot VMs under QEMU.
-      { extends: true, test: { name: "vm", include: ["test/vm/**/*.test.ts"], exclude: ["test/vm/local-e2e.test.ts"] } },
-      // The real Pulumi engine, against the Proxmox VE double.
-      { extends: true, test: { name: "engine", include: ["test/engine/**/*.test.ts"] } },
+      // test/vm boots relays under QEMU: each file keeps a core busy emulating, so they never run together.
+      { extends: true, test: { name: "vm", include: ["test/vm/**/*.test.ts"] } },
+      // test/unit, test/engine (the Pulumi engine, the Proxmox VE double) and test/image (image builds, no VM).
+      { extends: true, test: { name: "other", include: ["test/{unit,engine,image}/**/*.test.ts"] } },
     ],
   },
 });
