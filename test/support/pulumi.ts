@@ -13,17 +13,27 @@ import { withToolsOnPath } from "../../lib/core/paths";
 export const repoRoot = join(__dirname, "..", "..");
 const PROGRAM_FILES = ["Pulumi.yaml", "index.ts", "package.json", "tsconfig.json", "lib", "components", "images", "cli"];
 
+/** How the tests' engine runs the program: transpiled only, by swc (test/support/tsconfig.swc.json). */
+export const PROGRAM_TRANSPILED_BY_SWC = {
+  PULUMI_NODEJS_TRANSPILE_ONLY: "true",
+  PULUMI_NODEJS_TSCONFIG_PATH: join(__dirname, "tsconfig.swc.json"),
+};
+
+/** How Pulumi runs the program by default, as an operator's `pulumi up` does: ts-node type-checks every file. */
+export const PROGRAM_TYPE_CHECKED = { PULUMI_NODEJS_TRANSPILE_ONLY: "false", PULUMI_NODEJS_TSCONFIG_PATH: "tsconfig.json" };
+
 export function toolEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   return {
     ...withToolsOnPath(),
     PULUMI_SKIP_UPDATE_CHECK: "true",
     PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
     PULUMI_SKIP_CONFIRMATIONS: "true",
-    // The engine runs the program through ts-node, which type-checks every file on every run: half the CPU of a
-    // preview (npm run bench:program: 19.4 s checked, 9.8 s not), and the suite runs the program a few hundred
-    // times. `npm test` type-checks the same files once with `tsc --noEmit` before any test, so here the engine
-    // only transpiles. An operator's `pulumi up` keeps Pulumi's default and type-checks.
-    PULUMI_NODEJS_TRANSPILE_ONLY: "true",
+    // The engine runs the program through ts-node, which by default type-checks every file on every run, and the
+    // suite runs the program a few hundred times. `npm test` type-checks the same files once with `tsc --noEmit`
+    // before any test, so here the engine only transpiles, and through swc: TypeScript's own transpiler, loaded
+    // and run per file, cost as much again (npm run bench:program). An operator's `pulumi up` keeps Pulumi's
+    // default and type-checks.
+    ...PROGRAM_TRANSPILED_BY_SWC,
     SYFT_CHECK_FOR_APP_UPDATE: "false",
     ...extra,
   };
