@@ -152,36 +152,21 @@ pulumi_cli() {
   go_tool pulumi "$PULUMI_VERSION-nodejs-$LANGUAGE_HOST_SDK_VERSION" build_pulumi
 }
 
-# Our build of a plugin is named after its source (tools/NAME, the generated schema aside).
-plugin_source_digest() { (cd "$here/tools/$1" && find . -type f ! -name '*.json' -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-12); }
-
-# plugin_current NAME VERSION: the engine's plugin needs nothing from us: a
-# genuine release installed at that version, or our build of today's source.
-plugin_current() {
-  local installed="$PULUMI_HOME/plugins/resource-$1-v$2"
-  [[ -x "$installed/pulumi-resource-$1" ]] || return 1
-  [[ -f "$installed/.diskless-relays-build" ]] || return 0
-  [[ $(cat "$installed/.diskless-relays-build") == "$(plugin_source_digest "$1")" ]]
-}
-
-# plugin_binary NAME VERSION BUILD: our build of a plugin, built once into the
-# cache; prints its path. Registering it needs the CLI (resource_plugin).
-plugin_binary() { go_build "pulumi-resource-$1" "$2-$(plugin_source_digest "$1")" "$3"; }
-
-# prebuild_plugin NAME VERSION BUILD: builds what resource_plugin will register, where the CLI is not needed.
-prebuild_plugin() { plugin_current "$1" "$2" || plugin_binary "$@" >/dev/null; }
-
 # resource_plugin NAME VERSION BUILD: makes our build of a plugin the engine's
 # plugin. A genuine release already installed at that version is left alone;
 # our own earlier build is replaced when its source changed. Plugins stay off
 # PATH: the engine would prefer a PATH copy over its plugin cache.
 resource_plugin() {
   local name=$1 version=$2 build=$3
-  plugin_current "$name" "$version" && return 0
+  local installed="$PULUMI_HOME/plugins/resource-$name-v$version"
+  local source_digest
+  source_digest=$(cd "$here/tools/$name" && find . -type f ! -name '*.json' -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-12)
+  if [[ -x "$installed/pulumi-resource-$name" ]]; then
+    [[ -f "$installed/.diskless-relays-build" ]] || return 0
+    [[ $(cat "$installed/.diskless-relays-build") == "$source_digest" ]] && return 0
+  fi
   local binary
-  binary=$(plugin_binary "$name" "$version" "$build")
-  local installed="$PULUMI_HOME/plugins/resource-$name-v$version" source_digest
-  source_digest=$(plugin_source_digest "$name")
+  binary=$(go_build "pulumi-resource-$name" "$version-$source_digest" "$build")
   log "  registering resource plugin $name $version (tools/$name @ $source_digest)"
   pulumi plugin rm resource "$name" "$version" --yes >/dev/null 2>&1 || true
   pulumi plugin install resource "$name" "$version" --file "$binary" >/dev/null
@@ -266,6 +251,7 @@ step() {
 
 pulumi_lane_steps() {
   step "Pulumi CLI $PULUMI_VERSION" pulumi_cli
+  step "command provider $COMMAND_VERSION" resource_plugin command "$COMMAND_VERSION" build_command
   step "proxmoxve provider $PROXMOXVE_VERSION" resource_plugin proxmoxve "$PROXMOXVE_VERSION" build_proxmoxve
 }
 scanners_lane_steps() {
@@ -274,8 +260,6 @@ scanners_lane_steps() {
   step "Grype $GRYPE_VERSION" go_tool grype "$GRYPE_VERSION" build_grype
   step "vulndb (test databases for Grype)" vulndb_tool
   step "broker, agent, simulator, log, verifier" broker_tools
-  # Built here, where it ends the shorter lane; registered once the CLI is built (main).
-  step "command provider $COMMAND_VERSION (build)" prebuild_plugin command "$COMMAND_VERSION" build_command
 }
 
 # go_lane NAME STEPS: runs a lane's steps (in a subshell of its own, started
@@ -311,8 +295,7 @@ main() {
   fi
   # Two lanes of Go builds side by side: a build's link and its last packages
   # keep one core busy, and the other lane's compiles fill the second. The
-  # plugins need the CLI that registers them: proxmoxve follows it in its
-  # lane, and the command provider, built in the other, is registered after.
+  # plugins need the CLI that registers them, so they follow it in its lane.
   local pulumi_lane scanners_lane status=0
   go_lane pulumi pulumi_lane_steps &
   pulumi_lane=$!
@@ -321,7 +304,6 @@ main() {
   wait "$pulumi_lane" || status=$?
   wait "$scanners_lane" || status=$?
   ((status == 0)) || exit "$status"
-  step "command provider $COMMAND_VERSION" resource_plugin command "$COMMAND_VERSION" build_command
   # Every build fetched what it needed; the prefetch has long finished (its failures were the builds' to report).
   wait "$prefetch" || true
   log "ready in $(seconds_since "$started"): $(pulumi version), $(syft version 2>/dev/null | awk '/^Version:/ {print "syft " $2}'), $(grype version 2>/dev/null | awk '/^Version:/ {print "grype " $2}'), $(tor --version | head -n1 | cut -d' ' -f1-3)"
