@@ -22,7 +22,7 @@ function childrenCpuSeconds(): number {
   return (Number(fields[13]) + Number(fields[14])) / 100;
 }
 
-/** Wall and CPU seconds of one `pulumi preview` (the CLI and everything it waited for: language host, program, plugins). */
+/** The three ways the program is run: Pulumi's default, TypeScript's transpiler only, swc (the tests' way). */
 const MODES = {
   checked: PROGRAM_TYPE_CHECKED,
   transpiled: { ...PROGRAM_TYPE_CHECKED, PULUMI_NODEJS_TRANSPILE_ONLY: "true" },
@@ -30,6 +30,7 @@ const MODES = {
 };
 type Mode = keyof typeof MODES;
 
+/** Wall and CPU seconds of one `pulumi preview` (the CLI and everything it waited for: language host, program, plugins). */
 async function preview(project: TestProject, mode: Mode): Promise<{ wall: number; cpu: number }> {
   const cpuBefore = childrenCpuSeconds();
   const started = Date.now();
