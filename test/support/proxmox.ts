@@ -13,6 +13,15 @@ function clusterFile(dir: string, cluster: ClusterModel): string {
   return file;
 }
 
+/** A self-signed certificate for an HTTPS server of the tests on 127.0.0.1: DIR/NAME.crt and DIR/NAME.key. */
+export function loopbackCertificate(dir: string, name: string): { cert: string; key: string } {
+  const cert = join(dir, `${name}.crt`);
+  const key = join(dir, `${name}.key`);
+  execFileSync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
+    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", key, "-out", cert], { stdio: "ignore" });
+  return { cert, key };
+}
+
 export class ProxmoxDoubleProcess {
   private constructor(
     private readonly child: ChildProcess,
@@ -91,10 +100,7 @@ export class ProxmoxDoubleProcess {
    * in with a ticket; `taskSeconds` is how long each task runs (default 1).
    */
   static async start(dir: string, token: string, options: { boot?: boolean; rootPassword?: string; taskSeconds?: number; cluster?: ClusterModel } = {}): Promise<ProxmoxDoubleProcess> {
-    const cert = join(dir, "double.crt");
-    const key = join(dir, "double.key");
-    execFileSync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
-      "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", key, "-out", cert], { stdio: "ignore" });
+    const { cert, key } = loopbackCertificate(dir, "double");
     const log = join(dir, "requests.jsonl");
     const child = spawn(join(repoRoot, "node_modules/.bin/tsx"), [join(repoRoot, "test/support/proxmox-double/server.ts"), "--cert", cert, "--key", key, "--log", log, "--token", token,
       ...(options.boot ? ["--datastore-dir", join(dir, "datastore"), "--boot-dir", join(dir, "boot")] : []),

@@ -8,13 +8,12 @@
  * connection's first request, keeps the connection open, and closes it
  * without an answer when a second request arrives on it.
  */
-import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { createServer, type Server } from "node:https";
 import type { AddressInfo } from "node:net";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { apiGet } from "../../lib/proxmox/proxmox-api";
+import { loopbackCertificate } from "../support/proxmox";
 import { privateTmpDir } from "../support/tmp";
 
 describe("the program's Proxmox VE API calls", () => {
@@ -25,9 +24,7 @@ describe("the program's Proxmox VE API calls", () => {
   let dropped = 0;
 
   beforeAll(async () => {
-    const key = join(dir, "server.key");
-    const cert = join(dir, "server.crt");
-    execFileSync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1", "-keyout", key, "-out", cert], { stdio: "ignore" });
+    const { cert, key } = loopbackCertificate(dir, "server");
     server = createServer({ key: readFileSync(key), cert: readFileSync(cert), keepAliveTimeout: 60_000 });
     server.on("connection", () => connections++);
     const served = new WeakSet<object>();
