@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# The whole suite, as `npm test` runs it: the files that boot VMs under QEMU
-# run one at a time in one vitest process, every other file (unit tests, the
-# real engine against the Proxmox VE double, image builds) one at a time in
-# a second process beside it. Each file already isolates itself (its own
-# temp project, stack, network namespace and ports); the VM files are kept
-# apart from each other because each alone keeps a core busy emulating.
+# The whole suite, as `npm test` runs it, in two vitest processes side by
+# side, each running its files one at a time (vitest.config.ts says which
+# file runs in which): the four longest files that boot VMs under QEMU in
+# one, every other file (unit tests, the real engine against the Proxmox VE
+# double, image builds, the two short VM files) in the other. Each file
+# already isolates itself (its own temp project, stack, network namespace
+# and ports); no two VM files run in one process because each alone keeps a
+# core busy emulating.
 # Arguments go to both vitest processes (e.g. a -t filter).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
