@@ -30,6 +30,7 @@ import { aptSourceLines, canonicalSet } from "../lib/image/package-index";
 import { buildBase } from "./steps/build-base";
 import { sha256File } from "../lib/core/digest";
 import { relayArtifactsDir } from "../lib/config/build-layout";
+import { DEFAULT_COMPRESS_LEVEL } from "../lib/config/config";
 
 const USAGE = "usage: npm run verify-build -- RELAY [IMAGE_DIGEST] [--artifacts DIR] [--signers FILE --signer ID] [--ovmf FILE] [--keep]";
 
@@ -147,12 +148,13 @@ export async function verifyBuild(argv: string[], projectDir = process.cwd()): P
   try {
     const baseDir = join(work, "base");
     const { flavour, release, geoip, extraPackages, torUser, sourceDateEpoch } = record.base;
-    console.log(`rebuilding the ${flavour} ${release} base (SOURCE_DATE_EPOCH ${sourceDateEpoch}) in ${baseDir}`);
+    const compressLevel = record.base.compressLevel ?? DEFAULT_COMPRESS_LEVEL;
+    console.log(`rebuilding the ${flavour} ${release} base (SOURCE_DATE_EPOCH ${sourceDateEpoch}, zstd -${compressLevel}) in ${baseDir}`);
     // The same sources, and the same package set: a mirror that has moved on stops the rebuild with the packages that differ.
     const sources = flavour === "debian" ? (record.base.sources ?? aptSourceLines([{ uri: "http://deb.debian.org/debian", suites: [release], components: ["main"] }])) : undefined;
     const packages = flavour === "debian" ? canonicalSet(record.base.packages) : undefined;
     // The record comes from elsewhere: its values pass the same schemas as the program's own steps before any tool sees them.
-    await buildBase(parseStepSpec("build-base", { flavour, release, geoip, extraPackages, torUser, sourceDateEpoch, dir: baseDir, ...(sources ? { sources } : {}), ...(packages ? { packages } : {}) }));
+    await buildBase(parseStepSpec("build-base", { flavour, release, geoip, extraPackages, torUser, sourceDateEpoch, compressLevel, dir: baseDir, ...(sources ? { sources } : {}), ...(packages ? { packages } : {}) }));
     const rebuiltBase = readBaseRecord(baseDir);
     const differences = packageDifferences(record.base.packages, rebuiltBase.packages);
     if (differences.length > 0) throw new Unverifiable(`the mirror served other packages than the build's, so nothing can be compared:\n  ${differences.join("\n  ")}`);

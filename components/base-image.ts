@@ -25,8 +25,8 @@ export class BaseImage extends pulumi.ComponentResource {
     super("diskless-relays:image:BaseImage", name, {}, opts);
     this.digest = baseImageDigest(args.inputs);
     const dir = join(args.buildRoot, "base", `${args.inputs.flavour}-${this.digest.slice(0, 12)}`);
-    const { flavour, release, geoip, extraPackages, torUser, sourceDateEpoch, sources, packages } = args.inputs;
-    const spec = { flavour, release, geoip, extraPackages, torUser, sourceDateEpoch, dir, ...(sources ? { sources } : {}), ...(packages ? { packages } : {}) };
+    const { flavour, release, geoip, extraPackages, torUser, sourceDateEpoch, compressLevel, sources, packages } = args.inputs;
+    const spec = { flavour, release, geoip, extraPackages, torUser, sourceDateEpoch, compressLevel, dir, ...(sources ? { sources } : {}), ...(packages ? { packages } : {}) };
     const build = stepResource(
       `${name}-build`,
       { step: "build-base", spec, triggers: [args.inputs], projectDir: args.projectDir, logging: "stdoutAndStderr" },

@@ -19,6 +19,8 @@ export async function buildBase(spec: StepSpec<"build-base">): Promise<void> {
   const env: NodeJS.ProcessEnv = {
     ...process.env,
     SOURCE_DATE_EPOCH: String(spec.sourceDateEpoch),
+    // pack-initrd.sh's zstd level, checked by the step's schema and again by the script.
+    INITRD_ZSTD_LEVEL: String(spec.compressLevel),
     // The modules the RAM root keeps and lists for the scripts that load them (pack-initrd.sh).
     KERNEL_MODULES_BOOT: KERNEL_MODULES.boot.join(" "),
     KERNEL_MODULES_HARDENING: KERNEL_MODULES.hardening.join(" "),
@@ -48,5 +50,5 @@ export async function buildBase(spec: StepSpec<"build-base">): Promise<void> {
     }
   }
   const uname = readFileSync(join(spec.dir, "uname"), "utf8").trim();
-  console.log(`base ${spec.dir}: ${statSync(join(spec.dir, "base.cpio.zst")).size} bytes initrd, kernel ${uname}, ${record.packages.length} packages, SOURCE_DATE_EPOCH ${spec.sourceDateEpoch}`);
+  console.log(`base ${spec.dir}: ${statSync(join(spec.dir, "base.cpio.zst")).size} bytes initrd, kernel ${uname}, ${record.packages.length} packages, SOURCE_DATE_EPOCH ${spec.sourceDateEpoch}, zstd -${spec.compressLevel}`);
 }

@@ -24,6 +24,10 @@ printf '%s\n' $KERNEL_MODULES_BOOT >"$rootfs$modules_dir/boot"
 # shellcheck disable=SC2086
 printf '%s\n' $KERNEL_MODULES_HARDENING >"$rootfs$modules_dir/hardening"
 epoch=${SOURCE_DATE_EPOCH:-0}
+# zstd's level (image.compressLevel, checked by the step's schema): a level
+# without --ultra, as a number, never an option.
+level=${INITRD_ZSTD_LEVEL:?the build-base step hands over the zstd level}
+[[ $level =~ ^([1-9]|1[0-9])$ ]] || { echo "pack-initrd: INITRD_ZSTD_LEVEL '$level' is not a zstd level from 1 to 19" >&2; exit 1; }
 
 moddir=usr/lib/modules/$kernel
 [[ -d $rootfs/$moddir ]] || moddir=lib/modules/$kernel
@@ -58,5 +62,5 @@ find . -newermt "@$epoch" -print0 | xargs -0r touch -h -d "@$epoch"
   done
   echo "./$moddir/kernel"
   cat "$keep"
-} | LC_ALL=C sort -u | LC_ALL=C comm -23 - <(LC_ALL=C sort -u "$ssh_list") | cpio --quiet -o -H newc --reproducible | zstd -q -19 -T0 -f -o "$out"
-LC_ALL=C sort -u "$ssh_list" | cpio --quiet -o -H newc --reproducible | zstd -q -19 -T0 -f -o "$ssh_out"
+} | LC_ALL=C sort -u | LC_ALL=C comm -23 - <(LC_ALL=C sort -u "$ssh_list") | cpio --quiet -o -H newc --reproducible | zstd -q "-$level" -T0 -f -o "$out"
+LC_ALL=C sort -u "$ssh_list" | cpio --quiet -o -H newc --reproducible | zstd -q "-$level" -T0 -f -o "$ssh_out"

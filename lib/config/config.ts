@@ -15,6 +15,12 @@ import { CPU_MODEL, firstNonAscii, PACKAGE, PATH_OPTION_MESSAGE, pathLooksLikeOp
 /** 2026-01-01T00:00:00Z: the date inside every image unless image.sourceDateEpoch says otherwise. */
 const DEFAULT_SOURCE_DATE_EPOCH = 1_767_225_600;
 
+/** zstd's levels without --ultra (above 19 it quietly takes 19). */
+export const ZSTD_LEVELS = { min: 1, max: 19 } as const;
+/** The RAM root's zstd level unless image.compressLevel says otherwise: the highest, the smallest image. */
+export const DEFAULT_COMPRESS_LEVEL = 19;
+const ZSTD_LEVEL_MESSAGE = `must be a zstd level from ${ZSTD_LEVELS.min} to ${ZSTD_LEVELS.max} (${DEFAULT_COMPRESS_LEVEL}, the default, makes the smallest image)`;
+
 /** Where Proxmox VE's `local` directory storage keeps ISO content. */
 const DEFAULT_PROXMOX_ISO_DIR = "/var/lib/vz/template/iso";
 /** Where an SEV-SNP relay answers volunteers' nonces by default (sev.publicAttestation.port). */
@@ -452,6 +458,19 @@ const imageSchema = z
      * Not 0: shadow's "last password change" day 0 means "change it now".
      */
     sourceDateEpoch: z.number().int().min(86_400).max(4_102_444_800).default(DEFAULT_SOURCE_DATE_EPOCH),
+    /**
+     * zstd's level for the RAM root (mkosi's CompressLevel). 19 makes the
+     * smallest image; a lower level builds the base many times faster
+     * (measured on the Debian base: 67 s of CPU at 19, 6 s at 12, 0.6 s at 3)
+     * for a larger one (27.3, 31.4 and 35.3 MB). Part of the base's recorded
+     * inputs: a rebuild uses the same level.
+     */
+    compressLevel: z
+      .number()
+      .int(ZSTD_LEVEL_MESSAGE)
+      .min(ZSTD_LEVELS.min, ZSTD_LEVEL_MESSAGE)
+      .max(ZSTD_LEVELS.max, ZSTD_LEVEL_MESSAGE)
+      .default(DEFAULT_COMPRESS_LEVEL),
     /** The operator's SSH private key (ed25519): each image's published record and SNP measurement are signed with it (ssh-keygen -Y sign). */
     signingKeyFile: pathValue("the image signing key (an OpenSSH private key)").optional(),
     /** Sign each UKI for Secure Boot (sbsign) with this key and certificate (PEM files). */

@@ -30,6 +30,8 @@ export interface BaseRecord {
   extraPackages: string[];
   torUser: string;
   sourceDateEpoch: number;
+  /** zstd's level for the RAM root; records before it was kept were made at 19 (DEFAULT_COMPRESS_LEVEL). */
+  compressLevel?: number;
   /** Debian: the apt sources it was built from (one-line entries); records before these were kept came from the release alone. */
   sources?: string[];
   kernel: string;
@@ -67,7 +69,7 @@ export function packageDifferences(recorded: BasePackage[], now: BasePackage[]):
 
 /** Writes base.json into a finished base build directory. */
 export function writeBaseRecord(spec: StepSpec<"build-base">): BaseRecord {
-  const { flavour, release, geoip, extraPackages, torUser, sourceDateEpoch, sources, dir } = spec;
+  const { flavour, release, geoip, extraPackages, torUser, sourceDateEpoch, compressLevel, sources, dir } = spec;
   const record: BaseRecord = {
     schema: "diskless-relays/base/v1",
     flavour,
@@ -76,6 +78,7 @@ export function writeBaseRecord(spec: StepSpec<"build-base">): BaseRecord {
     extraPackages,
     torUser,
     sourceDateEpoch,
+    compressLevel,
     ...(sources ? { sources } : {}),
     kernel: readFileSync(join(dir, "uname"), "utf8").trim(),
     layers: Object.fromEntries(BASE_LAYERS.map((layer) => [layer, sha256File(join(dir, layer))])),

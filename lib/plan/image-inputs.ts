@@ -58,6 +58,8 @@ export interface BaseImageInputs {
   guestPaths: typeof GUEST_PATHS;
   /** The date inside the base and every image built on it (SOURCE_DATE_EPOCH). */
   sourceDateEpoch: number;
+  /** zstd's level for the RAM root (image.compressLevel). */
+  compressLevel: number;
   /** Debian: the apt sources the base is built from (lib/image/package-index.ts aptSourceLines). */
   sources?: string[];
   /**
@@ -84,6 +86,7 @@ export function baseImageInputs(image: ImageConfig, projectDir: string, packageS
     kernelModules: KERNEL_MODULES,
     guestPaths: GUEST_PATHS,
     sourceDateEpoch: image.sourceDateEpoch,
+    compressLevel: image.compressLevel,
     ...(packageSet ? { sources: packageSet.sources, packages: packageSet.packages } : {}),
   };
 }

@@ -11,6 +11,7 @@ import { monitoringSpecSchema } from "../render/monitoring";
 import { CPU_MODEL, PACKAGE, RELAY_NAME, PATH_OPTION_MESSAGE, pathLooksLikeOption, PRINTABLE_ASCII, PRINTABLE_ASCII_LINES, RELEASE } from "../core/plain-values";
 import { ONION_KEY_FILES } from "../tor/tor-keys";
 import { formatIssues } from "../core/zod-issues";
+import { ZSTD_LEVELS } from "../config/config";
 
 /** Run from the project directory; the step name is its only argument. */
 export const STEP_COMMAND = "node_modules/.bin/tsx cli/step.ts";
@@ -118,6 +119,8 @@ const buildBaseSpec = z
     torUser: z.string().regex(/^[a-z_][a-z0-9_-]*$/),
     /** SOURCE_DATE_EPOCH: every date inside the base. */
     sourceDateEpoch: z.number().int().min(86_400),
+    /** zstd's level for the RAM root (image.compressLevel). */
+    compressLevel: z.number().int().min(ZSTD_LEVELS.min).max(ZSTD_LEVELS.max),
     dir: path,
     /** Debian: the one-line apt sources (lib/image/package-index.ts aptSourceLines). */
     sources: z.array(z.string().regex(/^deb (\[signed-by=[A-Za-z0-9._/+][A-Za-z0-9._/+-]*\] )?https?:\/\/[A-Za-z0-9._~:/@%+-]+ [a-z0-9][a-z0-9.+-]*( [a-z][a-z0-9-]*)+$/, "must be a one-line apt source: deb [[signed-by=KEYRING]] URI SUITE COMPONENT…")).optional(),

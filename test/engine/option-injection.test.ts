@@ -97,7 +97,7 @@ describe("the config refuses every name and path a tool would read as an option"
 });
 
 describe("the step specs refuse the same, so the step refuses even if the plan's checks were bypassed", () => {
-  const base = { flavour: "debian", release: "bookworm", geoip: false, extraPackages: [], torUser: "debian-tor", sourceDateEpoch: 1_767_225_600, dir: "build/base/debian-0" };
+  const base = { flavour: "debian", release: "bookworm", geoip: false, extraPackages: [], torUser: "debian-tor", sourceDateEpoch: 1_767_225_600, compressLevel: 19, dir: "build/base/debian-0" };
   const recipe = {
     relay: "r1",
     nickname: "RelayOne",
@@ -126,6 +126,8 @@ describe("the step specs refuse the same, so the step refuses even if the plan's
     ["an apt option as a package", { extraPackages: ["-oDebug::pkgProblemResolver=1"] }, /extraPackages\.0/],
     ["a base directory that is an option", { dir: "--setup-hook" }, /dir: must not begin with "-"/],
     ["a base directory that ./ hides", { dir: "./-base" }, /dir: must not begin with "-"/],
+    ["a zstd level that is an option", { compressLevel: "--ultra" }, /compressLevel/],
+    ["a zstd level zstd takes only with --ultra", { compressLevel: 22 }, /compressLevel/],
   ])("build-base: %s", (_label, change, message) => {
     expect(() => parseStepSpec("build-base", { ...base, ...change })).toThrow(message);
   });

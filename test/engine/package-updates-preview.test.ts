@@ -12,7 +12,7 @@ import { readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { reversionDeb, realBaseDebs, makeMirrorKey, serveMirror, writeMirror, type MirrorKey } from "../support/debian-mirror";
-import { makeTestKeys, TEST_API_TOKEN, testStackConfig, type TestRelay } from "../support/fleet";
+import { makeTestKeys, TEST_API_TOKEN, TEST_IMAGE, testStackConfig, type TestRelay } from "../support/fleet";
 import { TestProject, type PreviewStep } from "../support/pulumi";
 import { privateTmpDir } from "../support/tmp";
 
@@ -32,7 +32,7 @@ describe("pulumi preview of a base from a local Debian mirror", () => {
   const mirror = join(scratch, "mirror");
 
   const configure = (uri: string) =>
-    project.configure({ ...testStackConfig(RELAYS), image: { flavour: "debian", release: "bookworm", mirrors: [{ uri, suites: ["bookworm"], signedBy: key.keyring }] } }, { proxmoxApiToken: TEST_API_TOKEN });
+    project.configure({ ...testStackConfig(RELAYS), image: { ...TEST_IMAGE, mirrors: [{ uri, suites: ["bookworm"], signedBy: key.keyring }] } }, { proxmoxApiToken: TEST_API_TOKEN });
   const baseBuild = (steps: PreviewStep[]) => steps.find((step) => step.type === "command:local:Command" && step.urn.includes("diskless-relays:image:BaseImage$"))!;
   const basePackages = (steps: PreviewStep[]) => (baseBuild(steps).inputs.triggers as { packages: string[] }[])[0]!.packages;
   // The engine's diagnostics carry its colour markup (<{%reset%}>).
@@ -113,7 +113,7 @@ describe("pulumi preview of a base from a local Debian mirror", () => {
     const fresh = new TestProject("updates-offline");
     try {
       makeTestKeys(fresh.dir, RELAYS);
-      fresh.configure({ ...testStackConfig(RELAYS), image: { flavour: "debian", release: "bookworm", mirrors: [{ uri: server.url, suites: ["bookworm"], signedBy: key.keyring }] } }, { proxmoxApiToken: TEST_API_TOKEN });
+      fresh.configure({ ...testStackConfig(RELAYS), image: { ...TEST_IMAGE, mirrors: [{ uri: server.url, suites: ["bookworm"], signedBy: key.keyring }] } }, { proxmoxApiToken: TEST_API_TOKEN });
       const result = await fresh.runAsync("preview");
       expect(result.status).not.toBe(0);
       expect(result.stdout + result.stderr).toContain(`image.mirrors: ${server.url} (${server.url}/dists/bookworm/InRelease: `);

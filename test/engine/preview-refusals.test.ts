@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseStackConfig } from "../../lib/config/config";
 import { lockFileName, renderLock } from "../../lib/image/package-index";
 import { packageSetRequest } from "../../lib/image/package-set";
-import { makeTestKeys, TEST_API_TOKEN, TEST_ROOT_PASSWORD, testStackConfig, THREE_RELAYS } from "../support/fleet";
+import { makeTestKeys, TEST_API_TOKEN, TEST_IMAGE, TEST_ROOT_PASSWORD, testStackConfig, THREE_RELAYS } from "../support/fleet";
 import { type PulumiResult, TestProject } from "../support/pulumi";
 
 /** What key-broker init prints, in shape. */
@@ -90,7 +90,7 @@ describe("pulumi preview refuses before registering anything", { timeout: 600_00
   });
 
   it("on missing Secure Boot files, naming both settings", async () => {
-    const config = { ...testStackConfig(THREE_RELAYS), image: { flavour: "debian", release: "bookworm", secureBoot: { privateKeyFile: "sb/db.key", certificateFile: "sb/db.crt" } } };
+    const config = { ...testStackConfig(THREE_RELAYS), image: { ...TEST_IMAGE, secureBoot: { privateKeyFile: "sb/db.key", certificateFile: "sb/db.crt" } } };
     const text = await expectRefused(config, /image\.secureBoot\.privateKeyFile: \S*sb\/db\.key is missing/);
     expect(text).toMatch(/image\.secureBoot\.certificateFile: \S*sb\/db\.crt is missing/);
   });

@@ -60,7 +60,7 @@ describe("images/alpine/build-base.sh", () => {
     // Through the program's own build-base step, with the flavour's tor user as the program hands it over.
     const result = runStep(
       "build-base",
-      { flavour: "alpine", release: "v3.23", geoip: false, extraPackages: ["htop"], torUser: TOR_RUNTIME.alpine.user, sourceDateEpoch: 1_767_225_600, dir: out },
+      { flavour: "alpine", release: "v3.23", geoip: false, extraPackages: ["htop"], torUser: TOR_RUNTIME.alpine.user, sourceDateEpoch: 1_767_225_600, compressLevel: 19, dir: out },
       { ALPINE_MAKE_ROOTFS: join(dir, "alpine-make-rootfs"), ALPINE_MIRROR: "https://mirror.example/alpine" },
     );
     expect(result.status, result.stderr).toBe(0);

@@ -11,6 +11,7 @@ import { monitorCommand, startLocalVm, stopLocalVm } from "../../lib/local/local
 import { buildRelayImage, type BuiltImage } from "../../lib/image/relay-build";
 import { encodeStepSpec, STEP_SPEC_ENV, type RelayRecipe, type RelayTarget, type StepName, type StepSpec } from "../../lib/steps/steps";
 import { repoRoot, toolEnv } from "./pulumi";
+import { TEST_IMAGE } from "./fleet";
 
 /** Shared by test runs so the Debian base is built once per machine (test/support/global-setup.ts builds it). */
 export const BUILD_CACHE = join(tmpdir(), "diskless-relays-test-build");
@@ -36,8 +37,8 @@ export function debianBase(inputs = debianBaseInputs()): string {
   const dir = debianBaseDir(inputs);
   if (!existsSync(join(dir, ".complete"))) {
     mkdirSync(join(BUILD_CACHE, "base"), { recursive: true, mode: 0o700 });
-    const { release, geoip, extraPackages, torUser, sourceDateEpoch, sources, packages } = inputs;
-    const result = runStep("build-base", { flavour: "debian", release, geoip, extraPackages, torUser, sourceDateEpoch, dir, sources, packages });
+    const { release, geoip, extraPackages, torUser, sourceDateEpoch, compressLevel, sources, packages } = inputs;
+    const result = runStep("build-base", { flavour: "debian", release, geoip, extraPackages, torUser, sourceDateEpoch, compressLevel, dir, sources, packages });
     if (result.status !== 0) throw new Error(`building the Debian base failed:\n${result.stdout}\n${result.stderr}`);
   }
   return dir;
@@ -47,7 +48,7 @@ export function minimalConfig(relays: Record<string, unknown>[] = [{ name: "r", 
   return {
     proxmox: { endpoint: "https://127.0.0.1:8006", nodes: ["local"], datastore: "local", bridge: "vmbr0" },
     proxmoxApiToken: "root@pam!t=0",
-    image: { flavour: "debian", release: "bookworm", ...image },
+    image: { ...TEST_IMAGE, ...image },
     stateCollection: { privateKeyFile: "keys/collector" },
     relays: relays.map((relay) => ({
       node: "local",

@@ -83,6 +83,25 @@ describe("memoryMiB", () => {
   });
 });
 
+describe("image.compressLevel", () => {
+  it("is 19 unless set: the smallest image", () => {
+    expect(parseStackConfig(validProxmoxConfig()).image.compressLevel).toBe(19);
+  });
+
+  it.each([[0], [20], [22], [-3]])("refuses %s, which is no level zstd takes without --ultra", (compressLevel) => {
+    const config = { ...validProxmoxConfig(), image: { flavour: "debian", compressLevel } };
+    expect(problemsOf(config)).toEqual(["image.compressLevel: must be a zstd level from 1 to 19 (19, the default, makes the smallest image)"]);
+  });
+
+  it.each([
+    [2.5, "must be integer, got float"],
+    ["-19 --ultra", "must be number, got string"],
+  ])("refuses %j, which is no level (text could reach zstd as an option)", (compressLevel, message) => {
+    const config = { ...validProxmoxConfig(), image: { flavour: "debian", compressLevel } };
+    expect(problemsOf(config)).toEqual([`image.compressLevel: ${message}`]);
+  });
+});
+
 describe("identity.broker.url on loopback", () => {
   const BROKER = {
     admin: { url: "https://broker.example.net:8444", tokenFile: "keys/broker-admin.token" },

@@ -21,6 +21,7 @@ import { DEFAULT_PUBLIC_ATTESTATION_PORT } from "../../lib/config/config";
 import { BROKER_MIN_TCB } from "../../lib/testnet/testnet-broker";
 import { fetchThroughCircuit, TorControl } from "../../lib/tor/tor-control";
 import { startTestnet, stopTestnet } from "../../lib/testnet/testnet-host";
+import { TEST_IMAGE } from "../support/fleet";
 import { TEST_OVMF_SHA256 } from "../support/broker";
 import { hmp, waitFor } from "../support/images";
 import { occurrences, occurrencesInTree, secrets } from "../support/key-scan";
@@ -116,7 +117,7 @@ describe("broker mode through pulumi up, on a private Tor network", () => {
       stateCollection: { privateKeyFile: "keys/collector", connectTimeoutSeconds: 10 },
       rollout: { healthTimeoutSeconds: 300 },
       // Signs each image's records and its launch's entry in the public measurement log.
-      image: { flavour: "debian", release: "bookworm", signingKeyFile: "keys/image-signing" },
+      image: { ...TEST_IMAGE, signingKeyFile: "keys/image-signing" },
       // The testnet's own broker: its url, keys and admin socket come from network.json.
       identity: { mode: "broker", broker: { attestation: "snp", allowSimulatedAttestation: true, pushIntervalSeconds: 30 } },
       relays: RELAYS.map((relay, i) => ({ ...localRelayConfig(relay, i, 3, "broker-deploy@example.net"), sev: { enabled: true, ovmf: OVMF, ovmfSha256: OVMF_SHA256, vcpuType: "EPYC-v4" } })),

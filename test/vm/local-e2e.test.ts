@@ -27,6 +27,7 @@ import { DEFAULT_METRICS_PORT } from "../../lib/tor/tor-values";
 import { fetchThroughCircuit, SocksRefusal, TorControl } from "../../lib/tor/tor-control";
 import { TESTNET, tapName, type TestnetNetwork } from "../../lib/config/testnet";
 import { startTestnet, stopTestnet } from "../../lib/testnet/testnet-host";
+import { TEST_IMAGE } from "../support/fleet";
 import { holdConsensus, releaseConsensus } from "../support/consensus-hold";
 import { floodInNetns } from "../support/flood";
 import { fetchMetricsTextInNetns, parseMetricsText } from "../support/metrics";
@@ -142,7 +143,7 @@ describe("the local stack on a private Tor network, end to end", () => {
     config = {
       target: "qemu",
       testnet: { dir: testnetLocation.dir },
-      image: { flavour: "debian", release: "bookworm" },
+      image: TEST_IMAGE,
       stateCollection: { privateKeyFile: "keys/collector", connectTimeoutSeconds: 10 },
       // Tor's MetricsPort on each relay's address, for a Prometheus server on the testnet host.
       metrics: { allowFrom: TESTNET.hostIPv4 },

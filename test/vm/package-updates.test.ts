@@ -22,6 +22,7 @@ import { summarizePreview } from "../../lib/ops/preview-summary";
 import { toolsBin } from "../../lib/core/paths";
 import { type TestnetNetwork } from "../../lib/config/testnet";
 import { startTestnet, stopTestnet } from "../../lib/testnet/testnet-host";
+import { TEST_IMAGE } from "../support/fleet";
 import { realBaseDebs, reversionDeb, serveMirror, UPDATES_MIRROR, updatesMirrorKey, writeMirror, type MirrorKey } from "../support/debian-mirror";
 import { runStep, waitFor } from "../support/images";
 import { TestProject } from "../support/pulumi";
@@ -105,7 +106,7 @@ describe("a Debian update on the mirror reaches every relay of the local stack",
     config = {
       target: "qemu",
       testnet: { dir: testnetLocation.dir },
-      image: { flavour: "debian", release: "bookworm", mirrors: [{ uri: server.url, suites: ["bookworm"], signedBy: key.keyring }] },
+      image: { ...TEST_IMAGE, mirrors: [{ uri: server.url, suites: ["bookworm"], signedBy: key.keyring }] },
       stateCollection: { privateKeyFile: "keys/collector", connectTimeoutSeconds: 10 },
       rollout: { healthTimeoutSeconds: 360 },
       relays: RELAYS.map((relay, i) => localRelayConfig(relay, i, 3, "updates@example.net")),
