@@ -7,7 +7,8 @@
  * on its command line or in its environment.
  */
 import { spawnSync } from "node:child_process";
-import { join } from "node:path";
+import { createRequire } from "node:module";
+import { join, resolve } from "node:path";
 import { z } from "zod";
 import { HOSTNAME } from "../config/config";
 import { vmConfig, vmState, type ProxmoxConnection } from "./proxmox-api";
@@ -52,13 +53,22 @@ export async function observeVm(connection: ProxmoxConnection, node: string, vmI
 export function observeVmsNow(projectDir: string, request: ObserveRequest): VmObservation[] {
   const checked = ObserveRequest.parse(request);
   if (checked.vms.length === 0) return [];
-  const child = spawnSync(join(projectDir, "node_modules", ".bin", "tsx"), [join(projectDir, "cli", "observe-vms.ts")], {
+  const failed = (reason: string) => checked.vms.map((): VmObservation => ({ kind: "unreadable", reason }));
+  // One node process with tsx's CommonJS hook: the tsx command starts a second node and an ESM loader thread,
+  // 0.85 s of CPU for a script that does nothing, against 0.22 s this way, on every preview.
+  let tsxHook: string;
+  try {
+    // createRequire wants an absolute path; the program's projectDir is ".".
+    tsxHook = createRequire(resolve(projectDir, "package.json")).resolve("tsx/cjs");
+  } catch {
+    return failed(`tsx is not installed in ${resolve(projectDir)}: run npm ci there`);
+  }
+  const child = spawnSync(process.execPath, ["--require", tsxHook, join(projectDir, "cli", "observe-vms.ts")], {
     input: JSON.stringify(checked),
     encoding: "utf8",
     timeout: OBSERVE_TIMEOUT_MS,
     maxBuffer: 16 << 20,
   });
-  const failed = (reason: string) => checked.vms.map((): VmObservation => ({ kind: "unreadable", reason }));
   if (child.error) return failed(child.error.message.includes("ETIMEDOUT") ? `no answer within ${OBSERVE_TIMEOUT_MS / 1000} s` : child.error.message);
   if (child.status !== 0) return failed(child.stderr.trim().split("\n").at(-1) ?? `the reader exited with ${child.status}`);
   let answer: ReturnType<typeof ObserveAnswer.safeParse> | undefined;

@@ -6,6 +6,8 @@
  * through the real engine and provider: test/engine/deploy.test.ts ("starts
  * a VM powered off since the last up").
  */
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { generationOfVmDescription, vmDescription } from "../../lib/deploy/relay-reach";
 import { observeVmsNow } from "../../lib/proxmox/observe-vms";
@@ -14,6 +16,7 @@ import { TEST_API_TOKEN } from "../support/fleet";
 import { ProxmoxDoubleProcess, writes } from "../support/proxmox";
 import { freePort } from "../support/sshd";
 import { privateTmpDir } from "../support/tmp";
+import { repoRoot } from "../support/pulumi";
 
 const relay = { name: "exit-1", nickname: "ExitOne" };
 const where = { node: "pve1", vmId: 9101 };
@@ -80,13 +83,25 @@ describe("reading the relays' VMs at plan time", () => {
       ],
     });
     expect(seen).toEqual([{ kind: "running", description: vmDescription(relay, "ab".repeat(32), "relay.iso", 4) }, { kind: "stopped", description: "" }, { kind: "absent" }]);
+    // The same from the program's own directory, which Pulumi hands it as ".".
+    const cwd = process.cwd();
+    try {
+      process.chdir(repoRoot);
+      expect(observeVmsNow(".", { connection: connection(), vms: [where] })).toEqual([{ kind: "running", description: vmDescription(relay, "ab".repeat(32), "relay.iso", 4) }]);
+    } finally {
+      process.chdir(cwd);
+    }
     expect(writes(double.requests().slice(before))).toEqual([]);
   }, 60_000);
 
-  it("names why a VM could not be read: a refused token, an endpoint nobody answers", async () => {
+  it("names why a VM could not be read: a refused token, an endpoint nobody answers, a project without its npm packages", async () => {
     const refused = observeVmsNow(process.cwd(), { connection: { ...connection(), apiToken: "root@pam!wrong=00000000-0000-0000-0000-000000000000" }, vms: [where] });
     expect(refused).toEqual([{ kind: "unreadable", reason: expect.stringMatching(/HTTP 401/) }]);
     const nobody = observeVmsNow(process.cwd(), { connection: { ...connection(), endpoint: `https://127.0.0.1:${await freePort()}` }, vms: [where] });
     expect(nobody).toEqual([{ kind: "unreadable", reason: expect.stringMatching(/ECONNREFUSED/) }]);
+    // A project without its npm packages: the reader cannot start, and says what to do.
+    const bare = join(dir, "bare-project");
+    mkdirSync(bare);
+    expect(observeVmsNow(bare, { connection: connection(), vms: [where] })).toEqual([{ kind: "unreadable", reason: `tsx is not installed in ${bare}: run npm ci there` }]);
   }, 60_000);
 });
