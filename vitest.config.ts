@@ -4,10 +4,10 @@ import { defineConfig } from "vitest/config";
  * The two lanes `npm test` (scripts/run-tests.sh) runs side by side, each one
  * file at a time. The tiers stay by folder (test/unit, test/engine,
  * test/image, test/vm); the lanes only share out the time. The "vm" lane
- * holds the four longest VM files (about 39 minutes in a cold run on 2
- * cores); these two short ones, which boot one relay at a time, run in the
- * "other" lane (about 35 minutes without them). With every VM file in the
- * "vm" lane, the other lane finished 9 minutes earlier and left a core idle.
+ * holds the four longest VM files; these two short ones, which boot one
+ * relay at a time, run in the "other" lane. In a cold run on 2 cores the
+ * lanes took 37 and 39 minutes; with every VM file in the "vm" lane, the
+ * other lane had finished 9 minutes before it and left a core idle.
  */
 const VM_FILES_IN_OTHER_LANE = ["test/vm/broker-boot.test.ts", "test/vm/local-snp.test.ts"];
 
