@@ -7,7 +7,7 @@
 import { mkdirSync, mkdtempSync, rmSync, statSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
-import { baseImageDigest } from "../lib/plan/image-inputs";
+import { baseBuildSpec, baseImageDigest } from "../lib/plan/image-inputs";
 import { DEFAULT_COMPRESS_LEVEL } from "../lib/config/config";
 import { buildRelayIso, debianBase, debianBaseInputs, runStep } from "../test/support/images";
 import { makeTestKeys } from "../test/support/fleet";
@@ -28,9 +28,8 @@ function main() {
     } else {
       base = join(work, "base", `debian-${baseImageDigest(inputs).slice(0, 12)}`);
       mkdirSync(join(work, "base"), { mode: 0o700 });
-      const { release, geoip, extraPackages, torUser, sourceDateEpoch, compressLevel, sources, packages } = inputs;
       const start = process.hrtime.bigint();
-      const result = runStep("build-base", { flavour: "debian", release, geoip, extraPackages, torUser, sourceDateEpoch, compressLevel, dir: base, sources, packages });
+      const result = runStep("build-base", baseBuildSpec(inputs, base));
       if (result.status !== 0) throw new Error(`building the Debian base failed:\n${result.stderr}`);
       baseSeconds = seconds(start);
     }

@@ -1,6 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
 import { join } from "node:path";
-import { baseImageDigest, type BaseImageInputs } from "../lib/plan/image-inputs";
+import { baseBuildSpec, baseImageDigest, type BaseImageInputs } from "../lib/plan/image-inputs";
 import { stepResource } from "./step";
 
 export interface BaseImageArgs {
@@ -25,8 +25,7 @@ export class BaseImage extends pulumi.ComponentResource {
     super("diskless-relays:image:BaseImage", name, {}, opts);
     this.digest = baseImageDigest(args.inputs);
     const dir = join(args.buildRoot, "base", `${args.inputs.flavour}-${this.digest.slice(0, 12)}`);
-    const { flavour, release, geoip, extraPackages, torUser, sourceDateEpoch, compressLevel, sources, packages } = args.inputs;
-    const spec = { flavour, release, geoip, extraPackages, torUser, sourceDateEpoch, compressLevel, dir, ...(sources ? { sources } : {}), ...(packages ? { packages } : {}) };
+    const spec = baseBuildSpec(args.inputs, dir);
     const build = stepResource(
       `${name}-build`,
       { step: "build-base", spec, triggers: [args.inputs], projectDir: args.projectDir, logging: "stdoutAndStderr" },

@@ -14,6 +14,7 @@ import { inProject } from "../core/paths";
 import type { Hardening } from "../render/hardening";
 import { KERNEL_MODULES, SSH_HOST_KEY_FILES } from "../image/image-layout";
 import { GUEST_PATHS } from "../image/guest-paths";
+import type { StepSpec } from "../steps/steps";
 import type { KeyFileDigests } from "./preview-record";
 import { IDENTITY_FILES } from "../tor/tor-keys";
 import { sha256File } from "../core/digest";
@@ -93,6 +94,12 @@ export function baseImageInputs(image: ImageConfig, projectDir: string, packageS
 
 export function baseImageDigest(inputs: BaseImageInputs): string {
   return sha256(JSON.stringify(inputs));
+}
+
+/** The build-base step's spec for these inputs, built into `dir`: what the step needs of them (not the digests of scripts and layout). */
+export function baseBuildSpec(inputs: BaseImageInputs, dir: string): StepSpec<"build-base"> {
+  const { flavour, release, geoip, extraPackages, torUser, sourceDateEpoch, compressLevel, sources, packages } = inputs;
+  return { flavour, release, geoip, extraPackages, torUser, sourceDateEpoch, compressLevel, dir, ...(sources ? { sources } : {}), ...(packages ? { packages } : {}) };
 }
 
 /**

@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { parseStackConfig } from "../../lib/config/config";
 import { planFleet } from "../../lib/plan/fleet";
 import { planBasePackages } from "../../lib/image/package-set";
-import { baseImageDigest, baseImageInputs, relayImageDigest, relayImageInputs, relayImageTexts, RELAY_SCRIPT_PATHS, treeDigest } from "../../lib/plan/image-inputs";
+import { baseBuildSpec, baseImageDigest, baseImageInputs, relayImageDigest, relayImageInputs, relayImageTexts, RELAY_SCRIPT_PATHS, treeDigest } from "../../lib/plan/image-inputs";
 import { monitorCommand, startLocalVm, stopLocalVm } from "../../lib/local/local-vm";
 import { buildRelayImage, type BuiltImage } from "../../lib/image/relay-build";
 import { encodeStepSpec, STEP_SPEC_ENV, type RelayRecipe, type RelayTarget, type StepName, type StepSpec } from "../../lib/steps/steps";
@@ -37,8 +37,7 @@ export function debianBase(inputs = debianBaseInputs()): string {
   const dir = debianBaseDir(inputs);
   if (!existsSync(join(dir, ".complete"))) {
     mkdirSync(join(BUILD_CACHE, "base"), { recursive: true, mode: 0o700 });
-    const { release, geoip, extraPackages, torUser, sourceDateEpoch, compressLevel, sources, packages } = inputs;
-    const result = runStep("build-base", { flavour: "debian", release, geoip, extraPackages, torUser, sourceDateEpoch, compressLevel, dir, sources, packages });
+    const result = runStep("build-base", baseBuildSpec(inputs, dir));
     if (result.status !== 0) throw new Error(`building the Debian base failed:\n${result.stdout}\n${result.stderr}`);
   }
   return dir;
