@@ -26,6 +26,7 @@ import { TEST_IMAGE } from "../support/fleet";
 import { realBaseDebs, reversionDeb, serveMirror, UPDATES_MIRROR, updatesMirrorKey, writeMirror, type MirrorKey } from "../support/debian-mirror";
 import { runStep, waitFor } from "../support/images";
 import { TestProject } from "../support/pulumi";
+import { poll } from "../support/poll";
 import { privateTmpDir } from "../support/tmp";
 import { collectStateSpec, localRelayConfig, localStackProject, type LocalStack } from "../support/local-stack";
 
@@ -71,7 +72,20 @@ describe("a Debian update on the mirror reaches every relay of the local stack",
     const dir = join(scratch, "collect", relay.name);
     const result = runStep("collect-state", collectStateSpec(stack, network, relay, dir, imageDigest));
     const file = join(dir, "collected", imageDigest.slice(0, 12), "keys", "secret_onion_key_ntor");
+    if (result.status !== 0) lastCollection = result.stdout + result.stderr;
     return result.status === 0 && existsSync(file) ? readFileSync(file) : undefined;
+  };
+  let lastCollection = "";
+  /**
+   * The relay's ntor key once tor has written it, from the collection that
+   * found it: a second collection to read it again may meet a busy guest
+   * (its SSH) and prove nothing about the key.
+   */
+  const ntorKeyOnceWritten = async (index: number): Promise<Buffer> => {
+    let found: Buffer | undefined;
+    const written = await poll(() => (found = ntorKeyNow(index))?.length === 96, { seconds: 300, intervalMs: 1000 });
+    expect(written, `no ntor key collected from ${config.relays[index].name} in 300 s; the last failed collection said:\n${lastCollection}`).toBe(true);
+    return found!;
   };
 
   const imageDigests = () => {
@@ -137,8 +151,7 @@ describe("a Debian update on the mirror reaches every relay of the local stack",
     const locked = await packagesCli("lock");
     expect(locked.status, locked.stderr).toBe(0);
     // tor writes its ntor key at first start; the redeploy must carry it.
-    for (const index of [0, 1]) await waitFor(() => (ntorKeyNow(index)?.length === 96 ? "ok" : ""), /ok/, 300);
-    ntorBefore = [ntorKeyNow(0)!, ntorKeyNow(1)!];
+    ntorBefore = [await ntorKeyOnceWritten(0), await ntorKeyOnceWritten(1)];
     const scanned = await vulns();
     expect(scanned.status, scanned.stdout + scanned.stderr).toBe(5);
     expect(scanned.stdout).not.toContain("FIXES WAITING");
@@ -190,10 +203,7 @@ describe("a Debian update on the mirror reaches every relay of the local stack",
       expect(readFileSync(join(runDir(relay.name), "qemu.pid"), "utf8").trim()).not.toBe(pids[i]);
       await expectFingerprints(relay);
     }
-    for (const index of [0, 1]) {
-      await waitFor(() => (ntorKeyNow(index) ? "ok" : ""), /ok/, 300);
-      expect(ntorKeyNow(index)!.equals(ntorBefore[index]!)).toBe(true);
-    }
+    for (const index of [0, 1]) expect((await ntorKeyOnceWritten(index)).equals(ntorBefore[index]!)).toBe(true);
     const scanned = await vulns();
     expect(scanned.status, scanned.stdout + scanned.stderr).toBe(0);
     expect(scanned.stdout).not.toContain("FIXES WAITING");
