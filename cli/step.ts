@@ -1,6 +1,6 @@
 /**
  * The one entry point every step resource runs:
- *   node_modules/.bin/tsx cli/step.ts STEP
+ *   node --require tsx/cjs cli/step.ts STEP   (STEP_COMMAND)
  * with its spec as JSON in $DISKLESS_RELAYS_STEP, validated against the
  * step's schema (lib/steps/steps.ts) before anything happens. The command line is
  * constant; values never pass through a shell.

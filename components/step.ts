@@ -1,6 +1,6 @@
 /**
  * A step resource: a `command.local.Command` that runs one constant command
- * line (`cli/step.ts STEP`) in the project directory, with its spec as JSON
+ * line (`STEP_COMMAND STEP`) in the project directory, with its spec as JSON
  * in the environment, validated here against the schema the step validates
  * it with again (lib/steps/steps.ts). Secrets travel in their own environment
  * variables, never in the spec.
@@ -35,6 +35,9 @@ export function stepResource<N extends StepName>(name: string, args: StepArgs<N>
       ...(args.triggers ? { triggers: args.triggers } : {}),
       ...(args.logging ? { logging: args.logging } : {}),
     },
-    opts,
+    // The command lines are constant for a step (its data is the spec), but the runner that starts it
+    // has changed (lib/steps/steps.ts, STEP_COMMAND): a stack keeps the line it was made with, rather
+    // than seeing every step as changed and running it again.
+    { ...opts, ignoreChanges: [...(opts?.ignoreChanges ?? []), "create", "delete"] },
   );
 }

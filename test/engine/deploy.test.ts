@@ -165,6 +165,39 @@ describe("pulumi up against the Proxmox VE API double", () => {
     expect(result.stdout).not.toMatch(/collect(ed|ing)|building|upload|healthy/i);
   }, 300_000);
 
+  it("a stack made when steps ran through the tsx command keeps that command line: preview changes nothing, and the line still starts a step", async () => {
+    const exported = JSON.parse(project.must("stack", "export"));
+    const steps = exported.deployment.resources.filter((r: any) => r.type === "command:local:Command");
+    expect(steps.length).toBeGreaterThan(5);
+    // What this program writes today: one node process with tsx's CommonJS hook.
+    for (const step of steps) expect(step.inputs.create).toMatch(/^node --require tsx\/cjs cli\/step\.ts [a-z-]+$/);
+    // The line such a stack holds (written out here as those releases wrote it, not derived from today's code).
+    const OLD_RUNNER = "node_modules/.bin/tsx cli/step.ts";
+    const old = structuredClone(exported);
+    for (const step of old.deployment.resources.filter((r: any) => r.type === "command:local:Command")) {
+      for (const field of ["create", "delete"]) {
+        for (const where of [step.inputs, step.outputs]) {
+          if (typeof where?.[field] === "string") where[field] = where[field].replace(/^node --require tsx\/cjs cli\/step\.ts /, `${OLD_RUNNER} `);
+        }
+      }
+    }
+    const file = join(scratch, "old-runner-state.json");
+    writeFileSync(file, JSON.stringify(old), { mode: 0o600 });
+    try {
+      project.must("stack", "import", "--file", file);
+      const preview = await project.runAsync("preview", "--expect-no-changes", "--diff");
+      expect(preview.status, preview.stdout + preview.stderr).toBe(0);
+      // The old line still runs a step where the stack's state keeps it.
+      const usage = spawnSync("/bin/sh", ["-c", `${OLD_RUNNER} no-such-step`], { cwd: project.dir, encoding: "utf8" });
+      expect(usage.status).toBe(2);
+      expect(usage.stderr).toContain("usage: cli/step.ts STEP");
+    } finally {
+      writeFileSync(file, JSON.stringify(exported), { mode: 0o600 });
+      project.must("stack", "import", "--file", file);
+      rmSync(file);
+    }
+  }, 300_000);
+
   it("npm run status: every relay healthy on the image the stack wants; a stopped VM needs attention; read-only", async () => {
     const outputs = JSON.parse((await project.runAsync("stack", "output", "relayOutputs", "--json")).stdout);
     const status = () => project.status();

@@ -9,7 +9,7 @@ import { planBasePackages } from "../../lib/image/package-set";
 import { baseBuildSpec, baseImageDigest, baseImageInputs, relayImageDigest, relayImageInputs, relayImageTexts, RELAY_SCRIPT_PATHS, treeDigest } from "../../lib/plan/image-inputs";
 import { monitorCommand, startLocalVm, stopLocalVm } from "../../lib/local/local-vm";
 import { buildRelayImage, type BuiltImage } from "../../lib/image/relay-build";
-import { encodeStepSpec, STEP_SPEC_ENV, type RelayRecipe, type RelayTarget, type StepName, type StepSpec } from "../../lib/steps/steps";
+import { encodeStepSpec, STEP_ARGV, STEP_SPEC_ENV, type RelayRecipe, type RelayTarget, type StepName, type StepSpec } from "../../lib/steps/steps";
 import { repoRoot, toolEnv } from "./pulumi";
 import { TEST_IMAGE } from "./fleet";
 
@@ -92,7 +92,8 @@ export function buildRelayIso(
 
 /** Runs a step as its resource does: `tsx cli/step.ts STEP` with the spec as JSON in the environment. */
 export function runStep<N extends StepName>(step: N, spec: StepSpec<N>, env: Record<string, string> = {}) {
-  return spawnSync(join(repoRoot, "node_modules/.bin/tsx"), [join(repoRoot, "cli/step.ts"), step], {
+  const [command, ...args] = STEP_ARGV;
+  return spawnSync(command, [...args, step], {
     cwd: repoRoot,
     encoding: "utf8",
     env: toolEnv({ [STEP_SPEC_ENV]: encodeStepSpec(step, spec), ...env }),

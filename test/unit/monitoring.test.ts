@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { parseStackConfig } from "../../lib/config/config";
 import { alertRules, MONITORING_FILES, monitoringTargets, prometheusJob, renderAlertRules, renderPrometheusConfig, renderScrapeTargets, type MonitoringSpec } from "../../lib/render/monitoring";
-import { encodeStepSpec, STEP_COMMAND, STEP_SPEC_ENV } from "../../lib/steps/steps";
+import { encodeStepSpec, STEP_ARGV, STEP_SPEC_ENV } from "../../lib/steps/steps";
 import { repoRoot } from "../support/pulumi";
 import { privateTmpDir } from "../support/tmp";
 
@@ -57,8 +57,8 @@ const planned = () => fleetConfig().relays.map((config, i) => ({ config, identit
 
 /** Runs the write-monitoring step as a step resource does: the one command line, the spec as JSON in the environment. */
 function runStep(step: "write-monitoring" | "remove-monitoring", spec: MonitoringSpec, outDir: string): string {
-  const [command, ...args] = STEP_COMMAND.split(" ");
-  return execFileSync(join(repoRoot, command!), [...args, step], {
+  const [command, ...args] = STEP_ARGV;
+  return execFileSync(command, [...args, step], {
     cwd: repoRoot,
     encoding: "utf8",
     env: { ...process.env, [STEP_SPEC_ENV]: encodeStepSpec(step, { ...spec, outDir }) },
