@@ -14,7 +14,7 @@ cd "$here"
 # shellcheck source=scripts/env.sh
 source scripts/env.sh
 # The shared Debian base, once, before either process looks for it.
-npx tsx test/support/global-setup.ts
+node --require tsx/cjs test/support/global-setup.ts
 
 run_project() {
   local name=$1

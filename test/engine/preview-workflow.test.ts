@@ -14,7 +14,7 @@ import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, sta
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { repoRoot, TestProject, toolEnv } from "../support/pulumi";
+import { repoRoot, TestProject, toolEnv, tsNode } from "../support/pulumi";
 
 const yaml = require("js-yaml") as { load(text: string): unknown };
 
@@ -66,7 +66,7 @@ function runStep(dir: string, name: string, env: Record<string, string>): Promis
 }
 
 function exportShipped(dir: string) {
-  return spawnSync(join(dir, "node_modules/.bin/tsx"), ["cli/keys.ts", "export-shipped", "--stack", "fremont"], { cwd: dir, env: toolEnv(), maxBuffer: 64 * 1024 * 1024 });
+  return spawnSync(...tsNode("cli/keys.ts", "export-shipped", "--stack", "fremont"), { cwd: dir, env: toolEnv(), maxBuffer: 64 * 1024 * 1024 });
 }
 
 function filesUnder(root: string): string[] {

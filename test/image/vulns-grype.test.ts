@@ -18,7 +18,7 @@ import { toolsBin } from "../../lib/core/paths";
 import { EXIT_STATUS, readVulnReport, type VulnReport } from "../../lib/ops/vulns";
 import { encodeStepSpec, STEP_SPEC_ENV } from "../../lib/steps/steps";
 import { debianBase, debianBaseInputs } from "../support/images";
-import { repoRoot, toolEnv } from "../support/pulumi";
+import { repoRoot, toolEnv, tsNode } from "../support/pulumi";
 
 const STACK = "vulnstest";
 const GUARD = "relay-guard";
@@ -39,7 +39,7 @@ describe("npm run vulns with the real grype", () => {
         resolve({ status: err ? (typeof err.code === "number" ? err.code : null) : 0, stdout, stderr }),
       );
     });
-  const vulns = (...args: string[]) => run(join(repoRoot, "node_modules/.bin/tsx"), [join(repoRoot, "cli/vulns.ts"), ...args]);
+  const vulns = (...args: string[]) => run(...tsNode(join(repoRoot, "cli/vulns.ts"), ...args));
   const scan = () => vulns("--stack", STACK, "--build-dir", buildDir, "--artifacts", artifacts, "--json");
 
   /** A database of these entries, built `built` (default now), imported through the CLI. */
@@ -60,7 +60,7 @@ describe("npm run vulns with the real grype", () => {
     const baseDigest = baseImageDigest(inputs);
     const stem = join(artifacts, "sbom", `base-debian-${baseDigest.slice(0, 12)}`);
     // The program's own step, as the build runs it.
-    const scanned = await run(join(repoRoot, "node_modules/.bin/tsx"), [join(repoRoot, "cli/step.ts"), "scan-base-sbom"], {
+    const scanned = await run(...tsNode(join(repoRoot, "cli/step.ts"), "scan-base-sbom"), {
       [STEP_SPEC_ENV]: encodeStepSpec("scan-base-sbom", { rootfs: join(base, "rootfs"), stem, flavour: "debian", baseDigest }),
     });
     expect(scanned.status, scanned.stderr).toBe(0);

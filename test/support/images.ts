@@ -90,7 +90,7 @@ export function buildRelayIso(
   }
 }
 
-/** Runs a step as its resource does: `tsx cli/step.ts STEP` with the spec as JSON in the environment. */
+/** Runs a step as its resource does: `STEP_COMMAND STEP` with the spec as JSON in the environment. */
 export function runStep<N extends StepName>(step: N, spec: StepSpec<N>, env: Record<string, string> = {}) {
   const [command, ...args] = STEP_ARGV;
   return spawnSync(command, [...args, step], {

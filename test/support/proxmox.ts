@@ -4,7 +4,7 @@ import { request } from "node:https";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { ClusterModel, RecordedRequest } from "./proxmox-double/server";
-import { repoRoot } from "./pulumi";
+import { repoRoot, tsNode } from "./pulumi";
 
 /** The double's cluster model, written beside its log for --cluster. */
 function clusterFile(dir: string, cluster: ClusterModel): string {
@@ -102,11 +102,11 @@ export class ProxmoxDoubleProcess {
   static async start(dir: string, token: string, options: { boot?: boolean; rootPassword?: string; taskSeconds?: number; cluster?: ClusterModel } = {}): Promise<ProxmoxDoubleProcess> {
     const { cert, key } = loopbackCertificate(dir, "double");
     const log = join(dir, "requests.jsonl");
-    const child = spawn(join(repoRoot, "node_modules/.bin/tsx"), [join(repoRoot, "test/support/proxmox-double/server.ts"), "--cert", cert, "--key", key, "--log", log, "--token", token,
+    const child = spawn(...tsNode(join(repoRoot, "test/support/proxmox-double/server.ts"), "--cert", cert, "--key", key, "--log", log, "--token", token,
       ...(options.boot ? ["--datastore-dir", join(dir, "datastore"), "--boot-dir", join(dir, "boot")] : []),
       ...(options.rootPassword ? ["--root-password", options.rootPassword] : []),
       ...(options.taskSeconds !== undefined ? ["--task-seconds", String(options.taskSeconds)] : []),
-      ...(options.cluster ? ["--cluster", clusterFile(dir, options.cluster)] : [])], {
+      ...(options.cluster ? ["--cluster", clusterFile(dir, options.cluster)] : [])), {
       stdio: ["ignore", "pipe", "inherit"],
     });
     const endpoint = await new Promise<string>((resolve, reject) => {

@@ -22,6 +22,16 @@ export const PROGRAM_TRANSPILED_BY_SWC = {
 /** How Pulumi runs the program by default, as an operator's `pulumi up` does: ts-node type-checks every file. */
 export const PROGRAM_TYPE_CHECKED = { PULUMI_NODEJS_TRANSPILE_ONLY: "false", PULUMI_NODEJS_TSCONFIG_PATH: "tsconfig.json" };
 
+/**
+ * How `npm run` starts the program's scripts (package.json): one node with
+ * tsx's CommonJS hook. Returns the command and its arguments for `script`,
+ * a .ts file, run with `args`.
+ */
+export function tsNode(script: string, ...args: string[]): [string, string[]] {
+  return [process.execPath, ["--require", TSX_CJS, script, ...args]];
+}
+const TSX_CJS = require.resolve("tsx/cjs", { paths: [repoRoot] });
+
 export function toolEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   return {
     ...withToolsOnPath(),
@@ -101,7 +111,7 @@ export class TestProject {
 
   /** Runs one of the program's scripts (e.g. cli/broker.ts) in the project, as `npm run` would, against this stack's backend. */
   script(path: string, ...args: string[]): PulumiResult {
-    const result = spawnSync(join(this.dir, "node_modules/.bin/tsx"), [join(this.dir, path), ...args], { cwd: this.dir, env: this.env, encoding: "utf8" });
+    const result = spawnSync(...tsNode(join(this.dir, path), ...args), { cwd: this.dir, env: this.env, encoding: "utf8" });
     if (result.error) throw result.error;
     return { status: result.status, stdout: result.stdout, stderr: result.stderr };
   }
@@ -113,7 +123,7 @@ export class TestProject {
 
   /** Like scriptAsync, with environment variables changed (e.g. the PATH `npm run` gives a user who never sourced scripts/env.sh). */
   scriptAsyncWith(env: Record<string, string>, path: string, ...args: string[]): Promise<PulumiResult> {
-    return collect(spawn(join(this.dir, "node_modules/.bin/tsx"), [join(this.dir, path), ...args], { cwd: this.dir, env: { ...this.env, ...env } }));
+    return collect(spawn(...tsNode(join(this.dir, path), ...args), { cwd: this.dir, env: { ...this.env, ...env } }));
   }
 
   /** `npm run status -- --stack STACK --json` in the project: its exit status and its rows by relay. */

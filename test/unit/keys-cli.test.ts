@@ -4,13 +4,13 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { torListFingerprint, torSigningKeyExpiration } from "../../lib/tor/key-store";
 import { privateTmpDir } from "../support/tmp";
-import { repoRoot } from "../support/pulumi";
+import { repoRoot, tsNode } from "../support/pulumi";
 
 const store = join(privateTmpDir("keys-cli"), "keys");
 const root = repoRoot;
 
 function keys(...args: string[]) {
-  const result = spawnSync(join(root, "node_modules/.bin/tsx"), [join(root, "cli/keys.ts"), "--store", store, ...args], { encoding: "utf8" });
+  const result = spawnSync(...tsNode(join(root, "cli/keys.ts"), "--store", store, ...args), { encoding: "utf8" });
   return { status: result.status, stdout: result.stdout, stderr: result.stderr };
 }
 

@@ -16,6 +16,7 @@ import { expectedLaunchMeasurement } from "../../lib/snp/launch-digest";
 import { fixturePath } from "../support/snp-fixtures";
 import { brokerObservation } from "../../lib/ops/status-probe";
 import { privateTmpDir } from "../support/tmp";
+import { tsNode } from "../support/pulumi";
 
 const DIGEST = "ab".repeat(32);
 const status = (reason: string, measurement?: string): BrokerRelayStatus =>
@@ -66,7 +67,7 @@ describe("a measurement mismatch on the status board", () => {
     expect(mismatchExplainer("exit-1", join(dir, "relay.efi"), launch, [join(dir, "OVMF_SEV_4M.fd")])(actual)).toMatch(/^the report matches the firmware OVMF_SEV_4M\.fd \(1 vCPU of EPYC-v4\)/);
     expect(mismatchExplainer("exit-1", join(dir, "relay.efi"), launch)(actual)).toMatch(/^no launch of this UKI and OVMF with/);
     // A file that is not there is refused before anything is read, naming it.
-    const status = spawnSync("node_modules/.bin/tsx", ["cli/status.ts", "--node-ovmf", join(dir, "missing.fd")], { encoding: "utf8" });
+    const status = spawnSync(...tsNode("cli/status.ts", "--node-ovmf", join(dir, "missing.fd")), { encoding: "utf8" });
     expect(status.status).toBe(2);
     expect(status.stderr).toContain(`--node-ovmf ${join(dir, "missing.fd")}: no such file`);
   }, 60_000);

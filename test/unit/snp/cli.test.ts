@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { fixture, FIXTURE_MEASUREMENT, fixturePath } from "../../support/snp-fixtures";
-import { repoRoot } from "../../support/pulumi";
+import { repoRoot, tsNode } from "../../support/pulumi";
 
 const scratch = mkdtempSync(path.join(tmpdir(), "snp-cli-"));
 const emptyFile = path.join(scratch, "empty");
@@ -12,7 +12,7 @@ writeFileSync(emptyFile, "");
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 
 function snp(...args: string[]): { status: number | null; stdout: string; stderr: string } {
-  const result = spawnSync("npx", ["tsx", "cli/snp.ts", ...args], { cwd: repoRoot, encoding: "utf8" });
+  const result = spawnSync(...tsNode("cli/snp.ts", ...args), { cwd: repoRoot, encoding: "utf8" });
   return { status: result.status, stdout: result.stdout, stderr: result.stderr };
 }
 
