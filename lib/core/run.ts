@@ -6,7 +6,8 @@
 import { spawn, spawnSync, type SpawnSyncOptions } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { createRequire } from "node:module";
+import { join, resolve } from "node:path";
 
 class ToolError extends Error {
   constructor(
@@ -61,4 +62,22 @@ export function withPrivateTmpDir<T>(prefix: string, work: (dir: string) => T): 
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * How the program starts one of its TypeScript scripts as a child: this node
+ * with tsx's CommonJS hook from `projectDir`'s node_modules, as the npm
+ * scripts and steps do (the tsx command would start a second node and an ESM
+ * loader thread). Returns the command and its arguments; throws when tsx is
+ * not installed there.
+ */
+export function tsScriptCommand(projectDir: string, script: string, args: string[] = []): [string, string[]] {
+  let hook: string;
+  try {
+    // createRequire wants an absolute path; the program's projectDir is ".".
+    hook = createRequire(resolve(projectDir, "package.json")).resolve("tsx/cjs");
+  } catch {
+    throw new Error(`tsx is not installed in ${resolve(projectDir)}: run npm ci there`);
+  }
+  return [process.execPath, ["--require", hook, script, ...args]];
 }

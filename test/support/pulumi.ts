@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 import { withToolsOnPath } from "../../lib/core/paths";
+import { tsScriptCommand } from "../../lib/core/run";
 
 export const repoRoot = join(__dirname, "..", "..");
 const PROGRAM_FILES = ["Pulumi.yaml", "index.ts", "package.json", "tsconfig.json", "lib", "components", "images", "cli"];
@@ -22,15 +23,8 @@ export const PROGRAM_TRANSPILED_BY_SWC = {
 /** How Pulumi runs the program by default, as an operator's `pulumi up` does: ts-node type-checks every file. */
 export const PROGRAM_TYPE_CHECKED = { PULUMI_NODEJS_TRANSPILE_ONLY: "false", PULUMI_NODEJS_TSCONFIG_PATH: "tsconfig.json" };
 
-/**
- * How `npm run` starts the program's scripts (package.json): one node with
- * tsx's CommonJS hook. Returns the command and its arguments for `script`,
- * a .ts file, run with `args`.
- */
-export function tsNode(script: string, ...args: string[]): [string, string[]] {
-  return [process.execPath, ["--require", TSX_CJS, script, ...args]];
-}
-const TSX_CJS = require.resolve("tsx/cjs", { paths: [repoRoot] });
+/** How `npm run` starts the program's scripts (package.json): the command and arguments for `script`, a .ts file, run with `args`. */
+export const tsNode = (script: string, ...args: string[]) => tsScriptCommand(repoRoot, script, args);
 
 export function toolEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   return {
