@@ -66,6 +66,7 @@ describe("a Debian update on the mirror reaches every relay of the local stack",
 
   /** The ntor key the relay holds now, through the real collection step over SSH; undefined until tor has written it. */
   let collections = 0;
+  let lastCollection = "";
   const ntorKeyNow = (index: number): Buffer | undefined => {
     const relay = config.relays[index];
     const imageDigest = (++collections).toString(16).padStart(12, "0").padEnd(64, "f");
@@ -75,7 +76,6 @@ describe("a Debian update on the mirror reaches every relay of the local stack",
     if (result.status !== 0) lastCollection = result.stdout + result.stderr;
     return result.status === 0 && existsSync(file) ? readFileSync(file) : undefined;
   };
-  let lastCollection = "";
   /**
    * The relay's ntor key once tor has written it, from the collection that
    * found it: a second collection to read it again may meet a busy guest
