@@ -13,7 +13,7 @@ source "$here/scripts/env.sh"
 seconds=${1:-60}
 [[ $seconds =~ ^[0-9]+$ ]] || { echo "usage: scripts/fuzz.sh [SECONDS]" >&2; exit 2; }
 cd "$here/tools/broker"
-export GOTOOLCHAIN=local GOFLAGS="-mod=readonly -buildvcs=false"
+export GOTOOLCHAIN=local GOFLAGS="$GOFLAGS -mod=readonly -buildvcs=false"
 for target in internal/broker:FuzzRelayProtocol internal/snpcheck:FuzzCheck internal/snpcheck:FuzzPrepareCheck internal/protocol:FuzzReadSerialLine internal/protocol:FuzzCheckFiles internal/relayproof:FuzzDecodeEvidence; do
   package=${target%%:*} name=${target##*:}
   echo "fuzz $name ($package) for ${seconds}s"

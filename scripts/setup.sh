@@ -40,7 +40,7 @@ STEP_NOTE_FILE=$(mktemp)
 trap 'rm -f "$STEP_NOTE_FILE"' EXIT
 note() { printf '%s' "$*" >"$STEP_NOTE_FILE"; }
 command -v go >/dev/null || { log "Go is needed to build the Pulumi CLI, its plugins and the key broker: install it (https://go.dev/doc/install) or put it on PATH"; exit 1; }
-export GOFLAGS=-mod=mod GOTOOLCHAIN=local
+export GOFLAGS="$GOFLAGS -mod=mod" GOTOOLCHAIN=local
 export GOPROXY=${GOPROXY:-https://proxy.golang.org}
 
 apt_packages() {

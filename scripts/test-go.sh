@@ -14,7 +14,7 @@ for tool in command proxmoxve broker vulndb; do
   echo "go test tools/$tool"
   (
     cd "$here/tools/$tool"
-    export GOFLAGS="-mod=readonly -buildvcs=false"
+    export GOFLAGS="$GOFLAGS -mod=readonly -buildvcs=false"
     mapfile -t packages < <(go list -e -f '{{if or .TestGoFiles .XTestGoFiles}}{{.ImportPath}}{{end}}' ./...)
     # -count=1: tools/broker/e2e builds the programs as it runs, which the test cache cannot see.
     go test -count=1 -trimpath "${packages[@]}"

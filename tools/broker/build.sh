@@ -29,7 +29,7 @@ outdir=$(cd "$1" && pwd)
 export GOPROXY=${GOPROXY:-https://proxy.golang.org}
 # Never resolve anything not already pinned in go.mod/go.sum; no VCS stamping,
 # so the output does not depend on the state of the git checkout.
-export GOFLAGS="-mod=readonly -buildvcs=false"
+export GOFLAGS="${GOFLAGS:-} -mod=readonly -buildvcs=false"
 
 cd "$here"
 

@@ -15,7 +15,7 @@ mkdir -p "$outdir"
 outdir=$(cd "$outdir" && pwd)
 
 cd "$here"
-GOFLAGS=-mod=readonly go build -trimpath \
+GOFLAGS="${GOFLAGS:-} -mod=readonly" go build -trimpath \
 	-ldflags "-s -w -X main.version=$version" \
 	-o "$outdir/pulumi-resource-command" .
 

@@ -24,7 +24,7 @@ version=${PROXMOXVE_VERSION:-8.6.0}
 export GOPROXY=${GOPROXY:-https://proxy.golang.org}
 # Never resolve anything not already pinned in go.mod/go.sum; no VCS stamping,
 # so the output does not depend on the state of the git checkout.
-export GOFLAGS="-mod=readonly -buildvcs=false"
+export GOFLAGS="${GOFLAGS:-} -mod=readonly -buildvcs=false"
 ldflags="-s -w -X diskless-relays/tools/proxmoxve/internal/version.Version=$version"
 
 work=$(mktemp -d)
