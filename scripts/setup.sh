@@ -123,14 +123,17 @@ build_pulumi() {
 build_command() { bash "$here/tools/command/build.sh" "$OUT" >/dev/null; }
 build_proxmoxve() { bash "$here/tools/proxmoxve/build.sh" "$OUT" >/dev/null; }
 build_broker() { bash "$here/tools/broker/build.sh" "$OUT" >/dev/null; }
+# Syft and Grype build inside tools/vulndb, whose go.mod requires both: one
+# set of dependency versions for the two (and vulndb), so Grype and vulndb
+# reuse the packages Syft's build compiled instead of compiling their own.
 build_syft() {
-  GOBIN="$OUT" go install -trimpath -ldflags "-s -w -X main.version=$SYFT_VERSION" "github.com/anchore/syft/cmd/syft@v$SYFT_VERSION"
+  (cd "$here/tools/vulndb" && go build -trimpath -ldflags "-s -w -X main.version=$SYFT_VERSION" -o "$OUT/syft" github.com/anchore/syft/cmd/syft)
 }
 build_actionlint() {
   GOBIN="$OUT" go install -trimpath -ldflags "-s -w -X main.version=$ACTIONLINT_VERSION" "github.com/rhysd/actionlint/cmd/actionlint@v$ACTIONLINT_VERSION"
 }
 build_grype() {
-  GOBIN="$OUT" go install -trimpath -ldflags "-s -w -X main.version=$GRYPE_VERSION" "github.com/anchore/grype/cmd/grype@v$GRYPE_VERSION"
+  (cd "$here/tools/vulndb" && go build -trimpath -ldflags "-s -w -X main.version=$GRYPE_VERSION" -o "$OUT/grype" github.com/anchore/grype/cmd/grype)
 }
 build_vulndb() { (cd "$here/tools/vulndb" && go build -trimpath -ldflags "-s -w" -o "$OUT/vulndb" .); }
 
@@ -190,17 +193,18 @@ broker_tools() {
 # alone three). They all start at once, in the background, while Debian's
 # packages install and the first tool compiles; each build then finds its
 # modules in Go's module cache, which is safe for concurrent use. Each tools/
-# module downloads what its go.mod requires (go mod download); Syft, Grype and
-# actionlint, installed at a version, what their own go.mod requires (go
-# install -n resolves and downloads without compiling). Done once per set of
-# pins: a download that fails here is tried again by its build, which reports it.
+# module downloads what its go.mod requires (go mod download: Syft and Grype
+# build inside tools/vulndb); actionlint, installed at a version, what its own
+# go.mod requires (go install -n resolves and downloads without compiling).
+# Done once per set of pins: a download that fails here is tried again by its
+# build, which reports it.
 go_modules_marker() {
   local digest
-  digest=$(cd "$here/tools" && { find . -name go.sum -print0 | LC_ALL=C sort -z | xargs -0 sha256sum; echo "$SYFT_VERSION $GRYPE_VERSION $ACTIONLINT_VERSION"; } | sha256sum | cut -c1-12)
+  digest=$(cd "$here/tools" && { find . -name go.sum -print0 | LC_ALL=C sort -z | xargs -0 sha256sum; echo "$ACTIONLINT_VERSION"; } | sha256sum | cut -c1-12)
   echo "$DISKLESS_RELAYS_CACHE/go/.modules-$digest"
 }
 prefetch_go_modules() {
-  local marker dir tool
+  local marker dir
   marker=$(go_modules_marker)
   [[ -f $marker ]] && return 0
   local pids=()
@@ -208,10 +212,8 @@ prefetch_go_modules() {
     (cd "$here/tools/$dir" && go mod download) &
     pids+=($!)
   done
-  for tool in "github.com/anchore/syft/cmd/syft@v$SYFT_VERSION" "github.com/anchore/grype/cmd/grype@v$GRYPE_VERSION" "github.com/rhysd/actionlint/cmd/actionlint@v$ACTIONLINT_VERSION"; do
-    go install -n "$tool" 2>/dev/null &
-    pids+=($!)
-  done
+  go install -n "github.com/rhysd/actionlint/cmd/actionlint@v$ACTIONLINT_VERSION" 2>/dev/null &
+  pids+=($!)
   local failed=0 pid
   for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
   ((failed)) || { mkdir -p "$(dirname "$marker")" && touch "$marker"; }

@@ -7,6 +7,7 @@
  * plugin built for it), this test holds them together, with the installed
  * npm packages' own metadata as the oracle.
  */
+import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -35,5 +36,27 @@ describe("tool versions", () => {
   it("writes no version in scripts/setup.sh that another file pins", () => {
     const literal = [...text("scripts/setup.sh").matchAll(/^([A-Z_]+_VERSION)=[0-9]/gm)].map((m) => m[1]);
     expect(literal).toEqual(["ACTIONLINT_VERSION"]);
+  });
+
+  it("builds the Pulumi CLI and both provider plugins from one version of every module they share", () => {
+    // Go's build cache reuses a compiled package only when it and everything it imports are the same versions:
+    // one set of versions lets the plugins' builds reuse most of what the CLI's compiled. Two modules may differ:
+    // the CLI's Pulumi follows npm's SDK while the bridge needs a newer one; tablewriter's v1 changed the API the CLI uses.
+    const mayDiffer = new Set(["github.com/pulumi/pulumi/pkg/v3", "github.com/pulumi/pulumi/sdk/v3", "github.com/olekukonko/tablewriter"]);
+    const versions = new Map<string, Map<string, string>>();
+    for (const tool of ["pulumi", "command", "proxmoxve"]) {
+      const listed = spawnSync("go", ["list", "-m", "all"], {
+        cwd: join(repoRoot, "tools", tool),
+        encoding: "utf8",
+        env: { ...process.env, GOFLAGS: "-mod=readonly", GOPROXY: "off", GOTOOLCHAIN: "local", GOWORK: "off" },
+      });
+      expect(listed.status, listed.stderr).toBe(0);
+      for (const [path, version] of listed.stdout.trim().split("\n").slice(1).map((line) => line.split(" "))) {
+        if (!mayDiffer.has(path!) && version) versions.set(path!, (versions.get(path!) ?? new Map()).set(tool, version));
+      }
+    }
+    const split = [...versions].filter(([, byTool]) => new Set(byTool.values()).size > 1).map(([path, byTool]) => `${path}: ${[...byTool].map(([tool, v]) => `${tool} ${v}`).join(", ")}`);
+    expect(split).toEqual([]);
+    expect(versions.get("google.golang.org/grpc")?.size).toBe(3);
   });
 });
