@@ -85,7 +85,9 @@ describe("a broker-mode relay, booted", () => {
       lastPush = (await brokerStatus(admin)).relays.find((relay) => relay.relay === RELAY.name)!.lastPush;
     }
     expect(lastPush).not.toBeNull();
-    expect(vm!.console()).toMatch(/relay-agent: .*push: stored .*keys\/secret_onion_key_ntor.*state/);
+    // The broker records the push before its answer reaches the agent, which logs it after:
+    // wait for the agent's line rather than read the console at the same instant.
+    await waitFor(vm!.console, /relay-agent: .*push: stored .*keys\/secret_onion_key_ntor.*state/, 60);
   }, 300_000);
 
   it("comes back with the onion key it pushed after the broker is killed and restarted and the guest reboots", async () => {
