@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The whole suite, as `npm test` runs it, in two vitest processes side by
 # side, each running its files one at a time (vitest.config.ts says which
-# file runs in which): the four longest files that boot VMs under QEMU in
+# file runs in which): the three longest files that boot VMs under QEMU in
 # one, every other file (unit tests, the real engine against the Proxmox VE
-# double, image builds, the two short VM files) in the other. Each file
+# double, image builds, the three short VM files) in the other. Each file
 # already isolates itself (its own temp project, stack, network namespace
 # and ports); no two VM files run in one process because each alone keeps a
 # core busy emulating.
