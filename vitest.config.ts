@@ -6,9 +6,9 @@ import { defineConfig } from "vitest/config";
  * test/image, test/vm); the lanes only share out the time. The "vm" lane
  * holds the three longest VM files, which boot the local stack on a private
  * Tor network; these three short ones, which boot one relay at a time, run in
- * the "other" lane. In a cold run on 2 cores the "vm" lane, with image.test
- * still in it, took 2097 s and the other 1971 s: the other lane then left a
- * core to the last VM file alone. Moving image.test (52 s) evens them out.
+ * the "other" lane. In a cold run on 2 cores (`.ci/run`) the "vm" lane took
+ * 2094 s and the other 1948 s: the three local-stack files, which mostly wait
+ * on boots, consensus and health checks, are the run's longest chain.
  */
 const VM_FILES_IN_OTHER_LANE = ["test/vm/broker-boot.test.ts", "test/vm/image.test.ts", "test/vm/local-snp.test.ts"];
 
