@@ -12,32 +12,44 @@ type Handler<N extends StepName> = (spec: StepSpec<N>) => Promise<void> | void;
 
 /**
  * Each step loads only its own module, when it runs: loading every step's
- * module cost each step's node a fifth more CPU (remove-monitoring: 0.55 s
- * of CPU with all of them, 0.43 s with its own), and a redeploy runs dozens
- * of steps. require, not import(): under tsx's CommonJS hook import() goes
+ * module cost each step's node about a third more CPU (remove-monitoring,
+ * five runs each: 0.84-0.90 s of CPU with all of them, 0.58-0.65 s with its
+ * own), and a redeploy runs dozens of steps. require, not import(): under tsx's CommonJS hook import() goes
  * to node's ESM loader, which cannot load TypeScript.
  */
+const buildBaseSteps = () => require("./steps/build-base") as typeof import("./steps/build-base");
+const collectStateSteps = () => require("./steps/collect-state") as typeof import("./steps/collect-state");
+const buildRelayImageSteps = () => require("./steps/build-relay-image") as typeof import("./steps/build-relay-image");
+const sbomSteps = () => require("./steps/sbom") as typeof import("./steps/sbom");
+const measureLaunchSteps = () => require("./steps/measure-launch") as typeof import("./steps/measure-launch");
+const logMeasurementSteps = () => require("./steps/log-measurement") as typeof import("./steps/log-measurement");
+const monitoringSteps = () => require("./steps/monitoring") as typeof import("./steps/monitoring");
+const localVmSteps = () => require("./steps/local-vm") as typeof import("./steps/local-vm");
+const pruneIsosSteps = () => require("./steps/prune-isos") as typeof import("./steps/prune-isos");
+const brokerSteps = () => require("./steps/broker") as typeof import("./steps/broker");
+const rollOutSteps = () => require("./steps/roll-out") as typeof import("./steps/roll-out");
+
 const HANDLERS: { [N in StepName]: () => Handler<N> } = {
-  "build-base": () => (require("./steps/build-base") as typeof import("./steps/build-base")).buildBase,
-  "collect-state": () => (require("./steps/collect-state") as typeof import("./steps/collect-state")).collectState,
-  "remove-collected-state": () => (require("./steps/collect-state") as typeof import("./steps/collect-state")).removeCollectedState,
-  "build-relay-image": () => (require("./steps/build-relay-image") as typeof import("./steps/build-relay-image")).buildImage,
-  "remove-relay-image": () => (require("./steps/build-relay-image") as typeof import("./steps/build-relay-image")).removeImage,
-  "scan-base-sbom": () => (require("./steps/sbom") as typeof import("./steps/sbom")).scanBaseSbom,
-  "write-relay-sbom": () => (require("./steps/sbom") as typeof import("./steps/sbom")).writeRelaySbom,
-  "measure-launch": () => (require("./steps/measure-launch") as typeof import("./steps/measure-launch")).measureLaunch,
-  "log-measurement": () => (require("./steps/log-measurement") as typeof import("./steps/log-measurement")).logMeasurement,
-  "write-monitoring": () => (require("./steps/monitoring") as typeof import("./steps/monitoring")).writeMonitoring,
-  "remove-monitoring": () => (require("./steps/monitoring") as typeof import("./steps/monitoring")).removeMonitoring,
-  "start-local-vm": () => (require("./steps/local-vm") as typeof import("./steps/local-vm")).startVm,
-  "stop-local-vm": () => (require("./steps/local-vm") as typeof import("./steps/local-vm")).stopVm,
-  "prune-isos": () => (require("./steps/prune-isos") as typeof import("./steps/prune-isos")).pruneIsos,
-  "upload-relay-keys": () => (require("./steps/broker") as typeof import("./steps/broker")).uploadKeys,
-  "forget-relay-keys": () => (require("./steps/broker") as typeof import("./steps/broker")).forgetKeys,
-  "register-image": () => (require("./steps/broker") as typeof import("./steps/broker")).registerImageStep,
-  "retire-image": () => (require("./steps/broker") as typeof import("./steps/broker")).retireImageStep,
-  "roll-out": () => (require("./steps/roll-out") as typeof import("./steps/roll-out")).rollOut,
-  "remove-rollback-image": () => (require("./steps/roll-out") as typeof import("./steps/roll-out")).removeRollbackImage,
+  "build-base": () => buildBaseSteps().buildBase,
+  "collect-state": () => collectStateSteps().collectState,
+  "remove-collected-state": () => collectStateSteps().removeCollectedState,
+  "build-relay-image": () => buildRelayImageSteps().buildImage,
+  "remove-relay-image": () => buildRelayImageSteps().removeImage,
+  "scan-base-sbom": () => sbomSteps().scanBaseSbom,
+  "write-relay-sbom": () => sbomSteps().writeRelaySbom,
+  "measure-launch": () => measureLaunchSteps().measureLaunch,
+  "log-measurement": () => logMeasurementSteps().logMeasurement,
+  "write-monitoring": () => monitoringSteps().writeMonitoring,
+  "remove-monitoring": () => monitoringSteps().removeMonitoring,
+  "start-local-vm": () => localVmSteps().startVm,
+  "stop-local-vm": () => localVmSteps().stopVm,
+  "prune-isos": () => pruneIsosSteps().pruneIsos,
+  "upload-relay-keys": () => brokerSteps().uploadKeys,
+  "forget-relay-keys": () => brokerSteps().forgetKeys,
+  "register-image": () => brokerSteps().registerImageStep,
+  "retire-image": () => brokerSteps().retireImageStep,
+  "roll-out": () => rollOutSteps().rollOut,
+  "remove-rollback-image": () => rollOutSteps().removeRollbackImage,
 };
 
 async function main(): Promise<number> {
