@@ -14,8 +14,9 @@ export GOTOOLCHAIN=local GOPROXY=${GOPROXY:-https://proxy.golang.org}
 # idle: compiling and vetting every test package (most of their CPU, none of
 # it timed) and the brief fuzzing run at the lowest priority, the tests
 # themselves (some wait on clocks) at normal priority, from the build cache
-# the first pass filled. In a cold run they took 596 CPU-seconds, and the
-# lanes left a fifth of both cores idle once the Go tests were done.
+# the first pass filled. After a set-up with an empty build cache they took
+# 596 CPU-seconds (process accounting), and in a cold .ci/run the lanes left
+# a fifth of both cores idle once the Go tests were done.
 for tool in command proxmoxve broker vulndb; do
   echo "go test tools/$tool"
   (
